@@ -1,0 +1,97 @@
+// Variable: a Tensor plus what reverse-mode autograd needs: the gradient,
+// whether one is wanted, and the Node (the op) that made it.
+//
+// A differentiable op (autograd/ops.h) computes its forward on Tensors and
+// hands make_result() a backward function that captures ONLY the tensors a
+// required gradient needs. Example, in autograd/ops/matmul.cpp:
+//
+//   y = x @ W with W frozen: the node keeps W (for dx) but not x (dW is never
+//   computed), so x's bytes are freed as soon as the forward moves on.
+//
+// backward() walks the graph once in reverse topological order, sums the
+// gradients flowing into each Variable, stores them in leaves that require
+// grad (Tag::grads) and frees each node's saved tensors as it goes.
+#pragma once
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace mp::ag {
+
+struct Node;
+
+struct VarImpl {
+  Tensor value;
+  Tensor grad;                  // accumulated by backward(); leaves only
+  bool requires_grad = false;
+  std::shared_ptr<Node> node;   // the op that made this; null for leaves
+};
+
+class Variable {
+ public:
+  Variable() = default;
+  explicit Variable(Tensor value, bool requires_grad = false);
+
+  bool defined() const { return impl_ != nullptr; }
+  const Tensor& value() const { return impl_->value; }
+  Tensor& value() { return impl_->value; }
+  const Tensor& grad() const { return impl_->grad; }
+  bool requires_grad() const { return impl_->requires_grad; }
+  void set_requires_grad(bool r);
+  bool is_leaf() const { return impl_->node == nullptr; }
+  const Shape& shape() const { return impl_->value.shape(); }
+  int64_t size(int d) const { return impl_->value.size(d); }
+  int dim() const { return impl_->value.dim(); }
+  double item() const { return impl_->value.item(); }
+
+  // Reverse-mode sweep from this Variable. Without an argument it must hold
+  // one element (a loss) and its gradient is 1.
+  void backward() const;
+  void backward(const Tensor& grad_output) const;
+  // Drop the accumulated gradient (its bytes are freed).
+  void zero_grad() const;
+  // The same value, cut from the graph, requiring no gradient.
+  Variable detach() const;
+
+  const std::shared_ptr<VarImpl>& impl() const { return impl_; }
+
+ private:
+  std::shared_ptr<VarImpl> impl_;
+};
+
+// gin[i] is to be set for each input i with needs[i]; gout is the output's gradient.
+using BackwardFn = std::function<void(const Tensor& gout, std::span<Tensor> gin)>;
+
+struct Node {
+  std::string name;                             // the op's name, for errors and debugging
+  std::vector<std::shared_ptr<VarImpl>> inputs;  // null where no gradient is needed
+  BackwardFn backward;
+};
+
+// Whether gradients are recorded at all (false inside a NoGrad scope).
+bool grad_enabled();
+class NoGrad {
+ public:
+  NoGrad();
+  ~NoGrad();
+  NoGrad(const NoGrad&) = delete;
+  NoGrad& operator=(const NoGrad&) = delete;
+
+ private:
+  bool saved_;
+};
+
+// Whether an op must prepare the gradient of this input (grad mode on and
+// the input wants one). Ops use it to decide what to save.
+inline bool needs_grad(const Variable& v) { return grad_enabled() && v.defined() && v.requires_grad(); }
+
+// Wrap an op's output: records a Node when any input needs a gradient,
+// otherwise drops `backward` (and everything it captured) at once.
+Variable make_result(Tensor value, const char* name, std::initializer_list<Variable> inputs, BackwardFn backward);
+Variable make_result(Tensor value, const char* name, const std::vector<Variable>& inputs, BackwardFn backward);
+
+}  // namespace mp::ag

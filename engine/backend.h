@@ -1,0 +1,126 @@
+// The Backend interface: every kernel the engine needs, for one kind of
+// device. Ops in engine/ops.h check shapes, allocate outputs and call the
+// backend of their inputs' device; a backend only computes.
+//
+// Conventions for every kernel below:
+//  - tensors are contiguous unless the comment says "any strides";
+//  - all tensors of one call are on this backend's device;
+//  - float maths is done in f32 (f64 where the inputs are f64, for gradient
+//    checks); bf16 inputs are widened to f32;
+//  - "accumulate" means out += result, otherwise out = result.
+// The CPU backend (engine/cpu/) is the reference; the CUDA backend (cuda/)
+// registers itself at start-up when built.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "engine/device.h"
+#include "engine/memory.h"
+
+namespace mp {
+
+class Tensor;
+
+enum class UnaryOp : uint8_t { neg, exp, log, sqrt, tanh, relu, gelu, square };
+enum class BinaryOp : uint8_t { add, sub, mul, div };
+enum class ReduceOp : uint8_t { sum, max };
+enum class Distribution : uint8_t { uniform, normal };
+
+// Everything attention needs to know besides q, k, v.
+struct AttentionParams {
+  float scale = 1.f;          // scores = scale * q k^T
+  bool causal = true;         // query t sees keys s <= t + (S - T) (prefix keys always visible)
+  const Tensor* key_mask = nullptr;  // optional (B, S) i32: 0 = padding key, masked out
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+
+  // Memory. The tag is for allocators that pool per tag; the Ledger is kept by Storage.
+  virtual void* allocate(size_t bytes, Tag tag) = 0;
+  virtual void deallocate(void* p, size_t bytes, Tag tag) = 0;
+  // Host <-> device copies of raw bytes (the CPU backend: memcpy).
+  virtual void copy_from_host(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
+  virtual void synchronize() {}
+
+  // dst = src, any strides, same shape, converting dtype (f32/bf16/f64/i32).
+  virtual void copy(const Tensor& src, const Tensor& dst) = 0;
+  virtual void fill(const Tensor& dst, double value) = 0;
+  // Counter-based random fill (Philox): element i gets a value that depends
+  // only on (seed, i), so results do not depend on threads or devices.
+  // uniform: [a, b); normal: mean a, std b.
+  virtual void random(const Tensor& dst, Distribution dist, double a, double b, uint64_t seed) = 0;
+
+  // Elementwise. a and b: any strides, already expanded to out's shape.
+  virtual void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) = 0;
+  // out = op(a); a any strides.
+  virtual void unary(UnaryOp op, const Tensor& a, const Tensor& out) = 0;
+  // gx = gy * op'(x), op'(x) from the input x (or from y = op(x) where cheaper: exp, sqrt, tanh take y).
+  virtual void unary_backward(UnaryOp op, const Tensor& x_or_y, const Tensor& gy, const Tensor& gx) = 0;
+  // out = alpha * a + beta * out   (axpby; used for gradient accumulation and scaling)
+  virtual void axpby(float alpha, const Tensor& a, float beta, const Tensor& out) = 0;
+
+  // Reduce a (any strides) over one axis into out (a's shape with that axis 1).
+  virtual void reduce(ReduceOp op, const Tensor& a, int axis, const Tensor& out) = 0;
+
+  // out (batch, M, N) = alpha * op(a) op(b) + beta * out, where
+  // a is (batch or 1, M, K), or (batch or 1, K, M) if trans_a; b likewise (K, N) or (N, K).
+  // A batch of 1 on either side is shared by every batch entry (a weight).
+  // f32 (BLAS), f64 and bf16 x f32 (bf16 weights) must work.
+  virtual void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out,
+                      float alpha, float beta) = 0;
+
+  // Along the last axis of x (N, C): y = softmax(x) or log_softmax(x).
+  virtual void softmax(const Tensor& x, const Tensor& y, bool log) = 0;
+  // gx = softmax backward from y and gy.
+  virtual void softmax_backward(const Tensor& y, const Tensor& gy, const Tensor& gx, bool log) = 0;
+
+  // x (N, C), w (C), b (C) (b may be undefined) -> y (N, C); saves mean (N), rstd (N).
+  virtual void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, const Tensor& y,
+                          const Tensor& mean, const Tensor& rstd) = 0;
+  // gx (N, C) = ...; gw, gb accumulate (each may be undefined: not needed). gx may be undefined.
+  virtual void layer_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& w, const Tensor& mean,
+                                   const Tensor& rstd, const Tensor& gx, const Tensor& gw, const Tensor& gb) = 0;
+
+  // ids (N) i32, table (V, C) -> out (N, C). Ids out of range are an mp::Error.
+  virtual void embedding(const Tensor& ids, const Tensor& table, const Tensor& out) = 0;
+  // gtable (V, C) accumulates gout (N, C) rows at ids (scatter-add).
+  virtual void embedding_backward(const Tensor& ids, const Tensor& gout, const Tensor& gtable) = 0;
+
+  // Fused softmax + cross-entropy, never storing probabilities for all rows:
+  // logits (N, V), targets (N) i32 (ignore_index rows give loss 0) -> losses (N).
+  virtual void cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index,
+                             const Tensor& losses) = 0;
+  // glogits (N, V) = gscale * (softmax(logits) - onehot(target)), 0 for ignored rows.
+  virtual void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int ignore_index,
+                                      float gscale, const Tensor& glogits) = 0;
+
+  // out = x * keep / (1 - p), keep from Philox(seed, element index) so that
+  // the same call on gy gives the backward (no mask is stored).
+  virtual void dropout(const Tensor& x, float p, uint64_t seed, const Tensor& out) = 0;
+
+  // Fused attention. q (B, H, T, D), k and v (B, H, S, D) with S >= T (the
+  // first S - T keys are a prefix) -> out (B, H, T, D), lse (B, H, T) the
+  // log-sum-exp of each query's scores (saved for backward).
+  virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p,
+                         const Tensor& out, const Tensor& lse) = 0;
+  // gq, gk, gv (each may be undefined) from gout, recomputing probabilities from lse.
+  virtual void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                                  const Tensor& lse, const Tensor& gout, const AttentionParams& p,
+                                  const Tensor& gq, const Tensor& gk, const Tensor& gv) = 0;
+
+  // Fused AdamW (PyTorch semantics: decoupled decay, bias correction) on
+  // param, grad, m, v (all same shape, f32). step counts from 1.
+  virtual void adamw(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, float lr,
+                     float beta1, float beta2, float eps, float weight_decay, int64_t step) = 0;
+};
+
+// The backend of a device; mp::Error if none is registered (e.g. CUDA not built or no GPU).
+Backend& backend(Device d);
+void register_backend(DeviceType t, Backend* b);
+bool has_backend(DeviceType t);
+
+}  // namespace mp

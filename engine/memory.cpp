@@ -1,0 +1,67 @@
+#include "engine/memory.h"
+
+#include <algorithm>
+
+#include "engine/backend.h"
+
+namespace mp {
+
+std::string_view tag_name(Tag t) {
+  static constexpr std::string_view names[kTags] = {"weights", "grads", "optimizer", "activations", "workspace", "adapter"};
+  return names[int(t)];
+}
+
+Ledger& Ledger::instance() {
+  static Ledger ledger;
+  return ledger;
+}
+
+void Ledger::on_alloc(Device d, Tag t, size_t bytes) {
+  PerDevice& p = devices_[int(d.type)];
+  p.current[int(t)] += bytes;
+  p.peak[int(t)] = std::max(p.peak[int(t)], p.current[int(t)]);
+  p.total += bytes;
+  p.peak_total = std::max(p.peak_total, p.total);
+}
+
+void Ledger::on_free(Device d, Tag t, size_t bytes) {
+  PerDevice& p = devices_[int(d.type)];
+  p.current[int(t)] -= bytes;
+  p.total -= bytes;
+}
+
+size_t Ledger::current(Tag t, Device d) const { return devices_[int(d.type)].current[int(t)]; }
+size_t Ledger::peak(Tag t, Device d) const { return devices_[int(d.type)].peak[int(t)]; }
+size_t Ledger::current_total(Device d) const { return devices_[int(d.type)].total; }
+size_t Ledger::peak_total(Device d) const { return devices_[int(d.type)].peak_total; }
+
+void Ledger::reset_peaks() {
+  for (PerDevice& p : devices_) {
+    p.peak = p.current;
+    p.peak_total = p.total;
+  }
+}
+
+static thread_local Tag g_tag = Tag::activations;
+Tag current_tag() { return g_tag; }
+TagScope::TagScope(Tag t) : saved_(g_tag) { g_tag = t; }
+TagScope::~TagScope() { g_tag = saved_; }
+
+std::shared_ptr<Storage> Storage::allocate(size_t bytes, Device d, Tag t) {
+  void* data = backend(d).allocate(bytes, t);
+  Ledger::instance().on_alloc(d, t, bytes);
+  return std::shared_ptr<Storage>(new Storage(data, bytes, d, t));
+}
+
+Storage::~Storage() {
+  backend(device_).deallocate(data_, bytes_, tag_);
+  Ledger::instance().on_free(device_, tag_, bytes_);
+}
+
+void Storage::retag(Tag t) {
+  Ledger::instance().on_free(device_, tag_, bytes_);
+  Ledger::instance().on_alloc(device_, t, bytes_);
+  tag_ = t;
+}
+
+}  // namespace mp

@@ -1,0 +1,66 @@
+// Tensor ops without gradients: each checks shapes (mp::Error naming them),
+// allocates its output under the current TagScope's tag, and calls the
+// backend of its inputs' device. autograd/ builds differentiable ops on these.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "engine/backend.h"
+#include "engine/tensor.h"
+
+namespace mp::ops {
+
+// Elementwise with NumPy broadcasting.
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);
+Tensor scale(const Tensor& a, float s);  // a * s
+Tensor unary(UnaryOp op, const Tensor& a);
+Tensor unary_backward(UnaryOp op, const Tensor& x_or_y, const Tensor& gy);
+void axpby(float alpha, const Tensor& a, float beta, const Tensor& out);  // out = alpha*a + beta*out
+void fill(const Tensor& t, double value);
+void random(const Tensor& t, Distribution dist, double a, double b, uint64_t seed);
+
+// Reductions over one axis (negative counts from the end) or all.
+Tensor sum(const Tensor& a, int axis, bool keepdim = false);
+Tensor mean(const Tensor& a, int axis, bool keepdim = false);
+Tensor max(const Tensor& a, int axis, bool keepdim = false);
+Tensor sum_all(const Tensor& a);  // shape (1)
+// Sum a broadcast result back to `shape` (the gradient of broadcasting).
+Tensor sum_to(const Tensor& a, const Shape& shape);
+
+// Matrix products. a (..., M, K) @ b (..., K, N) -> (..., M, N); a 2-D b is
+// shared by every batch entry; ta/tb read a or b transposed without a copy.
+Tensor matmul(const Tensor& a, const Tensor& b, bool ta = false, bool tb = false);
+// out = alpha * op(a) op(b) + beta * out, with out allocated by the caller.
+void matmul_into(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor& out, float alpha, float beta);
+
+Tensor softmax(const Tensor& x);      // over the last axis
+Tensor log_softmax(const Tensor& x);  // over the last axis
+Tensor softmax_backward(const Tensor& y, const Tensor& gy, bool log);
+
+struct LayerNormOut {
+  Tensor y, mean, rstd;
+};
+// Over the last axis of x (..., C).
+LayerNormOut layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps);
+
+Tensor embedding(const Tensor& ids, const Tensor& table);  // ids (...) i32 -> (..., C)
+// Per-row losses (N) of logits (N, V) against targets (N); ignored rows are 0.
+Tensor cross_entropy_rows(const Tensor& logits, const Tensor& targets, int ignore_index);
+Tensor dropout(const Tensor& x, float p, uint64_t seed);
+
+struct AttentionOut {
+  Tensor out, lse;
+};
+AttentionOut attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p);
+
+// Concatenate along one axis (prompt tuning prepends virtual tokens this way).
+Tensor cat(const std::vector<Tensor>& parts, int axis);
+
+// Largest |a - b| (for tests and checks); a and b same shape.
+double max_abs_diff(const Tensor& a, const Tensor& b);
+
+}  // namespace mp::ops

@@ -1,0 +1,76 @@
+// Module: a named tree of parameters, buffers and child modules, as
+// torch.nn.Module. Names are dotted paths ("transformer.h.0.attn.c_attn.weight")
+// and match Hugging Face checkpoints, so a state dict loads by name.
+//
+//   struct Block : Module {
+//     std::shared_ptr<Linear> c_attn = add_module("c_attn", std::make_shared<Linear>(...));
+//   };
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "autograd/variable.h"
+
+namespace mp::nn {
+
+using ag::Variable;
+using NamedParameter = std::pair<std::string, Variable>;
+
+class Module {
+ public:
+  virtual ~Module() = default;
+  Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  // Depth first in registration order; a Variable is a shared handle, so
+  // changing its value or requires_grad changes the module's parameter.
+  std::vector<NamedParameter> named_parameters(const std::string& prefix = "") const;
+  std::vector<Variable> parameters() const;
+  std::vector<std::pair<std::string, Tensor>> named_buffers(const std::string& prefix = "") const;
+  std::vector<std::pair<std::string, Module*>> named_modules(const std::string& prefix = "");
+  // The module at a dotted path ("h.0.attn"); nullptr when there is none.
+  Module* find_module(std::string_view path);
+  // Parameters with requires_grad / all of them (elements, not bytes).
+  int64_t num_parameters(bool trainable_only = false) const;
+
+  // train(true) enables dropout; eval() is train(false). Applies to children.
+  void train(bool on = true);
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+
+  // Set requires_grad on parameters whose full name matches `pattern`: "*" is
+  // every parameter, "a.*" a prefix, "*.bias" a suffix, otherwise the exact
+  // name. Returns how many matched.
+  int set_requires_grad(std::string_view pattern, bool requires_grad);
+  int freeze(std::string_view pattern = "*") { return set_requires_grad(pattern, false); }
+  int unfreeze(std::string_view pattern = "*") { return set_requires_grad(pattern, true); }
+
+  // Forget every parameter's gradient.
+  void zero_grad() const;
+
+ protected:
+  // The value's storage is tagged `weights` (or whatever tag it has already).
+  Variable add_parameter(std::string name, Tensor value, bool requires_grad = true);
+  Tensor add_buffer(std::string name, Tensor value);
+  template <class M>
+  std::shared_ptr<M> add_module(std::string name, std::shared_ptr<M> m) {
+    children_.emplace_back(std::move(name), m);
+    return m;
+  }
+
+ private:
+  std::vector<NamedParameter> params_;
+  std::vector<std::pair<std::string, Tensor>> buffers_;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+  bool training_ = true;
+};
+
+// Glob match used by set_requires_grad and target_modules: "*", "p.*", "*.s", exact.
+bool name_matches(std::string_view name, std::string_view pattern);
+
+}  // namespace mp::nn
