@@ -1,0 +1,125 @@
+#include "peft/lora.h"
+
+#include <cmath>
+
+#include "autograd/ops.h"
+#include "engine/error.h"
+#include "engine/ops.h"
+#include "nn/init.h"
+#include "nn/rng.h"
+
+namespace mp::peft {
+
+// Forward:  h = dropout(x) A^T, the mask drawn from Philox(seed).
+// Backward, with g = dh (..., r):
+//   dA (r, in) = g^T dropout(x)          -- dropout(x) recomputed from x and the seed
+//   dx (..., in) = dropout'(g A)         -- the same mask and 1/(1-p) applied to g A
+// Only x (for dA) and A (for dx) are kept, each only when the other side
+// needs its gradient, as ag::linear does.
+Variable lora_down(const Variable& x, const Variable& a, float p, uint64_t seed) {
+  const int64_t r = a.size(0), in = a.size(1);
+  if (x.dim() < 1 || x.size(-1) != in)
+    fail("LoRA: input {} does not match lora_A {}", shape_str(x.shape()), shape_str(a.shape()));
+  auto drop = [p, seed](const Tensor& t) { return p > 0.f ? ops::dropout(t, p, seed) : t; };
+
+  const bool need_x = ag::needs_grad(x), need_a = ag::needs_grad(a);
+  Tensor x2 = x.value().reshape({-1, in});               // (N, in)
+  Tensor h2 = ops::matmul(drop(x2), a.value(), false, true);  // (N, r); dropout(x) freed right here
+  Shape h_shape = x.shape();
+  h_shape.back() = r;
+
+  Tensor keep_x = need_a ? x2 : Tensor();         // the undropped input, for dA
+  Tensor keep_a = need_x ? a.value() : Tensor();  // for dx
+  Shape x_shape = x.shape();
+  return ag::make_result(h2.view(h_shape), "lora_down", {x, a}, [=](const Tensor& g, std::span<Tensor> gin) {
+    Tensor g2 = g.reshape({-1, r});  // (N, r)
+    if (need_x) gin[0] = drop(ops::matmul(g2, keep_a, false, false)).reshape(x_shape);  // (N, in)
+    if (need_a) gin[1] = ops::matmul(g2, drop(keep_x), true, false);                   // (r, in)
+  });
+}
+
+void LoraLinear::add_adapter(const std::string& name, const LoraConfig& c, int64_t in, int64_t out, uint64_t seed) {
+  if (name.empty() || name.find('.') != std::string::npos)
+    fail("adapter name '{}' must be non-empty and contain no '.'", name);
+  if (has_adapter(name)) fail("adapter '{}' already exists", name);
+  if (c.r <= 0) fail("LoRA rank r must be > 0, got {}", c.r);
+
+  TagScope scope(Tag::adapter);
+  Tensor a = Tensor::empty({c.r, in});   // (r, in)
+  Tensor b = Tensor::zeros({out, c.r});  // (out, r)
+  switch (c.init_lora_weights) {
+    case LoraInit::kaiming: nn::init::kaiming_uniform_(a, std::sqrt(5.0), seed); break;
+    case LoraInit::gaussian: nn::init::normal_(a, 0.0, 1.0 / c.r, seed); break;
+    case LoraInit::none:  // both as torch.nn.Linear leaves them
+      nn::init::kaiming_uniform_(a, std::sqrt(5.0), seed);
+      nn::init::kaiming_uniform_(b, std::sqrt(5.0), nn::mix_seed(seed, 1, 0));
+      break;
+  }
+  auto ma = lora_A_->insert(name, std::make_shared<WeightModule>(a));
+  auto mb = lora_B_->insert(name, std::make_shared<WeightModule>(b));
+  adapters_[name] = LoraWeights{ma->weight, mb->weight, c.r, c.scaling(), c.lora_dropout};
+  if (active_.empty()) active_ = name;
+}
+
+void LoraLinear::delete_adapter(const std::string& name) {
+  if (!has_adapter(name)) fail("no adapter '{}' to delete", name);
+  if (merged_ == name) fail("adapter '{}' is merged; unmerge it before deleting it", name);
+  lora_A_->erase(name);
+  lora_B_->erase(name);
+  adapters_.erase(name);
+  if (active_ == name) active_.clear();
+}
+
+const LoraWeights& LoraLinear::weights(const std::string& name) const {
+  auto it = adapters_.find(name);
+  if (it == adapters_.end()) fail("no LoRA adapter '{}'", name);
+  return it->second;
+}
+
+std::vector<std::string> LoraLinear::adapter_names() const {
+  std::vector<std::string> names;
+  for (const auto& [name, w] : adapters_) names.push_back(name);
+  return names;
+}
+
+void LoraLinear::set_active(const std::string& name) {
+  if (!name.empty() && !has_adapter(name)) fail("no LoRA adapter '{}'", name);
+  if (merged() && name != merged_) fail("adapter '{}' is merged; unmerge it before switching to '{}'", merged_, name);
+  active_ = name;
+}
+
+Variable LoraLinear::forward(const Variable& x, const Variable& base_out, const nn::Linear&) {
+  if (active_.empty() || merged()) return base_out;
+  const LoraWeights& w = adapters_.at(active_);
+  const float p = is_training() ? w.dropout : 0.f;
+  const uint64_t seed = p > 0.f ? nn::mix_seed(nn::rng_state().seed, dropout_instance_, nn::next_dropout_call()) : 0;
+  Variable h = lora_down(x, w.A, p, seed);                 // (..., r)
+  Variable up = ag::linear(h, w.B, Variable());            // (..., out)
+  return ag::add(base_out, ag::scale(up, w.scaling));      // (..., out)
+}
+
+void LoraLinear::add_delta(nn::Linear& base, const LoraWeights& w, float sign) const {
+  const Tensor& W = base.weight.value();
+  if (W.dtype() != DType::f32) fail("LoRA merge needs an f32 base weight, got {}", dtype_name(W.dtype()));
+  // torch layout W (out, in) += s * B (out, r) A (r, in)
+  // conv1d layout W (in, out) += s * A^T (in, r) B^T (r, out)
+  if (base.layout() == nn::Layout::torch)
+    ops::matmul_into(w.B.value(), false, w.A.value(), false, W, sign * w.scaling, 1.f);
+  else
+    ops::matmul_into(w.A.value(), true, w.B.value(), true, W, sign * w.scaling, 1.f);
+}
+
+void LoraLinear::merge(nn::Linear& base) {
+  if (merged()) fail("adapter '{}' is already merged", merged_);
+  if (active_.empty()) return;  // nothing to merge
+  add_delta(base, adapters_.at(active_), +1.f);
+  merged_ = active_;
+}
+
+void LoraLinear::unmerge(nn::Linear& base) {
+  if (!merged()) return;
+  add_delta(base, adapters_.at(merged_), -1.f);
+  merged_.clear();
+}
+
+}  // namespace mp::peft

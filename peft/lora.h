@@ -1,0 +1,93 @@
+// LoRA (Hu et al. 2021), as HF PEFT implements it. A frozen Linear W0 gets
+// a low-rank update that is trained instead of W0:
+//
+//   h = W0 x + b + scale * B A dropout(x)        A (r, in), B (out, r)
+//   scale = lora_alpha / r   (rsLoRA: lora_alpha / sqrt(r))
+//
+// A starts Kaiming-uniform (or Gaussian), B at zero, so a fresh adapter
+// changes nothing. Dropout acts on the LoRA path only.
+//
+// LoraLinear is the nn::LinearAdapter that a Linear calls after computing
+// W0 x + b. One LoraLinear holds every named adapter of its layer (PEFT's
+// lora_A / lora_B ModuleDicts); one of them is active. Parameter names
+// follow PEFT's, under the seam's name "lora":
+//
+//   transformer.h.0.attn.c_attn.lora.lora_A.default.weight   (r, in)
+//   transformer.h.0.attn.c_attn.lora.lora_B.default.weight   (out, r)
+//
+// Memory: x is needed for A's gradient. With dropout, PyTorch keeps both x
+// and dropout(x); here the op lora_down keeps x only and regenerates the
+// dropout mask from its Philox seed in backward, so dropout costs no
+// activation bytes.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nn/linear.h"
+#include "nn/rng.h"
+#include "peft/config.h"
+#include "peft/modules.h"
+
+namespace mp::peft {
+
+using ag::Variable;
+
+// dropout(x) A^T without saving dropout(x): x (..., in), A (r, in) -> (..., r).
+// Saves x (for A's gradient) and A (for x's gradient) only when needed; the
+// dropout mask comes from Philox(seed) in forward and again in backward.
+Variable lora_down(const Variable& x, const Variable& a, float p, uint64_t seed);
+
+// One adapter's settings and weights within one layer.
+struct LoraWeights {
+  Variable A;  // (r, in)
+  Variable B;  // (out, r)
+  int r = 0;
+  float scaling = 1.f;
+  float dropout = 0.f;
+};
+
+class LoraLinear : public nn::LinearAdapter {
+ public:
+  // The name LoraLinear is registered under in its Linear.
+  static constexpr const char* kSeamName = "lora";
+
+  // Add adapter `name` for a Linear of in -> out features (A, B under Tag::adapter).
+  void add_adapter(const std::string& name, const LoraConfig& config, int64_t in_features, int64_t out_features,
+                   uint64_t seed);
+  // Remove adapter `name` (it must not be merged); the active one falls back to none.
+  void delete_adapter(const std::string& name);
+  bool has_adapter(const std::string& name) const { return adapters_.count(name) != 0; }
+  const LoraWeights& weights(const std::string& name) const;
+  std::vector<std::string> adapter_names() const;
+
+  // Which adapter forward() adds ("" = none: the base output passes through).
+  void set_active(const std::string& name);
+  const std::string& active() const { return active_; }
+
+  // base_out + scale * B A dropout(x) for the active adapter, unless merged.
+  // x (..., in), base_out (..., out) -> (..., out).
+  Variable forward(const Variable& x, const Variable& base_out, const nn::Linear& base) override;
+
+  // Fold the active adapter into base.weight (W0 += scale * B A, transposed
+  // for a Conv1D layout) / take it out again. While merged, forward() skips
+  // the LoRA path (the base output already contains it).
+  void merge(nn::Linear& base);
+  void unmerge(nn::Linear& base);
+  bool merged() const { return !merged_.empty(); }
+  const std::string& merged_adapter() const { return merged_; }
+
+ private:
+  // W += sign * scale * B A in the base's layout.
+  void add_delta(nn::Linear& base, const LoraWeights& w, float sign) const;
+  std::shared_ptr<ModuleDict> lora_A_ = add_module("lora_A", std::make_shared<ModuleDict>());
+  std::shared_ptr<ModuleDict> lora_B_ = add_module("lora_B", std::make_shared<ModuleDict>());
+  std::map<std::string, LoraWeights> adapters_;
+  std::string active_;
+  std::string merged_;  // the adapter folded into the base weight, "" if none
+  uint64_t dropout_instance_ = nn::next_dropout_instance();  // part of each dropout seed
+};
+
+}  // namespace mp::peft
