@@ -29,9 +29,12 @@ class Module {
 
   // Depth first in registration order; a Variable is a shared handle, so
   // changing its value or requires_grad changes the module's parameter.
+  // A parameter registered twice (tied weights) is listed once, under the
+  // first name it was reached by, as in PyTorch.
   std::vector<NamedParameter> named_parameters(const std::string& prefix = "") const;
   std::vector<Variable> parameters() const;
   std::vector<std::pair<std::string, Tensor>> named_buffers(const std::string& prefix = "") const;
+  // This module first (under `prefix`), then every descendant, depth first.
   std::vector<std::pair<std::string, Module*>> named_modules(const std::string& prefix = "");
   // The module at a dotted path ("h.0.attn"); nullptr when there is none.
   Module* find_module(std::string_view path);
@@ -54,23 +57,34 @@ class Module {
   void zero_grad() const;
 
  protected:
-  // The value's storage is tagged `weights` (or whatever tag it has already).
+  // The value's storage is retagged `weights` unless it is already tagged
+  // `weights` or `adapter`. Names must be unique within this module and may
+  // not contain '.'.
   Variable add_parameter(std::string name, Tensor value, bool requires_grad = true);
+  // Register an existing Variable (tied weights: one Variable, two names).
+  Variable add_parameter(std::string name, Variable v);
+  // A buffer is state that is saved and loaded but never trained (no grad).
   Tensor add_buffer(std::string name, Tensor value);
   template <class M>
   std::shared_ptr<M> add_module(std::string name, std::shared_ptr<M> m) {
+    check_new_name(name);
     children_.emplace_back(std::move(name), m);
     return m;
   }
+  // Unregister a child module; returns whether there was one by that name.
+  bool remove_module(std::string_view name);
 
  private:
+  void check_new_name(const std::string& name) const;  // asserts: unique, non-empty, no '.'
   std::vector<NamedParameter> params_;
   std::vector<std::pair<std::string, Tensor>> buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
 };
 
-// Glob match used by set_requires_grad and target_modules: "*", "p.*", "*.s", exact.
+// Glob match used by set_requires_grad and target_modules: '*' matches any
+// run of characters (dots included), everything else matches itself, so
+// "*", "p.*", "*.s", "h.*.attn.*" and exact names all work.
 bool name_matches(std::string_view name, std::string_view pattern);
 
 }  // namespace mp::nn

@@ -1,0 +1,16 @@
+// Activation recompute for layers that use Dropout. ag::checkpoint runs a
+// block's forward twice (once now, once during backward); Dropout draws a
+// new seed on every call, so the replay must see the RngState the first run
+// saw, or its masks would differ. nn::checkpoint arranges that.
+//
+//   x = nn::checkpoint([&](const std::vector<Variable>& in) { return block->forward(in[0]); }, {x});
+#pragma once
+#include <vector>
+
+#include "autograd/recompute.h"
+
+namespace mp::nn {
+
+ag::Variable checkpoint(ag::CheckpointFn fn, const std::vector<ag::Variable>& inputs);
+
+}  // namespace mp::nn

@@ -1,0 +1,48 @@
+#include "nn/clip_grad.h"
+
+#include <cmath>
+
+#include "engine/error.h"
+#include "engine/ops.h"
+
+namespace mp::nn {
+
+// Sum of squares of one gradient, in f64.
+static double squared_norm(const Tensor& g) {
+  if (g.device().is_cpu() && g.dtype() == DType::f32 && g.is_contiguous()) {
+    const float* x = g.data<float>();
+    double sum = 0;
+    for (int64_t i = 0; i < g.numel(); ++i) sum += double(x[i]) * double(x[i]);
+    return sum;
+  }
+  // Other devices and dtypes: widen to f64 there and reduce there.
+  Tensor g64 = g.to(DType::f64);
+  return ops::sum_all(ops::mul(g64, g64)).item();
+}
+
+double grad_norm(const std::vector<Variable>& params) {
+  TagScope scope(Tag::workspace);
+  double sum = 0;
+  for (const Variable& p : params)
+    if (p.defined() && p.grad().defined()) sum += squared_norm(p.grad());
+  return std::sqrt(sum);
+}
+
+double clip_grad_norm(const std::vector<Variable>& params, double max_norm) {
+  if (!(max_norm > 0)) fail("clip_grad_norm: max_norm must be > 0, not {}", max_norm);
+  double norm = grad_norm(params);
+  double coef = max_norm / (norm + 1e-6);
+  if (coef < 1.0 || std::isnan(coef)) {
+    for (const Variable& p : params)
+      if (p.defined() && p.grad().defined()) ops::axpby(float(coef), p.grad(), 0.f, p.grad());  // g *= coef
+  }
+  return norm;
+}
+
+double clip_grad_norm(const std::vector<NamedParameter>& params, double max_norm) {
+  std::vector<Variable> vars;
+  for (const auto& [name, v] : params) vars.push_back(v);
+  return clip_grad_norm(vars, max_norm);
+}
+
+}  // namespace mp::nn

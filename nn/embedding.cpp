@@ -1,0 +1,23 @@
+#include "nn/embedding.h"
+
+#include "autograd/ops.h"
+#include "engine/error.h"
+#include "nn/init.h"
+
+namespace mp::nn {
+
+Embedding::Embedding(int64_t num_embeddings, int64_t embedding_dim, uint64_t seed) {
+  if (num_embeddings <= 0 || embedding_dim <= 0)
+    fail("Embedding({}, {}): sizes must be positive", num_embeddings, embedding_dim);
+  TagScope scope(Tag::weights);
+  Tensor w = Tensor::empty({num_embeddings, embedding_dim});  // (V, C)
+  init::normal_(w, 0.0, 1.0, seed);
+  weight = add_parameter("weight", w);
+}
+
+Variable Embedding::forward(const Tensor& ids) const {
+  if (ids.dtype() != DType::i32) fail("Embedding: ids must be i32, not {}", dtype_name(ids.dtype()));
+  return ag::embedding(ids, weight);  // (..., C)
+}
+
+}  // namespace mp::nn

@@ -1,0 +1,25 @@
+// Embedding: a (V, C) table whose rows are looked up by integer ids
+// (torch.nn.Embedding). The gradient is a scatter-add into the rows used.
+#pragma once
+#include <cstdint>
+
+#include "nn/module.h"
+#include "nn/rng.h"
+
+namespace mp::nn {
+
+class Embedding : public Module {
+ public:
+  // weight ~ N(0, 1), as torch.nn.Embedding.
+  Embedding(int64_t num_embeddings, int64_t embedding_dim, uint64_t seed = next_init_seed());
+
+  // ids (...) i32 -> (..., C). An id outside [0, V) is an mp::Error.
+  Variable forward(const Tensor& ids) const;
+
+  int64_t num_embeddings() const { return weight.size(0); }
+  int64_t embedding_dim() const { return weight.size(1); }
+
+  Variable weight;  // (V, C)
+};
+
+}  // namespace mp::nn

@@ -1,0 +1,63 @@
+#include "nn/linear.h"
+
+#include <cmath>
+
+#include "autograd/ops.h"
+#include "engine/error.h"
+#include "nn/init.h"
+
+namespace mp::nn {
+
+Linear::Linear(int64_t in_features, int64_t out_features, bool has_bias, Layout layout, uint64_t seed)
+    : in_(in_features), out_(out_features), layout_(layout) {
+  if (in_features <= 0 || out_features <= 0) fail("Linear({}, {}): sizes must be positive", in_features, out_features);
+  TagScope scope(Tag::weights);
+  if (layout == Layout::torch) {
+    Tensor w = Tensor::empty({out_, in_});  // (out, in)
+    init::kaiming_uniform_(w, std::sqrt(5.0), seed);
+    weight = add_parameter("weight", w);
+  } else {
+    Tensor w = Tensor::empty({in_, out_});  // (in, out)
+    init::normal_(w, 0.0, 0.02, seed);
+    weight = add_parameter("weight", w);
+  }
+  if (has_bias) {
+    Tensor b = Tensor::empty({out_});  // (out)
+    if (layout == Layout::torch) {
+      double bound = 1.0 / std::sqrt(double(in_));
+      init::uniform_(b, -bound, bound, mix_seed(seed, 1, 0));
+    } else {
+      init::zeros_(b);
+    }
+    bias = add_parameter("bias", b);
+  }
+}
+
+Variable Linear::base_forward(const Variable& x) const {
+  if (x.dim() == 0 || x.size(-1) != in_)
+    fail("Linear({}, {}): input of shape {} does not end in {}", in_, out_, shape_str(x.shape()), in_);
+  return ag::linear(x, weight, bias, layout_ == Layout::conv1d);  // (..., out)
+}
+
+Variable Linear::forward(const Variable& x) {
+  Variable out = base_forward(x);  // (..., out)
+  if (adapter_ && adapter_->enabled) return adapter_->forward(x, out, *this);
+  return out;
+}
+
+void Linear::set_adapter(const std::string& name, std::shared_ptr<LinearAdapter> adapter) {
+  clear_adapter();
+  if (!adapter) return;  // set_adapter(name, nullptr) just detaches
+  adapter->train(is_training());
+  adapter_ = add_module(name, std::move(adapter));
+  adapter_name_ = name;
+}
+
+void Linear::clear_adapter() {
+  if (!adapter_) return;
+  remove_module(adapter_name_);
+  adapter_.reset();
+  adapter_name_.clear();
+}
+
+}  // namespace mp::nn

@@ -1,0 +1,72 @@
+// Linear: y = x W^T + b, with the weight stored either way round:
+//
+//   Layout::torch   weight (out, in)   torch.nn.Linear, OPT
+//   Layout::conv1d  weight (in, out)   GPT-2's Conv1D in Hugging Face
+//
+// Both call ag::linear, which reads the weight transposed or not without a
+// copy, so a GPT-2 checkpoint loads as is.
+//
+// The adapter seam. PEFT (a later layer, unknown here) changes what a Linear
+// computes by attaching a LinearAdapter: Linear::forward computes the base
+// output and hands it, with the input, to the adapter, which returns the
+// final output. LoRA returns base_out + scale * B(A(dropout(x))). The adapter
+// is registered as a child module under the name given to set_adapter, so its
+// parameters are named with that prefix ("h.0.attn.c_attn.lora.A.weight")
+// and are saved, frozen, counted and optimised like any others.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "nn/module.h"
+#include "nn/rng.h"
+
+namespace mp::nn {
+
+enum class Layout : uint8_t { torch, conv1d };
+
+class Linear;
+
+// What PEFT implements to change a Linear's output. `enabled` lets a caller
+// turn the adapter off (Linear::forward then returns the base output).
+struct LinearAdapter : Module {
+  bool enabled = true;
+  // x (..., in), base_out (..., out) = the Linear's own output -> (..., out).
+  virtual Variable forward(const Variable& x, const Variable& base_out, const Linear& base) = 0;
+};
+
+class Linear : public Module {
+ public:
+  // torch layout: weight ~ kaiming_uniform(a = sqrt(5)), bias ~ U(+-1/sqrt(in))
+  // (torch.nn.Linear); conv1d layout: weight ~ N(0, 0.02), bias 0 (HF Conv1D).
+  Linear(int64_t in_features, int64_t out_features, bool bias = true, Layout layout = Layout::torch,
+         uint64_t seed = next_init_seed());
+
+  // x (..., in) -> (..., out)
+  Variable forward(const Variable& x);
+  // The output without the adapter: x W^T + b.
+  Variable base_forward(const Variable& x) const;
+
+  // Attach an adapter, registered as the child module `name`; replaces any
+  // adapter already attached. clear_adapter() detaches it (its parameters
+  // leave named_parameters()).
+  void set_adapter(const std::string& name, std::shared_ptr<LinearAdapter> adapter);
+  void clear_adapter();
+  const std::shared_ptr<LinearAdapter>& adapter() const { return adapter_; }
+  const std::string& adapter_name() const { return adapter_name_; }
+
+  int64_t in_features() const { return in_; }
+  int64_t out_features() const { return out_; }
+  Layout layout() const { return layout_; }
+
+  Variable weight;  // (out, in) for Layout::torch, (in, out) for Layout::conv1d
+  Variable bias;    // (out), undefined when built without bias
+
+ private:
+  int64_t in_, out_;
+  Layout layout_;
+  std::shared_ptr<LinearAdapter> adapter_;
+  std::string adapter_name_;
+};
+
+}  // namespace mp::nn

@@ -1,0 +1,27 @@
+#include "nn/rng.h"
+
+namespace mp::nn {
+
+static RngState g_rng;
+
+void manual_seed(uint64_t seed) { g_rng = RngState{seed, 0, 0, 0}; }
+RngState rng_state() { return g_rng; }
+void set_rng_state(const RngState& s) { g_rng = s; }
+
+static uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c) { return splitmix64(splitmix64(splitmix64(a) ^ b) ^ c); }
+
+// Distinct streams for the two uses, so init seeds never equal dropout seeds.
+constexpr uint64_t kInitStream = 0x696e6974;  // "init"
+
+uint64_t next_init_seed() { return mix_seed(g_rng.seed, kInitStream, g_rng.init_counter++); }
+uint64_t next_dropout_instance() { return g_rng.dropout_instances++; }
+uint64_t next_dropout_call() { return g_rng.dropout_counter++; }
+
+}  // namespace mp::nn

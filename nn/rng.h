@@ -1,0 +1,39 @@
+// Reproducible randomness from one global seed. Nothing here holds a random
+// generator: the engine's Philox kernels turn (seed, element index) into a
+// number, so all we need is a way to hand out distinct, reproducible seeds.
+//
+//   nn::manual_seed(42);           // like torch.manual_seed
+//   Linear fc(768, 768);           // init seed = mix(42, "init", 0)
+//   Dropout drop(0.1);             // mask seed per call = mix(42, instance, call counter)
+//
+// The state is three numbers (RngState); a checkpoint saves them so that a
+// resumed run draws the same dropout masks as an uninterrupted one, and
+// activation recompute can rewind them to replay a forward exactly.
+#pragma once
+#include <cstdint>
+
+namespace mp::nn {
+
+struct RngState {
+  uint64_t seed = 0;              // the global seed (manual_seed)
+  uint64_t init_counter = 0;      // seeds handed out for parameter initialisation
+  uint64_t dropout_counter = 0;   // dropout calls so far (all instances)
+  uint64_t dropout_instances = 0; // Dropout modules constructed so far
+};
+
+// Set the global seed and restart every counter.
+void manual_seed(uint64_t seed);
+RngState rng_state();
+void set_rng_state(const RngState& s);
+
+// A fresh seed for initialising parameters: mix(seed, kInit, init_counter++).
+uint64_t next_init_seed();
+// Called by Dropout: the id of a new instance, and the counter of the next call.
+uint64_t next_dropout_instance();
+uint64_t next_dropout_call();
+
+// Hash three numbers into a seed (splitmix64 rounds): nearby inputs give
+// unrelated outputs.
+uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c);
+
+}  // namespace mp::nn
