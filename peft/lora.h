@@ -33,8 +33,6 @@
 
 namespace mp::peft {
 
-using ag::Variable;
-
 // dropout(x) A^T without saving dropout(x): x (..., in), A (r, in) -> (..., r).
 // Saves x (for A's gradient) and A (for x's gradient) only when needed; the
 // dropout mask comes from Philox(seed) in forward and again in backward.

@@ -14,6 +14,8 @@
 
 namespace mp::peft {
 
+using ag::Variable;
+
 class ModuleDict : public nn::Module {
  public:
   template <class M>
@@ -28,7 +30,7 @@ class WeightModule : public nn::Module {
   // value keeps its tag (adapter parameters are made under Tag::adapter).
   explicit WeightModule(Tensor value, bool requires_grad = true)
       : weight(add_parameter("weight", std::move(value), requires_grad)) {}
-  ag::Variable weight;
+  Variable weight;
 };
 
 }  // namespace mp::peft
