@@ -8,31 +8,35 @@
 
 namespace mp::ag {
 
-// Every Variable reachable from root that has a Node, ordered so that each
-// comes before the Variables it was made from (iterative DFS: graphs of
-// deep models would overflow a recursive one).
-static std::vector<VarImpl*> reverse_topological_order(VarImpl* root) {
-  std::vector<VarImpl*> post_order;
-  std::unordered_set<VarImpl*> visited;
-  std::vector<std::pair<VarImpl*, size_t>> stack;  // (variable, next input to visit)
-  if (root->node) stack.push_back({root, 0});
-  visited.insert(root);
+// Every Node reachable from root, ordered so that each comes before the
+// Nodes that made its inputs (iterative DFS: graphs of deep models would
+// overflow a recursive one).
+static std::vector<std::shared_ptr<Node>> reverse_topological_order(const std::shared_ptr<Node>& root) {
+  std::vector<std::shared_ptr<Node>> post_order;
+  std::unordered_set<Node*> visited{root.get()};
+  std::vector<std::pair<std::shared_ptr<Node>, size_t>> stack{{root, 0}};  // (node, next input to visit)
   while (!stack.empty()) {
-    auto& [v, next] = stack.back();
-    if (next < v->node->inputs.size()) {
-      VarImpl* in = v->node->inputs[next++].get();
-      if (in && in->node && visited.insert(in).second) stack.push_back({in, 0});
+    auto& [n, next] = stack.back();
+    if (next < n->inputs.size()) {
+      const std::shared_ptr<Node>& in = n->inputs[next++].node;
+      if (in && visited.insert(in.get()).second) stack.push_back({in, 0});
     } else {
-      post_order.push_back(v);
+      post_order.push_back(std::move(n));
       stack.pop_back();
     }
   }
   return {post_order.rbegin(), post_order.rend()};
 }
 
+static void check_shape(const Tensor& g, const Shape& shape, const std::string& what) {
+  if (g.shape() != shape)
+    fail("autograd: gradient of shape {} for {} of shape {}", shape_str(g.shape()), what, shape_str(shape));
+}
+
 // Leaf gradients live under Tag::grads. A fresh gradient nobody else holds
 // is adopted (retagged) instead of copied.
 static void accumulate_leaf_grad(VarImpl& leaf, Tensor g) {
+  check_shape(g, leaf.value.shape(), "a leaf");
   if (leaf.grad.defined()) {
     ops::axpby(1.f, g, 1.f, leaf.grad);
   } else if (g.storage().use_count() == 1 && g.is_contiguous() && g.offset() == 0 &&
@@ -44,14 +48,15 @@ static void accumulate_leaf_grad(VarImpl& leaf, Tensor g) {
   }
 }
 
-static void accumulate(std::unordered_map<VarImpl*, Tensor>& grads, VarImpl* v, Tensor g) {
-  if (g.shape() != v->value.shape())
-    fail("autograd: gradient of shape {} for a value of shape {}", shape_str(g.shape()), shape_str(v->value.shape()));
-  if (!v->node) {
-    accumulate_leaf_grad(*v, std::move(g));
+// Send gradient g along one edge: into a leaf, or summed into the gradient
+// waiting for the input's Node.
+static void accumulate(std::unordered_map<Node*, Tensor>& grads, const Edge& edge, Tensor g) {
+  if (edge.leaf) {
+    accumulate_leaf_grad(*edge.leaf, std::move(g));
     return;
   }
-  auto [it, fresh] = grads.try_emplace(v, g);
+  check_shape(g, edge.node->shape, "the output of " + edge.node->name);
+  auto [it, fresh] = grads.try_emplace(edge.node.get(), g);
   if (!fresh) it->second = ops::add(it->second, g);
 }
 
@@ -59,21 +64,29 @@ void Variable::backward(const Tensor& grad_output) const {
   if (!impl_->requires_grad) fail("backward() on a Variable that does not require grad");
   TagScope scope(Tag::workspace);  // gradients in flight are workspace
   NoGrad no_grad;                  // backward itself records no graph
-  std::unordered_map<VarImpl*, Tensor> grads;
-  std::vector<VarImpl*> order = reverse_topological_order(impl_.get());
-  accumulate(grads, impl_.get(), grad_output);
-  for (VarImpl* v : order) {
-    auto it = grads.find(v);
-    if (it == grads.end()) continue;  // no gradient reached it
-    Tensor gout = std::move(it->second);
-    grads.erase(it);
-    Node& node = *v->node;
-    std::vector<Tensor> gin(node.inputs.size());
-    node.backward(gout, gin);
-    for (size_t i = 0; i < gin.size(); ++i)
-      if (node.inputs[i] && gin[i].defined()) accumulate(grads, node.inputs[i].get(), std::move(gin[i]));
-    // Free the graph as we go: the saved tensors and the edges.
-    v->node.reset();
+  if (is_leaf()) {
+    accumulate_leaf_grad(*impl_, grad_output);
+    return;
+  }
+  std::unordered_map<Node*, Tensor> grads;
+  std::vector<std::shared_ptr<Node>> order = reverse_topological_order(impl_->node);
+  accumulate(grads, Edge{impl_->node, nullptr}, grad_output);
+  for (std::shared_ptr<Node>& slot : order) {
+    std::shared_ptr<Node> node = std::move(slot);  // dies at the end of this step unless still referenced
+    if (!node->backward) fail("backward() through {} a second time: its graph was freed by the first", node->name);
+    auto it = grads.find(node.get());
+    if (it != grads.end()) {
+      Tensor gout = std::move(it->second);
+      grads.erase(it);
+      std::vector<Tensor> gin(node->inputs.size());
+      node->backward(gout, gin);
+      for (size_t i = 0; i < gin.size(); ++i)
+        if (node->inputs[i] && gin[i].defined()) accumulate(grads, node->inputs[i], std::move(gin[i]));
+    }
+    // Free the graph as we go: the saved tensors (captured by the backward
+    // function) and the edges.
+    node->backward = nullptr;
+    node->inputs.clear();
   }
 }
 

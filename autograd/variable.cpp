@@ -23,6 +23,14 @@ static thread_local bool g_grad_enabled = true;
 bool grad_enabled() { return g_grad_enabled; }
 NoGrad::NoGrad() : saved_(g_grad_enabled) { g_grad_enabled = false; }
 NoGrad::~NoGrad() { g_grad_enabled = saved_; }
+EnableGrad::EnableGrad() : saved_(g_grad_enabled) { g_grad_enabled = true; }
+EnableGrad::~EnableGrad() { g_grad_enabled = saved_; }
+
+Edge edge_to(const Variable& v) {
+  if (!needs_grad(v)) return {};
+  if (v.is_leaf()) return Edge{nullptr, v.impl()};
+  return Edge{v.impl()->node, nullptr};
+}
 
 Variable make_result(Tensor value, const char* name, const std::vector<Variable>& inputs, BackwardFn backward) {
   bool any = false;
@@ -30,7 +38,8 @@ Variable make_result(Tensor value, const char* name, const std::vector<Variable>
   if (!any) return Variable(std::move(value), false);
   auto node = std::make_shared<Node>();
   node->name = name;
-  for (const Variable& v : inputs) node->inputs.push_back(needs_grad(v) ? v.impl() : nullptr);
+  node->shape = value.shape();
+  for (const Variable& v : inputs) node->inputs.push_back(edge_to(v));
   node->backward = std::move(backward);
   Variable out(std::move(value), true);
   out.impl()->node = std::move(node);

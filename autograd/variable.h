@@ -63,13 +63,26 @@ class Variable {
   std::shared_ptr<VarImpl> impl_;
 };
 
-// gin[i] is to be set for each input i with needs[i]; gout is the output's gradient.
+// gin[i] is to be set for each input i whose edge is set (a gradient is
+// needed there); gout is the output's gradient.
 using BackwardFn = std::function<void(const Tensor& gout, std::span<Tensor> gin)>;
 
+// Where an input's gradient goes: into the Node that made it (a non-leaf
+// input), or into a leaf's grad. The edge never holds a non-leaf's value:
+// an activation that no backward needs is freed as soon as its Variable is
+// dropped, even while the graph through it lives on (flashlight does the
+// same). A leaf edge holds the leaf itself, a parameter alive anyway.
+struct Edge {
+  std::shared_ptr<Node> node;     // set for a non-leaf input
+  std::shared_ptr<VarImpl> leaf;  // set for a leaf input
+  explicit operator bool() const { return node || leaf; }
+};
+
 struct Node {
-  std::string name;                             // the op's name, for errors and debugging
-  std::vector<std::shared_ptr<VarImpl>> inputs;  // null where no gradient is needed
-  BackwardFn backward;
+  std::string name;          // the op's name, for errors and debugging
+  Shape shape;               // the output's shape (incoming gradients must match)
+  std::vector<Edge> inputs;  // an empty edge where no gradient is needed
+  BackwardFn backward;       // reset once run: backward() frees the graph as it goes
 };
 
 // Whether gradients are recorded at all (false inside a NoGrad scope).
@@ -84,10 +97,25 @@ class NoGrad {
  private:
   bool saved_;
 };
+// The opposite: record again inside a NoGrad region (activation recompute
+// re-runs a forward from inside backward(), which runs under NoGrad).
+class EnableGrad {
+ public:
+  EnableGrad();
+  ~EnableGrad();
+  EnableGrad(const EnableGrad&) = delete;
+  EnableGrad& operator=(const EnableGrad&) = delete;
+
+ private:
+  bool saved_;
+};
 
 // Whether an op must prepare the gradient of this input (grad mode on and
 // the input wants one). Ops use it to decide what to save.
 inline bool needs_grad(const Variable& v) { return grad_enabled() && v.defined() && v.requires_grad(); }
+
+// The edge from a new node to input v: empty unless v needs a gradient.
+Edge edge_to(const Variable& v);
 
 // Wrap an op's output: records a Node when any input needs a gradient,
 // otherwise drops `backward` (and everything it captured) at once.

@@ -1,0 +1,44 @@
+// Cross-entropy of logits (N, V) against targets (N), averaged over the rows
+// whose target is not ignore_index:
+//   loss = (1/count) sum_n -log softmax(logits_n)[target_n]
+//   dlogits_n = (g/count) (softmax(logits_n) - onehot(target_n)),  0 for ignored rows
+// The backend fuses softmax with the loss row by row, so the (N, V)
+// probabilities are never stored; backward recomputes them from the logits.
+#include "autograd/ops.h"
+#include "engine/error.h"
+#include "engine/ops.h"
+
+namespace mp::ag {
+
+// Rows that take part in the mean (the targets are small: count on the host).
+static int64_t count_targets(const Tensor& targets, int ignore_index) {
+  Tensor t = targets.to(kCPU).contiguous();
+  const int32_t* p = t.data<int32_t>();
+  int64_t count = 0;
+  for (int64_t i = 0; i < t.numel(); ++i) count += p[i] != ignore_index;
+  return count;
+}
+
+Variable cross_entropy(const Variable& logits, const Tensor& targets, int ignore_index) {
+  if (logits.dim() != 2 || targets.shape() != Shape{logits.size(0)})
+    fail("cross_entropy: logits {} must be (N, V) and targets {} (N)", shape_str(logits.shape()),
+         shape_str(targets.shape()));
+  if (targets.dtype() != DType::i32) fail("cross_entropy: targets must be i32, not {}", dtype_name(targets.dtype()));
+  int64_t count = count_targets(targets, ignore_index);
+  // Every row ignored: the loss is 0 and so is every gradient (not 0/0).
+  float inv_count = count > 0 ? 1.f / float(count) : 0.f;
+  Tensor keep_logits = logits.value().contiguous();  // (N, V): backward recomputes softmax from these
+  Tensor keep_targets = targets.contiguous();        // (N)
+  Tensor losses = ops::cross_entropy_rows(keep_logits, keep_targets, ignore_index);  // (N)
+  Tensor loss = ops::scale(ops::sum_all(losses), inv_count);                          // (1)
+  return make_result(loss, "cross_entropy", {logits},
+                     [keep_logits, keep_targets, ignore_index, inv_count](const Tensor& g, std::span<Tensor> gin) {
+                       Tensor glogits = Tensor::empty(keep_logits.shape(), keep_logits.dtype(), keep_logits.device());
+                       float gscale = float(g.item()) * inv_count;  // g is the loss's (1) gradient
+                       backend(glogits.device())
+                           .cross_entropy_backward(keep_logits, keep_targets, ignore_index, gscale, glogits);
+                       gin[0] = glogits;
+                     });
+}
+
+}  // namespace mp::ag

@@ -1,0 +1,32 @@
+// Activation recompute (gradient checkpointing): trade compute for memory.
+//
+//   h = checkpoint([&](const std::vector<Variable>& in) { return block(in[0]); }, {x});
+//
+// The forward runs `fn` without recording a graph, so none of its
+// intermediate activations are kept: the node saves only the inputs. When
+// backward() reaches the node it runs `fn` again, this time recording, on
+// detached copies of the inputs, and backpropagates the incoming gradient
+// through that fresh subgraph, which is freed right after. Peak memory is
+// then one block's activations instead of every block's.
+//
+// Rules for fn:
+//  - it must be deterministic (dropout is: its mask comes from a seed);
+//  - every non-leaf Variable it uses must come in through `inputs`; Variables
+//    it captures itself must be leaves (parameters). Their gradients
+//    accumulate when the recomputed subgraph is backpropagated, as usual.
+// Because fn's parameters are invisible here, the output records a node
+// whenever grad mode is on, even if no input needs a gradient (a frozen
+// model's first block with trainable LoRA weights inside).
+#pragma once
+#include <functional>
+#include <vector>
+
+#include "autograd/variable.h"
+
+namespace mp::ag {
+
+using CheckpointFn = std::function<Variable(const std::vector<Variable>&)>;
+
+Variable checkpoint(CheckpointFn fn, const std::vector<Variable>& inputs);
+
+}  // namespace mp::ag
