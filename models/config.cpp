@@ -5,8 +5,6 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include <fmt/ranges.h>
-
 #include "engine/error.h"
 
 namespace mp::models {
@@ -290,8 +288,9 @@ bool is_builtin_config(std::string_view name) {
 ModelConfig builtin_config(std::string_view name) {
   for (const Builtin& b : builtins())
     if (name == b.name) return b.config;
-  fail("unknown model \"{}\": not a directory and not a built-in name ({})", name,
-       fmt::format("{}", fmt::join(builtin_config_names(), ", ")));
+  std::string names;
+  for (const std::string& n : builtin_config_names()) names += (names.empty() ? "" : ", ") + n;
+  fail("unknown model \"{}\": not a directory and not a built-in name ({})", name, names);
 }
 
 }  // namespace mp::models

@@ -1,0 +1,222 @@
+#include "models/causal_lm.h"
+
+#include <cmath>
+
+#include "autograd/ops.h"
+#include "engine/error.h"
+#include "engine/ops.h"
+#include "nn/init.h"
+#include "nn/rng.h"
+
+namespace mp::models {
+
+// ---- KVCache ----
+
+std::pair<Tensor, Tensor> KVCache::append(int layer, const Tensor& k, const Tensor& v) {
+  Tensor& keys = keys_[size_t(layer)];      // (B, H, S, D)
+  Tensor& values = values_[size_t(layer)];  // (B, H, S, D)
+  if (!keys.defined()) {
+    keys = k.contiguous();
+    values = v.contiguous();
+  } else {
+    // Growing by concatenation copies S keys per step, the same order of work
+    // as the attention over them that follows.
+    keys = ops::cat({keys, k}, 2);
+    values = ops::cat({values, v}, 2);
+  }
+  return {keys, values};
+}
+
+void KVCache::clear() {
+  for (Tensor& t : keys_) t = Tensor();
+  for (Tensor& t : values_) t = Tensor();
+}
+
+// ---- labels ----
+
+Tensor shift_labels(const Tensor& labels) {
+  if (labels.dim() != 2 || labels.dtype() != DType::i32)
+    fail("labels must be (B, T) i32, not {} {}", shape_str(labels.shape()), dtype_name(labels.dtype()));
+  const int64_t B = labels.size(0), T = labels.size(1);
+  Tensor in = labels.to(kCPU).contiguous();   // (B, T)
+  Tensor out = Tensor::empty({B, T}, DType::i32);  // (B, T)
+  const int32_t* src = in.data<int32_t>();
+  int32_t* dst = out.data<int32_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t t = 0; t + 1 < T; ++t) dst[b * T + t] = src[b * T + t + 1];
+    dst[b * T + T - 1] = -100;  // the last position has nothing to predict
+  }
+  return out.to(labels.device());
+}
+
+// ---- initialisation ----
+
+void init_parameter(const Variable& p, Init kind, double std, uint64_t seed, const std::string& name) {
+  switch (kind) {
+    case Init::zeros: nn::init::zeros_(p.value()); break;
+    case Init::ones: nn::init::ones_(p.value()); break;
+    case Init::normal: {
+      // FNV-1a of the name: each parameter's values depend on (seed, name) only.
+      uint64_t h = 1469598103934665603ull;
+      for (unsigned char c : name) h = (h ^ c) * 1099511628211ull;
+      nn::init::normal_(p.value(), 0.0, std, nn::mix_seed(seed, h, 0));
+      break;
+    }
+  }
+}
+
+// ---- CausalLM ----
+
+bool CausalLM::ignorable_checkpoint_key(const std::string& name) const {
+  // HF drops a tied lm_head.weight when saving, but older files keep it.
+  return config_.tie_word_embeddings && name == "lm_head.weight";
+}
+
+Variable CausalLM::forward(const Tensor& ids, const ForwardOptions& opt) {
+  return logits(hidden_states(ids, opt));  // (B, T, V)
+}
+
+Variable CausalLM::logits(const Variable& hidden) const {
+  // hidden (B, T, E) @ lm_head (V, E)^T -> (B, T, V)
+  return ag::linear(hidden, lm_head_weight(), Variable());
+}
+
+Variable CausalLM::loss(const Tensor& ids, const Tensor& labels, const ForwardOptions& opt) {
+  return loss_from_hidden(hidden_states(ids, opt), labels);
+}
+
+Variable CausalLM::loss_from_hidden(const Variable& hidden, const Tensor& labels) const {
+  const int64_t B = hidden.size(0), T = hidden.size(1);
+  if (labels.shape() != Shape{B, T})
+    fail("labels {} do not match the model's output positions (B, T) = {}", shape_str(labels.shape()),
+         shape_str({B, T}));
+  // HF compares logits[:, :-1] with labels[:, 1:]. Shifting the labels instead
+  // (and ignoring the last position) gives the same mean without copying the
+  // logits.
+  Tensor targets = shift_labels(labels).reshape({B * T});        // (B*T)
+  Variable flat = ag::reshape(logits(hidden), {B * T, vocab_size()});  // (B*T, V)
+  return ag::cross_entropy(flat, targets, -100);
+}
+
+int64_t CausalLM::past_length(const ForwardOptions& opt) const {
+  if (opt.cache && opt.cache->length() > 0) return opt.cache->length();
+  if (opt.prefix && !opt.prefix->empty()) return (*opt.prefix)[0].key.size(2);
+  return 0;
+}
+
+std::pair<int64_t, int64_t> CausalLM::check_inputs(const Tensor& ids, const ForwardOptions& opt) const {
+  int64_t B = 0, T = 0;
+  if (opt.inputs_embeds.defined()) {
+    const Shape& s = opt.inputs_embeds.shape();
+    if (s.size() != 3 || s[2] != embed_dim())
+      fail("inputs_embeds must be (B, T, {}), not {}", embed_dim(), shape_str(s));
+    B = s[0];
+    T = s[1];
+  } else {
+    if (!ids.defined()) fail("forward needs token ids or inputs_embeds");
+    if (ids.dim() != 2 || ids.dtype() != DType::i32)
+      fail("token ids must be (B, T) i32, not {} {}", shape_str(ids.shape()), dtype_name(ids.dtype()));
+    B = ids.size(0);
+    T = ids.size(1);
+  }
+  if (B == 0 || T == 0) fail("forward of an empty batch {}", shape_str({B, T}));
+
+  int64_t keys = T + past_length(opt);  // every key a query can see
+  if (opt.prefix) {
+    if (opt.prefix->size() != size_t(num_layers()))
+      fail("prefix has {} layers of keys/values, the model has {}", opt.prefix->size(), num_layers());
+    const int64_t P = (*opt.prefix)[0].key.size(2);
+    for (const KeyValue& kv : *opt.prefix) {
+      Shape want{B, num_heads(), P, head_dim()};  // (B, H, P, D)
+      if (!kv.key.defined() || !kv.value.defined() || kv.key.shape() != want || kv.value.shape() != want)
+        fail("prefix keys/values must be {} (B, H, P, D) in every layer, got {} and {}", shape_str(want),
+             kv.key.defined() ? shape_str(kv.key.shape()) : "none",
+             kv.value.defined() ? shape_str(kv.value.shape()) : "none");
+    }
+  }
+  if (opt.attention_mask) {
+    const Tensor& m = *opt.attention_mask;
+    if (m.dtype() != DType::i32 || m.shape() != Shape{B, keys})
+      fail("attention_mask must be (B, S) = {} i32 (S = prefix + cached + new tokens), not {} {}",
+           shape_str({B, keys}), shape_str(m.shape()), dtype_name(m.dtype()));
+  }
+  if (opt.position_ids && (opt.position_ids->dtype() != DType::i32 || opt.position_ids->shape() != Shape{B, T}))
+    fail("position_ids must be (B, T) = {} i32, not {} {}", shape_str({B, T}),
+         shape_str(opt.position_ids->shape()), dtype_name(opt.position_ids->dtype()));
+  return {B, T};
+}
+
+Tensor CausalLM::position_ids(int64_t B, int64_t T, const ForwardOptions& opt, bool from_mask,
+                              int32_t offset) const {
+  Device dev = token_embedding_weight().value().device();
+  Tensor pos;  // (B, T) i32
+  if (opt.position_ids) {
+    pos = opt.position_ids->to(kCPU).clone();  // a copy: the offset is added in place below
+  } else if (from_mask && opt.attention_mask) {
+    // OPT: pos = cumsum(mask) * mask - 1 over all S keys, then the last T.
+    // A padding token gets -1 (the model adds an offset before the lookup).
+    Tensor mask = opt.attention_mask->to(kCPU).contiguous();  // (B, S)
+    const int64_t S = mask.size(1);
+    pos = Tensor::empty({B, T}, DType::i32);
+    const int32_t* m = mask.data<int32_t>();
+    int32_t* p = pos.data<int32_t>();
+    for (int64_t b = 0; b < B; ++b) {
+      int32_t running = 0;
+      for (int64_t s = 0; s < S; ++s) {
+        int32_t keep = m[b * S + s] != 0 ? 1 : 0;
+        running += keep;
+        if (s >= S - T) p[b * T + (s - (S - T))] = running * keep - 1;
+      }
+    }
+  } else {
+    // past .. past + T - 1 for every row.
+    const int64_t past = past_length(opt);
+    pos = Tensor::empty({B, T}, DType::i32);
+    int32_t* p = pos.data<int32_t>();
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 0; t < T; ++t) p[b * T + t] = int32_t(past + t);
+  }
+  int32_t* p = pos.data<int32_t>();
+  for (int64_t i = 0; i < B * T; ++i) {
+    if (p[i] >= max_positions())
+      fail("position {} is beyond the model's {} positions (n_positions / max_position_embeddings): "
+           "the sequence is too long",
+           p[i], max_positions());
+    if (p[i] + offset < 0) fail("position ids must be >= {}, got {}", -offset, p[i]);
+    p[i] += offset;
+  }
+  return pos.to(dev);
+}
+
+Variable CausalLM::self_attention(const Variable& q, const Variable& k, const Variable& v, int layer, float scale,
+                                  const ForwardOptions& opt) const {
+  const int64_t B = q.size(0), T = q.size(1), C = q.size(2);
+  const int64_t H = num_heads(), D = head_dim();
+  // (B, T, C) -> (B, T, H, D) -> (B, H, T, D): views, no copy.
+  auto split_heads = [&](const Variable& x) { return ag::permute(ag::reshape(x, {B, T, H, D}), {0, 2, 1, 3}); };
+  Variable qh = split_heads(q);  // (B, H, T, D)
+  Variable kh = split_heads(k);  // (B, H, T, D)
+  Variable vh = split_heads(v);  // (B, H, T, D)
+
+  // A prefix goes in front of the keys, once: with a cache it is stored by the first call.
+  bool cache_empty = !opt.cache || opt.cache->length(layer) == 0;
+  if (opt.prefix && cache_empty) {
+    const KeyValue& prefix = (*opt.prefix)[size_t(layer)];
+    kh = ag::cat({prefix.key, kh}, 2);    // (B, H, P + T, D)
+    vh = ag::cat({prefix.value, vh}, 2);  // (B, H, P + T, D)
+  }
+  if (opt.cache) {
+    auto [keys, values] = opt.cache->append(layer, kh.value(), vh.value());
+    kh = Variable(keys);    // (B, H, S, D), S = everything so far
+    vh = Variable(values);  // (B, H, S, D)
+  }
+
+  AttentionParams params;
+  params.scale = scale;
+  params.causal = true;  // query t sees keys up to t + (S - T): all earlier keys
+  params.key_mask = opt.attention_mask;
+  Variable y = ag::attention(qh, kh, vh, params);                 // (B, H, T, D)
+  return ag::reshape(ag::permute(y, {0, 2, 1, 3}), {B, T, C});  // (B, T, C)
+}
+
+}  // namespace mp::models

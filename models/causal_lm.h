@@ -1,0 +1,160 @@
+// CausalLM: what GPT-2 and OPT have in common, as PEFT, generation and the
+// CLI see them. A causal language model maps token ids (B, T) to next-token
+// logits (B, T, V):
+//
+//   ids (B, T) -> token embeddings (B, T, E) -> transformer -> hidden (B, T, E) -> lm_head -> logits (B, T, V)
+//
+// E is the embedding width (GPT-2: n_embd; OPT: word_embed_proj_dim). The
+// lm_head is tied to the token embedding table (V, E), as in both HF models.
+//
+// ForwardOptions carries the optional inputs every forward understands:
+//
+//   attention_mask  (B, S) i32, 1 = a real token, 0 = padding. S counts every
+//                   key a query can see: prefix P + cached tokens + T.
+//   position_ids    (B, T) i32; by default HF's rule for the architecture
+//                   (GPT-2: past .. past+T-1; OPT: from the attention mask).
+//   prefix          per layer, extra keys and values (B, H, P, D) put before
+//                   the sequence's own (PEFT prefix tuning). They act exactly
+//                   as HF's past_key_values: the tokens' positions start at P.
+//   inputs_embeds   (B, T', E) used instead of embedding ids (PEFT prompt
+//                   tuning prepends virtual tokens this way); positions then
+//                   run over T'. ids are ignored (pass an empty Tensor).
+//   cache           a KVCache for generation: keys and values of earlier
+//                   calls are kept, each call appends its own. A prefix is
+//                   stored by the first call and not passed again.
+#pragma once
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "autograd/variable.h"
+#include "models/config.h"
+#include "nn/module.h"
+
+namespace mp::models {
+
+using ag::Variable;
+
+// One layer's extra attention keys and values, each (B, H, P, D).
+struct KeyValue {
+  Variable key;
+  Variable value;
+};
+
+// Keys and values of the tokens seen so far, per layer, for generation. Holds
+// plain tensors (no graph): use it under ag::NoGrad.
+class KVCache {
+ public:
+  explicit KVCache(int num_layers) : keys_(size_t(num_layers)), values_(size_t(num_layers)) {}
+  // Keys held by `layer` (prefix + tokens of earlier calls); 0 when empty.
+  // Layers append in turn during a forward, so ask layer 0 before it starts.
+  int64_t length(int layer = 0) const { return keys_[size_t(layer)].defined() ? keys_[size_t(layer)].size(2) : 0; }
+  int num_layers() const { return int(keys_.size()); }
+  // Append one call's k, v (B, H, T, D) to `layer`; returns all of that
+  // layer's keys and values so far, (B, H, length + T, D) each.
+  std::pair<Tensor, Tensor> append(int layer, const Tensor& k, const Tensor& v);
+  void clear();
+
+ private:
+  std::vector<Tensor> keys_, values_;  // per layer (B, H, S, D)
+};
+
+struct ForwardOptions {
+  const Tensor* attention_mask = nullptr;       // (B, S) i32
+  const Tensor* position_ids = nullptr;         // (B, T) i32
+  const std::vector<KeyValue>* prefix = nullptr;  // one per layer
+  Variable inputs_embeds;                       // (B, T', E)
+  KVCache* cache = nullptr;
+};
+
+class CausalLM : public nn::Module {
+ public:
+  explicit CausalLM(ModelConfig config) : config_(std::move(config)) {}
+
+  const ModelConfig& config() const { return config_; }
+  int num_layers() const { return config_.num_layers; }
+  int num_heads() const { return config_.num_heads; }
+  int head_dim() const { return config_.head_dim(); }
+  int hidden_size() const { return config_.hidden_size; }
+  int embed_dim() const { return config_.embed_dim(); }
+  int vocab_size() const { return config_.vocab_size; }
+  int max_positions() const { return config_.max_positions; }
+
+  // ids (B, T) i32 -> the last hidden states (B, T, E), before the lm_head.
+  virtual Variable hidden_states(const Tensor& ids, const ForwardOptions& opt = {}) = 0;
+  // ids (B, T) i32 -> token embeddings (B, T, E): what inputs_embeds replaces.
+  virtual Variable embed_tokens(const Tensor& ids) const = 0;
+  // The token embedding table (V, E), a parameter (the tied lm_head weight).
+  virtual const Variable& token_embedding_weight() const = 0;
+  // The lm_head weight (V, E): the token table when tied.
+  virtual const Variable& lm_head_weight() const = 0;
+  // The HF name of the token table ("transformer.wte.weight", ...).
+  virtual std::string token_embedding_name() const = 0;
+
+  // Fill every parameter as HF's _init_weights does, from `seed` alone.
+  virtual void init_weights(uint64_t seed) = 0;
+
+  // Checkpoint names. canonical_name maps a name found in a checkpoint to
+  // this model's parameter name (e.g. GPT-2 hub files lack "transformer.");
+  // ignorable_checkpoint_key says whether a name may be present and unused
+  // (HF's causal-mask buffers, a tied lm_head.weight).
+  virtual std::string canonical_name(const std::string& checkpoint_name) const { return checkpoint_name; }
+  virtual bool ignorable_checkpoint_key(const std::string& name) const;
+
+  // ids (B, T) -> logits (B, T, V).
+  Variable forward(const Tensor& ids, const ForwardOptions& opt = {});
+  // hidden (B, T, E) -> logits (B, T, V).
+  Variable logits(const Variable& hidden) const;
+
+  // HF's causal-LM loss (GPT2LMHeadModel / OPTForCausalLM with labels=): the
+  // mean cross-entropy of logits[:, :-1] against labels[:, 1:], ignoring
+  // -100. labels (B, T) i32 (with inputs_embeds: (B, T')).
+  Variable loss(const Tensor& ids, const Tensor& labels, const ForwardOptions& opt = {});
+  // The same from hidden states (B, T, E): the lm_head's logits (B*T, V) live
+  // only as long as the loss node needs them.
+  Variable loss_from_hidden(const Variable& hidden, const Tensor& labels) const;
+
+ protected:
+  // Tokens before this call: the cache's length, else the prefix length.
+  int64_t past_length(const ForwardOptions& opt) const;
+  // The position of each of T tokens (B, T) i32 by HF's rule: `opt.position_ids`
+  // if given; else, with from_mask (OPT) and a mask, cumsum(mask)*mask - 1 cut
+  // to the last T; else past .. past+T-1. Checks them against max_positions,
+  // then adds `offset` (OPT's table starts 2 rows down): the rows to look up.
+  Tensor position_ids(int64_t B, int64_t T, const ForwardOptions& opt, bool from_mask, int32_t offset = 0) const;
+  // Check ids / inputs_embeds / mask / prefix shapes; returns (B, T).
+  std::pair<int64_t, int64_t> check_inputs(const Tensor& ids, const ForwardOptions& opt) const;
+
+  // Multi-head causal self-attention shared by both models. q, k, v (B, T, C)
+  // (already projected) -> (B, T, C), with `scale` on q k^T, the prefix and
+  // the cache of `layer` and the attention mask from opt.
+  Variable self_attention(const Variable& q, const Variable& k, const Variable& v, int layer, float scale,
+                          const ForwardOptions& opt) const;
+
+  ModelConfig config_;
+};
+
+// HF's label shift: targets[b, t] = labels[b, t + 1], and -100 for the last
+// position. labels (B, T) i32 -> (B, T) i32.
+Tensor shift_labels(const Tensor& labels);
+
+// How init_weights fills one parameter: N(0, std) from a seed derived from
+// (seed, name), so a parameter's initial values do not depend on the order of
+// construction.
+enum class Init : uint8_t { normal, zeros, ones };
+void init_parameter(const Variable& p, Init kind, double std, uint64_t seed, const std::string& name);
+
+// A numbered list of child modules ("h.0", "h.1", ...), as torch.nn.ModuleList.
+template <class M>
+class ModuleList : public nn::Module {
+ public:
+  void push_back(std::shared_ptr<M> m) { items_.push_back(add_module(std::to_string(items_.size()), std::move(m))); }
+  M& operator[](size_t i) const { return *items_[i]; }
+  size_t size() const { return items_.size(); }
+
+ private:
+  std::vector<std::shared_ptr<M>> items_;
+};
+
+}  // namespace mp::models

@@ -1,0 +1,35 @@
+// Making, loading and saving models in Hugging Face's directory format:
+//
+//   dir/config.json         HF config (models/config.h)
+//   dir/model.safetensors   HF parameter names ("transformer.h.0.attn.c_attn.weight", ...)
+//
+// A directory saved here opens with transformers' from_pretrained, and one
+// saved by transformers (safetensors, unsharded) opens here.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "models/causal_lm.h"
+
+namespace mp::models {
+
+// A model of this config with random weights (HF's init) from `seed`.
+std::unique_ptr<CausalLM> make_model(const ModelConfig& config, uint64_t seed = 0);
+
+// Load dir/config.json and dir/model.safetensors. mp::Error naming the file
+// for: no such directory, no config.json, a pytorch_model.bin-only directory,
+// a sharded checkpoint, and (all at once) every missing, unexpected or
+// mis-shaped tensor.
+std::unique_ptr<CausalLM> load_pretrained(const std::string& dir);
+
+// Write dir/config.json and dir/model.safetensors (each atomically; the
+// directory is created if needed). Every parameter in model's state dict is
+// saved under its HF name; tied weights once, as HF does.
+void save_pretrained(const CausalLM& model, const std::string& dir);
+
+// A directory -> load_pretrained; a built-in name ("gpt2", "opt-125m", ...,
+// see builtin_config) -> random weights from `seed`.
+std::unique_ptr<CausalLM> create_model(const std::string& name_or_dir, uint64_t seed = 0);
+
+}  // namespace mp::models
