@@ -1,0 +1,420 @@
+#include "peft/peft_model.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <iostream>
+#include <regex>
+#include <set>
+
+#include "autograd/ops.h"
+#include "engine/error.h"
+#include "engine/ops.h"
+#include "nn/rng.h"
+#include "nn/safetensors.h"
+
+namespace mp::peft {
+
+namespace {
+
+const std::string kBasePrefix = "base_model.model.";
+
+// PEFT's target rule: the module's name is the target, or ends in "." + target.
+bool is_target(const std::string& module_name, const LoraConfig& c) {
+  if (!c.target_modules_regex.empty()) return std::regex_match(module_name, std::regex(c.target_modules_regex));
+  for (const std::string& t : c.target_modules) {
+    if (module_name == t) return true;
+    if (module_name.size() > t.size() && module_name.ends_with(t) && module_name[module_name.size() - t.size() - 1] == '.')
+      return true;
+  }
+  return false;
+}
+
+// "a, b, c" (fmt::join trips a false gcc 12 warning in fmt 9).
+template <class Range>
+std::string join(const Range& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + std::string(item);
+  return out;
+}
+
+std::string last_component(const std::string& name) {
+  const size_t dot = name.rfind('.');
+  return dot == std::string::npos ? name : name.substr(dot + 1);
+}
+
+// 1234567 -> "1,234,567" (Python's format spec ",d").
+std::string with_commas(int64_t n) {
+  std::string digits = std::to_string(n < 0 ? -n : n), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return n < 0 ? "-" + out : out;
+}
+
+// A (B, n) i32 tensor of ones: the attention mask of virtual tokens.
+Tensor ones_mask(int64_t batch, int64_t n) { return Tensor::full({batch, n}, 1.0, DType::i32); }
+
+}  // namespace
+
+std::string trainable_line(int64_t trainable, int64_t all) {
+  const double pct = all > 0 ? 100.0 * double(trainable) / double(all) : 0.0;
+  return fmt::format("trainable params: {} || all params: {} || trainable%: {:.4f}", with_commas(trainable),
+                     with_commas(all), pct);
+}
+
+// ---------------------------------------------------------------------------
+// Building adapters
+
+PeftModel::PeftModel(std::shared_ptr<models::CausalLM> model) : model_(std::move(model)) {
+  if (!model_) fail("get_peft_model: no model");
+  base_model_wrapper_ = add_module("base_model", std::make_shared<ModuleDict>());
+  base_model_wrapper_->insert("model", model_);
+  model_->freeze("*");
+}
+
+PeftModel::PeftModel(std::shared_ptr<models::CausalLM> model, PeftConfig config, const std::string& adapter_name,
+                     const models::Tokenizer* tokenizer)
+    : PeftModel(std::move(model)) {
+  create_adapter(adapter_name, std::move(config), tokenizer);
+  active_ = adapter_name;
+  mark_trainable();
+}
+
+bool PeftModel::is_prompt_family() const {
+  return !configs_.empty() && configs_.begin()->second.peft_type() != PeftType::lora;
+}
+
+void PeftModel::create_adapter(const std::string& name, PeftConfig c, const models::Tokenizer* tokenizer) {
+  if (name.empty() || name.find('.') != std::string::npos)
+    fail("adapter name '{}' must be non-empty and contain no '.'", name);
+  if (configs_.count(name)) fail("adapter '{}' already exists", name);
+  c.validate();
+  const models::ModelConfig& mc = model_->config();
+  const bool prompt_family = c.peft_type() != PeftType::lora;
+  if (!configs_.empty() && prompt_family != is_prompt_family())
+    fail("adapter '{}': a PeftModel holds either LoRA adapters or prompt/prefix adapters, not both", name);
+  const uint64_t seed = nn::next_init_seed();
+
+  if (auto* lora = c.as_lora()) {
+    add_lora(name, *lora);
+  } else {
+    if (!prompt_encoder_) prompt_encoder_ = add_module("prompt_encoder", std::make_shared<ModuleDict>());
+    // PEFT's _prepare_prompt_learning_config: dimensions come from the model.
+    auto fill = [&](int& token_dim, int& layers, int& heads, int dim) {
+      c.check_matches(mc, "adapter '" + name + "'");
+      token_dim = dim;
+      layers = mc.num_layers;
+      heads = mc.num_heads;
+    };
+    if (auto* p = c.as_prompt_tuning()) {
+      fill(p->token_dim, p->num_layers, p->num_attention_heads, mc.embed_dim());
+      PromptTuningConfig init = *p;
+      std::unique_ptr<models::Tokenizer> own;
+      if (c.inference_mode) init.prompt_tuning_init = PromptTuningInit::random;  // the file holds the values
+      if (init.prompt_tuning_init == PromptTuningInit::text && !tokenizer) {
+        if (p->tokenizer_name_or_path.empty()) fail("prompt_tuning_init TEXT needs tokenizer_name_or_path");
+        own = std::make_unique<models::Tokenizer>(models::Tokenizer::from_dir(p->tokenizer_name_or_path));
+        tokenizer = own.get();
+      }
+      prompt_encoder_->insert(name, std::make_shared<PromptEmbedding>(init, *model_, tokenizer, seed));
+    } else if (auto* p = c.as_prefix_tuning()) {
+      fill(p->token_dim, p->num_layers, p->num_attention_heads, mc.hidden_size);
+      const bool projection = p->prefix_projection && !c.inference_mode;
+      prompt_encoder_->insert(name, std::make_shared<PrefixEncoder>(*p, mc, projection, seed));
+    }
+  }
+  configs_.emplace(name, std::move(c));
+}
+
+LoraLinear& PeftModel::lora_of(nn::Linear& layer) const {
+  auto lora = std::dynamic_pointer_cast<LoraLinear>(layer.adapter());
+  assert(lora);
+  return *lora;
+}
+
+void PeftModel::add_lora(const std::string& name, LoraConfig& c) {
+  // Every Linear the targets name, and every Linear there is (for the error).
+  std::vector<std::pair<std::string, nn::Linear*>> targets;
+  std::set<std::string> available;
+  std::set<std::string> matched_targets;
+  for (auto& [path, module] : model_->named_modules()) {
+    auto* linear = dynamic_cast<nn::Linear*>(module);
+    if (linear) available.insert(last_component(path));
+    if (path.empty() || !is_target(path, c)) continue;
+    if (!linear) fail("target module '{}' is not a Linear layer; LoRA can only wrap Linear layers", path);
+    targets.emplace_back(path, linear);
+    for (const std::string& t : c.target_modules)
+      if (is_target(path, LoraConfig{.target_modules = {t}})) matched_targets.insert(t);
+  }
+  std::vector<std::string> unknown;
+  for (const std::string& t : c.target_modules)
+    if (!matched_targets.count(t)) unknown.push_back(t);
+  if (targets.empty() || !unknown.empty()) {
+    const std::string asked = c.target_modules_regex.empty() ? join(unknown) : c.target_modules_regex;
+    fail("target modules [{}] not found in the {} model; its linear modules are: {}", asked,
+         models::arch_name(model_->config().arch), join(available));
+  }
+  // PEFT corrects fan_in_fan_out to the layer kind (with a warning): true for
+  // GPT-2's Conv1D, false for torch.nn.Linear. The layout decides here.
+  c.fan_in_fan_out = targets.front().second->layout() == nn::Layout::conv1d;
+  if (!c.modules_to_save.empty()) fail("modules_to_save is not supported");
+
+  const uint64_t seed = nn::next_init_seed();
+  for (size_t i = 0; i < targets.size(); ++i) {
+    auto& [path, linear] = targets[i];
+    if (!linear->adapter()) {
+      linear->set_adapter(LoraLinear::kSeamName, std::make_shared<LoraLinear>());
+      lora_layers_.emplace_back(path, linear);
+    } else if (!std::dynamic_pointer_cast<LoraLinear>(linear->adapter())) {
+      fail("layer '{}' already carries a non-LoRA adapter", path);
+    }
+    lora_of(*linear).add_adapter(name, c, linear->in_features(), linear->out_features(), nn::mix_seed(seed, i, 0));
+    if (!active_.empty() && active_ != name) lora_of(*linear).set_active(active_);
+  }
+}
+
+void PeftModel::mark_trainable() {
+  model_->freeze("*");
+  if (prompt_encoder_) prompt_encoder_->freeze("*");
+  if (active_.empty() || !configs_.count(active_)) return;
+  const PeftConfig& c = configs_.at(active_);
+  if (c.inference_mode) return;  // a loaded adapter that is not is_trainable
+  if (const LoraConfig* lora = c.as_lora()) {
+    for (auto& [path, linear] : lora_layers_) {
+      LoraLinear& l = lora_of(*linear);
+      if (!l.has_adapter(active_)) continue;
+      Variable(l.weights(active_).A).set_requires_grad(true);
+      Variable(l.weights(active_).B).set_requires_grad(true);
+      if (lora->bias == LoraBias::lora_only && linear->bias.defined()) linear->bias.set_requires_grad(true);
+    }
+    if (lora->bias == LoraBias::all) model_->set_requires_grad("*bias*", true);  // PEFT: "bias" in the name
+  } else {
+    prompt_encoder_->set_requires_grad(active_ + ".*", true);
+  }
+}
+
+void PeftModel::add_adapter(const std::string& name, PeftConfig config, const models::Tokenizer* tokenizer) {
+  create_adapter(name, std::move(config), tokenizer);
+  mark_trainable();
+}
+
+void PeftModel::set_adapter(const std::string& name) {
+  if (!configs_.count(name)) fail("no adapter '{}' (have: {})", name, join(adapter_names()));
+  for (auto& [path, linear] : lora_layers_) lora_of(*linear).set_active(lora_of(*linear).has_adapter(name) ? name : "");
+  active_ = name;
+  mark_trainable();
+}
+
+void PeftModel::delete_adapter(const std::string& name) {
+  if (!configs_.count(name)) fail("no adapter '{}' to delete", name);
+  for (auto& [path, linear] : lora_layers_)
+    if (lora_of(*linear).has_adapter(name)) lora_of(*linear).delete_adapter(name);
+  if (prompt_encoder_) prompt_encoder_->erase(name);
+  configs_.erase(name);
+  if (active_ == name) {
+    active_ = configs_.empty() ? "" : configs_.begin()->first;
+    if (!active_.empty()) set_adapter(active_);
+  }
+  mark_trainable();
+}
+
+std::vector<std::string> PeftModel::adapter_names() const {
+  std::vector<std::string> names;
+  for (const auto& [name, c] : configs_) names.push_back(name);
+  return names;
+}
+
+const PeftConfig& PeftModel::peft_config(const std::string& name) const {
+  auto it = configs_.find(name);
+  if (it == configs_.end()) fail("no adapter '{}'", name);
+  return it->second;
+}
+
+void PeftModel::disable_adapters() {
+  enabled_ = false;
+  for (auto& [path, linear] : lora_layers_) lora_of(*linear).enabled = false;
+}
+
+void PeftModel::enable_adapters() {
+  enabled_ = true;
+  for (auto& [path, linear] : lora_layers_) lora_of(*linear).enabled = true;
+}
+
+// ---------------------------------------------------------------------------
+// Forward
+
+struct PeftModel::Prepared {
+  models::ForwardOptions opt;
+  Tensor mask;                             // (B, P+T) when extended
+  std::vector<models::KeyValue> prefix;    // per layer (B, H, P, D)
+  int64_t virtual_tokens = 0;              // P rows in front of the logits (prompt tuning)
+};
+
+PeftModel::Prepared PeftModel::prepare(const Tensor& ids, const Tensor* attention_mask) {
+  if (ids.dim() != 2) fail("input ids must be (B, T), got {}", shape_str(ids.shape()));
+  const int64_t B = ids.size(0);
+  Prepared in;
+  in.opt.attention_mask = attention_mask;
+  if (!enabled_ || !is_prompt_family() || active_.empty()) return in;
+
+  const PeftConfig& c = configs_.at(active_);
+  const int64_t P = c.num_virtual_tokens();
+  if (attention_mask) {  // the virtual tokens are always visible
+    in.mask = ops::cat({ones_mask(B, P), *attention_mask}, 1);  // (B, P+T)
+    in.opt.attention_mask = &in.mask;
+  }
+  nn::Module* encoder = prompt_encoder_->find_module(active_);
+  if (c.as_prompt_tuning()) {
+    Variable prompt = static_cast<PromptEmbedding*>(encoder)->forward(B);  // (B, P, E)
+    Variable tokens = model_->embed_tokens(ids);                            // (B, T, E)
+    in.opt.inputs_embeds = ag::cat({prompt, tokens}, 1);                    // (B, P+T, E)
+    in.virtual_tokens = P;
+  } else {
+    in.prefix = static_cast<PrefixEncoder*>(encoder)->forward(B);
+    in.opt.prefix = &in.prefix;
+  }
+  return in;
+}
+
+Variable PeftModel::forward(const Tensor& ids, const Tensor* attention_mask) {
+  Prepared in = prepare(ids, attention_mask);
+  return in.opt.inputs_embeds.defined() ? model_->forward(Tensor(), in.opt) : model_->forward(ids, in.opt);
+}
+
+Variable PeftModel::loss(const Tensor& ids, const Tensor& labels, const Tensor* attention_mask) {
+  Prepared in = prepare(ids, attention_mask);
+  if (!in.opt.inputs_embeds.defined()) return model_->loss(ids, labels, in.opt);
+  // The virtual positions have no targets: P labels of -100 in front.
+  const int64_t B = labels.size(0);
+  Tensor ignored = Tensor::full({B, in.virtual_tokens}, -100.0, DType::i32);
+  return model_->loss(Tensor(), ops::cat({ignored, labels}, 1), in.opt);  // labels (B, P+T)
+}
+
+// ---------------------------------------------------------------------------
+// Counting
+
+std::pair<int64_t, int64_t> PeftModel::trainable_and_all_parameters() const {
+  return {num_parameters(true), num_parameters(false)};
+}
+
+std::string PeftModel::trainable_parameters_line() const {
+  auto [trainable, all] = trainable_and_all_parameters();
+  return trainable_line(trainable, all);
+}
+
+void PeftModel::print_trainable_parameters() const { std::cout << trainable_parameters_line() << "\n"; }
+
+// ---------------------------------------------------------------------------
+// Adapter files
+
+std::vector<std::pair<std::string, Tensor>> PeftModel::adapter_state_dict(const std::string& name) const {
+  const PeftConfig& c = peft_config(name);
+  std::vector<std::pair<std::string, Tensor>> out;
+  if (const LoraConfig* lora = c.as_lora()) {
+    for (const auto& [path, linear] : lora_layers_) {
+      LoraLinear& l = lora_of(*linear);
+      if (!l.has_adapter(name)) continue;
+      out.emplace_back(kBasePrefix + path + ".lora_A.weight", l.weights(name).A.value());
+      out.emplace_back(kBasePrefix + path + ".lora_B.weight", l.weights(name).B.value());
+      if (lora->bias == LoraBias::lora_only && linear->bias.defined())
+        out.emplace_back(kBasePrefix + path + ".bias", linear->bias.value());
+    }
+    if (lora->bias == LoraBias::all)
+      for (const auto& [pname, p] : model_->named_parameters())
+        if (pname.find("bias") != std::string::npos) out.emplace_back(kBasePrefix + pname, p.value());
+  } else {
+    nn::Module* encoder = prompt_encoder_->find_module(name);
+    ag::NoGrad no_grad;
+    Tensor table = c.as_prompt_tuning() ? static_cast<PromptEmbedding*>(encoder)->weight().value()
+                                        : static_cast<PrefixEncoder*>(encoder)->table().value();
+    out.emplace_back("prompt_embeddings", table);  // (P, E) or (P, L*2*C)
+  }
+  return out;
+}
+
+void PeftModel::save_pretrained(const std::string& dir, const std::string& name) const {
+  const std::string adapter = name.empty() ? active_ : name;
+  PeftConfig c = peft_config(adapter);
+  c.inference_mode = true;  // as PEFT writes it
+  std::filesystem::create_directories(dir);
+  nn::save_safetensors(dir + "/adapter_model.safetensors", adapter_state_dict(adapter), {{"format", "pt"}});
+  save_adapter_config(c, dir + "/adapter_config.json");
+}
+
+void PeftModel::load_adapter(const std::string& dir, const std::string& name, bool is_trainable) {
+  const std::string config_path = dir + "/adapter_config.json";
+  const std::string weights_path = dir + "/adapter_model.safetensors";
+  PeftConfig c = load_adapter_config(config_path);
+  c.check_matches(model_->config(), config_path);
+  c.inference_mode = true;  // build the adapter as the file holds it (no text init, no prefix MLP)
+  try {
+    create_adapter(name, c, nullptr);
+  } catch (const Error& e) {
+    fail("{}: {}", config_path, e.what());
+  }
+  configs_.at(name).inference_mode = !is_trainable;
+
+  // The file must hold exactly the tensors this adapter has, with their shapes.
+  nn::SafetensorsFile file = nn::SafetensorsFile::open(weights_path);
+  std::vector<std::string> problems;
+  std::set<std::string> expected;
+  for (const auto& [key, dst] : adapter_state_dict(name)) {
+    expected.insert(key);
+    if (!file.contains(key)) {
+      problems.push_back(fmt::format("missing '{}' {}", key, shape_str(dst.shape())));
+    } else if (file.info(key).shape != dst.shape()) {
+      problems.push_back(fmt::format("'{}' has shape {}, the model needs {}", key, shape_str(file.info(key).shape),
+                                     shape_str(dst.shape())));
+    }
+  }
+  for (const std::string& key : file.names())
+    if (!expected.count(key)) problems.push_back(fmt::format("unexpected '{}'", key));
+  if (!problems.empty()) {
+    delete_adapter(name);
+    fail("{}: does not fit adapter '{}': {}", weights_path, name, join(problems));
+  }
+  for (const auto& [key, dst] : adapter_state_dict(name)) file.load_into(key, dst);
+  if (active_.empty()) set_adapter(name);
+  mark_trainable();
+}
+
+std::shared_ptr<PeftModel> get_peft_model(std::shared_ptr<models::CausalLM> model, PeftConfig config,
+                                          const std::string& adapter_name, const models::Tokenizer* tokenizer) {
+  return std::make_shared<PeftModel>(std::move(model), std::move(config), adapter_name, tokenizer);
+}
+
+std::shared_ptr<PeftModel> load_peft_model(std::shared_ptr<models::CausalLM> model, const std::string& dir,
+                                           const std::string& adapter_name, bool is_trainable) {
+  std::shared_ptr<PeftModel> pm(new PeftModel(std::move(model)));
+  pm->load_adapter(dir, adapter_name, is_trainable);
+  return pm;
+}
+
+// ---------------------------------------------------------------------------
+// Merging
+
+void PeftModel::merge_adapter() {
+  if (is_prompt_family() || configs_.empty()) fail("only LoRA adapters can be merged");
+  for (auto& [path, linear] : lora_layers_) lora_of(*linear).merge(*linear);
+}
+
+void PeftModel::unmerge_adapter() {
+  for (auto& [path, linear] : lora_layers_) lora_of(*linear).unmerge(*linear);
+}
+
+bool PeftModel::merged() const {
+  return std::any_of(lora_layers_.begin(), lora_layers_.end(),
+                     [this](const auto& l) { return lora_of(*l.second).merged(); });
+}
+
+std::shared_ptr<models::CausalLM> PeftModel::merge_and_unload() {
+  if (!merged()) merge_adapter();
+  for (auto& [path, linear] : lora_layers_) linear->clear_adapter();
+  lora_layers_.clear();
+  configs_.clear();
+  active_.clear();
+  return model_;
+}
+
+}  // namespace mp::peft
