@@ -1,0 +1,200 @@
+// Fused scaled-dot-product attention, forward and backward, one query row at
+// a time (flash-attention style: the (T, S) score matrix is never stored).
+//
+// Shapes: q (B, H, T, D), k and v (B, H, S, D) with S >= T, out (B, H, T, D),
+// lse (B, H, T). The first S - T keys are a prefix (prefix tuning, or a KV
+// cache) that every query sees; with `causal`, query t sees keys s <= t + S - T.
+// key_mask (B, S) i32 masks keys whose entry is 0 (padding).
+//
+// Forward, per query row q_t:
+//   score_s = scale * q_t . k_s          for each visible, unmasked key s
+//   lse_t   = log sum_s exp(score_s)
+//   out_t   = sum_s exp(score_s - lse_t) v_s
+// A row with no visible key gets out_t = 0 and lse_t = -inf (not NaN).
+//
+// Backward (the standard flash-attention backward), with P_ts = exp(score_ts - lse_t)
+// recomputed from the saved lse:
+//   D_t   = dO_t . O_t
+//   dV_s += P_ts dO_t
+//   dP_ts = dO_t . v_s,   dS_ts = P_ts (dP_ts - D_t)
+//   dQ_t += scale dS_ts k_s,   dK_s += scale dS_ts q_t
+#include <cmath>
+#include <vector>
+
+#include "engine/cpu/dispatch.h"
+#include "engine/cpu/kernels.h"
+
+namespace mp::cpu {
+
+namespace {
+
+struct Dims {
+  int64_t B, H, T, S, D;
+};
+
+Dims check(const char* what, const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p) {
+  if (q.dim() != 4 || k.dim() != 4 || v.dim() != 4 || k.shape() != v.shape() || q.size(0) != k.size(0) ||
+      q.size(1) != k.size(1) || q.size(3) != k.size(3) || k.size(2) < q.size(2))
+    fail("{}: q {}, k {}, v {} are not (B, H, T, D), (B, H, S, D), (B, H, S, D) with S >= T", what,
+         shape_str(q.shape()), shape_str(k.shape()), shape_str(v.shape()));
+  Dims d{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3)};
+  if (p.key_mask) {
+    const Tensor& m = *p.key_mask;
+    if (m.dtype() != DType::i32 || m.shape() != Shape{d.B, d.S} || !m.is_contiguous())
+      fail("{}: key_mask {} {} should be contiguous i32 ({}, {})", what, shape_str(m.shape()), dtype_name(m.dtype()), d.B,
+           d.S);
+  }
+  for (const Tensor* t : {&q, &k, &v}) {
+    if (t->dtype() != q.dtype()) fail("{}: q, k, v dtypes differ", what);
+    if (!t->is_contiguous()) fail("{}: q, k, v must be contiguous", what);
+  }
+  return d;
+}
+
+void check_like(const char* what, const char* name, const Tensor& t, const Shape& shape, DType dt) {
+  if (!t.defined()) return;
+  if (t.shape() != shape || t.dtype() != dt || !t.is_contiguous())
+    fail("{}: {} is {} {}, should be contiguous {} {}", what, name, shape_str(t.shape()), dtype_name(t.dtype()),
+         shape_str(shape), dtype_name(dt));
+}
+
+template <class R>
+R dot(const R* a, const R* b, int64_t n) {
+  R s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// The keys query t may see: [0, end), skipping masked ones.
+inline int64_t visible_end(const Dims& d, int64_t t, bool causal) { return causal ? t + (d.S - d.T) + 1 : d.S; }
+
+template <class R>
+void forward(const Dims& d, const R* q, const R* k, const R* v, const int32_t* mask, R scale, bool causal, R* out,
+             R* lse) {
+  const int64_t rows = d.B * d.H * d.T;
+#pragma omp parallel if (rows * d.S * d.D > (1 << 15))
+  {
+    std::vector<R> score(size_t(d.S));  // (S) this thread's scores for one query
+#pragma omp for schedule(dynamic, 16)
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t bh = r / d.T, t = r % d.T, b = bh / d.H;
+      const R* qt = q + r * d.D;            // (D)
+      const R* kb = k + bh * d.S * d.D;     // (S, D)
+      const R* vb = v + bh * d.S * d.D;     // (S, D)
+      const int32_t* mb = mask ? mask + b * d.S : nullptr;  // (S)
+      R* ot = out + r * d.D;                // (D)
+      const int64_t end = visible_end(d, t, causal);
+
+      R m = -INFINITY;
+      for (int64_t s = 0; s < end; ++s) {
+        if (mb && mb[s] == 0) {
+          score[s] = -INFINITY;
+          continue;
+        }
+        score[s] = scale * dot(qt, kb + s * d.D, d.D);
+        m = std::max(m, score[s]);
+      }
+      for (int64_t i = 0; i < d.D; ++i) ot[i] = 0;
+      if (m == -INFINITY) {  // every key masked: zeros, not NaN
+        lse[r] = -INFINITY;
+        continue;
+      }
+      R l = 0;
+      for (int64_t s = 0; s < end; ++s) {
+        if (score[s] == -INFINITY) continue;
+        const R p = std::exp(score[s] - m);
+        l += p;
+        const R* vs = vb + s * d.D;
+#pragma omp simd
+        for (int64_t i = 0; i < d.D; ++i) ot[i] += p * vs[i];
+      }
+      const R inv = R(1) / l;
+      for (int64_t i = 0; i < d.D; ++i) ot[i] *= inv;
+      lse[r] = m + std::log(l);
+    }
+  }
+}
+
+// Parallel over (b, h): dK and dV of one head collect from all its queries.
+template <class R>
+void backward(const Dims& d, const R* q, const R* k, const R* v, const int32_t* mask, const R* out, const R* lse,
+              const R* gout, R scale, bool causal, R* gq, R* gk, R* gv) {
+  const int64_t heads = d.B * d.H;
+#pragma omp parallel for schedule(dynamic, 1) if (heads * d.T * d.S * d.D > (1 << 15))
+  for (int64_t bh = 0; bh < heads; ++bh) {
+    const int64_t b = bh / d.H;
+    const R* kb = k + bh * d.S * d.D;   // (S, D)
+    const R* vb = v + bh * d.S * d.D;   // (S, D)
+    R* gkb = gk ? gk + bh * d.S * d.D : nullptr;  // (S, D)
+    R* gvb = gv ? gv + bh * d.S * d.D : nullptr;  // (S, D)
+    const int32_t* mb = mask ? mask + b * d.S : nullptr;  // (S)
+    if (gkb) std::fill(gkb, gkb + d.S * d.D, R(0));
+    if (gvb) std::fill(gvb, gvb + d.S * d.D, R(0));
+    for (int64_t t = 0; t < d.T; ++t) {
+      const int64_t r = bh * d.T + t;
+      const R* qt = q + r * d.D;      // (D)
+      const R* ot = out + r * d.D;    // (D)
+      const R* got = gout + r * d.D;  // (D)
+      R* gqt = gq ? gq + r * d.D : nullptr;  // (D)
+      if (gqt) std::fill(gqt, gqt + d.D, R(0));
+      if (lse[r] == -INFINITY) continue;  // no visible key: no gradient
+      const R Dt = dot(got, ot, d.D);
+      const int64_t end = visible_end(d, t, causal);
+      for (int64_t s = 0; s < end; ++s) {
+        if (mb && mb[s] == 0) continue;
+        const R* ks = kb + s * d.D;
+        const R* vs = vb + s * d.D;
+        const R p = std::exp(scale * dot(qt, ks, d.D) - lse[r]);
+        const R ds = p * (dot(got, vs, d.D) - Dt);
+        if (gvb) {
+          R* gvs = gvb + s * d.D;
+#pragma omp simd
+          for (int64_t i = 0; i < d.D; ++i) gvs[i] += p * got[i];
+        }
+        if (gqt) {
+#pragma omp simd
+          for (int64_t i = 0; i < d.D; ++i) gqt[i] += scale * ds * ks[i];
+        }
+        if (gkb) {
+          R* gks = gkb + s * d.D;
+#pragma omp simd
+          for (int64_t i = 0; i < d.D; ++i) gks[i] += scale * ds * qt[i];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p, const Tensor& out,
+               const Tensor& lse) {
+  const Dims d = check("attention", q, k, v, p);
+  check_like("attention", "out", out, q.shape(), q.dtype());
+  check_like("attention", "lse", lse, {d.B, d.H, d.T}, q.dtype());
+  const int32_t* mask = p.key_mask ? p.key_mask->data<int32_t>() : nullptr;
+  visit_float(q.dtype(), "attention", [&]<class R>() {
+    forward<R>(d, q.data<R>(), k.data<R>(), v.data<R>(), mask, R(p.scale), p.causal, out.data<R>(), lse.data<R>());
+  });
+}
+
+void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                        const Tensor& gout, const AttentionParams& p, const Tensor& gq, const Tensor& gk,
+                        const Tensor& gv) {
+  const Dims d = check("attention_backward", q, k, v, p);
+  check_like("attention_backward", "out", out, q.shape(), q.dtype());
+  check_like("attention_backward", "gout", gout, q.shape(), q.dtype());
+  check_like("attention_backward", "lse", lse, {d.B, d.H, d.T}, q.dtype());
+  check_like("attention_backward", "gq", gq, q.shape(), q.dtype());
+  check_like("attention_backward", "gk", gk, k.shape(), q.dtype());
+  check_like("attention_backward", "gv", gv, v.shape(), q.dtype());
+  const int32_t* mask = p.key_mask ? p.key_mask->data<int32_t>() : nullptr;
+  visit_float(q.dtype(), "attention_backward", [&]<class R>() {
+    backward<R>(d, q.data<R>(), k.data<R>(), v.data<R>(), mask, out.data<R>(), lse.data<R>(), gout.data<R>(),
+                R(p.scale), p.causal, gq.defined() ? gq.data<R>() : nullptr, gk.defined() ? gk.data<R>() : nullptr,
+                gv.defined() ? gv.data<R>() : nullptr);
+  });
+}
+
+}  // namespace mp::cpu

@@ -1,0 +1,96 @@
+// Fused softmax + cross-entropy over a large vocabulary.
+//
+// Per row of logits x (V) with target y:
+//   m = max x,  lse = m + log sum exp(x - m),  loss = lse - x[y]
+// Backward: glogits = gscale * (softmax(x) - onehot(y)), the softmax recomputed
+// from the logits, so (N, V) probabilities are never stored besides glogits.
+// Rows whose target is ignore_index give loss 0 and gradient 0.
+#include <cmath>
+
+#include "engine/cpu/dispatch.h"
+#include "engine/cpu/kernels.h"
+
+namespace mp::cpu {
+
+namespace {
+
+struct Shape2 {
+  int64_t N, V;
+};
+
+Shape2 check(const char* what, const Tensor& logits, const Tensor& targets, int ignore_index) {
+  if (logits.dim() != 2) fail("{}: logits must be (N, V), got {}", what, shape_str(logits.shape()));
+  const int64_t N = logits.size(0), V = logits.size(1);
+  if (targets.numel() != N) fail("{}: targets {} for logits {}", what, shape_str(targets.shape()), shape_str(logits.shape()));
+  if (targets.dtype() != DType::i32) fail("{}: targets must be i32, got {}", what, dtype_name(targets.dtype()));
+  if (!logits.is_contiguous() || !targets.is_contiguous()) fail("{}: tensors must be contiguous", what);
+  const int32_t* t = targets.data<int32_t>();
+  for (int64_t n = 0; n < N; ++n)
+    if (t[n] != ignore_index && (t[n] < 0 || t[n] >= V))
+      fail("{}: target {} (row {}) is out of range for {} classes", what, t[n], n, V);
+  return {N, V};
+}
+
+// log sum exp of one row, and its max.
+template <class T>
+T row_lse(const T* x, int64_t V, T& max_out) {
+  T m = -INFINITY;
+#pragma omp simd reduction(max : m)
+  for (int64_t v = 0; v < V; ++v) m = std::max(m, x[v]);
+  Acc<T> s = 0;
+  for (int64_t v = 0; v < V; ++v) s += std::exp(x[v] - m);
+  max_out = m;
+  return m + T(std::log(s));
+}
+
+}  // namespace
+
+void cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index, const Tensor& losses) {
+  const auto [N, V] = check("cross_entropy", logits, targets, ignore_index);
+  if (losses.numel() != N || losses.dtype() != logits.dtype() || !losses.is_contiguous())
+    fail("cross_entropy: losses {} must be ({}) of dtype {}", shape_str(losses.shape()), N, dtype_name(logits.dtype()));
+  visit_float(logits.dtype(), "cross_entropy", [&]<class T>() {
+    const T* px = logits.data<T>();           // (N, V)
+    const int32_t* pt = targets.data<int32_t>();  // (N)
+    T* pl = losses.data<T>();                 // (N)
+#pragma omp parallel for schedule(static) if (N * V > (1 << 14))
+    for (int64_t n = 0; n < N; ++n) {
+      if (pt[n] == ignore_index) {
+        pl[n] = T(0);
+        continue;
+      }
+      const T* x = px + n * V;
+      T m;
+      pl[n] = row_lse(x, V, m) - x[pt[n]];
+    }
+  });
+}
+
+void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int ignore_index, float gscale,
+                            const Tensor& glogits) {
+  const auto [N, V] = check("cross_entropy_backward", logits, targets, ignore_index);
+  if (glogits.shape() != logits.shape() || glogits.dtype() != logits.dtype() || !glogits.is_contiguous())
+    fail("cross_entropy_backward: glogits {} must match logits {}", shape_str(glogits.shape()),
+         shape_str(logits.shape()));
+  visit_float(logits.dtype(), "cross_entropy_backward", [&]<class T>() {
+    const T* px = logits.data<T>();           // (N, V)
+    const int32_t* pt = targets.data<int32_t>();  // (N)
+    T* pg = glogits.data<T>();                // (N, V)
+#pragma omp parallel for schedule(static) if (N * V > (1 << 14))
+    for (int64_t n = 0; n < N; ++n) {
+      T* g = pg + n * V;
+      if (pt[n] == ignore_index) {
+        for (int64_t v = 0; v < V; ++v) g[v] = T(0);
+        continue;
+      }
+      const T* x = px + n * V;
+      T m;
+      const T lse = row_lse(x, V, m);
+      const T s = T(gscale);
+      for (int64_t v = 0; v < V; ++v) g[v] = s * std::exp(x[v] - lse);  // gscale * softmax
+      g[pt[n]] -= s;
+    }
+  });
+}
+
+}  // namespace mp::cpu

@@ -1,0 +1,180 @@
+// Elementwise kernels: copy (with dtype conversion), fill, binary, unary and
+// its backward, axpby. Every operand may have any strides (transposed views,
+// broadcasts with stride 0); StridedLayout (strided.h) turns the walk into
+// rows and each op below is one small lambda applied along a row.
+#include <cmath>
+#include <cstring>
+
+#include "engine/cpu/dispatch.h"
+#include "engine/cpu/kernels.h"
+#include "engine/cpu/strided.h"
+
+namespace mp::cpu {
+
+namespace {
+
+// out = f() for every element of out.
+template <class T, class F>
+void map0(const Tensor& out, F f) {
+  StridedLayout<1> L(out.shape(), {&out.strides()});
+  T* po = out.data<T>();
+  for_each_row(L, [&](const std::array<int64_t, 1>& off, int64_t n, const std::array<int64_t, 1>& st) {
+    T* o = po + off[0];
+    if (st[0] == 1) {
+      for (int64_t i = 0; i < n; ++i) o[i] = f();
+    } else {
+      for (int64_t i = 0; i < n; ++i) o[i * st[0]] = f();
+    }
+  });
+}
+
+// out = f(a), elementwise; a and out have out's shape.
+template <class TA, class TO, class F>
+void map1(const Tensor& a, const Tensor& out, F f) {
+  StridedLayout<2> L(out.shape(), {&a.strides(), &out.strides()});
+  const TA* pa = static_cast<const TA*>(a.raw());
+  TO* po = static_cast<TO*>(out.raw());
+  for_each_row(L, [&](const std::array<int64_t, 2>& off, int64_t n, const std::array<int64_t, 2>& st) {
+    const TA* x = pa + off[0];
+    TO* o = po + off[1];
+    if (st[0] == 1 && st[1] == 1) {  // the common, vectorisable case
+      for (int64_t i = 0; i < n; ++i) o[i] = f(x[i]);
+    } else {
+      for (int64_t i = 0; i < n; ++i) o[i * st[1]] = f(x[i * st[0]]);
+    }
+  });
+}
+
+// out = f(a, b), elementwise; a, b and out have out's shape.
+template <class T, class F>
+void map2(const Tensor& a, const Tensor& b, const Tensor& out, F f) {
+  StridedLayout<3> L(out.shape(), {&a.strides(), &b.strides(), &out.strides()});
+  const T* pa = a.data<T>();
+  const T* pb = b.data<T>();
+  T* po = out.data<T>();
+  for_each_row(L, [&](const std::array<int64_t, 3>& off, int64_t n, const std::array<int64_t, 3>& st) {
+    const T* x = pa + off[0];
+    const T* y = pb + off[1];
+    T* o = po + off[2];
+    if (st[0] == 1 && st[1] == 1 && st[2] == 1) {
+      for (int64_t i = 0; i < n; ++i) o[i] = f(x[i], y[i]);
+    } else if (st[0] == 1 && st[1] == 0 && st[2] == 1) {  // a row plus a broadcast scalar
+      const T y0 = y[0];
+      for (int64_t i = 0; i < n; ++i) o[i] = f(x[i], y0);
+    } else {
+      for (int64_t i = 0; i < n; ++i) o[i * st[2]] = f(x[i * st[0]], y[i * st[1]]);
+    }
+  });
+}
+
+void check_same_shape(const char* what, const Tensor& a, const Tensor& out) {
+  if (a.shape() != out.shape()) fail("{}: input {} and output {} differ", what, shape_str(a.shape()), shape_str(out.shape()));
+}
+
+void check_same_dtype(const char* what, const Tensor& a, const Tensor& b) {
+  if (a.dtype() != b.dtype())
+    fail("{}: dtypes {} and {} differ", what, dtype_name(a.dtype()), dtype_name(b.dtype()));
+}
+
+// GELU, tanh approximation (GPT-2's gelu_new):
+//   gelu(x) = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)
+template <class T>
+T gelu(T x) {
+  const T c = T(0.7978845608028654);  // sqrt(2/pi)
+  T u = c * (x + T(0.044715) * x * x * x);
+  return T(0.5) * x * (T(1) + std::tanh(u));
+}
+// d gelu / dx = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+template <class T>
+T gelu_grad(T x) {
+  const T c = T(0.7978845608028654);
+  T u = c * (x + T(0.044715) * x * x * x);
+  T t = std::tanh(u);
+  return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * c * (T(1) + T(3 * 0.044715) * x * x);
+}
+
+}  // namespace
+
+void copy(const Tensor& src, const Tensor& dst) {
+  check_same_shape("copy", src, dst);
+  if (src.dtype() == dst.dtype() && src.is_contiguous() && dst.is_contiguous()) {
+    if (src.raw() != dst.raw()) std::memmove(dst.raw(), src.raw(), src.nbytes());
+    return;
+  }
+  visit_any(src.dtype(), [&]<class S>() {
+    visit_any(dst.dtype(), [&]<class D>() { map1<S, D>(src, dst, [](S x) { return convert<D>(x); }); });
+  });
+}
+
+void fill(const Tensor& dst, double value) {
+  visit_any(dst.dtype(), [&]<class T>() {
+    const T v = convert<T>(value);
+    map0<T>(dst, [v] { return v; });
+  });
+}
+
+void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
+  check_same_shape("binary", a, out);
+  check_same_shape("binary", b, out);
+  check_same_dtype("binary", a, out);
+  check_same_dtype("binary", b, out);
+  visit_float(out.dtype(), "binary", [&]<class T>() {
+    switch (op) {
+      case BinaryOp::add: return map2<T>(a, b, out, [](T x, T y) { return x + y; });
+      case BinaryOp::sub: return map2<T>(a, b, out, [](T x, T y) { return x - y; });
+      case BinaryOp::mul: return map2<T>(a, b, out, [](T x, T y) { return x * y; });
+      case BinaryOp::div: return map2<T>(a, b, out, [](T x, T y) { return x / y; });
+    }
+  });
+}
+
+void unary(UnaryOp op, const Tensor& a, const Tensor& out) {
+  check_same_shape("unary", a, out);
+  check_same_dtype("unary", a, out);
+  visit_float(out.dtype(), "unary", [&]<class T>() {
+    switch (op) {
+      case UnaryOp::neg: return map1<T, T>(a, out, [](T x) { return -x; });
+      case UnaryOp::exp: return map1<T, T>(a, out, [](T x) { return std::exp(x); });
+      case UnaryOp::log: return map1<T, T>(a, out, [](T x) { return std::log(x); });
+      case UnaryOp::sqrt: return map1<T, T>(a, out, [](T x) { return std::sqrt(x); });
+      case UnaryOp::tanh: return map1<T, T>(a, out, [](T x) { return std::tanh(x); });
+      case UnaryOp::relu: return map1<T, T>(a, out, [](T x) { return x > T(0) ? x : T(0); });
+      case UnaryOp::gelu: return map1<T, T>(a, out, [](T x) { return gelu(x); });
+      case UnaryOp::square: return map1<T, T>(a, out, [](T x) { return x * x; });
+    }
+  });
+}
+
+// gx = gy * op'(.) where exp, sqrt and tanh take their output y, the rest their input x.
+void unary_backward(UnaryOp op, const Tensor& x_or_y, const Tensor& gy, const Tensor& gx) {
+  check_same_shape("unary_backward", x_or_y, gx);
+  check_same_shape("unary_backward", gy, gx);
+  check_same_dtype("unary_backward", x_or_y, gx);
+  check_same_dtype("unary_backward", gy, gx);
+  visit_float(gx.dtype(), "unary_backward", [&]<class T>() {
+    const Tensor& v = x_or_y;
+    switch (op) {
+      case UnaryOp::neg: return map2<T>(v, gy, gx, [](T, T g) { return -g; });
+      case UnaryOp::exp: return map2<T>(v, gy, gx, [](T y, T g) { return g * y; });
+      case UnaryOp::log: return map2<T>(v, gy, gx, [](T x, T g) { return g / x; });
+      case UnaryOp::sqrt: return map2<T>(v, gy, gx, [](T y, T g) { return g * T(0.5) / y; });
+      case UnaryOp::tanh: return map2<T>(v, gy, gx, [](T y, T g) { return g * (T(1) - y * y); });
+      case UnaryOp::relu: return map2<T>(v, gy, gx, [](T x, T g) { return x > T(0) ? g : T(0); });
+      case UnaryOp::gelu: return map2<T>(v, gy, gx, [](T x, T g) { return g * gelu_grad(x); });
+      case UnaryOp::square: return map2<T>(v, gy, gx, [](T x, T g) { return g * T(2) * x; });
+    }
+  });
+}
+
+// out = alpha * a + beta * out; with beta == 0, out is not read (so NaN garbage in it is harmless).
+void axpby(float alpha, const Tensor& a, float beta, const Tensor& out) {
+  check_same_shape("axpby", a, out);
+  check_same_dtype("axpby", a, out);
+  visit_float(out.dtype(), "axpby", [&]<class T>() {
+    const T al = T(alpha), be = T(beta);
+    if (beta == 0.f) return map1<T, T>(a, out, [al](T x) { return al * x; });
+    map2<T>(a, out, out, [al, be](T x, T o) { return al * x + be * o; });
+  });
+}
+
+}  // namespace mp::cpu

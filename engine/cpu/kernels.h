@@ -1,0 +1,66 @@
+// The CPU kernels, one family per file. CpuBackend (cpu_backend.cpp) forwards
+// each Backend virtual to one of these; see engine/backend.h for what each
+// computes and which tensors may be strided.
+#pragma once
+#include <cstdint>
+
+#include "engine/backend.h"
+#include "engine/tensor.h"
+
+namespace mp::cpu {
+
+// Threads OpenMP will use in a parallel region (1 without OpenMP).
+int max_threads();
+// A contiguous scratch tensor counted under Tag::workspace.
+Tensor workspace(const Shape& shape, DType dt = DType::f32);
+
+// elementwise.cpp
+void copy(const Tensor& src, const Tensor& dst);
+void fill(const Tensor& dst, double value);
+void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out);
+void unary(UnaryOp op, const Tensor& a, const Tensor& out);
+void unary_backward(UnaryOp op, const Tensor& x_or_y, const Tensor& gy, const Tensor& gx);
+void axpby(float alpha, const Tensor& a, float beta, const Tensor& out);
+
+// reduce.cpp
+void reduce(ReduceOp op, const Tensor& a, int axis, const Tensor& out);
+
+// random.cpp
+void random(const Tensor& dst, Distribution dist, double a, double b, uint64_t seed);
+void dropout(const Tensor& x, float p, uint64_t seed, const Tensor& out);
+
+// matmul.cpp
+void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out, float alpha,
+            float beta);
+
+// softmax.cpp
+void softmax(const Tensor& x, const Tensor& y, bool log);
+void softmax_backward(const Tensor& y, const Tensor& gy, const Tensor& gx, bool log);
+
+// layer_norm.cpp
+void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, const Tensor& y, const Tensor& mean,
+                const Tensor& rstd);
+void layer_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
+                         const Tensor& gx, const Tensor& gw, const Tensor& gb);
+
+// embedding.cpp
+void embedding(const Tensor& ids, const Tensor& table, const Tensor& out);
+void embedding_backward(const Tensor& ids, const Tensor& gout, const Tensor& gtable);
+
+// cross_entropy.cpp
+void cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index, const Tensor& losses);
+void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int ignore_index, float gscale,
+                            const Tensor& glogits);
+
+// attention.cpp
+void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p, const Tensor& out,
+               const Tensor& lse);
+void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                        const Tensor& gout, const AttentionParams& p, const Tensor& gq, const Tensor& gk,
+                        const Tensor& gv);
+
+// adamw.cpp
+void adamw(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, float lr, float beta1,
+           float beta2, float eps, float weight_decay, int64_t step);
+
+}  // namespace mp::cpu

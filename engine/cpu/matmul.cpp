@@ -1,0 +1,137 @@
+// Batched matrix products on BLAS.
+//
+//   out (batch, M, N) = alpha * op(a) op(b) + beta * out
+//   a (batch or 1, M, K), stored (.., K, M) when trans_a
+//   b (batch or 1, K, N), stored (.., N, K) when trans_b
+//
+// Transposes are never copied: they become BLAS's transpose flags. A Linear
+// layer's x (B*T, C) @ W is the hot path: when b is one shared matrix and a is
+// not transposed, the whole batch is a single GEMM of (batch*M) rows.
+//
+// f32 uses cblas_sgemm, f64 cblas_dgemm. bf16 weights (a frozen base stored in
+// half the bytes) are widened to f32 one block of columns at a time into a
+// small workspace, then multiplied with sgemm, so no f32 copy of the whole
+// weight ever exists. BLAS runs its own threads: it is always called outside
+// OpenMP regions.
+#include <cblas.h>
+
+#include <algorithm>
+
+#include "engine/cpu/dispatch.h"
+#include "engine/cpu/kernels.h"
+
+namespace mp::cpu {
+
+namespace {
+
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+          int64_t ldb, float beta, float* C, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(M), int(N), int(K),
+              alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
+}
+
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const double* A, int64_t lda,
+          const double* B, int64_t ldb, float beta, double* C, int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(M), int(N), int(K),
+              alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
+}
+
+// The sizes of one call, read from the tensors' shapes.
+struct Dims {
+  int64_t batch, M, N, K, batch_a, batch_b;
+  bool ta, tb;
+  int64_t lda() const { return std::max<int64_t>(1, ta ? M : K); }  // row length of a as stored
+  int64_t ldb() const { return std::max<int64_t>(1, tb ? K : N); }
+  int64_t a_stride() const { return batch_a == 1 ? 0 : M * K; }  // elements between batch entries
+  int64_t b_stride() const { return batch_b == 1 ? 0 : K * N; }
+};
+
+// All-f32 or all-f64: one GEMM per batch entry, or one GEMM for the whole batch.
+template <class T>
+void matmul_same_type(const Dims& d, const T* A, const T* B, T* C, float alpha, float beta) {
+  if (d.batch > 1 && d.batch_b == 1 && d.batch_a == d.batch && !d.ta) {
+    // a (batch, M, K) is one (batch*M, K) matrix; b is shared.
+    gemm(false, d.tb, d.batch * d.M, d.N, d.K, alpha, A, d.lda(), B, d.ldb(), beta, C, d.N);
+    return;
+  }
+  for (int64_t i = 0; i < d.batch; ++i)
+    gemm(d.ta, d.tb, d.M, d.N, d.K, alpha, A + i * d.a_stride(), d.lda(), B + i * d.b_stride(), d.ldb(), beta,
+         C + i * d.M * d.N, d.N);
+}
+
+// Widen n bf16 values to f32 (in parallel; called outside any other OpenMP region).
+void widen(const bf16* src, float* dst, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_float(src[i]);
+}
+
+// a f32, b bf16, out f32. For each batch entry of b and each block of nb
+// output columns: widen b's block into a (K, nb) or (nb, K) f32 workspace and
+// run sgemm on it, writing out[:, n0:n0+nb].
+void matmul_bf16_b(const Dims& d, const float* A, const bf16* B, float* C, float alpha, float beta) {
+  // About 4 MiB of f32 per block: big enough for an efficient GEMM, small next to the weight.
+  const int64_t nb = std::min(d.N, std::max<int64_t>(64, ((int64_t(1) << 20) / std::max<int64_t>(1, d.K)) / 16 * 16));
+  Tensor ws = workspace({d.K * nb});
+  float* W = ws.data<float>();  // (K, nb) or (nb, K)
+  // When b is shared and a is not transposed, all of a is one (batch*M, K) matrix.
+  const bool flatten = d.batch_b == 1 && d.batch_a == d.batch && !d.ta;
+  const int64_t outer = flatten ? 1 : d.batch;
+  const int64_t rows = flatten ? d.batch * d.M : d.M;
+  for (int64_t i = 0; i < outer; ++i) {
+    const float* Ai = A + i * d.a_stride();
+    const bf16* Bi = B + i * d.b_stride();
+    float* Ci = C + i * d.M * d.N;
+    for (int64_t n0 = 0; n0 < d.N; n0 += nb) {
+      const int64_t n = std::min(nb, d.N - n0);
+      if (d.tb) {  // b (N, K): rows n0..n0+n are contiguous
+        widen(Bi + n0 * d.K, W, n * d.K);
+      } else {  // b (K, N): a column block, one strip of n per row
+#pragma omp parallel for schedule(static) if (d.K * n > (1 << 16))
+        for (int64_t k = 0; k < d.K; ++k)
+          for (int64_t j = 0; j < n; ++j) W[k * n + j] = bf16_to_float(Bi[k * d.N + n0 + j]);
+      }
+      gemm(d.ta, d.tb, rows, n, d.K, alpha, Ai, d.lda(), W, d.tb ? d.K : n, beta, Ci + n0, d.N);
+    }
+  }
+}
+
+}  // namespace
+
+void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out, float alpha, float beta) {
+  if (a.dim() != 3 || b.dim() != 3 || out.dim() != 3)
+    fail("matmul kernel wants 3-D tensors, got {}, {} -> {}", shape_str(a.shape()), shape_str(b.shape()),
+         shape_str(out.shape()));
+  if (!a.is_contiguous() || !b.is_contiguous() || !out.is_contiguous()) fail("matmul kernel wants contiguous tensors");
+  Dims d{out.size(0), out.size(1), out.size(2), trans_a ? a.size(1) : a.size(2), a.size(0), b.size(0), trans_a, trans_b};
+  const int64_t a_rows = trans_a ? a.size(2) : a.size(1), b_k = trans_b ? b.size(2) : b.size(1),
+                b_cols = trans_b ? b.size(1) : b.size(2);
+  if (a_rows != d.M || b_k != d.K || b_cols != d.N || (d.batch_a != 1 && d.batch_a != d.batch) ||
+      (d.batch_b != 1 && d.batch_b != d.batch))
+    fail("matmul kernel: {}{} @ {}{} does not give {}", shape_str(a.shape()), trans_a ? "^T" : "",
+         shape_str(b.shape()), trans_b ? "^T" : "", shape_str(out.shape()));
+  if (d.batch == 0 || d.M == 0 || d.N == 0) return;
+  if (d.K == 0) {  // an empty sum: out = beta * out
+    if (beta == 0.f) fill(out, 0.0);
+    else axpby(0.f, out, beta, out);
+    return;
+  }
+
+  const DType ta = a.dtype(), tb = b.dtype(), to = out.dtype();
+  if (ta == DType::f32 && tb == DType::f32 && to == DType::f32) {
+    matmul_same_type(d, a.data<float>(), b.data<float>(), out.data<float>(), alpha, beta);
+  } else if (ta == DType::f64 && tb == DType::f64 && to == DType::f64) {
+    matmul_same_type(d, a.data<double>(), b.data<double>(), out.data<double>(), alpha, beta);
+  } else if (ta == DType::f32 && tb == DType::bf16 && to == DType::f32) {
+    matmul_bf16_b(d, a.data<float>(), b.data<bf16>(), out.data<float>(), alpha, beta);
+  } else if (ta == DType::bf16 && to == DType::f32 && (tb == DType::f32 || tb == DType::bf16)) {
+    // bf16 activations are rare: widen all of a once, then as above.
+    Tensor a32 = workspace(a.shape());
+    widen(a.data<bf16>(), a32.data<float>(), a.numel());
+    matmul(a32, trans_a, b, trans_b, out, alpha, beta);
+  } else {
+    fail("matmul: dtypes {} @ {} -> {} are not supported on cpu (f32, f64, or bf16 with f32 output)",
+         dtype_name(ta), dtype_name(tb), dtype_name(to));
+  }
+}
+
+}  // namespace mp::cpu

@@ -1,0 +1,160 @@
+// Fused attention against naive softmax(scale q k^T + mask) v, with causal,
+// prefix keys and a key mask; the backward against finite differences (f64).
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "engine/backend.h"
+#include "engine/error.h"
+#include "engine/ops.h"
+#include "tests/engine/reference.h"
+
+using namespace mp;
+using namespace mp::test;
+
+struct Naive {
+  std::vector<double> out, lse;
+};
+
+// The dense reference: for each (b, h, t), scores over every key, -inf where
+// not visible, softmax, weighted sum of values. Rows with no key give 0.
+static Naive naive_attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p) {
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), S = k.size(2);
+  std::vector<double> vq = values(q), vk = values(k), vv = values(v);
+  std::vector<double> mask = p.key_mask ? values(*p.key_mask) : std::vector<double>(size_t(B * S), 1);
+  Naive r{std::vector<double>(size_t(B * H * T * D), 0), std::vector<double>(size_t(B * H * T), -INFINITY)};
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t t = 0; t < T; ++t) {
+        std::vector<double> score(size_t(S), -INFINITY);
+        double m = -INFINITY;
+        for (int64_t s = 0; s < S; ++s) {
+          const bool visible = (!p.causal || s <= t + S - T) && mask[size_t(b * S + s)] != 0;
+          if (!visible) continue;
+          double d = 0;
+          for (int64_t i = 0; i < D; ++i)
+            d += vq[size_t(((b * H + h) * T + t) * D + i)] * vk[size_t(((b * H + h) * S + s) * D + i)];
+          score[size_t(s)] = p.scale * d;
+          m = std::max(m, score[size_t(s)]);
+        }
+        if (m == -INFINITY) continue;
+        double sum = 0;
+        for (int64_t s = 0; s < S; ++s) sum += std::exp(score[size_t(s)] - m);
+        r.lse[size_t((b * H + h) * T + t)] = m + std::log(sum);
+        for (int64_t s = 0; s < S; ++s) {
+          const double w = std::exp(score[size_t(s)] - m) / sum;
+          for (int64_t i = 0; i < D; ++i)
+            r.out[size_t(((b * H + h) * T + t) * D + i)] += w * vv[size_t(((b * H + h) * S + s) * D + i)];
+        }
+      }
+  return r;
+}
+
+TEST_CASE("attention forward: causal, prefix keys, key mask, fully masked rows") {
+  const int64_t B = 2, H = 3, T = 5, D = 8;
+  for (int64_t S : {int64_t(5), int64_t(8)})
+    for (bool causal : {true, false})
+      for (bool masked : {false, true}) {
+        CAPTURE(S);
+        CAPTURE(causal);
+        CAPTURE(masked);
+        Tensor q = rand_tensor({B, H, T, D}, 1), k = rand_tensor({B, H, S, D}, 2), v = rand_tensor({B, H, S, D}, 3);
+        std::vector<int32_t> m(size_t(B * S), 1);
+        m[1] = 0;                           // batch 0: key 1 padded
+        for (int64_t s = 0; s < S; ++s) m[size_t(S + s)] = s >= S - 2 ? 0 : 1;  // batch 1: last two keys padded
+        if (S == T) m[0] = 0;               // batch 0, query 0 (causal) sees only key 0: now fully masked
+        Tensor mask = Tensor::from_vector(m, {B, S});
+        AttentionParams p;
+        p.scale = 1.f / std::sqrt(float(D));
+        p.causal = causal;
+        p.key_mask = masked ? &mask : nullptr;
+        auto r = ops::attention(q, k, v, p);
+        Naive want = naive_attention(q, k, v, p);
+        check_close(r.out, want.out, 1e-5);
+        std::vector<double> lse = values(r.lse);
+        for (size_t i = 0; i < lse.size(); ++i) {
+          if (std::isinf(want.lse[i])) CHECK(lse[i] == -INFINITY);
+          else CHECK(std::abs(lse[i] - want.lse[i]) < 1e-5);
+        }
+        for (double o : values(r.out)) CHECK(std::isfinite(o));
+      }
+}
+
+TEST_CASE("attention forward at a size that runs in parallel") {
+  const int64_t B = 2, H = 2, T = 33, S = 40, D = 16;
+  Tensor q = rand_tensor({B, H, T, D}, 4), k = rand_tensor({B, H, S, D}, 5), v = rand_tensor({B, H, S, D}, 6);
+  AttentionParams p;
+  p.scale = 0.25f;
+  auto r = ops::attention(q, k, v, p);
+  check_close(r.out, naive_attention(q, k, v, p).out, 1e-5);
+}
+
+TEST_CASE("attention backward against finite differences (f64)") {
+  const int64_t B = 2, H = 2, T = 4, S = 6, D = 3;
+  Tensor q = rand_tensor({B, H, T, D}, 7, DType::f64), k = rand_tensor({B, H, S, D}, 8, DType::f64),
+         v = rand_tensor({B, H, S, D}, 9, DType::f64);
+  Tensor gout = rand_tensor({B, H, T, D}, 10, DType::f64);
+  std::vector<int32_t> m(size_t(B * S), 1);
+  m[2] = 0;
+  m[size_t(S + 4)] = 0;
+  Tensor mask = Tensor::from_vector(m, {B, S});
+  AttentionParams p;
+  p.scale = 0.7f;
+  p.key_mask = &mask;
+  auto r = ops::attention(q, k, v, p);
+  Tensor gq = Tensor::empty(q.shape(), DType::f64), gk = Tensor::empty(k.shape(), DType::f64),
+         gv = Tensor::empty(v.shape(), DType::f64);
+  backend(kCPU).attention_backward(q, k, v, r.out, r.lse, gout, p, gq, gk, gv);
+
+  std::vector<double> vg = values(gout);
+  auto loss = [&] {
+    std::vector<double> o = values(ops::attention(q, k, v, p).out);
+    double s = 0;
+    for (size_t i = 0; i < o.size(); ++i) s += o[i] * vg[i];
+    return s;
+  };
+  for (Tensor* x : {&q, &k, &v}) {
+    Tensor g = x == &q ? gq : x == &k ? gk : gv;
+    Tensor flat = x->view({x->numel()});
+    std::vector<double> num;
+    for (int64_t i = 0; i < x->numel(); ++i) {
+      const double h = 1e-6, x0 = flat.at({i});
+      flat.set({i}, x0 + h);
+      const double up = loss();
+      flat.set({i}, x0 - h);
+      const double down = loss();
+      flat.set({i}, x0);
+      num.push_back((up - down) / (2 * h));
+    }
+    check_close(g, num, 1e-7);
+  }
+  // Each gradient may be skipped.
+  Tensor gv2 = Tensor::empty(v.shape(), DType::f64);
+  backend(kCPU).attention_backward(q, k, v, r.out, r.lse, gout, p, Tensor(), Tensor(), gv2);
+  CHECK(ops::max_abs_diff(gv2, gv) == 0);
+}
+
+TEST_CASE("attention backward on fully masked rows gives zero gradients") {
+  const int64_t B = 1, H = 1, T = 2, S = 2, D = 4;
+  Tensor q = rand_tensor({B, H, T, D}, 11), k = rand_tensor({B, H, S, D}, 12), v = rand_tensor({B, H, S, D}, 13);
+  Tensor mask = Tensor::from_vector(std::vector<int32_t>{0, 1}, {B, S});
+  AttentionParams p;
+  p.key_mask = &mask;
+  auto r = ops::attention(q, k, v, p);
+  CHECK(values(r.out.select(2, 0)) == std::vector<double>(4, 0.0));  // query 0 sees only the masked key 0
+  Tensor gq = Tensor::empty(q.shape()), gk = Tensor::empty(k.shape()), gv = Tensor::empty(v.shape());
+  backend(kCPU).attention_backward(q, k, v, r.out, r.lse, Tensor::full(q.shape(), 1.0), p, gq, gk, gv);
+  for (const Tensor& g : {gq, gk, gv})
+    for (double x : values(g)) CHECK(std::isfinite(x));
+  CHECK(values(gq.select(2, 0)) == std::vector<double>(4, 0.0));
+}
+
+TEST_CASE("attention shape errors") {
+  Tensor q = Tensor::zeros({1, 2, 5, 4}), k = Tensor::zeros({1, 2, 3, 4});
+  CHECK_THROWS_WITH_AS(ops::attention(q, k, k, AttentionParams{}),
+                       "attention: 3 keys for 5 queries (q (1, 2, 5, 4), k (1, 2, 3, 4)): need S >= T", Error);
+  Tensor mask = Tensor::zeros({1, 4}, DType::i32);
+  AttentionParams p;
+  p.key_mask = &mask;
+  CHECK_THROWS_AS(ops::attention(q, Tensor::zeros({1, 2, 5, 4}), Tensor::zeros({1, 2, 5, 4}), p), Error);
+}

@@ -1,0 +1,111 @@
+// Matrix products against a naive triple loop in double: transposes, batches,
+// a shared weight, alpha/beta, f64, bf16 weights.
+#include <doctest/doctest.h>
+
+#include "engine/error.h"
+#include "engine/ops.h"
+#include "tests/engine/reference.h"
+
+using namespace mp;
+using namespace mp::test;
+
+// Naive reference: a (batch_a, ., .) and b (batch_b, ., .) as stored, transposes
+// applied by index; batch 1 is shared.
+static std::vector<double> naive(const Tensor& a, bool ta, const Tensor& b, bool tb, int64_t batch) {
+  std::vector<double> va = values(a), vb = values(b);
+  const int64_t ar = a.size(-2), ac = a.size(-1), br = b.size(-2), bc = b.size(-1);
+  const int64_t M = ta ? ac : ar, K = ta ? ar : ac, N = tb ? br : bc;
+  const bool shared_a = a.dim() == 2 || a.numel() == ar * ac, shared_b = b.dim() == 2 || b.numel() == br * bc;
+  std::vector<double> out(size_t(batch * M * N));
+  for (int64_t i = 0; i < batch; ++i) {
+    const double* A = va.data() + (shared_a ? 0 : i * ar * ac);
+    const double* B = vb.data() + (shared_b ? 0 : i * br * bc);
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) {
+        double s = 0;
+        for (int64_t k = 0; k < K; ++k) s += (ta ? A[k * ac + m] : A[m * ac + k]) * (tb ? B[n * bc + k] : B[k * bc + n]);
+        out[size_t((i * M + m) * N + n)] = s;
+      }
+  }
+  return out;
+}
+
+TEST_CASE("matmul 2-D with every transpose combination") {
+  const int64_t M = 5, K = 7, N = 3;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      Tensor a = rand_tensor(ta ? Shape{K, M} : Shape{M, K}, 1);
+      Tensor b = rand_tensor(tb ? Shape{N, K} : Shape{K, N}, 2);
+      Tensor c = ops::matmul(a, b, ta, tb);
+      CHECK(c.shape() == Shape{M, N});
+      check_close(c, naive(a, ta, b, tb, 1), 1e-5);
+    }
+}
+
+TEST_CASE("batched matmul, shared weight (the Linear path), shared left side") {
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      Tensor a = rand_tensor(ta ? Shape{2, 3, 6, 4} : Shape{2, 3, 4, 6}, 3);  // (2, 3) batch
+      Tensor bb = rand_tensor(tb ? Shape{2, 3, 5, 6} : Shape{2, 3, 6, 5}, 4);
+      Tensor w = rand_tensor(tb ? Shape{5, 6} : Shape{6, 5}, 5);
+      Tensor c = ops::matmul(a, bb, ta, tb);
+      CHECK(c.shape() == Shape{2, 3, 4, 5});
+      check_close(c, naive(a, ta, bb, tb, 6), 1e-5);
+      Tensor cw = ops::matmul(a, w, ta, tb);
+      CHECK(cw.shape() == Shape{2, 3, 4, 5});
+      check_close(cw, naive(a, ta, w, tb, 6), 1e-5);
+    }
+  Tensor a = rand_tensor({4, 6}, 6);
+  Tensor b = rand_tensor({3, 6, 2}, 7);
+  Tensor c = ops::matmul(a, b);
+  CHECK(c.shape() == Shape{3, 4, 2});
+  check_close(c, naive(a, false, b, false, 3), 1e-5);
+}
+
+TEST_CASE("matmul on non-contiguous inputs and with alpha, beta") {
+  Tensor a = rand_tensor({7, 5}, 8).transpose(0, 1);  // (5, 7) strided
+  Tensor b = rand_tensor({7, 3}, 9);
+  check_close(ops::matmul(a, b), naive(a.contiguous(), false, b, false, 1), 1e-5);
+
+  Tensor out = rand_tensor({5, 3}, 10);
+  std::vector<double> old = values(out), ab = naive(a.contiguous(), false, b, false, 1), want;
+  for (size_t i = 0; i < old.size(); ++i) want.push_back(0.5 * ab[i] + 2 * old[i]);
+  ops::matmul_into(a, false, b, false, out, 0.5f, 2.f);
+  check_close(out, want, 1e-5);
+}
+
+TEST_CASE("matmul f64") {
+  Tensor a = rand_tensor({3, 4, 6}, 11, DType::f64), b = rand_tensor({5, 6}, 12, DType::f64);
+  Tensor c = ops::matmul(a, b, false, true);
+  CHECK(c.dtype() == DType::f64);
+  check_close(c, naive(a, false, b, true, 3), 1e-12);
+}
+
+TEST_CASE("matmul with bf16 weights matches f32 within bf16 precision") {
+  for (bool tb : {false, true}) {
+    Tensor a = rand_tensor({2, 9, 40}, 13);
+    Tensor w32 = rand_tensor(tb ? Shape{1500, 40} : Shape{40, 1500}, 14);  // wide enough for several column blocks
+    Tensor w16 = w32.to(DType::bf16);
+    Tensor c = ops::matmul(a, w16, false, tb);
+    CHECK(c.dtype() == DType::f32);
+    // Exact against the bf16 values widened; close to the f32 weights.
+    check_close(c, naive(a, false, w16.to(DType::f32), tb, 2), 1e-4, 1e-5);
+    check_close(c, naive(a, false, w32, tb, 2), 5e-2, 1e-2);
+    // Transposed a with a bf16 weight, batched.
+    Tensor at = rand_tensor({2, 40, 9}, 15);
+    check_close(ops::matmul(at, w16, true, tb), naive(at, true, w16.to(DType::f32), tb, 2), 1e-4, 1e-5);
+  }
+}
+
+TEST_CASE("matmul shape errors name the shapes") {
+  CHECK_THROWS_WITH_AS(ops::matmul(Tensor::zeros({2, 3}), Tensor::zeros({4, 5})),
+                       "matmul: (2, 3) @ (4, 5): inner dimensions 3 and 4 differ", Error);
+  CHECK_THROWS_WITH_AS(ops::matmul(Tensor::zeros({2, 2, 3}), Tensor::zeros({3, 3, 5})),
+                       "matmul: (2, 2, 3) @ (3, 3, 5): batch dimensions (2) and (3) differ", Error);
+  CHECK_THROWS_AS(ops::matmul(Tensor::zeros({3}), Tensor::zeros({3, 5})), Error);
+}
+
+TEST_CASE("matmul with an empty inner dimension gives zeros") {
+  Tensor c = ops::matmul(Tensor::zeros({3, 0}), Tensor::zeros({0, 2}));
+  CHECK(values(c) == std::vector<double>(6, 0.0));
+}
