@@ -1,0 +1,90 @@
+// The CUDA kernels' launchers, on raw device pointers: cuda_backend.cpp checks
+// shapes and dtypes on Tensors and calls these; elementwise.cu and nn.cu
+// define them. Everything runs on the default stream, in order, so memory
+// freed to the caching allocator can be reused by the next launch at once.
+//
+// Internal to cuda/: plain C++ (no CUDA header), so that the backend (.cpp,
+// built by g++) and the kernels (.cu, built by nvcc) share it.
+#pragma once
+#include <cstdint>
+
+#include "engine/backend.h"
+#include "engine/dtype.h"
+
+namespace mp::cuda {
+
+constexpr int kMaxDims = 8;
+
+// N operands walked together over one shape, row-major. The host simplifies
+// the shape first (size-1 axes dropped, axes that are contiguous in every
+// operand merged), so a contiguous tensor is a single axis.
+template <int N>
+struct Strided {
+  int ndim = 0;
+  int64_t numel = 0;
+  int64_t shape[kMaxDims];
+  int64_t strides[N][kMaxDims];  // per operand, in elements
+};
+
+// A device pointer with its element type.
+struct Ptr {
+  void* p = nullptr;
+  DType dt = DType::f32;
+};
+
+// ---- elementwise.cu
+// L's operand 0 is src, 1 is dst.
+void launch_copy(const Strided<2>& L, Ptr src, Ptr dst);
+void launch_fill(const Strided<1>& L, Ptr dst, double value);
+// Element i (row-major over dst's shape) gets the Philox value of index i.
+void launch_random(const Strided<1>& L, Ptr dst, Distribution dist, double a, double b, uint64_t seed);
+// Operands (a, b, out); computed in double when `dbl`, else float.
+void launch_binary(BinaryOp op, const Strided<3>& L, Ptr a, Ptr b, Ptr out, bool dbl);
+void launch_unary(UnaryOp op, const Strided<2>& L, Ptr a, Ptr out, bool dbl);
+void launch_unary_backward(UnaryOp op, const Strided<3>& L, Ptr v, Ptr gy, Ptr gx, bool dbl);
+// Operands (a, out); beta == 0 does not read out.
+void launch_axpby(const Strided<2>& L, float alpha, Ptr a, float beta, Ptr out, bool dbl);
+// L walks out's shape (operand 0: a with the reduced axis removed, 1: out);
+// each output reduces `len` elements of a `axis_stride` apart.
+void launch_reduce(ReduceOp op, const Strided<2>& L, int64_t len, int64_t axis_stride, Ptr a, Ptr out, bool dbl);
+void launch_dropout(int64_t n, Ptr x, Ptr out, float p, uint64_t seed);
+// Ids out of [0, V) set *err to 1 (the host reads it and throws).
+void launch_embedding(int64_t N, int64_t V, int64_t C, const int32_t* ids, Ptr table, Ptr out, int* err);
+void launch_embedding_backward(int64_t N, int64_t V, int64_t C, const int32_t* ids, Ptr gout, Ptr gtable);
+void launch_adamw(int64_t n, float* param, const float* grad, float* m, float* v, float lr, float beta1, float beta2,
+                  float eps, float weight_decay, int64_t step);
+
+// ---- nn.cu: row kernels, all contiguous, (N, C) = (rows, last axis)
+void launch_softmax(int64_t N, int64_t C, Ptr x, Ptr y, bool log);
+void launch_softmax_backward(int64_t N, int64_t C, Ptr y, Ptr gy, Ptr gx, bool log);
+// w, b may have p == nullptr (1 and 0).
+void launch_layer_norm(int64_t N, int64_t C, Ptr x, Ptr w, Ptr b, float eps, Ptr y, Ptr mean, Ptr rstd);
+// gx, gw, gb may have p == nullptr (not wanted); gw, gb accumulate and must be f32 or f64.
+void launch_layer_norm_backward(int64_t N, int64_t C, Ptr gy, Ptr x, Ptr w, Ptr mean, Ptr rstd, Ptr gx, Ptr gw,
+                                Ptr gb);
+// Targets outside [0, V) other than ignore_index set *err to 1.
+void launch_cross_entropy(int64_t N, int64_t V, Ptr logits, const int32_t* targets, int ignore_index, Ptr losses,
+                          int* err);
+void launch_cross_entropy_backward(int64_t N, int64_t V, Ptr logits, const int32_t* targets, int ignore_index,
+                                   float gscale, Ptr glogits, int* err);
+
+// Attention sizes: q (B, H, T, D), k and v (B, H, S, D), S >= T, D <= kMaxHeadDim.
+constexpr int kMaxHeadDim = 128;
+struct AttnDims {
+  int64_t B, H, T, S, D;
+  float scale;
+  bool causal;
+  const int32_t* key_mask;  // (B, S) or nullptr
+};
+void launch_attention(const AttnDims& d, Ptr q, Ptr k, Ptr v, Ptr out, float* lse);
+// gq, gk, gv may have p == nullptr; delta is a (B, H, T) f32 scratch.
+void launch_attention_backward(const AttnDims& d, Ptr q, Ptr k, Ptr v, Ptr out, const float* lse, Ptr gout, Ptr gq,
+                               Ptr gk, Ptr gv, float* delta);
+
+// The last launch's error (launch configuration, or an earlier kernel's
+// fault) as a message, or nullptr if none; clears it.
+const char* last_error();
+// Copies the device int at err to the host, resets it to 0, returns it.
+int take_flag(int* err);
+
+}  // namespace mp::cuda

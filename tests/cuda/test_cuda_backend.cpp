@@ -1,0 +1,343 @@
+// The CUDA backend against the CPU backend (the reference): every Backend
+// kernel on random inputs, f32 within 1e-5 (relative to the largest value of
+// the reference; TF32 off) and bf16 within 1e-2. Exits 77 (a skip for Meson)
+// when no GPU is present.
+#define DOCTEST_CONFIG_IMPLEMENT
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <vector>
+
+#include "cuda/cuda_backend.h"
+#include "engine/backend.h"
+#include "engine/error.h"
+#include "engine/tensor.h"
+
+using namespace mp;
+
+namespace {
+
+Backend& cpu() { return backend(kCPU); }
+Backend& gpu() { return backend(kCUDA); }
+
+Tensor uniform(const Shape& s, uint64_t seed, double lo = -1, double hi = 1, DType dt = DType::f32) {
+  Tensor t = Tensor::empty(s);
+  cpu().random(t, Distribution::uniform, lo, hi, seed);
+  return t.to(dt);
+}
+
+Tensor dev(const Tensor& t) { return t.to(kCUDA); }
+Tensor empty_like(const Tensor& t, Device d) { return Tensor::empty(t.shape(), t.dtype(), d); }
+
+// max |got - want| <= rtol * max(max |want|, 1e-30); both any device.
+void expect_close(const Tensor& got, const Tensor& want, double rtol, const char* what) {
+  CAPTURE(what);
+  REQUIRE(got.shape() == want.shape());
+  std::vector<float> g = got.to_floats(), w = want.to_floats();
+  double scale = 1e-30, err = 0;
+  size_t worst = 0;
+  for (size_t i = 0; i < w.size(); ++i) {
+    scale = std::max(scale, double(std::fabs(w[i])));
+    const double e = std::fabs(double(g[i]) - double(w[i]));
+    if (!(e <= err)) {
+      err = e;
+      worst = i;
+    }
+  }
+  CAPTURE(worst);
+  CAPTURE(err);
+  CAPTURE(scale);
+  CHECK(err <= rtol * scale);
+}
+
+constexpr double kF32 = 1e-5, kBF16 = 1e-2;
+
+}  // namespace
+
+TEST_CASE("memory: allocate, copy to and from the host, the cache reuses blocks") {
+  Tensor h = uniform({3, 1000}, 1);
+  Tensor d = dev(h);
+  CHECK(d.device() == kCUDA);
+  expect_close(d.to(kCPU), h, 0, "round trip");
+  const size_t before = Ledger::instance().current_total(kCUDA);
+  { Tensor t = Tensor::empty({1 << 20}, DType::f32, kCUDA, Tag::workspace); }
+  CHECK(cuda::cached_bytes() >= (size_t(4) << 20));
+  CHECK(Ledger::instance().current_total(kCUDA) == before);
+  cuda::empty_cache();
+  CHECK(cuda::cached_bytes() == 0);
+}
+
+TEST_CASE("copy with dtype conversion and any strides; fill") {
+  Tensor a = uniform({5, 7, 9}, 2, -50, 50);
+  Tensor at = a.permute({2, 0, 1});  // a strided view
+  for (DType dt : {DType::f32, DType::bf16, DType::i32, DType::f64}) {
+    CAPTURE(dtype_name(dt));
+    Tensor want = Tensor::empty(at.shape(), dt), got = Tensor::empty(at.shape(), dt, kCUDA);
+    cpu().copy(at, want);
+    gpu().copy(dev(a).permute({2, 0, 1}), got);
+    expect_close(got, want, 0, "copy");
+    // and back to f32 from that dtype, into a transposed destination
+    Tensor w2 = Tensor::empty({9, 5, 7}), g2 = Tensor::empty({9, 5, 7}, DType::f32, kCUDA);
+    cpu().copy(want.transpose(0, 2).transpose(0, 2), w2);
+    gpu().copy(got, g2);
+    expect_close(g2, w2, 0, "copy back");
+  }
+  Tensor row = uniform({1, 7}, 3);
+  Tensor want = Tensor::empty({4, 7}), got = Tensor::empty({4, 7}, DType::f32, kCUDA);
+  cpu().copy(row.expand({4, 7}), want);
+  gpu().copy(dev(row).expand({4, 7}), got);
+  expect_close(got, want, 0, "broadcast copy");
+  for (DType dt : {DType::f32, DType::bf16, DType::i32, DType::f64}) {
+    Tensor f = Tensor::full({3, 5}, 2.7, dt, kCUDA), r = Tensor::full({3, 5}, 2.7, dt);
+    expect_close(f, r, 0, "fill");
+  }
+}
+
+TEST_CASE("random: the same Philox numbers as the CPU") {
+  for (DType dt : {DType::f32, DType::bf16, DType::f64}) {
+    for (Distribution dist : {Distribution::uniform, Distribution::normal}) {
+      Tensor w = Tensor::empty({1001}, dt), g = Tensor::empty({1001}, dt, kCUDA);
+      cpu().random(w, dist, 0.5, 2, 77);
+      gpu().random(g, dist, 0.5, 2, 77);
+      expect_close(g, w, dt == DType::bf16 ? kBF16 : kF32, "random");
+    }
+  }
+}
+
+TEST_CASE("binary, unary, unary_backward, axpby with broadcasting and strides") {
+  Tensor a = uniform({4, 1, 5}, 4), b = uniform({5, 3, 4}, 5, 0.5, 2);  // b: divisor away from 0
+  Tensor ae = a.expand({4, 3, 5}), be = b.permute({2, 1, 0});
+  Tensor da = dev(a), db = dev(b);
+  for (BinaryOp op : {BinaryOp::add, BinaryOp::sub, BinaryOp::mul, BinaryOp::div}) {
+    Tensor w = Tensor::empty({4, 3, 5}), g = Tensor::empty({4, 3, 5}, DType::f32, kCUDA);
+    cpu().binary(op, ae, be, w);
+    gpu().binary(op, da.expand({4, 3, 5}), db.permute({2, 1, 0}), g);
+    expect_close(g, w, kF32, "binary");
+  }
+  Tensor x = uniform({6, 50}, 6, -3, 3), xp = uniform({6, 50}, 7, 0.1, 3), gy = uniform({6, 50}, 8);
+  for (UnaryOp op : {UnaryOp::neg, UnaryOp::exp, UnaryOp::log, UnaryOp::sqrt, UnaryOp::tanh, UnaryOp::relu,
+                     UnaryOp::gelu, UnaryOp::square}) {
+    CAPTURE(int(op));
+    const Tensor& in = (op == UnaryOp::log || op == UnaryOp::sqrt) ? xp : x;
+    Tensor wy = empty_like(in, kCPU), gy_dev = Tensor::empty(in.shape(), DType::f32, kCUDA);
+    cpu().unary(op, in, wy);
+    gpu().unary(op, dev(in), gy_dev);
+    expect_close(gy_dev, wy, kF32, "unary");
+    const bool from_y = op == UnaryOp::exp || op == UnaryOp::sqrt || op == UnaryOp::tanh;
+    Tensor wgx = empty_like(in, kCPU), ggx = Tensor::empty(in.shape(), DType::f32, kCUDA);
+    cpu().unary_backward(op, from_y ? wy : in, gy, wgx);
+    gpu().unary_backward(op, from_y ? dev(wy) : dev(in), dev(gy), ggx);
+    expect_close(ggx, wgx, kF32, "unary_backward");
+  }
+  for (float beta : {0.f, 0.7f}) {
+    Tensor w = uniform({6, 50}, 9), g = dev(w);
+    cpu().axpby(1.5f, x, beta, w);
+    gpu().axpby(1.5f, dev(x), beta, g);
+    expect_close(g, w, kF32, "axpby");
+  }
+}
+
+TEST_CASE("reduce sum and max over each axis") {
+  Tensor a = uniform({7, 33, 20}, 10);
+  for (ReduceOp op : {ReduceOp::sum, ReduceOp::max}) {
+    for (int axis = 0; axis < 3; ++axis) {
+      Shape s = a.shape();
+      s[size_t(axis)] = 1;
+      Tensor w = Tensor::empty(s), g = Tensor::empty(s, DType::f32, kCUDA);
+      cpu().reduce(op, a, axis, w);
+      gpu().reduce(op, dev(a), axis, g);
+      expect_close(g, w, kF32, "reduce");
+    }
+    Tensor big = uniform({3, 5000}, 11);  // a long axis: the block-per-output kernel
+    Tensor w = Tensor::empty({3, 1}), g = Tensor::empty({3, 1}, DType::f32, kCUDA);
+    cpu().reduce(op, big, 1, w);
+    gpu().reduce(op, dev(big), 1, g);
+    expect_close(g, w, kF32, "reduce long axis");
+  }
+}
+
+TEST_CASE("matmul: transposes, shared operands, f32, f64, bf16") {
+  cuda::set_tf32(false);
+  const int64_t B = 3, M = 17, K = 40, N = 23;
+  for (int ta = 0; ta < 2; ++ta) {
+    for (int tb = 0; tb < 2; ++tb) {
+      for (int shared = 0; shared < 3; ++shared) {  // 0: none, 1: b shared, 2: a shared
+        CAPTURE(ta);
+        CAPTURE(tb);
+        CAPTURE(shared);
+        Shape sa = ta ? Shape{shared == 2 ? 1 : B, K, M} : Shape{shared == 2 ? 1 : B, M, K};
+        Shape sb = tb ? Shape{shared == 1 ? 1 : B, N, K} : Shape{shared == 1 ? 1 : B, K, N};
+        Tensor a = uniform(sa, 20), b = uniform(sb, 21), c = uniform({B, M, N}, 22);
+        Tensor w = c.clone(), g = dev(c);
+        cpu().matmul(a, ta, b, tb, w, 0.5f, 0.25f);
+        gpu().matmul(dev(a), ta, dev(b), tb, g, 0.5f, 0.25f);
+        expect_close(g, w, kF32, "f32");
+        Tensor w64 = c.to(DType::f64), g64 = dev(w64);
+        cpu().matmul(a.to(DType::f64), ta, b.to(DType::f64), tb, w64, 0.5f, 0.25f);
+        gpu().matmul(dev(a.to(DType::f64)), ta, dev(b.to(DType::f64)), tb, g64, 0.5f, 0.25f);
+        expect_close(g64, w64, 1e-12, "f64");
+        // bf16 weight with f32 activations, and both bf16
+        Tensor wb = Tensor::zeros({B, M, N}), gb = Tensor::zeros({B, M, N}, DType::f32, kCUDA);
+        cpu().matmul(a, ta, b.to(DType::bf16), tb, wb, 1.f, 0.f);
+        gpu().matmul(dev(a), ta, dev(b.to(DType::bf16)), tb, gb, 1.f, 0.f);
+        expect_close(gb, wb, kF32, "f32 x bf16");
+        Tensor gbb = Tensor::zeros({B, M, N}, DType::f32, kCUDA), wbb = Tensor::zeros({B, M, N});
+        cpu().matmul(a.to(DType::bf16), ta, b.to(DType::bf16), tb, wbb, 1.f, 0.f);
+        gpu().matmul(dev(a.to(DType::bf16)), ta, dev(b.to(DType::bf16)), tb, gbb, 1.f, 0.f);
+        expect_close(gbb, wbb, kBF16, "bf16 x bf16");
+      }
+    }
+  }
+}
+
+TEST_CASE("softmax and log_softmax, forward and backward") {
+  for (int64_t C : {50, 5000}) {
+    Tensor x = uniform({9, C}, 30, -5, 5), gy = uniform({9, C}, 31);
+    for (bool log : {false, true}) {
+      Tensor wy = empty_like(x, kCPU), gyd = Tensor::empty(x.shape(), DType::f32, kCUDA);
+      cpu().softmax(x, wy, log);
+      gpu().softmax(dev(x), gyd, log);
+      expect_close(gyd, wy, kF32, "softmax");
+      Tensor wgx = empty_like(x, kCPU), ggx = Tensor::empty(x.shape(), DType::f32, kCUDA);
+      cpu().softmax_backward(wy, gy, wgx, log);
+      gpu().softmax_backward(dev(wy), dev(gy), ggx, log);
+      expect_close(ggx, wgx, kF32, "softmax_backward");
+    }
+  }
+}
+
+TEST_CASE("layer_norm forward and backward (gw, gb accumulate)") {
+  const int64_t N = 37, C = 768;
+  Tensor x = uniform({N, C}, 40, -2, 3), w = uniform({C}, 41, 0.5, 1.5), b = uniform({C}, 42), gy = uniform({N, C}, 43);
+  for (bool with_b : {true, false}) {
+    Tensor bb = with_b ? b : Tensor();
+    Tensor wy = empty_like(x, kCPU), wm = Tensor::empty({N}), wr = Tensor::empty({N});
+    Tensor gyv = Tensor::empty({N, C}, DType::f32, kCUDA), gm = Tensor::empty({N}, DType::f32, kCUDA),
+           gr = Tensor::empty({N}, DType::f32, kCUDA);
+    cpu().layer_norm(x, w, bb, 1e-5f, wy, wm, wr);
+    gpu().layer_norm(dev(x), dev(w), with_b ? dev(b) : Tensor(), 1e-5f, gyv, gm, gr);
+    expect_close(gyv, wy, kF32, "y");
+    expect_close(gm, wm, kF32, "mean");
+    expect_close(gr, wr, kF32, "rstd");
+    Tensor wgx = empty_like(x, kCPU), wgw = uniform({C}, 44), wgb = uniform({C}, 45);
+    Tensor ggx = Tensor::empty({N, C}, DType::f32, kCUDA), ggw = dev(wgw), ggb = dev(wgb);
+    cpu().layer_norm_backward(gy, x, w, wm, wr, wgx, wgw, wgb);
+    gpu().layer_norm_backward(dev(gy), dev(x), dev(w), gm, gr, ggx, ggw, ggb);
+    expect_close(ggx, wgx, kF32, "gx");
+    expect_close(ggw, wgw, kF32, "gw");
+    expect_close(ggb, wgb, kF32, "gb");
+  }
+}
+
+TEST_CASE("embedding and its scatter-add backward; bad ids are errors") {
+  const int64_t V = 50, C = 33;
+  std::vector<int32_t> idv = {3, 7, 3, 49, 0, 7, 7, 12};
+  Tensor ids = Tensor::from_vector(idv, {int64_t(idv.size())});
+  Tensor table = uniform({V, C}, 50), gout = uniform({int64_t(idv.size()), C}, 51);
+  for (DType dt : {DType::f32, DType::bf16}) {
+    Tensor t = table.to(dt);
+    Tensor w = Tensor::empty({int64_t(idv.size()), C}), g = Tensor::empty({int64_t(idv.size()), C}, DType::f32, kCUDA);
+    cpu().embedding(ids, t, w);
+    gpu().embedding(dev(ids), dev(t), g);
+    expect_close(g, w, 0, "embedding");
+  }
+  Tensor wg = uniform({V, C}, 52), gg = dev(wg);
+  cpu().embedding_backward(ids, gout, wg);
+  gpu().embedding_backward(dev(ids), dev(gout), gg);
+  expect_close(gg, wg, kF32, "embedding_backward");
+  Tensor bad = dev(Tensor::from_vector(std::vector<int32_t>{1, 50}, {2}));
+  Tensor o = Tensor::empty({2, C}, DType::f32, kCUDA);
+  CHECK_THROWS_AS(gpu().embedding(bad, dev(table), o), Error);
+}
+
+TEST_CASE("fused cross-entropy forward and backward with ignore_index") {
+  const int64_t N = 6, V = 50257;
+  Tensor logits = uniform({N, V}, 60, -8, 8);
+  Tensor targets = Tensor::from_vector(std::vector<int32_t>{5, -100, 50256, 0, 1234, -100}, {N});
+  Tensor wl = Tensor::empty({N}), gl = Tensor::empty({N}, DType::f32, kCUDA);
+  cpu().cross_entropy(logits, targets, -100, wl);
+  gpu().cross_entropy(dev(logits), dev(targets), -100, gl);
+  expect_close(gl, wl, kF32, "losses");
+  Tensor wg = empty_like(logits, kCPU), gg = Tensor::empty({N, V}, DType::f32, kCUDA);
+  cpu().cross_entropy_backward(logits, targets, -100, 0.25f, wg);
+  gpu().cross_entropy_backward(dev(logits), dev(targets), -100, 0.25f, gg);
+  expect_close(gg, wg, kF32, "glogits");
+  Tensor bad = dev(Tensor::from_vector(std::vector<int32_t>{5, V, 0, 0, 0, 0}, {N}));
+  CHECK_THROWS_AS(gpu().cross_entropy(dev(logits), bad, -100, gl), Error);
+}
+
+TEST_CASE("dropout: the same mask as the CPU") {
+  Tensor x = uniform({10, 101}, 70);
+  for (float p : {0.f, 0.1f, 0.5f}) {
+    Tensor w = empty_like(x, kCPU), g = Tensor::empty(x.shape(), DType::f32, kCUDA);
+    cpu().dropout(x, p, 123, w);
+    gpu().dropout(dev(x), p, 123, g);
+    expect_close(g, w, kF32, "dropout");
+  }
+}
+
+TEST_CASE("fused attention forward and backward: causal, prefix keys, key_mask, bf16") {
+  struct Case {
+    int64_t B, H, T, S, D;
+    bool causal, mask;
+    DType dt;
+  };
+  const Case cases[] = {
+      {2, 3, 37, 45, 64, true, true, DType::f32},   // prefix of 8 keys, padding in the mask
+      {1, 2, 70, 70, 32, true, false, DType::f32},  // plain causal, several tiles
+      {2, 2, 20, 33, 128, false, false, DType::f32},
+      {2, 3, 37, 45, 64, true, true, DType::bf16},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.T);
+    CAPTURE(c.D);
+    Tensor q = uniform({c.B, c.H, c.T, c.D}, 80, -1, 1, c.dt), k = uniform({c.B, c.H, c.S, c.D}, 81, -1, 1, c.dt),
+           v = uniform({c.B, c.H, c.S, c.D}, 82, -1, 1, c.dt), gout = uniform({c.B, c.H, c.T, c.D}, 83, -1, 1, c.dt);
+    std::vector<int32_t> mv(size_t(c.B * c.S), 1);
+    for (int64_t s = 1; s < c.S; s += 5) mv[size_t(c.S + s)] = 0;  // batch 1: every 5th key is padding (key 0 kept)
+    Tensor mask = Tensor::from_vector(mv, {c.B, c.S}), dmask = dev(mask);
+    AttentionParams pc{float(1 / std::sqrt(double(c.D))), c.causal, c.mask ? &mask : nullptr};
+    AttentionParams pg = pc;
+    pg.key_mask = c.mask ? &dmask : nullptr;
+    const double tol = c.dt == DType::bf16 ? kBF16 : 1e-5;
+    Tensor wo = Tensor::empty(q.shape(), c.dt), wl = Tensor::empty({c.B, c.H, c.T});
+    Tensor go = Tensor::empty(q.shape(), c.dt, kCUDA), gl = Tensor::empty({c.B, c.H, c.T}, DType::f32, kCUDA);
+    cpu().attention(q, k, v, pc, wo, wl);
+    gpu().attention(dev(q), dev(k), dev(v), pg, go, gl);
+    expect_close(go, wo, tol, "out");
+    expect_close(gl, wl, tol, "lse");
+    Tensor wq = empty_like(q, kCPU), wk = empty_like(k, kCPU), wv = empty_like(v, kCPU);
+    Tensor gq = empty_like(q, kCUDA), gk = empty_like(k, kCUDA), gv = empty_like(v, kCUDA);
+    cpu().attention_backward(q, k, v, wo, wl, gout, pc, wq, wk, wv);
+    gpu().attention_backward(dev(q), dev(k), dev(v), go, gl, dev(gout), pg, gq, gk, gv);
+    expect_close(gq, wq, tol * 10, "gq");
+    expect_close(gk, wk, tol * 10, "gk");
+    expect_close(gv, wv, tol * 10, "gv");
+  }
+}
+
+TEST_CASE("adamw: five steps as on the CPU") {
+  const int64_t n = 3001;
+  Tensor p = uniform({n}, 90), m = Tensor::zeros({n}), v = Tensor::zeros({n});
+  Tensor dp = dev(p), dm = dev(m), dv = dev(v);
+  for (int64_t step = 1; step <= 5; ++step) {
+    Tensor g = uniform({n}, 91 + uint64_t(step));
+    cpu().adamw(p, g, m, v, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, step);
+    gpu().adamw(dp, dev(g), dm, dv, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, step);
+  }
+  expect_close(dp, p, kF32, "param");
+  expect_close(dm, m, kF32, "m");
+  expect_close(dv, v, kF32, "v");
+}
+
+int main(int argc, char** argv) {
+  if (cuda::device_count() <= 0 || !has_backend(DeviceType::cuda)) {
+    std::puts("no CUDA device: skipping the CUDA backend tests");
+    return 77;
+  }
+  doctest::Context ctx;
+  ctx.applyCommandLine(argc, argv);
+  return ctx.run();
+}
