@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "engine/cpu/dispatch.h"
+#include "engine/cpu/fast_math.h"
 #include "engine/cpu/kernels.h"
 
 namespace mp::cpu {
@@ -66,6 +67,31 @@ R dot(const R* a, const R* b, int64_t n) {
   return s;
 }
 
+// scores[s] = scale * (q . k_s) for keys s in [0, end), k (S, D) row-major.
+// Four keys at a time, so four independent sums are in flight (a single dot
+// product is a chain of dependent adds).
+template <class R>
+void row_scores(const R* q, const R* k, int64_t end, int64_t D, R scale, R* scores) {
+  int64_t s = 0;
+  for (; s + 4 <= end; s += 4) {
+    const R* k0 = k + s * D;
+    const R *k1 = k0 + D, *k2 = k1 + D, *k3 = k2 + D;
+    R a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+#pragma omp simd reduction(+ : a0, a1, a2, a3)
+    for (int64_t i = 0; i < D; ++i) {
+      a0 += q[i] * k0[i];
+      a1 += q[i] * k1[i];
+      a2 += q[i] * k2[i];
+      a3 += q[i] * k3[i];
+    }
+    scores[s] = scale * a0;
+    scores[s + 1] = scale * a1;
+    scores[s + 2] = scale * a2;
+    scores[s + 3] = scale * a3;
+  }
+  for (; s < end; ++s) scores[s] = scale * dot(q, k + s * D, D);
+}
+
 // The keys query t may see: [0, end), skipping masked ones.
 inline int64_t visible_end(const Dims& d, int64_t t, bool causal) { return causal ? t + (d.S - d.T) + 1 : d.S; }
 
@@ -86,13 +112,10 @@ void forward(const Dims& d, const R* q, const R* k, const R* v, const int32_t* m
       R* ot = out + r * d.D;                // (D)
       const int64_t end = visible_end(d, t, causal);
 
+      row_scores(qt, kb, end, d.D, scale, score.data());
       R m = -INFINITY;
       for (int64_t s = 0; s < end; ++s) {
-        if (mb && mb[s] == 0) {
-          score[s] = -INFINITY;
-          continue;
-        }
-        score[s] = scale * dot(qt, kb + s * d.D, d.D);
+        if (mb && mb[s] == 0) score[s] = -INFINITY;  // padding key
         m = std::max(m, score[s]);
       }
       for (int64_t i = 0; i < d.D; ++i) ot[i] = 0;
@@ -103,7 +126,7 @@ void forward(const Dims& d, const R* q, const R* k, const R* v, const int32_t* m
       R l = 0;
       for (int64_t s = 0; s < end; ++s) {
         if (score[s] == -INFINITY) continue;
-        const R p = std::exp(score[s] - m);
+        const R p = fast_exp(score[s] - m);
         l += p;
         const R* vs = vb + s * d.D;
 #pragma omp simd
@@ -121,45 +144,50 @@ template <class R>
 void backward(const Dims& d, const R* q, const R* k, const R* v, const int32_t* mask, const R* out, const R* lse,
               const R* gout, R scale, bool causal, R* gq, R* gk, R* gv) {
   const int64_t heads = d.B * d.H;
-#pragma omp parallel for schedule(dynamic, 1) if (heads * d.T * d.S * d.D > (1 << 15))
-  for (int64_t bh = 0; bh < heads; ++bh) {
-    const int64_t b = bh / d.H;
-    const R* kb = k + bh * d.S * d.D;   // (S, D)
-    const R* vb = v + bh * d.S * d.D;   // (S, D)
-    R* gkb = gk ? gk + bh * d.S * d.D : nullptr;  // (S, D)
-    R* gvb = gv ? gv + bh * d.S * d.D : nullptr;  // (S, D)
-    const int32_t* mb = mask ? mask + b * d.S : nullptr;  // (S)
-    if (gkb) std::fill(gkb, gkb + d.S * d.D, R(0));
-    if (gvb) std::fill(gvb, gvb + d.S * d.D, R(0));
-    for (int64_t t = 0; t < d.T; ++t) {
-      const int64_t r = bh * d.T + t;
-      const R* qt = q + r * d.D;      // (D)
-      const R* ot = out + r * d.D;    // (D)
-      const R* got = gout + r * d.D;  // (D)
-      R* gqt = gq ? gq + r * d.D : nullptr;  // (D)
-      if (gqt) std::fill(gqt, gqt + d.D, R(0));
-      if (lse[r] == -INFINITY) continue;  // no visible key: no gradient
-      const R Dt = dot(got, ot, d.D);
-      const int64_t end = visible_end(d, t, causal);
-      for (int64_t s = 0; s < end; ++s) {
-        if (mb && mb[s] == 0) continue;
-        const R* ks = kb + s * d.D;
-        const R* vs = vb + s * d.D;
-        const R p = std::exp(scale * dot(qt, ks, d.D) - lse[r]);
-        const R ds = p * (dot(got, vs, d.D) - Dt);
-        if (gvb) {
-          R* gvs = gvb + s * d.D;
+#pragma omp parallel if (heads * d.T * d.S * d.D > (1 << 15))
+  {
+    std::vector<R> p(size_t(d.S)), dp(size_t(d.S));  // (S) one query's probabilities and dO . v_s
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t bh = 0; bh < heads; ++bh) {
+      const int64_t b = bh / d.H;
+      const R* kb = k + bh * d.S * d.D;             // (S, D)
+      const R* vb = v + bh * d.S * d.D;             // (S, D)
+      R* gkb = gk ? gk + bh * d.S * d.D : nullptr;  // (S, D)
+      R* gvb = gv ? gv + bh * d.S * d.D : nullptr;  // (S, D)
+      const int32_t* mb = mask ? mask + b * d.S : nullptr;  // (S)
+      if (gkb) std::fill(gkb, gkb + d.S * d.D, R(0));
+      if (gvb) std::fill(gvb, gvb + d.S * d.D, R(0));
+      for (int64_t t = 0; t < d.T; ++t) {
+        const int64_t r = bh * d.T + t;
+        const R* qt = q + r * d.D;             // (D)
+        const R* ot = out + r * d.D;           // (D)
+        const R* got = gout + r * d.D;         // (D)
+        R* gqt = gq ? gq + r * d.D : nullptr;  // (D)
+        if (gqt) std::fill(gqt, gqt + d.D, R(0));
+        if (lse[r] == -INFINITY) continue;  // no visible key: no gradient
+        const R Dt = dot(got, ot, d.D);
+        const int64_t end = visible_end(d, t, causal);
+        row_scores(qt, kb, end, d.D, scale, p.data());  // scores, then probabilities below
+        row_scores(got, vb, end, d.D, R(1), dp.data());
+        for (int64_t s = 0; s < end; ++s) {
+          if (mb && mb[s] == 0) continue;  // padding key: P = 0
+          const R ps = fast_exp(p[s] - lse[r]);
+          const R ds = scale * ps * (dp[s] - Dt);  // scale folded in: d score / d (q . k)
+          const R* ks = kb + s * d.D;
+          if (gvb) {
+            R* gvs = gvb + s * d.D;
 #pragma omp simd
-          for (int64_t i = 0; i < d.D; ++i) gvs[i] += p * got[i];
-        }
-        if (gqt) {
+            for (int64_t i = 0; i < d.D; ++i) gvs[i] += ps * got[i];
+          }
+          if (gqt) {
 #pragma omp simd
-          for (int64_t i = 0; i < d.D; ++i) gqt[i] += scale * ds * ks[i];
-        }
-        if (gkb) {
-          R* gks = gkb + s * d.D;
+            for (int64_t i = 0; i < d.D; ++i) gqt[i] += ds * ks[i];
+          }
+          if (gkb) {
+            R* gks = gkb + s * d.D;
 #pragma omp simd
-          for (int64_t i = 0; i < d.D; ++i) gks[i] += scale * ds * qt[i];
+            for (int64_t i = 0; i < d.D; ++i) gks[i] += ds * qt[i];
+          }
         }
       }
     }

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "engine/cpu/dispatch.h"
+#include "engine/cpu/fast_math.h"
 #include "engine/cpu/kernels.h"
 
 namespace mp::cpu {
@@ -38,7 +39,8 @@ T row_lse(const T* x, int64_t V, T& max_out) {
 #pragma omp simd reduction(max : m)
   for (int64_t v = 0; v < V; ++v) m = std::max(m, x[v]);
   Acc<T> s = 0;
-  for (int64_t v = 0; v < V; ++v) s += std::exp(x[v] - m);
+#pragma omp simd reduction(+ : s)
+  for (int64_t v = 0; v < V; ++v) s += fast_exp(x[v] - m);
   max_out = m;
   return m + T(std::log(s));
 }
@@ -87,7 +89,7 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int ign
       T m;
       const T lse = row_lse(x, V, m);
       const T s = T(gscale);
-      for (int64_t v = 0; v < V; ++v) g[v] = s * std::exp(x[v] - lse);  // gscale * softmax
+      for (int64_t v = 0; v < V; ++v) g[v] = s * fast_exp(x[v] - lse);  // gscale * softmax
       g[pt[n]] -= s;
     }
   });

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "engine/cpu/dispatch.h"
+#include "engine/cpu/fast_math.h"
 #include "engine/cpu/kernels.h"
 #include "engine/cpu/strided.h"
 
@@ -82,14 +83,14 @@ template <class T>
 T gelu(T x) {
   const T c = T(0.7978845608028654);  // sqrt(2/pi)
   T u = c * (x + T(0.044715) * x * x * x);
-  return T(0.5) * x * (T(1) + std::tanh(u));
+  return T(0.5) * x * (T(1) + fast_tanh(u));
 }
 // d gelu / dx = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
 template <class T>
 T gelu_grad(T x) {
   const T c = T(0.7978845608028654);
   T u = c * (x + T(0.044715) * x * x * x);
-  T t = std::tanh(u);
+  T t = fast_tanh(u);
   return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * c * (T(1) + T(3 * 0.044715) * x * x);
 }
 
@@ -134,7 +135,7 @@ void unary(UnaryOp op, const Tensor& a, const Tensor& out) {
   visit_float(out.dtype(), "unary", [&]<class T>() {
     switch (op) {
       case UnaryOp::neg: return map1<T, T>(a, out, [](T x) { return -x; });
-      case UnaryOp::exp: return map1<T, T>(a, out, [](T x) { return std::exp(x); });
+      case UnaryOp::exp: return map1<T, T>(a, out, [](T x) { return fast_exp(x); });
       case UnaryOp::log: return map1<T, T>(a, out, [](T x) { return std::log(x); });
       case UnaryOp::sqrt: return map1<T, T>(a, out, [](T x) { return std::sqrt(x); });
       case UnaryOp::tanh: return map1<T, T>(a, out, [](T x) { return std::tanh(x); });

@@ -107,6 +107,7 @@ void layer_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& w, con
         const T m = pmean[n], rs = prstd[n];
         if (pgx) {
           Acc<T> dnorm_sum = 0, dnorm_norm_sum = 0;
+#pragma omp simd reduction(+ : dnorm_sum, dnorm_norm_sum)
           for (int64_t c = 0; c < C; ++c) {
             T norm = (xr[c] - m) * rs;
             T dnorm = gyr[c] * (pw ? pw[c] : T(1));

@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "engine/cpu/dispatch.h"
+#include "engine/cpu/fast_math.h"
 #include "engine/cpu/kernels.h"
 
 namespace mp::cpu {
@@ -40,12 +41,19 @@ void softmax(const Tensor& x, const Tensor& y, bool log) {
       const T* xr = px + n * r.C;
       T* yr = py + n * r.C;
       T m = -INFINITY;
+#pragma omp simd reduction(max : m)
       for (int64_t c = 0; c < r.C; ++c) m = std::max(m, xr[c]);
       Acc<T> sum = 0;
-      for (int64_t c = 0; c < r.C; ++c) {
-        T e = std::exp(xr[c] - m);
-        sum += e;
-        if (!log) yr[c] = e;
+      if (log) {
+#pragma omp simd reduction(+ : sum)
+        for (int64_t c = 0; c < r.C; ++c) sum += fast_exp(xr[c] - m);
+      } else {
+#pragma omp simd reduction(+ : sum)
+        for (int64_t c = 0; c < r.C; ++c) {
+          T e = fast_exp(xr[c] - m);
+          sum += e;
+          yr[c] = e;
+        }
       }
       if (log) {
         const T shift = m + T(std::log(sum));
@@ -73,9 +81,11 @@ void softmax_backward(const Tensor& y, const Tensor& gy, const Tensor& gx, bool 
       T* gxr = pgx + n * r.C;
       Acc<T> dot = 0;
       if (log) {
+#pragma omp simd reduction(+ : dot)
         for (int64_t c = 0; c < r.C; ++c) dot += gyr[c];
-        for (int64_t c = 0; c < r.C; ++c) gxr[c] = gyr[c] - std::exp(yr[c]) * T(dot);
+        for (int64_t c = 0; c < r.C; ++c) gxr[c] = gyr[c] - fast_exp(yr[c]) * T(dot);
       } else {
+#pragma omp simd reduction(+ : dot)
         for (int64_t c = 0; c < r.C; ++c) dot += gyr[c] * yr[c];
         for (int64_t c = 0; c < r.C; ++c) gxr[c] = yr[c] * (gyr[c] - T(dot));
       }

@@ -209,3 +209,23 @@ TEST_CASE("fill on a strided view, max_abs_diff") {
   u.set({2, 3}, -0.5);
   CHECK(ops::max_abs_diff(t, u) == 0.5);
 }
+
+#include "engine/cpu/fast_math.h"
+
+TEST_CASE("fast_exp and fast_tanh (the vectorisable f32 versions) are accurate") {
+  double worst_exp = 0, worst_tanh = 0;
+  for (double x = -87; x <= 88; x += 0.01) {
+    const float xf = float(x);
+    worst_exp = std::max(worst_exp, std::abs(double(cpu::fast_exp(xf)) / std::exp(double(xf)) - 1));
+  }
+  for (double x = -20; x <= 20; x += 0.001) {
+    const float xf = float(x);
+    worst_tanh = std::max(worst_tanh, std::abs(double(cpu::fast_tanh(xf)) - std::tanh(double(xf))));
+  }
+  CHECK(worst_exp < 1e-6);
+  CHECK(worst_tanh < 1e-6);
+  CHECK(cpu::fast_exp(-INFINITY) == 0.f);
+  CHECK(cpu::fast_exp(-100.f) == 0.f);
+  CHECK(cpu::fast_exp(100.f) == INFINITY);
+  CHECK(cpu::fast_exp(0.f) == 1.f);
+}

@@ -1,0 +1,196 @@
+// Micro-benchmarks of the CPU kernels at GPT-2 124M training shapes
+// (B*T = 256 rows, C = 768, V = 50257). GEMMs report GFLOP/s and, beside each,
+// cblas_sgemm called directly on the same shape, so our overhead shows as a
+// percentage of BLAS; memory-bound kernels report GB/s of bytes touched.
+// Wall-clock time (UseRealTime), since the kernels run on several threads.
+//
+//   OMP_NUM_THREADS=2 ./bench_kernels
+#include <benchmark/benchmark.h>
+#include <cblas.h>
+
+#include <cmath>
+
+#include "engine/backend.h"
+#include "engine/ops.h"
+
+using namespace mp;
+
+namespace {
+
+Tensor randn(const Shape& shape, uint64_t seed, double std = 1.0) {
+  Tensor t = Tensor::empty(shape);
+  ops::random(t, Distribution::normal, 0, std, seed);
+  return t;
+}
+
+void gflops(benchmark::State& state, double flops) {
+  state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+void gbytes(benchmark::State& state, double bytes) {
+  state.counters["GB/s"] = benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// ------------------------------------------------------------------- GEMM
+// Args: M, K, N, tb (b stored (N, K)), bf16 weights.
+
+void BM_matmul(benchmark::State& state) {
+  const int64_t M = state.range(0), K = state.range(1), N = state.range(2);
+  const bool tb = state.range(3), bf16w = state.range(4);
+  Tensor a = randn({M, K}, 1);
+  Tensor b = randn(tb ? Shape{N, K} : Shape{K, N}, 2, 0.02);
+  if (bf16w) b = b.to(DType::bf16);
+  Tensor out = Tensor::empty({M, N});
+  for (auto _ : state) {
+    ops::matmul_into(a, false, b, tb, out, 1.f, 0.f);
+    benchmark::DoNotOptimize(out.raw());
+  }
+  gflops(state, 2.0 * double(M) * double(N) * double(K));
+}
+
+void BM_cblas_sgemm(benchmark::State& state) {
+  const int64_t M = state.range(0), K = state.range(1), N = state.range(2);
+  const bool tb = state.range(3);
+  Tensor a = randn({M, K}, 1), b = randn(tb ? Shape{N, K} : Shape{K, N}, 2, 0.02), out = Tensor::empty({M, N});
+  for (auto _ : state) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(M), int(N), int(K), 1.f,
+                a.data<float>(), int(K), b.data<float>(), int(tb ? K : N), 0.f, out.data<float>(), int(N));
+    benchmark::DoNotOptimize(out.raw());
+  }
+  gflops(state, 2.0 * double(M) * double(N) * double(K));
+}
+
+void gemm_shapes(benchmark::internal::Benchmark* b, bool with_bf16) {
+  b->ArgNames({"M", "K", "N", "tb", "bf16"});
+  for (int bf = 0; bf <= (with_bf16 ? 1 : 0); ++bf) {
+    b->Args({256, 768, 2304, 0, bf});    // attn c_attn
+    b->Args({256, 768, 768, 0, bf});     // attn c_proj
+    b->Args({256, 768, 3072, 0, bf});    // mlp c_fc
+    b->Args({256, 3072, 768, 0, bf});    // mlp c_proj
+    b->Args({256, 768, 50257, 1, bf});   // lm head (tied wte, (V, C))
+  }
+  b->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+
+BENCHMARK(BM_matmul)->Apply([](benchmark::internal::Benchmark* b) { gemm_shapes(b, true); });
+BENCHMARK(BM_cblas_sgemm)->Apply([](benchmark::internal::Benchmark* b) { gemm_shapes(b, false); });
+
+// --------------------------------------------------------- row-wise kernels
+
+void BM_layer_norm_forward(benchmark::State& state) {
+  const int64_t N = 256, C = 768;
+  Tensor x = randn({N, C}, 3), w = randn({C}, 4), b = randn({C}, 5);
+  Tensor y = Tensor::empty({N, C}), mean = Tensor::empty({N}), rstd = Tensor::empty({N});
+  for (auto _ : state) backend(kCPU).layer_norm(x, w, b, 1e-5f, y, mean, rstd);
+  gbytes(state, 2.0 * N * C * 4);  // read x, write y
+}
+BENCHMARK(BM_layer_norm_forward)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+void BM_layer_norm_backward(benchmark::State& state) {
+  const int64_t N = 256, C = 768;
+  Tensor x = randn({N, C}, 3), w = randn({C}, 4), b = randn({C}, 5), gy = randn({N, C}, 6);
+  auto r = ops::layer_norm(x, w, b, 1e-5f);
+  Tensor gx = Tensor::empty({N, C}), gw = Tensor::zeros({C}), gb = Tensor::zeros({C});
+  for (auto _ : state) backend(kCPU).layer_norm_backward(gy, x, w, r.mean, r.rstd, gx, gw, gb);
+  gbytes(state, 3.0 * N * C * 4);  // read gy and x, write gx
+}
+BENCHMARK(BM_layer_norm_backward)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+void BM_gelu_forward(benchmark::State& state) {
+  Tensor x = randn({256, 3072}, 7), y = Tensor::empty({256, 3072});
+  for (auto _ : state) backend(kCPU).unary(UnaryOp::gelu, x, y);
+  gbytes(state, 2.0 * 256 * 3072 * 4);
+}
+BENCHMARK(BM_gelu_forward)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+void BM_gelu_backward(benchmark::State& state) {
+  Tensor x = randn({256, 3072}, 7), gy = randn({256, 3072}, 8), gx = Tensor::empty({256, 3072});
+  for (auto _ : state) backend(kCPU).unary_backward(UnaryOp::gelu, x, gy, gx);
+  gbytes(state, 3.0 * 256 * 3072 * 4);
+}
+BENCHMARK(BM_gelu_backward)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+void BM_softmax(benchmark::State& state) {
+  const int64_t N = 256, V = 50257;
+  Tensor x = randn({N, V}, 9), y = Tensor::empty({N, V});
+  for (auto _ : state) backend(kCPU).softmax(x, y, false);
+  gbytes(state, 2.0 * N * V * 4);
+}
+BENCHMARK(BM_softmax)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_cross_entropy_forward(benchmark::State& state) {
+  const int64_t N = 256, V = 50257;
+  Tensor logits = randn({N, V}, 10);
+  std::vector<int32_t> t(N);
+  for (int64_t i = 0; i < N; ++i) t[size_t(i)] = int32_t(i * 193 % V);
+  Tensor targets = Tensor::from_vector(t, {N}), losses = Tensor::empty({N});
+  for (auto _ : state) backend(kCPU).cross_entropy(logits, targets, -100, losses);
+  gbytes(state, 1.0 * N * V * 4);
+}
+BENCHMARK(BM_cross_entropy_forward)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_cross_entropy_backward(benchmark::State& state) {
+  const int64_t N = 256, V = 50257;
+  Tensor logits = randn({N, V}, 10), g = Tensor::empty({N, V});
+  std::vector<int32_t> t(N);
+  for (int64_t i = 0; i < N; ++i) t[size_t(i)] = int32_t(i * 193 % V);
+  Tensor targets = Tensor::from_vector(t, {N});
+  for (auto _ : state) backend(kCPU).cross_entropy_backward(logits, targets, -100, 1.f / N, g);
+  gbytes(state, 2.0 * N * V * 4);  // read logits (counted once), write glogits
+}
+BENCHMARK(BM_cross_entropy_backward)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// --------------------------------------------------------------- optimizer
+
+void BM_adamw_124M(benchmark::State& state) {
+  const int64_t n = 124439808;  // GPT-2 124M parameters
+  Tensor p = Tensor::zeros({n}), g = Tensor::full({n}, 0.01), m = Tensor::zeros({n}), v = Tensor::zeros({n});
+  int64_t step = 0;
+  for (auto _ : state) backend(kCPU).adamw(p, g, m, v, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.1f, ++step);
+  gbytes(state, 28.0 * double(n));  // read p, g, m, v; write p, m, v
+}
+BENCHMARK(BM_adamw_124M)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// --------------------------------------------------------------- attention
+// Args: B, H, T, D (causal, S = T). FLOPs: QK^T and PV over the causal half.
+
+double attention_flops(int64_t B, int64_t H, int64_t T, int64_t D) {
+  return 2.0 * 2.0 * double(B * H) * double(T) * double(T + 1) / 2 * double(D);
+}
+
+void BM_attention_forward(benchmark::State& state) {
+  const int64_t B = state.range(0), H = state.range(1), T = state.range(2), D = state.range(3);
+  Tensor q = randn({B, H, T, D}, 11), k = randn({B, H, T, D}, 12), v = randn({B, H, T, D}, 13);
+  Tensor out = Tensor::empty({B, H, T, D}), lse = Tensor::empty({B, H, T});
+  AttentionParams p;
+  p.scale = 1.f / std::sqrt(float(D));
+  for (auto _ : state) backend(kCPU).attention(q, k, v, p, out, lse);
+  gflops(state, attention_flops(B, H, T, D));
+}
+BENCHMARK(BM_attention_forward)
+    ->ArgNames({"B", "H", "T", "D"})
+    ->Args({4, 12, 64, 64})
+    ->Args({1, 12, 1024, 64})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+void BM_attention_backward(benchmark::State& state) {
+  const int64_t B = state.range(0), H = state.range(1), T = state.range(2), D = state.range(3);
+  Tensor q = randn({B, H, T, D}, 11), k = randn({B, H, T, D}, 12), v = randn({B, H, T, D}, 13);
+  Tensor gout = randn({B, H, T, D}, 14);
+  AttentionParams p;
+  p.scale = 1.f / std::sqrt(float(D));
+  auto r = ops::attention(q, k, v, p);
+  Tensor gq = Tensor::empty(q.shape()), gk = Tensor::empty(k.shape()), gv = Tensor::empty(v.shape());
+  for (auto _ : state) backend(kCPU).attention_backward(q, k, v, r.out, r.lse, gout, p, gq, gk, gv);
+  gflops(state, 2.0 * attention_flops(B, H, T, D));  // recompute QK^T, and dV, dP, dQ, dK: ~2.5x; counted as 2x
+}
+BENCHMARK(BM_attention_backward)
+    ->ArgNames({"B", "H", "T", "D"})
+    ->Args({4, 12, 64, 64})
+    ->Args({1, 12, 1024, 64})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();
