@@ -49,7 +49,7 @@ static void accumulate_leaf_grad(VarImpl& leaf, Tensor g) {
 }
 
 // Send gradient g along one edge: into a leaf, or summed into the gradient
-// waiting for the input's Node.
+// waiting for the input's Node (a Variable used twice, e.g. a residual).
 static void accumulate(std::unordered_map<Node*, Tensor>& grads, const Edge& edge, Tensor g) {
   if (edge.leaf) {
     accumulate_leaf_grad(*edge.leaf, std::move(g));
@@ -57,7 +57,12 @@ static void accumulate(std::unordered_map<Node*, Tensor>& grads, const Edge& edg
   }
   check_shape(g, edge.node->shape, "the output of " + edge.node->name);
   auto [it, fresh] = grads.try_emplace(edge.node.get(), g);
-  if (!fresh) it->second = ops::add(it->second, g);
+  if (fresh) return;
+  Tensor& sum = it->second;
+  // Add in place when nobody else sees the waiting gradient's bytes (not a
+  // view of another gradient, not a broadcast); otherwise into a new tensor.
+  if (sum.storage().use_count() == 1 && sum.is_contiguous()) ops::axpby(1.f, g, 1.f, sum);
+  else sum = ops::add(sum, g);
 }
 
 void Variable::backward(const Tensor& grad_output) const {

@@ -304,3 +304,29 @@ TEST_CASE("gradcheck: checkpoint") {
         {rand64({3, 4}, 143), rand64({4}, 144)});
   }
 }
+
+TEST_CASE("gradcheck catches a wrong backward") {
+  // y = 3 x with a backward that forgets the factor 3 on element 2.
+  auto wrong = [](const Vars& v) {
+    return make_result(ops::scale(v[0].value(), 3.f), "wrong", {v[0]}, [](const Tensor& g, std::span<Tensor> gin) {
+      Tensor gx = ops::scale(g, 3.f);
+      gx.set({2}, g.at({2}));
+      gin[0] = gx;
+    });
+  };
+  GradcheckResult r = gradcheck(wrong, {rand64({4}, 150)});
+  CHECK(!r.ok);
+  CHECK(r.worst_input == 0);
+  CHECK(r.worst_index == 2);
+  CHECK(r.worst_numeric == doctest::Approx(3 * r.worst_analytic));
+  // Gradients routed to the wrong element are caught too (the weights differ per element).
+  auto swapped = [](const Vars& v) {
+    return make_result(ops::scale(v[0].value(), 1.f), "swapped", {v[0]}, [](const Tensor& g, std::span<Tensor> gin) {
+      Tensor gx = g.clone();
+      gx.set({0}, g.at({1}));
+      gx.set({1}, g.at({0}));
+      gin[0] = gx;
+    });
+  };
+  CHECK(!gradcheck(swapped, {rand64({4}, 151)}).ok);
+}
