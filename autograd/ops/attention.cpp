@@ -34,10 +34,10 @@ Variable attention(const Variable& q, const Variable& k, const Variable& v, cons
                                                                                        std::span<Tensor> gin) {
     AttentionParams params{scale, causal, key_mask.defined() ? &key_mask : nullptr};
     Device dev = g.device();
-    // The kernel writes (and for prefix keys sums into) these: start at 0.
-    Tensor gq = need_q ? Tensor::zeros(qc.shape(), g.dtype(), dev) : Tensor();
-    Tensor gk = need_k ? Tensor::zeros(kc.shape(), g.dtype(), dev) : Tensor();
-    Tensor gv = need_v ? Tensor::zeros(vc.shape(), g.dtype(), dev) : Tensor();
+    // The kernel overwrites these (backend.h: no "accumulate").
+    Tensor gq = need_q ? Tensor::empty(qc.shape(), g.dtype(), dev) : Tensor();
+    Tensor gk = need_k ? Tensor::empty(kc.shape(), g.dtype(), dev) : Tensor();
+    Tensor gv = need_v ? Tensor::empty(vc.shape(), g.dtype(), dev) : Tensor();
     backend(dev).attention_backward(qc, kc, vc, out, lse, g.contiguous(), params, gq, gk, gv);
     gin[0] = gq;
     gin[1] = gk;

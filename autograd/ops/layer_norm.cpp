@@ -18,8 +18,8 @@ Variable layer_norm(const Variable& x, const Variable& w, const Variable& b, flo
   // Every gradient but db needs xhat, i.e. x, mean and rstd; db needs only g.
   bool need_xhat = need_x || need_w;
   Tensor keep_x = need_xhat ? x.value().reshape({-1, c}) : Tensor();  // (N, C)
-  Tensor mean = need_xhat ? fwd.mean : Tensor();                      // (N)
-  Tensor rstd = need_xhat ? fwd.rstd : Tensor();                      // (N)
+  Tensor mean = need_xhat ? fwd.mean.reshape({-1}) : Tensor();        // (N)
+  Tensor rstd = need_xhat ? fwd.rstd.reshape({-1}) : Tensor();        // (N)
   Tensor keep_w = w.value();  // (C): a parameter, alive anyway; the kernel reads it for dx
   Shape x_shape = x.shape();
   return make_result(fwd.y, "layer_norm", {x, w, b}, [=](const Tensor& g, std::span<Tensor> gin) {
