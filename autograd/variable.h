@@ -8,9 +8,13 @@
 //   y = x @ W with W frozen: the node keeps W (for dx) but not x (dW is never
 //   computed), so x's bytes are freed as soon as the forward moves on.
 //
-// backward() walks the graph once in reverse topological order, sums the
-// gradients flowing into each Variable, stores them in leaves that require
-// grad (Tag::grads) and frees each node's saved tensors as it goes.
+// For that to hold, the graph's edges (Edge, below) point at the Node that
+// made an input, never at the input's value.
+//
+// backward() walks the Nodes once in reverse topological order, sums the
+// gradients flowing into each, stores them in leaves that require grad
+// (Tag::grads) and frees each node's saved tensors and edges as it goes; a
+// second backward() through the same graph is an mp::Error.
 #pragma once
 #include <functional>
 #include <memory>
