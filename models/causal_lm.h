@@ -54,6 +54,9 @@ class KVCache {
   // Append one call's k, v (B, H, T, D) to `layer`; returns all of that
   // layer's keys and values so far, (B, H, length + T, D) each.
   std::pair<Tensor, Tensor> append(int layer, const Tensor& k, const Tensor& v);
+  // All of a layer's keys / values so far (B, H, S, D); undefined when empty.
+  const Tensor& keys(int layer) const { return keys_[size_t(layer)]; }
+  const Tensor& values(int layer) const { return values_[size_t(layer)]; }
   void clear();
 
  private:
