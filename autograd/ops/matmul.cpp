@@ -16,10 +16,10 @@ namespace mp::ag {
 // Gradient of the stored left operand A from G (..., M, N) and the stored B.
 static Tensor grad_left(const Tensor& g, const Tensor& b, bool ta, bool tb, const Shape& a_shape) {
   // d op(A) = G op(B)^T: op(B)^T is B itself when tb, else B read transposed.
-  Tensor d_op_a = ops::matmul(g, b, false, !tb);  // (..., M, K)
-  // A stored as (K, M) when ta: its gradient is the transpose (a view).
-  Tensor ga = ta ? d_op_a.transpose(-1, -2) : d_op_a;
-  return ga.shape() == a_shape ? ga : ops::sum_to(ga, a_shape);
+  // When ta, A is stored as (K, M) and its gradient is the transpose op(B) G^T.
+  Tensor ga = ta ? ops::matmul(b, g, tb, true)     // (..., K, M)
+                 : ops::matmul(g, b, false, !tb);  // (..., M, K)
+  return ga.shape() == a_shape ? ga : ops::sum_to(ga, a_shape);  // A shared by the batch: sum over it
 }
 
 // Gradient of the stored right operand B from the stored A and G (..., M, N).
