@@ -59,9 +59,10 @@ void BM_cblas_sgemm(benchmark::State& state) {
   gflops(state, 2.0 * double(M) * double(N) * double(K));
 }
 
-void gemm_shapes(benchmark::internal::Benchmark* b, bool with_bf16) {
+// bf16 from bf_lo to bf_hi: 0 = f32 weights, 1 = bf16 weights.
+void gemm_shapes(benchmark::internal::Benchmark* b, int bf_lo, int bf_hi) {
   b->ArgNames({"M", "K", "N", "tb", "bf16"});
-  for (int bf = 0; bf <= (with_bf16 ? 1 : 0); ++bf) {
+  for (int bf = bf_lo; bf <= bf_hi; ++bf) {
     b->Args({256, 768, 2304, 0, bf});    // attn c_attn
     b->Args({256, 768, 768, 0, bf});     // attn c_proj
     b->Args({256, 768, 3072, 0, bf});    // mlp c_fc
@@ -71,8 +72,25 @@ void gemm_shapes(benchmark::internal::Benchmark* b, bool with_bf16) {
   b->UseRealTime()->Unit(benchmark::kMillisecond);
 }
 
-BENCHMARK(BM_matmul)->Apply([](benchmark::internal::Benchmark* b) { gemm_shapes(b, true); });
-BENCHMARK(BM_cblas_sgemm)->Apply([](benchmark::internal::Benchmark* b) { gemm_shapes(b, false); });
+// The alternative to matmul's blockwise widening of bf16 weights: widen the
+// whole weight to f32 once per call (V x C x 4 bytes of workspace for the lm head), then sgemm.
+void BM_bf16_widen_all_then_sgemm(benchmark::State& state) {
+  const int64_t M = state.range(0), K = state.range(1), N = state.range(2);
+  const bool tb = state.range(3);
+  Tensor a = randn({M, K}, 1);
+  Tensor b = randn(tb ? Shape{N, K} : Shape{K, N}, 2, 0.02).to(DType::bf16);
+  Tensor out = Tensor::empty({M, N});
+  for (auto _ : state) {
+    Tensor b32 = b.to(DType::f32);
+    ops::matmul_into(a, false, b32, tb, out, 1.f, 0.f);
+    benchmark::DoNotOptimize(out.raw());
+  }
+  gflops(state, 2.0 * double(M) * double(N) * double(K));
+}
+
+BENCHMARK(BM_matmul)->Apply([](benchmark::internal::Benchmark* b) { gemm_shapes(b, 0, 1); });
+BENCHMARK(BM_cblas_sgemm)->Apply([](benchmark::internal::Benchmark* b) { gemm_shapes(b, 0, 0); });
+BENCHMARK(BM_bf16_widen_all_then_sgemm)->Apply([](benchmark::internal::Benchmark* b) { gemm_shapes(b, 1, 1); });
 
 // --------------------------------------------------------- row-wise kernels
 

@@ -69,6 +69,7 @@ struct StridedLayout {
 template <size_t N, class RowFn>
 void for_each_row(const StridedLayout<N>& L, RowFn row) {
   const int64_t n = L.inner(), rows = L.rows();
+  if (rows == 0 || n == 0) return;  // an empty tensor
   const int outer = int(L.shape.size()) - 1;
   std::array<int64_t, N> inner_strides;
   for (size_t k = 0; k < N; ++k) inner_strides[k] = L.strides[k][outer];

@@ -229,3 +229,12 @@ TEST_CASE("fast_exp and fast_tanh (the vectorisable f32 versions) are accurate")
   CHECK(cpu::fast_exp(100.f) == INFINITY);
   CHECK(cpu::fast_exp(0.f) == 1.f);
 }
+
+TEST_CASE("empty tensors go through every elementwise path") {
+  Tensor a = Tensor::zeros({0, 3}), b = Tensor::zeros({3});
+  CHECK(ops::add(a, b).shape() == Shape{0, 3});
+  CHECK(ops::unary(UnaryOp::exp, a.transpose(0, 1)).shape() == Shape{3, 0});
+  CHECK(values(ops::sum(a, 0)) == std::vector<double>{0, 0, 0});
+  CHECK(ops::sum(a, 1).shape() == Shape{0});
+  CHECK(ops::cat({a, Tensor::zeros({2, 3})}, 0).shape() == Shape{2, 3});
+}
