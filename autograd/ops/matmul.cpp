@@ -71,17 +71,13 @@ Variable linear(const Variable& x, const Variable& w, const Variable& b, bool w_
   bool need_x = needs_grad(x), need_w = needs_grad(w), need_b = needs_grad(b);
   bool tw = !w_in_out;                           // read (out, in) transposed as (in, out)
   Tensor x2 = x.value().reshape({-1, in});       // (N, in)
-  int64_t n = x2.size(0);
-  Tensor y2;                                     // (N, out)
-  if (b.defined()) {
-    // Pre-fill every row with the bias, then let the GEMM add x W on top
-    // (beta = 1): no separate pass over the output to add the bias.
-    y2 = Tensor::empty({n, out}, x.value().dtype(), x.value().device());
-    y2.copy_from(b.value().reshape({1, out}).expand({n, out}));
-    ops::matmul_into(x2, false, w.value(), tw, y2, 1.f, 1.f);
-  } else {
-    y2 = ops::matmul(x2, w.value(), false, tw);
-  }
+  Tensor y2 = ops::matmul(x2, w.value(), false, tw);  // (N, out)
+  // Then the bias, added in place (broadcast over rows). Measured on the CPU
+  // backend against pre-filling y with the bias and a GEMM with beta = 1:
+  // this was faster at every size tried (e.g. N=1024, 768 -> 768: 49 vs 65 ms
+  // on the loaded 2-core dev box; 4096, 64 -> 64: 2.5 vs 21 ms, where the
+  // strided broadcast copy dominates).
+  if (b.defined()) ops::axpby(1.f, b.value().to(y2.dtype()), 1.f, y2);
   Shape y_shape = x.shape();
   y_shape.back() = out;
 
