@@ -71,8 +71,16 @@ static std::vector<float> last_logits(const CausalLM& model, const Variable& hid
 std::vector<int32_t> generate(CausalLM& model, std::span<const int32_t> prompt, const GenerateOptions& o) {
   check_options(model, prompt.size(), o);
   ag::NoGrad no_grad;
-  const bool was_training = model.is_training();
-  model.eval();
+  // Eval mode (no dropout) for the duration, the caller's mode restored even on an error.
+  struct EvalScope {
+    CausalLM& model;
+    bool was_training;
+    explicit EvalScope(CausalLM& m) : model(m), was_training(m.is_training()) { model.eval(); }
+    ~EvalScope() { model.train(was_training); }
+    EvalScope(const EvalScope&) = delete;
+    EvalScope& operator=(const EvalScope&) = delete;
+  } eval_scope(model);
+  const Device device = model.token_embedding_weight().value().device();
 
   std::vector<int32_t> ids(prompt.begin(), prompt.end());
   std::mt19937_64 rng(o.seed);
@@ -85,16 +93,16 @@ std::vector<int32_t> generate(CausalLM& model, std::span<const int32_t> prompt, 
   if (o.use_cache) opt.cache = &cache;
 
   // The first step sees the whole prompt; with the cache, later steps see only the newest token.
-  Tensor input = Tensor::from_vector(ids, {1, int64_t(ids.size())});  // (1, T)
+  Tensor input = Tensor::from_vector(ids, {1, int64_t(ids.size())}).to(device);  // (1, T)
   for (int step = 0; step < o.max_new_tokens; ++step) {
     std::vector<float> logits = last_logits(model, model.hidden_states(input, opt));  // (V)
     int32_t next = pick_token(logits, o, o.do_sample ? uniform() : 0.0);
     ids.push_back(next);
     if (next == o.eos_token_id) break;
-    input = o.use_cache ? Tensor::from_vector(std::vector<int32_t>{next}, {1, 1})       // (1, 1)
-                        : Tensor::from_vector(ids, {1, int64_t(ids.size())});          // (1, T + step + 1)
+    input = o.use_cache ? Tensor::from_vector(std::vector<int32_t>{next}, {1, 1})  // (1, 1)
+                        : Tensor::from_vector(ids, {1, int64_t(ids.size())});     // (1, T + step + 1)
+    input = input.to(device);
   }
-  model.train(was_training);
   return ids;
 }
 
