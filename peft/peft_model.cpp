@@ -120,6 +120,7 @@ void PeftModel::create_adapter(const std::string& name, PeftConfig c, const mode
       prompt_encoder_->insert(name, std::make_shared<PromptEmbedding>(init, *model_, tokenizer, seed));
     } else if (auto* p = c.as_prefix_tuning()) {
       fill(p->token_dim, p->num_layers, p->num_attention_heads, mc.hidden_size);
+      if (p->encoder_hidden_size <= 0) p->encoder_hidden_size = p->token_dim;  // PEFT's default
       const bool projection = p->prefix_projection && !c.inference_mode;
       prompt_encoder_->insert(name, std::make_shared<PrefixEncoder>(*p, mc, projection, seed));
     }
@@ -317,12 +318,20 @@ std::vector<std::pair<std::string, Tensor>> PeftModel::adapter_state_dict(const 
       if (!l.has_adapter(name)) continue;
       out.emplace_back(kBasePrefix + path + ".lora_A.weight", l.weights(name).A.value());
       out.emplace_back(kBasePrefix + path + ".lora_B.weight", l.weights(name).B.value());
-      if (lora->bias == LoraBias::lora_only && linear->bias.defined())
-        out.emplace_back(kBasePrefix + path + ".bias", linear->bias.value());
+      // bias="lora_only": PEFT 0.13 looks for "<layer>.bias", but the wrapped
+      // layer's bias is "<layer>.base_layer.bias", so it saves no bias at all.
+      // We write exactly what PEFT writes (the trained biases are not saved).
     }
-    if (lora->bias == LoraBias::all)
-      for (const auto& [pname, p] : model_->named_parameters())
-        if (pname.find("bias") != std::string::npos) out.emplace_back(kBasePrefix + pname, p.value());
+    if (lora->bias == LoraBias::all) {
+      // Every parameter with "bias" in its name; a wrapped layer's under PEFT's "base_layer".
+      std::set<std::string> wrapped;
+      for (const auto& [path, linear] : lora_layers_) wrapped.insert(path + ".bias");
+      for (const auto& [pname, p] : model_->named_parameters()) {
+        if (pname.find("bias") == std::string::npos) continue;
+        const std::string key = wrapped.count(pname) ? pname.substr(0, pname.size() - 5) + ".base_layer.bias" : pname;
+        out.emplace_back(kBasePrefix + key, p.value());
+      }
+    }
   } else {
     nn::Module* encoder = prompt_encoder_->find_module(name);
     ag::NoGrad no_grad;

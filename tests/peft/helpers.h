@@ -1,0 +1,68 @@
+// Shared helpers for the PEFT tests: where fixtures live, reading them, and
+// mapping between our parameter names and HF PEFT's.
+#pragma once
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/ops.h"
+#include "nn/safetensors.h"
+
+namespace mp::test {
+
+inline std::string env_dir(const char* var) {
+  const char* dir = std::getenv(var);
+  REQUIRE_MESSAGE(dir != nullptr, var << " is not set (meson test sets it)");
+  return dir;
+}
+inline std::string fixtures_dir() { return env_dir("MP_FIXTURES"); }
+inline std::string data_dir() { return env_dir("MP_DATA"); }
+
+inline nlohmann::json read_json(const std::string& path) {
+  std::ifstream in(path);
+  REQUIRE_MESSAGE(in.good(), "cannot open " << path);
+  return nlohmann::json::parse(in);
+}
+
+// A fresh empty directory under the system temp dir.
+inline std::string temp_dir(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() / ("minipeft_test_" + name + "_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+inline void replace_all(std::string& s, const std::string& from, const std::string& to) {
+  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
+}
+
+// HF PEFT's named_parameters() name -> ours: the LoRA matrices sit under the
+// Linear's adapter seam "lora"; a wrapped layer's own bias has no "base_layer".
+inline std::string our_name(std::string hf) {
+  replace_all(hf, ".lora_A.", ".lora.lora_A.");
+  replace_all(hf, ".lora_B.", ".lora.lora_B.");
+  replace_all(hf, ".base_layer.", ".");
+  return hf;
+}
+
+// max |a - b| / max(max |b|, 1e-6).
+inline double rel_error(const Tensor& a, const Tensor& b) {
+  std::vector<float> x = a.to_floats(), y = b.to_floats();
+  REQUIRE(x.size() == y.size());
+  double diff = 0, scale = 1e-6;
+  for (size_t i = 0; i < x.size(); ++i) {
+    diff = std::max(diff, double(std::abs(x[i] - y[i])));
+    scale = std::max(scale, double(std::abs(y[i])));
+  }
+  return diff / scale;
+}
+
+}  // namespace mp::test
