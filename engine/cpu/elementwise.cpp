@@ -80,14 +80,14 @@ void check_same_dtype(const char* what, const Tensor& a, const Tensor& b) {
 // GELU, tanh approximation (GPT-2's gelu_new):
 //   gelu(x) = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)
 template <class T>
-T gelu(T x) {
+MP_ALWAYS_INLINE T gelu(T x) {
   const T c = T(0.7978845608028654);  // sqrt(2/pi)
   T u = c * (x + T(0.044715) * x * x * x);
   return T(0.5) * x * (T(1) + fast_tanh(u));
 }
 // d gelu / dx = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
 template <class T>
-T gelu_grad(T x) {
+MP_ALWAYS_INLINE T gelu_grad(T x) {
   const T c = T(0.7978845608028654);
   T u = c * (x + T(0.044715) * x * x * x);
   T t = fast_tanh(u);
@@ -140,7 +140,7 @@ void unary(UnaryOp op, const Tensor& a, const Tensor& out) {
       case UnaryOp::sqrt: return map1<T, T>(a, out, [](T x) { return std::sqrt(x); });
       case UnaryOp::tanh: return map1<T, T>(a, out, [](T x) { return std::tanh(x); });
       case UnaryOp::relu: return map1<T, T>(a, out, [](T x) { return x > T(0) ? x : T(0); });
-      case UnaryOp::gelu: return map1<T, T>(a, out, [](T x) { return gelu(x); });
+      case UnaryOp::gelu: return map1<T, T>(a, out, [](T x) MP_ALWAYS_LAMBDA { return gelu(x); });
       case UnaryOp::square: return map1<T, T>(a, out, [](T x) { return x * x; });
     }
   });
@@ -161,7 +161,7 @@ void unary_backward(UnaryOp op, const Tensor& x_or_y, const Tensor& gy, const Te
       case UnaryOp::sqrt: return map2<T>(v, gy, gx, [](T y, T g) { return g * T(0.5) / y; });
       case UnaryOp::tanh: return map2<T>(v, gy, gx, [](T y, T g) { return g * (T(1) - y * y); });
       case UnaryOp::relu: return map2<T>(v, gy, gx, [](T x, T g) { return x > T(0) ? g : T(0); });
-      case UnaryOp::gelu: return map2<T>(v, gy, gx, [](T x, T g) { return g * gelu_grad(x); });
+      case UnaryOp::gelu: return map2<T>(v, gy, gx, [](T x, T g) MP_ALWAYS_LAMBDA { return g * gelu_grad(x); });
       case UnaryOp::square: return map2<T>(v, gy, gx, [](T x, T g) { return g * T(2) * x; });
     }
   });
