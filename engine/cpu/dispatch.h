@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 #include <string_view>
+#include <type_traits>
 
 #include "engine/dtype.h"
 #include "engine/error.h"
