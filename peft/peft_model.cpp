@@ -171,7 +171,9 @@ void PeftModel::add_lora(const std::string& name, LoraConfig& c) {
       fail("layer '{}' already carries a non-LoRA adapter", path);
     }
     lora_of(*linear).add_adapter(name, c, linear->in_features(), linear->out_features(), nn::mix_seed(seed, i, 0));
-    if (!active_.empty() && active_ != name) lora_of(*linear).set_active(active_);
+    // A new adapter is not active (unless it is the first): the layer keeps running the active one.
+    LoraLinear& l = lora_of(*linear);
+    if (!active_.empty() && active_ != name) l.set_active(l.has_adapter(active_) ? active_ : "");
   }
 }
 
