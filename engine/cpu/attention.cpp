@@ -92,6 +92,27 @@ void row_scores(const R* q, const R* k, int64_t end, int64_t D, R scale, R* scor
   for (; s < end; ++s) scores[s] = scale * dot(q, k + s * D, D);
 }
 
+// acc (D) += sum over s in [0, end) of w[s] * rows[s] (rows (S, D)), skipping
+// zero weights; four rows per pass, so acc is loaded and stored a quarter as often.
+template <class R>
+void weighted_row_sum(const R* w, const R* rows, int64_t end, int64_t D, R* acc) {
+  int64_t s = 0;
+  for (; s + 4 <= end; s += 4) {
+    const R w0 = w[s], w1 = w[s + 1], w2 = w[s + 2], w3 = w[s + 3];
+    if (w0 == R(0) && w1 == R(0) && w2 == R(0) && w3 == R(0)) continue;
+    const R* r0 = rows + s * D;
+    const R *r1 = r0 + D, *r2 = r1 + D, *r3 = r2 + D;
+#pragma omp simd
+    for (int64_t i = 0; i < D; ++i) acc[i] += w0 * r0[i] + w1 * r1[i] + w2 * r2[i] + w3 * r3[i];
+  }
+  for (; s < end; ++s) {
+    if (w[s] == R(0)) continue;
+    const R* r0 = rows + s * D;
+#pragma omp simd
+    for (int64_t i = 0; i < D; ++i) acc[i] += w[s] * r0[i];
+  }
+}
+
 // The keys query t may see: [0, end), skipping masked ones.
 inline int64_t visible_end(const Dims& d, int64_t t, bool causal) { return causal ? t + (d.S - d.T) + 1 : d.S; }
 
@@ -123,15 +144,14 @@ void forward(const Dims& d, const R* q, const R* k, const R* v, const int32_t* m
         lse[r] = -INFINITY;
         continue;
       }
-      R l = 0;
+      R l = 0;  // softmax denominator; masked scores are -inf and give exp = 0
+#pragma omp simd reduction(+ : l)
       for (int64_t s = 0; s < end; ++s) {
-        if (score[s] == -INFINITY) continue;
-        const R p = fast_exp(score[s] - m);
-        l += p;
-        const R* vs = vb + s * d.D;
-#pragma omp simd
-        for (int64_t i = 0; i < d.D; ++i) ot[i] += p * vs[i];
+        const R e = fast_exp(score[s] - m);
+        score[s] = e;
+        l += e;
       }
+      weighted_row_sum(score.data(), vb, end, d.D, ot);  // out_t = sum_s e_s v_s, normalised below
       const R inv = R(1) / l;
       for (int64_t i = 0; i < d.D; ++i) ot[i] *= inv;
       lse[r] = m + std::log(l);
@@ -140,13 +160,16 @@ void forward(const Dims& d, const R* q, const R* k, const R* v, const int32_t* m
 }
 
 // Parallel over (b, h): dK and dV of one head collect from all its queries.
+// Queries go in blocks of kQ: their P and dS rows are computed first, then
+// each key's dK and dV rows are updated once per block instead of once per query.
 template <class R>
 void backward(const Dims& d, const R* q, const R* k, const R* v, const int32_t* mask, const R* out, const R* lse,
               const R* gout, R scale, bool causal, R* gq, R* gk, R* gv) {
+  constexpr int64_t kQ = 4;
   const int64_t heads = d.B * d.H;
 #pragma omp parallel if (heads * d.T * d.S * d.D > (1 << 15))
   {
-    std::vector<R> p(size_t(d.S)), dp(size_t(d.S));  // (S) one query's probabilities and dO . v_s
+    std::vector<R> P(size_t(kQ * d.S)), dS(size_t(kQ * d.S));  // (kQ, S) probabilities and dS of a query block
 #pragma omp for schedule(dynamic, 1)
     for (int64_t bh = 0; bh < heads; ++bh) {
       const int64_t b = bh / d.H;
@@ -157,36 +180,61 @@ void backward(const Dims& d, const R* q, const R* k, const R* v, const int32_t* 
       const int32_t* mb = mask ? mask + b * d.S : nullptr;  // (S)
       if (gkb) std::fill(gkb, gkb + d.S * d.D, R(0));
       if (gvb) std::fill(gvb, gvb + d.S * d.D, R(0));
-      for (int64_t t = 0; t < d.T; ++t) {
-        const int64_t r = bh * d.T + t;
-        const R* qt = q + r * d.D;             // (D)
-        const R* ot = out + r * d.D;           // (D)
-        const R* got = gout + r * d.D;         // (D)
-        R* gqt = gq ? gq + r * d.D : nullptr;  // (D)
-        if (gqt) std::fill(gqt, gqt + d.D, R(0));
-        if (lse[r] == -INFINITY) continue;  // no visible key: no gradient
-        const R Dt = dot(got, ot, d.D);
-        const int64_t end = visible_end(d, t, causal);
-        row_scores(qt, kb, end, d.D, scale, p.data());  // scores, then probabilities below
-        row_scores(got, vb, end, d.D, R(1), dp.data());
-        for (int64_t s = 0; s < end; ++s) {
-          if (mb && mb[s] == 0) continue;  // padding key: P = 0
-          const R ps = fast_exp(p[s] - lse[r]);
-          const R ds = scale * ps * (dp[s] - Dt);  // scale folded in: d score / d (q . k)
-          const R* ks = kb + s * d.D;
-          if (gvb) {
+      for (int64_t t0 = 0; t0 < d.T; t0 += kQ) {
+        const int64_t nq = std::min(kQ, d.T - t0);
+        const int64_t block_end = visible_end(d, t0 + nq - 1, causal);  // keys any query of the block sees
+        for (int64_t j = 0; j < kQ; ++j) {
+          R* pj = P.data() + j * d.S;    // (S)
+          R* dsj = dS.data() + j * d.S;  // (S)
+          const int64_t t = t0 + j, r = bh * d.T + t;
+          if (j >= nq || lse[r] == -INFINITY) {  // no such query, or no visible key: no gradient
+            std::fill(pj, pj + block_end, R(0));
+            std::fill(dsj, dsj + block_end, R(0));
+            if (j < nq && gq) std::fill(gq + r * d.D, gq + (r + 1) * d.D, R(0));
+            continue;
+          }
+          const R* qt = q + r * d.D;      // (D)
+          const R* got = gout + r * d.D;  // (D)
+          const R Dt = dot(got, out + r * d.D, d.D);
+          const int64_t end = visible_end(d, t, causal);
+          row_scores(qt, kb, end, d.D, scale, pj);  // scores, turned into P below
+          row_scores(got, vb, end, d.D, R(1), dsj);  // dP_s = dO_t . v_s, turned into dS below
+          const R l = lse[r];
+#pragma omp simd
+          for (int64_t s = 0; s < end; ++s) {
+            const R ps = (mb && mb[s] == 0) ? R(0) : fast_exp(pj[s] - l);
+            pj[s] = ps;
+            dsj[s] = scale * ps * (dsj[s] - Dt);  // dS, with scale folded in: d score / d (q . k)
+          }
+          std::fill(pj + end, pj + block_end, R(0));
+          std::fill(dsj + end, dsj + block_end, R(0));
+          if (gq) {
+            R* gqt = gq + r * d.D;  // (D)
+            std::fill(gqt, gqt + d.D, R(0));
+            weighted_row_sum(dsj, kb, end, d.D, gqt);  // dQ_t = sum_s dS_ts k_s
+          }
+        }
+        // dV_s += sum_j P_js dO_j,  dK_s += sum_j dS_js q_j  over the block's queries.
+        const R* q0 = q + (bh * d.T + t0) * d.D;     // (nq, D)
+        const R* g0 = gout + (bh * d.T + t0) * d.D;  // (nq, D)
+        const R* row1 = nq > 1 ? g0 + d.D : g0;  // rows past nq have weight 0; any valid pointer will do
+        const R* row2 = nq > 2 ? g0 + 2 * d.D : g0;
+        const R* row3 = nq > 3 ? g0 + 3 * d.D : g0;
+        const R* qr1 = nq > 1 ? q0 + d.D : q0;
+        const R* qr2 = nq > 2 ? q0 + 2 * d.D : q0;
+        const R* qr3 = nq > 3 ? q0 + 3 * d.D : q0;
+        for (int64_t s = 0; s < block_end; ++s) {
+          const R p0 = P[s], p1 = P[d.S + s], p2 = P[2 * d.S + s], p3 = P[3 * d.S + s];
+          const R s0 = dS[s], s1 = dS[d.S + s], s2 = dS[2 * d.S + s], s3 = dS[3 * d.S + s];
+          if (gvb && (p0 != R(0) || p1 != R(0) || p2 != R(0) || p3 != R(0))) {
             R* gvs = gvb + s * d.D;
 #pragma omp simd
-            for (int64_t i = 0; i < d.D; ++i) gvs[i] += ps * got[i];
+            for (int64_t i = 0; i < d.D; ++i) gvs[i] += p0 * g0[i] + p1 * row1[i] + p2 * row2[i] + p3 * row3[i];
           }
-          if (gqt) {
-#pragma omp simd
-            for (int64_t i = 0; i < d.D; ++i) gqt[i] += ds * ks[i];
-          }
-          if (gkb) {
+          if (gkb && (s0 != R(0) || s1 != R(0) || s2 != R(0) || s3 != R(0))) {
             R* gks = gkb + s * d.D;
 #pragma omp simd
-            for (int64_t i = 0; i < d.D; ++i) gks[i] += ds * qt[i];
+            for (int64_t i = 0; i < d.D; ++i) gks[i] += s0 * q0[i] + s1 * qr1[i] + s2 * qr2[i] + s3 * qr3[i];
           }
         }
       }
