@@ -90,35 +90,30 @@ TokenDataset::TokenDataset(std::vector<int32_t> ids, double val_fraction, const 
 }
 
 void TokenDataset::check_fits(int64_t tokens, int64_t T, const char* part) const {
-  if (tokens < T + 1)
-    fail("{}: the {} part has {} tokens, too few for sequences of {} (+1 target)", name_, part, tokens, T);
+  if (tokens < T) fail("{}: the {} part has {} tokens, too few for sequences of {}", name_, part, tokens, T);
 }
 
-Batch TokenDataset::make_batch(const std::vector<int64_t>& starts, int64_t T) const {
+Tensor TokenDataset::make_batch(const std::vector<int64_t>& starts, int64_t T) const {
   int64_t B = int64_t(starts.size());
-  Batch b{Tensor::empty({B, T}, DType::i32), Tensor::empty({B, T}, DType::i32)};
-  for (int64_t r = 0; r < B; ++r) {
-    const int32_t* window = ids_.data() + starts[r];  // (T + 1)
-    std::memcpy(b.inputs.data<int32_t>() + r * T, window, size_t(T) * 4);
-    std::memcpy(b.targets.data<int32_t>() + r * T, window + 1, size_t(T) * 4);
-  }
-  return b;
+  Tensor ids = Tensor::empty({B, T}, DType::i32);  // (B, T)
+  for (int64_t r = 0; r < B; ++r) std::memcpy(ids.data<int32_t>() + r * T, ids_.data() + starts[r], size_t(T) * 4);
+  return ids;
 }
 
-Batch TokenDataset::train_batch(int64_t B, int64_t T, uint64_t seed, int64_t step) const {
+Tensor TokenDataset::train_batch(int64_t B, int64_t T, uint64_t seed, int64_t step) const {
   check_fits(split_, T, "training");
   std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + uint64_t(step));
-  std::uniform_int_distribution<int64_t> start(0, split_ - T - 1);
-  std::vector<int64_t> starts(size_t(B));
+  std::uniform_int_distribution<int64_t> start(0, split_ - T);
+  std::vector<int64_t> starts(static_cast<size_t>(B));
   for (int64_t& s : starts) s = start(rng);
   return make_batch(starts, T);
 }
 
-std::vector<Batch> TokenDataset::val_batches(int64_t B, int64_t T, int64_t max_batches) const {
+std::vector<Tensor> TokenDataset::val_batches(int64_t B, int64_t T, int64_t max_batches) const {
   check_fits(val_tokens(), T, "held-out");
-  std::vector<Batch> out;
+  std::vector<Tensor> out;
   std::vector<int64_t> starts;
-  for (int64_t s = split_; s + T + 1 <= int64_t(ids_.size()) && int64_t(out.size()) < max_batches; s += T) {
+  for (int64_t s = split_; s + T <= int64_t(ids_.size()) && int64_t(out.size()) < max_batches; s += T) {
     starts.push_back(s);
     if (int64_t(starts.size()) == B) {
       out.push_back(make_batch(starts, T));

@@ -16,13 +16,9 @@ namespace mp::tools {
 // returned. An empty, unreadable or non-UTF-8 file is an mp::Error naming it.
 std::vector<int32_t> load_token_ids(const std::string& text_path, const models::Tokenizer& tokenizer);
 
-struct Batch {
-  Tensor inputs;   // (B, T) i32
-  Tensor targets;  // (B, T) i32: inputs shifted by one token
-};
-
-// Windows of T + 1 consecutive ids. The last `val_fraction` of the ids is
-// held out for evaluation.
+// Windows of T consecutive ids, (B, T) i32 per batch. The models' loss
+// shifts them into targets as HF does (labels = input ids). The last
+// `val_fraction` of the ids is held out for evaluation.
 class TokenDataset {
  public:
   TokenDataset(std::vector<int32_t> ids, double val_fraction, const std::string& name);
@@ -30,12 +26,12 @@ class TokenDataset {
   int64_t val_tokens() const { return int64_t(ids_.size()) - split_; }
   // A random training batch: window starts drawn from (seed, step), so a
   // resumed run sees the same batches as an uninterrupted one.
-  Batch train_batch(int64_t B, int64_t T, uint64_t seed, int64_t step) const;
+  Tensor train_batch(int64_t B, int64_t T, uint64_t seed, int64_t step) const;
   // The held-out part cut into consecutive windows, at most max_batches batches.
-  std::vector<Batch> val_batches(int64_t B, int64_t T, int64_t max_batches) const;
+  std::vector<Tensor> val_batches(int64_t B, int64_t T, int64_t max_batches) const;
 
  private:
-  Batch make_batch(const std::vector<int64_t>& starts, int64_t T) const;
+  Tensor make_batch(const std::vector<int64_t>& starts, int64_t T) const;
   void check_fits(int64_t tokens, int64_t T, const char* part) const;
   std::vector<int32_t> ids_;
   int64_t split_;

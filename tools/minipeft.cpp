@@ -9,6 +9,8 @@ int main(int argc, char** argv) {
   CLI::App app{"minipeft: train, evaluate and compare full fine-tuning, LoRA, prompt and prefix tuning"};
   app.require_subcommand(1);
   mp::cli::add_tokenize(app);
+  mp::cli::add_train(app);
+  mp::cli::add_bench(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

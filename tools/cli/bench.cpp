@@ -1,0 +1,127 @@
+// minipeft bench: training steps (forward + backward + AdamW) and forward-only
+// passes of one method at a model shape, on random weights and random token
+// ids: tokens/s, ledger peaks by category and the process's peak RSS, as a
+// table or one JSON object (--json). bench/side_by_side.sh runs it next to
+// PyTorch + HF PEFT.
+#include <sys/resource.h>
+
+#include <chrono>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "nn/adamw.h"
+#include "tools/cli/command.h"
+#include "tools/cli/train_options.h"
+#include "tools/paths.h"
+
+namespace mp::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+size_t peak_rss_bytes() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return size_t(u.ru_maxrss) * 1024;
+}
+
+Tensor random_ids(int64_t B, int64_t T, int vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int32_t> id(0, vocab - 1);
+  Tensor ids = Tensor::empty({B, T}, DType::i32);  // (B, T)
+  for (int64_t i = 0; i < B * T; ++i) ids.data<int32_t>()[i] = id(rng);
+  return ids;
+}
+
+struct BenchOptions {
+  tools::TrainConfig train;
+  int warmup = 1;
+  bool json = false, forward_only = false;
+};
+
+void run_bench(const BenchOptions& o) {
+  const tools::TrainConfig& c = o.train;
+  c.validate();
+  models::Tokenizer tok = models::Tokenizer::from_dir(default_tokenizer_dir());
+  tools::TrainedModel m = tools::build_model(c, tok);
+  Tensor ids = random_ids(c.batch, c.seq, m.base->vocab_size(), c.seed);
+  const int64_t tokens = c.batch * c.seq;
+  nlohmann::json out = {{"framework", "minipeft"}, {"model", c.model}, {"method", c.method},
+                        {"batch", c.batch},        {"seq", c.seq},     {"steps", c.steps}};
+
+  if (!o.forward_only) {
+    nn::AdamW opt(tools::trainable_parameters(m.module()), {.lr = c.effective_lr(), .weight_decay = c.weight_decay});
+    Ledger::instance().reset_peaks();
+    double total = 0, loss = 0;
+    for (int64_t step = 0; step < o.warmup + c.steps; ++step) {
+      auto t0 = Clock::now();
+      ag::Variable l = m.loss(ids);
+      loss = l.item();
+      l.backward();
+      opt.step();
+      opt.zero_grad();
+      if (step >= o.warmup) total += seconds_since(t0);
+    }
+    out["train_step_s"] = total / double(c.steps);
+    out["train_tokens_per_s"] = double(tokens * c.steps) / total;
+    out["final_loss"] = loss;
+    nlohmann::json peaks;
+    const Ledger& ledger = Ledger::instance();
+    for (int t = 0; t < kTags; ++t) peaks[std::string(tag_name(Tag(t)))] = ledger.peak(Tag(t));
+    peaks["total"] = ledger.peak_total();
+    out["peak_bytes"] = peaks;
+  }
+  {
+    ag::NoGrad no_grad;
+    m.module().eval();
+    double total = 0;
+    for (int64_t step = 0; step < o.warmup + c.steps; ++step) {
+      auto t0 = Clock::now();
+      m.peft ? m.peft->forward(ids) : m.base->forward(ids);
+      if (step >= o.warmup) total += seconds_since(t0);
+    }
+    out["forward_s"] = total / double(c.steps);
+    out["forward_tokens_per_s"] = double(tokens * c.steps) / total;
+  }
+  out["peak_rss_bytes"] = peak_rss_bytes();
+  auto [trainable, all] = m.peft ? m.peft->trainable_and_all_parameters()
+                                 : std::pair{m.base->num_parameters(true), m.base->num_parameters()};
+  out["trainable_params"] = trainable;
+  out["all_params"] = all;
+
+  if (o.json) {
+    fmt::print("{}\n", out.dump());
+    return;
+  }
+  fmt::print("{} {} B={} T={}: trainable {} of {} parameters\n", c.model, c.method, c.batch, c.seq, trainable, all);
+  if (out.contains("train_tokens_per_s"))
+    fmt::print("  train step  {:8.3f} s   {:9.1f} tokens/s\n", out["train_step_s"].get<double>(),
+               out["train_tokens_per_s"].get<double>());
+  fmt::print("  forward     {:8.3f} s   {:9.1f} tokens/s\n", out["forward_s"].get<double>(),
+             out["forward_tokens_per_s"].get<double>());
+  if (out.contains("peak_bytes"))
+    for (auto& [tag, bytes] : out["peak_bytes"].items())
+      fmt::print("  peak {:<12} {:10.1f} MiB\n", tag, bytes.get<double>() / (1 << 20));
+  fmt::print("  peak RSS          {:10.1f} MiB\n", double(out["peak_rss_bytes"].get<size_t>()) / (1 << 20));
+}
+
+}  // namespace
+
+void add_bench(CLI::App& app) {
+  auto o = std::make_shared<BenchOptions>();
+  o->train.model = "gpt2";
+  o->train.steps = 3;
+  CLI::App* cmd = app.add_subcommand("bench", "time training steps and measure memory by category for one method");
+  add_method_options(cmd, o->train);
+  add_optim_options(cmd, o->train);
+  cmd->add_option("--warmup-steps", o->warmup, "untimed steps first")->capture_default_str();
+  cmd->add_flag("--json", o->json, "print one JSON object");
+  cmd->add_flag("--forward-only", o->forward_only, "skip the training steps");
+  cmd->callback([o] { run_bench(*o); });
+}
+
+}  // namespace mp::cli

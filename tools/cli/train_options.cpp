@@ -1,0 +1,36 @@
+#include "tools/cli/train_options.h"
+
+namespace mp::cli {
+
+void add_method_options(CLI::App* cmd, tools::TrainConfig& c) {
+  cmd->add_option("--model", c.model, "built-in name (gpt2, gpt2-medium, gpt2-tiny, opt-125m, opt-350m, opt-tiny) or HF model folder")
+      ->capture_default_str();
+  cmd->add_option("--method", c.method, "full | lora | prompt | prefix")->capture_default_str();
+  cmd->add_option("--lora-r", c.lora_r, "LoRA rank")->capture_default_str();
+  cmd->add_option("--lora-alpha", c.lora_alpha, "LoRA alpha (scale alpha/r)")->capture_default_str();
+  cmd->add_option("--lora-dropout", c.lora_dropout, "dropout on the LoRA path")->capture_default_str();
+  cmd->add_option("--lora-targets", c.lora_targets, "module names or suffixes (default: c_attn for GPT-2, q_proj,v_proj for OPT)")
+      ->delimiter(',');
+  cmd->add_flag("--rslora", c.use_rslora, "scale alpha/sqrt(r) (rsLoRA)");
+  cmd->add_option("--virtual-tokens", c.num_virtual_tokens, "prompt/prefix tuning: number of virtual tokens")
+      ->capture_default_str();
+  cmd->add_option("--prompt-init-text", c.prompt_init_text, "prompt tuning: initialise from this text's embeddings");
+  cmd->add_flag("--prefix-projection", c.prefix_projection, "prefix tuning: two-layer MLP reparameterisation");
+  cmd->add_option("--encoder-hidden-size", c.encoder_hidden_size, "prefix tuning: the MLP's width (default: the model's)");
+}
+
+void add_optim_options(CLI::App* cmd, tools::TrainConfig& c) {
+  cmd->add_option("--batch", c.batch, "sequences per micro-batch")->capture_default_str();
+  cmd->add_option("--seq", c.seq, "tokens per sequence")->capture_default_str();
+  cmd->add_option("--grad-accum", c.grad_accum, "micro-batches per optimizer step")->capture_default_str();
+  cmd->add_option("--steps", c.steps, "optimizer steps")->capture_default_str();
+  cmd->add_option("--lr", c.lr, "peak learning rate (default by method: full 3e-4, lora 1e-3, prompt/prefix 3e-2)");
+  cmd->add_option("--weight-decay", c.weight_decay, "AdamW decoupled weight decay")->capture_default_str();
+  cmd->add_option("--schedule", c.schedule, "constant | linear | cosine (after linear warmup)")->capture_default_str();
+  cmd->add_option("--warmup", c.warmup, "warmup steps")->capture_default_str();
+  cmd->add_option("--min-lr-ratio", c.min_lr_ratio, "cosine: final LR as a fraction of the peak")->capture_default_str();
+  cmd->add_option("--clip", c.clip, "clip the global gradient norm (0: off)")->capture_default_str();
+  cmd->add_option("--seed", c.seed, "seed for init, batches and dropout")->capture_default_str();
+}
+
+}  // namespace mp::cli

@@ -1,0 +1,15 @@
+// The options `train`, `bench` and `compare` share: what model and method,
+// and the optimisation settings, bound to a TrainConfig.
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include "tools/trainer.h"
+
+namespace mp::cli {
+
+// --model and the method options (--method, --lora-*, --virtual-tokens, ...).
+void add_method_options(CLI::App* cmd, tools::TrainConfig& c);
+// --batch, --seq, --grad-accum, --steps, --lr, --schedule, --warmup, --clip, --seed, ...
+void add_optim_options(CLI::App* cmd, tools::TrainConfig& c);
+
+}  // namespace mp::cli

@@ -1,0 +1,264 @@
+#include "tools/trainer.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "autograd/ops.h"
+#include "engine/error.h"
+#include "models/load.h"
+#include "nn/adamw.h"
+#include "nn/clip_grad.h"
+#include "nn/lr_schedule.h"
+#include "nn/rng.h"
+#include "nn/safetensors.h"
+#include "nn/state_dict.h"
+#include "tools/progress.h"
+
+namespace mp::tools {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+void TrainConfig::validate() const {
+  if (method != "full" && method != "lora" && method != "prompt" && method != "prefix")
+    fail("unknown method '{}' (expected full, lora, prompt or prefix)", method);
+  auto positive = [](int64_t v, const char* name) {
+    if (v <= 0) fail("--{} must be positive, got {}", name, v);
+  };
+  positive(batch, "batch");
+  positive(seq, "seq");
+  positive(grad_accum, "grad-accum");
+  positive(steps, "steps");
+  if (batch * seq > (int64_t(1) << 24)) fail("--batch {} x --seq {} is absurdly large", batch, seq);
+  if (steps > 100'000'000) fail("--steps {} is absurdly large", steps);
+  if (lr < 0 || !std::isfinite(lr)) fail("--lr must be a finite number >= 0, got {}", lr);
+  if (clip < 0) fail("--clip must be >= 0, got {}", clip);
+  if (warmup < 0 || warmup > steps) fail("--warmup {} must be in [0, --steps {}]", warmup, steps);
+  if (eval_every < 0 || checkpoint_every < 0 || eval_batches <= 0)
+    fail("--eval-every and --checkpoint-every must be >= 0 and --eval-batches positive");
+  if ((checkpoint_every > 0 || resume) && out_dir.empty()) fail("checkpoints and --resume need --out");
+}
+
+// PEFT methods train far fewer parameters and take larger steps.
+double TrainConfig::effective_lr() const {
+  if (lr > 0) return lr;
+  return method == "full" ? 3e-4 : method == "lora" ? 1e-3 : 3e-2;
+}
+
+std::string checkpoint_path(const std::string& out_dir) { return out_dir + "/checkpoint.safetensors"; }
+std::string final_model_dir(const std::string& out_dir) { return out_dir + "/final"; }
+
+nn::Module& TrainedModel::module() const { return peft ? static_cast<nn::Module&>(*peft) : *base; }
+
+ag::Variable TrainedModel::loss(const Tensor& ids) const { return peft ? peft->loss(ids, ids) : base->loss(ids, ids); }
+
+static peft::PeftConfig peft_config_for(const TrainConfig& c, const models::ModelConfig& model) {
+  if (c.method == "lora") {
+    peft::LoraConfig lora;
+    lora.r = c.lora_r;
+    lora.lora_alpha = c.lora_alpha;
+    lora.lora_dropout = c.lora_dropout;
+    lora.use_rslora = c.use_rslora;
+    bool gpt2 = model.arch == models::Arch::gpt2;
+    lora.fan_in_fan_out = gpt2;
+    lora.target_modules = c.lora_targets;
+    if (lora.target_modules.empty())
+      lora.target_modules = gpt2 ? std::vector<std::string>{"c_attn"} : std::vector<std::string>{"q_proj", "v_proj"};
+    return peft::PeftConfig::lora(lora);
+  }
+  if (c.method == "prompt") {
+    peft::PromptTuningConfig prompt;
+    prompt.num_virtual_tokens = c.num_virtual_tokens;
+    if (!c.prompt_init_text.empty()) {
+      prompt.prompt_tuning_init = peft::PromptTuningInit::text;
+      prompt.prompt_tuning_init_text = c.prompt_init_text;
+    }
+    return peft::PeftConfig::prompt_tuning(prompt);
+  }
+  peft::PrefixTuningConfig prefix;
+  prefix.num_virtual_tokens = c.num_virtual_tokens;
+  prefix.prefix_projection = c.prefix_projection;
+  prefix.encoder_hidden_size = c.encoder_hidden_size > 0 ? c.encoder_hidden_size : model.hidden_size;
+  return peft::PeftConfig::prefix_tuning(prefix);
+}
+
+TrainedModel build_model(const TrainConfig& config, const models::Tokenizer& tokenizer) {
+  nn::manual_seed(config.seed);
+  TrainedModel m;
+  m.base = std::shared_ptr<models::CausalLM>(models::create_model(config.model, config.seed));
+  if (config.method != "full")
+    m.peft = peft::get_peft_model(m.base, peft_config_for(config, m.base->config()), "default", &tokenizer);
+  m.module().train();
+  return m;
+}
+
+double evaluate(const TrainedModel& m, const std::vector<Tensor>& batches) {
+  ag::NoGrad no_grad;
+  bool was_training = m.module().is_training();
+  m.module().eval();
+  double sum = 0;
+  for (const Tensor& ids : batches) sum += m.loss(ids).item();
+  m.module().train(was_training);
+  return batches.empty() ? -1 : sum / double(batches.size());
+}
+
+std::vector<nn::NamedParameter> trainable_parameters(const nn::Module& m) {
+  std::vector<nn::NamedParameter> out;
+  for (auto& [name, p] : m.named_parameters())
+    if (p.requires_grad()) out.emplace_back(name, p);
+  return out;
+}
+
+// ---- checkpoints: one safetensors file with the trainable parameters
+// ("param.<name>"), the optimizer state ("optim.<key>") and, in the metadata,
+// the step, the RNG counters and the config it was made with.
+
+static nlohmann::json identity_of(const TrainConfig& c) {
+  return {{"model", c.model}, {"method", c.method}, {"lora_r", c.lora_r}, {"num_virtual_tokens", c.num_virtual_tokens},
+          {"batch", c.batch}, {"seq", c.seq}, {"grad_accum", c.grad_accum}, {"seed", c.seed}};
+}
+
+static void save_checkpoint(const std::string& path, const TrainConfig& c, const std::vector<nn::NamedParameter>& params,
+                            const nn::Optimizer& opt, int64_t step) {
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (const auto& [name, p] : params) tensors.emplace_back("param." + name, p.value());
+  for (const auto& [key, t] : opt.state_dict()) tensors.emplace_back("optim." + key, t);
+  nn::RngState rng = nn::rng_state();
+  nlohmann::json meta = {{"step", step},
+                         {"rng", {rng.seed, rng.init_counter, rng.dropout_counter, rng.dropout_instances}},
+                         {"run", identity_of(c)}};
+  nn::save_safetensors(path, tensors, {{"minipeft_checkpoint", meta.dump()}});
+}
+
+// Returns the step the checkpoint was written after.
+static int64_t load_checkpoint(const std::string& path, const TrainConfig& c, const std::vector<nn::NamedParameter>& params,
+                               nn::Optimizer& opt) {
+  if (!fs::exists(path)) fail("--resume: no checkpoint at {}", path);
+  nn::SafetensorsFile file = nn::SafetensorsFile::open(path);
+  auto it = file.metadata().find("minipeft_checkpoint");
+  if (it == file.metadata().end()) fail("{} is not a minipeft checkpoint (no minipeft_checkpoint metadata)", path);
+  nlohmann::json meta = nlohmann::json::parse(it->second, nullptr, false);
+  if (meta.is_discarded() || !meta.contains("step") || !meta.contains("rng") || !meta.contains("run"))
+    fail("{}: malformed checkpoint metadata", path);
+  if (meta["run"] != identity_of(c))
+    fail("{} was written by a different run ({}); this run is {}", path, meta["run"].dump(), identity_of(c).dump());
+  for (const auto& [name, p] : params) {
+    const Shape& saved = file.info("param." + name).shape;
+    if (saved != p.shape())
+      fail("{}: param.{} has shape {}, the model {}", path, name, shape_str(saved), shape_str(p.shape()));
+    file.load_into("param." + name, p.value());
+  }
+  nn::TensorMap state;
+  for (const std::string& key : file.names())
+    if (key.rfind("optim.", 0) == 0) {
+      DType dt = file.info(key).dtype == nn::StDType::I32 ? DType::i32 : DType::f32;
+      state[key.substr(6)] = file.load(key, dt, Tag::optimizer);
+    }
+  opt.load_state_dict(state);
+  const auto& r = meta["rng"];
+  nn::set_rng_state({r[0].get<uint64_t>(), r[1].get<uint64_t>(), r[2].get<uint64_t>(), r[3].get<uint64_t>()});
+  return meta["step"].get<int64_t>();
+}
+
+static MemoryPeaks ledger_peaks() {
+  MemoryPeaks p;
+  const Ledger& l = Ledger::instance();
+  for (int t = 0; t < kTags; ++t) p.by_tag[t] = l.peak(Tag(t));
+  p.total = l.peak_total();
+  return p;
+}
+
+static void append_log(std::ofstream& log, const StepRecord& r) {
+  nlohmann::json j = {{"step", r.step}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm},
+                      {"seconds", r.seconds}, {"mem_bytes", Ledger::instance().current_total()}};
+  if (r.val_loss >= 0) j["val_loss"] = r.val_loss;
+  log << j.dump() << "\n" << std::flush;
+}
+
+TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer, TrainedModel* model_out) {
+  config.validate();
+  if (!config.out_dir.empty()) {
+    std::error_code ec;
+    fs::create_directories(config.out_dir, ec);
+    if (ec || access(config.out_dir.c_str(), W_OK) != 0) fail("output folder {} is not writable", config.out_dir);
+  }
+  TokenDataset data(load_token_ids(config.data, tokenizer), config.val_fraction, config.data);
+  TrainedModel m = build_model(config, tokenizer);
+  if (m.base->max_positions() < config.seq + (config.method == "full" || config.method == "lora" ? 0 : config.num_virtual_tokens))
+    fail("--seq {} (+ virtual tokens) exceeds the model's {} positions", config.seq, m.base->max_positions());
+  std::vector<nn::NamedParameter> params = trainable_parameters(m.module());
+  std::vector<ag::Variable> values;
+  for (const auto& np : params) values.push_back(np.second);
+  nn::AdamW opt(params, {.lr = config.effective_lr(), .weight_decay = config.weight_decay});
+  nn::LrSchedule schedule = nn::LrSchedule::from_name(config.schedule, config.warmup, config.steps, config.min_lr_ratio);
+  int64_t start = config.resume ? load_checkpoint(checkpoint_path(config.out_dir), config, params, opt) : 0;
+  int64_t last_checkpoint = start;
+  std::vector<Tensor> val = config.eval_every > 0 || !config.out_dir.empty()
+                                ? data.val_batches(config.batch, config.seq, config.eval_batches)
+                                : std::vector<Tensor>{};
+
+  TrainResult result;
+  std::tie(result.trainable_params, result.all_params) =
+      m.peft ? m.peft->trainable_and_all_parameters()
+             : std::pair{m.base->num_parameters(true), m.base->num_parameters()};
+  std::ofstream log;
+  if (!config.out_dir.empty()) log.open(config.out_dir + "/log.jsonl", config.resume ? std::ios::app : std::ios::trunc);
+  Progress progress(config.progress && isatty(STDERR_FILENO), config.steps, start);
+
+  Ledger::instance().reset_peaks();
+  double train_seconds = 0;
+  for (int64_t step = start + 1; step <= config.steps; ++step) {
+    auto t0 = Clock::now();
+    double lr = schedule.lr(config.effective_lr(), step - 1);
+    opt.set_lr(lr);
+    double loss_sum = 0;
+    for (int64_t micro = 0; micro < config.grad_accum; ++micro) {
+      Tensor ids = data.train_batch(config.batch, config.seq, config.seed, (step - 1) * config.grad_accum + micro);
+      ag::Variable loss = m.loss(ids);
+      double value = loss.item();
+      if (!std::isfinite(value))
+        fail("loss is {} at step {}; stopped. {}", value, step,
+             last_checkpoint > 0 ? fmt::format("The last good checkpoint ({} after step {}) is kept.",
+                                               checkpoint_path(config.out_dir), last_checkpoint)
+                                 : std::string("No checkpoint was written."));
+      loss_sum += value;
+      (config.grad_accum > 1 ? ag::scale(loss, 1.f / float(config.grad_accum)) : loss).backward();
+    }
+    double norm = config.clip > 0 ? nn::clip_grad_norm(params, config.clip) : nn::grad_norm(values);
+    opt.step();
+    opt.zero_grad();
+    double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    train_seconds += seconds;
+    StepRecord rec{step, loss_sum / double(config.grad_accum), lr, norm, seconds};
+    bool last = step == config.steps;
+    if ((config.eval_every > 0 && step % config.eval_every == 0) || (last && !val.empty()))
+      rec.val_loss = evaluate(m, val);
+    if (!config.out_dir.empty() && ((config.checkpoint_every > 0 && step % config.checkpoint_every == 0) || last)) {
+      save_checkpoint(checkpoint_path(config.out_dir), config, params, opt, step);
+      last_checkpoint = step;
+    }
+    if (log.is_open()) append_log(log, rec);
+    progress.update(rec, config.batch * config.seq * config.grad_accum);
+    result.steps.push_back(rec);
+  }
+  progress.finish();
+  result.peaks = ledger_peaks();
+  if (!result.steps.empty()) {
+    result.final_val_loss = result.steps.back().val_loss;
+    result.tokens_per_s = double(result.steps.size() * config.batch * config.seq * config.grad_accum) / train_seconds;
+  }
+  if (!config.out_dir.empty()) {
+    if (m.peft) m.peft->save_pretrained(final_model_dir(config.out_dir));
+    else models::save_pretrained(*m.base, final_model_dir(config.out_dir));
+  }
+  if (model_out) *model_out = std::move(m);
+  return result;
+}
+
+}  // namespace mp::tools

@@ -1,0 +1,102 @@
+// The reference trainer behind `minipeft train` and `minipeft compare`:
+// full fine-tuning or a PEFT method on a text file, AdamW with warmup +
+// cosine (or linear/constant) LR, gradient accumulation and clipping, eval
+// on a held-out tail, atomic checkpoints and a resume that continues bit
+// for bit, a progress line on a TTY and JSON-lines logs.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/causal_lm.h"
+#include "peft/peft_model.h"
+#include "tools/dataset.h"
+
+namespace mp::tools {
+
+struct TrainConfig {
+  // What to train.
+  std::string model = "gpt2-tiny";  // a built-in name (random init from seed) or an HF model folder
+  std::string method = "full";      // full | lora | prompt | prefix
+  int lora_r = 8;
+  float lora_alpha = 16.f;
+  float lora_dropout = 0.f;
+  std::vector<std::string> lora_targets;  // empty: c_attn (GPT-2), q_proj + v_proj (OPT)
+  bool use_rslora = false;
+  int num_virtual_tokens = 20;       // prompt and prefix tuning
+  std::string prompt_init_text;      // prompt tuning: TEXT init when not empty
+  bool prefix_projection = false;    // prefix tuning: the MLP reparameterisation
+  int encoder_hidden_size = 0;       // its width (0: the model's)
+
+  // Data.
+  std::string data;                  // a UTF-8 text file
+  double val_fraction = 0.1;
+
+  // Optimisation.
+  int64_t batch = 4, seq = 64, grad_accum = 1, steps = 100;
+  double lr = 0;                     // 0: the method's default (full 3e-4, others 1e-3 ... see default_lr)
+  double weight_decay = 0.0;
+  std::string schedule = "cosine";   // constant | linear | cosine
+  int64_t warmup = 0;
+  double min_lr_ratio = 0.1;
+  double clip = 1.0;                 // 0: no clipping
+  uint64_t seed = 0;
+
+  // Evaluation, checkpoints, logs. 0 turns a periodic action off.
+  int64_t eval_every = 0, eval_batches = 8, checkpoint_every = 0;
+  std::string out_dir;               // "" writes nothing
+  bool resume = false;               // continue from out_dir/checkpoint.safetensors
+  bool progress = true;              // the progress line (on a TTY only)
+
+  // Checks the values no run could use; mp::Error naming the option.
+  void validate() const;
+  double effective_lr() const;
+};
+
+// One training step's record (also a line of out_dir/log.jsonl).
+struct StepRecord {
+  int64_t step;         // 1-based
+  double loss, lr, grad_norm, seconds;
+  double val_loss = -1; // when evaluated after this step
+};
+
+struct MemoryPeaks {
+  size_t by_tag[kTags] = {};
+  size_t total = 0;  // peak of the sum
+};
+
+struct TrainResult {
+  std::vector<StepRecord> steps;  // this process's steps (after a resume: the new ones)
+  double final_val_loss = -1;
+  double tokens_per_s = 0;        // training tokens per second over this process's steps
+  MemoryPeaks peaks;              // ledger peaks during training
+  int64_t trainable_params = 0, all_params = 0;
+};
+
+// A model being trained: the base alone (full fine-tuning) or with an adapter.
+struct TrainedModel {
+  std::shared_ptr<models::CausalLM> base;
+  std::shared_ptr<peft::PeftModel> peft;  // null for full fine-tuning
+  nn::Module& module() const;
+  ag::Variable loss(const Tensor& ids) const;  // labels = ids, HF's shift
+};
+
+// Build the model a config names (base, then the adapter), seeded.
+TrainedModel build_model(const TrainConfig& config, const models::Tokenizer& tokenizer);
+
+// The parameters an optimizer updates: those with requires_grad.
+std::vector<nn::NamedParameter> trainable_parameters(const nn::Module& m);
+
+// Mean loss over held-out batches, without gradients, in eval mode.
+double evaluate(const TrainedModel& m, const std::vector<Tensor>& batches);
+
+// Run the training a config describes. Throws mp::Error on bad input and on a
+// non-finite loss (naming the step and the last checkpoint kept).
+TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer, TrainedModel* model_out = nullptr);
+
+// Where train() writes its checkpoint and its final model or adapter.
+std::string checkpoint_path(const std::string& out_dir);
+std::string final_model_dir(const std::string& out_dir);
+
+}  // namespace mp::tools
