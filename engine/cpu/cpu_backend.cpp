@@ -1,8 +1,17 @@
 // The CPU backend: memory is 64-byte aligned host memory, and every kernel is
 // forwarded to its family's file (elementwise.cpp, matmul.cpp, ...).
+//
+// MP_PROFILE=1 in the environment times every kernel call and prints the
+// totals per kind of kernel to stderr when the program exits; MP_PROFILE=2
+// splits matmul by shape. Kernels are called from one thread (each runs its
+// own OpenMP or BLAS threads inside), so the counters need no lock.
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <new>
+#include <string>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -24,6 +33,83 @@ int max_threads() {
 
 Tensor workspace(const Shape& shape, DType dt) { return Tensor::empty(shape, dt, kCPU, Tag::workspace); }
 
+namespace {
+
+class Profile {
+ public:
+  static Profile& instance() {
+    static Profile p;
+    return p;
+  }
+  int level() const { return level_; }
+  void add(const std::string& kind, double seconds) {
+    Entry& e = totals_[kind];
+    e.seconds += seconds;
+    ++e.calls;
+  }
+  ~Profile() {
+    if (level_ == 0 || totals_.empty()) return;
+    double all = 0;
+    for (const auto& [kind, e] : totals_) all += e.seconds;
+    std::multimap<double, std::string, std::greater<>> by_time;
+    for (const auto& [kind, e] : totals_) by_time.emplace(e.seconds, kind);
+    std::fprintf(stderr, "MP_PROFILE: cpu kernel time by kind (%.3f s in all)\n", all);
+    for (const auto& [seconds, kind] : by_time) {
+      const Entry& e = totals_[kind];
+      std::fprintf(stderr, "  %-44s %9.3f s %5.1f%% %8lld calls\n", kind.c_str(), e.seconds,
+                   all > 0 ? 100 * e.seconds / all : 0.0, static_cast<long long>(e.calls));
+    }
+  }
+
+ private:
+  struct Entry {
+    double seconds = 0;
+    int64_t calls = 0;
+  };
+  Profile() {
+    const char* env = std::getenv("MP_PROFILE");
+    level_ = env ? std::atoi(env) : 0;
+  }
+  int level_ = 0;
+  std::map<std::string, Entry> totals_;
+};
+
+// Times one kernel call when profiling is on; costs one branch when it is off.
+class Timed {
+ public:
+  explicit Timed(const char* kind) : on_(Profile::instance().level() > 0), kind_(kind) {
+    if (on_) t0_ = std::chrono::steady_clock::now();
+  }
+  Timed(const char* kind, const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor& out) : Timed(kind) {
+    if (on_ && Profile::instance().level() > 1) {
+      // matmul (batch, M, N) with K and the transpose flags: "matmul 1x256x2304 K768 NN"
+      detail_ = std::string(kind) + " " + std::to_string(out.size(0)) + "x" + std::to_string(out.size(1)) + "x" +
+                std::to_string(out.size(2)) + " K" + std::to_string(ta ? a.size(1) : a.size(2)) + " " +
+                (ta ? "T" : "N") + (tb ? "T" : "N") + " " + std::string(dtype_name(b.dtype()));
+    }
+  }
+  ~Timed() {
+    if (!on_) return;
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+    Profile::instance().add(detail_.empty() ? std::string(kind_) : detail_, s);
+  }
+
+ private:
+  bool on_;
+  const char* kind_;
+  std::string detail_;
+  std::chrono::steady_clock::time_point t0_;
+};
+
+constexpr const char* kBinaryNames[] = {"binary add", "binary sub", "binary mul", "binary div"};
+constexpr const char* kUnaryNames[] = {"unary neg",  "unary exp",  "unary log",  "unary sqrt",
+                                       "unary tanh", "unary relu", "unary gelu", "unary square"};
+constexpr const char* kUnaryBackwardNames[] = {
+    "unary_backward neg",  "unary_backward exp",  "unary_backward log",  "unary_backward sqrt",
+    "unary_backward tanh", "unary_backward relu", "unary_backward gelu", "unary_backward square"};
+
+}  // namespace
+
 class CpuBackend final : public Backend {
  public:
   Device device() const override { return kCPU; }
@@ -41,72 +127,99 @@ class CpuBackend final : public Backend {
   void copy_from_host(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void copy_to_host(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
 
-  void copy(const Tensor& src, const Tensor& dst) override { cpu::copy(src, dst); }
-  void fill(const Tensor& dst, double value) override { cpu::fill(dst, value); }
+  void copy(const Tensor& src, const Tensor& dst) override { Timed t("copy"); cpu::copy(src, dst); }
+  void fill(const Tensor& dst, double value) override { Timed t("fill"); cpu::fill(dst, value); }
   void random(const Tensor& dst, Distribution dist, double a, double b, uint64_t seed) override {
+    Timed t("random");
     cpu::random(dst, dist, a, b, seed);
   }
 
   void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) override {
+    Timed t(kBinaryNames[int(op)]);
     cpu::binary(op, a, b, out);
   }
-  void unary(UnaryOp op, const Tensor& a, const Tensor& out) override { cpu::unary(op, a, out); }
+  void unary(UnaryOp op, const Tensor& a, const Tensor& out) override {
+    Timed t(kUnaryNames[int(op)]);
+    cpu::unary(op, a, out);
+  }
   void unary_backward(UnaryOp op, const Tensor& x_or_y, const Tensor& gy, const Tensor& gx) override {
+    Timed t(kUnaryBackwardNames[int(op)]);
     cpu::unary_backward(op, x_or_y, gy, gx);
   }
   void axpby(float alpha, const Tensor& a, float beta, const Tensor& out) override {
+    Timed t("axpby");
     cpu::axpby(alpha, a, beta, out);
   }
-  void reduce(ReduceOp op, const Tensor& a, int axis, const Tensor& out) override { cpu::reduce(op, a, axis, out); }
+  void reduce(ReduceOp op, const Tensor& a, int axis, const Tensor& out) override {
+    Timed t(op == ReduceOp::sum ? "reduce sum" : "reduce max");
+    cpu::reduce(op, a, axis, out);
+  }
 
   void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out, float alpha,
               float beta) override {
+    Timed t("matmul", a, trans_a, b, trans_b, out);
     cpu::matmul(a, trans_a, b, trans_b, out, alpha, beta);
   }
 
-  void softmax(const Tensor& x, const Tensor& y, bool log) override { cpu::softmax(x, y, log); }
+  void softmax(const Tensor& x, const Tensor& y, bool log) override {
+    Timed t("softmax");
+    cpu::softmax(x, y, log);
+  }
   void softmax_backward(const Tensor& y, const Tensor& gy, const Tensor& gx, bool log) override {
+    Timed t("softmax_backward");
     cpu::softmax_backward(y, gy, gx, log);
   }
 
   void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, const Tensor& y, const Tensor& mean,
                   const Tensor& rstd) override {
+    Timed t("layer_norm");
     cpu::layer_norm(x, w, b, eps, y, mean, rstd);
   }
   void layer_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& w, const Tensor& mean,
                            const Tensor& rstd, const Tensor& gx, const Tensor& gw, const Tensor& gb) override {
+    Timed t("layer_norm_backward");
     cpu::layer_norm_backward(gy, x, w, mean, rstd, gx, gw, gb);
   }
 
   void embedding(const Tensor& ids, const Tensor& table, const Tensor& out) override {
+    Timed t("embedding");
     cpu::embedding(ids, table, out);
   }
   void embedding_backward(const Tensor& ids, const Tensor& gout, const Tensor& gtable) override {
+    Timed t("embedding_backward");
     cpu::embedding_backward(ids, gout, gtable);
   }
 
   void cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index, const Tensor& losses) override {
+    Timed t("cross_entropy");
     cpu::cross_entropy(logits, targets, ignore_index, losses);
   }
   void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int ignore_index, float gscale,
                               const Tensor& glogits) override {
+    Timed t("cross_entropy_backward");
     cpu::cross_entropy_backward(logits, targets, ignore_index, gscale, glogits);
   }
 
-  void dropout(const Tensor& x, float p, uint64_t seed, const Tensor& out) override { cpu::dropout(x, p, seed, out); }
+  void dropout(const Tensor& x, float p, uint64_t seed, const Tensor& out) override {
+    Timed t("dropout");
+    cpu::dropout(x, p, seed, out);
+  }
 
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p, const Tensor& out,
                  const Tensor& lse) override {
+    Timed t("attention");
     cpu::attention(q, k, v, p, out, lse);
   }
   void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                           const Tensor& gout, const AttentionParams& p, const Tensor& gq, const Tensor& gk,
                           const Tensor& gv) override {
+    Timed t("attention_backward");
     cpu::attention_backward(q, k, v, out, lse, gout, p, gq, gk, gv);
   }
 
   void adamw(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, float lr, float beta1,
              float beta2, float eps, float weight_decay, int64_t step) override {
+    Timed t("adamw");
     cpu::adamw(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step);
   }
 };

@@ -48,7 +48,8 @@ T row_lse(const T* x, int64_t V, T& max_out) {
 }  // namespace
 
 void cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index, const Tensor& losses) {
-  const auto [N, V] = check("cross_entropy", logits, targets, ignore_index);
+  const Shape2 nv = check("cross_entropy", logits, targets, ignore_index);
+  const int64_t N = nv.N, V = nv.V;  // not a structured binding: clang < 16 cannot capture those
   if (losses.numel() != N || losses.dtype() != logits.dtype() || !losses.is_contiguous())
     fail("cross_entropy: losses {} must be ({}) of dtype {}", shape_str(losses.shape()), N, dtype_name(logits.dtype()));
   visit_float(logits.dtype(), "cross_entropy", [&]<class T>() {
@@ -70,7 +71,8 @@ void cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index
 
 void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int ignore_index, float gscale,
                             const Tensor& glogits) {
-  const auto [N, V] = check("cross_entropy_backward", logits, targets, ignore_index);
+  const Shape2 nv = check("cross_entropy_backward", logits, targets, ignore_index);
+  const int64_t N = nv.N, V = nv.V;
   if (glogits.shape() != logits.shape() || glogits.dtype() != logits.dtype() || !glogits.is_contiguous())
     fail("cross_entropy_backward: glogits {} must match logits {}", shape_str(glogits.shape()),
          shape_str(logits.shape()));

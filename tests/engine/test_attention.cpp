@@ -92,12 +92,12 @@ TEST_CASE("attention forward at a size that runs in parallel") {
 TEST_CASE("attention backward against finite differences (f64)") {
   // T = 5 and 3 leave a partial block of queries in the backward's blocks of 4.
   const int64_t sizes[3][2] = {{4, 6}, {5, 5}, {3, 7}};
-  for (auto [T, S] : sizes)
+  for (const auto& size : sizes)
     for (bool causal : {true, false}) {
-      CAPTURE(T);
-      CAPTURE(S);
+      CAPTURE(size[0]);
+      CAPTURE(size[1]);
       CAPTURE(causal);
-      const int64_t B = 2, H = 2, D = 3;
+      const int64_t B = 2, H = 2, D = 3, T = size[0], S = size[1];
       Tensor q = rand_tensor({B, H, T, D}, 7, DType::f64), k = rand_tensor({B, H, S, D}, 8, DType::f64),
              v = rand_tensor({B, H, S, D}, 9, DType::f64);
       Tensor gout = rand_tensor({B, H, T, D}, 10, DType::f64);
