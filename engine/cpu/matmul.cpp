@@ -78,7 +78,10 @@ void widen(const bf16* src, float* dst, int64_t n) {
 // run sgemm on it, writing out[:, n0:n0+nb].
 void matmul_bf16_b(const Dims& d, const float* A, const bf16* B, float* C, float alpha, float beta) {
   // About 4 MiB of f32 per block: big enough for an efficient GEMM, small next to the weight.
-  const int64_t nb = std::min(d.N, std::max<int64_t>(64, ((int64_t(1) << 20) / std::max<int64_t>(1, d.K)) / 16 * 16));
+  // Blocks of equal width (a multiple of 16), so no thin last block.
+  const int64_t nb_max = std::max<int64_t>(64, ((int64_t(1) << 20) / std::max<int64_t>(1, d.K)) / 16 * 16);
+  const int64_t blocks = (d.N + nb_max - 1) / nb_max;
+  const int64_t nb = std::min(d.N, ((d.N + blocks - 1) / blocks + 15) / 16 * 16);
   Tensor ws = workspace({d.K * nb});
   float* W = ws.data<float>();  // (K, nb) or (nb, K)
   // When b is shared and a is not transposed, all of a is one (batch*M, K) matrix.
