@@ -3,9 +3,7 @@
 // dtype it claims to support without reading out of bounds.
 //
 // Build and run by hand. Only the reader is compiled with the fuzzer's
-// instrumentation; the engine comes from a normal (g++) build, because
-// clang 14 cannot compile engine/cpu (OpenMP regions that use structured
-// bindings):
+// instrumentation; the engine library comes from a normal build:
 //
 //   meson setup build && ninja -C build engine/libmp_engine.a
 //   clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address -I. \
