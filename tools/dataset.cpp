@@ -85,7 +85,7 @@ std::vector<int32_t> load_token_ids(const std::string& text_path, const models::
 
 TokenDataset::TokenDataset(std::vector<int32_t> ids, double val_fraction, const std::string& name)
     : ids_(std::move(ids)), name_(name) {
-  if (val_fraction < 0 || val_fraction >= 1) fail("validation fraction {} is not in [0, 1)", val_fraction);
+  if (!(val_fraction >= 0 && val_fraction <= 1)) fail("validation fraction {} is not in [0, 1]", val_fraction);
   split_ = int64_t(double(ids_.size()) * (1 - val_fraction));
 }
 

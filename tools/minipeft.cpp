@@ -10,7 +10,12 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   mp::cli::add_tokenize(app);
   mp::cli::add_train(app);
+  mp::cli::add_eval(app);
+  mp::cli::add_generate(app);
+  mp::cli::add_merge(app);
+  mp::cli::add_info(app);
   mp::cli::add_bench(app);
+  mp::cli::add_compare(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

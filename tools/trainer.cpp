@@ -98,6 +98,14 @@ TrainedModel build_model(const TrainConfig& config, const models::Tokenizer& tok
   return m;
 }
 
+TrainedModel load_model(const std::string& model, const std::string& adapter_dir, uint64_t seed) {
+  TrainedModel m;
+  m.base = std::shared_ptr<models::CausalLM>(models::create_model(model, seed));
+  if (!adapter_dir.empty()) m.peft = peft::load_peft_model(m.base, adapter_dir);
+  m.module().eval();
+  return m;
+}
+
 double evaluate(const TrainedModel& m, const std::vector<Tensor>& batches) {
   ag::NoGrad no_grad;
   bool was_training = m.module().is_training();

@@ -88,6 +88,10 @@ TrainedModel build_model(const TrainConfig& config, const models::Tokenizer& tok
 // The parameters an optimizer updates: those with requires_grad.
 std::vector<nn::NamedParameter> trainable_parameters(const nn::Module& m);
 
+// A model to evaluate or generate with: a built-in name or HF folder, plus
+// optionally an HF PEFT adapter folder. In eval mode.
+TrainedModel load_model(const std::string& model, const std::string& adapter_dir, uint64_t seed = 0);
+
 // Mean loss over held-out batches, without gradients, in eval mode.
 double evaluate(const TrainedModel& m, const std::vector<Tensor>& batches);
 

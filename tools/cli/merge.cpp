@@ -1,0 +1,33 @@
+// minipeft merge: fold a LoRA adapter into its base model (W0 += scale B A)
+// and write a plain HF checkpoint (config.json + model.safetensors).
+#include <fmt/format.h>
+
+#include "models/load.h"
+#include "engine/error.h"
+#include "tools/cli/command.h"
+#include "tools/cli/model_options.h"
+#include "tools/trainer.h"
+
+namespace mp::cli {
+
+void add_merge(CLI::App& app) {
+  struct Options {
+    ModelChoice m;
+    std::string out;
+  };
+  auto o = std::make_shared<Options>();
+  CLI::App* cmd = app.add_subcommand("merge", "merge a LoRA adapter into the base model and save it in HF format");
+  add_model_options(cmd, o->m, /*adapter_required=*/true);
+  cmd->add_option("--out", o->out, "output folder for config.json + model.safetensors")->required();
+  cmd->callback([o] {
+    tools::TrainedModel m = tools::load_model(o->m.model, o->m.adapter, o->m.seed);
+    if (m.peft->peft_config().peft_type() != peft::PeftType::lora)
+      fail("only LoRA adapters can be merged; {} holds a {} adapter", o->m.adapter,
+           peft::peft_type_name(m.peft->peft_config().peft_type()));
+    std::shared_ptr<models::CausalLM> merged = m.peft->merge_and_unload();
+    models::save_pretrained(*merged, o->out);
+    fmt::print("wrote {}\n", o->out);
+  });
+}
+
+}  // namespace mp::cli
