@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   mp::cli::add_info(app);
   mp::cli::add_bench(app);
   mp::cli::add_compare(app);
+  mp::cli::add_compare(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

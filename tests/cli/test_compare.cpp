@@ -1,0 +1,222 @@
+// `minipeft compare` through the library, at settings smaller than --quick:
+// the table's invariants (parameter counts, exact grad and optimizer bytes,
+// the adaptation lowers the held-out licence loss, bytes on disk), the
+// serving measurements, results.json and the plots, and bad input as mp::Error.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <unistd.h>
+
+#include "engine/error.h"
+#include "tools/compare.h"
+#include "tools/paths.h"
+
+namespace mp::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string temp_dir(const std::string& name) {
+  std::string d = (fs::temp_directory_path() / ("mp_test_compare_" + name + "_" + std::to_string(getpid()))).string();
+  fs::remove_all(d);
+  return d;
+}
+
+const models::Tokenizer& tokenizer() {
+  static models::Tokenizer tok = models::Tokenizer::from_dir(cli::default_tokenizer_dir());
+  return tok;
+}
+
+tools::CompareOptions tiny_options(const std::string& out) {
+  tools::CompareOptions o;
+  o.out_dir = out;
+  o.pretrain_steps = 10;
+  o.steps = 6;
+  o.batch = 2;
+  o.seq = 32;
+  o.lr = 2e-2;  // one LR for all methods, large enough to move in 6 steps
+  o.eval_batches = 2;
+  o.evals = 1;
+  o.num_virtual_tokens = 4;
+  o.progress = false;
+  return o;
+}
+
+size_t peak(const tools::MethodResult& m, Tag t) { return m.train.peaks.by_tag[int(t)]; }
+
+TEST_CASE("compare: the table's invariants at a tiny budget") {
+  std::string out = temp_dir("main");
+  tools::CompareOptions o = tiny_options(out);
+  o.serving = true;
+  tools::CompareResult r = tools::run_compare(o, tokenizer());
+
+  REQUIRE(r.methods.size() == 4);
+  std::map<std::string, const tools::MethodResult*> by;
+  for (const auto& m : r.methods) by[m.method] = &m;
+  const tools::MethodResult& full = *by.at("full");
+  CHECK(r.pretrained);
+  CHECK(r.pretrain.steps.size() == 10);
+  CHECK(full.train.trainable_params == r.base_params);
+  CHECK(full.train.all_params == r.base_params);
+
+  for (const auto& m : r.methods) {
+    CAPTURE(m.method);
+    const int64_t trainable = m.train.trainable_params;
+    CHECK(trainable > 0);
+    if (m.method != "full") CHECK(trainable < full.train.trainable_params);
+    // AdamW keeps m and v in f32 for exactly the trainable parameters; grads
+    // exist only for them. Frozen weights have neither.
+    CHECK(peak(m, Tag::optimizer) == size_t(8 * trainable));
+    CHECK(peak(m, Tag::grads) == size_t(4 * trainable));
+    CHECK(peak(m, Tag::weights) + peak(m, Tag::adapter) >= size_t(4 * r.base_params));
+    CHECK(m.train.peaks.total >= peak(m, Tag::weights));
+    CHECK(m.train.steps.size() == 6);
+    CHECK(m.tokens == 6 * 2 * 32);
+    CHECK(m.train.tokens_per_s > 0);
+    CHECK(m.wall_s > 0);
+    // The adaptation lowers the held-out licence loss from the method's
+    // starting point (same batches). Full fine-tuning and LoRA (B = 0) start
+    // at the base; a fresh prompt or prefix already changes the output.
+    CHECK(m.train.final_val_loss < m.licence_loss_init);
+    if (m.method == "full" || m.method == "lora") {
+      CHECK(m.licence_loss_init == doctest::Approx(m.licence_loss_before).epsilon(1e-6));
+      CHECK(m.train.final_val_loss < m.licence_loss_before);
+    }
+    CHECK(std::isfinite(m.shakespeare_loss_after));
+    CHECK(m.disk_bytes > 0);
+    if (m.method != "full") CHECK(m.disk_bytes < full.disk_bytes);
+  }
+  // Full fine-tuning saves the whole model: at least its f32 weights.
+  CHECK(full.disk_bytes >= 4 * (r.base_params));
+
+  // Serving: two LoRA adapters on one base; with adapters off the model is the base.
+  REQUIRE(r.serving.done);
+  CHECK(r.serving.base_loss[1] == doctest::Approx(r.shakespeare_loss_before).epsilon(1e-6));
+  CHECK(r.serving.base_loss[0] == doctest::Approx(by.at("lora")->licence_loss_before).epsilon(1e-6));
+  CHECK(r.serving.loss[0][0] == doctest::Approx(by.at("lora")->train.final_val_loss).epsilon(1e-5));
+  CHECK(r.serving.loss[0][1] == doctest::Approx(by.at("lora")->shakespeare_loss_after).epsilon(1e-5));
+  CHECK(r.serving.switch_us > 0);
+  CHECK(r.serving.forward_base_s > 0);
+  CHECK(r.serving.forward_unmerged_s > 0);
+  CHECK(r.serving.forward_merged_s > 0);
+
+  // The table: one row per method, readable at 100 columns.
+  std::string table = tools::format_table(r);
+  std::istringstream lines(table);
+  std::string line;
+  int rows = 0;
+  while (std::getline(lines, line)) {
+    CHECK(line.size() <= 100);
+    for (const auto& m : r.methods)
+      if (line.rfind(m.method + " ", 0) == 0) ++rows;
+  }
+  CHECK(rows == 4);
+
+  tools::write_results_json(r, out + "/results.json");
+  std::ifstream in(out + "/results.json");
+  nlohmann::json j = nlohmann::json::parse(in);
+  CHECK(j["methods"].size() == 4);
+  CHECK(j["methods"][0]["steps"].size() == 6);
+  CHECK(j["serving"]["switch_us"].get<double>() > 0);
+
+  std::string note = tools::write_plots(r, out);
+  if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) {
+    CHECK(note.rfind("wrote", 0) == 0);
+    CHECK(fs::file_size(out + "/plots/loss.png") > 1000);
+    CHECK(fs::file_size(out + "/plots/memory.png") > 1000);
+  }
+  fs::remove_all(out);
+}
+
+TEST_CASE("compare: --base and a subset of methods") {
+  std::string out = temp_dir("base");
+  tools::CompareOptions o = tiny_options(out);
+  o.pretrain_steps = 2;
+  o.methods = {"lora"};
+  tools::CompareResult first = tools::run_compare(o, tokenizer());
+  tools::CompareOptions again = tiny_options(out + "/again");
+  again.base = first.base_dir;
+  again.methods = {"prompt", "lora"};
+  tools::CompareResult r = tools::run_compare(again, tokenizer());
+  CHECK_FALSE(r.pretrained);
+  REQUIRE(r.methods.size() == 2);
+  CHECK(r.methods[0].method == "prompt");
+  CHECK(r.shakespeare_loss_before == doctest::Approx(first.shakespeare_loss_before).epsilon(1e-9));
+  fs::remove_all(out);
+}
+
+TEST_CASE("compare: bad input is an mp::Error") {
+  std::string out = temp_dir("bad");
+  fs::create_directories(out);
+  auto fails = [&](tools::CompareOptions o) { CHECK_THROWS_AS(tools::run_compare(o, tokenizer()), mp::Error); };
+  tools::CompareOptions o = tiny_options(out + "/run");
+  {
+    auto b = o;
+    b.methods = {"lora", "adapterfusion"};
+    fails(b);
+  }
+  {
+    auto b = o;
+    b.methods = {"lora", "lora"};
+    fails(b);
+  }
+  {
+    auto b = o;
+    b.steps = -3;
+    fails(b);
+  }
+  {
+    auto b = o;
+    b.batch = 1 << 20;
+    fails(b);
+  }
+  {
+    auto b = o;
+    b.adapt_data = out + "/missing.txt";
+    fails(b);
+  }
+  {
+    std::ofstream(out + "/empty.txt");
+    auto b = o;
+    b.adapt_data = out + "/empty.txt";
+    fails(b);
+  }
+  {
+    std::ofstream(out + "/latin1.txt", std::ios::binary) << "caf\xe9 au lait\n";
+    auto b = o;
+    b.pretrain_data = out + "/latin1.txt";
+    fails(b);
+  }
+  {
+    std::ofstream(out + "/a_file") << "x";
+    auto b = o;
+    b.out_dir = out + "/a_file/sub";  // under a regular file: not creatable
+    fails(b);
+  }
+  {
+    auto b = o;
+    b.base = out + "/no_such_model";
+    fails(b);
+  }
+  {
+    auto b = o;
+    b.model = "gpt7-giant";
+    fails(b);
+  }
+  {
+    auto b = o;
+    b.serving = true;
+    b.methods = {"full"};
+    fails(b);
+  }
+  fs::remove_all(out);
+}
+
+}  // namespace
+}  // namespace mp::test

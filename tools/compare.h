@@ -1,0 +1,101 @@
+// `minipeft compare`: the README's main job. Pretrain a small GPT-2 on
+// tinyshakespeare (or take a base model folder), adapt it to the software-
+// licence corpus with full fine-tuning, LoRA, prefix and prompt tuning under
+// one token budget (same steps, batch, sequence length), and measure each:
+// trainable parameters, ledger peaks by category, tokens/s, held-out loss on
+// the licence corpus, perplexity on held-out Shakespeare before and after
+// (forgetting), bytes on disk of what each method saves, wall time.
+//
+//   run_compare(options, tokenizer)  -> CompareResult   (the runs)
+//   format_table(result)             -> the table, at most 100 columns
+//   write_results_json(result, path)    out/results.json
+//   write_plots(result, out_dir)        out/loss.png, out/memory.png (gnuplot)
+//
+// With `serving` it also trains a second LoRA adapter (on Shakespeare), puts
+// both on one base and times adapter switches, and times a forward pass of
+// the bare base, the unmerged and the merged LoRA model.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "models/tokenizer.h"
+#include "tools/trainer.h"
+
+namespace mp::tools {
+
+struct CompareOptions {
+  std::string out_dir = "compare-out";
+  std::string base;                   // an HF model folder; "" pretrains one
+  std::string model = "gpt2-tiny";    // the built-in shape to pretrain
+  int layers = 0, width = 0, heads = 0;  // overrides of that shape (0: keep)
+  std::string pretrain_data;          // "" : data_dir()/tinyshakespeare/input.txt
+  std::string adapt_data;             // "" : data_dir()/legal/licenses.txt
+  int64_t pretrain_steps = 400, steps = 200, batch = 8, seq = 64;
+  double pretrain_lr = 1e-3;
+  double lr = 0;                      // adaptation LR for every method; 0: the trainer's default per method
+  std::vector<std::string> methods = {"full", "lora", "prefix", "prompt"};
+  int lora_r = 8;
+  std::vector<std::string> lora_targets;  // empty: the trainer's default (c_attn)
+  int num_virtual_tokens = 20;
+  int64_t eval_batches = 8;
+  int64_t evals = 8;                  // held-out evaluations along each adaptation run
+  uint64_t seed = 0;
+  bool serving = false;
+  bool progress = true;
+
+  // The --quick preset: a run that finishes in under 2 minutes on 2 cores.
+  void apply_quick();
+  // mp::Error naming the option for values no run could use.
+  void validate() const;
+};
+
+struct MethodResult {
+  std::string method;
+  TrainResult train;
+  double licence_loss_before = -1;   // the base's held-out licence loss (same batches)
+  double licence_loss_init = -1;     // the same with this method's freshly initialised adapter
+  double shakespeare_loss_after = -1;
+  int64_t disk_bytes = 0;            // files in out/<method>/final
+  double wall_s = 0;                 // training + evaluation + saving
+  int64_t tokens = 0;                // training tokens seen
+};
+
+struct ServingResult {
+  bool done = false;
+  double switch_us = 0;              // mean set_adapter time between the two adapters
+  // held-out loss [adapter][task]: adapter 0 licence, 1 Shakespeare; task 0 licence, 1 Shakespeare
+  double loss[2][2] = {{-1, -1}, {-1, -1}};
+  double base_loss[2] = {-1, -1};    // adapters disabled
+  // one forward pass of (batch, seq), mean seconds
+  double forward_base_s = 0, forward_unmerged_s = 0, forward_merged_s = 0;
+  double merge_s = 0, unmerge_s = 0;
+  int64_t forward_reps = 0;
+  double second_adapter_wall_s = 0;
+};
+
+struct CompareResult {
+  CompareOptions options;
+  std::string base_dir;              // the model every method starts from
+  bool pretrained = false;
+  TrainResult pretrain;              // when pretrained here
+  double pretrain_wall_s = 0;
+  int64_t base_params = 0;
+  models::ModelConfig base_config;
+  double shakespeare_loss_before = -1;
+  std::vector<MethodResult> methods;
+  ServingResult serving;
+  double wall_s = 0;
+};
+
+// The whole comparison. Writes out_dir/pretrain/ (when pretraining),
+// out_dir/<method>/ (log.jsonl, checkpoint, final/). mp::Error on bad input.
+CompareResult run_compare(const CompareOptions& options, const models::Tokenizer& tokenizer);
+
+std::string format_table(const CompareResult& r);
+void write_results_json(const CompareResult& r, const std::string& path);
+// Writes the plot data and script and runs gnuplot. Returns a one-line note
+// ("wrote ..." or why no plots were made); never throws for a missing gnuplot.
+std::string write_plots(const CompareResult& r, const std::string& out_dir);
+
+}  // namespace mp::tools
