@@ -43,6 +43,7 @@ void TrainConfig::validate() const {
   if (eval_every < 0 || checkpoint_every < 0 || eval_batches <= 0)
     fail("--eval-every and --checkpoint-every must be >= 0 and --eval-batches positive");
   if ((checkpoint_every > 0 || resume) && out_dir.empty()) fail("checkpoints and --resume need --out");
+  if (stop_after < 0) fail("--stop-after must be >= 0, got {}", stop_after);
 }
 
 // PEFT methods train far fewer parameters and take larger steps.
@@ -127,9 +128,13 @@ std::vector<nn::NamedParameter> trainable_parameters(const nn::Module& m) {
 // ("param.<name>"), the optimizer state ("optim.<key>") and, in the metadata,
 // the step, the RNG counters and the config it was made with.
 
+// What a resumed run must share with the run that wrote the checkpoint.
 static nlohmann::json identity_of(const TrainConfig& c) {
-  return {{"model", c.model}, {"method", c.method}, {"lora_r", c.lora_r}, {"num_virtual_tokens", c.num_virtual_tokens},
-          {"batch", c.batch}, {"seq", c.seq}, {"grad_accum", c.grad_accum}, {"seed", c.seed}};
+  nlohmann::json id = {{"model", c.model}, {"method", c.method},         {"batch", c.batch},
+                       {"seq", c.seq},     {"grad_accum", c.grad_accum}, {"seed", c.seed}};
+  if (c.method == "lora") id["lora_r"] = c.lora_r;
+  if (c.method == "prompt" || c.method == "prefix") id["num_virtual_tokens"] = c.num_virtual_tokens;
+  return id;
 }
 
 static void save_checkpoint(const std::string& path, const TrainConfig& c, const std::vector<nn::NamedParameter>& params,
@@ -221,7 +226,8 @@ TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer,
 
   Ledger::instance().reset_peaks();
   double train_seconds = 0;
-  for (int64_t step = start + 1; step <= config.steps; ++step) {
+  const int64_t end = config.stop_after > 0 ? std::min(config.stop_after, config.steps) : config.steps;
+  for (int64_t step = start + 1; step <= end; ++step) {
     auto t0 = Clock::now();
     double lr = schedule.lr(config.effective_lr(), step - 1);
     opt.set_lr(lr);
@@ -244,13 +250,15 @@ TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer,
     double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     train_seconds += seconds;
     StepRecord rec{step, loss_sum / double(config.grad_accum), lr, norm, seconds};
-    bool last = step == config.steps;
-    if ((config.eval_every > 0 && step % config.eval_every == 0) || (last && !val.empty()))
-      rec.val_loss = evaluate(m, val);
+    bool last = step == end;
+    // Checkpoint before evaluating, so that the saved state is the same
+    // whether or not this step evaluates.
     if (!config.out_dir.empty() && ((config.checkpoint_every > 0 && step % config.checkpoint_every == 0) || last)) {
       save_checkpoint(checkpoint_path(config.out_dir), config, params, opt, step);
       last_checkpoint = step;
     }
+    if ((config.eval_every > 0 && step % config.eval_every == 0) || (last && !val.empty()))
+      rec.val_loss = evaluate(m, val);
     if (log.is_open()) append_log(log, rec);
     progress.update(rec, config.batch * config.seq * config.grad_accum);
     result.steps.push_back(rec);
@@ -261,7 +269,7 @@ TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer,
     result.final_val_loss = result.steps.back().val_loss;
     result.tokens_per_s = double(result.steps.size() * config.batch * config.seq * config.grad_accum) / train_seconds;
   }
-  if (!config.out_dir.empty()) {
+  if (!config.out_dir.empty() && end == config.steps) {
     if (m.peft) m.peft->save_pretrained(final_model_dir(config.out_dir));
     else models::save_pretrained(*m.base, final_model_dir(config.out_dir));
   }

@@ -47,6 +47,7 @@ struct TrainConfig {
   int64_t eval_every = 0, eval_batches = 8, checkpoint_every = 0;
   std::string out_dir;               // "" writes nothing
   bool resume = false;               // continue from out_dir/checkpoint.safetensors
+  int64_t stop_after = 0;            // stop after this step as if interrupted (0: run to --steps)
   bool progress = true;              // the progress line (on a TTY only)
 
   // Checks the values no run could use; mp::Error naming the option.

@@ -22,6 +22,7 @@ void add_train(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--out", c->out_dir, "output folder: log.jsonl, checkpoint.safetensors, final/");
   cmd->add_flag("--resume", c->resume, "continue from --out's checkpoint, bit for bit");
+  cmd->add_option("--stop-after", c->stop_after, "stop after this step, checkpointed, as if interrupted (resume later)");
   cmd->add_flag("--no-progress", *no_progress, "no progress line on the terminal");
   cmd->callback([c, no_progress] {
     c->progress = !*no_progress;
@@ -31,7 +32,9 @@ void add_train(CLI::App& app) {
                r.steps.empty() ? 0.0 : r.steps.back().loss);
     if (r.final_val_loss >= 0) fmt::print(", held-out loss {:.4f}", r.final_val_loss);
     fmt::print(", {:.0f} tokens/s, peak {} MiB\n", r.tokens_per_s, r.peaks.total >> 20);
-    if (!c->out_dir.empty()) fmt::print("wrote {}\n", tools::final_model_dir(c->out_dir));
+    if (!c->out_dir.empty())
+      fmt::print("wrote {}\n", r.steps.empty() || r.steps.back().step < c->steps ? tools::checkpoint_path(c->out_dir)
+                                                                                  : tools::final_model_dir(c->out_dir));
   });
 }
 
