@@ -10,6 +10,7 @@
 
 namespace mp::models {
 
+// prompt_len counts the prefill's virtual tokens too.
 static void check_options(const CausalLM& model, size_t prompt_len, const GenerateOptions& o) {
   if (prompt_len == 0) fail("generate: the prompt is empty");
   if (o.max_new_tokens < 0) fail("generate: max_new_tokens must be >= 0, not {}", o.max_new_tokens);
@@ -68,8 +69,9 @@ static std::vector<float> last_logits(const CausalLM& model, const Variable& hid
   return model.logits(last).value().to_floats();    // (1, 1, V) -> V floats
 }
 
-std::vector<int32_t> generate(CausalLM& model, std::span<const int32_t> prompt, const GenerateOptions& o) {
-  check_options(model, prompt.size(), o);
+std::vector<int32_t> generate(CausalLM& model, std::span<const int32_t> prompt, const GenerateOptions& o,
+                              const Prefill& prefill) {
+  check_options(model, prompt.size() + size_t(prefill.length()), o);
   ag::NoGrad no_grad;
   // Eval mode (no dropout) for the duration, the caller's mode restored even on an error.
   struct EvalScope {
@@ -95,7 +97,15 @@ std::vector<int32_t> generate(CausalLM& model, std::span<const int32_t> prompt, 
   // The first step sees the whole prompt; with the cache, later steps see only the newest token.
   Tensor input = Tensor::from_vector(ids, {1, int64_t(ids.size())}).to(device);  // (1, T)
   for (int step = 0; step < o.max_new_tokens; ++step) {
-    std::vector<float> logits = last_logits(model, model.hidden_states(input, opt));  // (V)
+    // The prefill goes in front of the first call; with the cache it is kept
+    // there, without it every call needs it again.
+    const bool prefill_now = step == 0 || !o.use_cache;
+    opt.prefix = prefill_now && !prefill.prefix.empty() ? &prefill.prefix : nullptr;
+    opt.inputs_embeds = prefill_now && prefill.virtual_embeds.defined()
+                            ? ag::cat({prefill.virtual_embeds, model.embed_tokens(input)}, 1)  // (1, P + T, E)
+                            : Variable();
+    Variable hidden = opt.inputs_embeds.defined() ? model.hidden_states(Tensor(), opt) : model.hidden_states(input, opt);
+    std::vector<float> logits = last_logits(model, hidden);  // (V)
     int32_t next = pick_token(logits, o, o.do_sample ? uniform() : 0.0);
     ids.push_back(next);
     if (next == o.eos_token_id) break;

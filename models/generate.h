@@ -33,12 +33,24 @@ struct GenerateOptions {
   bool use_cache = true;
 };
 
+// What a PEFT prompt method puts in front of the prompt, for batch 1: soft
+// prompt embeddings (1, P, E) (prompt tuning) or per-layer keys and values
+// (1, H, P, D) (prefix tuning). Empty for a plain model or LoRA.
+struct Prefill {
+  Variable virtual_embeds;
+  std::vector<KeyValue> prefix;
+  int64_t length() const {
+    return virtual_embeds.defined() ? virtual_embeds.size(1) : prefix.empty() ? 0 : prefix[0].key.size(2);
+  }
+};
+
 // prompt ids -> prompt followed by the new ids (at most max_new_tokens; fewer
 // when eos_token_id was generated, which is included). Runs without
 // gradients in eval mode (the model's mode is restored afterwards).
 // mp::Error for an empty prompt, bad options, or when prompt + max_new_tokens
 // exceeds the model's positions (n_positions / max_position_embeddings).
-std::vector<int32_t> generate(CausalLM& model, std::span<const int32_t> prompt, const GenerateOptions& options);
+std::vector<int32_t> generate(CausalLM& model, std::span<const int32_t> prompt, const GenerateOptions& options,
+                              const Prefill& prefill = {});
 
 // The choice made from one position's logits (V), exposed for tests.
 // `uniform` is a draw in [0, 1) used when sampling.

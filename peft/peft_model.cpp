@@ -42,6 +42,11 @@ std::string last_component(const std::string& name) {
   return dot == std::string::npos ? name : name.substr(dot + 1);
 }
 
+// A (B, n) i32 tensor of ones: the attention mask of virtual tokens.
+Tensor ones_mask(int64_t batch, int64_t n) { return Tensor::full({batch, n}, 1.0, DType::i32); }
+
+}  // namespace
+
 // 1234567 -> "1,234,567" (Python's format spec ",d").
 std::string with_commas(int64_t n) {
   std::string digits = std::to_string(n < 0 ? -n : n), out;
@@ -51,11 +56,6 @@ std::string with_commas(int64_t n) {
   }
   return n < 0 ? "-" + out : out;
 }
-
-// A (B, n) i32 tensor of ones: the attention mask of virtual tokens.
-Tensor ones_mask(int64_t batch, int64_t n) { return Tensor::full({batch, n}, 1.0, DType::i32); }
-
-}  // namespace
 
 std::string trainable_line(int64_t trainable, int64_t all) {
   const double pct = all > 0 ? 100.0 * double(trainable) / double(all) : 0.0;
@@ -283,6 +283,16 @@ PeftModel::Prepared PeftModel::prepare(const Tensor& ids, const Tensor* attentio
 Variable PeftModel::forward(const Tensor& ids, const Tensor* attention_mask) {
   Prepared in = prepare(ids, attention_mask);
   return in.opt.inputs_embeds.defined() ? model_->forward(Tensor(), in.opt) : model_->forward(ids, in.opt);
+}
+
+models::Prefill PeftModel::generation_prefill() {
+  ag::NoGrad no_grad;
+  models::Prefill prefill;
+  Tensor one_token = Tensor::zeros({1, 1}, DType::i32);  // (1, 1): only B = 1 matters here
+  Prepared in = prepare(one_token, nullptr);
+  if (in.opt.inputs_embeds.defined()) prefill.virtual_embeds = ag::narrow(in.opt.inputs_embeds, 1, 0, in.virtual_tokens);
+  prefill.prefix = std::move(in.prefix);
+  return prefill;
 }
 
 Variable PeftModel::loss(const Tensor& ids, const Tensor& labels, const Tensor* attention_mask) {

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "models/causal_lm.h"
+#include "models/generate.h"
 #include "models/tokenizer.h"
 #include "nn/linear.h"
 #include "peft/config.h"
@@ -71,6 +72,9 @@ class PeftModel : public nn::Module {
   // tuning returns (B, P+T, V): the virtual positions come first, as in PEFT.
   // Prefix tuning and LoRA return (B, T, V).
   Variable forward(const Tensor& ids, const Tensor* attention_mask = nullptr);
+  // What generation puts before the prompt for the active prompt-tuning or
+  // prefix adapter (batch 1); empty for LoRA or with adapters disabled.
+  models::Prefill generation_prefill();
   // HF's shifted causal-LM loss; labels (B, T) i32 with -100 ignored. Prompt
   // tuning prepends P labels of -100, as PEFT does.
   Variable loss(const Tensor& ids, const Tensor& labels, const Tensor* attention_mask = nullptr);
@@ -135,6 +139,9 @@ std::shared_ptr<PeftModel> get_peft_model(std::shared_ptr<models::CausalLM> mode
 // PeftModel.from_pretrained: wrap `model` and load the adapter in `dir`.
 std::shared_ptr<PeftModel> load_peft_model(std::shared_ptr<models::CausalLM> model, const std::string& dir,
                                            const std::string& adapter_name = "default", bool is_trainable = false);
+
+// 1234567 -> "1,234,567" (Python's format spec ",d", as PEFT prints counts).
+std::string with_commas(int64_t n);
 
 // PEFT's trainable line for given counts (exact format string of PEFT 0.13).
 std::string trainable_line(int64_t trainable, int64_t all);

@@ -20,6 +20,7 @@
 namespace mp::tools {
 
 namespace fs = std::filesystem;
+using peft::with_commas;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -140,12 +141,6 @@ std::string human_bytes(double b) {
   if (b >= 1 << 20) return fmt::format("{:.1f} MiB", b / (1 << 20));
   if (b >= 1 << 10) return fmt::format("{:.1f} KiB", b / (1 << 10));
   return fmt::format("{:.0f} B", b);
-}
-
-std::string with_commas(int64_t v) {
-  std::string s = std::to_string(v);
-  for (int i = int(s.size()) - 3; i > (v < 0 ? 1 : 0); i -= 3) s.insert(size_t(i), ",");
-  return s;
 }
 
 double mib(size_t b) { return double(b) / (1 << 20); }

@@ -19,7 +19,7 @@ void add_generate(CLI::App& app) {
   };
   auto o = std::make_shared<Options>();
   o->gen.max_new_tokens = 40;
-  CLI::App* cmd = app.add_subcommand("generate", "continue a prompt (LoRA adapters apply; greedy unless --sample)");
+  CLI::App* cmd = app.add_subcommand("generate", "continue a prompt, with or without an adapter (greedy unless --sample)");
   add_model_options(cmd, o->m);
   cmd->add_option("--prompt", o->prompt, "the text to continue")->capture_default_str();
   cmd->add_option("--max-new-tokens", o->gen.max_new_tokens, "tokens to generate")->capture_default_str();
@@ -36,17 +36,15 @@ void add_generate(CLI::App& app) {
     if (o->gen.top_k < 0 || !(o->gen.top_p > 0 && o->gen.top_p <= 1)) fail("--top-k must be >= 0 and --top-p in (0, 1]");
     models::Tokenizer tok = models::Tokenizer::from_dir(default_tokenizer_dir());
     tools::TrainedModel m = tools::load_model(o->m.model, o->m.adapter, o->m.seed);
-    // A LoRA adapter lives inside the base model's Linear layers, so the base
-    // model generates with it; soft prompts and prefixes are not wired into
-    // generation yet.
-    if (m.peft && m.peft->peft_config().peft_type() != peft::PeftType::lora)
-      fail("generation with a {} adapter is not supported yet (LoRA adapters are)",
-           peft::peft_type_name(m.peft->peft_config().peft_type()));
+    // A LoRA adapter lives inside the base model's Linear layers; a soft
+    // prompt or a prefix goes in front of the prompt.
+    models::Prefill prefill;
+    if (m.peft) prefill = m.peft->generation_prefill();
     o->gen.do_sample = o->sample;
     o->gen.eos_token_id = o->no_eos ? -1 : tok.eos_id();
     std::vector<int32_t> prompt = tok.encode(o->prompt);
     if (prompt.empty()) fail("--prompt is empty");
-    std::vector<int32_t> out = models::generate(*m.base, prompt, o->gen);
+    std::vector<int32_t> out = models::generate(*m.base, prompt, o->gen, prefill);
     fmt::print("{}\n", tok.decode(out));
   });
 }
