@@ -7,7 +7,7 @@
 #   bench/side_by_side.sh [model] [batch] [seq] [steps] [methods...]
 #   bench/side_by_side.sh gpt2 4 64 5 full lora prompt prefix
 #
-# Needs a built tree (meson compile -C build) and, for the PyTorch side,
+# Needs a built tree (BUILD=dir, default build-perf if it exists, else build) and, for the PyTorch side,
 # `pip install -r tools/reference/requirements.txt`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,10 +15,12 @@ model=${1:-gpt2}; batch=${2:-4}; seq=${3:-64}; steps=${4:-5}
 shift $(( $# < 4 ? $# : 4 ))
 methods=("$@"); ((${#methods[@]})) || methods=(full lora)
 threads=${THREADS:-2}
+build=${BUILD:-$( [[ -x build-perf/tools/minipeft ]] && echo build-perf || echo build )}
+echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), threads $threads, minipeft from $build"
 export OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads
 
 for method in "${methods[@]}"; do
-  ours=$(build/tools/minipeft bench --model "$model" --method "$method" --batch "$batch" --seq "$seq" \
+  ours=$("$build"/tools/minipeft bench --model "$model" --method "$method" --batch "$batch" --seq "$seq" \
          --steps "$steps" --json)
   theirs=$(python3 tools/reference/hf_bench.py --model "$model" --method "$method" --batch "$batch" \
            --seq "$seq" --steps "$steps" --threads "$threads")
