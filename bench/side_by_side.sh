@@ -17,7 +17,11 @@ methods=("$@"); ((${#methods[@]})) || methods=(full lora)
 threads=${THREADS:-2}
 build=${BUILD:-$( [[ -x build-perf/tools/minipeft ]] && echo build-perf || echo build )}
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), threads $threads, minipeft from $build"
-export OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads
+# Passive for both programs (PyTorch's bundled libgomp reads it too): with the
+# default, each OpenMP region's idle thread spins after it and, on a busy
+# 2-core machine, steals the core the main thread needs next (minipeft's
+# GPT-2 B=4 T=64 step: ~7 s default vs ~3 s passive at load ~5).
+export OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 for method in "${methods[@]}"; do
   ours=$("$build"/tools/minipeft bench --model "$model" --method "$method" --batch "$batch" --seq "$seq" \
