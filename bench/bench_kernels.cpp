@@ -106,6 +106,48 @@ BENCHMARK(BM_matmul)->Apply([](benchmark::internal::Benchmark* b) { gemm_shapes(
 BENCHMARK(BM_cblas_sgemm)->Apply([](benchmark::internal::Benchmark* b) { gemm_shapes(b, 0, 0); });
 BENCHMARK(BM_bf16_widen_all_then_sgemm)->Apply([](benchmark::internal::Benchmark* b) { gemm_shapes(b, 1, 1); });
 
+// ------------------------------------------------------ memory bandwidth
+// The yardstick for the memory-bound kernels below: a plain parallel copy
+// (dst[i] = src[i], OpenMP over the same threads the kernels use), GB/s of
+// bytes read plus written. Arg: floats per array. 256 x 3072 floats (3 MiB)
+// is the size of the MLP activations the elementwise kernels see (caches
+// help); 64 Mi floats (256 MiB per array) measures main memory.
+
+void BM_copy_bandwidth(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  Tensor src = Tensor::full({n}, 1.0), dst = Tensor::zeros({n});
+  const float* s = src.data<float>();
+  float* d = dst.data<float>();
+  for (auto _ : state) {
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; ++i) d[i] = s[i];
+    benchmark::DoNotOptimize(d);
+    benchmark::ClobberMemory();
+  }
+  gbytes(state, 2.0 * double(n) * 4);
+}
+BENCHMARK(BM_copy_bandwidth)->Arg(256 * 3072)->Arg(int64_t(64) << 20)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// ------------------------------------------------------------- elementwise
+// The residual add (B*T, C) and the bias add of a Linear (a (C) row
+// broadcast over B*T rows, added in place), at the MLP's width.
+
+void BM_add(benchmark::State& state) {
+  const int64_t N = 256, C = state.range(0);
+  Tensor a = randn({N, C}, 15), b = randn({N, C}, 16), out = Tensor::empty({N, C});
+  for (auto _ : state) backend(kCPU).binary(BinaryOp::add, a, b, out);
+  gbytes(state, 3.0 * double(N * C) * 4);  // read a and b, write out
+}
+BENCHMARK(BM_add)->Arg(768)->Arg(3072)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+void BM_bias_add_inplace(benchmark::State& state) {
+  const int64_t N = 256, C = state.range(0);
+  Tensor bias = randn({C}, 17), y = randn({N, C}, 18);
+  for (auto _ : state) ops::axpby(1.f, bias, 1.f, y);
+  gbytes(state, 2.0 * double(N * C) * 4);  // read and write y
+}
+BENCHMARK(BM_bias_add_inplace)->Arg(768)->Arg(3072)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
 // --------------------------------------------------------- row-wise kernels
 
 void BM_layer_norm_forward(benchmark::State& state) {
