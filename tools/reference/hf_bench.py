@@ -17,14 +17,13 @@ import time
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, OPTConfig, OPTForCausalLM
 
+# HF's default dropout (0.1), as minipeft's built-in configs of the same names.
 CONFIGS = {
-    "gpt2": lambda: GPT2LMHeadModel(GPT2Config(resid_pdrop=0, embd_pdrop=0, attn_pdrop=0)),
-    "gpt2-medium": lambda: GPT2LMHeadModel(GPT2Config(n_layer=24, n_head=16, n_embd=1024, resid_pdrop=0,
-                                                      embd_pdrop=0, attn_pdrop=0)),
+    "gpt2": lambda: GPT2LMHeadModel(GPT2Config()),
+    "gpt2-medium": lambda: GPT2LMHeadModel(GPT2Config(n_layer=24, n_head=16, n_embd=1024)),
     "opt-125m": lambda: OPTForCausalLM(OPTConfig(hidden_size=768, num_hidden_layers=12, ffn_dim=3072,
                                                  num_attention_heads=12, max_position_embeddings=2048,
-                                                 vocab_size=50272, word_embed_proj_dim=768, dropout=0.0,
-                                                 attention_dropout=0.0)),
+                                                 vocab_size=50272, word_embed_proj_dim=768)),
 }
 
 
