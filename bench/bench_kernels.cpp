@@ -12,15 +12,7 @@
 // With 2 threads on a loaded 2-core machine, passive made a 768x768 GEMM after
 // an OpenMP region 4x faster and layer norm 80x faster.
 #include <benchmark/benchmark.h>
-// cblas.h declares complex types with _Complex, which clang's -Wpedantic flags.
-#if defined(__clang__)
-#pragma clang diagnostic push
-#pragma clang diagnostic ignored "-Wc99-extensions"
-#endif
-#include <cblas.h>
-#if defined(__clang__)
-#pragma clang diagnostic pop
-#endif
+#include "engine/cpu/cblas.h"
 
 #include <cmath>
 

@@ -13,15 +13,7 @@
 // small workspace, then multiplied with sgemm, so no f32 copy of the whole
 // weight ever exists. BLAS runs its own threads: it is always called outside
 // OpenMP regions.
-// cblas.h declares complex types with _Complex, which clang's -Wpedantic flags.
-#if defined(__clang__)
-#pragma clang diagnostic push
-#pragma clang diagnostic ignored "-Wc99-extensions"
-#endif
-#include <cblas.h>
-#if defined(__clang__)
-#pragma clang diagnostic pop
-#endif
+#include "engine/cpu/cblas.h"
 
 #include <algorithm>
 
