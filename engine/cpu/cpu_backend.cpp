@@ -163,10 +163,12 @@ class BlockCache {
         return p;
       }
     }
-    void* p = std::aligned_alloc(kHugePage, size);
+    // posix_memalign, not aligned_alloc: the size is a multiple of 64 KiB,
+    // not of the 2 MiB alignment, which aligned_alloc requires (ASan checks).
+    void* p = huge_aligned(size);
     if (!p) {
       release_all();  // the cache may hold what this request needs
-      p = std::aligned_alloc(kHugePage, size);
+      p = huge_aligned(size);
     }
     if (!p) fail("out of host memory allocating {} bytes", bytes);
 #ifdef MADV_HUGEPAGE
@@ -197,6 +199,10 @@ class BlockCache {
   static constexpr size_t kHugePage = size_t(2) << 20;   // alignment of large blocks
   static constexpr size_t kGranule = size_t(64) << 10;   // large sizes round up to this
   static size_t round_large(size_t bytes) { return (bytes + kGranule - 1) / kGranule * kGranule; }
+  static void* huge_aligned(size_t size) {
+    void* p = nullptr;
+    return posix_memalign(&p, kHugePage, size) == 0 ? p : nullptr;
+  }
 
   void release_all() {
     std::lock_guard<std::mutex> lock(mutex_);
