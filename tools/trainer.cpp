@@ -59,6 +59,10 @@ nn::Module& TrainedModel::module() const { return peft ? static_cast<nn::Module&
 
 ag::Variable TrainedModel::loss(const Tensor& ids) const { return peft ? peft->loss(ids, ids) : base->loss(ids, ids); }
 
+std::pair<int64_t, int64_t> TrainedModel::trainable_and_all_parameters() const {
+  return peft ? peft->trainable_and_all_parameters() : std::pair{base->num_parameters(true), base->num_parameters()};
+}
+
 static peft::PeftConfig peft_config_for(const TrainConfig& c, const models::ModelConfig& model) {
   if (c.method == "lora") {
     peft::LoraConfig lora;
@@ -217,9 +221,7 @@ TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer,
                                 : std::vector<Tensor>{};
 
   TrainResult result;
-  std::tie(result.trainable_params, result.all_params) =
-      m.peft ? m.peft->trainable_and_all_parameters()
-             : std::pair{m.base->num_parameters(true), m.base->num_parameters()};
+  std::tie(result.trainable_params, result.all_params) = m.trainable_and_all_parameters();
   std::ofstream log;
   if (!config.out_dir.empty()) log.open(config.out_dir + "/log.jsonl", config.resume ? std::ios::app : std::ios::trunc);
   Progress progress(config.progress && isatty(STDERR_FILENO), config.steps, start);

@@ -81,6 +81,7 @@ struct TrainedModel {
   std::shared_ptr<peft::PeftModel> peft;  // null for full fine-tuning
   nn::Module& module() const;
   ag::Variable loss(const Tensor& ids) const;  // labels = ids, HF's shift
+  std::pair<int64_t, int64_t> trainable_and_all_parameters() const;  // as PEFT counts them
 };
 
 // Build the model a config names (base, then the adapter), seeded.

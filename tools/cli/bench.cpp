@@ -88,8 +88,7 @@ void run_bench(const BenchOptions& o) {
     out["forward_tokens_per_s"] = double(tokens * c.steps) / total;
   }
   out["peak_rss_bytes"] = peak_rss_bytes();
-  auto [trainable, all] = m.peft ? m.peft->trainable_and_all_parameters()
-                                 : std::pair{m.base->num_parameters(true), m.base->num_parameters()};
+  auto [trainable, all] = m.trainable_and_all_parameters();
   out["trainable_params"] = trainable;
   out["all_params"] = all;
 
