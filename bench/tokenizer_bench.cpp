@@ -1,8 +1,7 @@
 // Encode throughput of the GPT-2 tokenizer, single thread, in MB/s.
 //
-// Not part of the Meson build; build and run by hand from the repository root:
-//   g++ -std=c++20 -O2 -I. bench/tokenizer_bench.cpp models/tokenizer.cpp -lpcre2-8 -lfmt -o /tmp/tokenizer_bench
-//   /tmp/tokenizer_bench [data/tinyshakespeare/input.txt] [data/gpt2-tokenizer]
+// From the repository root:
+//   build/bench/tokenizer_bench [data/tinyshakespeare/input.txt] [data/gpt2-tokenizer]
 // Compare with tools/reference/tokenizer_bench.py (tiktoken, HF tokenizers).
 #include <algorithm>
 #include <chrono>

@@ -8,12 +8,14 @@
 #include "nn/atomic_file.h"
 #include "nn/safetensors.h"
 #include "nn/state_dict.h"
+#include "nn/weight_dtype.h"
 
 namespace mp::models {
 
 namespace fs = std::filesystem;
 
-std::unique_ptr<CausalLM> make_model(const ModelConfig& config, uint64_t seed) {
+std::unique_ptr<CausalLM> make_model(const ModelConfig& config, uint64_t seed, DType weight_dtype) {
+  nn::WeightDTypeScope scope(weight_dtype);
   switch (config.arch) {
     case Arch::gpt2: return std::make_unique<GPT2>(config, seed);
     case Arch::opt: return std::make_unique<OPT>(config, seed);
@@ -37,13 +39,13 @@ static std::string weights_file(const fs::path& dir) {
   fail("{}: no model.safetensors in the model directory", dir.string());
 }
 
-std::unique_ptr<CausalLM> load_pretrained(const std::string& dir) {
+std::unique_ptr<CausalLM> load_pretrained(const std::string& dir, DType weight_dtype) {
   if (!fs::is_directory(dir)) fail("{}: not a model directory", dir);
   ModelConfig config = load_config((fs::path(dir) / "config.json").string());
   std::string path = weights_file(dir);
   nn::SafetensorsFile file = nn::SafetensorsFile::open(path);
 
-  std::unique_ptr<CausalLM> model = make_model(config, 0);
+  std::unique_ptr<CausalLM> model = make_model(config, 0, weight_dtype);
   const CausalLM& m = *model;
   nn::KeyRename rename = [&m](const std::string& key) -> std::optional<std::string> {
     if (m.ignorable_checkpoint_key(key)) return std::nullopt;
@@ -67,9 +69,9 @@ void save_pretrained(const CausalLM& model, const std::string& dir) {
   nn::save_safetensors((fs::path(dir) / "model.safetensors").string(), nn::state_dict(model), {{"format", "pt"}});
 }
 
-std::unique_ptr<CausalLM> create_model(const std::string& name_or_dir, uint64_t seed) {
-  if (fs::is_directory(name_or_dir)) return load_pretrained(name_or_dir);
-  return make_model(builtin_config(name_or_dir), seed);
+std::unique_ptr<CausalLM> create_model(const std::string& name_or_dir, uint64_t seed, DType weight_dtype) {
+  if (fs::is_directory(name_or_dir)) return load_pretrained(name_or_dir, weight_dtype);
+  return make_model(builtin_config(name_or_dir), seed, weight_dtype);
 }
 
 }  // namespace mp::models

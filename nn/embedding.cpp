@@ -3,6 +3,7 @@
 #include "autograd/ops.h"
 #include "engine/error.h"
 #include "nn/init.h"
+#include "nn/weight_dtype.h"
 
 namespace mp::nn {
 
@@ -10,7 +11,7 @@ Embedding::Embedding(int64_t num_embeddings, int64_t embedding_dim, uint64_t see
   if (num_embeddings <= 0 || embedding_dim <= 0)
     fail("Embedding({}, {}): sizes must be positive", num_embeddings, embedding_dim);
   TagScope scope(Tag::weights);
-  Tensor w = Tensor::empty({num_embeddings, embedding_dim});  // (V, C)
+  Tensor w = Tensor::empty({num_embeddings, embedding_dim}, weight_dtype());  // (V, C)
   init::normal_(w, 0.0, 1.0, seed);
   weight = add_parameter("weight", w);
 }

@@ -5,6 +5,7 @@
 #include "autograd/ops.h"
 #include "engine/error.h"
 #include "nn/init.h"
+#include "nn/weight_dtype.h"
 
 namespace mp::nn {
 
@@ -13,11 +14,11 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool has_bias, Layout 
   if (in_features <= 0 || out_features <= 0) fail("Linear({}, {}): sizes must be positive", in_features, out_features);
   TagScope scope(Tag::weights);
   if (layout == Layout::torch) {
-    Tensor w = Tensor::empty({out_, in_});  // (out, in)
+    Tensor w = Tensor::empty({out_, in_}, weight_dtype());  // (out, in)
     init::kaiming_uniform_(w, std::sqrt(5.0), seed);
     weight = add_parameter("weight", w);
   } else {
-    Tensor w = Tensor::empty({in_, out_});  // (in, out)
+    Tensor w = Tensor::empty({in_, out_}, weight_dtype());  // (in, out)
     init::normal_(w, 0.0, 0.02, seed);
     weight = add_parameter("weight", w);
   }

@@ -14,6 +14,10 @@ Optimizer::Optimizer(const std::vector<NamedParameter>& params, double lr, std::
   for (const auto& [name, v] : params) {
     if (!v.defined() || !v.requires_grad()) continue;  // frozen: no slot, no state, ever
     if (!v.is_leaf()) fail("optimizer: parameter '{}' is not a leaf Variable", name);
+    if (v.value().dtype() == DType::bf16)
+      fail("optimizer: parameter '{}' is bf16 and trainable; optimizers keep f32 parameters (a bf16 base is "
+           "frozen and trained through an adapter)",
+           name);
     if (!seen.insert(v.impl().get()).second) continue;  // the same parameter listed twice
     Slot slot;
     slot.name = name;

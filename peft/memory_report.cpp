@@ -4,6 +4,9 @@
 
 #include "engine/error.h"
 #include "engine/memory.h"
+#include "models/load.h"
+#include "nn/adamw.h"
+#include "peft/peft_model.h"
 
 namespace mp::peft {
 
@@ -28,15 +31,20 @@ struct LinearShape {
 }  // namespace
 
 MemoryBytes predict_training_memory(const models::ModelConfig& m, const std::optional<PeftConfig>& peft,
-                                    int64_t B, int64_t T) {
+                                    int64_t B, int64_t T, DType weight_dtype) {
   if (m.arch != models::Arch::gpt2) fail("the memory report models GPT-2 only, not {}", models::arch_name(m.arch));
   const int64_t L = m.num_layers, C = m.hidden_size, F = m.ffn_dim, H = m.num_heads, V = m.vocab_size;
   const LinearShape linears[] = {{"attn.c_attn", C, 3 * C}, {"attn.c_proj", C, C}, {"mlp.c_fc", C, F}, {"mlp.c_proj", F, C}};
 
-  // Parameters (elements).
-  int64_t base = V * C + int64_t(m.max_positions) * C + 2 * C;  // wte, wpe, ln_f
-  for (const LinearShape& l : linears) base += L * (l.in * l.out + l.out);
-  base += L * 4 * C;  // ln_1, ln_2 weight and bias
+  // Parameters (elements): matrices (embedding tables, linear weights) and
+  // vectors (biases, layer norms).
+  int64_t matrices = V * C + int64_t(m.max_positions) * C;  // wte, wpe
+  int64_t vectors = 2 * C + L * 4 * C;                       // ln_f; ln_1, ln_2 weight and bias
+  for (const LinearShape& l : linears) {
+    matrices += L * l.in * l.out;
+    vectors += L * l.out;
+  }
+  const int64_t base = matrices + vectors;
 
   const bool full = !peft.has_value();
   const LoraConfig* lora = full ? nullptr : peft->as_lora();
@@ -92,7 +100,7 @@ MemoryBytes predict_training_memory(const models::ModelConfig& m, const std::opt
   if (prefix && prefix->prefix_projection) act += P * L * 2 * C;
 
   MemoryBytes out;
-  out.weights = size_t(base) * kF32;
+  out.weights = size_t(matrices) * dtype_size(weight_dtype) + size_t(vectors) * kF32;
   out.adapter = size_t(adapter) * kF32;
   out.grads = size_t(trainable) * kF32;
   out.optimizer = 2 * size_t(trainable) * kF32;
@@ -100,7 +108,28 @@ MemoryBytes predict_training_memory(const models::ModelConfig& m, const std::opt
   return out;
 }
 
-MemoryBytes measured_peaks() {
+// Token ids (B, T) i32: a fixed pattern below the vocabulary size.
+static Tensor pattern_ids(int64_t B, int64_t T, int vocab) {
+  std::vector<int32_t> v(size_t(B * T));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = int32_t((i * 7919 + 13) % size_t(vocab));
+  return Tensor::from_vector(v, {B, T}, Tag::workspace);
+}
+
+MemoryBytes measure_training_memory(const models::ModelConfig& m, const std::optional<PeftConfig>& peft, int64_t B,
+                                    int64_t T, DType weight_dtype) {
+  std::shared_ptr<models::CausalLM> model = models::make_model(m, 1, weight_dtype);
+  std::shared_ptr<PeftModel> pm;
+  if (peft) pm = get_peft_model(model, *peft);
+  nn::Module& trained = pm ? static_cast<nn::Module&>(*pm) : *model;
+  trained.train();
+  nn::AdamW opt(trained.named_parameters());
+  Tensor ids = pattern_ids(B, T, m.vocab_size);  // (B, T)
+  Ledger::instance().reset_peaks();
+  {
+    ag::Variable loss = pm ? pm->loss(ids, ids) : model->loss(ids, ids);
+    loss.backward();
+  }
+  opt.step();
   const Ledger& l = Ledger::instance();
   MemoryBytes out;
   out.weights = l.peak(Tag::weights);

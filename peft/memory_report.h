@@ -3,7 +3,9 @@
 // alone and then measured by the Ledger.
 //
 // The prediction follows the engine's rules, not a rule of thumb:
-//   weights     every base parameter (tied wte / lm_head once), f32
+//   weights     every base parameter (tied wte / lm_head once): f32, except
+//               the weight matrices and embedding tables, which are in the
+//               base's weight dtype (bf16 halves them; see nn/weight_dtype.h)
 //   adapter     the adapter's parameters (Tag::adapter)
 //   grads       one f32 per TRAINABLE parameter (a frozen one gets no buffer)
 //   optimizer   AdamW's m and v: two f32 per trainable parameter
@@ -31,6 +33,7 @@
 #include <optional>
 #include <string>
 
+#include "engine/dtype.h"
 #include "models/config.h"
 #include "peft/config.h"
 
@@ -45,10 +48,14 @@ struct MemoryBytes {
 // model; `peft` empty = full fine-tuning. mp::Error for other architectures
 // and for LoRA targets that are not GPT-2 linear layers.
 MemoryBytes predict_training_memory(const models::ModelConfig& model, const std::optional<PeftConfig>& peft,
-                                    int64_t batch, int64_t seq_len);
+                                    int64_t batch, int64_t seq_len, DType weight_dtype = DType::f32);
 
-// The Ledger's peak bytes per category on the CPU since its last reset_peaks().
-MemoryBytes measured_peaks();
+// The same step measured: build the model (random weights from seed 1,
+// matrices in weight_dtype) and the adapter, reset the Ledger's peaks, run
+// forward + backward + AdamW once on fixed token ids (B, T), and return the
+// peak bytes per category.
+MemoryBytes measure_training_memory(const models::ModelConfig& model, const std::optional<PeftConfig>& peft,
+                                    int64_t batch, int64_t seq_len, DType weight_dtype = DType::f32);
 
 // A table: one row per category, predicted, measured and their ratio.
 std::string memory_report(const MemoryBytes& predicted, const MemoryBytes& measured, const std::string& title);

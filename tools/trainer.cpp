@@ -44,6 +44,9 @@ void TrainConfig::validate() const {
     fail("--eval-every and --checkpoint-every must be >= 0 and --eval-batches positive");
   if ((checkpoint_every > 0 || resume) && out_dir.empty()) fail("checkpoints and --resume need --out");
   if (stop_after < 0) fail("--stop-after must be >= 0, got {}", stop_after);
+  if (base_dtype != DType::f32 && method == "full")
+    fail("--base-dtype {} keeps the base frozen: use it with --method lora, prompt or prefix, not full",
+         dtype_name(base_dtype));
 }
 
 // PEFT methods train far fewer parameters and take larger steps.
@@ -96,16 +99,16 @@ static peft::PeftConfig peft_config_for(const TrainConfig& c, const models::Mode
 TrainedModel build_model(const TrainConfig& config, const models::Tokenizer& tokenizer) {
   nn::manual_seed(config.seed);
   TrainedModel m;
-  m.base = std::shared_ptr<models::CausalLM>(models::create_model(config.model, config.seed));
+  m.base = std::shared_ptr<models::CausalLM>(models::create_model(config.model, config.seed, config.base_dtype));
   if (config.method != "full")
     m.peft = peft::get_peft_model(m.base, peft_config_for(config, m.base->config()), "default", &tokenizer);
   m.module().train();
   return m;
 }
 
-TrainedModel load_model(const std::string& model, const std::string& adapter_dir, uint64_t seed) {
+TrainedModel load_model(const std::string& model, const std::string& adapter_dir, uint64_t seed, DType base_dtype) {
   TrainedModel m;
-  m.base = std::shared_ptr<models::CausalLM>(models::create_model(model, seed));
+  m.base = std::shared_ptr<models::CausalLM>(models::create_model(model, seed, base_dtype));
   if (!adapter_dir.empty()) m.peft = peft::load_peft_model(m.base, adapter_dir);
   m.module().eval();
   return m;
@@ -138,6 +141,7 @@ static nlohmann::json identity_of(const TrainConfig& c) {
                        {"seq", c.seq},     {"grad_accum", c.grad_accum}, {"seed", c.seed}};
   if (c.method == "lora") id["lora_r"] = c.lora_r;
   if (c.method == "prompt" || c.method == "prefix") id["num_virtual_tokens"] = c.num_virtual_tokens;
+  if (c.base_dtype != DType::f32) id["base_dtype"] = std::string(dtype_name(c.base_dtype));
   return id;
 }
 

@@ -28,6 +28,7 @@ struct TrainConfig {
   std::string prompt_init_text;      // prompt tuning: TEXT init when not empty
   bool prefix_projection = false;    // prefix tuning: the MLP reparameterisation
   int encoder_hidden_size = 0;       // its width (0: the model's)
+  DType base_dtype = DType::f32;     // the base's weight matrices: f32, or bf16 (frozen, PEFT methods only)
 
   // Data.
   std::string data;                  // a UTF-8 text file
@@ -92,7 +93,8 @@ std::vector<nn::NamedParameter> trainable_parameters(const nn::Module& m);
 
 // A model to evaluate or generate with: a built-in name or HF folder, plus
 // optionally an HF PEFT adapter folder. In eval mode.
-TrainedModel load_model(const std::string& model, const std::string& adapter_dir, uint64_t seed = 0);
+TrainedModel load_model(const std::string& model, const std::string& adapter_dir, uint64_t seed = 0,
+                        DType base_dtype = DType::f32);
 
 // Mean loss over held-out batches, without gradients, in eval mode.
 double evaluate(const TrainedModel& m, const std::vector<Tensor>& batches);

@@ -53,10 +53,12 @@ TEST_CASE("bad input to minipeft train: clear errors, exit 1") {
   expect_error("train --no-progress --steps 1 --batch 100000 --seq 100000", "absurdly large");
   expect_error(train + "--out " + d / "file/sub", "file/sub");
   expect_error(train + "--lora-r 0 --method lora", "r");
+  expect_error(train + "--base-dtype bf16", "keeps the base frozen");  // full fine-tuning of a bf16 base
 }
 
 TEST_CASE("bad usage exits 2; --help exits 0") {
   expect_error("train --no-such-flag", "no-such-flag", 2);
+  expect_error("train --base-dtype f16", "f16", 2);
   expect_error("", "subcommand", 2);
   CHECK(minipeft("train --help").code == 0);
 }

@@ -80,6 +80,37 @@ TEST_CASE("resume refuses a checkpoint of another run") {
   CHECK_THROWS_WITH_AS(tools::train(other, tokenizer()), doctest::Contains("different run"), Error);
 }
 
+TEST_CASE("a LoRA run on a bf16 base follows the f32 run, and its checkpoint resumes only on a bf16 base") {
+  test::TempDir d("bf16_base"), d32("f32_base");
+  tools::TrainConfig reference = small_run(d32.path.string(), "lora");
+  reference.steps = 12;
+  tools::TrainResult f32_run = tools::train(reference, tokenizer());
+  tools::TrainConfig c = small_run(d.path.string(), "lora");
+  c.base_dtype = DType::bf16;
+  c.steps = 12;
+  c.stop_after = 6;
+  tools::TrainResult first = tools::train(c, tokenizer());
+  REQUIRE(first.steps.size() == 6);
+  tools::TrainConfig f32_base = c;
+  f32_base.base_dtype = DType::f32;
+  f32_base.resume = true;
+  CHECK_THROWS_WITH_AS(tools::train(f32_base, tokenizer()), doctest::Contains("different run"), Error);
+  c.resume = true;
+  c.stop_after = 0;
+  tools::TrainResult second = tools::train(c, tokenizer());
+  REQUIRE(second.steps.size() == 6);
+  // Rounding the base's weights to bf16 moves the losses by far less than training does.
+  for (size_t i = 0; i < 12; ++i) {
+    const double loss = i < 6 ? first.steps[i].loss : second.steps[i - 6].loss;
+    CHECK(loss == doctest::Approx(f32_run.steps[i].loss).epsilon(1e-2));
+  }
+  CHECK(f32_run.steps.front().loss - f32_run.steps.back().loss > 0.05);
+  // The saved adapter evaluates on a bf16 base to the loss the run reported.
+  tools::TrainedModel m = tools::load_model("gpt2-tiny", tools::final_model_dir(d.path.string()), c.seed, DType::bf16);
+  tools::TokenDataset data(tools::load_token_ids(c.data, tokenizer()), c.val_fraction, c.data);
+  CHECK(tools::evaluate(m, data.val_batches(c.batch, c.seq, c.eval_batches)) == doctest::Approx(second.final_val_loss).epsilon(1e-6));
+}
+
 TEST_CASE("killing a run while it writes a checkpoint leaves the previous checkpoint intact") {
   test::TempDir d("kill");
   const std::string ckpt = tools::checkpoint_path(d.path.string());

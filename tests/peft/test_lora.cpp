@@ -10,7 +10,7 @@
 #include "models/load.h"
 #include "nn/adamw.h"
 #include "peft/peft_model.h"
-#include "training_step.h"
+#include "peft/memory_report.h"
 
 namespace mp::test {
 namespace {
@@ -26,7 +26,12 @@ peft::PeftConfig lora(std::vector<std::string> targets, int r = 4, float dropout
                                  .init_lora_weights = peft::LoraInit::none});  // B random: the adapter does something
 }
 
-Tensor batch_ids() { return pattern_ids(2, 8, 256); }
+// Token ids (2, 8) i32.
+Tensor batch_ids() {
+  std::vector<int32_t> v(16);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = int32_t((i * 7919 + 13) % 256);
+  return Tensor::from_vector(v, {2, 8}, Tag::workspace);
+}
 
 TEST_CASE("lora: merged logits equal unmerged; unmerge restores W0") {
   for (const char* base : {"gpt2_tiny", "opt_tiny"}) {
@@ -80,7 +85,7 @@ TEST_CASE("lora: dropout saves no more activation bytes than no dropout") {
   models::ModelConfig c = models::builtin_config("gpt2-tiny");
   c.vocab_size = 512;
   auto with = [&](float p) {
-    return measure_training_step(c, lora({"c_attn", "c_proj", "c_fc"}, 8, p), 4, 32).activations;
+    return peft::measure_training_memory(c, lora({"c_attn", "c_proj", "c_fc"}, 8, p), 4, 32).activations;
   };
   const size_t without_dropout = with(0.f), with_dropout = with(0.1f);
   MESSAGE("LoRA activations: no dropout " << without_dropout << " B, dropout 0.1 " << with_dropout << " B");
@@ -93,7 +98,7 @@ TEST_CASE("lora: grads and optimizer bytes are exactly the adapter's") {
   const peft::PeftConfig config = lora({"c_attn"}, 8);
   const int64_t C = c.hidden_size;
   const size_t adapter_bytes = size_t(c.num_layers) * 8 * (C + 3 * C) * 4;  // A (r, C) + B (3C, r) per layer
-  peft::MemoryBytes m = measure_training_step(c, config, 2, 16);
+  peft::MemoryBytes m = peft::measure_training_memory(c, config, 2, 16);
   CHECK(m.adapter == adapter_bytes);
   CHECK(m.grads == adapter_bytes);
   CHECK(m.optimizer == 2 * adapter_bytes);

@@ -5,7 +5,7 @@
 
 #include <iostream>
 
-#include "training_step.h"
+#include "peft/memory_report.h"
 
 namespace mp::test {
 namespace {
@@ -17,11 +17,12 @@ models::ModelConfig small_gpt2() {
   return c;
 }
 
-void check_method(const std::string& title, const std::optional<peft::PeftConfig>& method) {
+void check_method(const std::string& title, const std::optional<peft::PeftConfig>& method,
+                  DType weight_dtype = DType::f32) {
   const models::ModelConfig config = small_gpt2();
   const int64_t B = 4, T = 32;
-  peft::MemoryBytes predicted = peft::predict_training_memory(config, method, B, T);
-  peft::MemoryBytes measured = measure_training_step(config, method, B, T);
+  peft::MemoryBytes predicted = peft::predict_training_memory(config, method, B, T, weight_dtype);
+  peft::MemoryBytes measured = peft::measure_training_memory(config, method, B, T, weight_dtype);
   MESSAGE(peft::memory_report(predicted, measured, title));
   CHECK(measured.weights == predicted.weights);
   CHECK(measured.adapter == predicted.adapter);
@@ -39,6 +40,10 @@ TEST_CASE("memory report: predicted within 5% of the ledger (small GPT-2)") {
   SUBCASE("LoRA with dropout, all linears") {
     check_method("LoRA all", peft::PeftConfig::lora({.r = 4, .lora_alpha = 8, .lora_dropout = 0.1f,
                                                      .target_modules = {"c_attn", "c_proj", "c_fc"}}));
+  }
+  SUBCASE("LoRA r=8 on c_attn, bf16 base") {
+    check_method("LoRA, bf16 base", peft::PeftConfig::lora({.r = 8, .lora_alpha = 16, .target_modules = {"c_attn"}}),
+                 DType::bf16);
   }
   SUBCASE("prompt tuning") { check_method("prompt", peft::PeftConfig::prompt_tuning({.num_virtual_tokens = 8})); }
   SUBCASE("prefix tuning") { check_method("prefix", peft::PeftConfig::prefix_tuning({.num_virtual_tokens = 8})); }

@@ -29,13 +29,14 @@ void add_info(CLI::App& app) {
   cmd->callback([o] {
     o->train.model = o->m.model;
     o->train.seed = o->m.seed;
+    o->train.base_dtype = o->m.base_dtype;
     o->train.validate();
     tools::TrainedModel m;
     if (o->m.adapter.empty()) {
       models::Tokenizer tok = models::Tokenizer::from_dir(default_tokenizer_dir());
       m = tools::build_model(o->train, tok);
     } else {
-      m = tools::load_model(o->m.model, o->m.adapter, o->m.seed);
+      m = tools::load_model(o->m.model, o->m.adapter, o->m.seed, o->m.base_dtype);
     }
     const models::ModelConfig& c = m.base->config();
     fmt::print("{}: {} layers, {} heads, width {}, MLP {}, vocab {}, {} positions\n", models::arch_name(c.arch),
@@ -52,7 +53,7 @@ void add_info(CLI::App& app) {
       fmt::print("memory prediction: GPT-2 shapes only so far\n");
       return;
     }
-    peft::MemoryBytes p = peft::predict_training_memory(c, pc, o->train.batch, o->train.seq);
+    peft::MemoryBytes p = peft::predict_training_memory(c, pc, o->train.batch, o->train.seq, o->m.base_dtype);
     fmt::print("predicted peak bytes of one training step (B={}, T={}, AdamW):\n", o->train.batch, o->train.seq);
     for (auto [name, bytes] : {std::pair{"weights", p.weights}, {"adapter", p.adapter}, {"grads", p.grads},
                                {"optimizer", p.optimizer}, {"activations", p.activations}, {"total", p.total()}})

@@ -20,7 +20,7 @@ void add_merge(CLI::App& app) {
   add_model_options(cmd, o->m, /*adapter_required=*/true);
   cmd->add_option("--out", o->out, "output folder for config.json + model.safetensors")->required();
   cmd->callback([o] {
-    tools::TrainedModel m = tools::load_model(o->m.model, o->m.adapter, o->m.seed);
+    tools::TrainedModel m = tools::load_model(o->m.model, o->m.adapter, o->m.seed, o->m.base_dtype);
     if (m.peft->peft_config().peft_type() != peft::PeftType::lora)
       fail("only LoRA adapters can be merged; {} holds a {} adapter", o->m.adapter,
            peft::peft_type_name(m.peft->peft_config().peft_type()));

@@ -1,7 +1,10 @@
-// --model and --adapter, shared by eval, generate, merge and info.
+// --model, --adapter and --base-dtype, shared by eval, generate, merge and info.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <map>
 #include <string>
+
+#include "engine/dtype.h"
 
 namespace mp::cli {
 
@@ -9,13 +12,22 @@ struct ModelChoice {
   std::string model = "gpt2-tiny";
   std::string adapter;  // an HF PEFT adapter folder, or ""
   uint64_t seed = 0;    // for built-in names: the random init
+  DType base_dtype = DType::f32;
 };
+
+// --base-dtype f32|bf16: the dtype of the base model's weight matrices (also used by train and bench).
+inline void add_base_dtype_option(CLI::App* cmd, DType& d) {
+  cmd->add_option("--base-dtype", d, "base weight matrices in f32, or bf16 (half the bytes; frozen: PEFT methods only)")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, DType>{{"f32", DType::f32}, {"bf16", DType::bf16}}))
+      ->default_str("f32");
+}
 
 inline void add_model_options(CLI::App* cmd, ModelChoice& m, bool adapter_required = false) {
   cmd->add_option("--model", m.model, "built-in name (random weights) or HF model folder")->capture_default_str();
   auto* a = cmd->add_option("--adapter", m.adapter, "HF PEFT adapter folder (adapter_config.json + adapter_model.safetensors)");
   if (adapter_required) a->required();
   cmd->add_option("--seed", m.seed, "seed of a built-in model's random weights")->capture_default_str();
+  add_base_dtype_option(cmd, m.base_dtype);
 }
 
 }  // namespace mp::cli

@@ -1,10 +1,13 @@
 #include "tools/cli/train_options.h"
 
+#include "tools/cli/model_options.h"
+
 namespace mp::cli {
 
 void add_method_options(CLI::App* cmd, tools::TrainConfig& c) {
   cmd->add_option("--model", c.model, "built-in name (gpt2, gpt2-medium, gpt2-tiny, opt-125m, opt-350m, opt-tiny) or HF model folder")
       ->capture_default_str();
+  add_base_dtype_option(cmd, c.base_dtype);
   cmd->add_option("--method", c.method, "full | lora | prompt | prefix")->capture_default_str();
   cmd->add_option("--lora-r", c.lora_r, "LoRA rank")->capture_default_str();
   cmd->add_option("--lora-alpha", c.lora_alpha, "LoRA alpha (scale alpha/r)")->capture_default_str();
