@@ -9,6 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "autograd/autocast.h"
 #include "autograd/ops.h"
 #include "engine/error.h"
 #include "models/load.h"
@@ -60,7 +61,10 @@ std::string final_model_dir(const std::string& out_dir) { return out_dir + "/fin
 
 nn::Module& TrainedModel::module() const { return peft ? static_cast<nn::Module&>(*peft) : *base; }
 
-ag::Variable TrainedModel::loss(const Tensor& ids) const { return peft ? peft->loss(ids, ids) : base->loss(ids, ids); }
+ag::Variable TrainedModel::loss(const Tensor& ids) const {
+  ag::AutocastScope scope(precision);
+  return peft ? peft->loss(ids, ids) : base->loss(ids, ids);
+}
 
 std::pair<int64_t, int64_t> TrainedModel::trainable_and_all_parameters() const {
   return peft ? peft->trainable_and_all_parameters() : std::pair{base->num_parameters(true), base->num_parameters()};
@@ -102,6 +106,7 @@ TrainedModel build_model(const TrainConfig& config, const models::Tokenizer& tok
   m.base = std::shared_ptr<models::CausalLM>(models::create_model(config.model, config.seed, config.base_dtype));
   if (config.method != "full")
     m.peft = peft::get_peft_model(m.base, peft_config_for(config, m.base->config()), "default", &tokenizer);
+  m.precision = config.precision;
   m.module().train();
   return m;
 }
@@ -142,6 +147,7 @@ static nlohmann::json identity_of(const TrainConfig& c) {
   if (c.method == "lora") id["lora_r"] = c.lora_r;
   if (c.method == "prompt" || c.method == "prefix") id["num_virtual_tokens"] = c.num_virtual_tokens;
   if (c.base_dtype != DType::f32) id["base_dtype"] = std::string(dtype_name(c.base_dtype));
+  if (c.precision != DType::f32) id["precision"] = std::string(dtype_name(c.precision));
   return id;
 }
 

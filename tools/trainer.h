@@ -43,6 +43,7 @@ struct TrainConfig {
   double min_lr_ratio = 0.1;
   double clip = 1.0;                 // 0: no clipping
   uint64_t seed = 0;
+  DType precision = DType::f32;      // bf16: mixed precision (autograd/autocast.h)
 
   // Evaluation, checkpoints, logs. 0 turns a periodic action off.
   int64_t eval_every = 0, eval_batches = 8, checkpoint_every = 0;
@@ -80,8 +81,9 @@ struct TrainResult {
 struct TrainedModel {
   std::shared_ptr<models::CausalLM> base;
   std::shared_ptr<peft::PeftModel> peft;  // null for full fine-tuning
+  DType precision = DType::f32;           // the autocast dtype of loss()
   nn::Module& module() const;
-  ag::Variable loss(const Tensor& ids) const;  // labels = ids, HF's shift
+  ag::Variable loss(const Tensor& ids) const;  // labels = ids, HF's shift; under an AutocastScope(precision)
   std::pair<int64_t, int64_t> trainable_and_all_parameters() const;  // as PEFT counts them
 };
 

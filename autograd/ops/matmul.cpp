@@ -7,6 +7,7 @@
 // the OTHER one needs a gradient: with a frozen weight W, y = x W keeps W
 // (alive anyway) but not the activation x. Transposes are passed to the
 // GEMM as flags, never copied.
+#include "autograd/autocast.h"
 #include "autograd/ops.h"
 #include "engine/error.h"
 #include "engine/ops.h"
@@ -69,9 +70,13 @@ Variable linear(const Variable& x, const Variable& w, const Variable& b, bool w_
     fail("linear: bias {} does not match {} outputs", shape_str(b.shape()), out);
 
   bool need_x = needs_grad(x), need_w = needs_grad(w), need_b = needs_grad(b);
-  bool tw = !w_in_out;                           // read (out, in) transposed as (in, out)
-  Tensor x2 = x.value().reshape({-1, in});       // (N, in)
-  Tensor y2 = ops::matmul(x2, w.value(), false, tw);  // (N, out)
+  bool tw = !w_in_out;  // read (out, in) transposed as (in, out)
+  // Under autocast (autograd/autocast.h) the GEMMs read bf16 copies; the
+  // backward uses the choice made here, whatever scope it runs in.
+  const bool bf16 = autocast_dtype() == DType::bf16;
+  auto compute = [bf16](const Tensor& t) { return bf16 && t.dtype() != DType::bf16 ? t.to(DType::bf16) : t; };
+  Tensor x2 = compute(x.value().reshape({-1, in}));   // (N, in)
+  Tensor y2 = ops::matmul(x2, compute(w.value()), false, tw);  // (N, out) f32
   // Then the bias, added in place (broadcast over rows). Measured on the CPU
   // backend against pre-filling y with the bias and a GEMM with beta = 1:
   // this was faster at every size tried (e.g. N=1024, 768 -> 768: 49 vs 65 ms
@@ -81,14 +86,15 @@ Variable linear(const Variable& x, const Variable& w, const Variable& b, bool w_
   Shape y_shape = x.shape();
   y_shape.back() = out;
 
-  Tensor keep_x = need_w ? x2 : Tensor();         // only dW needs x
-  Tensor keep_w = need_x ? w.value() : Tensor();  // only dx needs W
+  Tensor keep_x = need_w ? x2 : Tensor();         // only dW needs x (its bf16 copy under autocast)
+  Tensor keep_w = need_x ? w.value() : Tensor();  // only dx needs W (alive anyway; cast again in backward)
   Shape x_shape = x.shape();
   return make_result(y2.view(y_shape), "linear", {x, w, b}, [=](const Tensor& g, std::span<Tensor> gin) {
     Tensor g2 = g.reshape({-1, out});  // (N, out)
-    if (need_x) gin[0] = ops::matmul(g2, keep_w, false, !tw).reshape(x_shape);
-    if (need_w) gin[1] = tw ? ops::matmul(g2, keep_x, true, false)   // (out, in) = g^T x
-                            : ops::matmul(keep_x, g2, true, false);  // (in, out) = x^T g
+    Tensor gc = need_x || need_w ? compute(g2) : Tensor();
+    if (need_x) gin[0] = ops::matmul(gc, compute(keep_w), false, !tw).reshape(x_shape);
+    if (need_w) gin[1] = tw ? ops::matmul(gc, keep_x, true, false)   // (out, in) = g^T x
+                            : ops::matmul(keep_x, gc, true, false);  // (in, out) = x^T g
     if (need_b) gin[2] = ops::sum(g2, 0);                            // (out)
   });
 }

@@ -59,6 +59,7 @@ TEST_CASE("bad input to minipeft train: clear errors, exit 1") {
 TEST_CASE("bad usage exits 2; --help exits 0") {
   expect_error("train --no-such-flag", "no-such-flag", 2);
   expect_error("train --base-dtype f16", "f16", 2);
+  expect_error("train --precision f64", "f64", 2);
   expect_error("", "subcommand", 2);
   CHECK(minipeft("train --help").code == 0);
 }

@@ -111,6 +111,23 @@ TEST_CASE("a LoRA run on a bf16 base follows the f32 run, and its checkpoint res
   CHECK(tools::evaluate(m, data.val_batches(c.batch, c.seq, c.eval_batches)) == doctest::Approx(second.final_val_loss).epsilon(1e-6));
 }
 
+TEST_CASE("full fine-tuning in mixed precision (bf16 GEMMs, f32 master weights) follows the f32 run") {
+  test::TempDir d32("f32_run"), d16("bf16_run");
+  tools::TrainConfig c = small_run(d32.path.string(), "full");
+  tools::TrainResult f32_run = tools::train(c, tokenizer());
+  c.out_dir = d16.path.string();
+  c.precision = DType::bf16;
+  tools::TrainResult bf16_run = tools::train(c, tokenizer());
+  REQUIRE(bf16_run.steps.size() == f32_run.steps.size());
+  bool moved = false;
+  for (size_t i = 0; i < f32_run.steps.size(); ++i) {
+    CHECK(bf16_run.steps[i].loss == doctest::Approx(f32_run.steps[i].loss).epsilon(1e-2));
+    moved = moved || bf16_run.steps[i].loss != f32_run.steps[i].loss;
+  }
+  CHECK(moved);  // the bf16 GEMMs did run
+  CHECK(bf16_run.peaks.by_tag[int(Tag::activations)] < f32_run.peaks.by_tag[int(Tag::activations)]);
+}
+
 TEST_CASE("killing a run while it writes a checkpoint leaves the previous checkpoint intact") {
   test::TempDir d("kill");
   const std::string ckpt = tools::checkpoint_path(d.path.string());

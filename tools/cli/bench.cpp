@@ -51,8 +51,8 @@ void run_bench(const BenchOptions& o) {
   Tensor ids = random_ids(c.batch, c.seq, m.base->vocab_size(), c.seed);
   const int64_t tokens = c.batch * c.seq;
   nlohmann::json out = {{"framework", "minipeft"}, {"model", c.model}, {"method", c.method},
-                        {"base_dtype", dtype_name(c.base_dtype)}, {"batch", c.batch}, {"seq", c.seq},
-                        {"steps", c.steps}};
+                        {"base_dtype", dtype_name(c.base_dtype)}, {"precision", dtype_name(c.precision)},
+                        {"batch", c.batch}, {"seq", c.seq}, {"steps", c.steps}};
 
   if (!o.forward_only) {
     nn::AdamW opt(tools::trainable_parameters(m.module()), {.lr = c.effective_lr(), .weight_decay = c.weight_decay});
@@ -97,8 +97,8 @@ void run_bench(const BenchOptions& o) {
     fmt::print("{}\n", out.dump());
     return;
   }
-  fmt::print("{} {} (base {}) B={} T={}: trainable {} of {} parameters\n", c.model, c.method,
-             dtype_name(c.base_dtype), c.batch, c.seq, trainable, all);
+  fmt::print("{} {} (base {}, precision {}) B={} T={}: trainable {} of {} parameters\n", c.model, c.method,
+             dtype_name(c.base_dtype), dtype_name(c.precision), c.batch, c.seq, trainable, all);
   if (out.contains("train_tokens_per_s"))
     fmt::print("  train step  {:8.3f} s   {:9.1f} tokens/s\n", out["train_step_s"].get<double>(),
                out["train_tokens_per_s"].get<double>());

@@ -15,11 +15,16 @@ struct ModelChoice {
   DType base_dtype = DType::f32;
 };
 
-// --base-dtype f32|bf16: the dtype of the base model's weight matrices (also used by train and bench).
-inline void add_base_dtype_option(CLI::App* cmd, DType& d) {
-  cmd->add_option("--base-dtype", d, "base weight matrices in f32, or bf16 (half the bytes; frozen: PEFT methods only)")
+// An option taking f32 or bf16 (anything else is a usage error), default f32.
+inline void add_dtype_option(CLI::App* cmd, const std::string& flag, DType& d, const std::string& help) {
+  cmd->add_option(flag, d, help)
       ->transform(CLI::CheckedTransformer(std::map<std::string, DType>{{"f32", DType::f32}, {"bf16", DType::bf16}}))
       ->default_str("f32");
+}
+
+// --base-dtype f32|bf16: the dtype of the base model's weight matrices (also used by train and bench).
+inline void add_base_dtype_option(CLI::App* cmd, DType& d) {
+  add_dtype_option(cmd, "--base-dtype", d, "base weight matrices in f32, or bf16 (half the bytes; frozen: PEFT methods only)");
 }
 
 inline void add_model_options(CLI::App* cmd, ModelChoice& m, bool adapter_required = false) {

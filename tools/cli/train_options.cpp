@@ -34,6 +34,8 @@ void add_optim_options(CLI::App* cmd, tools::TrainConfig& c) {
   cmd->add_option("--min-lr-ratio", c.min_lr_ratio, "cosine: final LR as a fraction of the peak")->capture_default_str();
   cmd->add_option("--clip", c.clip, "clip the global gradient norm (0: off)")->capture_default_str();
   cmd->add_option("--seed", c.seed, "seed for init, batches and dropout")->capture_default_str();
+  add_dtype_option(cmd, "--precision", c.precision,
+                   "bf16: mixed precision, linear layers' GEMMs on bf16 copies (f32 master weights and optimizer)");
 }
 
 }  // namespace mp::cli

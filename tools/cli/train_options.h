@@ -9,7 +9,7 @@ namespace mp::cli {
 
 // --model, --base-dtype and the method options (--method, --lora-*, --virtual-tokens, ...).
 void add_method_options(CLI::App* cmd, tools::TrainConfig& c);
-// --batch, --seq, --grad-accum, --steps, --lr, --schedule, --warmup, --clip, --seed, ...
+// --batch, --seq, --grad-accum, --steps, --lr, --schedule, --warmup, --clip, --seed, --precision, ...
 void add_optim_options(CLI::App* cmd, tools::TrainConfig& c);
 
 }  // namespace mp::cli
