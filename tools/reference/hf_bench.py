@@ -85,7 +85,7 @@ def main():
                 times.append(time.perf_counter() - t0)
         result["train_step_s"] = sum(times) / len(times)
         result["train_tokens_per_s"] = tokens / result["train_step_s"]
-        result["final_loss"] = float(loss)
+        result["final_loss"] = float(loss.detach())
 
     with torch.no_grad():
         model.eval()
