@@ -49,11 +49,13 @@ void add_info(CLI::App& app) {
     }
     std::optional<peft::PeftConfig> pc;
     if (m.peft) pc = m.peft->peft_config();
-    if (c.arch != models::Arch::gpt2) {
-      fmt::print("memory prediction: GPT-2 shapes only so far\n");
+    peft::MemoryBytes p;
+    try {
+      p = peft::predict_training_memory(c, pc, o->train.batch, o->train.seq, o->m.base_dtype);
+    } catch (const Error& e) {  // LoRA on a layer the report does not model (OPT's project_in, ...)
+      fmt::print("memory prediction: {}\n", e.what());
       return;
     }
-    peft::MemoryBytes p = peft::predict_training_memory(c, pc, o->train.batch, o->train.seq, o->m.base_dtype);
     fmt::print("predicted peak bytes of one training step (B={}, T={}, AdamW):\n", o->train.batch, o->train.seq);
     for (auto [name, bytes] : {std::pair{"weights", p.weights}, {"adapter", p.adapter}, {"grads", p.grads},
                                {"optimizer", p.optimizer}, {"activations", p.activations}, {"total", p.total()}})
