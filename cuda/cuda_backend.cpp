@@ -535,7 +535,7 @@ class CudaBackend final : public Backend {
     for (const Tensor* t : {&q, &k, &v})
       if (t->dtype() != DType::f32 && t->dtype() != DType::bf16)
         fail("{}: q, k, v must be f32 or bf16 on cuda, got {}", what, dtype_name(t->dtype()));
-    AttnDims d{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3), p.scale, p.causal, nullptr};
+    AttnDims d{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3), p.scale, p.causal, nullptr, p.dropout, p.seed};
     if (d.D > kMaxHeadDim) fail("{}: head size {} is larger than {} (cuda)", what, d.D, kMaxHeadDim);
     if (p.key_mask) {
       const Tensor& m = *p.key_mask;

@@ -75,6 +75,8 @@ struct AttnDims {
   float scale;
   bool causal;
   const int32_t* key_mask;  // (B, S) or nullptr
+  float dropout;            // on the probabilities; 0: none (engine/backend.h, AttentionParams)
+  uint64_t seed;
 };
 void launch_attention(const AttnDims& d, Ptr q, Ptr k, Ptr v, Ptr out, float* lse);
 // gq, gk, gv may have p == nullptr; delta is a (B, H, T) f32 scratch.

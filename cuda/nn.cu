@@ -202,6 +202,14 @@ __device__ inline bool key_visible(const AttnDims& d, int64_t b, int64_t t, int6
   return !d.key_mask || d.key_mask[b * d.S + s] != 0;
 }
 
+// The dropout factor of probability (bh, t, s): 1 / (1 - p) if kept, else 0;
+// 1 without dropout. The CPU kernel draws the same mask (engine/cpu/attention.cpp).
+__device__ inline float dropout_factor(const AttnDims& d, int64_t bh, int64_t t, int64_t s) {
+  if (d.dropout <= 0.f) return 1.f;
+  const uint64_t i = uint64_t((bh * d.T + t) * d.S + s);
+  return kmath::dropout_keep(d.seed, i, d.dropout) ? kmath::dropout_scale(d.dropout) : 0.f;
+}
+
 // tile (kTile, D + 1) = rows [r0, r0 + kTile) of the (rows, D) matrix at
 // p + base, widened to float; rows past the end are zero.
 __device__ inline void load_tile(float* tile, Ptr p, int64_t base, int64_t r0, int64_t rows, int D) {
@@ -250,7 +258,7 @@ __global__ void attention_kernel(AttnDims d, Ptr q, Ptr k, Ptr v, Ptr out, float
     const float p = score == -INFINITY ? 0.f : expf(score - m_new);
     const float corr = expf(m - m_new);  // 0 on the first visible tile
     l = l * corr + warp_sum(p);
-    p_row[lane] = p;
+    p_row[lane] = p * dropout_factor(d, bh, t, s0 + lane);  // lse is the undropped softmax's
     __syncwarp();
     for (int r = 0; r < kDpl; ++r) {
       const int c = lane + 32 * r;
@@ -313,7 +321,7 @@ __global__ void attention_backward_q_kernel(AttnDims d, Ptr q, Ptr k, Ptr v, Ptr
     float ds = 0.f;
     if (key_visible(d, b, t, s0 + lane)) {
       const float p = expf(d.scale * dot(q_row, Ks + lane * P, D) - L);
-      ds = p * (dot(g_row, Vs + lane * P, D) - delta_t);
+      ds = p * (dropout_factor(d, bh, t, s0 + lane) * dot(g_row, Vs + lane * P, D) - delta_t);
     }
     ds_row[lane] = ds;
     __syncwarp();
@@ -375,8 +383,10 @@ __global__ void attention_backward_kv_kernel(AttnDims d, Ptr q, Ptr k, Ptr v, co
     if (!active) continue;
     float p = 0.f, ds = 0.f;
     if (key_visible(d, b, t0 + lane, s) && Ls[lane] != -INFINITY) {  // lane i: query t0 + i
+      const float f = dropout_factor(d, bh, t0 + lane, s);
       p = expf(d.scale * dot(Qs + lane * P, k_row, D) - Ls[lane]);
-      ds = p * (dot(Gs + lane * P, v_row, D) - Dl[lane]);
+      ds = p * (f * dot(Gs + lane * P, v_row, D) - Dl[lane]);
+      p *= f;  // dV sees the dropped probabilities
     }
     p_row[lane] = p;
     ds_row[lane] = ds;

@@ -31,6 +31,12 @@ struct AttentionParams {
   float scale = 1.f;          // scores = scale * q k^T
   bool causal = true;         // query t sees keys s <= t + (S - T) (prefix keys always visible)
   const Tensor* key_mask = nullptr;  // optional (B, S) i32: 0 = padding key, masked out
+  // Dropout on the probabilities (HF's attn_dropout): P_ts is kept, scaled by
+  // 1 / (1 - dropout), when the Philox draw of element (b, h, t, s) of the
+  // (B, H, T, S) probability tensor is >= dropout, the mask dropout() would
+  // draw on that tensor with this seed. Nothing is stored: backward redraws it.
+  float dropout = 0.f;
+  uint64_t seed = 0;
 };
 
 class Backend {

@@ -340,6 +340,7 @@ AttentionOut attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
   check_same_dtype("attention", q, v);
   check_same_device("attention", q, k);
   check_same_device("attention", q, v);
+  if (!(p.dropout >= 0.f && p.dropout < 1.f)) fail("attention: dropout must be in [0, 1), not {}", p.dropout);
   AttentionParams params = p;
   Tensor mask;
   if (p.key_mask) {

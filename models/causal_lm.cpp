@@ -215,6 +215,10 @@ Variable CausalLM::self_attention(const Variable& q, const Variable& k, const Va
   params.scale = scale;
   params.causal = true;  // query t sees keys up to t + (S - T): all earlier keys
   params.key_mask = opt.attention_mask;
+  if (is_training() && config_.attn_pdrop > 0.f) {
+    params.dropout = config_.attn_pdrop;
+    params.seed = nn::mix_seed(nn::rng_state().seed, attn_dropout_instance_, nn::next_dropout_call());
+  }
   Variable y = ag::attention(qh, kh, vh, params);                 // (B, H, T, D)
   return ag::reshape(ag::permute(y, {0, 2, 1, 3}), {B, T, C});  // (B, T, C)
 }

@@ -31,6 +31,7 @@
 #include "autograd/variable.h"
 #include "models/config.h"
 #include "nn/module.h"
+#include "nn/rng.h"
 
 namespace mp::models {
 
@@ -132,10 +133,15 @@ class CausalLM : public nn::Module {
   // Multi-head causal self-attention shared by both models. q, k, v (B, T, C)
   // (already projected) -> (B, T, C), with `scale` on q k^T, the prefix and
   // the cache of `layer` and the attention mask from opt.
+  // In training mode it applies attention dropout (config attn_pdrop) inside
+  // the fused kernel, as HF applies attn_dropout to the probabilities.
   Variable self_attention(const Variable& q, const Variable& k, const Variable& v, int layer, float scale,
                           const ForwardOptions& opt) const;
 
   ModelConfig config_;
+
+ private:
+  uint64_t attn_dropout_instance_ = nn::next_dropout_instance();  // seeds the attention dropout masks
 };
 
 // HF's label shift: targets[b, t] = labels[b, t + 1], and -100 for the last

@@ -16,8 +16,9 @@
 //   x = x + attn(ln_1(x))      attention: causal, H heads of D = C / H, scale 1/sqrt(D)
 //   x = x + mlp(ln_2(x))       mlp: c_proj(gelu_tanh(c_fc(x)))
 //
-// Attention dropout (attn_pdrop) is not applied: the fused attention kernel
-// has no dropout. Embedding and residual dropout are.
+// In training mode, dropout as HF's: embedding (embd_pdrop), residual
+// (resid_pdrop) and attention probabilities (attn_pdrop, inside the fused
+// kernel; see CausalLM::self_attention).
 #pragma once
 #include <memory>
 

@@ -1,5 +1,7 @@
 // Fused scaled-dot-product attention, per (batch, head):
-//   P = softmax(scale * Q K^T + mask)     out = P V
+//   P = softmax(scale * Q K^T + mask)     out = dropout(P) V
+// (the dropout mask is a function of the seed in AttentionParams, redrawn in
+// backward: it costs no memory)
 // Backward (with lse, each query's log-sum-exp, P is recomputed, never stored):
 //   dV = P^T dO
 //   dP = dO V^T,  dS = P * (dP - rowsum(dO * out))
@@ -28,17 +30,18 @@ Variable attention(const Variable& q, const Variable& k, const Variable& v, cons
   // The key mask is captured by value (a Tensor handle), not through the
   // caller's pointer, which may be gone when backward runs.
   Tensor key_mask = p.key_mask ? *p.key_mask : Tensor();
-  float scale = p.scale;
-  bool causal = p.causal;
+  AttentionParams params = p;  // dropout and its seed too: backward redraws the same mask
+  params.key_mask = nullptr;
   return make_result(fwd.out, "attention", {q, k, v}, [=, out = fwd.out, lse = fwd.lse](const Tensor& g,
                                                                                        std::span<Tensor> gin) {
-    AttentionParams params{scale, causal, key_mask.defined() ? &key_mask : nullptr};
+    AttentionParams bwd = params;
+    if (key_mask.defined()) bwd.key_mask = &key_mask;
     Device dev = g.device();
     // The kernel overwrites these (backend.h: no "accumulate").
     Tensor gq = need_q ? Tensor::empty(qc.shape(), g.dtype(), dev) : Tensor();
     Tensor gk = need_k ? Tensor::empty(kc.shape(), g.dtype(), dev) : Tensor();
     Tensor gv = need_v ? Tensor::empty(vc.shape(), g.dtype(), dev) : Tensor();
-    backend(dev).attention_backward(qc, kc, vc, out, lse, g.contiguous(), params, gq, gk, gv);
+    backend(dev).attention_backward(qc, kc, vc, out, lse, g.contiguous(), bwd, gq, gk, gv);
     gin[0] = gq;
     gin[1] = gk;
     gin[2] = gv;

@@ -18,12 +18,17 @@
 //   dV_s += P_ts dO_t
 //   dP_ts = dO_t . v_s,   dS_ts = P_ts (dP_ts - D_t)
 //   dQ_t += scale dS_ts k_s,   dK_s += scale dS_ts q_t
+//
+// With dropout p, out_t = sum_s F_ts P_ts v_s where F_ts = keep_ts / (1 - p)
+// is redrawn from Philox (lse stays the undropped softmax's). Then dV_s uses
+// F_ts P_ts, dP_ts becomes F_ts (dO_t . v_s), and D_t = dO_t . O_t still holds.
 #include <cmath>
 #include <vector>
 
 #include "engine/cpu/dispatch.h"
 #include "engine/cpu/fast_math.h"
 #include "engine/cpu/kernels.h"
+#include "engine/cpu/philox.h"
 
 namespace mp::cpu {
 
@@ -113,16 +118,34 @@ void weighted_row_sum(const R* w, const R* rows, int64_t end, int64_t D, R* acc)
   }
 }
 
+// Attention dropout's factors for query row r (of B*H*T rows): f[s] = 1 / (1 - p)
+// if the Philox draw of element r*S + s of the (B, H, T, S) probabilities
+// is >= p, else 0, for s in [0, end): the mask ops::dropout would draw.
+template <class R>
+void dropout_factors(uint64_t seed, float p, int64_t r, int64_t S, int64_t end, R* f) {
+  const R scale = R(1) / (R(1) - R(p));
+  const uint64_t first = uint64_t(r * S);
+  for (int64_t s = 0; s < end;) {
+    const uint64_t i = first + uint64_t(s);
+    const philox::U32x4 draws = philox::block(seed, i / 4);
+    for (uint64_t lane = i % 4; lane < 4 && s < end; ++lane, ++s)
+      f[s] = philox::uniform01(draws.v[lane]) >= p ? scale : R(0);
+  }
+}
+
 // The keys query t may see: [0, end), skipping masked ones.
 inline int64_t visible_end(const Dims& d, int64_t t, bool causal) { return causal ? t + (d.S - d.T) + 1 : d.S; }
 
 template <class R>
-void forward(const Dims& d, const R* q, const R* k, const R* v, const int32_t* mask, R scale, bool causal, R* out,
+void forward(const Dims& d, const R* q, const R* k, const R* v, const int32_t* mask, const AttentionParams& p, R* out,
              R* lse) {
   const int64_t rows = d.B * d.H * d.T;
+  const R scale = R(p.scale);
+  const bool causal = p.causal, dropout = p.dropout > 0.f;
 #pragma omp parallel if (rows * d.S * d.D > (1 << 15))
   {
-    std::vector<R> score(size_t(d.S));  // (S) this thread's scores for one query
+    std::vector<R> score(size_t(d.S));                     // (S) this thread's scores for one query
+    std::vector<R> keep(dropout ? size_t(d.S) : size_t(0));  // (S) its dropout factors
 #pragma omp for schedule(dynamic, 16)
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t bh = r / d.T, t = r % d.T, b = bh / d.H;
@@ -151,7 +174,11 @@ void forward(const Dims& d, const R* q, const R* k, const R* v, const int32_t* m
         score[s] = e;
         l += e;
       }
-      weighted_row_sum(score.data(), vb, end, d.D, ot);  // out_t = sum_s e_s v_s, normalised below
+      if (dropout) {
+        dropout_factors(p.seed, p.dropout, r, d.S, end, keep.data());
+        for (int64_t s = 0; s < end; ++s) score[s] *= keep[s];
+      }
+      weighted_row_sum(score.data(), vb, end, d.D, ot);  // out_t = sum_s [F_s] e_s v_s, normalised below
       const R inv = R(1) / l;
       for (int64_t i = 0; i < d.D; ++i) ot[i] *= inv;
       lse[r] = m + std::log(l);
@@ -164,12 +191,15 @@ void forward(const Dims& d, const R* q, const R* k, const R* v, const int32_t* m
 // each key's dK and dV rows are updated once per block instead of once per query.
 template <class R>
 void backward(const Dims& d, const R* q, const R* k, const R* v, const int32_t* mask, const R* out, const R* lse,
-              const R* gout, R scale, bool causal, R* gq, R* gk, R* gv) {
+              const R* gout, const AttentionParams& p, R* gq, R* gk, R* gv) {
   constexpr int64_t kQ = 4;
   const int64_t heads = d.B * d.H;
+  const R scale = R(p.scale);
+  const bool causal = p.causal, dropout = p.dropout > 0.f;
 #pragma omp parallel if (heads * d.T * d.S * d.D > (1 << 15))
   {
     std::vector<R> P(size_t(kQ * d.S)), dS(size_t(kQ * d.S));  // (kQ, S) probabilities and dS of a query block
+    std::vector<R> keep(dropout ? size_t(d.S) : size_t(0));    // (S) one query's dropout factors
 #pragma omp for schedule(dynamic, 1)
     for (int64_t bh = 0; bh < heads; ++bh) {
       const int64_t b = bh / d.H;
@@ -200,11 +230,20 @@ void backward(const Dims& d, const R* q, const R* k, const R* v, const int32_t* 
           row_scores(qt, kb, end, d.D, scale, pj);  // scores, turned into P below
           row_scores(got, vb, end, d.D, R(1), dsj);  // dP_s = dO_t . v_s, turned into dS below
           const R l = lse[r];
+          if (dropout) {  // P F for dV; dS = P (F dP - D)
+            dropout_factors(p.seed, p.dropout, r, d.S, end, keep.data());
+            for (int64_t s = 0; s < end; ++s) {
+              const R ps = (mb && mb[s] == 0) ? R(0) : fast_exp(pj[s] - l);
+              pj[s] = ps * keep[s];
+              dsj[s] = scale * ps * (keep[s] * dsj[s] - Dt);
+            }
+          } else {
 #pragma omp simd
-          for (int64_t s = 0; s < end; ++s) {
-            const R ps = (mb && mb[s] == 0) ? R(0) : fast_exp(pj[s] - l);
-            pj[s] = ps;
-            dsj[s] = scale * ps * (dsj[s] - Dt);  // dS, with scale folded in: d score / d (q . k)
+            for (int64_t s = 0; s < end; ++s) {
+              const R ps = (mb && mb[s] == 0) ? R(0) : fast_exp(pj[s] - l);
+              pj[s] = ps;
+              dsj[s] = scale * ps * (dsj[s] - Dt);  // dS, with scale folded in: d score / d (q . k)
+            }
           }
           std::fill(pj + end, pj + block_end, R(0));
           std::fill(dsj + end, dsj + block_end, R(0));
@@ -251,7 +290,7 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Attentio
   check_like("attention", "lse", lse, {d.B, d.H, d.T}, q.dtype());
   const int32_t* mask = p.key_mask ? p.key_mask->data<int32_t>() : nullptr;
   visit_float(q.dtype(), "attention", [&]<class R>() {
-    forward<R>(d, q.data<R>(), k.data<R>(), v.data<R>(), mask, R(p.scale), p.causal, out.data<R>(), lse.data<R>());
+    forward<R>(d, q.data<R>(), k.data<R>(), v.data<R>(), mask, p, out.data<R>(), lse.data<R>());
   });
 }
 
@@ -267,8 +306,8 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
   check_like("attention_backward", "gv", gv, v.shape(), q.dtype());
   const int32_t* mask = p.key_mask ? p.key_mask->data<int32_t>() : nullptr;
   visit_float(q.dtype(), "attention_backward", [&]<class R>() {
-    backward<R>(d, q.data<R>(), k.data<R>(), v.data<R>(), mask, out.data<R>(), lse.data<R>(), gout.data<R>(),
-                R(p.scale), p.causal, gq.defined() ? gq.data<R>() : nullptr, gk.defined() ? gk.data<R>() : nullptr,
+    backward<R>(d, q.data<R>(), k.data<R>(), v.data<R>(), mask, out.data<R>(), lse.data<R>(), gout.data<R>(), p,
+                gq.defined() ? gq.data<R>() : nullptr, gk.defined() ? gk.data<R>() : nullptr,
                 gv.defined() ? gv.data<R>() : nullptr);
   });
 }

@@ -249,6 +249,10 @@ TEST_CASE("gradcheck: attention") {
       check_gradients([&](const Vars& x) { return attention(x[0], x[1], x[2], p); }, {q, k, v});
     }
   }
+  SUBCASE("attention dropout: the backward redraws the forward's mask") {
+    AttentionParams p{0.5f, true, &mask, 0.3f, 2024};
+    check_gradients([&](const Vars& x) { return attention(x[0], x[1], x[2], p); }, {q, k, v});
+  }
   SUBCASE("T == S, and only some inputs need gradients (prefix tuning: keys and values)") {
     Tensor k3 = rand64({B, H, T, D}, 133), v3 = rand64({B, H, T, D}, 134);
     AttentionParams p{0.5f, true, nullptr};

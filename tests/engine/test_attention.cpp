@@ -1,5 +1,7 @@
-// Fused attention against naive softmax(scale q k^T + mask) v, with causal,
-// prefix keys and a key mask; the backward against finite differences (f64).
+// Fused attention against naive dropout(softmax(scale q k^T + mask)) v, with
+// causal, prefix keys, a key mask and dropout (whose mask must be the one
+// ops::dropout draws on the (B, H, T, S) probabilities with the same seed);
+// the backward against finite differences (f64).
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -17,11 +19,13 @@ struct Naive {
 };
 
 // The dense reference: for each (b, h, t), scores over every key, -inf where
-// not visible, softmax, weighted sum of values. Rows with no key give 0.
+// not visible, softmax, dropout, weighted sum of values. Rows with no key give 0.
 static Naive naive_attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p) {
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), S = k.size(2);
   std::vector<double> vq = values(q), vk = values(k), vv = values(v);
   std::vector<double> mask = p.key_mask ? values(*p.key_mask) : std::vector<double>(size_t(B * S), 1);
+  // (B, H, T, S) dropout factors: what ops::dropout makes of a tensor of ones.
+  std::vector<double> keep = values(ops::dropout(Tensor::full({B, H, T, S}, 1.0, DType::f64), p.dropout, p.seed));
   Naive r{std::vector<double>(size_t(B * H * T * D), 0), std::vector<double>(size_t(B * H * T), -INFINITY)};
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h)
@@ -42,7 +46,7 @@ static Naive naive_attention(const Tensor& q, const Tensor& k, const Tensor& v, 
         for (int64_t s = 0; s < S; ++s) sum += std::exp(score[size_t(s)] - m);
         r.lse[size_t((b * H + h) * T + t)] = m + std::log(sum);
         for (int64_t s = 0; s < S; ++s) {
-          const double w = std::exp(score[size_t(s)] - m) / sum;
+          const double w = std::exp(score[size_t(s)] - m) / sum * keep[size_t(((b * H + h) * T + t) * S + s)];
           for (int64_t i = 0; i < D; ++i)
             r.out[size_t(((b * H + h) * T + t) * D + i)] += w * vv[size_t(((b * H + h) * S + s) * D + i)];
         }
@@ -54,30 +58,34 @@ TEST_CASE("attention forward: causal, prefix keys, key mask, fully masked rows")
   const int64_t B = 2, H = 3, T = 5, D = 8;
   for (int64_t S : {int64_t(5), int64_t(8)})
     for (bool causal : {true, false})
-      for (bool masked : {false, true}) {
-        CAPTURE(S);
-        CAPTURE(causal);
-        CAPTURE(masked);
-        Tensor q = rand_tensor({B, H, T, D}, 1), k = rand_tensor({B, H, S, D}, 2), v = rand_tensor({B, H, S, D}, 3);
-        std::vector<int32_t> m(size_t(B * S), 1);
-        m[1] = 0;                           // batch 0: key 1 padded
-        for (int64_t s = 0; s < S; ++s) m[size_t(S + s)] = s >= S - 2 ? 0 : 1;  // batch 1: last two keys padded
-        if (S == T) m[0] = 0;               // batch 0, query 0 (causal) sees only key 0: now fully masked
-        Tensor mask = Tensor::from_vector(m, {B, S});
-        AttentionParams p;
-        p.scale = 1.f / std::sqrt(float(D));
-        p.causal = causal;
-        p.key_mask = masked ? &mask : nullptr;
-        auto r = ops::attention(q, k, v, p);
-        Naive want = naive_attention(q, k, v, p);
-        check_close(r.out, want.out, 1e-5);
-        std::vector<double> lse = values(r.lse);
-        for (size_t i = 0; i < lse.size(); ++i) {
-          if (std::isinf(want.lse[i])) CHECK(lse[i] == -INFINITY);
-          else CHECK(std::abs(lse[i] - want.lse[i]) < 1e-5);
+      for (bool masked : {false, true})
+        for (float dropout : {0.f, 0.3f}) {
+          CAPTURE(S);
+          CAPTURE(causal);
+          CAPTURE(masked);
+          CAPTURE(dropout);
+          Tensor q = rand_tensor({B, H, T, D}, 1), k = rand_tensor({B, H, S, D}, 2), v = rand_tensor({B, H, S, D}, 3);
+          std::vector<int32_t> m(size_t(B * S), 1);
+          m[1] = 0;                           // batch 0: key 1 padded
+          for (int64_t s = 0; s < S; ++s) m[size_t(S + s)] = s >= S - 2 ? 0 : 1;  // batch 1: last two keys padded
+          if (S == T) m[0] = 0;               // batch 0, query 0 (causal) sees only key 0: now fully masked
+          Tensor mask = Tensor::from_vector(m, {B, S});
+          AttentionParams p;
+          p.scale = 1.f / std::sqrt(float(D));
+          p.causal = causal;
+          p.key_mask = masked ? &mask : nullptr;
+          p.dropout = dropout;
+          p.seed = 1234;
+          auto r = ops::attention(q, k, v, p);
+          Naive want = naive_attention(q, k, v, p);
+          check_close(r.out, want.out, 1e-5);
+          std::vector<double> lse = values(r.lse);
+          for (size_t i = 0; i < lse.size(); ++i) {
+            if (std::isinf(want.lse[i])) CHECK(lse[i] == -INFINITY);
+            else CHECK(std::abs(lse[i] - want.lse[i]) < 1e-5);
+          }
+          for (double o : values(r.out)) CHECK(std::isfinite(o));
         }
-        for (double o : values(r.out)) CHECK(std::isfinite(o));
-      }
 }
 
 TEST_CASE("attention forward at a size that runs in parallel") {
@@ -87,60 +95,70 @@ TEST_CASE("attention forward at a size that runs in parallel") {
   p.scale = 0.25f;
   auto r = ops::attention(q, k, v, p);
   check_close(r.out, naive_attention(q, k, v, p).out, 1e-5);
+  p.dropout = 0.5f;
+  p.seed = 99;
+  auto dropped = ops::attention(q, k, v, p);
+  check_close(dropped.out, naive_attention(q, k, v, p).out, 1e-5);
+  CHECK(ops::max_abs_diff(dropped.out, r.out) > 0.1);  // the dropout did something
+  CHECK(ops::max_abs_diff(dropped.lse, r.lse) == 0.0);  // lse is the undropped softmax's
 }
 
 TEST_CASE("attention backward against finite differences (f64)") {
   // T = 5 and 3 leave a partial block of queries in the backward's blocks of 4.
   const int64_t sizes[3][2] = {{4, 6}, {5, 5}, {3, 7}};
   for (const auto& size : sizes)
-    for (bool causal : {true, false}) {
-      CAPTURE(size[0]);
-      CAPTURE(size[1]);
-      CAPTURE(causal);
-      const int64_t B = 2, H = 2, D = 3, T = size[0], S = size[1];
-      Tensor q = rand_tensor({B, H, T, D}, 7, DType::f64), k = rand_tensor({B, H, S, D}, 8, DType::f64),
-             v = rand_tensor({B, H, S, D}, 9, DType::f64);
-      Tensor gout = rand_tensor({B, H, T, D}, 10, DType::f64);
-      std::vector<int32_t> m(size_t(B * S), 1);
-      m[2] = 0;
-      m[size_t(S + 4)] = 0;
-      Tensor mask = Tensor::from_vector(m, {B, S});
-      AttentionParams p;
-      p.scale = 0.7f;
-      p.causal = causal;
-      p.key_mask = &mask;
-      auto r = ops::attention(q, k, v, p);
-      Tensor gq = Tensor::empty(q.shape(), DType::f64), gk = Tensor::empty(k.shape(), DType::f64),
-             gv = Tensor::empty(v.shape(), DType::f64);
-      backend(kCPU).attention_backward(q, k, v, r.out, r.lse, gout, p, gq, gk, gv);
+    for (bool causal : {true, false})
+      for (float dropout : {0.f, 0.4f}) {
+        CAPTURE(size[0]);
+        CAPTURE(size[1]);
+        CAPTURE(causal);
+        CAPTURE(dropout);
+        const int64_t B = 2, H = 2, D = 3, T = size[0], S = size[1];
+        Tensor q = rand_tensor({B, H, T, D}, 7, DType::f64), k = rand_tensor({B, H, S, D}, 8, DType::f64),
+               v = rand_tensor({B, H, S, D}, 9, DType::f64);
+        Tensor gout = rand_tensor({B, H, T, D}, 10, DType::f64);
+        std::vector<int32_t> m(size_t(B * S), 1);
+        m[2] = 0;
+        m[size_t(S + 4)] = 0;
+        Tensor mask = Tensor::from_vector(m, {B, S});
+        AttentionParams p;
+        p.scale = 0.7f;
+        p.causal = causal;
+        p.key_mask = &mask;
+        p.dropout = dropout;
+        p.seed = 77;
+        auto r = ops::attention(q, k, v, p);
+        Tensor gq = Tensor::empty(q.shape(), DType::f64), gk = Tensor::empty(k.shape(), DType::f64),
+               gv = Tensor::empty(v.shape(), DType::f64);
+        backend(kCPU).attention_backward(q, k, v, r.out, r.lse, gout, p, gq, gk, gv);
 
-      std::vector<double> vg = values(gout);
-      auto loss = [&] {
-        std::vector<double> o = values(ops::attention(q, k, v, p).out);
-        double s = 0;
-        for (size_t i = 0; i < o.size(); ++i) s += o[i] * vg[i];
-        return s;
-      };
-      for (Tensor* x : {&q, &k, &v}) {
-        Tensor g = x == &q ? gq : x == &k ? gk : gv;
-        Tensor flat = x->view({x->numel()});
-        std::vector<double> num;
-        for (int64_t i = 0; i < x->numel(); ++i) {
-          const double h = 1e-6, x0 = flat.at({i});
-          flat.set({i}, x0 + h);
-          const double up = loss();
-          flat.set({i}, x0 - h);
-          const double down = loss();
-          flat.set({i}, x0);
-          num.push_back((up - down) / (2 * h));
-    }
-    check_close(g, num, 1e-7);
-  }
-  // Each gradient may be skipped.
-  Tensor gv2 = Tensor::empty(v.shape(), DType::f64);
-  backend(kCPU).attention_backward(q, k, v, r.out, r.lse, gout, p, Tensor(), Tensor(), gv2);
-  CHECK(ops::max_abs_diff(gv2, gv) == 0);
-    }
+        std::vector<double> vg = values(gout);
+        auto loss = [&] {
+          std::vector<double> o = values(ops::attention(q, k, v, p).out);
+          double s = 0;
+          for (size_t i = 0; i < o.size(); ++i) s += o[i] * vg[i];
+          return s;
+        };
+        for (Tensor* x : {&q, &k, &v}) {
+          Tensor g = x == &q ? gq : x == &k ? gk : gv;
+          Tensor flat = x->view({x->numel()});
+          std::vector<double> num;
+          for (int64_t i = 0; i < x->numel(); ++i) {
+            const double h = 1e-6, x0 = flat.at({i});
+            flat.set({i}, x0 + h);
+            const double up = loss();
+            flat.set({i}, x0 - h);
+            const double down = loss();
+            flat.set({i}, x0);
+            num.push_back((up - down) / (2 * h));
+          }
+          check_close(g, num, 1e-7);
+        }
+        // Each gradient may be skipped.
+        Tensor gv2 = Tensor::empty(v.shape(), DType::f64);
+        backend(kCPU).attention_backward(q, k, v, r.out, r.lse, gout, p, Tensor(), Tensor(), gv2);
+        CHECK(ops::max_abs_diff(gv2, gv) == 0);
+      }
 }
 
 TEST_CASE("attention backward on fully masked rows gives zero gradients") {

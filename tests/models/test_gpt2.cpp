@@ -89,6 +89,21 @@ TEST_CASE("gpt2: gradients reach a prefix and inputs_embeds") {
   for (const auto& [name, p] : model->named_parameters()) CHECK_MESSAGE(!p.grad().defined(), name);
 }
 
+TEST_CASE("gpt2: training mode applies attention dropout (attn_pdrop) and nothing else when the others are 0") {
+  models::ModelConfig c = models::builtin_config("gpt2-tiny");
+  c.embd_pdrop = c.resid_pdrop = 0.f;
+  Tensor ids = Tensor::from_vector(std::vector<int32_t>{5, 77, 130, 9, 201, 3, 42, 8}, {1, 8});
+  auto logits = [&](float attn_pdrop, bool training) {
+    c.attn_pdrop = attn_pdrop;
+    auto model = models::make_model(c, 3);
+    model->train(training);
+    return model->forward(ids).value();
+  };
+  const Tensor eval = logits(0.1f, false);
+  CHECK(ops::max_abs_diff(logits(0.f, true), eval) == 0.0);
+  CHECK(ops::max_abs_diff(logits(0.1f, true), eval) > 1e-3);
+}
+
 TEST_CASE("gpt2: built-in configs and HF-style random init") {
   models::ModelConfig c = models::builtin_config("gpt2");
   CHECK(c.num_layers == 12);
