@@ -278,27 +278,31 @@ TEST_CASE("dropout: the same mask as the CPU") {
   }
 }
 
-TEST_CASE("fused attention forward and backward: causal, prefix keys, key_mask, bf16") {
+TEST_CASE("fused attention forward and backward: causal, prefix keys, key_mask, bf16, dropout") {
   struct Case {
     int64_t B, H, T, S, D;
     bool causal, mask;
     DType dt;
+    float dropout;  // the same Philox mask as the CPU's
   };
   const Case cases[] = {
-      {2, 3, 37, 45, 64, true, true, DType::f32},   // prefix of 8 keys, padding in the mask
-      {1, 2, 70, 70, 32, true, false, DType::f32},  // plain causal, several tiles
-      {2, 2, 20, 33, 128, false, false, DType::f32},
-      {2, 3, 37, 45, 64, true, true, DType::bf16},
+      {2, 3, 37, 45, 64, true, true, DType::f32, 0.f},   // prefix of 8 keys, padding in the mask
+      {1, 2, 70, 70, 32, true, false, DType::f32, 0.f},  // plain causal, several tiles
+      {2, 2, 20, 33, 128, false, false, DType::f32, 0.f},
+      {2, 3, 37, 45, 64, true, true, DType::bf16, 0.f},
+      {2, 3, 37, 45, 64, true, true, DType::f32, 0.2f},
+      {1, 2, 70, 70, 32, true, false, DType::bf16, 0.1f},
   };
   for (const Case& c : cases) {
     CAPTURE(c.T);
     CAPTURE(c.D);
+    CAPTURE(c.dropout);
     Tensor q = uniform({c.B, c.H, c.T, c.D}, 80, -1, 1, c.dt), k = uniform({c.B, c.H, c.S, c.D}, 81, -1, 1, c.dt),
            v = uniform({c.B, c.H, c.S, c.D}, 82, -1, 1, c.dt), gout = uniform({c.B, c.H, c.T, c.D}, 83, -1, 1, c.dt);
     std::vector<int32_t> mv(size_t(c.B * c.S), 1);
     for (int64_t s = 1; s < c.S; s += 5) mv[size_t(c.S + s)] = 0;  // batch 1: every 5th key is padding (key 0 kept)
     Tensor mask = Tensor::from_vector(mv, {c.B, c.S}), dmask = dev(mask);
-    AttentionParams pc{float(1 / std::sqrt(double(c.D))), c.causal, c.mask ? &mask : nullptr};
+    AttentionParams pc{float(1 / std::sqrt(double(c.D))), c.causal, c.mask ? &mask : nullptr, c.dropout, 31};
     AttentionParams pg = pc;
     pg.key_mask = c.mask ? &dmask : nullptr;
     const double tol = c.dt == DType::bf16 ? kBF16 : kF32;
