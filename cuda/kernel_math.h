@@ -149,7 +149,7 @@ MP_HD inline double random_normal(uint64_t seed, uint64_t i, double a, double b)
 
 // Dropout keeps element i when its uniform draw is >= p (engine/cpu/random.cpp).
 MP_HD inline bool dropout_keep(uint64_t seed, uint64_t i, float p) {
-  return philox::uniform01(philox::block(seed, i / 4).v[i % 4]) >= p;
+  return philox::dropout_keeps(philox::block(seed, i / 4).v[i % 4], p);
 }
 // The scale of kept elements, 1 / (1 - p); 0 when p >= 1 (everything dropped).
 MP_HD inline float dropout_scale(float p) { return p < 1.f ? 1.f / (1.f - p) : 0.f; }

@@ -129,7 +129,7 @@ void dropout_factors(uint64_t seed, float p, int64_t r, int64_t S, int64_t end, 
     const uint64_t i = first + uint64_t(s);
     const philox::U32x4 draws = philox::block(seed, i / 4);
     for (uint64_t lane = i % 4; lane < 4 && s < end; ++lane, ++s)
-      f[s] = philox::uniform01(draws.v[lane]) >= p ? scale : R(0);
+      f[s] = philox::dropout_keeps(draws.v[lane], p) ? scale : R(0);
   }
 }
 

@@ -60,6 +60,11 @@ MP_HOST_DEVICE constexpr float uniform01(uint32_t x) { return float(x >> 8) * (1
 // 24 random bits -> a float in (0, 1] (safe for log in Box-Muller).
 MP_HOST_DEVICE constexpr float uniform01_open0(uint32_t x) { return float((x >> 8) + 1u) * (1.0f / 16777216.0f); }
 
+// Dropout with probability p keeps an element whose draw gives a uniform >= p.
+// The one rule for every dropout mask: ops::dropout, the fused attention's
+// (CPU and CUDA) and the CUDA dropout kernel must draw the same masks.
+MP_HOST_DEVICE constexpr bool dropout_keeps(uint32_t draw, float p) { return uniform01(draw) >= p; }
+
 // The uniform [0, 1) value of element i of stream `seed`.
 MP_HOST_DEVICE constexpr float uniform_at(uint64_t seed, uint64_t i) {
   return uniform01(block(seed, i / 4).v[i % 4]);

@@ -67,7 +67,7 @@ void dropout(const Tensor& x, float p, uint64_t seed, const Tensor& out) {
     const int64_t n = x.numel();
     const T scale = p < 1.f ? T(1) / (T(1) - T(p)) : T(0);
     for_each_block(n, seed, [&](int64_t i, philox::U32x4 r) {
-      for (int l = 0; l < 4 && i + l < n; ++l) o[i + l] = philox::uniform01(r.v[l]) >= p ? in[i + l] * scale : T(0);
+      for (int l = 0; l < 4 && i + l < n; ++l) o[i + l] = philox::dropout_keeps(r.v[l], p) ? in[i + l] * scale : T(0);
     });
   });
 }
