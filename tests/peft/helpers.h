@@ -53,6 +53,13 @@ inline std::string our_name(std::string hf) {
   return hf;
 }
 
+// Token ids (B, T) i32: a fixed pattern below `vocab`.
+inline Tensor pattern_ids(int64_t B, int64_t T, int vocab) {
+  std::vector<int32_t> v(size_t(B * T));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = int32_t((i * 7919 + 13) % size_t(vocab));
+  return Tensor::from_vector(v, {B, T}, Tag::workspace);
+}
+
 // max |a - b| / max(max |b|, 1e-6).
 inline double rel_error(const Tensor& a, const Tensor& b) {
   std::vector<float> x = a.to_floats(), y = b.to_floats();

@@ -24,11 +24,7 @@ std::shared_ptr<models::CausalLM> load(const std::string& base, DType weight_dty
   return models::load_pretrained(fixtures_dir() + "/" + base, weight_dtype);
 }
 
-Tensor batch_ids() {
-  std::vector<int32_t> v(2 * 12);
-  for (size_t i = 0; i < v.size(); ++i) v[i] = int32_t((i * 7919 + 13) % 256);
-  return Tensor::from_vector(v, {2, 12}, Tag::workspace);  // (2, 12)
-}
+Tensor batch_ids() { return pattern_ids(2, 12, 256); }
 
 std::map<std::string, Variable> by_name(const nn::Module& m) {
   std::map<std::string, Variable> out;

@@ -26,12 +26,7 @@ peft::PeftConfig lora(std::vector<std::string> targets, int r = 4, float dropout
                                  .init_lora_weights = peft::LoraInit::none});  // B random: the adapter does something
 }
 
-// Token ids (2, 8) i32.
-Tensor batch_ids() {
-  std::vector<int32_t> v(16);
-  for (size_t i = 0; i < v.size(); ++i) v[i] = int32_t((i * 7919 + 13) % 256);
-  return Tensor::from_vector(v, {2, 8}, Tag::workspace);
-}
+Tensor batch_ids() { return pattern_ids(2, 8, 256); }
 
 TEST_CASE("lora: merged logits equal unmerged; unmerge restores W0") {
   for (const char* base : {"gpt2_tiny", "opt_tiny"}) {
