@@ -76,9 +76,12 @@ void Variable::backward(const Tensor& grad_output) const {
   std::unordered_map<Node*, Tensor> grads;
   std::vector<std::shared_ptr<Node>> order = reverse_topological_order(impl_->node);
   accumulate(grads, Edge{impl_->node, nullptr}, grad_output);
+  Ledger& ledger = Ledger::instance();
+  const std::string_view outer_op = ledger.op();  // a recompute's nested sweep runs inside a node
   for (std::shared_ptr<Node>& slot : order) {
     std::shared_ptr<Node> node = std::move(slot);  // dies at the end of this step unless still referenced
     if (!node->backward) fail("backward() through {} a second time: its graph was freed by the first", node->name);
+    ledger.set_op(node->name);  // the ledger's peak names the node running
     auto it = grads.find(node.get());
     if (it != grads.end()) {
       Tensor gout = std::move(it->second);
@@ -92,6 +95,7 @@ void Variable::backward(const Tensor& grad_output) const {
     // function) and the edges.
     node->backward = nullptr;
     node->inputs.clear();
+    ledger.set_op(outer_op);
   }
 }
 

@@ -48,8 +48,9 @@ Variable linear(const Variable& x, const Variable& w, const Variable& b, bool w_
 Variable softmax(const Variable& x);      // last axis
 Variable log_softmax(const Variable& x);  // last axis
 Variable layer_norm(const Variable& x, const Variable& w, const Variable& b, float eps);
-// ids (...) i32 (no gradient) -> (..., C) rows of table (V, C).
-Variable embedding(const Tensor& ids, const Variable& table);
+// ids (...) i32 (no gradient) -> (..., C) rows of table (V, C). Row
+// padding_idx gets no gradient from this lookup (-1: every row does).
+Variable embedding(const Tensor& ids, const Variable& table, int padding_idx = -1);
 // Mean over rows whose target != ignore_index of -log softmax(logits)[target].
 // logits (N, V), targets (N) i32. The (N, V) probabilities are never saved.
 Variable cross_entropy(const Variable& logits, const Tensor& targets, int ignore_index = -100);

@@ -33,6 +33,7 @@ Edge edge_to(const Variable& v) {
 }
 
 Variable make_result(Tensor value, const char* name, const std::vector<Variable>& inputs, BackwardFn backward) {
+  Ledger::instance().note_op(name);  // names a peak reached while this op allocated
   bool any = false;
   for (const Variable& v : inputs) any = any || needs_grad(v);
   if (!any) return Variable(std::move(value), false);

@@ -384,7 +384,7 @@ class CudaBackend final : public Backend {
     if (take_flag(flag_)) name_bad_index("embedding", "token id", ids, V, INT32_MIN);
   }
 
-  void embedding_backward(const Tensor& ids, const Tensor& gout, const Tensor& gtable) override {
+  void embedding_backward(const Tensor& ids, const Tensor& gout, const Tensor& gtable, int padding_idx) override {
     if (gtable.dim() != 2) fail("embedding_backward: gtable must be (V, C), got {}", shape_str(gtable.shape()));
     const int64_t V = gtable.size(0), C = gtable.size(1), N = ids.numel();
     if (gout.numel() != N * C)
@@ -394,8 +394,8 @@ class CudaBackend final : public Backend {
            dtype_name(gtable.dtype()));
     check_contiguous("embedding_backward", {&ids, &gout, &gtable});
     if (N * C == 0) return;
-    // Ids out of range are skipped (the forward pass has reported them).
-    launch_embedding_backward(N, V, C, ids.data<int32_t>(), ptr(gout), ptr(gtable));
+    // Ids out of range are skipped (the forward pass has reported them), and so is padding_idx.
+    launch_embedding_backward(N, V, C, ids.data<int32_t>(), ptr(gout), ptr(gtable), padding_idx);
     check_launch("embedding_backward");
   }
 

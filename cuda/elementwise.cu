@@ -173,11 +173,12 @@ __global__ void embedding_kernel(int64_t N, int64_t V, int64_t C, const int32_t*
 }
 
 template <class T>
-__global__ void embedding_backward_kernel(int64_t N, int64_t V, int64_t C, const int32_t* ids, const T* gout, T* gtable) {
+__global__ void embedding_backward_kernel(int64_t N, int64_t V, int64_t C, const int32_t* ids, const T* gout, T* gtable,
+                                          int padding_idx) {
   MP_GRID_STRIDE(i, N * C) {
     const int64_t n = i / C, c = i % C;
     const int32_t id = ids[n];
-    if (id >= 0 && id < V) atomicAdd(gtable + int64_t(id) * C + c, gout[i]);
+    if (id >= 0 && id < V && id != padding_idx) atomicAdd(gtable + int64_t(id) * C + c, gout[i]);
   }
 }
 
@@ -238,13 +239,14 @@ void launch_embedding(int64_t N, int64_t V, int64_t C, const int32_t* ids, Ptr t
   embedding_kernel<<<blocks_for(N * C), kThreads>>>(N, V, C, ids, table, out, err);
 }
 
-void launch_embedding_backward(int64_t N, int64_t V, int64_t C, const int32_t* ids, Ptr gout, Ptr gtable) {
+void launch_embedding_backward(int64_t N, int64_t V, int64_t C, const int32_t* ids, Ptr gout, Ptr gtable,
+                               int padding_idx) {
   if (gtable.dt == DType::f64)
-    embedding_backward_kernel<double><<<blocks_for(N * C), kThreads>>>(N, V, C, ids, static_cast<const double*>(gout.p),
-                                                                        static_cast<double*>(gtable.p));
+    embedding_backward_kernel<double><<<blocks_for(N * C), kThreads>>>(
+        N, V, C, ids, static_cast<const double*>(gout.p), static_cast<double*>(gtable.p), padding_idx);
   else
-    embedding_backward_kernel<float><<<blocks_for(N * C), kThreads>>>(N, V, C, ids, static_cast<const float*>(gout.p),
-                                                                       static_cast<float*>(gtable.p));
+    embedding_backward_kernel<float><<<blocks_for(N * C), kThreads>>>(
+        N, V, C, ids, static_cast<const float*>(gout.p), static_cast<float*>(gtable.p), padding_idx);
 }
 
 void launch_adamw(int64_t n, float* param, const float* grad, float* m, float* v, float lr, float beta1, float beta2,

@@ -50,7 +50,8 @@ void launch_reduce(ReduceOp op, const Strided<2>& L, int64_t len, int64_t axis_s
 void launch_dropout(int64_t n, Ptr x, Ptr out, float p, uint64_t seed);
 // Ids out of [0, V) set *err to 1 (the host reads it and throws).
 void launch_embedding(int64_t N, int64_t V, int64_t C, const int32_t* ids, Ptr table, Ptr out, int* err);
-void launch_embedding_backward(int64_t N, int64_t V, int64_t C, const int32_t* ids, Ptr gout, Ptr gtable);
+void launch_embedding_backward(int64_t N, int64_t V, int64_t C, const int32_t* ids, Ptr gout, Ptr gtable,
+                               int padding_idx);
 void launch_adamw(int64_t n, float* param, const float* grad, float* m, float* v, float lr, float beta1, float beta2,
                   float eps, float weight_decay, int64_t step);
 

@@ -6,10 +6,11 @@
 
 namespace mp {
 
-Backend* cpu_backend();  // engine/cpu/cpu_backend.cpp
+Backend* cpu_backend();   // engine/cpu/cpu_backend.cpp
+Backend* meta_backend();  // engine/meta/meta_backend.cpp
 
 static std::array<Backend*, kDeviceTypes>& registry() {
-  static std::array<Backend*, kDeviceTypes> backends{cpu_backend(), nullptr};
+  static std::array<Backend*, kDeviceTypes> backends{cpu_backend(), nullptr, meta_backend()};
   return backends;
 }
 

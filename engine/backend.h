@@ -93,8 +93,9 @@ class Backend {
 
   // ids (N) i32, table (V, C) -> out (N, C). Ids out of range are an mp::Error.
   virtual void embedding(const Tensor& ids, const Tensor& table, const Tensor& out) = 0;
-  // gtable (V, C) accumulates gout (N, C) rows at ids (scatter-add).
-  virtual void embedding_backward(const Tensor& ids, const Tensor& gout, const Tensor& gtable) = 0;
+  // gtable (V, C) accumulates gout (N, C) rows at ids (scatter-add), except
+  // rows whose id is padding_idx (torch's padding_idx; -1: none).
+  virtual void embedding_backward(const Tensor& ids, const Tensor& gout, const Tensor& gtable, int padding_idx) = 0;
 
   // Fused softmax + cross-entropy, never storing probabilities for all rows:
   // logits (N, V), targets (N) i32 (ignore_index rows give loss 0) -> losses (N).

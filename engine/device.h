@@ -1,22 +1,49 @@
-// Where a tensor's bytes live.
+// Where a tensor's bytes live. The meta device holds shapes and no bytes:
+// its kernels do nothing and its allocations only go through the Ledger, so
+// running the real code on it counts the bytes a CPU run would use
+// (engine/meta/meta_backend.cpp; the memory planner runs a training step there).
 #pragma once
 #include <cstdint>
 #include <string>
 
 namespace mp {
 
-enum class DeviceType : uint8_t { cpu, cuda };
-constexpr int kDeviceTypes = 2;
+enum class DeviceType : uint8_t { cpu, cuda, meta };
+constexpr int kDeviceTypes = 3;
 
 struct Device {
   DeviceType type = DeviceType::cpu;
   int index = 0;
   bool operator==(const Device&) const = default;
   bool is_cpu() const { return type == DeviceType::cpu; }
-  std::string str() const { return type == DeviceType::cpu ? "cpu" : "cuda:" + std::to_string(index); }
+  bool is_meta() const { return type == DeviceType::meta; }
+  std::string str() const {
+    return type == DeviceType::cpu ? "cpu" : type == DeviceType::meta ? "meta" : "cuda:" + std::to_string(index);
+  }
 };
 
 inline constexpr Device kCPU{DeviceType::cpu, 0};
 inline constexpr Device kCUDA{DeviceType::cuda, 0};
+inline constexpr Device kMeta{DeviceType::meta, 0};
+
+// The device that tensor factories use when none is given: the CPU unless a
+// DeviceScope says otherwise (thread-local). A model built inside
+//
+//   { DeviceScope scope(kMeta); model = models::make_model(config); }
+//
+// has every parameter on that device, and ops put their outputs on their
+// inputs' device. Code that fills a host buffer names kCPU itself.
+Device default_device();
+
+class DeviceScope {
+ public:
+  explicit DeviceScope(Device d);
+  ~DeviceScope();
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  Device saved_;
+};
 
 }  // namespace mp

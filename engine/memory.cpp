@@ -21,7 +21,21 @@ void Ledger::on_alloc(Device d, Tag t, size_t bytes) {
   p.current[int(t)] += bytes;
   p.peak[int(t)] = std::max(p.peak[int(t)], p.current[int(t)]);
   p.total += bytes;
-  p.peak_total = std::max(p.peak_total, p.total);
+  if (p.total > p.peak_total) {
+    p.peak_total = p.total;
+    p.moment.by_tag = p.current;
+    p.moment.phase = phase_;
+    p.moment.op = op_;
+    p.op_pending = op_.empty();
+  }
+}
+
+void Ledger::note_op(std::string_view op) {
+  for (PerDevice& p : devices_)
+    if (p.op_pending) {
+      p.moment.op = op;
+      p.op_pending = false;
+    }
 }
 
 void Ledger::on_free(Device d, Tag t, size_t bytes) {
@@ -34,11 +48,14 @@ size_t Ledger::current(Tag t, Device d) const { return devices_[int(d.type)].cur
 size_t Ledger::peak(Tag t, Device d) const { return devices_[int(d.type)].peak[int(t)]; }
 size_t Ledger::current_total(Device d) const { return devices_[int(d.type)].total; }
 size_t Ledger::peak_total(Device d) const { return devices_[int(d.type)].peak_total; }
+const PeakMoment& Ledger::peak_moment(Device d) const { return devices_[int(d.type)].moment; }
 
 void Ledger::reset_peaks() {
   for (PerDevice& p : devices_) {
     p.peak = p.current;
     p.peak_total = p.total;
+    p.moment = {p.current, std::string(phase_), std::string(op_)};
+    p.op_pending = false;
   }
 }
 

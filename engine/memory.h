@@ -8,6 +8,7 @@
 #include <array>
 #include <cstddef>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "engine/device.h"
@@ -18,25 +19,49 @@ enum class Tag : uint8_t { weights, grads, optimizer, activations, workspace, ad
 constexpr int kTags = 6;
 std::string_view tag_name(Tag t);
 
-// Bytes per (device type, tag): current, peak, and the peak of their sum.
+using TagBytes = std::array<size_t, kTags>;
+
+// The moment the sum of all tags peaked: bytes per tag then, and where the
+// program was (see Ledger::set_phase, set_op and note_op).
+struct PeakMoment {
+  TagBytes by_tag{};
+  std::string phase;  // "forward", "backward", ... ("" if no phase was set)
+  std::string op;     // the autograd op that was running ("" if unknown)
+};
+
+// Bytes per (device type, tag): current, peak, and the peak of their sum
+// with the moment it was reached.
 class Ledger {
  public:
   static Ledger& instance();
   void on_alloc(Device d, Tag t, size_t bytes);
   void on_free(Device d, Tag t, size_t bytes);
   size_t current(Tag t, Device d = kCPU) const;
-  size_t peak(Tag t, Device d = kCPU) const;
+  size_t peak(Tag t, Device d = kCPU) const;  // this tag's own peak
   size_t current_total(Device d = kCPU) const;
   size_t peak_total(Device d = kCPU) const;  // peak of the sum, not the sum of peaks
+  const PeakMoment& peak_moment(Device d = kCPU) const;
   // Start a new measurement: peaks drop to what is allocated now.
   void reset_peaks();
 
+  // Where the program is, so that the peak can be located. The training step
+  // sets the phase; backward() names the node it runs (set_op, "" after it);
+  // in a forward pass an op allocates before its node exists, so a peak
+  // reached there is named by the next node recorded (note_op).
+  void set_phase(std::string_view phase) { phase_ = phase; }
+  void set_op(std::string_view op) { op_ = op; }
+  std::string_view op() const { return op_; }
+  void note_op(std::string_view op);
+
  private:
   struct PerDevice {
-    std::array<size_t, kTags> current{}, peak{};
+    TagBytes current{}, peak{};
     size_t total = 0, peak_total = 0;
+    PeakMoment moment;
+    bool op_pending = false;  // a forward peak waits for note_op to name it
   };
   std::array<PerDevice, kDeviceTypes> devices_{};
+  std::string_view phase_, op_;  // literals / names that outlive their use (see set_phase)
 };
 
 // The tag new storage gets when none is given (thread-local; default activations).

@@ -175,6 +175,8 @@ Tensor Tensor::to(DType dt) const {
 
 Tensor Tensor::to(Device d) const {
   if (d == device()) return *this;
+  if (device().is_meta())
+    fail("a meta tensor {} has no values to copy to {} (the meta device holds shapes only)", shape_str(shape_), d.str());
   Tensor src = contiguous();
   Tensor t = empty(shape_, dtype_, d, tag());
   if (d.is_cpu()) backend(src.device()).copy_to_host(t.raw(), src.raw(), src.nbytes());

@@ -22,10 +22,11 @@ class Tensor {
  public:
   Tensor() = default;  // undefined: defined() is false
 
-  // Factories. The tag defaults to the current TagScope's.
-  static Tensor empty(const Shape& shape, DType dt = DType::f32, Device d = kCPU, Tag tag = current_tag());
-  static Tensor zeros(const Shape& shape, DType dt = DType::f32, Device d = kCPU, Tag tag = current_tag());
-  static Tensor full(const Shape& shape, double value, DType dt = DType::f32, Device d = kCPU,
+  // Factories. The device defaults to the current DeviceScope's (the CPU),
+  // the tag to the current TagScope's. from_vector makes host (CPU) tensors.
+  static Tensor empty(const Shape& shape, DType dt = DType::f32, Device d = default_device(), Tag tag = current_tag());
+  static Tensor zeros(const Shape& shape, DType dt = DType::f32, Device d = default_device(), Tag tag = current_tag());
+  static Tensor full(const Shape& shape, double value, DType dt = DType::f32, Device d = default_device(),
                      Tag tag = current_tag());
   static Tensor from_vector(const std::vector<float>& v, const Shape& shape, Tag tag = current_tag());
   static Tensor from_vector(const std::vector<double>& v, const Shape& shape, Tag tag = current_tag());
@@ -71,6 +72,7 @@ class Tensor {
   void copy_from(const Tensor& src);  // same shape; converts dtype and device
 
   // Element access for tests and small host-side code (any dtype, as double).
+  // A meta tensor has no values: these throw mp::Error naming its shape.
   double at(std::initializer_list<int64_t> index) const;
   void set(std::initializer_list<int64_t> index, double value);
   double item() const;                 // a one-element tensor's value

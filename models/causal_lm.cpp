@@ -38,8 +38,9 @@ Tensor shift_labels(const Tensor& labels) {
   if (labels.dim() != 2 || labels.dtype() != DType::i32)
     fail("labels must be (B, T) i32, not {} {}", shape_str(labels.shape()), dtype_name(labels.dtype()));
   const int64_t B = labels.size(0), T = labels.size(1);
+  if (labels.device().is_meta()) return Tensor::empty({B, T}, DType::i32, kMeta);  // shapes only
   Tensor in = labels.to(kCPU).contiguous();   // (B, T)
-  Tensor out = Tensor::empty({B, T}, DType::i32);  // (B, T)
+  Tensor out = Tensor::empty({B, T}, DType::i32, kCPU);  // (B, T)
   const int32_t* src = in.data<int32_t>();
   int32_t* dst = out.data<int32_t>();
   for (int64_t b = 0; b < B; ++b) {
@@ -150,14 +151,17 @@ Tensor CausalLM::position_ids(int64_t B, int64_t T, const ForwardOptions& opt, b
                               int32_t offset) const {
   Device dev = token_embedding_weight().value().device();
   Tensor pos;  // (B, T) i32
-  if (opt.position_ids) {
+  // Meta ids and masks have no values: the positions then take the default
+  // rule (same shape, same bytes), which also checks the length.
+  auto on_host = [](const Tensor* t) { return t && !t->device().is_meta(); };
+  if (on_host(opt.position_ids)) {
     pos = opt.position_ids->to(kCPU).clone();  // a copy: the offset is added in place below
-  } else if (from_mask && opt.attention_mask) {
+  } else if (from_mask && on_host(opt.attention_mask)) {
     // OPT: pos = cumsum(mask) * mask - 1 over all S keys, then the last T.
     // A padding token gets -1 (the model adds an offset before the lookup).
     Tensor mask = opt.attention_mask->to(kCPU).contiguous();  // (B, S)
     const int64_t S = mask.size(1);
-    pos = Tensor::empty({B, T}, DType::i32);
+    pos = Tensor::empty({B, T}, DType::i32, kCPU);
     const int32_t* m = mask.data<int32_t>();
     int32_t* p = pos.data<int32_t>();
     for (int64_t b = 0; b < B; ++b) {
@@ -171,7 +175,7 @@ Tensor CausalLM::position_ids(int64_t B, int64_t T, const ForwardOptions& opt, b
   } else {
     // past .. past + T - 1 for every row.
     const int64_t past = past_length(opt);
-    pos = Tensor::empty({B, T}, DType::i32);
+    pos = Tensor::empty({B, T}, DType::i32, kCPU);
     int32_t* p = pos.data<int32_t>();
     for (int64_t b = 0; b < B; ++b)
       for (int64_t t = 0; t < T; ++t) p[b * T + t] = int32_t(past + t);

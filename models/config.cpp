@@ -263,9 +263,14 @@ const std::vector<Builtin>& builtins() {
   static const std::vector<Builtin> list = {
       {"gpt2", gpt2_config(12, 12, 768, 1024)},
       {"gpt2-medium", gpt2_config(24, 16, 1024, 1024)},
+      {"gpt2-large", gpt2_config(36, 20, 1280, 1024)},
+      {"gpt2-xl", gpt2_config(48, 25, 1600, 1024)},
       {"gpt2-tiny", gpt2_config(2, 4, 64, 256)},
       {"opt-125m", opt_config(12, 12, 768, 2048, 768, true)},
       {"opt-350m", opt_config(24, 16, 1024, 2048, 512, false)},
+      {"opt-1.3b", opt_config(24, 32, 2048, 2048, 2048, true)},
+      {"opt-2.7b", opt_config(32, 32, 2560, 2048, 2560, true)},
+      {"opt-6.7b", opt_config(32, 32, 4096, 2048, 4096, true)},
       {"opt-tiny", opt_config(2, 4, 64, 256, 64, true)},
   };
   return list;

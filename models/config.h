@@ -74,8 +74,10 @@ ModelConfig parse_config(std::string_view json_text, const std::string& source);
 // Read and parse a config.json file.
 ModelConfig load_config(const std::string& path);
 
-// Built-in configs for random-weight models: "gpt2", "gpt2-medium",
-// "gpt2-tiny", "opt-125m", "opt-350m", "opt-tiny". mp::Error for other names.
+// Built-in configs for random-weight models, as HF publishes them: "gpt2",
+// "gpt2-medium", "gpt2-large", "gpt2-xl", "opt-125m", "opt-350m", "opt-1.3b",
+// "opt-2.7b", "opt-6.7b", and the small "gpt2-tiny" and "opt-tiny". The
+// large ones are for planning (minipeft info); mp::Error for other names.
 ModelConfig builtin_config(std::string_view name);
 bool is_builtin_config(std::string_view name);
 std::vector<std::string> builtin_config_names();

@@ -69,6 +69,11 @@ void save_pretrained(const CausalLM& model, const std::string& dir) {
   nn::save_safetensors((fs::path(dir) / "model.safetensors").string(), nn::state_dict(model), {{"format", "pt"}});
 }
 
+ModelConfig config_of(const std::string& name_or_dir) {
+  if (fs::is_directory(name_or_dir)) return load_config((fs::path(name_or_dir) / "config.json").string());
+  return builtin_config(name_or_dir);
+}
+
 std::unique_ptr<CausalLM> create_model(const std::string& name_or_dir, uint64_t seed, DType weight_dtype) {
   if (fs::is_directory(name_or_dir)) return load_pretrained(name_or_dir, weight_dtype);
   return make_model(builtin_config(name_or_dir), seed, weight_dtype);

@@ -32,6 +32,10 @@ std::unique_ptr<CausalLM> load_pretrained(const std::string& dir, DType weight_d
 // saved under its HF name; tied weights once, as HF does.
 void save_pretrained(const CausalLM& model, const std::string& dir);
 
+// A directory's config.json, or a built-in name's config: a model's shape
+// without its weights.
+ModelConfig config_of(const std::string& name_or_dir);
+
 // A directory -> load_pretrained; a built-in name ("gpt2", "opt-125m", ...,
 // see builtin_config) -> random weights from `seed`.
 std::unique_ptr<CausalLM> create_model(const std::string& name_or_dir, uint64_t seed = 0,

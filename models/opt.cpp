@@ -13,31 +13,6 @@ static bool ends_with(const std::string& s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// torch.nn.Embedding(padding_idx = pad): the lookup itself is the ordinary
-// one, but row `pad` gets no gradient from it (HF's OPT fixture depends on
-// this: the tied lm_head still sends that row a gradient). ids (B, T) i32,
-// table (V, E) -> (B, T, E).
-static Variable embedding_with_padding(const Tensor& ids, const Variable& table, int pad) {
-  if (pad < 0) return ag::embedding(ids, table);
-  Tensor out = ops::embedding(ids, table.value());  // (B, T, E)
-  const Shape table_shape = table.shape();
-  return ag::make_result(out, "embedding(padding_idx)", {table},
-                         [ids, pad, table_shape](const Tensor& g, std::span<Tensor> gin) {
-                           const int64_t E = table_shape[1];
-                           Tensor flat_ids = ids.reshape({-1}).contiguous();  // (N)
-                           // keep (N, 1): 0 where the id is the padding row.
-                           Tensor host_ids = flat_ids.to(kCPU);
-                           std::vector<float> keep(size_t(host_ids.numel()));
-                           for (size_t i = 0; i < keep.size(); ++i)
-                             keep[i] = host_ids.data<int32_t>()[i] == pad ? 0.f : 1.f;
-                           Tensor keep_t = Tensor::from_vector(keep, {int64_t(keep.size()), 1}).to(g.device());
-                           Tensor g2 = ops::mul(g.reshape({-1, E}), keep_t);  // (N, E)
-                           Tensor gtable = Tensor::zeros(table_shape, g.dtype(), g.device());  // (V, E)
-                           backend(g.device()).embedding_backward(flat_ids, g2, gtable);
-                           gin[0] = gtable;
-                         });
-}
-
 OPTAttention::OPTAttention(const ModelConfig& c) {
   const int C = c.hidden_size;
   k_proj = add_module("k_proj", std::make_shared<nn::Linear>(C, C, c.enable_bias));
@@ -60,7 +35,10 @@ OPTDecoderLayer::OPTDecoderLayer(const ModelConfig& c) {
 
 OPTDecoder::OPTDecoder(const ModelConfig& c) {
   const int C = c.hidden_size, E = c.word_embed_proj_dim;
-  embed_tokens = add_module("embed_tokens", std::make_shared<nn::Embedding>(c.vocab_size, E));
+  // torch.nn.Embedding(padding_idx = pad): row `pad` gets no gradient from the
+  // lookup (HF's OPT fixture depends on this: the tied lm_head still sends
+  // that row a gradient).
+  embed_tokens = add_module("embed_tokens", std::make_shared<nn::Embedding>(c.vocab_size, E, c.pad_token_id));
   embed_positions =
       add_module("embed_positions", std::make_shared<nn::Embedding>(c.max_positions + OPT::kPositionOffset, C));
   if (E != C) {
@@ -85,7 +63,7 @@ OPT::OPT(const ModelConfig& config, uint64_t seed) : CausalLM(config) {
 const Variable& OPT::lm_head_weight() const { return lm_head ? lm_head->weight : decoder().embed_tokens->weight; }
 
 Variable OPT::embed_tokens(const Tensor& ids) const {
-  return embedding_with_padding(ids, decoder().embed_tokens->weight, config_.pad_token_id);  // (B, T, E)
+  return decoder().embed_tokens->forward(ids);  // (B, T) -> (B, T, E)
 }
 
 Variable OPT::layer_forward(int layer, const Variable& x, const ForwardOptions& opt) {

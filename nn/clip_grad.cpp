@@ -7,9 +7,12 @@
 
 namespace mp::nn {
 
-// Sum of squares of one gradient, in f64.
+// Sum of squares of one gradient, in f64 (0 for a meta gradient, which has no
+// values: its allocations are those of the same branch on the CPU).
 static double squared_norm(const Tensor& g) {
-  if (g.device().is_cpu() && g.dtype() == DType::f32 && g.is_contiguous()) {
+  const bool host = g.device().is_cpu() || g.device().is_meta();
+  if (host && g.dtype() == DType::f32 && g.is_contiguous()) {
+    if (g.device().is_meta()) return 0;
     const float* x = g.data<float>();
     double sum = 0;
     for (int64_t i = 0; i < g.numel(); ++i) sum += double(x[i]) * double(x[i]);
@@ -17,7 +20,8 @@ static double squared_norm(const Tensor& g) {
   }
   // Other devices and dtypes: widen to f64 there and reduce there.
   Tensor g64 = g.to(DType::f64);
-  return ops::sum_all(ops::mul(g64, g64)).item();
+  Tensor sum = ops::sum_all(ops::mul(g64, g64));
+  return sum.device().is_meta() ? 0 : sum.item();
 }
 
 double grad_norm(const std::vector<Variable>& params) {

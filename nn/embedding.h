@@ -1,5 +1,6 @@
 // Embedding: a (V, C) table whose rows are looked up by integer ids
-// (torch.nn.Embedding). The gradient is a scatter-add into the rows used.
+// (torch.nn.Embedding). The gradient is a scatter-add into the rows used,
+// except row padding_idx (when >= 0), which this lookup never updates.
 #pragma once
 #include <cstdint>
 
@@ -10,8 +11,9 @@ namespace mp::nn {
 
 class Embedding : public Module {
  public:
-  // weight ~ N(0, 1), as torch.nn.Embedding.
-  Embedding(int64_t num_embeddings, int64_t embedding_dim, uint64_t seed = next_init_seed());
+  // weight ~ N(0, 1), as torch.nn.Embedding (which also zeroes row padding_idx;
+  // models' own init does that here).
+  Embedding(int64_t num_embeddings, int64_t embedding_dim, int padding_idx = -1, uint64_t seed = next_init_seed());
 
   // ids (...) i32 -> (..., C). An id outside [0, V) is an mp::Error.
   Variable forward(const Tensor& ids) const;
@@ -20,6 +22,7 @@ class Embedding : public Module {
   int64_t embedding_dim() const { return weight.size(1); }
 
   Variable weight;  // (V, C)
+  int padding_idx;  // -1: none
 };
 
 }  // namespace mp::nn

@@ -42,8 +42,8 @@ std::string last_component(const std::string& name) {
   return dot == std::string::npos ? name : name.substr(dot + 1);
 }
 
-// A (B, n) i32 tensor of ones: the attention mask of virtual tokens.
-Tensor ones_mask(int64_t batch, int64_t n) { return Tensor::full({batch, n}, 1.0, DType::i32); }
+// A (B, n) i32 tensor of ones on `d`: the attention mask of virtual tokens.
+Tensor ones_mask(int64_t batch, int64_t n, Device d) { return Tensor::full({batch, n}, 1.0, DType::i32, d); }
 
 }  // namespace
 
@@ -264,7 +264,7 @@ PeftModel::Prepared PeftModel::prepare(const Tensor& ids, const Tensor* attentio
   const PeftConfig& c = configs_.at(active_);
   const int64_t P = c.num_virtual_tokens();
   if (attention_mask) {  // the virtual tokens are always visible
-    in.mask = ops::cat({ones_mask(B, P), *attention_mask}, 1);  // (B, P+T)
+    in.mask = ops::cat({ones_mask(B, P, attention_mask->device()), *attention_mask}, 1);  // (B, P+T)
     in.opt.attention_mask = &in.mask;
   }
   nn::Module* encoder = prompt_encoder_->find_module(active_);
@@ -288,7 +288,8 @@ Variable PeftModel::forward(const Tensor& ids, const Tensor* attention_mask) {
 models::Prefill PeftModel::generation_prefill() {
   ag::NoGrad no_grad;
   models::Prefill prefill;
-  Tensor one_token = Tensor::zeros({1, 1}, DType::i32);  // (1, 1): only B = 1 matters here
+  const Device device = model_->token_embedding_weight().value().device();
+  Tensor one_token = Tensor::zeros({1, 1}, DType::i32, device);  // (1, 1): only B = 1 matters here
   Prepared in = prepare(one_token, nullptr);
   if (in.opt.inputs_embeds.defined()) prefill.virtual_embeds = ag::narrow(in.opt.inputs_embeds, 1, 0, in.virtual_tokens);
   prefill.prefix = std::move(in.prefix);
@@ -300,7 +301,7 @@ Variable PeftModel::loss(const Tensor& ids, const Tensor& labels, const Tensor* 
   if (!in.opt.inputs_embeds.defined()) return model_->loss(ids, labels, in.opt);
   // The virtual positions have no targets: P labels of -100 in front.
   const int64_t B = labels.size(0);
-  Tensor ignored = Tensor::full({B, in.virtual_tokens}, -100.0, DType::i32);
+  Tensor ignored = Tensor::full({B, in.virtual_tokens}, -100.0, DType::i32, labels.device());
   return model_->loss(Tensor(), ops::cat({ignored, labels}, 1), in.opt);  // labels (B, P+T)
 }
 

@@ -18,7 +18,7 @@ std::vector<int32_t> repeat_to_length(const std::vector<int32_t>& ids, int n) {
 // The first n rows of the table at `ids`, as a fresh tensor under the current tag.
 static Tensor rows_of(const Tensor& table, const std::vector<int32_t>& ids) {
   const int64_t n = int64_t(ids.size());
-  Tensor index = Tensor::from_vector(ids, {n}, Tag::workspace);  // (n)
+  Tensor index = Tensor::from_vector(ids, {n}, Tag::workspace).to(table.device());  // (n)
   return ops::embedding(index, table.to(DType::f32));            // (n, E)
 }
 

@@ -20,6 +20,7 @@
 #include "nn/safetensors.h"
 #include "nn/state_dict.h"
 #include "tools/progress.h"
+#include "tools/train_step.h"
 
 namespace mp::tools {
 
@@ -100,15 +101,25 @@ static peft::PeftConfig peft_config_for(const TrainConfig& c, const models::Mode
   return peft::PeftConfig::prefix_tuning(prefix);
 }
 
-TrainedModel build_model(const TrainConfig& config, const models::Tokenizer& tokenizer) {
+TrainedModel build_model(const TrainConfig& config, const models::Tokenizer& tokenizer, Device device) {
   nn::manual_seed(config.seed);
+  DeviceScope scope(device);
   TrainedModel m;
-  m.base = std::shared_ptr<models::CausalLM>(models::create_model(config.model, config.seed, config.base_dtype));
+  m.base = std::shared_ptr<models::CausalLM>(
+      device.is_meta() ? models::make_model(models::config_of(config.model), config.seed, config.base_dtype)
+                       : models::create_model(config.model, config.seed, config.base_dtype));
   if (config.method != "full")
     m.peft = peft::get_peft_model(m.base, peft_config_for(config, m.base->config()), "default", &tokenizer);
   m.precision = config.precision;
   m.module().train();
   return m;
+}
+
+void check_sequence_fits(const TrainConfig& config, const models::CausalLM& base) {
+  const int64_t virtual_tokens = config.method == "full" || config.method == "lora" ? 0 : config.num_virtual_tokens;
+  if (base.max_positions() < config.seq + virtual_tokens)
+    fail("--seq {}{} exceeds the model's {} positions", config.seq,
+         virtual_tokens ? fmt::format(" + {} virtual tokens", virtual_tokens) : std::string(), base.max_positions());
 }
 
 TrainedModel load_model(const std::string& model, const std::string& adapter_dir, uint64_t seed, DType base_dtype) {
@@ -217,8 +228,7 @@ TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer,
   }
   TokenDataset data(load_token_ids(config.data, tokenizer), config.val_fraction, config.data);
   TrainedModel m = build_model(config, tokenizer);
-  if (m.base->max_positions() < config.seq + (config.method == "full" || config.method == "lora" ? 0 : config.num_virtual_tokens))
-    fail("--seq {} (+ virtual tokens) exceeds the model's {} positions", config.seq, m.base->max_positions());
+  check_sequence_fits(config, *m.base);
   std::vector<nn::NamedParameter> params = trainable_parameters(m.module());
   std::vector<ag::Variable> values;
   for (const auto& np : params) values.push_back(np.second);
@@ -243,25 +253,20 @@ TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer,
     auto t0 = Clock::now();
     double lr = schedule.lr(config.effective_lr(), step - 1);
     opt.set_lr(lr);
-    double loss_sum = 0;
-    for (int64_t micro = 0; micro < config.grad_accum; ++micro) {
-      Tensor ids = data.train_batch(config.batch, config.seq, config.seed, (step - 1) * config.grad_accum + micro);
-      ag::Variable loss = m.loss(ids);
-      double value = loss.item();
+    auto batch = [&](int64_t micro) {
+      return data.train_batch(config.batch, config.seq, config.seed, (step - 1) * config.grad_accum + micro);
+    };
+    auto check_loss = [&](double value) {
       if (!std::isfinite(value))
         fail("loss is {} at step {}; stopped. {}", value, step,
              last_checkpoint > 0 ? fmt::format("The last good checkpoint ({} after step {}) is kept.",
                                                checkpoint_path(config.out_dir), last_checkpoint)
                                  : std::string("No checkpoint was written."));
-      loss_sum += value;
-      (config.grad_accum > 1 ? ag::scale(loss, 1.f / float(config.grad_accum)) : loss).backward();
-    }
-    double norm = config.clip > 0 ? nn::clip_grad_norm(params, config.clip) : nn::grad_norm(values);
-    opt.step();
-    opt.zero_grad();
+    };
+    StepOutcome out = train_step(m, opt, values, config.clip, config.grad_accum, batch, check_loss);
     double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     train_seconds += seconds;
-    StepRecord rec{step, loss_sum / double(config.grad_accum), lr, norm, seconds};
+    StepRecord rec{step, out.loss, lr, out.grad_norm, seconds};
     bool last = step == end;
     // Checkpoint before evaluating, so that the saved state is the same
     // whether or not this step evaluates.

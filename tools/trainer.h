@@ -87,8 +87,13 @@ struct TrainedModel {
   std::pair<int64_t, int64_t> trainable_and_all_parameters() const;  // as PEFT counts them
 };
 
-// Build the model a config names (base, then the adapter), seeded.
-TrainedModel build_model(const TrainConfig& config, const models::Tokenizer& tokenizer);
+// Build the model a config names (base, then the adapter), seeded. On the
+// meta device (the memory planner) only shapes are made: a folder's
+// config.json is read, its weights are not.
+TrainedModel build_model(const TrainConfig& config, const models::Tokenizer& tokenizer, Device device = kCPU);
+
+// mp::Error when --seq (plus prompt/prefix tuning's virtual tokens) exceeds the model's positions.
+void check_sequence_fits(const TrainConfig& config, const models::CausalLM& base);
 
 // The parameters an optimizer updates: those with requires_grad.
 std::vector<nn::NamedParameter> trainable_parameters(const nn::Module& m);

@@ -11,7 +11,10 @@
 namespace mp::ag {
 
 // Rows that take part in the mean (the targets are small: count on the host).
+// Meta targets have no values: every row counts (the count scales the loss,
+// not its bytes).
 static int64_t count_targets(const Tensor& targets, int ignore_index) {
+  if (targets.device().is_meta()) return targets.numel();
   Tensor t = targets.to(kCPU).contiguous();
   const int32_t* p = t.data<int32_t>();
   int64_t count = 0;
@@ -24,17 +27,18 @@ Variable cross_entropy(const Variable& logits, const Tensor& targets, int ignore
     fail("cross_entropy: logits {} must be (N, V) and targets {} (N)", shape_str(logits.shape()),
          shape_str(targets.shape()));
   if (targets.dtype() != DType::i32) fail("cross_entropy: targets must be i32, not {}", dtype_name(targets.dtype()));
-  int64_t count = count_targets(targets, ignore_index);
+  Tensor keep_targets = targets.contiguous();  // (N)
+  int64_t count = count_targets(keep_targets, ignore_index);
   // Every row ignored: the loss is 0 and so is every gradient (not 0/0).
   float inv_count = count > 0 ? 1.f / float(count) : 0.f;
   Tensor keep_logits = logits.value().contiguous();  // (N, V): backward recomputes softmax from these
-  Tensor keep_targets = targets.contiguous();        // (N)
   Tensor losses = ops::cross_entropy_rows(keep_logits, keep_targets, ignore_index);  // (N)
   Tensor loss = ops::scale(ops::sum_all(losses), inv_count);                          // (1)
   return make_result(loss, "cross_entropy", {logits},
                      [keep_logits, keep_targets, ignore_index, inv_count](const Tensor& g, std::span<Tensor> gin) {
                        Tensor glogits = Tensor::empty(keep_logits.shape(), keep_logits.dtype(), keep_logits.device());
-                       float gscale = float(g.item()) * inv_count;  // g is the loss's (1) gradient
+                       // g is the loss's (1) gradient (a meta g has no value: any scale will do).
+                       float gscale = (g.device().is_meta() ? 1.f : float(g.item())) * inv_count;
                        backend(glogits.device())
                            .cross_entropy_backward(keep_logits, keep_targets, ignore_index, gscale, glogits);
                        gin[0] = glogits;

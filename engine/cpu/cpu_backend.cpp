@@ -291,9 +291,9 @@ class CpuBackend final : public Backend {
     Timed t("embedding");
     cpu::embedding(ids, table, out);
   }
-  void embedding_backward(const Tensor& ids, const Tensor& gout, const Tensor& gtable) override {
+  void embedding_backward(const Tensor& ids, const Tensor& gout, const Tensor& gtable, int padding_idx) override {
     Timed t("embedding_backward");
-    cpu::embedding_backward(ids, gout, gtable);
+    cpu::embedding_backward(ids, gout, gtable, padding_idx);
   }
 
   void cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index, const Tensor& losses) override {

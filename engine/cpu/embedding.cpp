@@ -44,7 +44,7 @@ void embedding(const Tensor& ids, const Tensor& table, const Tensor& out) {
   });
 }
 
-void embedding_backward(const Tensor& ids, const Tensor& gout, const Tensor& gtable) {
+void embedding_backward(const Tensor& ids, const Tensor& gout, const Tensor& gtable, int padding_idx) {
   if (gtable.dim() != 2) fail("embedding_backward: gtable must be (V, C), got {}", shape_str(gtable.shape()));
   const int64_t V = gtable.size(0), C = gtable.size(1), N = ids.numel();
   if (gout.numel() != N * C)
@@ -63,6 +63,7 @@ void embedding_backward(const Tensor& ids, const Tensor& gout, const Tensor& gta
     for (int64_t band = 0; band < bands; ++band) {
       const int64_t c0 = band * kBand, c1 = std::min(C, c0 + kBand);
       for (int64_t n = 0; n < N; ++n) {
+        if (pid[n] == padding_idx) continue;
         T* dst = pt + int64_t(pid[n]) * C;
         const T* src = pg + n * C;
         for (int64_t c = c0; c < c1; ++c) dst[c] += src[c];

@@ -32,6 +32,10 @@ void dropout(const Tensor& x, float p, uint64_t seed, const Tensor& out);
 // matmul.cpp
 void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out, float alpha,
             float beta);
+// The f32 workspace elements matmul holds at once (bf16 operands are widened
+// into Tag::workspace): the meta backend allocates as many, so that a plan
+// counts them.
+int64_t matmul_workspace_elements(const Tensor& a, bool trans_a, const Tensor& b, const Tensor& out);
 
 // softmax.cpp
 void softmax(const Tensor& x, const Tensor& y, bool log);
@@ -45,7 +49,7 @@ void layer_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& w, con
 
 // embedding.cpp
 void embedding(const Tensor& ids, const Tensor& table, const Tensor& out);
-void embedding_backward(const Tensor& ids, const Tensor& gout, const Tensor& gtable);
+void embedding_backward(const Tensor& ids, const Tensor& gout, const Tensor& gtable, int padding_idx);
 
 // cross_entropy.cpp
 void cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index, const Tensor& losses);

@@ -1,32 +1,15 @@
 // The minipeft program on bad input: a one-line error, exit 1 (2 for bad
 // usage), and no crash. Runs the built binary (MP_MINIPEFT).
 #include <doctest/doctest.h>
-#include <sys/wait.h>
 
-#include <array>
-#include <cstdio>
 #include <string>
 
 #include "tests/cli/helpers.h"
 
+using mp::test::minipeft;
+using mp::test::Run;
+
 namespace {
-
-struct Run {
-  int code;
-  std::string output;  // stdout and stderr
-};
-
-Run minipeft(const std::string& args) {
-  std::string cmd = mp::test::env_path("MP_MINIPEFT") + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  Run r{0, ""};
-  std::array<char, 4096> buf{};
-  while (size_t n = fread(buf.data(), 1, buf.size(), p)) r.output.append(buf.data(), n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
 
 void expect_error(const std::string& args, const std::string& message, int code = 1) {
   CAPTURE(args);

@@ -137,12 +137,17 @@ TEST_CASE("embedding and its scatter-add backward") {
 
   Tensor gout = rand_tensor({6, 6}, 12);
   Tensor gtable = Tensor::zeros({10, 6});
-  backend(kCPU).embedding_backward(ids.view({6}), gout, gtable);
+  backend(kCPU).embedding_backward(ids.view({6}), gout, gtable, -1);
   std::vector<double> want(60, 0), vg = values(gout);
   const int ix[6] = {3, 0, 9, 3, 3, 7};
   for (int n = 0; n < 6; ++n)
     for (int c = 0; c < 6; ++c) want[size_t(ix[n] * 6 + c)] += vg[size_t(n * 6 + c)];
   check_close(gtable, want, 1e-6);
+  // padding_idx 3: the three rows read at id 3 add nothing, the others as before.
+  Tensor gpad = Tensor::zeros({10, 6});
+  backend(kCPU).embedding_backward(ids.view({6}), gout, gpad, 3);
+  for (int c = 0; c < 6; ++c) want[size_t(3 * 6 + c)] = 0;
+  check_close(gpad, want, 1e-6);
 
   Tensor bad = Tensor::from_vector(std::vector<int32_t>{1, 10}, {2});
   CHECK_THROWS_WITH_AS(ops::embedding(bad, table),
@@ -158,7 +163,7 @@ TEST_CASE("embedding backward with many repeated ids is race-free") {
   Tensor ids = Tensor::from_vector(v, {N});
   Tensor gout = Tensor::full({N, C}, 1.0);
   Tensor g = Tensor::zeros({5, C});
-  backend(kCPU).embedding_backward(ids, gout, g);
+  backend(kCPU).embedding_backward(ids, gout, g, -1);
   CHECK(g.at({0, 17}) == 1334);
   CHECK(g.at({1, 255}) == 1333);
   CHECK(g.at({2, 0}) == 1333);

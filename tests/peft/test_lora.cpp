@@ -10,7 +10,6 @@
 #include "models/load.h"
 #include "nn/adamw.h"
 #include "peft/peft_model.h"
-#include "peft/memory_report.h"
 
 namespace mp::test {
 namespace {
@@ -74,29 +73,6 @@ TEST_CASE("lora: switching adapters changes outputs, switching back restores the
   pm->delete_adapter("other");
   CHECK(pm->adapter_names() == std::vector<std::string>{"default"});
   CHECK(ops::max_abs_diff(pm->forward(batch_ids()).value(), first) == 0.0);
-}
-
-TEST_CASE("lora: dropout saves no more activation bytes than no dropout") {
-  models::ModelConfig c = models::builtin_config("gpt2-tiny");
-  c.vocab_size = 512;
-  auto with = [&](float p) {
-    return peft::measure_training_memory(c, lora({"c_attn", "c_proj", "c_fc"}, 8, p), 4, 32).activations;
-  };
-  const size_t without_dropout = with(0.f), with_dropout = with(0.1f);
-  MESSAGE("LoRA activations: no dropout " << without_dropout << " B, dropout 0.1 " << with_dropout << " B");
-  CHECK(with_dropout <= without_dropout);
-}
-
-TEST_CASE("lora: grads and optimizer bytes are exactly the adapter's") {
-  models::ModelConfig c = models::builtin_config("gpt2-tiny");
-  c.vocab_size = 512;
-  const peft::PeftConfig config = lora({"c_attn"}, 8);
-  const int64_t C = c.hidden_size;
-  const size_t adapter_bytes = size_t(c.num_layers) * 8 * (C + 3 * C) * 4;  // A (r, C) + B (3C, r) per layer
-  peft::MemoryBytes m = peft::measure_training_memory(c, config, 2, 16);
-  CHECK(m.adapter == adapter_bytes);
-  CHECK(m.grads == adapter_bytes);
-  CHECK(m.optimizer == 2 * adapter_bytes);
 }
 
 TEST_CASE("peft errors: clear mp::Error messages") {

@@ -14,16 +14,7 @@ void add_train(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("train", "train a model: full fine-tuning, LoRA, prompt or prefix tuning");
   add_method_options(cmd, *c);
   add_optim_options(cmd, *c);
-  cmd->add_option("--data", c->data, "UTF-8 text file (tokenized once, cached next to it)")->capture_default_str();
-  cmd->add_option("--val-fraction", c->val_fraction, "held-out tail of the data")->capture_default_str();
-  cmd->add_option("--eval-every", c->eval_every, "evaluate every N steps (0: at the end only)")->capture_default_str();
-  cmd->add_option("--eval-batches", c->eval_batches, "held-out batches per evaluation")->capture_default_str();
-  cmd->add_option("--checkpoint-every", c->checkpoint_every, "checkpoint every N steps (and at the end)")
-      ->capture_default_str();
-  cmd->add_option("--out", c->out_dir, "output folder: log.jsonl, checkpoint.safetensors, final/");
-  cmd->add_flag("--resume", c->resume, "continue from --out's checkpoint, bit for bit");
-  cmd->add_option("--stop-after", c->stop_after, "stop after this step, checkpointed, as if interrupted (resume later)");
-  cmd->add_flag("--no-progress", *no_progress, "no progress line on the terminal");
+  add_run_options(cmd, *c, *no_progress);
   cmd->callback([c, no_progress] {
     c->progress = !*no_progress;
     models::Tokenizer tok = models::Tokenizer::from_dir(default_tokenizer_dir());

@@ -5,7 +5,7 @@
 namespace mp::cli {
 
 void add_method_options(CLI::App* cmd, tools::TrainConfig& c) {
-  cmd->add_option("--model", c.model, "built-in name (gpt2, gpt2-medium, gpt2-tiny, opt-125m, opt-350m, opt-tiny) or HF model folder")
+  cmd->add_option("--model", c.model, "built-in name (gpt2[-medium|-large|-xl|-tiny], opt-125m|350m|1.3b|2.7b|6.7b|tiny) or HF model folder")
       ->capture_default_str();
   add_base_dtype_option(cmd, c.base_dtype);
   cmd->add_option("--method", c.method, "full | lora | prompt | prefix")->capture_default_str();
@@ -20,6 +20,19 @@ void add_method_options(CLI::App* cmd, tools::TrainConfig& c) {
   cmd->add_option("--prompt-init-text", c.prompt_init_text, "prompt tuning: initialise from this text's embeddings");
   cmd->add_flag("--prefix-projection", c.prefix_projection, "prefix tuning: two-layer MLP reparameterisation");
   cmd->add_option("--encoder-hidden-size", c.encoder_hidden_size, "prefix tuning: the MLP's width (default: the model's)");
+}
+
+void add_run_options(CLI::App* cmd, tools::TrainConfig& c, bool& no_progress) {
+  cmd->add_option("--data", c.data, "UTF-8 text file (tokenized once, cached next to it)")->capture_default_str();
+  cmd->add_option("--val-fraction", c.val_fraction, "held-out tail of the data")->capture_default_str();
+  cmd->add_option("--eval-every", c.eval_every, "evaluate every N steps (0: at the end only)")->capture_default_str();
+  cmd->add_option("--eval-batches", c.eval_batches, "held-out batches per evaluation")->capture_default_str();
+  cmd->add_option("--checkpoint-every", c.checkpoint_every, "checkpoint every N steps (and at the end)")
+      ->capture_default_str();
+  cmd->add_option("--out", c.out_dir, "output folder: log.jsonl, checkpoint.safetensors, final/");
+  cmd->add_flag("--resume", c.resume, "continue from --out's checkpoint, bit for bit");
+  cmd->add_option("--stop-after", c.stop_after, "stop after this step, checkpointed, as if interrupted (resume later)");
+  cmd->add_flag("--no-progress", no_progress, "no progress line on the terminal");
 }
 
 void add_optim_options(CLI::App* cmd, tools::TrainConfig& c) {

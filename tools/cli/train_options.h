@@ -11,5 +11,8 @@ namespace mp::cli {
 void add_method_options(CLI::App* cmd, tools::TrainConfig& c);
 // --batch, --seq, --grad-accum, --steps, --lr, --schedule, --warmup, --clip, --seed, --precision, ...
 void add_optim_options(CLI::App* cmd, tools::TrainConfig& c);
+// --data, --val-fraction, --eval-every, --eval-batches, --checkpoint-every, --out, --resume, --stop-after,
+// --no-progress: what a run reads and writes.
+void add_run_options(CLI::App* cmd, tools::TrainConfig& c, bool& no_progress);
 
 }  // namespace mp::cli

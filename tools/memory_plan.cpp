@@ -1,0 +1,58 @@
+#include "tools/memory_plan.h"
+
+#include <tuple>
+
+#include "nn/adamw.h"
+#include "tools/train_step.h"
+
+namespace mp::tools {
+
+// Build the run's model on `device`, reset the peaks, run one step on ids of
+// zeros (values never matter to memory), and read `device`'s account.
+static MemoryPlan run_one_step(const TrainConfig& config, const models::Tokenizer& tokenizer, Device device) {
+  config.validate();
+  TrainedModel m = build_model(config, tokenizer, device);
+  check_sequence_fits(config, *m.base);
+  std::vector<nn::NamedParameter> params = trainable_parameters(m.module());
+  std::vector<ag::Variable> values;
+  for (const auto& np : params) values.push_back(np.second);
+  nn::AdamW opt(params, {.lr = config.effective_lr(), .weight_decay = config.weight_decay});
+
+  Ledger& ledger = Ledger::instance();
+  ledger.reset_peaks();
+  train_step(m, opt, values, config.clip, config.grad_accum,
+             [&](int64_t) { return Tensor::zeros({config.batch, config.seq}, DType::i32, device); });
+  MemoryPlan plan;
+  plan.peak_total = ledger.peak_total(device);
+  plan.at_peak = ledger.peak_moment(device);
+  for (int t = 0; t < kTags; ++t) plan.tag_peaks[size_t(t)] = ledger.peak(Tag(t), device);
+  std::tie(plan.trainable_params, plan.all_params) = m.trainable_and_all_parameters();
+  return plan;
+}
+
+MemoryPlan plan_training_memory(const TrainConfig& config, const models::Tokenizer& tokenizer) {
+  return run_one_step(config, tokenizer, kMeta);
+}
+
+MemoryPlan measure_training_memory(const TrainConfig& config, const models::Tokenizer& tokenizer) {
+  return run_one_step(config, tokenizer, kCPU);
+}
+
+int64_t largest_fitting_batch(TrainConfig config, const models::Tokenizer& tokenizer, size_t budget) {
+  auto fits = [&](int64_t batch) {
+    config.batch = batch;
+    return plan_training_memory(config, tokenizer).peak_total <= budget;
+  };
+  if (!fits(1)) return 0;
+  // Peak memory grows with the batch: double until it does not fit, then bisect.
+  int64_t lo = 1, hi = 2;
+  while (hi * config.seq <= (int64_t(1) << 24) && fits(hi)) lo = hi, hi *= 2;
+  if (hi * config.seq > (int64_t(1) << 24)) return lo;  // TrainConfig's own limit on B x T
+  while (hi - lo > 1) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    (fits(mid) ? lo : hi) = mid;
+  }
+  return lo;
+}
+
+}  // namespace mp::tools
