@@ -4,8 +4,19 @@
 // machine the minimum wall time is the least disturbed step, and the CPU
 // time shows work done whatever the load (threads that spin-wait count too).
 //
-//   OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 bench_step [model] [method] [batch] [seq] [steps]
+//   OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 bench_step [model] [method] [batch] [seq] [steps] [device] [precision]
 //   bench_step gpt2 full 4 64 5
+//   bench_step gpt2 lora 8 1024 5 cuda bf16      (bench/gpu_check.sh)
+//
+// device: cpu (default) or cuda (the model is moved there after its random
+// init; each step ends with a device synchronize). precision: f32 or bf16
+// (autocast, autograd/autocast.h). It also prints the model FLOPs per token
+// and the achieved model TFLOP/s at the best step: per token, 2 FLOPs per
+// weight of every matmul (the layers' and the LM head's) forward, twice that
+// backward for full fine-tuning (input and weight gradients) but once for a
+// frozen base (input gradients only; the adapters are left out), plus
+// 12 L T C for attention's scores and weighted sums (forward and backward,
+// causal blocks counted in full), as in llm.c and PaLM.
 //
 // With MP_PROFILE=1 the CPU backend prints its per-kernel totals at exit
 // (warm-up step included).
@@ -17,6 +28,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/backend.h"
+#include "engine/error.h"
 #include "nn/adamw.h"
 #include "tools/paths.h"
 #include "tools/trainer.h"
@@ -44,12 +57,32 @@ struct Times {
     std::sort(v.begin(), v.end());
     return v.empty() ? 0 : v[v.size() / 2];
   }
-  void print(const char* what, int64_t tokens) const {
+  void print(const char* what, int64_t tokens, double flops_per_token) const {
     double wmin = *std::min_element(wall.begin(), wall.end());
-    std::printf("%-8s wall min %7.3f s  median %7.3f s  (%8.1f tokens/s at the min)   cpu median %7.3f s\n", what,
-                wmin, median(wall), double(tokens) / wmin, median(cpu));
+    std::printf("%-8s wall min %7.3f s  median %7.3f s  (%8.1f tokens/s at the min, %.2f model TFLOP/s)   cpu median "
+                "%7.3f s\n",
+                what, wmin, median(wall), double(tokens) / wmin, double(tokens) / wmin * flops_per_token * 1e-12,
+                median(cpu));
   }
 };
+
+// Weights in matmuls per token: the layers' projections and the LM head.
+double matmul_weights(const models::ModelConfig& m) {
+  const double C = m.hidden_size, L = m.num_layers;
+  return L * (4 * C * C + 2 * C * m.ffn_dim) + double(m.vocab_size) * C;
+}
+
+Device parse_device(const std::string& s) {
+  if (s == "cpu") return kCPU;
+  if (s == "cuda") return kCUDA;
+  fail("bench_step: device must be cpu or cuda, not '{}'", s);
+}
+
+DType parse_precision(const std::string& s) {
+  if (s == "f32") return DType::f32;
+  if (s == "bf16") return DType::bf16;
+  fail("bench_step: precision must be f32 or bf16, not '{}'", s);
+}
 
 }  // namespace
 
@@ -60,16 +93,25 @@ int main(int argc, char** argv) {
   c.batch = argc > 3 ? std::stoll(argv[3]) : 4;
   c.seq = argc > 4 ? std::stoll(argv[4]) : 64;
   const int steps = argc > 5 ? std::stoi(argv[5]) : 5;
+  const Device device = parse_device(argc > 6 ? argv[6] : "cpu");
+  c.precision = parse_precision(argc > 7 ? argv[7] : "f32");
   c.progress = false;
   c.validate();
   models::Tokenizer tok = models::Tokenizer::from_dir(cli::default_tokenizer_dir());
   tools::TrainedModel m = tools::build_model(c, tok);
+  m.module().to(device);
+  Backend& dev = backend(device);
 
   Tensor ids = Tensor::empty({c.batch, c.seq}, DType::i32);  // (B, T) random tokens
   std::mt19937_64 rng(c.seed);
   std::uniform_int_distribution<int32_t> id(0, int32_t(m.base->vocab_size()) - 1);
   for (int64_t i = 0; i < ids.numel(); ++i) ids.data<int32_t>()[i] = id(rng);
+  ids = ids.to(device);
   const int64_t tokens = c.batch * c.seq;
+  const models::ModelConfig& mc = m.base->config();
+  const double attention = 12.0 * mc.num_layers * double(c.seq) * mc.hidden_size;
+  const double forward_flops = 2 * matmul_weights(mc) + attention / 3;
+  const double train_flops = (m.peft ? 4 : 6) * matmul_weights(mc) + attention;
 
   nn::AdamW opt(tools::trainable_parameters(m.module()), {.lr = c.effective_lr(), .weight_decay = c.weight_decay});
   Times train;
@@ -80,6 +122,7 @@ int main(int argc, char** argv) {
     loss.backward();
     opt.step();
     opt.zero_grad();
+    dev.synchronize();
     if (step > 0) train.add(wall_now() - w0, cpu_now() - c0);
   }
   Times fwd;
@@ -89,12 +132,15 @@ int main(int argc, char** argv) {
     for (int step = 0; step <= steps; ++step) {
       double w0 = wall_now(), c0 = cpu_now();
       m.peft ? m.peft->forward(ids) : m.base->forward(ids);
+      dev.synchronize();
       if (step > 0) fwd.add(wall_now() - w0, cpu_now() - c0);
     }
   }
-  std::printf("%s %s B=%lld T=%lld, %d steps after one warm-up\n", c.model.c_str(), c.method.c_str(),
-              static_cast<long long>(c.batch), static_cast<long long>(c.seq), steps);
-  train.print("train", tokens);
-  fwd.print("forward", tokens);
+  std::printf("%s %s B=%lld T=%lld on %s, %s, %d steps after one warm-up; model FLOPs per token: train %.4g, "
+              "forward %.4g\n",
+              c.model.c_str(), c.method.c_str(), static_cast<long long>(c.batch), static_cast<long long>(c.seq),
+              device.str().c_str(), dtype_name(c.precision), steps, train_flops, forward_flops);
+  train.print("train", tokens, train_flops);
+  fwd.print("forward", tokens, forward_flops);
   return 0;
 }

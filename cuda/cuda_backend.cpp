@@ -25,6 +25,7 @@
 #include "cuda/kernels.h"
 #include "engine/backend.h"
 #include "engine/error.h"
+#include "engine/matmul_dims.h"
 #include "engine/tensor.h"
 
 namespace mp::cuda {
@@ -265,20 +266,12 @@ class CudaBackend final : public Backend {
   // and each operand's leading dimension is its stored row length.
   void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out, float alpha,
               float beta) override {
-    if (a.dim() != 3 || b.dim() != 3 || out.dim() != 3)
-      fail("matmul kernel wants 3-D tensors, got {}, {} -> {}", shape_str(a.shape()), shape_str(b.shape()),
-           shape_str(out.shape()));
-    check_contiguous("matmul", {&a, &b, &out});
-    const int64_t batch = out.size(0), M = out.size(1), N = out.size(2);
-    const int64_t K = trans_a ? a.size(1) : a.size(2);
-    const int64_t batch_a = a.size(0), batch_b = b.size(0);
-    if ((trans_a ? a.size(2) : a.size(1)) != M || (trans_b ? b.size(2) : b.size(1)) != K ||
-        (trans_b ? b.size(1) : b.size(2)) != N || (batch_a != 1 && batch_a != batch) || (batch_b != 1 && batch_b != batch))
-      fail("matmul kernel: {}{} @ {}{} does not give {}", shape_str(a.shape()), trans_a ? "^T" : "",
-           shape_str(b.shape()), trans_b ? "^T" : "", shape_str(out.shape()));
+    const MatmulDims md = matmul_dims(a, trans_a, b, trans_b, out);
+    const int64_t batch = md.batch, M = md.M, N = md.N, K = md.K, batch_a = md.batch_a, batch_b = md.batch_b;
     if (batch == 0 || M == 0 || N == 0) return;
-    if (K == 0) {  // an empty sum: out = beta * out
-      axpby(0.f, out, beta, out);
+    if (K == 0) {  // an empty sum: out = beta * out, and exactly 0 when beta is 0 (as BLAS, whatever out held)
+      if (beta == 0.f) fill(out, 0.0);
+      else axpby(beta, out, 0.f, out);
       return;
     }
 
@@ -381,7 +374,7 @@ class CudaBackend final : public Backend {
     if (N * C == 0) return;
     launch_embedding(N, V, C, ids.data<int32_t>(), ptr(table), ptr(out), flag_);
     check_launch("embedding");
-    if (take_flag(flag_)) name_bad_index("embedding", "token id", ids, V, INT32_MIN);
+    if (flagged("embedding")) name_bad_index("embedding", "token id", ids, V, INT32_MIN);
   }
 
   void embedding_backward(const Tensor& ids, const Tensor& gout, const Tensor& gtable, int padding_idx) override {
@@ -405,7 +398,7 @@ class CudaBackend final : public Backend {
       fail("cross_entropy: losses {} must be ({})", shape_str(losses.shape()), N);
     launch_cross_entropy(N, V, ptr(logits), targets.data<int32_t>(), ignore_index, ptr(losses), flag_);
     check_launch("cross_entropy");
-    if (take_flag(flag_)) name_bad_index("cross_entropy", "target", targets, V, ignore_index);
+    if (flagged("cross_entropy")) name_bad_index("cross_entropy", "target", targets, V, ignore_index);
   }
 
   void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int ignore_index, float gscale,
@@ -416,7 +409,7 @@ class CudaBackend final : public Backend {
     launch_cross_entropy_backward(N, V, ptr(logits), targets.data<int32_t>(), ignore_index, gscale, ptr(glogits),
                                   flag_);
     check_launch("cross_entropy_backward");
-    if (take_flag(flag_)) name_bad_index("cross_entropy_backward", "target", targets, V, ignore_index);
+    if (flagged("cross_entropy_backward")) name_bad_index("cross_entropy_backward", "target", targets, V, ignore_index);
   }
 
   void dropout(const Tensor& x, float p, uint64_t seed, const Tensor& out) override {
@@ -435,11 +428,9 @@ class CudaBackend final : public Backend {
     const AttnDims d = attn_dims("attention", q, k, v, p);
     check_shape("attention", q, out);
     check_contiguous("attention", {&out, &lse});
-    if (lse.numel() != d.B * d.H * d.T) fail("attention: lse {} must be (B, H, T)", shape_str(lse.shape()));
-    Tensor l32 = lse.dtype() == DType::f32 ? lse : Tensor::empty(lse.shape(), DType::f32, kCUDA, Tag::workspace);
-    launch_attention(d, ptr(q), ptr(k), ptr(v), ptr(out), l32.data<float>());
+    check_lse("attention", q, lse, d);
+    launch_attention(d, ptr(q), ptr(k), ptr(v), ptr(out), ptr(lse));
     check_launch("attention");
-    if (l32.raw() != lse.raw()) copy(l32, lse);
   }
 
   void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
@@ -452,11 +443,10 @@ class CudaBackend final : public Backend {
     if (gk.defined()) check_shape("attention_backward", k, gk);
     if (gv.defined()) check_shape("attention_backward", v, gv);
     check_contiguous("attention_backward", {&out, &lse, &gout, &gq, &gk, &gv});
-    if (lse.numel() != d.B * d.H * d.T) fail("attention_backward: lse {} must be (B, H, T)", shape_str(lse.shape()));
-    Tensor l32 = lse.dtype() == DType::f32 ? lse : lse.to(DType::f32);
-    Tensor delta = Tensor::empty({d.B, d.H, d.T}, DType::f32, kCUDA, Tag::workspace);  // sum_d gout * out
-    launch_attention_backward(d, ptr(q), ptr(k), ptr(v), ptr(out), l32.data<float>(), ptr(gout), ptr(gq), ptr(gk),
-                              ptr(gv), delta.data<float>());
+    check_lse("attention_backward", q, lse, d);
+    Tensor delta = Tensor::empty({d.B, d.H, d.T}, lse.dtype(), kCUDA, Tag::workspace);  // sum_d gout * out
+    launch_attention_backward(d, ptr(q), ptr(k), ptr(v), ptr(out), ptr(lse), ptr(gout), ptr(gq), ptr(gk), ptr(gv),
+                              ptr(delta));
     check_launch("attention_backward");
   }
 
@@ -479,12 +469,18 @@ class CudaBackend final : public Backend {
     Tag tag;      // the tag it was allocated for
   };
 
-  void release_cached() {  // mutex_ held
-    cudaDeviceSynchronize();
+  // Frees every cached block (mutex_ held); the first failure, after trying
+  // them all, is an mp::Error.
+  void release_cached() {
+    cudaError_t first = cudaDeviceSynchronize();
     for (auto& [size, blocks] : free_)
-      for (void* p : blocks) cudaFree(p);
+      for (void* p : blocks) {
+        const cudaError_t e = cudaFree(p);
+        if (first == cudaSuccess) first = e;
+      }
     free_.clear();
     cached_ = 0;
+    check_cuda(first, "releasing the cached blocks");
   }
 
   cublasHandle_t handle() {
@@ -533,17 +529,35 @@ class CudaBackend final : public Backend {
            shape_str(q.shape()), shape_str(k.shape()), shape_str(v.shape()));
     check_contiguous(what, {&q, &k, &v});
     for (const Tensor* t : {&q, &k, &v})
-      if (t->dtype() != DType::f32 && t->dtype() != DType::bf16)
-        fail("{}: q, k, v must be f32 or bf16 on cuda, got {}", what, dtype_name(t->dtype()));
+      if (t->dtype() != q.dtype() || t->dtype() == DType::i32)
+        fail("{}: q, k, v must be all f32, all bf16 or all f64 on cuda, got {}, {}, {}", what, dtype_name(q.dtype()),
+             dtype_name(k.dtype()), dtype_name(v.dtype()));
     AttnDims d{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3), p.scale, p.causal, nullptr, p.dropout, p.seed};
     if (d.D > kMaxHeadDim) fail("{}: head size {} is larger than {} (cuda)", what, d.D, kMaxHeadDim);
+    if (d.B * d.H > 65535) fail("{}: B * H = {} is more than 65535 (cuda grid limit)", what, d.B * d.H);
     if (p.key_mask) {
       const Tensor& m = *p.key_mask;
       if (m.dtype() != DType::i32 || m.numel() != d.B * d.S || !m.is_contiguous())
         fail("{}: key_mask {} must be contiguous (B, S) = ({}, {}) i32", what, shape_str(m.shape()), d.B, d.S);
+      if (m.device() != kCUDA) fail("{}: key_mask is on {}, q, k, v on cuda", what, m.device().str());
       d.key_mask = m.data<int32_t>();
     }
     return d;
+  }
+
+  // lse (B, H, T) in the kernels' compute type: f64 for f64 q, else f32.
+  void check_lse(const char* what, const Tensor& q, const Tensor& lse, const AttnDims& d) {
+    const DType want = q.dtype() == DType::f64 ? DType::f64 : DType::f32;
+    if (lse.numel() != d.B * d.H * d.T || lse.dtype() != want)
+      fail("{}: lse {} {} must be ({}, {}, {}) {}", what, shape_str(lse.shape()), dtype_name(lse.dtype()), d.B, d.H,
+           d.T, dtype_name(want));
+  }
+
+  // Whether the last kernel flagged a bad index (and the flag reset).
+  bool flagged(const char* what) {
+    const int f = take_flag(flag_);
+    if (f < 0) fail("cuda: {}: reading the error flag failed: {}", what, last_error());
+    return f != 0;
   }
 
   std::mutex mutex_;
@@ -555,13 +569,24 @@ class CudaBackend final : public Backend {
   cublasHandle_t cublas_ = nullptr;
 };
 
-CudaBackend* g_backend = nullptr;
+// The backend, made on first use when a GPU is present; never deleted
+// (tensors in static storage may be freed after main). nullptr without a GPU.
+Backend* load_backend() {
+  static CudaBackend* backend = []() -> CudaBackend* {
+    if (const char* e = std::getenv("MP_CUDA_TF32")) g_tf32 = e[0] == '1';
+    return device_count() > 0 ? new CudaBackend() : nullptr;
+  }();
+  return backend;
+}
 
-// Runs init() when the program starts; cuda_dep links mp_cuda whole so that
-// this object is never dropped by the linker.
+// Tells engine/ how to make the backend: nothing touches CUDA until the first
+// backend(kCUDA) or has_backend(cuda), never before main. cuda_dep links
+// mp_cuda whole so that this object is not dropped by the linker.
 struct Registrar {
-  Registrar() { init(); }
+  Registrar() { register_backend_loader(DeviceType::cuda, &load_backend); }
 } g_registrar;
+
+CudaBackend* loaded() { return static_cast<CudaBackend*>(load_backend()); }
 
 }  // namespace
 
@@ -574,22 +599,14 @@ int device_count() {
   return n;
 }
 
-bool init() {
-  static bool registered = [] {
-    if (const char* e = std::getenv("MP_CUDA_TF32")) g_tf32 = e[0] == '1';
-    if (device_count() <= 0) return false;
-    g_backend = new CudaBackend();  // never deleted: tensors in static storage may be freed after main
-    register_backend(DeviceType::cuda, g_backend);
-    return true;
-  }();
-  return registered;
-}
-
 void set_tf32(bool on) { g_tf32 = on; }
 bool tf32() { return g_tf32; }
-size_t cached_bytes() { return g_backend ? g_backend->cached_bytes() : 0; }
+size_t cached_bytes() {
+  CudaBackend* b = loaded();
+  return b ? b->cached_bytes() : 0;
+}
 void empty_cache() {
-  if (g_backend) g_backend->empty_cache();
+  if (CudaBackend* b = loaded()) b->empty_cache();
 }
 
 }  // namespace mp::cuda

@@ -2,9 +2,11 @@
 // outside cuda/ (tests, tools) can ask about the GPU.
 //
 // Linking mp_cuda (cuda_dep, a link_whole dependency) is enough to get the
-// backend: a static registrar in cuda_backend.cpp calls init() at start-up,
-// which registers it with engine/ (mp::register_backend) when a GPU is
-// present. Without a GPU nothing is registered and mp::backend(kCUDA) throws
+// backend: a static registrar in cuda_backend.cpp gives engine/ a loader
+// (mp::register_backend_loader), and the first mp::backend(kCUDA) or
+// mp::has_backend(DeviceType::cuda) runs it, which makes the backend when a
+// GPU is present. No CUDA call happens before main, nor at all in a program
+// that never asks for the GPU. Without a GPU mp::backend(kCUDA) throws
 // mp::Error as in a build without CUDA.
 #pragma once
 #include <cstddef>
@@ -15,12 +17,9 @@ namespace mp::cuda {
 // (cudaGetDeviceCount's errors, e.g. "driver version is insufficient").
 int device_count();
 
-// Registers the backend if a GPU is present (idempotent); true if registered.
-bool init();
-
 // TF32 tensor-core GEMMs for f32 matmuls: off by default so that results
 // match the CPU backend to ~1e-6; on is ~8x faster on A100/H100. The
-// environment variable MP_CUDA_TF32=1 turns it on at start-up.
+// environment variable MP_CUDA_TF32=1 turns it on when the backend is made.
 void set_tf32(bool on);
 bool tf32();
 

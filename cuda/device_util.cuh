@@ -49,14 +49,17 @@ __device__ inline void offsets(const Strided<N>& L, int64_t i, int64_t (&off)[N]
 // ---- reductions: every lane (warp_*) or every thread (block_*) gets the result
 
 __device__ inline float shfl_xor(float v, int o) { return __shfl_xor_sync(0xffffffffu, v, o); }
-__device__ inline kmath::MaxSum shfl_xor(kmath::MaxSum v, int o) {
-  kmath::MaxSum r;
+__device__ inline double shfl_xor(double v, int o) { return __shfl_xor_sync(0xffffffffu, v, o); }
+template <class T>
+__device__ inline kmath::MaxSum<T> shfl_xor(kmath::MaxSum<T> v, int o) {
+  kmath::MaxSum<T> r;
   r.m = shfl_xor(v.m, o);
   r.s = shfl_xor(v.s, o);
   return r;
 }
-__device__ inline kmath::Moments shfl_xor(kmath::Moments v, int o) {
-  kmath::Moments r;
+template <class T>
+__device__ inline kmath::Moments<T> shfl_xor(kmath::Moments<T> v, int o) {
+  kmath::Moments<T> r;
   r.n = shfl_xor(v.n, o);
   r.mean = shfl_xor(v.mean, o);
   r.m2 = shfl_xor(v.m2, o);
@@ -64,16 +67,24 @@ __device__ inline kmath::Moments shfl_xor(kmath::Moments v, int o) {
 }
 
 struct SumOp {
-  __device__ float operator()(float a, float b) const { return a + b; }
+  template <class T>
+  __device__ T operator()(T a, T b) const { return a + b; }
 };
 struct MaxOp {
-  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+  template <class T>
+  __device__ T operator()(T a, T b) const { return kmath::k_fmax(a, b); }
 };
 struct SoftmaxMergeOp {
-  __device__ kmath::MaxSum operator()(kmath::MaxSum a, kmath::MaxSum b) const { return kmath::softmax_merge(a, b); }
+  template <class T>
+  __device__ kmath::MaxSum<T> operator()(kmath::MaxSum<T> a, kmath::MaxSum<T> b) const {
+    return kmath::softmax_merge(a, b);
+  }
 };
 struct MomentsMergeOp {
-  __device__ kmath::Moments operator()(kmath::Moments a, kmath::Moments b) const { return kmath::moments_merge(a, b); }
+  template <class T>
+  __device__ kmath::Moments<T> operator()(kmath::Moments<T> a, kmath::Moments<T> b) const {
+    return kmath::moments_merge(a, b);
+  }
 };
 
 template <class T, class Op>
@@ -82,8 +93,14 @@ __device__ inline T warp_reduce(T v, Op op) {
   return v;
 }
 
-__device__ inline float warp_sum(float v) { return warp_reduce(v, SumOp{}); }
-__device__ inline float warp_max(float v) { return warp_reduce(v, MaxOp{}); }
+template <class T>
+__device__ inline T warp_sum(T v) {
+  return warp_reduce(v, SumOp{});
+}
+template <class T>
+__device__ inline T warp_max(T v) {
+  return warp_reduce(v, MaxOp{});
+}
 
 // Block-wide reduction (blockDim.x a multiple of 32, at most 1024); scratch
 // holds 32 values in shared memory. `identity` pads the missing warps.

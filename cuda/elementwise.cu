@@ -217,7 +217,7 @@ void launch_axpby(const Strided<2>& L, float alpha, Ptr a, float beta, Ptr out, 
 }
 
 void launch_reduce(ReduceOp op, const Strided<2>& L, int64_t len, int64_t sax, Ptr a, Ptr out, bool dbl) {
-  // Sums accumulate in double, like the CPU (Acc<T> = double); max of f32 stays in float.
+  // Sums accumulate in double, like the CPU (Acc = double); max of f32 stays in float.
   const bool d = dbl || op == ReduceOp::sum;
   if (len >= 1024 && L.numel <= 4096) {
     const int blocks = int(L.numel < 65535 ? L.numel : 65535);
@@ -262,8 +262,8 @@ const char* last_error() {
 
 int take_flag(int* err) {
   int h = 0;
-  cudaMemcpy(&h, err, sizeof(int), cudaMemcpyDeviceToHost);
-  if (h) cudaMemset(err, 0, sizeof(int));
+  if (cudaMemcpy(&h, err, sizeof(int), cudaMemcpyDeviceToHost) != cudaSuccess) return -1;
+  if (h && cudaMemset(err, 0, sizeof(int)) != cudaSuccess) return -1;
   return h;
 }
 

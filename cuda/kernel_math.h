@@ -33,6 +33,8 @@ MP_HD inline float k_sqrt(float x) { return sqrtf(x); }
 MP_HD inline double k_sqrt(double x) { return sqrt(x); }
 MP_HD inline float k_tanh(float x) { return tanhf(x); }
 MP_HD inline double k_tanh(double x) { return tanh(x); }
+MP_HD inline float k_fmax(float a, float b) { return fmaxf(a, b); }
+MP_HD inline double k_fmax(double a, double b) { return fmax(a, b); }
 
 // ---- bf16: the top half of a float, rounded to nearest even (NaN stays NaN)
 
@@ -176,62 +178,75 @@ MP_HD inline void adamw_update(const AdamW& c, float& p, float g, float& m, floa
   p = p * c.decay - c.step_size * m / (sqrtf(v) * c.inv_sqrt_bc2 + c.eps);
 }
 
-// ---- online softmax: a row's (max, sum of exp(x - max)) built from pieces
+// ---- online softmax: a row's (max, sum of exp(x - max)) built from pieces,
+// in float, or in double for f64 rows (gradient checks)
 
+template <class T>
 struct MaxSum {
-  float m = -INFINITY;  // largest value seen
-  float s = 0.f;        // sum of exp(x - m) over the values seen
+  T m = -INFINITY;  // largest value seen
+  T s = T(0);       // sum of exp(x - m) over the values seen
 };
 
 // Two partial results of disjoint parts of a row -> the result of their union.
-MP_HD inline MaxSum softmax_merge(MaxSum a, MaxSum b) {
+template <class T>
+MP_HD inline MaxSum<T> softmax_merge(MaxSum<T> a, MaxSum<T> b) {
   if (a.m == -INFINITY) return b;  // also avoids exp(-inf - -inf) = NaN
   if (b.m == -INFINITY) return a;
-  MaxSum r;
+  MaxSum<T> r;
   r.m = a.m > b.m ? a.m : b.m;
-  r.s = a.s * expf(a.m - r.m) + b.s * expf(b.m - r.m);
+  r.s = a.s * k_exp(a.m - r.m) + b.s * k_exp(b.m - r.m);
   return r;
 }
 
-MP_HD inline MaxSum softmax_push(MaxSum a, float x) {
-  MaxSum one;
+template <class T>
+MP_HD inline MaxSum<T> softmax_push(MaxSum<T> a, T x) {
+  MaxSum<T> one;
   one.m = x;
-  one.s = 1.f;
+  one.s = T(1);
   return softmax_merge(a, one);
 }
 
 // log sum exp of the row.
-MP_HD inline float softmax_lse(MaxSum a) { return a.m + logf(a.s); }
+template <class T>
+MP_HD inline T softmax_lse(MaxSum<T> a) {
+  return a.m + k_log(a.s);
+}
 
 // ---- layer-norm row statistics: Welford's running mean and M2, merged with
 // Chan et al.'s formula so that threads can each take part of a row.
 
+template <class T>
 struct Moments {
-  float n = 0.f;     // count
-  float mean = 0.f;  // running mean
-  float m2 = 0.f;    // sum of squared deviations from the mean
+  T n = T(0);     // count
+  T mean = T(0);  // running mean
+  T m2 = T(0);    // sum of squared deviations from the mean
 };
 
-MP_HD inline Moments moments_push(Moments a, float x) {
-  a.n += 1.f;
-  float d = x - a.mean;
+template <class T>
+MP_HD inline Moments<T> moments_push(Moments<T> a, T x) {
+  a.n += T(1);
+  T d = x - a.mean;
   a.mean += d / a.n;
   a.m2 += d * (x - a.mean);
   return a;
 }
 
-MP_HD inline Moments moments_merge(Moments a, Moments b) {
-  if (a.n == 0.f) return b;
-  if (b.n == 0.f) return a;
-  Moments r;
+template <class T>
+MP_HD inline Moments<T> moments_merge(Moments<T> a, Moments<T> b) {
+  if (a.n == T(0)) return b;
+  if (b.n == T(0)) return a;
+  Moments<T> r;
   r.n = a.n + b.n;
-  float d = b.mean - a.mean;
+  T d = b.mean - a.mean;
   r.mean = a.mean + d * (b.n / r.n);
   r.m2 = a.m2 + b.m2 + d * d * (a.n * b.n / r.n);
   return r;
 }
 
 // rstd = 1 / sqrt(var + eps), var the biased (population) variance.
-MP_HD inline float moments_rstd(Moments a, float eps) { return 1.f / sqrtf(a.m2 / a.n + eps); }
+template <class T>
+MP_HD inline T moments_rstd(Moments<T> a, float eps) {
+  return T(1) / k_sqrt(a.m2 / a.n + T(eps));
+}
 
 }  // namespace mp::kmath

@@ -55,7 +55,8 @@ void launch_embedding_backward(int64_t N, int64_t V, int64_t C, const int32_t* i
 void launch_adamw(int64_t n, float* param, const float* grad, float* m, float* v, float lr, float beta1, float beta2,
                   float eps, float weight_decay, int64_t step);
 
-// ---- nn.cu: row kernels, all contiguous, (N, C) = (rows, last axis)
+// ---- nn.cu: row kernels, all contiguous, (N, C) = (rows, last axis); they
+// compute in double when the input (x, y, logits) is f64, else in float.
 void launch_softmax(int64_t N, int64_t C, Ptr x, Ptr y, bool log);
 void launch_softmax_backward(int64_t N, int64_t C, Ptr y, Ptr gy, Ptr gx, bool log);
 // w, b may have p == nullptr (1 and 0).
@@ -79,15 +80,18 @@ struct AttnDims {
   float dropout;            // on the probabilities; 0: none (engine/backend.h, AttentionParams)
   uint64_t seed;
 };
-void launch_attention(const AttnDims& d, Ptr q, Ptr k, Ptr v, Ptr out, float* lse);
-// gq, gk, gv may have p == nullptr; delta is a (B, H, T) f32 scratch.
-void launch_attention_backward(const AttnDims& d, Ptr q, Ptr k, Ptr v, Ptr out, const float* lse, Ptr gout, Ptr gq,
-                               Ptr gk, Ptr gv, float* delta);
+// lse (B, H, T) is in the compute type: f64 for f64 inputs, else f32 (the
+// kernels compute in double or float accordingly).
+void launch_attention(const AttnDims& d, Ptr q, Ptr k, Ptr v, Ptr out, Ptr lse);
+// gq, gk, gv may have p == nullptr; delta is a (B, H, T) scratch of lse's dtype.
+void launch_attention_backward(const AttnDims& d, Ptr q, Ptr k, Ptr v, Ptr out, Ptr lse, Ptr gout, Ptr gq, Ptr gk,
+                               Ptr gv, Ptr delta);
 
 // The last launch's error (launch configuration, or an earlier kernel's
 // fault) as a message, or nullptr if none; clears it.
 const char* last_error();
-// Copies the device int at err to the host, resets it to 0, returns it.
+// Copies the device int at err to the host, resets it to 0, returns it; -1
+// when the copy or the reset failed (last_error() says why).
 int take_flag(int* err);
 
 }  // namespace mp::cuda

@@ -5,8 +5,9 @@
 // Row kernels (softmax, layer norm, cross-entropy): one block of 256 threads
 // per row; thread j takes elements j, j + 256, ... of the row and the block
 // combines the partial results (online softmax pairs, Welford moments) with
-// warp shuffles and 32 values of shared memory. All maths in f32; inputs of
-// any float dtype are widened on load.
+// warp shuffles and 32 values of shared memory. Each kernel is a template on
+// its compute type F: float for f32 and bf16 inputs (widened on load), double
+// for f64 inputs (gradient checks), as engine/backend.h promises.
 #include "cuda/device_util.cuh"
 
 namespace mp::cuda {
@@ -15,34 +16,43 @@ namespace {
 
 constexpr int kThreads = 256;
 
+// Launches kernel<double> for f64 rows, kernel<float> otherwise.
+#define MP_LAUNCH_F(dt, kernel, grid, block, smem, ...)                            \
+  do {                                                                            \
+    if ((dt) == DType::f64) kernel<double><<<(grid), (block), (smem)>>>(__VA_ARGS__); \
+    else kernel<float><<<(grid), (block), (smem)>>>(__VA_ARGS__);                  \
+  } while (0)
+
 // ============================================================================
 // Softmax over the last axis: x, y, gy, gx (N, C); grid = N blocks.
 //   y = exp(x - m) / s              log: y = x - (m + log s)
 //   gx = y (gy - sum gy y)          log: gx = gy - exp(y) sum gy
 
+template <class F>
 __global__ void softmax_kernel(int64_t C, Ptr x, Ptr y, bool log) {
-  __shared__ kmath::MaxSum scratch[32];
+  __shared__ kmath::MaxSum<F> scratch[32];
   const int64_t base = int64_t(blockIdx.x) * C;
-  kmath::MaxSum ms;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) ms = kmath::softmax_push(ms, load<float>(x, base + c));
-  ms = block_reduce(ms, SoftmaxMergeOp{}, kmath::MaxSum{}, scratch);
-  const float lse = kmath::softmax_lse(ms), inv = 1.f / ms.s;
+  kmath::MaxSum<F> ms;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) ms = kmath::softmax_push(ms, load<F>(x, base + c));
+  ms = block_reduce(ms, SoftmaxMergeOp{}, kmath::MaxSum<F>{}, scratch);
+  const F lse = kmath::softmax_lse(ms), inv = F(1) / ms.s;
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-    const float v = load<float>(x, base + c);
-    store<float>(y, base + c, log ? v - lse : expf(v - ms.m) * inv);
+    const F v = load<F>(x, base + c);
+    store<F>(y, base + c, log ? v - lse : kmath::k_exp(v - ms.m) * inv);
   }
 }
 
+template <class F>
 __global__ void softmax_backward_kernel(int64_t C, Ptr y, Ptr gy, Ptr gx, bool log) {
-  __shared__ float scratch[32];
+  __shared__ F scratch[32];
   const int64_t base = int64_t(blockIdx.x) * C;
-  float dot = 0.f;  // sum gy y (softmax) or sum gy (log-softmax)
+  F dot = F(0);  // sum gy y (softmax) or sum gy (log-softmax)
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
-    dot += log ? load<float>(gy, base + c) : load<float>(gy, base + c) * load<float>(y, base + c);
-  dot = block_reduce(dot, SumOp{}, 0.f, scratch);
+    dot += log ? load<F>(gy, base + c) : load<F>(gy, base + c) * load<F>(y, base + c);
+  dot = block_reduce(dot, SumOp{}, F(0), scratch);
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-    const float yv = load<float>(y, base + c), g = load<float>(gy, base + c);
-    store<float>(gx, base + c, log ? g - expf(yv) * dot : yv * (g - dot));
+    const F yv = load<F>(y, base + c), g = load<F>(gy, base + c);
+    store<F>(gx, base + c, log ? g - kmath::k_exp(yv) * dot : yv * (g - dot));
   }
 }
 
@@ -53,59 +63,63 @@ __global__ void softmax_backward_kernel(int64_t C, Ptr y, Ptr gy, Ptr gx, bool l
 //   gx = rstd (dnorm - mean(dnorm) - norm mean(dnorm norm))      (a block per row)
 //   gw += sum_rows gy norm,  gb += sum_rows gy                    (a column kernel)
 
+template <class F>
 __global__ void layer_norm_kernel(int64_t C, Ptr x, Ptr w, Ptr b, float eps, Ptr y, Ptr mean, Ptr rstd) {
-  __shared__ kmath::Moments scratch[32];
+  __shared__ kmath::Moments<F> scratch[32];
   const int64_t row = blockIdx.x, base = row * C;
-  kmath::Moments mo;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) mo = kmath::moments_push(mo, load<float>(x, base + c));
-  mo = block_reduce(mo, MomentsMergeOp{}, kmath::Moments{}, scratch);
-  const float m = mo.mean, rs = kmath::moments_rstd(mo, eps);
+  kmath::Moments<F> mo;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) mo = kmath::moments_push(mo, load<F>(x, base + c));
+  mo = block_reduce(mo, MomentsMergeOp{}, kmath::Moments<F>{}, scratch);
+  const F m = mo.mean, rs = kmath::moments_rstd(mo, eps);
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-    const float norm = (load<float>(x, base + c) - m) * rs;
-    store<float>(y, base + c, norm * (w.p ? load<float>(w, c) : 1.f) + (b.p ? load<float>(b, c) : 0.f));
+    const F norm = (load<F>(x, base + c) - m) * rs;
+    store<F>(y, base + c, norm * (w.p ? load<F>(w, c) : F(1)) + (b.p ? load<F>(b, c) : F(0)));
   }
   if (threadIdx.x == 0) {
-    store<float>(mean, row, m);
-    store<float>(rstd, row, rs);
+    store<F>(mean, row, m);
+    store<F>(rstd, row, rs);
   }
 }
 
+template <class F>
 __global__ void layer_norm_backward_x_kernel(int64_t C, Ptr gy, Ptr x, Ptr w, Ptr mean, Ptr rstd, Ptr gx) {
-  __shared__ float scratch[32];
+  __shared__ F scratch[32];
   const int64_t row = blockIdx.x, base = row * C;
-  const float m = load<float>(mean, row), rs = load<float>(rstd, row);
-  float sum_d = 0.f, sum_dn = 0.f;  // sums of dnorm and dnorm * norm
+  const F m = load<F>(mean, row), rs = load<F>(rstd, row);
+  F sum_d = F(0), sum_dn = F(0);  // sums of dnorm and dnorm * norm
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-    const float norm = (load<float>(x, base + c) - m) * rs;
-    const float dnorm = load<float>(gy, base + c) * (w.p ? load<float>(w, c) : 1.f);
+    const F norm = (load<F>(x, base + c) - m) * rs;
+    const F dnorm = load<F>(gy, base + c) * (w.p ? load<F>(w, c) : F(1));
     sum_d += dnorm;
     sum_dn += dnorm * norm;
   }
-  const float mean_d = block_reduce(sum_d, SumOp{}, 0.f, scratch) / float(C);
-  const float mean_dn = block_reduce(sum_dn, SumOp{}, 0.f, scratch) / float(C);
+  const F mean_d = block_reduce(sum_d, SumOp{}, F(0), scratch) / F(C);
+  const F mean_dn = block_reduce(sum_dn, SumOp{}, F(0), scratch) / F(C);
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-    const float norm = (load<float>(x, base + c) - m) * rs;
-    const float dnorm = load<float>(gy, base + c) * (w.p ? load<float>(w, c) : 1.f);
-    store<float>(gx, base + c, rs * (dnorm - mean_d - norm * mean_dn));
+    const F norm = (load<F>(x, base + c) - m) * rs;
+    const F dnorm = load<F>(gy, base + c) * (w.p ? load<F>(w, c) : F(1));
+    store<F>(gx, base + c, rs * (dnorm - mean_d - norm * mean_dn));
   }
 }
 
 // gw, gb: block (32, 8); blockIdx.x picks 32 columns (one per threadIdx.x, so
 // rows are read coalesced), blockIdx.y a slice of rows; the 8 row-threads are
 // summed in shared memory and the block's partial added with atomicAdd.
-__device__ inline void atomic_add(Ptr p, int64_t i, float v) {
+template <class F>
+__device__ inline void atomic_add(Ptr p, int64_t i, F v) {
   if (p.dt == DType::f64) atomicAdd(static_cast<double*>(p.p) + i, double(v));
-  else atomicAdd(static_cast<float*>(p.p) + i, v);
+  else atomicAdd(static_cast<float*>(p.p) + i, float(v));
 }
 
+template <class F>
 __global__ void layer_norm_backward_wb_kernel(int64_t N, int64_t C, Ptr gy, Ptr x, Ptr mean, Ptr rstd, Ptr gw, Ptr gb) {
-  __shared__ float part_w[8][33], part_b[8][33];
+  __shared__ F part_w[8][33], part_b[8][33];
   const int64_t c = int64_t(blockIdx.x) * 32 + threadIdx.x;
-  float sw = 0.f, sb = 0.f;
+  F sw = F(0), sb = F(0);
   if (c < C) {
     for (int64_t r = int64_t(blockIdx.y) * 8 + threadIdx.y; r < N; r += int64_t(gridDim.y) * 8) {
-      const float g = load<float>(gy, r * C + c);
-      sw += g * (load<float>(x, r * C + c) - load<float>(mean, r)) * load<float>(rstd, r);
+      const F g = load<F>(gy, r * C + c);
+      sw += g * (load<F>(x, r * C + c) - load<F>(mean, r)) * load<F>(rstd, r);
       sb += g;
     }
   }
@@ -132,43 +146,46 @@ __device__ inline bool bad_target(int32_t t, int ignore_index, int64_t V) {
   return t != ignore_index && (t < 0 || t >= V);
 }
 
-__device__ inline float row_lse(Ptr x, int64_t base, int64_t V, kmath::MaxSum* scratch) {
-  kmath::MaxSum ms;
-  for (int64_t c = threadIdx.x; c < V; c += blockDim.x) ms = kmath::softmax_push(ms, load<float>(x, base + c));
-  return kmath::softmax_lse(block_reduce(ms, SoftmaxMergeOp{}, kmath::MaxSum{}, scratch));
+template <class F>
+__device__ inline F row_lse(Ptr x, int64_t base, int64_t V, kmath::MaxSum<F>* scratch) {
+  kmath::MaxSum<F> ms;
+  for (int64_t c = threadIdx.x; c < V; c += blockDim.x) ms = kmath::softmax_push(ms, load<F>(x, base + c));
+  return kmath::softmax_lse(block_reduce(ms, SoftmaxMergeOp{}, kmath::MaxSum<F>{}, scratch));
 }
 
+template <class F>
 __global__ void cross_entropy_kernel(int64_t V, Ptr logits, const int32_t* targets, int ignore_index, Ptr losses,
                                      int* err) {
-  __shared__ kmath::MaxSum scratch[32];
+  __shared__ kmath::MaxSum<F> scratch[32];
   const int64_t row = blockIdx.x, base = row * V;
   const int32_t t = targets[row];
   if (t == ignore_index || bad_target(t, ignore_index, V)) {  // uniform over the block
     if (threadIdx.x == 0) {
-      store<float>(losses, row, 0.f);
+      store<F>(losses, row, F(0));
       if (t != ignore_index) *err = 1;
     }
     return;
   }
-  const float lse = row_lse(logits, base, V, scratch);
-  if (threadIdx.x == 0) store<float>(losses, row, lse - load<float>(logits, base + t));
+  const F lse = row_lse(logits, base, V, scratch);
+  if (threadIdx.x == 0) store<F>(losses, row, lse - load<F>(logits, base + t));
 }
 
+template <class F>
 __global__ void cross_entropy_backward_kernel(int64_t V, Ptr logits, const int32_t* targets, int ignore_index,
                                               float gscale, Ptr glogits, int* err) {
-  __shared__ kmath::MaxSum scratch[32];
+  __shared__ kmath::MaxSum<F> scratch[32];
   const int64_t row = blockIdx.x, base = row * V;
   const int32_t t = targets[row];
   if (t == ignore_index || bad_target(t, ignore_index, V)) {
-    for (int64_t c = threadIdx.x; c < V; c += blockDim.x) store<float>(glogits, base + c, 0.f);
+    for (int64_t c = threadIdx.x; c < V; c += blockDim.x) store<F>(glogits, base + c, F(0));
     if (threadIdx.x == 0 && t != ignore_index) *err = 1;
     return;
   }
-  const float lse = row_lse(logits, base, V, scratch);
+  const F lse = row_lse(logits, base, V, scratch);
   for (int64_t c = threadIdx.x; c < V; c += blockDim.x) {
-    float g = gscale * expf(load<float>(logits, base + c) - lse);
-    if (c == t) g -= gscale;
-    store<float>(glogits, base + c, g);
+    F g = F(gscale) * kmath::k_exp(load<F>(logits, base + c) - lse);
+    if (c == t) g -= F(gscale);
+    store<F>(glogits, base + c, g);
   }
 }
 
@@ -180,7 +197,7 @@ __global__ void cross_entropy_backward_kernel(int64_t V, Ptr logits, const int32
 //
 // Scheme: a block of 8 warps takes 8 consecutive query rows of one (b, h),
 // one row per warp. The block walks the keys in tiles of 32, loaded into
-// shared memory (rows padded to D + 1 floats against bank conflicts). Per
+// shared memory (rows padded to D + 1 values against bank conflicts). Per
 // tile, lane j scores key j of the tile (a dot product over D), the warp
 // merges the tile into its running (max, sum) with the online-softmax rule,
 // and then lane j owns output dims j, j + 32, ... (D <= 128: 4 accumulators).
@@ -211,59 +228,63 @@ __device__ inline float dropout_factor(const AttnDims& d, int64_t bh, int64_t t,
 }
 
 // tile (kTile, D + 1) = rows [r0, r0 + kTile) of the (rows, D) matrix at
-// p + base, widened to float; rows past the end are zero.
-__device__ inline void load_tile(float* tile, Ptr p, int64_t base, int64_t r0, int64_t rows, int D) {
+// p + base, widened to F; rows past the end are zero.
+template <class F>
+__device__ inline void load_tile(F* tile, Ptr p, int64_t base, int64_t r0, int64_t rows, int D) {
   for (int e = threadIdx.x; e < kTile * D; e += blockDim.x) {
     const int r = e / D, c = e % D;
-    tile[r * (D + 1) + c] = r0 + r < rows ? load<float>(p, base + (r0 + r) * D + c) : 0.f;
+    tile[r * (D + 1) + c] = r0 + r < rows ? load<F>(p, base + (r0 + r) * D + c) : F(0);
   }
 }
 
-__device__ inline float dot(const float* a, const float* b, int D) {
-  float s = 0.f;
+template <class F>
+__device__ inline F dot(const F* a, const F* b, int D) {
+  F s = F(0);
   for (int c = 0; c < D; ++c) s += a[c] * b[c];
   return s;
 }
 
-__global__ void attention_kernel(AttnDims d, Ptr q, Ptr k, Ptr v, Ptr out, float* lse) {
-  extern __shared__ float smem[];
+template <class F>
+__global__ void attention_kernel(AttnDims d, Ptr q, Ptr k, Ptr v, Ptr out, F* lse) {
+  extern __shared__ __align__(16) unsigned char smem_bytes[];
+  F* smem = reinterpret_cast<F*>(smem_bytes);
   const int D = int(d.D), P = D + 1;
-  float* Ks = smem;               // (kTile, D + 1)
-  float* Vs = Ks + kTile * P;     // (kTile, D + 1)
-  float* Qs = Vs + kTile * P;     // (kWarps, D)
-  float* Ps = Qs + kWarps * D;    // (kWarps, kTile)
+  F* Ks = smem;               // (kTile, D + 1)
+  F* Vs = Ks + kTile * P;     // (kTile, D + 1)
+  F* Qs = Vs + kTile * P;     // (kWarps, D)
+  F* Ps = Qs + kWarps * D;    // (kWarps, kTile)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t bh = blockIdx.y, b = bh / d.H;
   const int64_t t0 = int64_t(blockIdx.x) * kWarps, t = t0 + warp;
   const bool active = t < d.T;
   const int64_t qbase = bh * d.T * D, kbase = bh * d.S * D;
-  float* q_row = Qs + warp * D;
-  float* p_row = Ps + warp * kTile;
+  F* q_row = Qs + warp * D;
+  F* p_row = Ps + warp * kTile;
   if (active)
-    for (int c = lane; c < D; c += 32) q_row[c] = load<float>(q, qbase + t * D + c);
+    for (int c = lane; c < D; c += 32) q_row[c] = load<F>(q, qbase + t * D + c);
   // Keys any row of this block can see (causal blocks skip the rest).
   const int64_t t_last = (t0 + kWarps < d.T ? t0 + kWarps : d.T) - 1;
   const int64_t s_end = d.causal ? t_last + (d.S - d.T) + 1 : d.S;
 
-  float m = -INFINITY, l = 0.f, acc[kDpl] = {};
+  F m = -INFINITY, l = F(0), acc[kDpl] = {};
   for (int64_t s0 = 0; s0 < s_end; s0 += kTile) {
     __syncthreads();  // the previous tile is no longer read
     load_tile(Ks, k, kbase, s0, d.S, D);
     load_tile(Vs, v, kbase, s0, d.S, D);
     __syncthreads();
     if (!active) continue;
-    const float score = key_visible(d, b, t, s0 + lane) ? d.scale * dot(q_row, Ks + lane * P, D) : -INFINITY;
-    const float m_new = fmaxf(m, warp_max(score));
+    const F score = key_visible(d, b, t, s0 + lane) ? F(d.scale) * dot(q_row, Ks + lane * P, D) : F(-INFINITY);
+    const F m_new = kmath::k_fmax(m, warp_max(score));
     if (m_new == -INFINITY) continue;  // nothing visible yet (the same for the whole warp)
-    const float p = score == -INFINITY ? 0.f : expf(score - m_new);
-    const float corr = expf(m - m_new);  // 0 on the first visible tile
+    const F p = score == -INFINITY ? F(0) : kmath::k_exp(score - m_new);
+    const F corr = kmath::k_exp(m - m_new);  // 0 on the first visible tile
     l = l * corr + warp_sum(p);
     p_row[lane] = p * dropout_factor(d, bh, t, s0 + lane);  // lse is the undropped softmax's
     __syncwarp();
     for (int r = 0; r < kDpl; ++r) {
       const int c = lane + 32 * r;
       if (c >= D) break;
-      float a = acc[r] * corr;
+      F a = acc[r] * corr;
       for (int j = 0; j < kTile; ++j) a += p_row[j] * Vs[j * P + c];
       acc[r] = a;
     }
@@ -271,38 +292,40 @@ __global__ void attention_kernel(AttnDims d, Ptr q, Ptr k, Ptr v, Ptr out, float
     m = m_new;
   }
   if (!active) return;
-  const float inv = l > 0.f ? 1.f / l : 0.f;
+  const F inv = l > F(0) ? F(1) / l : F(0);
   for (int r = 0; r < kDpl; ++r) {
     const int c = lane + 32 * r;
-    if (c < D) store<float>(out, qbase + t * D + c, acc[r] * inv);
+    if (c < D) store<F>(out, qbase + t * D + c, acc[r] * inv);
   }
-  if (lane == 0) lse[bh * d.T + t] = l > 0.f ? m + logf(l) : -INFINITY;
+  if (lane == 0) lse[bh * d.T + t] = l > F(0) ? m + kmath::k_log(l) : F(-INFINITY);
 }
 
 // Kernel A: gq and delta_t = sum_d gout out, a warp per query row.
-__global__ void attention_backward_q_kernel(AttnDims d, Ptr q, Ptr k, Ptr v, Ptr out, const float* lse, Ptr gout,
-                                            Ptr gq, float* delta) {
-  extern __shared__ float smem[];
+template <class F>
+__global__ void attention_backward_q_kernel(AttnDims d, Ptr q, Ptr k, Ptr v, Ptr out, const F* lse, Ptr gout,
+                                            Ptr gq, F* delta) {
+  extern __shared__ __align__(16) unsigned char smem_bytes[];
+  F* smem = reinterpret_cast<F*>(smem_bytes);
   const int D = int(d.D), P = D + 1;
-  float* Ks = smem;               // (kTile, D + 1)
-  float* Vs = Ks + kTile * P;     // (kTile, D + 1)
-  float* Qs = Vs + kTile * P;     // (kWarps, D)
-  float* Gs = Qs + kWarps * D;    // (kWarps, D) gout rows
-  float* Ps = Gs + kWarps * D;    // (kWarps, kTile) ds of the tile
+  F* Ks = smem;               // (kTile, D + 1)
+  F* Vs = Ks + kTile * P;     // (kTile, D + 1)
+  F* Qs = Vs + kTile * P;     // (kWarps, D)
+  F* Gs = Qs + kWarps * D;    // (kWarps, D) gout rows
+  F* Ps = Gs + kWarps * D;    // (kWarps, kTile) ds of the tile
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t bh = blockIdx.y, b = bh / d.H;
   const int64_t t0 = int64_t(blockIdx.x) * kWarps, t = t0 + warp;
   const bool active = t < d.T;
   const int64_t qbase = bh * d.T * D, kbase = bh * d.S * D;
-  float* q_row = Qs + warp * D;
-  float* g_row = Gs + warp * D;
-  float* ds_row = Ps + warp * kTile;
-  float delta_t = 0.f, L = -INFINITY;
+  F* q_row = Qs + warp * D;
+  F* g_row = Gs + warp * D;
+  F* ds_row = Ps + warp * kTile;
+  F delta_t = F(0), L = -INFINITY;
   if (active) {
     for (int c = lane; c < D; c += 32) {
-      q_row[c] = load<float>(q, qbase + t * D + c);
-      g_row[c] = load<float>(gout, qbase + t * D + c);
-      delta_t += g_row[c] * load<float>(out, qbase + t * D + c);
+      q_row[c] = load<F>(q, qbase + t * D + c);
+      g_row[c] = load<F>(gout, qbase + t * D + c);
+      delta_t += g_row[c] * load<F>(out, qbase + t * D + c);
     }
     delta_t = warp_sum(delta_t);
     L = lse[bh * d.T + t];
@@ -311,17 +334,17 @@ __global__ void attention_backward_q_kernel(AttnDims d, Ptr q, Ptr k, Ptr v, Ptr
   const int64_t t_last = (t0 + kWarps < d.T ? t0 + kWarps : d.T) - 1;
   const int64_t s_end = d.causal ? t_last + (d.S - d.T) + 1 : d.S;
 
-  float acc[kDpl] = {};
+  F acc[kDpl] = {};
   for (int64_t s0 = 0; s0 < s_end; s0 += kTile) {
     __syncthreads();
     load_tile(Ks, k, kbase, s0, d.S, D);
     load_tile(Vs, v, kbase, s0, d.S, D);
     __syncthreads();
     if (!active || L == -INFINITY) continue;
-    float ds = 0.f;
+    F ds = F(0);
     if (key_visible(d, b, t, s0 + lane)) {
-      const float p = expf(d.scale * dot(q_row, Ks + lane * P, D) - L);
-      ds = p * (dropout_factor(d, bh, t, s0 + lane) * dot(g_row, Vs + lane * P, D) - delta_t);
+      const F p = kmath::k_exp(F(d.scale) * dot(q_row, Ks + lane * P, D) - L);
+      ds = p * (F(dropout_factor(d, bh, t, s0 + lane)) * dot(g_row, Vs + lane * P, D) - delta_t);
     }
     ds_row[lane] = ds;
     __syncwarp();
@@ -335,56 +358,58 @@ __global__ void attention_backward_q_kernel(AttnDims d, Ptr q, Ptr k, Ptr v, Ptr
   if (!active || !gq.p) return;
   for (int r = 0; r < kDpl; ++r) {
     const int c = lane + 32 * r;
-    if (c < D) store<float>(gq, qbase + t * D + c, d.scale * acc[r]);
+    if (c < D) store<F>(gq, qbase + t * D + c, F(d.scale) * acc[r]);
   }
 }
 
 // Kernel B: gk and gv, a warp per key row s, walking tiles of 32 queries.
-__global__ void attention_backward_kv_kernel(AttnDims d, Ptr q, Ptr k, Ptr v, const float* lse, const float* delta,
+template <class F>
+__global__ void attention_backward_kv_kernel(AttnDims d, Ptr q, Ptr k, Ptr v, const F* lse, const F* delta,
                                              Ptr gout, Ptr gk, Ptr gv) {
-  extern __shared__ float smem[];
+  extern __shared__ __align__(16) unsigned char smem_bytes[];
+  F* smem = reinterpret_cast<F*>(smem_bytes);
   const int D = int(d.D), P = D + 1;
-  float* Qs = smem;               // (kTile, D + 1) query rows
-  float* Gs = Qs + kTile * P;     // (kTile, D + 1) gout rows
-  float* Ls = Gs + kTile * P;     // (kTile) lse of those rows
-  float* Dl = Ls + kTile;         // (kTile) delta of those rows
-  float* Kw = Dl + kTile;         // (kWarps, D) this block's key rows
-  float* Vw = Kw + kWarps * D;    // (kWarps, D) and value rows
-  float* Ps = Vw + kWarps * D;    // (kWarps, kTile) p
-  float* Ds = Ps + kWarps * kTile;  // (kWarps, kTile) ds
+  F* Qs = smem;               // (kTile, D + 1) query rows
+  F* Gs = Qs + kTile * P;     // (kTile, D + 1) gout rows
+  F* Ls = Gs + kTile * P;     // (kTile) lse of those rows
+  F* Dl = Ls + kTile;         // (kTile) delta of those rows
+  F* Kw = Dl + kTile;         // (kWarps, D) this block's key rows
+  F* Vw = Kw + kWarps * D;    // (kWarps, D) and value rows
+  F* Ps = Vw + kWarps * D;    // (kWarps, kTile) p
+  F* Ds = Ps + kWarps * kTile;  // (kWarps, kTile) ds
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t bh = blockIdx.y, b = bh / d.H;
   const int64_t sb = int64_t(blockIdx.x) * kWarps, s = sb + warp;
   const bool active = s < d.S;
   const int64_t qbase = bh * d.T * D, kbase = bh * d.S * D;
-  float* k_row = Kw + warp * D;
-  float* v_row = Vw + warp * D;
-  float* p_row = Ps + warp * kTile;
-  float* ds_row = Ds + warp * kTile;
+  F* k_row = Kw + warp * D;
+  F* v_row = Vw + warp * D;
+  F* p_row = Ps + warp * kTile;
+  F* ds_row = Ds + warp * kTile;
   if (active)
     for (int c = lane; c < D; c += 32) {
-      k_row[c] = load<float>(k, kbase + s * D + c);
-      v_row[c] = load<float>(v, kbase + s * D + c);
+      k_row[c] = load<F>(k, kbase + s * D + c);
+      v_row[c] = load<F>(v, kbase + s * D + c);
     }
   // The first query that can see this block's first key.
   const int64_t t_begin = d.causal && sb > d.S - d.T ? sb - (d.S - d.T) : 0;
 
-  float acc_k[kDpl] = {}, acc_v[kDpl] = {};
+  F acc_k[kDpl] = {}, acc_v[kDpl] = {};
   for (int64_t t0 = t_begin; t0 < d.T; t0 += kTile) {
     __syncthreads();
     load_tile(Qs, q, qbase, t0, d.T, D);
     load_tile(Gs, gout, qbase, t0, d.T, D);
     if (threadIdx.x < kTile) {
       const int64_t t = t0 + threadIdx.x;
-      Ls[threadIdx.x] = t < d.T ? lse[bh * d.T + t] : -INFINITY;
-      Dl[threadIdx.x] = t < d.T ? delta[bh * d.T + t] : 0.f;
+      Ls[threadIdx.x] = t < d.T ? lse[bh * d.T + t] : F(-INFINITY);
+      Dl[threadIdx.x] = t < d.T ? delta[bh * d.T + t] : F(0);
     }
     __syncthreads();
     if (!active) continue;
-    float p = 0.f, ds = 0.f;
+    F p = F(0), ds = F(0);
     if (key_visible(d, b, t0 + lane, s) && Ls[lane] != -INFINITY) {  // lane i: query t0 + i
-      const float f = dropout_factor(d, bh, t0 + lane, s);
-      p = expf(d.scale * dot(Qs + lane * P, k_row, D) - Ls[lane]);
+      const F f = dropout_factor(d, bh, t0 + lane, s);
+      p = kmath::k_exp(F(d.scale) * dot(Qs + lane * P, k_row, D) - Ls[lane]);
       ds = p * (f * dot(Gs + lane * P, v_row, D) - Dl[lane]);
       p *= f;  // dV sees the dropped probabilities
     }
@@ -405,74 +430,107 @@ __global__ void attention_backward_kv_kernel(AttnDims d, Ptr q, Ptr k, Ptr v, co
   for (int r = 0; r < kDpl; ++r) {
     const int c = lane + 32 * r;
     if (c >= D) break;
-    if (gk.p) store<float>(gk, kbase + s * D + c, d.scale * acc_k[r]);
-    if (gv.p) store<float>(gv, kbase + s * D + c, acc_v[r]);
+    if (gk.p) store<F>(gk, kbase + s * D + c, F(d.scale) * acc_k[r]);
+    if (gv.p) store<F>(gv, kbase + s * D + c, acc_v[r]);
   }
 }
 
+// Bytes of shared memory of kernel `which` (0 forward, 1 backward A, 2
+// backward B) for head size D and compute type F.
+template <class F>
 size_t attention_smem(int D, int which) {
   const size_t P = size_t(D) + 1;
   switch (which) {
-    case 0: return (2 * kTile * P + kWarps * D + kWarps * kTile) * sizeof(float);
-    case 1: return (2 * kTile * P + 2 * kWarps * D + kWarps * kTile) * sizeof(float);
-    default: return (2 * kTile * P + 2 * kTile + 2 * kWarps * D + 2 * kWarps * kTile) * sizeof(float);
+    case 0: return (2 * kTile * P + kWarps * D + kWarps * kTile) * sizeof(F);
+    case 1: return (2 * kTile * P + 2 * kWarps * D + kWarps * kTile) * sizeof(F);
+    default: return (2 * kTile * P + 2 * kTile + 2 * kWarps * D + 2 * kWarps * kTile) * sizeof(F);
+  }
+}
+
+// Kernels asking for more than the default 48 KiB of shared memory (f64 at
+// D = 128) must say so; the most any of them needs is 85 KiB
+// (sm_80 allows 163 KiB, sm_90 227 KiB). A failure here is left in
+// cudaGetLastError, so the backend's check after the launch reports it.
+template <class K>
+void allow_smem(K kernel, size_t bytes) {
+  if (bytes > 48 * 1024) cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+}
+
+template <class F>
+void run_attention(const AttnDims& d, Ptr q, Ptr k, Ptr v, Ptr out, Ptr lse) {
+  const dim3 grid(unsigned((d.T + kWarps - 1) / kWarps), unsigned(d.B * d.H));
+  const size_t smem = attention_smem<F>(int(d.D), 0);
+  allow_smem(attention_kernel<F>, smem);
+  attention_kernel<F><<<grid, kWarps * 32, smem>>>(d, q, k, v, out, static_cast<F*>(lse.p));
+}
+
+template <class F>
+void run_attention_backward(const AttnDims& d, Ptr q, Ptr k, Ptr v, Ptr out, Ptr lse, Ptr gout, Ptr gq, Ptr gk, Ptr gv,
+                            Ptr delta) {
+  const F* l = static_cast<const F*>(lse.p);
+  F* dl = static_cast<F*>(delta.p);
+  const dim3 grid_q(unsigned((d.T + kWarps - 1) / kWarps), unsigned(d.B * d.H));
+  const size_t smem_q = attention_smem<F>(int(d.D), 1);
+  allow_smem(attention_backward_q_kernel<F>, smem_q);
+  attention_backward_q_kernel<F><<<grid_q, kWarps * 32, smem_q>>>(d, q, k, v, out, l, gout, gq, dl);
+  if (gk.p || gv.p) {
+    const dim3 grid_kv(unsigned((d.S + kWarps - 1) / kWarps), unsigned(d.B * d.H));
+    const size_t smem_kv = attention_smem<F>(int(d.D), 2);
+    allow_smem(attention_backward_kv_kernel<F>, smem_kv);
+    attention_backward_kv_kernel<F><<<grid_kv, kWarps * 32, smem_kv>>>(d, q, k, v, l, dl, gout, gk, gv);
   }
 }
 
 }  // namespace
 
 void launch_softmax(int64_t N, int64_t C, Ptr x, Ptr y, bool log) {
-  if (N > 0) softmax_kernel<<<unsigned(N), kThreads>>>(C, x, y, log);
+  if (N > 0) MP_LAUNCH_F(x.dt, softmax_kernel, unsigned(N), kThreads, 0, C, x, y, log);
 }
 
 void launch_softmax_backward(int64_t N, int64_t C, Ptr y, Ptr gy, Ptr gx, bool log) {
-  if (N > 0) softmax_backward_kernel<<<unsigned(N), kThreads>>>(C, y, gy, gx, log);
+  if (N > 0) MP_LAUNCH_F(y.dt, softmax_backward_kernel, unsigned(N), kThreads, 0, C, y, gy, gx, log);
 }
 
 void launch_layer_norm(int64_t N, int64_t C, Ptr x, Ptr w, Ptr b, float eps, Ptr y, Ptr mean, Ptr rstd) {
-  if (N > 0) layer_norm_kernel<<<unsigned(N), kThreads>>>(C, x, w, b, eps, y, mean, rstd);
+  if (N > 0) MP_LAUNCH_F(x.dt, layer_norm_kernel, unsigned(N), kThreads, 0, C, x, w, b, eps, y, mean, rstd);
 }
 
 void launch_layer_norm_backward(int64_t N, int64_t C, Ptr gy, Ptr x, Ptr w, Ptr mean, Ptr rstd, Ptr gx, Ptr gw,
                                 Ptr gb) {
   if (N == 0 || C == 0) return;
-  if (gx.p) layer_norm_backward_x_kernel<<<unsigned(N), kThreads>>>(C, gy, x, w, mean, rstd, gx);
+  if (gx.p) MP_LAUNCH_F(x.dt, layer_norm_backward_x_kernel, unsigned(N), kThreads, 0, C, gy, x, w, mean, rstd, gx);
   if (gw.p || gb.p) {
     const dim3 block(32, 8);
     const int64_t row_blocks = (N + 7) / 8;
     const dim3 grid(unsigned((C + 31) / 32), unsigned(row_blocks < 256 ? row_blocks : 256));
-    layer_norm_backward_wb_kernel<<<grid, block>>>(N, C, gy, x, mean, rstd, gw, gb);
+    MP_LAUNCH_F(x.dt, layer_norm_backward_wb_kernel, grid, block, 0, N, C, gy, x, mean, rstd, gw, gb);
   }
 }
 
 void launch_cross_entropy(int64_t N, int64_t V, Ptr logits, const int32_t* targets, int ignore_index, Ptr losses,
                           int* err) {
-  if (N > 0) cross_entropy_kernel<<<unsigned(N), kThreads>>>(V, logits, targets, ignore_index, losses, err);
+  if (N > 0)
+    MP_LAUNCH_F(logits.dt, cross_entropy_kernel, unsigned(N), kThreads, 0, V, logits, targets, ignore_index, losses, err);
 }
 
 void launch_cross_entropy_backward(int64_t N, int64_t V, Ptr logits, const int32_t* targets, int ignore_index,
                                    float gscale, Ptr glogits, int* err) {
   if (N > 0)
-    cross_entropy_backward_kernel<<<unsigned(N), kThreads>>>(V, logits, targets, ignore_index, gscale, glogits, err);
+    MP_LAUNCH_F(logits.dt, cross_entropy_backward_kernel, unsigned(N), kThreads, 0, V, logits, targets, ignore_index,
+                gscale, glogits, err);
 }
 
-void launch_attention(const AttnDims& d, Ptr q, Ptr k, Ptr v, Ptr out, float* lse) {
+void launch_attention(const AttnDims& d, Ptr q, Ptr k, Ptr v, Ptr out, Ptr lse) {
   if (d.B * d.H == 0 || d.T == 0) return;
-  const dim3 grid(unsigned((d.T + kWarps - 1) / kWarps), unsigned(d.B * d.H));
-  attention_kernel<<<grid, kWarps * 32, attention_smem(int(d.D), 0)>>>(d, q, k, v, out, lse);
+  if (lse.dt == DType::f64) run_attention<double>(d, q, k, v, out, lse);
+  else run_attention<float>(d, q, k, v, out, lse);
 }
 
-void launch_attention_backward(const AttnDims& d, Ptr q, Ptr k, Ptr v, Ptr out, const float* lse, Ptr gout, Ptr gq,
-                               Ptr gk, Ptr gv, float* delta) {
+void launch_attention_backward(const AttnDims& d, Ptr q, Ptr k, Ptr v, Ptr out, Ptr lse, Ptr gout, Ptr gq, Ptr gk,
+                               Ptr gv, Ptr delta) {
   if (d.B * d.H == 0 || d.T == 0) return;
-  const dim3 grid_q(unsigned((d.T + kWarps - 1) / kWarps), unsigned(d.B * d.H));
-  attention_backward_q_kernel<<<grid_q, kWarps * 32, attention_smem(int(d.D), 1)>>>(d, q, k, v, out, lse, gout, gq,
-                                                                                    delta);
-  if (gk.p || gv.p) {
-    const dim3 grid_kv(unsigned((d.S + kWarps - 1) / kWarps), unsigned(d.B * d.H));
-    attention_backward_kv_kernel<<<grid_kv, kWarps * 32, attention_smem(int(d.D), 2)>>>(d, q, k, v, lse, delta, gout,
-                                                                                        gk, gv);
-  }
+  if (lse.dt == DType::f64) run_attention_backward<double>(d, q, k, v, out, lse, gout, gq, gk, gv, delta);
+  else run_attention_backward<float>(d, q, k, v, out, lse, gout, gq, gk, gv, delta);
 }
 
 }  // namespace mp::cuda

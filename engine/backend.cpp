@@ -1,6 +1,7 @@
 #include "engine/backend.h"
 
 #include <array>
+#include <mutex>
 
 #include "engine/error.h"
 
@@ -9,18 +10,38 @@ namespace mp {
 Backend* cpu_backend();   // engine/cpu/cpu_backend.cpp
 Backend* meta_backend();  // engine/meta/meta_backend.cpp
 
-static std::array<Backend*, kDeviceTypes>& registry() {
-  static std::array<Backend*, kDeviceTypes> backends{cpu_backend(), nullptr, meta_backend()};
-  return backends;
+namespace {
+
+struct Registry {
+  std::array<Backend*, kDeviceTypes> backends{cpu_backend(), nullptr, meta_backend()};
+  std::array<Backend* (*)(), kDeviceTypes> loaders{};
+  std::array<std::once_flag, kDeviceTypes> loaded;
+};
+
+Registry& registry() {
+  static Registry r;
+  return r;
 }
 
+// The backend of t, running its loader the first time.
+Backend* find(DeviceType t) {
+  Registry& r = registry();
+  std::call_once(r.loaded[int(t)], [&] {
+    if (!r.backends[int(t)] && r.loaders[int(t)]) r.backends[int(t)] = r.loaders[int(t)]();
+  });
+  return r.backends[int(t)];
+}
+
+}  // namespace
+
 Backend& backend(Device d) {
-  Backend* b = registry()[int(d.type)];
+  Backend* b = find(d.type);
   if (!b) fail("no backend for device {}: minipeft was built without it or no such device is present", d.str());
   return *b;
 }
 
-void register_backend(DeviceType t, Backend* b) { registry()[int(t)] = b; }
-bool has_backend(DeviceType t) { return registry()[int(t)] != nullptr; }
+void register_backend(DeviceType t, Backend* b) { registry().backends[int(t)] = b; }
+void register_backend_loader(DeviceType t, Backend* (*load)()) { registry().loaders[int(t)] = load; }
+bool has_backend(DeviceType t) { return find(t) != nullptr; }
 
 }  // namespace mp

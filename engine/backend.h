@@ -9,7 +9,7 @@
 //    checks); bf16 inputs are widened to f32;
 //  - "accumulate" means out += result, otherwise out = result.
 // The CPU backend (engine/cpu/) is the reference; the CUDA backend (cuda/)
-// registers itself at start-up when built.
+// registers a loader when built, run on the first use of the GPU.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -128,6 +128,10 @@ class Backend {
 // The backend of a device; mp::Error if none is registered (e.g. CUDA not built or no GPU).
 Backend& backend(Device d);
 void register_backend(DeviceType t, Backend* b);
+// A loader makes a backend on the first backend() or has_backend() of its
+// device type (nullptr: no such device), so that registering one at static
+// initialisation costs nothing (cuda/ creates no CUDA context before main).
+void register_backend_loader(DeviceType t, Backend* (*load)());
 bool has_backend(DeviceType t);
 
 }  // namespace mp

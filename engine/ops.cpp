@@ -38,6 +38,11 @@ int wrap_axis(const char* what, int axis, int dim) {
 // The shape without its last axis: (..., C) -> (...).
 Shape leading(const Shape& s) { return Shape(s.begin(), s.end() - 1); }
 
+// The dtype of saved row statistics (layer norm's mean and rstd, attention's
+// log-sum-exp): f32, never bf16, whose rounding would bias every gradient;
+// f64 for f64 inputs (gradient checks).
+DType stats_dtype(const Tensor& x) { return x.dtype() == DType::f64 ? DType::f64 : DType::f32; }
+
 }  // namespace
 
 // ---------------------------------------------------------------- elementwise
@@ -282,8 +287,8 @@ LayerNormOut layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float
   check_param("bias", b);
   LayerNormOut r;
   r.y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  r.mean = Tensor::empty(leading(x.shape()), x.dtype(), x.device());
-  r.rstd = Tensor::empty(leading(x.shape()), x.dtype(), x.device());
+  r.mean = Tensor::empty(leading(x.shape()), stats_dtype(x), x.device());
+  r.rstd = Tensor::empty(leading(x.shape()), stats_dtype(x), x.device());
   backend_of(x).layer_norm(x.contiguous(), w.defined() ? w.contiguous() : w, b.defined() ? b.contiguous() : b, eps,
                            r.y, r.mean, r.rstd);
   return r;
@@ -347,12 +352,15 @@ AttentionOut attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
     if (p.key_mask->shape() != Shape{q.size(0), k.size(2)} || p.key_mask->dtype() != DType::i32)
       fail("attention: key_mask {} {} should be i32 ({}, {})", shape_str(p.key_mask->shape()),
            dtype_name(p.key_mask->dtype()), q.size(0), k.size(2));
+    if (p.key_mask->device() != q.device())
+      fail("attention: key_mask is on {}, q, k, v on {}: build the mask on the model's device",
+           p.key_mask->device().str(), q.device().str());
     mask = p.key_mask->contiguous();
     params.key_mask = &mask;
   }
   AttentionOut r;
   r.out = Tensor::empty(q.shape(), q.dtype(), q.device());
-  r.lse = Tensor::empty({q.size(0), q.size(1), q.size(2)}, q.dtype(), q.device());
+  r.lse = Tensor::empty({q.size(0), q.size(1), q.size(2)}, stats_dtype(q), q.device());
   backend_of(q).attention(q.contiguous(), k.contiguous(), v.contiguous(), params, r.out, r.lse);
   return r;
 }

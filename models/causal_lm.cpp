@@ -221,7 +221,7 @@ Variable CausalLM::self_attention(const Variable& q, const Variable& k, const Va
   params.key_mask = opt.attention_mask;
   if (is_training() && config_.attn_pdrop > 0.f) {
     params.dropout = config_.attn_pdrop;
-    params.seed = nn::mix_seed(nn::rng_state().seed, attn_dropout_instance_, nn::next_dropout_call());
+    params.seed = nn::next_dropout_seed(attn_dropout_instance_);
   }
   Variable y = ag::attention(qh, kh, vh, params);                 // (B, H, T, D)
   return ag::reshape(ag::permute(y, {0, 2, 1, 3}), {B, T, C});  // (B, T, C)

@@ -30,6 +30,7 @@
 
 #include "autograd/variable.h"
 #include "models/config.h"
+#include "nn/containers.h"
 #include "nn/module.h"
 #include "nn/rng.h"
 
@@ -154,16 +155,6 @@ Tensor shift_labels(const Tensor& labels);
 enum class Init : uint8_t { normal, zeros, ones };
 void init_parameter(const Variable& p, Init kind, double std, uint64_t seed, const std::string& name);
 
-// A numbered list of child modules ("h.0", "h.1", ...), as torch.nn.ModuleList.
-template <class M>
-class ModuleList : public nn::Module {
- public:
-  void push_back(std::shared_ptr<M> m) { items_.push_back(add_module(std::to_string(items_.size()), std::move(m))); }
-  M& operator[](size_t i) const { return *items_[i]; }
-  size_t size() const { return items_.size(); }
-
- private:
-  std::vector<std::shared_ptr<M>> items_;
-};
+using nn::ModuleList;  // nn/containers.h
 
 }  // namespace mp::models

@@ -13,9 +13,7 @@ Dropout::Dropout(float p, std::optional<uint64_t> base_seed)
 
 Variable Dropout::forward(const Variable& x) const {
   if (!is_training() || p_ == 0.f) return x;
-  uint64_t base = base_seed_ ? *base_seed_ : rng_state().seed;
-  uint64_t seed = mix_seed(base, instance_, next_dropout_call());
-  return ag::dropout(x, p_, seed);
+  return ag::dropout(x, p_, next_dropout_seed(instance_, base_seed_));
 }
 
 }  // namespace mp::nn

@@ -109,6 +109,15 @@ int64_t Module::num_parameters(bool trainable_only) const {
   return n;
 }
 
+void Module::to(Device device) {
+  for (auto& [name, v] : named_parameters()) {
+    v.zero_grad();
+    v.value() = v.value().to(device);
+  }
+  for (auto& [path, m] : named_modules())
+    for (auto& [name, b] : m->buffers_) b = b.to(device);
+}
+
 void Module::train(bool on) {
   training_ = on;
   for (auto& [name, child] : children_) child->train(on);

@@ -56,6 +56,10 @@ class Module {
   // Forget every parameter's gradient.
   void zero_grad() const;
 
+  // Move every parameter and buffer to `device` (a tied weight once), as
+  // torch's module.to(device); gradients are forgotten. Storage tags stay.
+  void to(Device device);
+
  protected:
   // The value's storage is retagged `weights` unless it is already tagged
   // `weights` or `adapter`. Names must be unique within this module and may

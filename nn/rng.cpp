@@ -24,4 +24,8 @@ uint64_t next_init_seed() { return mix_seed(g_rng.seed, kInitStream, g_rng.init_
 uint64_t next_dropout_instance() { return g_rng.dropout_instances++; }
 uint64_t next_dropout_call() { return g_rng.dropout_counter++; }
 
+uint64_t next_dropout_seed(uint64_t instance, std::optional<uint64_t> base) {
+  return mix_seed(base ? *base : g_rng.seed, instance, next_dropout_call());
+}
+
 }  // namespace mp::nn

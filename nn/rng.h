@@ -11,6 +11,7 @@
 // activation recompute can rewind them to replay a forward exactly.
 #pragma once
 #include <cstdint>
+#include <optional>
 
 namespace mp::nn {
 
@@ -31,6 +32,10 @@ uint64_t next_init_seed();
 // Called by Dropout: the id of a new instance, and the counter of the next call.
 uint64_t next_dropout_instance();
 uint64_t next_dropout_call();
+// The mask seed of one dropout call by `instance` (every dropout draws its
+// seed here: Dropout, LoRA's, attention's): mix(base, instance,
+// next_dropout_call()), base the global seed unless the instance has its own.
+uint64_t next_dropout_seed(uint64_t instance, std::optional<uint64_t> base = std::nullopt);
 
 // Hash three numbers into a seed (splitmix64 rounds): nearby inputs give
 // unrelated outputs.

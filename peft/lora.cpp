@@ -92,7 +92,7 @@ Variable LoraLinear::forward(const Variable& x, const Variable& base_out, const 
   if (active_.empty() || merged()) return base_out;
   const LoraWeights& w = adapters_.at(active_);
   const float p = is_training() ? w.dropout : 0.f;
-  const uint64_t seed = p > 0.f ? nn::mix_seed(nn::rng_state().seed, dropout_instance_, nn::next_dropout_call()) : 0;
+  const uint64_t seed = p > 0.f ? nn::next_dropout_seed(dropout_instance_) : 0;
   Variable h = lora_down(x, w.A, p, seed);                 // (..., r)
   Variable up = ag::linear(h, w.B, Variable());            // (..., out)
   return ag::add(base_out, ag::scale(up, w.scaling));      // (..., out)

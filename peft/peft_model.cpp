@@ -42,8 +42,8 @@ std::string last_component(const std::string& name) {
   return dot == std::string::npos ? name : name.substr(dot + 1);
 }
 
-// A (B, n) i32 tensor of ones on `d`: the attention mask of virtual tokens.
-Tensor ones_mask(int64_t batch, int64_t n, Device d) { return Tensor::full({batch, n}, 1.0, DType::i32, d); }
+// A (B, n) i32 tensor of ones on `device`: the attention mask of virtual tokens.
+Tensor ones_mask(int64_t batch, int64_t n, Device device) { return Tensor::full({batch, n}, 1.0, DType::i32, device); }
 
 }  // namespace
 
@@ -263,8 +263,9 @@ PeftModel::Prepared PeftModel::prepare(const Tensor& ids, const Tensor* attentio
 
   const PeftConfig& c = configs_.at(active_);
   const int64_t P = c.num_virtual_tokens();
-  if (attention_mask) {  // the virtual tokens are always visible
-    in.mask = ops::cat({ones_mask(B, P, attention_mask->device()), *attention_mask}, 1);  // (B, P+T)
+  if (attention_mask) {  // the virtual tokens are always visible; the mask lives on the model's device
+    const Device device = model_->token_embedding_weight().value().device();
+    in.mask = ops::cat({ones_mask(B, P, device), attention_mask->to(device)}, 1);  // (B, P+T)
     in.opt.attention_mask = &in.mask;
   }
   nn::Module* encoder = prompt_encoder_->find_module(active_);

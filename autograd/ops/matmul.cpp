@@ -77,11 +77,9 @@ Variable linear(const Variable& x, const Variable& w, const Variable& b, bool w_
   auto compute = [bf16](const Tensor& t) { return bf16 && t.dtype() != DType::bf16 ? t.to(DType::bf16) : t; };
   Tensor x2 = compute(x.value().reshape({-1, in}));   // (N, in)
   Tensor y2 = ops::matmul(x2, compute(w.value()), false, tw);  // (N, out) f32
-  // Then the bias, added in place (broadcast over rows). Measured on the CPU
-  // backend against pre-filling y with the bias and a GEMM with beta = 1:
-  // this was faster at every size tried (e.g. N=1024, 768 -> 768: 49 vs 65 ms
-  // on the loaded 2-core dev box; 4096, 64 -> 64: 2.5 vs 21 ms, where the
-  // strided broadcast copy dominates).
+  // Then the bias, added in place (broadcast over rows): on the CPU backend
+  // this beat pre-filling y with the bias and a GEMM with beta = 1, whose
+  // strided broadcast copy costs more than the add.
   if (b.defined()) ops::axpby(1.f, b.value().to(y2.dtype()), 1.f, y2);
   Shape y_shape = x.shape();
   y_shape.back() = out;

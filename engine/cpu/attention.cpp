@@ -133,7 +133,8 @@ void dropout_factors(uint64_t seed, float p, int64_t r, int64_t S, int64_t end, 
   }
 }
 
-// The keys query t may see: [0, end), skipping masked ones.
+// The end of the keys query t may see, [0, end): all S without `causal`;
+// masked keys inside it are skipped by the caller (their score is -inf).
 inline int64_t visible_end(const Dims& d, int64_t t, bool causal) { return causal ? t + (d.S - d.T) + 1 : d.S; }
 
 template <class R>

@@ -32,16 +32,15 @@ Shape2 check(const char* what, const Tensor& logits, const Tensor& targets, int 
   return {N, V};
 }
 
-// log sum exp of one row, and its max.
+// log sum exp of one row.
 template <class T>
-T row_lse(const T* x, int64_t V, T& max_out) {
+T row_lse(const T* x, int64_t V) {
   T m = -INFINITY;
 #pragma omp simd reduction(max : m)
   for (int64_t v = 0; v < V; ++v) m = std::max(m, x[v]);
-  Acc<T> s = 0;
+  Acc s = 0;
 #pragma omp simd reduction(+ : s)
   for (int64_t v = 0; v < V; ++v) s += fast_exp(x[v] - m);
-  max_out = m;
   return m + T(std::log(s));
 }
 
@@ -63,8 +62,7 @@ void cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index
         continue;
       }
       const T* x = px + n * V;
-      T m;
-      pl[n] = row_lse(x, V, m) - x[pt[n]];
+      pl[n] = row_lse(x, V) - x[pt[n]];
     }
   });
 }
@@ -88,8 +86,7 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int ign
         continue;
       }
       const T* x = px + n * V;
-      T m;
-      const T lse = row_lse(x, V, m);
+      const T lse = row_lse(x, V);
       const T s = T(gscale);
       for (int64_t v = 0; v < V; ++v) g[v] = s * fast_exp(x[v] - lse);  // gscale * softmax
       g[pt[n]] -= s;

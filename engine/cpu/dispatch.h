@@ -47,8 +47,8 @@ constexpr To convert(From x) {
   }
 }
 
-// The type to accumulate sums of T in: double, so long f32 sums stay accurate.
-template <class T>
+// The type sums are accumulated in, for f32 and f64 alike: double, so long
+// f32 sums stay accurate.
 using Acc = double;
 
 }  // namespace mp::cpu

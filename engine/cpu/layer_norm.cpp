@@ -51,14 +51,14 @@ void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, co
     for (int64_t n = 0; n < N; ++n) {
       const T* xr = px + n * C;
       T* yr = py + n * C;
-      Acc<T> s = 0;
+      Acc s = 0;
 #pragma omp simd reduction(+ : s)
       for (int64_t c = 0; c < C; ++c) s += xr[c];
-      const T m = T(s / Acc<T>(C));
-      Acc<T> v = 0;
+      const T m = T(s / Acc(C));
+      Acc v = 0;
 #pragma omp simd reduction(+ : v)
-      for (int64_t c = 0; c < C; ++c) v += Acc<T>(xr[c] - m) * Acc<T>(xr[c] - m);
-      const T rs = T(1 / std::sqrt(v / Acc<T>(C) + Acc<T>(eps)));
+      for (int64_t c = 0; c < C; ++c) v += Acc(xr[c] - m) * Acc(xr[c] - m);
+      const T rs = T(1 / std::sqrt(v / Acc(C) + Acc(eps)));
       for (int64_t c = 0; c < C; ++c) {
         T norm = (xr[c] - m) * rs;
         yr[c] = norm * (pw ? pw[c] : T(1)) + (pb ? pb[c] : T(0));
@@ -106,7 +106,7 @@ void layer_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& w, con
         const T* xr = px + n * C;
         const T m = pmean[n], rs = prstd[n];
         if (pgx) {
-          Acc<T> dnorm_sum = 0, dnorm_norm_sum = 0;
+          Acc dnorm_sum = 0, dnorm_norm_sum = 0;
 #pragma omp simd reduction(+ : dnorm_sum, dnorm_norm_sum)
           for (int64_t c = 0; c < C; ++c) {
             T norm = (xr[c] - m) * rs;
@@ -114,7 +114,7 @@ void layer_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& w, con
             dnorm_sum += dnorm;
             dnorm_norm_sum += dnorm * norm;
           }
-          const T dnorm_mean = T(dnorm_sum / Acc<T>(C)), dnorm_norm_mean = T(dnorm_norm_sum / Acc<T>(C));
+          const T dnorm_mean = T(dnorm_sum / Acc(C)), dnorm_norm_mean = T(dnorm_norm_sum / Acc(C));
           T* gxr = pgx + n * C;
           for (int64_t c = 0; c < C; ++c) {
             T norm = (xr[c] - m) * rs;

@@ -1,8 +1,5 @@
-// Batched matrix products on BLAS.
-//
-//   out (batch, M, N) = alpha * op(a) op(b) + beta * out
-//   a (batch or 1, M, K), stored (.., K, M) when trans_a
-//   b (batch or 1, K, N), stored (.., N, K) when trans_b
+// Batched matrix products on BLAS: out = alpha * op(a) op(b) + beta * out,
+// shapes as in engine/matmul_dims.h.
 //
 // Transposes are never copied: they become BLAS's transpose flags. A Linear
 // layer's x (B*T, C) @ W is the hot path: when b is one shared matrix and a is
@@ -19,6 +16,7 @@
 
 #include "engine/cpu/dispatch.h"
 #include "engine/cpu/kernels.h"
+#include "engine/matmul_dims.h"
 
 namespace mp::cpu {
 
@@ -36,9 +34,8 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const 
               alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
 }
 
-// The sizes of one call, read from the tensors' shapes.
-struct Dims {
-  int64_t batch, M, N, K, batch_a, batch_b;
+// The sizes of one call (engine/matmul_dims.h) with the transpose flags.
+struct Dims : MatmulDims {
   bool ta, tb;
   int64_t lda() const { return std::max<int64_t>(1, ta ? M : K); }  // row length of a as stored
   int64_t ldb() const { return std::max<int64_t>(1, tb ? K : N); }
@@ -116,17 +113,7 @@ int64_t matmul_workspace_elements(const Tensor& a, bool trans_a, const Tensor& b
 }
 
 void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out, float alpha, float beta) {
-  if (a.dim() != 3 || b.dim() != 3 || out.dim() != 3)
-    fail("matmul kernel wants 3-D tensors, got {}, {} -> {}", shape_str(a.shape()), shape_str(b.shape()),
-         shape_str(out.shape()));
-  if (!a.is_contiguous() || !b.is_contiguous() || !out.is_contiguous()) fail("matmul kernel wants contiguous tensors");
-  Dims d{out.size(0), out.size(1), out.size(2), trans_a ? a.size(1) : a.size(2), a.size(0), b.size(0), trans_a, trans_b};
-  const int64_t a_rows = trans_a ? a.size(2) : a.size(1), b_k = trans_b ? b.size(2) : b.size(1),
-                b_cols = trans_b ? b.size(1) : b.size(2);
-  if (a_rows != d.M || b_k != d.K || b_cols != d.N || (d.batch_a != 1 && d.batch_a != d.batch) ||
-      (d.batch_b != 1 && d.batch_b != d.batch))
-    fail("matmul kernel: {}{} @ {}{} does not give {}", shape_str(a.shape()), trans_a ? "^T" : "",
-         shape_str(b.shape()), trans_b ? "^T" : "", shape_str(out.shape()));
+  const Dims d{matmul_dims(a, trans_a, b, trans_b, out), trans_a, trans_b};
   if (d.batch == 0 || d.M == 0 || d.N == 0) return;
   if (d.K == 0) {  // an empty sum: out = beta * out
     if (beta == 0.f) fill(out, 0.0);

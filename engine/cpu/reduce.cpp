@@ -42,7 +42,7 @@ void reduce(ReduceOp op, const Tensor& a, int axis, const Tensor& out) {
         for (int64_t j = 0; j < n; ++j) {
           const T* x = pa + off[0] + j * st[0];  // (len) with stride sax
           if (op == ReduceOp::sum) {
-            Acc<T> s = 0;
+            Acc s = 0;
 #pragma omp simd reduction(+ : s)
             for (int64_t k = 0; k < len; ++k) s += x[k * sax];
             po[off[1] + j * st[1]] = T(s);

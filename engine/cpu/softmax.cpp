@@ -43,7 +43,7 @@ void softmax(const Tensor& x, const Tensor& y, bool log) {
       T m = -INFINITY;
 #pragma omp simd reduction(max : m)
       for (int64_t c = 0; c < r.C; ++c) m = std::max(m, xr[c]);
-      Acc<T> sum = 0;
+      Acc sum = 0;
       if (log) {
 #pragma omp simd reduction(+ : sum)
         for (int64_t c = 0; c < r.C; ++c) sum += fast_exp(xr[c] - m);
@@ -79,7 +79,7 @@ void softmax_backward(const Tensor& y, const Tensor& gy, const Tensor& gx, bool 
       const T* yr = py + n * r.C;
       const T* gyr = pgy + n * r.C;
       T* gxr = pgx + n * r.C;
-      Acc<T> dot = 0;
+      Acc dot = 0;
       if (log) {
 #pragma omp simd reduction(+ : dot)
         for (int64_t c = 0; c < r.C; ++c) dot += gyr[c];

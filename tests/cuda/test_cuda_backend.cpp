@@ -1,18 +1,18 @@
 // The CUDA backend against the CPU backend (the reference): every Backend
 // kernel on random inputs, f32 within 1e-5 (relative to the largest value of
-// the reference; TF32 off) and bf16 within 1e-2. Exits 77 (a skip for Meson)
+// the reference; TF32 off), bf16 within 1e-2, f64 within 1e-12. Exits 77 (a skip for Meson)
 // when no GPU is present.
 #define DOCTEST_CONFIG_IMPLEMENT
-#include <doctest/doctest.h>
+#include "tests/cuda/gpu_main.h"
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <vector>
 
 #include "cuda/cuda_backend.h"
 #include "engine/backend.h"
 #include "engine/error.h"
+#include "engine/ops.h"
 #include "engine/tensor.h"
 
 using namespace mp;
@@ -31,16 +31,24 @@ Tensor uniform(const Shape& s, uint64_t seed, double lo = -1, double hi = 1, DTy
 Tensor dev(const Tensor& t) { return t.to(kCUDA); }
 Tensor empty_like(const Tensor& t, Device d) { return Tensor::empty(t.shape(), t.dtype(), d); }
 
-// max |got - want| <= rtol * max(max |want|, 1e-30); both any device.
+// Any tensor's values as doubles, on the host, row-major.
+std::vector<double> host_doubles(const Tensor& t) {
+  Tensor h = t.to(kCPU).to(DType::f64).contiguous();
+  return std::vector<double>(h.data<double>(), h.data<double>() + h.numel());
+}
+
+// max |got - want| <= rtol * max(max |want|, 1e-30) over the finite values of
+// want; an infinite want (the -inf lse of a fully masked row) must be matched
+// exactly. Compared in double; both any device.
 void expect_close(const Tensor& got, const Tensor& want, double rtol, const char* what) {
   CAPTURE(what);
   REQUIRE(got.shape() == want.shape());
-  std::vector<float> g = got.to_floats(), w = want.to_floats();
+  std::vector<double> g = host_doubles(got), w = host_doubles(want);
   double scale = 1e-30, err = 0;
   size_t worst = 0;
   for (size_t i = 0; i < w.size(); ++i) {
-    scale = std::max(scale, double(std::fabs(w[i])));
-    const double e = std::fabs(double(g[i]) - double(w[i]));
+    if (std::isfinite(w[i])) scale = std::max(scale, std::fabs(w[i]));
+    const double e = std::isinf(w[i]) && g[i] == w[i] ? 0.0 : std::fabs(g[i] - w[i]);
     if (!(e <= err)) {
       err = e;
       worst = i;
@@ -52,7 +60,7 @@ void expect_close(const Tensor& got, const Tensor& want, double rtol, const char
   CHECK(err <= rtol * scale);
 }
 
-constexpr double kF32 = 1e-5, kBF16 = 1e-2;
+constexpr double kF32 = 1e-5, kBF16 = 1e-2, kF64 = 1e-12;
 
 }  // namespace
 
@@ -177,7 +185,7 @@ TEST_CASE("matmul: transposes, shared operands, f32, f64, bf16") {
         Tensor w64 = c.to(DType::f64), g64 = dev(w64);
         cpu().matmul(a.to(DType::f64), ta, b.to(DType::f64), tb, w64, 0.5f, 0.25f);
         gpu().matmul(dev(a.to(DType::f64)), ta, dev(b.to(DType::f64)), tb, g64, 0.5f, 0.25f);
-        expect_close(g64, w64, 1e-12, "f64");
+        expect_close(g64, w64, kF64, "f64");
         // bf16 weight with f32 activations, and both bf16
         Tensor wb = Tensor::zeros({B, M, N}), gb = Tensor::zeros({B, M, N}, DType::f32, kCUDA);
         cpu().matmul(a, ta, b.to(DType::bf16), tb, wb, 1.f, 0.f);
@@ -192,42 +200,51 @@ TEST_CASE("matmul: transposes, shared operands, f32, f64, bf16") {
   }
 }
 
-TEST_CASE("softmax and log_softmax, forward and backward") {
-  for (int64_t C : {50, 5000}) {
-    Tensor x = uniform({9, C}, 30, -5, 5), gy = uniform({9, C}, 31);
-    for (bool log : {false, true}) {
-      Tensor wy = empty_like(x, kCPU), gyd = Tensor::empty(x.shape(), DType::f32, kCUDA);
-      cpu().softmax(x, wy, log);
-      gpu().softmax(dev(x), gyd, log);
-      expect_close(gyd, wy, kF32, "softmax");
-      Tensor wgx = empty_like(x, kCPU), ggx = Tensor::empty(x.shape(), DType::f32, kCUDA);
-      cpu().softmax_backward(wy, gy, wgx, log);
-      gpu().softmax_backward(dev(wy), dev(gy), ggx, log);
-      expect_close(ggx, wgx, kF32, "softmax_backward");
+// The row kernels compute f64 inputs in double (gradient checks), others in float.
+double tol_of(DType dt) { return dt == DType::f64 ? kF64 : dt == DType::bf16 ? kBF16 : kF32; }
+
+TEST_CASE("softmax and log_softmax, forward and backward, f32 and f64") {
+  for (DType dt : {DType::f32, DType::f64}) {
+    CAPTURE(dtype_name(dt));
+    for (int64_t C : {50, 5000}) {
+      Tensor x = uniform({9, C}, 30, -5, 5, dt), gy = uniform({9, C}, 31, -1, 1, dt);
+      for (bool log : {false, true}) {
+        Tensor wy = empty_like(x, kCPU), gyd = empty_like(x, kCUDA);
+        cpu().softmax(x, wy, log);
+        gpu().softmax(dev(x), gyd, log);
+        expect_close(gyd, wy, tol_of(dt), "softmax");
+        Tensor wgx = empty_like(x, kCPU), ggx = empty_like(x, kCUDA);
+        cpu().softmax_backward(wy, gy, wgx, log);
+        gpu().softmax_backward(dev(wy), dev(gy), ggx, log);
+        expect_close(ggx, wgx, tol_of(dt), "softmax_backward");
+      }
     }
   }
 }
 
-TEST_CASE("layer_norm forward and backward (gw, gb accumulate)") {
+TEST_CASE("layer_norm forward and backward (gw, gb accumulate), f32 and f64") {
   const int64_t N = 37, C = 768;
-  Tensor x = uniform({N, C}, 40, -2, 3), w = uniform({C}, 41, 0.5, 1.5), b = uniform({C}, 42), gy = uniform({N, C}, 43);
-  for (bool with_b : {true, false}) {
-    Tensor bb = with_b ? b : Tensor();
-    Tensor wy = empty_like(x, kCPU), wm = Tensor::empty({N}), wr = Tensor::empty({N});
-    Tensor gyv = Tensor::empty({N, C}, DType::f32, kCUDA), gm = Tensor::empty({N}, DType::f32, kCUDA),
-           gr = Tensor::empty({N}, DType::f32, kCUDA);
-    cpu().layer_norm(x, w, bb, 1e-5f, wy, wm, wr);
-    gpu().layer_norm(dev(x), dev(w), with_b ? dev(b) : Tensor(), 1e-5f, gyv, gm, gr);
-    expect_close(gyv, wy, kF32, "y");
-    expect_close(gm, wm, kF32, "mean");
-    expect_close(gr, wr, kF32, "rstd");
-    Tensor wgx = empty_like(x, kCPU), wgw = uniform({C}, 44), wgb = uniform({C}, 45);
-    Tensor ggx = Tensor::empty({N, C}, DType::f32, kCUDA), ggw = dev(wgw), ggb = dev(wgb);
-    cpu().layer_norm_backward(gy, x, w, wm, wr, wgx, wgw, wgb);
-    gpu().layer_norm_backward(dev(gy), dev(x), dev(w), gm, gr, ggx, ggw, ggb);
-    expect_close(ggx, wgx, kF32, "gx");
-    expect_close(ggw, wgw, kF32, "gw");
-    expect_close(ggb, wgb, kF32, "gb");
+  for (DType dt : {DType::f32, DType::f64}) {
+    CAPTURE(dtype_name(dt));
+    Tensor x = uniform({N, C}, 40, -2, 3, dt), w = uniform({C}, 41, 0.5, 1.5, dt), b = uniform({C}, 42, -1, 1, dt),
+           gy = uniform({N, C}, 43, -1, 1, dt);
+    for (bool with_b : {true, false}) {
+      Tensor bb = with_b ? b : Tensor();
+      Tensor wy = empty_like(x, kCPU), wm = Tensor::empty({N}, dt), wr = Tensor::empty({N}, dt);
+      Tensor gyv = empty_like(x, kCUDA), gm = Tensor::empty({N}, dt, kCUDA), gr = Tensor::empty({N}, dt, kCUDA);
+      cpu().layer_norm(x, w, bb, 1e-5f, wy, wm, wr);
+      gpu().layer_norm(dev(x), dev(w), with_b ? dev(b) : Tensor(), 1e-5f, gyv, gm, gr);
+      expect_close(gyv, wy, tol_of(dt), "y");
+      expect_close(gm, wm, tol_of(dt), "mean");
+      expect_close(gr, wr, tol_of(dt), "rstd");
+      Tensor wgx = empty_like(x, kCPU), wgw = uniform({C}, 44, -1, 1, dt), wgb = uniform({C}, 45, -1, 1, dt);
+      Tensor ggx = empty_like(x, kCUDA), ggw = dev(wgw), ggb = dev(wgb);
+      cpu().layer_norm_backward(gy, x, w, wm, wr, wgx, wgw, wgb);
+      gpu().layer_norm_backward(dev(gy), dev(x), dev(w), gm, gr, ggx, ggw, ggb);
+      expect_close(ggx, wgx, tol_of(dt), "gx");
+      expect_close(ggw, wgw, tol_of(dt), "gw");
+      expect_close(ggb, wgb, tol_of(dt), "gb");
+    }
   }
 }
 
@@ -252,20 +269,23 @@ TEST_CASE("embedding and its scatter-add backward; bad ids are errors") {
   CHECK_THROWS_AS(gpu().embedding(bad, dev(table), o), Error);
 }
 
-TEST_CASE("fused cross-entropy forward and backward with ignore_index") {
+TEST_CASE("fused cross-entropy forward and backward with ignore_index, f32 and f64") {
   const int64_t N = 6, V = 50257;
-  Tensor logits = uniform({N, V}, 60, -8, 8);
   Tensor targets = Tensor::from_vector(std::vector<int32_t>{5, -100, 50256, 0, 1234, -100}, {N});
-  Tensor wl = Tensor::empty({N}), gl = Tensor::empty({N}, DType::f32, kCUDA);
-  cpu().cross_entropy(logits, targets, -100, wl);
-  gpu().cross_entropy(dev(logits), dev(targets), -100, gl);
-  expect_close(gl, wl, kF32, "losses");
-  Tensor wg = empty_like(logits, kCPU), gg = Tensor::empty({N, V}, DType::f32, kCUDA);
-  cpu().cross_entropy_backward(logits, targets, -100, 0.25f, wg);
-  gpu().cross_entropy_backward(dev(logits), dev(targets), -100, 0.25f, gg);
-  expect_close(gg, wg, kF32, "glogits");
-  Tensor bad = dev(Tensor::from_vector(std::vector<int32_t>{5, V, 0, 0, 0, 0}, {N}));
-  CHECK_THROWS_AS(gpu().cross_entropy(dev(logits), bad, -100, gl), Error);
+  for (DType dt : {DType::f32, DType::f64}) {
+    CAPTURE(dtype_name(dt));
+    Tensor logits = uniform({N, V}, 60, -8, 8, dt);
+    Tensor wl = Tensor::empty({N}, dt), gl = Tensor::empty({N}, dt, kCUDA);
+    cpu().cross_entropy(logits, targets, -100, wl);
+    gpu().cross_entropy(dev(logits), dev(targets), -100, gl);
+    expect_close(gl, wl, tol_of(dt), "losses");
+    Tensor wg = empty_like(logits, kCPU), gg = empty_like(logits, kCUDA);
+    cpu().cross_entropy_backward(logits, targets, -100, 0.25f, wg);
+    gpu().cross_entropy_backward(dev(logits), dev(targets), -100, 0.25f, gg);
+    expect_close(gg, wg, tol_of(dt), "glogits");
+    Tensor bad = dev(Tensor::from_vector(std::vector<int32_t>{5, V, 0, 0, 0, 0}, {N}));
+    CHECK_THROWS_AS(gpu().cross_entropy(dev(logits), bad, -100, gl), Error);
+  }
 }
 
 TEST_CASE("dropout: the same mask as the CPU") {
@@ -278,38 +298,52 @@ TEST_CASE("dropout: the same mask as the CPU") {
   }
 }
 
-TEST_CASE("fused attention forward and backward: causal, prefix keys, key_mask, bf16, dropout") {
+TEST_CASE("fused attention forward and backward: causal, prefix keys, key_mask, bf16, f64, dropout") {
+  enum Mask { none, padding, batch1_all };  // batch1_all: every key of batch 1 masked, its rows fully masked
   struct Case {
     int64_t B, H, T, S, D;
-    bool causal, mask;
+    bool causal;
+    Mask mask;
     DType dt;
     float dropout;  // the same Philox mask as the CPU's
   };
   const Case cases[] = {
-      {2, 3, 37, 45, 64, true, true, DType::f32, 0.f},   // prefix of 8 keys, padding in the mask
-      {1, 2, 70, 70, 32, true, false, DType::f32, 0.f},  // plain causal, several tiles
-      {2, 2, 20, 33, 128, false, false, DType::f32, 0.f},
-      {2, 3, 37, 45, 64, true, true, DType::bf16, 0.f},
-      {2, 3, 37, 45, 64, true, true, DType::f32, 0.2f},
-      {1, 2, 70, 70, 32, true, false, DType::bf16, 0.1f},
+      {2, 3, 37, 45, 64, true, padding, DType::f32, 0.f},  // prefix of 8 keys, padding in the mask
+      {1, 2, 70, 70, 32, true, none, DType::f32, 0.f},     // plain causal, several tiles
+      {2, 2, 20, 33, 128, false, none, DType::f32, 0.f},
+      {2, 3, 37, 45, 64, true, padding, DType::bf16, 0.f},
+      {2, 3, 37, 45, 64, true, padding, DType::f32, 0.2f},
+      {1, 2, 70, 70, 32, true, none, DType::bf16, 0.1f},
+      {2, 3, 37, 45, 64, true, padding, DType::f64, 0.f},  // gradient checks run in f64
+      {2, 2, 20, 33, 128, false, none, DType::f64, 0.1f},  // f64 at the largest head: over 48 KiB of shared memory
+      {2, 2, 19, 40, 64, true, batch1_all, DType::f32, 0.f},   // fully masked rows: lse -inf, out 0, no gradient
+      {2, 2, 19, 40, 64, false, batch1_all, DType::f64, 0.f},
+      {2, 4, 1, 1500, 64, true, padding, DType::f32, 0.f},     // one decode step against a long KV cache
+      {2, 4, 1, 1500, 64, true, padding, DType::bf16, 0.f},
   };
   for (const Case& c : cases) {
     CAPTURE(c.T);
+    CAPTURE(c.S);
     CAPTURE(c.D);
+    CAPTURE(int(c.mask));
+    CAPTURE(dtype_name(c.dt));
     CAPTURE(c.dropout);
     Tensor q = uniform({c.B, c.H, c.T, c.D}, 80, -1, 1, c.dt), k = uniform({c.B, c.H, c.S, c.D}, 81, -1, 1, c.dt),
            v = uniform({c.B, c.H, c.S, c.D}, 82, -1, 1, c.dt), gout = uniform({c.B, c.H, c.T, c.D}, 83, -1, 1, c.dt);
     std::vector<int32_t> mv(size_t(c.B * c.S), 1);
-    for (int64_t s = 1; s < c.S; s += 5) mv[size_t(c.S + s)] = 0;  // batch 1: every 5th key is padding (key 0 kept)
+    for (int64_t s = 0; s < c.S; ++s)  // batch 1: every 5th key is padding (key 0 kept), or every key
+      if (c.mask == batch1_all || (s % 5 == 1)) mv[size_t(c.S + s)] = 0;
     Tensor mask = Tensor::from_vector(mv, {c.B, c.S}), dmask = dev(mask);
-    AttentionParams pc{float(1 / std::sqrt(double(c.D))), c.causal, c.mask ? &mask : nullptr, c.dropout, 31};
+    AttentionParams pc{float(1 / std::sqrt(double(c.D))), c.causal, c.mask != none ? &mask : nullptr, c.dropout, 31};
     AttentionParams pg = pc;
-    pg.key_mask = c.mask ? &dmask : nullptr;
-    const double tol = c.dt == DType::bf16 ? kBF16 : kF32;
-    // The CPU reference runs in f32 (it has no bf16 attention) on the same, rounded, inputs.
-    Tensor qf = q.to(DType::f32), kf = k.to(DType::f32), vf = v.to(DType::f32), gf = gout.to(DType::f32);
-    Tensor wo = Tensor::empty(q.shape()), wl = Tensor::empty({c.B, c.H, c.T});
-    Tensor go = Tensor::empty(q.shape(), c.dt, kCUDA), gl = Tensor::empty({c.B, c.H, c.T}, DType::f32, kCUDA);
+    pg.key_mask = c.mask != none ? &dmask : nullptr;
+    // The CPU reference runs in f32 (it has no bf16 attention), or f64, on the same, rounded, inputs;
+    // lse is in that type on both devices.
+    const DType ref = c.dt == DType::f64 ? DType::f64 : DType::f32;
+    const double tol = tol_of(c.dt);
+    Tensor qf = q.to(ref), kf = k.to(ref), vf = v.to(ref), gf = gout.to(ref);
+    Tensor wo = Tensor::empty(q.shape(), ref), wl = Tensor::empty({c.B, c.H, c.T}, ref);
+    Tensor go = Tensor::empty(q.shape(), c.dt, kCUDA), gl = Tensor::empty({c.B, c.H, c.T}, ref, kCUDA);
     cpu().attention(qf, kf, vf, pc, wo, wl);
     gpu().attention(dev(q), dev(k), dev(v), pg, go, gl);
     expect_close(go, wo, tol, "out");
@@ -321,7 +355,55 @@ TEST_CASE("fused attention forward and backward: causal, prefix keys, key_mask, 
     expect_close(gq, wq, tol, "gq");
     expect_close(gk, wk, tol, "gk");
     expect_close(gv, wv, tol, "gv");
+    if (c.mask == batch1_all) {  // independent of the CPU: a row that sees no key has lse -inf and out 0
+      std::vector<double> lse = host_doubles(gl), out = host_doubles(go);
+      for (size_t i = size_t(c.H * c.T); i < lse.size(); ++i) CHECK(lse[i] == -INFINITY);
+      for (size_t i = size_t(c.H * c.T * c.D); i < out.size(); ++i) CHECK(out[i] == 0.0);
+    }
   }
+}
+
+TEST_CASE("attention: a key mask on the CPU is an error, not a host pointer in a kernel") {
+  Tensor q = dev(uniform({1, 1, 4, 8}, 84)), k = dev(uniform({1, 1, 6, 8}, 85));
+  Tensor mask = Tensor::full({1, 6}, 1.0, DType::i32);  // on the CPU
+  AttentionParams p{0.35f, true, &mask, 0.f, 0};
+  CHECK_THROWS_WITH_AS(ops::attention(q, k, k, p), doctest::Contains("key_mask is on cpu"), Error);
+  Tensor out = Tensor::empty(q.shape(), DType::f32, kCUDA), lse = Tensor::empty({1, 1, 4}, DType::f32, kCUDA);
+  CHECK_THROWS_AS(gpu().attention(q, k, k, p, out, lse), Error);
+}
+
+TEST_CASE("ops keep row statistics in f32 for bf16 inputs (lse, mean, rstd)") {
+  Tensor q = dev(uniform({1, 2, 5, 16}, 86, -1, 1, DType::bf16)), k = dev(uniform({1, 2, 7, 16}, 87, -1, 1, DType::bf16));
+  CHECK(ops::attention(q, k, k, AttentionParams{0.25f, true, nullptr, 0.f, 0}).lse.dtype() == DType::f32);
+  Tensor x = dev(uniform({3, 40}, 88, -1, 1, DType::bf16));
+  ops::LayerNormOut ln = ops::layer_norm(x, Tensor(), Tensor(), 1e-5f);
+  CHECK(ln.mean.dtype() == DType::f32);
+  CHECK(ln.rstd.dtype() == DType::f32);
+}
+
+TEST_CASE("matmul with K = 0 writes zeros (beta 0) over whatever out held, as the CPU") {
+  Tensor a = Tensor::empty({2, 3, 0}), b = Tensor::empty({1, 0, 4});
+  Tensor w = Tensor::full({2, 3, 4}, NAN), g = dev(w);
+  cpu().matmul(a, false, b, false, w, 1.f, 0.f);
+  gpu().matmul(dev(a), false, dev(b), false, g, 1.f, 0.f);
+  expect_close(g, Tensor::zeros({2, 3, 4}), 0, "K = 0, beta 0");
+  expect_close(g, w, 0, "as the CPU");
+  Tensor g2 = dev(Tensor::full({2, 3, 4}, 2.0));
+  gpu().matmul(dev(a), false, dev(b), false, g2, 1.f, 0.5f);
+  expect_close(g2, Tensor::full({2, 3, 4}, 1.0), 0, "K = 0, beta 0.5");
+}
+
+TEST_CASE("tensors past the grid-stride caps (65535 * 8 blocks of 256 threads)") {
+  const int64_t n = int64_t(65535) * 8 * 256 + 4099;  // every thread walks twice; 537 MB of f32
+  Tensor x = uniform({n}, 89, -3, 3);
+  Tensor w = empty_like(x, kCPU), g = empty_like(x, kCUDA);
+  cpu().unary(UnaryOp::gelu, x, w);
+  gpu().unary(UnaryOp::gelu, dev(x), g);
+  expect_close(g, w, kF32, "gelu");
+  Tensor gb = Tensor::empty({n}, DType::bf16, kCUDA), wb = Tensor::empty({n}, DType::bf16);
+  cpu().copy(x, wb);
+  gpu().copy(dev(x), gb);
+  expect_close(gb, wb, 0, "copy to bf16");
 }
 
 TEST_CASE("adamw: five steps as on the CPU") {
@@ -338,12 +420,4 @@ TEST_CASE("adamw: five steps as on the CPU") {
   expect_close(dv, v, kF32, "v");
 }
 
-int main(int argc, char** argv) {
-  if (cuda::device_count() <= 0 || !has_backend(DeviceType::cuda)) {
-    std::puts("no CUDA device: skipping the CUDA backend tests");
-    return 77;
-  }
-  doctest::Context ctx;
-  ctx.applyCommandLine(argc, argv);
-  return ctx.run();
-}
+int main(int argc, char** argv) { return test::run_on_gpu(argc, argv); }

@@ -170,18 +170,21 @@ TEST_CASE("online softmax: merging pieces in any order gives max and sum of the 
     for (float e : x) m = std::max(m, double(e));
     for (float e : x) s += std::exp(double(e) - m);
     // Split into pieces (as threads would), merge the pieces in a scrambled order.
-    std::vector<kmath::MaxSum> pieces(1 + rng() % 40);
+    std::vector<kmath::MaxSum<float>> pieces(1 + rng() % 40);
     for (size_t i = 0; i < x.size(); ++i) pieces[i % pieces.size()] = kmath::softmax_push(pieces[i % pieces.size()], x[i]);
     std::shuffle(pieces.begin(), pieces.end(), rng);
-    kmath::MaxSum all;
-    for (const kmath::MaxSum& p : pieces) all = kmath::softmax_merge(p, all);
+    kmath::MaxSum<float> all;
+    for (const kmath::MaxSum<float>& p : pieces) all = kmath::softmax_merge(p, all);
     CHECK(all.m == float(m));
     CHECK(all.s == doctest::Approx(s).epsilon(1e-5));
     CHECK(kmath::softmax_lse(all) == doctest::Approx(m + std::log(s)).epsilon(1e-6));
+    kmath::MaxSum<double> all64;  // the f64 rows' version (gradient checks on the GPU)
+    for (float e : x) all64 = kmath::softmax_push(all64, double(e));
+    CHECK(kmath::softmax_lse(all64) == doctest::Approx(m + std::log(s)).epsilon(1e-13));
   }
   // Empty pieces (max -inf) merge without NaN.
-  kmath::MaxSum empty;
-  kmath::MaxSum e2 = kmath::softmax_merge(empty, empty);
+  kmath::MaxSum<float> empty;
+  kmath::MaxSum<float> e2 = kmath::softmax_merge(empty, empty);
   CHECK(e2.s == 0.f);
   CHECK(kmath::softmax_merge(empty, kmath::softmax_push(empty, 2.f)).s == 1.f);
 }
@@ -199,7 +202,7 @@ TEST_CASE("layer-norm moments: Welford + merge against two passes and the CPU ba
     const double mu = s / double(C);
     for (int64_t c = 0; c < C; ++c) v += (row[c] - mu) * (row[c] - mu);
     // Each of 32 "threads" takes a strided part of the row, then a tree merge.
-    std::vector<kmath::Moments> part(32);
+    std::vector<kmath::Moments<float>> part(32);
     for (int64_t c = 0; c < C; ++c) part[size_t(c % 32)] = kmath::moments_push(part[size_t(c % 32)], row[c]);
     for (size_t w = 16; w > 0; w /= 2)
       for (size_t i = 0; i < w; ++i) part[i] = kmath::moments_merge(part[i], part[i + w]);

@@ -36,21 +36,27 @@ inline std::string fixtures_dir() {
   return dir;
 }
 
+// The model and the reference tensors on `device` (tests/cuda runs the same checks on the GPU).
 struct Fixture {
   std::string dir;
   nlohmann::json info;      // reference.json
   nn::SafetensorsFile ref;  // reference.safetensors
+  Device device;
 
-  explicit Fixture(const std::string& name)
+  explicit Fixture(const std::string& name, Device d = kCPU)
       : dir(fixtures_dir() + "/" + name), info(read_json(dir + "/reference.json")),
-        ref(nn::SafetensorsFile::open(dir + "/reference.safetensors")) {}
+        ref(nn::SafetensorsFile::open(dir + "/reference.safetensors")), device(d) {}
 
   Tensor tensor(const std::string& key) const {
     DType dt = ref.info(key).dtype == nn::StDType::I32 || ref.info(key).dtype == nn::StDType::I64 ? DType::i32
                                                                                                   : DType::f32;
-    return ref.load(key, dt, Tag::workspace);
+    return ref.load(key, dt, Tag::workspace).to(device);
   }
-  std::unique_ptr<models::CausalLM> model() const { return models::load_pretrained(dir); }
+  std::unique_ptr<models::CausalLM> model() const {
+    std::unique_ptr<models::CausalLM> m = models::load_pretrained(dir);
+    m->to(device);
+    return m;
+  }
 
   static nlohmann::json read_json(const std::string& path) {
     std::ifstream in(path);
@@ -72,8 +78,8 @@ inline double relative_error(const Tensor& a, const Tensor& b) {
 }
 
 // Logits (B, T, V) and the loss of the fixed batch.
-inline void check_logits_and_loss(const std::string& name) {
-  Fixture f(name);
+inline void check_logits_and_loss(const std::string& name, Device device = kCPU) {
+  Fixture f(name, device);
   auto model = f.model();
   Tensor ids = f.tensor("input_ids");  // (B, T)
   Variable logits = model->forward(ids);  // (B, T, V)
@@ -86,8 +92,8 @@ inline void check_logits_and_loss(const std::string& name) {
 }
 
 // The gradient of every parameter after one backward of the loss.
-inline void check_gradients(const std::string& name) {
-  Fixture f(name);
+inline void check_gradients(const std::string& name, Device device = kCPU) {
+  Fixture f(name, device);
   auto model = f.model();
   Variable loss = model->loss(f.tensor("input_ids"), f.tensor("labels"));
   loss.backward();
@@ -119,8 +125,8 @@ inline void check_gradients(const std::string& name) {
 }
 
 // Loss before each of 10 AdamW steps on one batch, hyperparameters from reference.json.
-inline void check_adamw(const std::string& name) {
-  Fixture f(name);
+inline void check_adamw(const std::string& name, Device device = kCPU) {
+  Fixture f(name, device);
   auto model = f.model();
   const nlohmann::json& a = f.info["adamw"];
   nn::AdamWOptions o;
@@ -148,11 +154,12 @@ inline void check_adamw(const std::string& name) {
 }
 
 // A padded batch: logits at real (mask = 1) positions.
-inline void check_masked(const std::string& name) {
-  Fixture f(name);
+inline void check_masked(const std::string& name, Device device = kCPU) {
+  Fixture f(name, device);
   auto model = f.model();
   Tensor ids = f.tensor("masked_input_ids");        // (B, T)
   Tensor mask = f.tensor("masked_attention_mask");  // (B, T)
+  Tensor mask_host = mask.to(kCPU);
   models::ForwardOptions opt;
   opt.attention_mask = &mask;
   Variable logits = model->forward(ids, opt);  // (B, T, V)
@@ -160,7 +167,7 @@ inline void check_masked(const std::string& name) {
   double worst = 0;
   for (int64_t b = 0; b < ids.size(0); ++b)
     for (int64_t t = 0; t < ids.size(1); ++t) {
-      if (mask.at({b, t}) == 0) continue;
+      if (mask_host.at({b, t}) == 0) continue;
       double err = ops::max_abs_diff(logits.value().select(0, b).select(0, t), want.select(0, b).select(0, t));
       INFO("row " << b << " position " << t);
       CHECK(err < 1e-4);
