@@ -1,29 +1,15 @@
-// Shared by the CLI tests: paths from the environment, temp folders, small files.
+// Shared by the CLI tests: data paths and small files (temp folders and the
+// environment: tests/support/).
 #pragma once
-#include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <string>
 
+#include "tests/support/env.h"
+#include "tests/support/temp_dir.h"
+
 namespace mp::test {
 
-inline std::string env_path(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? v : "";
-}
-inline std::string data_path(const std::string& rel) { return env_path("MP_DATA") + "/" + rel; }
-
-// A fresh, empty folder under the system temp dir, removed by the destructor.
-struct TempDir {
-  std::filesystem::path path;
-  explicit TempDir(const std::string& name)
-      : path(std::filesystem::temp_directory_path() / ("mp_test_" + name + "_" + std::to_string(::getpid()))) {
-    std::filesystem::remove_all(path);
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string operator/(const std::string& rel) const { return (path / rel).string(); }
-};
+inline std::string data_path(const std::string& rel) { return data_dir() + "/" + rel; }
 
 inline void write_file(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary) << bytes;
