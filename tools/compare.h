@@ -6,10 +6,10 @@
 // the licence corpus, perplexity on held-out Shakespeare before and after
 // (forgetting), bytes on disk of what each method saves, wall time.
 //
-//   run_compare(options, tokenizer)  -> CompareResult   (the runs)
-//   format_table(result)             -> the table, at most 100 columns
-//   write_results_json(result, path)    out/results.json
-//   write_plots(result, out_dir)        out/loss.png, out/memory.png (gnuplot)
+//   run_compare(options, tokenizer)  -> CompareResult   (the runs; compare_run.cpp)
+//   format_table(result)             -> the table, at most 100 columns (compare_table.cpp)
+//   write_results_json(result, path)    out/results.json (compare_json.cpp)
+//   write_plots(result, out_dir)        out/plots/loss.png, memory.png (gnuplot; compare_plots.cpp)
 //
 // With `serving` it also trains a second LoRA adapter (on Shakespeare), puts
 // both on one base and times adapter switches, and times a forward pass of
@@ -94,8 +94,13 @@ CompareResult run_compare(const CompareOptions& options, const models::Tokenizer
 
 std::string format_table(const CompareResult& r);
 void write_results_json(const CompareResult& r, const std::string& path);
-// Writes the plot data and script and runs gnuplot. Returns a one-line note
-// ("wrote ..." or why no plots were made); never throws for a missing gnuplot.
+// Writes the plot data and script and runs gnuplot (no shell: any out_dir is
+// safe). Returns a one-line note ("wrote ..." or why no plots were made);
+// never throws for a missing gnuplot.
 std::string write_plots(const CompareResult& r, const std::string& out_dir);
+
+// Shared by the table and the plots: a run's ledger peak of one tag; bytes in MiB.
+inline size_t tag_peak(const TrainResult& t, Tag tag) { return t.peaks.by_tag[int(tag)]; }
+inline double mib(size_t bytes) { return double(bytes) / (1 << 20); }
 
 }  // namespace mp::tools

@@ -6,7 +6,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "autograd/autocast.h"
@@ -19,17 +18,29 @@
 #include "nn/rng.h"
 #include "nn/safetensors.h"
 #include "nn/state_dict.h"
+#include "tools/kill_hook.h"
 #include "tools/progress.h"
 #include "tools/train_step.h"
+#include "tools/train_log.h"
 
 namespace mp::tools {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
+std::optional<peft::PeftType> TrainConfig::peft_type() const {
+  if (method == "full") return std::nullopt;
+  if (method == "lora") return peft::PeftType::lora;
+  if (method == "prompt") return peft::PeftType::prompt_tuning;
+  if (method == "prefix") return peft::PeftType::prefix_tuning;
+  fail("unknown method '{}' (expected full, lora, prompt or prefix)", method);
+}
+
+// Prompt and prefix tuning put virtual tokens before the input; LoRA and full fine-tuning none.
+static bool has_virtual_tokens(std::optional<peft::PeftType> type) { return type && *type != peft::PeftType::lora; }
+
 void TrainConfig::validate() const {
-  if (method != "full" && method != "lora" && method != "prompt" && method != "prefix")
-    fail("unknown method '{}' (expected full, lora, prompt or prefix)", method);
+  const std::optional<peft::PeftType> type = peft_type();
   auto positive = [](int64_t v, const char* name) {
     if (v <= 0) fail("--{} must be positive, got {}", name, v);
   };
@@ -46,7 +57,7 @@ void TrainConfig::validate() const {
     fail("--eval-every and --checkpoint-every must be >= 0 and --eval-batches positive");
   if ((checkpoint_every > 0 || resume) && out_dir.empty()) fail("checkpoints and --resume need --out");
   if (stop_after < 0) fail("--stop-after must be >= 0, got {}", stop_after);
-  if (base_dtype != DType::f32 && method == "full")
+  if (base_dtype != DType::f32 && !type)
     fail("--base-dtype {} keeps the base frozen: use it with --method lora, prompt or prefix, not full",
          dtype_name(base_dtype));
 }
@@ -54,11 +65,13 @@ void TrainConfig::validate() const {
 // PEFT methods train far fewer parameters and take larger steps.
 double TrainConfig::effective_lr() const {
   if (lr > 0) return lr;
-  return method == "full" ? 3e-4 : method == "lora" ? 1e-3 : 3e-2;
+  const std::optional<peft::PeftType> type = peft_type();
+  return !type ? 3e-4 : *type == peft::PeftType::lora ? 1e-3 : 3e-2;
 }
 
 std::string checkpoint_path(const std::string& out_dir) { return out_dir + "/checkpoint.safetensors"; }
 std::string final_model_dir(const std::string& out_dir) { return out_dir + "/final"; }
+std::string log_path(const std::string& out_dir) { return out_dir + "/log.jsonl"; }
 
 nn::Module& TrainedModel::module() const { return peft ? static_cast<nn::Module&>(*peft) : *base; }
 
@@ -71,8 +84,8 @@ std::pair<int64_t, int64_t> TrainedModel::trainable_and_all_parameters() const {
   return peft ? peft->trainable_and_all_parameters() : std::pair{base->num_parameters(true), base->num_parameters()};
 }
 
-static peft::PeftConfig peft_config_for(const TrainConfig& c, const models::ModelConfig& model) {
-  if (c.method == "lora") {
+static peft::PeftConfig peft_config_for(const TrainConfig& c, peft::PeftType type, const models::ModelConfig& model) {
+  if (type == peft::PeftType::lora) {
     peft::LoraConfig lora;
     lora.r = c.lora_r;
     lora.lora_alpha = c.lora_alpha;
@@ -85,7 +98,7 @@ static peft::PeftConfig peft_config_for(const TrainConfig& c, const models::Mode
       lora.target_modules = gpt2 ? std::vector<std::string>{"c_attn"} : std::vector<std::string>{"q_proj", "v_proj"};
     return peft::PeftConfig::lora(lora);
   }
-  if (c.method == "prompt") {
+  if (type == peft::PeftType::prompt_tuning) {
     peft::PromptTuningConfig prompt;
     prompt.num_virtual_tokens = c.num_virtual_tokens;
     if (!c.prompt_init_text.empty()) {
@@ -108,15 +121,15 @@ TrainedModel build_model(const TrainConfig& config, const models::Tokenizer& tok
   m.base = std::shared_ptr<models::CausalLM>(
       device.is_meta() ? models::make_model(models::config_of(config.model), config.seed, config.base_dtype)
                        : models::create_model(config.model, config.seed, config.base_dtype));
-  if (config.method != "full")
-    m.peft = peft::get_peft_model(m.base, peft_config_for(config, m.base->config()), "default", &tokenizer);
+  if (const std::optional<peft::PeftType> type = config.peft_type())
+    m.peft = peft::get_peft_model(m.base, peft_config_for(config, *type, m.base->config()), "default", &tokenizer);
   m.precision = config.precision;
   m.module().train();
   return m;
 }
 
 void check_sequence_fits(const TrainConfig& config, const models::CausalLM& base) {
-  const int64_t virtual_tokens = config.method == "full" || config.method == "lora" ? 0 : config.num_virtual_tokens;
+  const int64_t virtual_tokens = has_virtual_tokens(config.peft_type()) ? config.num_virtual_tokens : 0;
   if (base.max_positions() < config.seq + virtual_tokens)
     fail("--seq {}{} exceeds the model's {} positions", config.seq,
          virtual_tokens ? fmt::format(" + {} virtual tokens", virtual_tokens) : std::string(), base.max_positions());
@@ -155,18 +168,22 @@ std::vector<nn::NamedParameter> trainable_parameters(const nn::Module& m) {
 static nlohmann::json identity_of(const TrainConfig& c) {
   nlohmann::json id = {{"model", c.model}, {"method", c.method},         {"batch", c.batch},
                        {"seq", c.seq},     {"grad_accum", c.grad_accum}, {"seed", c.seed}};
-  if (c.method == "lora") id["lora_r"] = c.lora_r;
-  if (c.method == "prompt" || c.method == "prefix") id["num_virtual_tokens"] = c.num_virtual_tokens;
+  const std::optional<peft::PeftType> type = c.peft_type();
+  if (type == peft::PeftType::lora) id["lora_r"] = c.lora_r;
+  if (has_virtual_tokens(type)) id["num_virtual_tokens"] = c.num_virtual_tokens;
   if (c.base_dtype != DType::f32) id["base_dtype"] = std::string(dtype_name(c.base_dtype));
   if (c.precision != DType::f32) id["precision"] = std::string(dtype_name(c.precision));
   return id;
 }
 
 static void save_checkpoint(const std::string& path, const TrainConfig& c, const std::vector<nn::NamedParameter>& params,
-                            const nn::Optimizer& opt, int64_t step) {
+                            const nn::Optimizer& opt, int64_t step, const KillHook& kill) {
   std::vector<std::pair<std::string, Tensor>> tensors;
+  size_t bytes = 0;
   for (const auto& [name, p] : params) tensors.emplace_back("param." + name, p.value());
   for (const auto& [key, t] : opt.state_dict()) tensors.emplace_back("optim." + key, t);
+  for (const auto& [name, t] : tensors) bytes += t.nbytes();
+  kill.before_checkpoint(step, bytes);
   nn::RngState rng = nn::rng_state();
   nlohmann::json meta = {{"step", step},
                          {"rng", {rng.seed, rng.init_counter, rng.dropout_counter, rng.dropout_instances}},
@@ -212,11 +229,14 @@ static MemoryPeaks ledger_peaks() {
   return p;
 }
 
-static void append_log(std::ofstream& log, const StepRecord& r) {
-  nlohmann::json j = {{"step", r.step}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm},
-                      {"seconds", r.seconds}, {"mem_bytes", Ledger::instance().current_total()}};
-  if (r.val_loss >= 0) j["val_loss"] = r.val_loss;
-  log << j.dump() << "\n" << std::flush;
+// A run killed while writing its checkpoint leaves the temporary beside it
+// (nn/atomic_file.h: "<path>.tmp.<pid>"); a resumed run removes it.
+static void remove_stale_temporaries(const std::string& path) {
+  const fs::path file(path);
+  const std::string prefix = file.filename().string() + ".tmp.";
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(file.parent_path(), ec))
+    if (e.path().filename().string().rfind(prefix, 0) == 0) fs::remove(e.path(), ec);
 }
 
 TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer, TrainedModel* model_out) {
@@ -235,6 +255,7 @@ TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer,
   nn::AdamW opt(params, {.lr = config.effective_lr(), .weight_decay = config.weight_decay});
   nn::LrSchedule schedule = nn::LrSchedule::from_name(config.schedule, config.warmup, config.steps, config.min_lr_ratio);
   int64_t start = config.resume ? load_checkpoint(checkpoint_path(config.out_dir), config, params, opt) : 0;
+  if (config.resume) remove_stale_temporaries(checkpoint_path(config.out_dir));
   int64_t last_checkpoint = start;
   std::vector<Tensor> val = config.eval_every > 0 || !config.out_dir.empty()
                                 ? data.val_batches(config.batch, config.seq, config.eval_batches)
@@ -242,8 +263,10 @@ TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer,
 
   TrainResult result;
   std::tie(result.trainable_params, result.all_params) = m.trainable_and_all_parameters();
-  std::ofstream log;
-  if (!config.out_dir.empty()) log.open(config.out_dir + "/log.jsonl", config.resume ? std::ios::app : std::ios::trunc);
+  TrainLog log = config.out_dir.empty() ? TrainLog()
+                 : config.resume        ? TrainLog::resume(log_path(config.out_dir), start)
+                                        : TrainLog::create(log_path(config.out_dir));
+  const KillHook kill = KillHook::from_env();
   Progress progress(config.progress && isatty(STDERR_FILENO), config.steps, start);
 
   Ledger::instance().reset_peaks();
@@ -268,15 +291,21 @@ TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer,
     train_seconds += seconds;
     StepRecord rec{step, out.loss, lr, out.grad_norm, seconds};
     bool last = step == end;
-    // Checkpoint before evaluating, so that the saved state is the same
-    // whether or not this step evaluates.
-    if (!config.out_dir.empty() && ((config.checkpoint_every > 0 && step % config.checkpoint_every == 0) || last)) {
-      save_checkpoint(checkpoint_path(config.out_dir), config, params, opt, step);
-      last_checkpoint = step;
-    }
+    // Evaluation draws no random numbers (eval mode: no dropout), so the
+    // checkpoint below saves the same state whether or not this step evaluates.
     if ((config.eval_every > 0 && step % config.eval_every == 0) || (last && !val.empty()))
       rec.val_loss = evaluate(m, val);
-    if (log.is_open()) append_log(log, rec);
+    // The step's log line goes first, synced before the checkpoint that
+    // covers it: a kill anywhere leaves a log that reaches at least the
+    // checkpoint's step, and a resume cuts it back to exactly that step.
+    if (log.is_open()) log.append(rec);
+    kill.at(KillPoint::after_log, step);
+    if (!config.out_dir.empty() && ((config.checkpoint_every > 0 && step % config.checkpoint_every == 0) || last)) {
+      log.sync();
+      save_checkpoint(checkpoint_path(config.out_dir), config, params, opt, step, kill);
+      last_checkpoint = step;
+      kill.at(KillPoint::after_checkpoint, step);
+    }
     progress.update(rec, config.batch * config.seq * config.grad_accum);
     result.steps.push_back(rec);
   }

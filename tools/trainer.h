@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,9 @@ struct TrainConfig {
 
   // Checks the values no run could use; mp::Error naming the option.
   void validate() const;
+  // The PEFT method `method` names, nullopt for full fine-tuning; mp::Error
+  // for a name that is none of full, lora, prompt, prefix.
+  std::optional<peft::PeftType> peft_type() const;
   double effective_lr() const;
 };
 
@@ -110,8 +114,10 @@ double evaluate(const TrainedModel& m, const std::vector<Tensor>& batches);
 // non-finite loss (naming the step and the last checkpoint kept).
 TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer, TrainedModel* model_out = nullptr);
 
-// Where train() writes its checkpoint and its final model or adapter.
+// Where train() writes its checkpoint, its final model or adapter, and its
+// log (tools/train_log.h).
 std::string checkpoint_path(const std::string& out_dir);
 std::string final_model_dir(const std::string& out_dir);
+std::string log_path(const std::string& out_dir);
 
 }  // namespace mp::tools

@@ -1,34 +1,20 @@
-// Shared by the CLI tests: paths from the environment, temp folders, small files.
+// Shared by the CLI tests: data paths and small files (temp folders and the
+// environment: tests/support/).
 #pragma once
 #include <doctest/doctest.h>
 #include <sys/wait.h>
 
 #include <array>
 #include <cstdio>
-#include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <string>
 
+#include "tests/support/env.h"
+#include "tests/support/temp_dir.h"
+
 namespace mp::test {
 
-inline std::string env_path(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? v : "";
-}
-inline std::string data_path(const std::string& rel) { return env_path("MP_DATA") + "/" + rel; }
-
-// A fresh, empty folder under the system temp dir, removed by the destructor.
-struct TempDir {
-  std::filesystem::path path;
-  explicit TempDir(const std::string& name)
-      : path(std::filesystem::temp_directory_path() / ("mp_test_" + name + "_" + std::to_string(::getpid()))) {
-    std::filesystem::remove_all(path);
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string operator/(const std::string& rel) const { return (path / rel).string(); }
-};
+inline std::string data_path(const std::string& rel) { return data_dir() + "/" + rel; }
 
 inline void write_file(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary) << bytes;
@@ -41,7 +27,7 @@ struct Run {
 };
 
 inline Run minipeft(const std::string& args) {
-  std::string cmd = env_path("MP_MINIPEFT") + " " + args + " 2>&1";
+  std::string cmd = env_dir("MP_MINIPEFT") + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   REQUIRE(p != nullptr);
   Run r{0, ""};

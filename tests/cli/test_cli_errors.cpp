@@ -2,7 +2,10 @@
 // usage), and no crash. Runs the built binary (MP_MINIPEFT).
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "tests/cli/helpers.h"
 
@@ -45,6 +48,31 @@ TEST_CASE("bad usage exits 2; --help exits 0") {
   expect_error("train --precision f64", "f64", 2);
   expect_error("", "subcommand", 2);
   CHECK(minipeft("train --help").code == 0);
+}
+
+// The subcommands the top-level --help lists (the lines under "Subcommands:").
+std::vector<std::string> subcommands() {
+  std::istringstream help(minipeft("--help").output);
+  std::vector<std::string> names;
+  bool listed = false;
+  for (std::string line; std::getline(help, line);) {
+    if (listed && line.rfind("  ", 0) == 0) names.push_back(line.substr(2, line.find(' ', 2) - 2));
+    else listed = line == "Subcommands:";
+  }
+  return names;
+}
+
+TEST_CASE("every --help is plain text: no control bytes but newlines") {
+  const std::vector<std::string> names = subcommands();
+  CHECK(names.size() >= 8);
+  for (const std::string& command : names) {
+    CAPTURE(command);
+    Run r = minipeft(command + " --help");
+    CHECK(r.code == 0);
+    auto control = [](char c) { return (static_cast<unsigned char>(c) < 0x20 && c != '\n') || c == 0x7f; };
+    const auto bad = std::find_if(r.output.begin(), r.output.end(), control);
+    CHECK_MESSAGE(bad == r.output.end(), "control byte in: " << r.output.substr(size_t(bad - r.output.begin()), 40));
+  }
 }
 
 TEST_CASE("tokenize round trip and errors") {

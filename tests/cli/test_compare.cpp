@@ -15,18 +15,13 @@
 
 #include "engine/error.h"
 #include "tools/compare.h"
+#include "tests/support/temp_dir.h"
 #include "tools/paths.h"
 
 namespace mp::test {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string temp_dir(const std::string& name) {
-  std::string d = (fs::temp_directory_path() / ("mp_test_compare_" + name + "_" + std::to_string(getpid()))).string();
-  fs::remove_all(d);
-  return d;
-}
 
 const models::Tokenizer& tokenizer() {
   static models::Tokenizer tok = models::Tokenizer::from_dir(cli::default_tokenizer_dir());
@@ -50,8 +45,17 @@ tools::CompareOptions tiny_options(const std::string& out) {
 
 size_t peak(const tools::MethodResult& m, Tag t) { return m.train.peaks.by_tag[int(t)]; }
 
+// write_plots drew both plots under out/plots (where gnuplot is installed).
+void check_plots_drawn(const std::string& note, const std::string& out) {
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) return;
+  CHECK(note.rfind("wrote", 0) == 0);
+  CHECK(fs::file_size(out + "/plots/loss.png") > 1000);
+  CHECK(fs::file_size(out + "/plots/memory.png") > 1000);
+}
+
 TEST_CASE("compare: the table's invariants at a tiny budget") {
-  std::string out = temp_dir("main");
+  const TempDir tmp("compare_main");
+  const std::string out = tmp.str();
   tools::CompareOptions o = tiny_options(out);
   o.serving = true;
   tools::CompareResult r = tools::run_compare(o, tokenizer());
@@ -125,17 +129,32 @@ TEST_CASE("compare: the table's invariants at a tiny budget") {
   CHECK(j["methods"][0]["steps"].size() == 6);
   CHECK(j["serving"]["switch_us"].get<double>() > 0);
 
-  std::string note = tools::write_plots(r, out);
-  if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) {
-    CHECK(note.rfind("wrote", 0) == 0);
-    CHECK(fs::file_size(out + "/plots/loss.png") > 1000);
-    CHECK(fs::file_size(out + "/plots/memory.png") > 1000);
+  check_plots_drawn(tools::write_plots(r, out), out);
+}
+
+TEST_CASE("compare: the plots run gnuplot without a shell, whatever the --out path") {
+  const TempDir tmp("compare_shell");
+  const std::string base = tmp.str();
+  const std::string injected = base + "/injected";
+  const std::string out = base + "/q'x; touch " + injected + "; echo '";
+  // A result small enough to draw in no time: two methods, three steps each.
+  tools::CompareResult r;
+  r.options = tiny_options(out);
+  for (const char* method : {"full", "lora"}) {
+    tools::MethodResult m;
+    m.method = method;
+    m.train.steps = {{1, 3.0, 1e-3, 1.0, 0.1}, {2, 2.5, 1e-3, 1.0, 0.1, 2.7}, {3, 2.25, 1e-3, 1.0, 0.1}};
+    m.train.peaks.by_tag[int(Tag::weights)] = size_t(3) << 20;
+    r.methods.push_back(m);
   }
-  fs::remove_all(out);
+  const std::string note = tools::write_plots(r, out);
+  CHECK_FALSE(fs::exists(injected));
+  check_plots_drawn(note, out);
 }
 
 TEST_CASE("compare: --base and a subset of methods") {
-  std::string out = temp_dir("base");
+  const TempDir tmp("compare_base");
+  const std::string out = tmp.str();
   tools::CompareOptions o = tiny_options(out);
   o.pretrain_steps = 2;
   o.methods = {"lora"};
@@ -148,12 +167,11 @@ TEST_CASE("compare: --base and a subset of methods") {
   REQUIRE(r.methods.size() == 2);
   CHECK(r.methods[0].method == "prompt");
   CHECK(r.shakespeare_loss_before == doctest::Approx(first.shakespeare_loss_before).epsilon(1e-9));
-  fs::remove_all(out);
 }
 
 TEST_CASE("compare: bad input is an mp::Error") {
-  std::string out = temp_dir("bad");
-  fs::create_directories(out);
+  const TempDir tmp("compare_bad");
+  const std::string out = tmp.str();
   auto fails = [&](tools::CompareOptions o) { CHECK_THROWS_AS(tools::run_compare(o, tokenizer()), mp::Error); };
   tools::CompareOptions o = tiny_options(out + "/run");
   {
@@ -215,7 +233,6 @@ TEST_CASE("compare: bad input is an mp::Error") {
     b.methods = {"full"};
     fails(b);
   }
-  fs::remove_all(out);
 }
 
 }  // namespace

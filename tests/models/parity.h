@@ -25,16 +25,12 @@
 #include "models/load.h"
 #include "nn/adamw.h"
 #include "nn/safetensors.h"
+#include "tests/support/env.h"
+#include "tests/support/temp_dir.h"
 
 namespace mp::test {
 
 using ag::Variable;
-
-inline std::string fixtures_dir() {
-  const char* dir = std::getenv("MP_FIXTURES");
-  REQUIRE_MESSAGE(dir != nullptr, "MP_FIXTURES is not set (meson test sets it)");
-  return dir;
-}
 
 // The model and the reference tensors on `device` (tests/cuda runs the same checks on the GPU).
 struct Fixture {
@@ -196,25 +192,6 @@ inline void check_generate(const std::string& name) {
 }  // namespace mp::test
 
 namespace mp::test {
-
-// A fresh directory under the system temp dir, removed with its contents.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    static int counter = 0;
-    path = (std::filesystem::temp_directory_path() /
-            ("minipeft_models_" + std::to_string(::getpid()) + "_" + std::to_string(counter++)))
-               .string();
-    std::filesystem::remove_all(path);
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-};
 
 // The message of the mp::Error that `f` throws ("" if it throws none).
 template <class F>

@@ -135,13 +135,13 @@ TEST_CASE("gpt2: save_pretrained then load_pretrained gives the same model") {
   Fixture f("gpt2_tiny");
   auto model = f.model();
   TempDir dir;
-  models::save_pretrained(*model, dir.path);
-  CHECK(fs::exists(dir.path + "/config.json"));
-  auto again = models::load_pretrained(dir.path);
+  models::save_pretrained(*model, dir.str());
+  CHECK(fs::exists(dir / "config.json"));
+  auto again = models::load_pretrained(dir.str());
   Tensor ids = f.tensor("input_ids");
   CHECK(ops::max_abs_diff(model->forward(ids).value(), again->forward(ids).value()) == 0);
   // The same names as HF saved: no lm_head.weight (tied).
-  nn::SafetensorsFile saved = nn::SafetensorsFile::open(dir.path + "/model.safetensors");
+  nn::SafetensorsFile saved = nn::SafetensorsFile::open(dir / "model.safetensors");
   CHECK(saved.names() == nn::SafetensorsFile::open(f.dir + "/model.safetensors").names());
   CHECK(saved.metadata().at("format") == "pt");
 }
@@ -155,9 +155,9 @@ TEST_CASE("gpt2: hub-style checkpoints (no transformer. prefix, mask buffers, lm
   tensors.push_back({"h.0.attn.masked_bias", Tensor::zeros({1})});
   tensors.push_back({"lm_head.weight", file.load("transformer.wte.weight")});
   TempDir dir;
-  fs::copy_file(f.dir + "/config.json", dir.path + "/config.json");
-  nn::save_safetensors(dir.path + "/model.safetensors", tensors, {{"format", "pt"}});
-  auto model = models::load_pretrained(dir.path);
+  fs::copy_file(f.dir + "/config.json", dir / "config.json");
+  nn::save_safetensors(dir / "model.safetensors", tensors, {{"format", "pt"}});
+  auto model = models::load_pretrained(dir.str());
   CHECK(ops::max_abs_diff(model->forward(f.tensor("input_ids")).value(), f.tensor("logits")) < 1e-4);
 }
 
@@ -204,12 +204,12 @@ TEST_CASE("gpt2 config.json errors name the file and the key") {
 TEST_CASE("gpt2: a checkpoint disagreeing with config.json names every bad tensor and both shapes") {
   Fixture f("gpt2_tiny");
   TempDir dir;
-  fs::copy_file(f.dir + "/model.safetensors", dir.path + "/model.safetensors");
+  fs::copy_file(f.dir + "/model.safetensors", dir / "model.safetensors");
   nlohmann::json config = nlohmann::json::parse(read_text(f.dir + "/config.json"));
   config["n_positions"] = 32;  // the checkpoint's wpe has 64 rows
   config["n_layer"] = 1;       // and it has a layer 1 the model lacks
-  write_text(dir.path + "/config.json", config.dump());
-  std::string e = error_of([&] { models::load_pretrained(dir.path); });
+  write_text(dir / "config.json", config.dump());
+  std::string e = error_of([&] { models::load_pretrained(dir.str()); });
   CHECK(contains(e, "model.safetensors"));
   CHECK(contains(e, "transformer.wpe.weight"));
   CHECK(contains(e, "(64, 64)"));
@@ -224,24 +224,24 @@ TEST_CASE("gpt2: a checkpoint missing a tensor is an error naming it") {
   for (const std::string& name : file.names())
     if (name != "transformer.ln_f.bias") tensors.push_back({name, file.load(name)});
   TempDir dir;
-  fs::copy_file(f.dir + "/config.json", dir.path + "/config.json");
-  nn::save_safetensors(dir.path + "/model.safetensors", tensors, {{"format", "pt"}});
-  CHECK(contains(error_of([&] { models::load_pretrained(dir.path); }), "transformer.ln_f.bias"));
+  fs::copy_file(f.dir + "/config.json", dir / "config.json");
+  nn::save_safetensors(dir / "model.safetensors", tensors, {{"format", "pt"}});
+  CHECK(contains(error_of([&] { models::load_pretrained(dir.str()); }), "transformer.ln_f.bias"));
 }
 
 TEST_CASE("gpt2: directories without a safetensors checkpoint") {
   Fixture f("gpt2_tiny");
   TempDir dir;
-  fs::copy_file(f.dir + "/config.json", dir.path + "/config.json");
-  write_text(dir.path + "/pytorch_model.bin", "not really");
-  std::string e = error_of([&] { models::load_pretrained(dir.path); });
+  fs::copy_file(f.dir + "/config.json", dir / "config.json");
+  write_text(dir / "pytorch_model.bin", "not really");
+  std::string e = error_of([&] { models::load_pretrained(dir.str()); });
   CHECK(contains(e, "contains pytorch_model.bin; only safetensors are supported; convert with"));
-  CHECK(contains(e, dir.path));
+  CHECK(contains(e, dir.str()));
 
-  fs::remove(dir.path + "/pytorch_model.bin");
-  CHECK(contains(error_of([&] { models::load_pretrained(dir.path); }), "no model.safetensors"));
-  fs::remove(dir.path + "/config.json");
-  CHECK(contains(error_of([&] { models::load_pretrained(dir.path); }), "config.json"));
+  fs::remove(dir / "pytorch_model.bin");
+  CHECK(contains(error_of([&] { models::load_pretrained(dir.str()); }), "no model.safetensors"));
+  fs::remove(dir / "config.json");
+  CHECK(contains(error_of([&] { models::load_pretrained(dir.str()); }), "config.json"));
   CHECK(contains(error_of([] { models::load_pretrained("/nonexistent/model"); }), "/nonexistent/model"));
   CHECK(contains(error_of([] { models::create_model("/nonexistent/model"); }), "not a directory"));
 }

@@ -122,11 +122,11 @@ TEST_CASE("opt: built-in configs, random init and a save/load round trip") {
   CHECK(ops::max_abs_diff(pad_row, Tensor::zeros(pad_row.shape())) == 0);
 
   TempDir dir;
-  models::save_pretrained(*model, dir.path);
-  models::ModelConfig back = models::load_config(dir.path + "/config.json");
+  models::save_pretrained(*model, dir.str());
+  models::ModelConfig back = models::load_config(dir / "config.json");
   CHECK(back.arch == models::Arch::opt);
   CHECK(back.word_embed_proj_dim == model->config().word_embed_proj_dim);
-  auto again = models::load_pretrained(dir.path);
+  auto again = models::load_pretrained(dir.str());
   Tensor ids = Tensor::from_vector(std::vector<int32_t>{2, 100, 200, 300}, {1, 4});
   CHECK(ops::max_abs_diff(model->forward(ids).value(), again->forward(ids).value()) == 0);
 }
@@ -158,11 +158,11 @@ TEST_CASE("opt config.json errors name the file and the key") {
 TEST_CASE("opt: a checkpoint with project_in/out shapes disagreeing with config.json") {
   Fixture f("opt_tiny_postln");
   TempDir dir;
-  fs::copy_file(f.dir + "/model.safetensors", dir.path + "/model.safetensors");
+  fs::copy_file(f.dir + "/model.safetensors", dir / "model.safetensors");
   nlohmann::json config = nlohmann::json::parse(read_text(f.dir + "/config.json"));
   config["word_embed_proj_dim"] = 16;
-  write_text(dir.path + "/config.json", config.dump());
-  std::string e = error_of([&] { models::load_pretrained(dir.path); });
+  write_text(dir / "config.json", config.dump());
+  std::string e = error_of([&] { models::load_pretrained(dir.str()); });
   CHECK(contains(e, "model.decoder.embed_tokens.weight"));
   CHECK(contains(e, "model.decoder.project_in.weight"));
   CHECK(contains(e, "model.decoder.project_out.weight"));

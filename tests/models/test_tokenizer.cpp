@@ -15,17 +15,15 @@
 
 #include "engine/error.h"
 #include "models/tokenizer.h"
+#include "tests/support/env.h"
+#include "tests/support/temp_dir.h"
 
 namespace fs = std::filesystem;
 using mp::models::Tokenizer;
 
 namespace {
 
-std::string env_dir(const char* name) {
-  const char* value = std::getenv(name);
-  REQUIRE_MESSAGE(value != nullptr, name << " is not set (meson test sets it)");
-  return value;
-}
+using mp::test::env_dir;
 
 std::string read_text(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -45,16 +43,7 @@ const Tokenizer& gpt2() {
   return tokenizer;
 }
 
-// A fresh, empty directory that is removed when the test ends.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name)
-      : path(fs::temp_directory_path() / ("mp_test_tokenizer_" + name + "_" + std::to_string(::getpid()))) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using mp::test::TempDir;
 
 // Runs f, which must throw mp::Error, and returns the message.
 template <class F>

@@ -18,6 +18,7 @@
 #include "nn/linear.h"
 #include "nn/safetensors.h"
 #include "nn/state_dict.h"
+#include "tests/support/temp_dir.h"
 
 using namespace mp;
 using namespace mp::nn;
@@ -25,20 +26,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh directory per test case under the system temp directory.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / ("mp_nn_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using test::TempDir;
 
 std::string read_all(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -100,7 +88,7 @@ TEST_CASE("half_to_float: normals, subnormals, zero, infinities, NaN") {
 
 TEST_CASE("safetensors round trip: every dtype we write, metadata, views, padding") {
   TempDir dir;
-  std::string path = dir.file("rt.safetensors");
+  std::string path = dir / "rt.safetensors";
   Tensor f32 = Tensor::from_vector(std::vector<float>{1.5f, -2.f, 3.25f, 0.f, 1e-30f, -7.f}, {2, 3});
   Tensor bf = f32.to(DType::bf16);
   Tensor i32 = Tensor::from_vector(std::vector<int32_t>{-2147483647 - 1, 0, 2147483647}, {3});
@@ -159,10 +147,10 @@ TEST_CASE("safetensors round trip: every dtype we write, metadata, views, paddin
   CHECK_THROWS_AS(f.info("nope"), Error);
 
   // Writing errors.
-  CHECK_THROWS_AS(save_safetensors(dir.file("dup.safetensors"), {{"a", f32}, {"a", f32}}), Error);
-  CHECK_THROWS_AS(save_safetensors(dir.file("meta.safetensors"), {{"__metadata__", f32}}), Error);
-  CHECK_THROWS_AS(save_safetensors(dir.file("utf8.safetensors"), {{"bad\xff", f32}}), Error);
-  CHECK_FALSE(fs::exists(dir.file("utf8.safetensors")));
+  CHECK_THROWS_AS(save_safetensors(dir / "dup.safetensors", {{"a", f32}, {"a", f32}}), Error);
+  CHECK_THROWS_AS(save_safetensors(dir / "meta.safetensors", {{"__metadata__", f32}}), Error);
+  CHECK_THROWS_AS(save_safetensors(dir / "utf8.safetensors", {{"bad\xff", f32}}), Error);
+  CHECK_FALSE(fs::exists(dir / "utf8.safetensors"));
 }
 
 TEST_CASE("safetensors: a file written by Python's safetensors library") {
@@ -208,10 +196,10 @@ TEST_CASE("safetensors: a file written by Python's safetensors library") {
 
 TEST_CASE("safetensors: every strict prefix of a valid file is rejected") {
   TempDir dir;
-  std::string good = dir.file("good.safetensors");
+  std::string good = dir / "good.safetensors";
   save_safetensors(good, {{"w", Tensor::full({3, 5}, 1.0)}, {"b", Tensor::full({5}, 2.0)}});
   std::string bytes = read_all(good);
-  std::string cut = dir.file("cut.safetensors");
+  std::string cut = dir / "cut.safetensors";
   for (size_t len = 0; len < bytes.size(); ++len) {
     CAPTURE(len);
     write_raw(cut, bytes.substr(0, len));
@@ -224,13 +212,13 @@ TEST_CASE("safetensors: every strict prefix of a valid file is rejected") {
 
 TEST_CASE("safetensors: corrupted header bytes never crash") {
   TempDir dir;
-  std::string good = dir.file("good.safetensors");
+  std::string good = dir / "good.safetensors";
   save_safetensors(good, {{"w", Tensor::full({2, 2}, 1.0)}, {"x.bias", Tensor::zeros({2}, DType::bf16)}},
                    {{"k", "v"}});
   std::string bytes = read_all(good);
   uint64_t n;
   std::memcpy(&n, bytes.data(), 8);
-  std::string bad = dir.file("bad.safetensors");
+  std::string bad = dir / "bad.safetensors";
   int rejected = 0;
   for (size_t pos = 0; pos < 8 + n; ++pos) {
     for (char c : {'\xff', '\0', '"', '{', ']', '9', '-', 'x'}) {
@@ -251,7 +239,7 @@ TEST_CASE("safetensors: corrupted header bytes never crash") {
 
 TEST_CASE("safetensors: each kind of malformed file gives an mp::Error naming the file and key") {
   TempDir dir;
-  std::string p = dir.file("bad.safetensors");
+  std::string p = dir / "bad.safetensors";
   auto reject = [&](const std::string& bytes, const std::string& needle) {
     CAPTURE(needle);
     write_raw(p, bytes);
@@ -298,7 +286,7 @@ TEST_CASE("safetensors: each kind of malformed file gives an mp::Error naming th
 
   // A directory is not a file; a missing file says so.
   check_rejected(dir.path.string(), "not a regular file");
-  check_rejected(dir.file("missing.safetensors"), "cannot open");
+  check_rejected(dir / "missing.safetensors", "cannot open");
 
   // And a well-formed hand-made file loads.
   float one = 1.f;
@@ -309,7 +297,7 @@ TEST_CASE("safetensors: each kind of malformed file gives an mp::Error naming th
 
 TEST_CASE("atomic writes: a failed save leaves the old file intact and no temporary") {
   TempDir dir;
-  std::string path = dir.file("model.safetensors");
+  std::string path = dir / "model.safetensors";
   save_safetensors(path, {{"w", Tensor::full({4}, 1.0)}});
   std::string before = read_all(path);
 
@@ -328,7 +316,7 @@ TEST_CASE("atomic writes: a failed save leaves the old file intact and no tempor
   CHECK(read_all(path) == before);
 
   // The rename fails: the target is a directory.
-  std::string as_dir = dir.file("taken");
+  std::string as_dir = dir / "taken";
   fs::create_directories(as_dir);
   CHECK_THROWS_AS(save_safetensors(as_dir, {{"w", Tensor::full({4}, 2.0)}}), Error);
   CHECK(fs::is_directory(as_dir));
@@ -336,7 +324,7 @@ TEST_CASE("atomic writes: a failed save leaves the old file intact and no tempor
 
   // The directory does not exist.
   try {
-    save_safetensors(dir.file("no/such/dir/m.safetensors"), {{"w", Tensor::full({4}, 2.0)}});
+    save_safetensors(dir / "no/such/dir/m.safetensors", {{"w", Tensor::full({4}, 2.0)}});
     FAIL("wrote into a missing directory");
   } catch (const Error& e) {
     CHECK(std::string(e.what()).find("no/such/dir/m.safetensors") != std::string::npos);
@@ -345,8 +333,8 @@ TEST_CASE("atomic writes: a failed save leaves the old file intact and no tempor
   // A successful save replaces the file.
   save_safetensors(path, {{"w", Tensor::full({4}, 2.0)}});
   CHECK(SafetensorsFile::open(path).load("w").at({0}) == 2.0);
-  write_file_atomically(dir.file("t.txt"), std::string_view("hello"));
-  CHECK(read_all(dir.file("t.txt")) == "hello");
+  write_file_atomically(dir / "t.txt", std::string_view("hello"));
+  CHECK(read_all(dir / "t.txt") == "hello");
 }
 
 namespace {
@@ -361,7 +349,7 @@ struct Net : Module {
 
 TEST_CASE("state_dict: save, load by name, rename hook, and all problems in one message") {
   TempDir dir;
-  std::string path = dir.file("net.safetensors");
+  std::string path = dir / "net.safetensors";
   Net a, b;
   ops::fill(a.mask, 3.0);
   NamedTensors sd = state_dict(a);

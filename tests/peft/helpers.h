@@ -15,29 +15,15 @@
 
 #include "engine/ops.h"
 #include "nn/safetensors.h"
+#include "tests/support/env.h"
+#include "tests/support/temp_dir.h"
 
 namespace mp::test {
-
-inline std::string env_dir(const char* var) {
-  const char* dir = std::getenv(var);
-  REQUIRE_MESSAGE(dir != nullptr, var << " is not set (meson test sets it)");
-  return dir;
-}
-inline std::string fixtures_dir() { return env_dir("MP_FIXTURES"); }
-inline std::string data_dir() { return env_dir("MP_DATA"); }
 
 inline nlohmann::json read_json(const std::string& path) {
   std::ifstream in(path);
   REQUIRE_MESSAGE(in.good(), "cannot open " << path);
   return nlohmann::json::parse(in);
-}
-
-// A fresh empty directory under the system temp dir.
-inline std::string temp_dir(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() / ("minipeft_test_" + name + "_" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir.string();
 }
 
 inline void replace_all(std::string& s, const std::string& from, const std::string& to) {

@@ -126,7 +126,8 @@ TEST_CASE("peft fixtures: our saved adapter is HF's (keys, shapes, config) and H
     SUBCASE(name) {
       Case c(name);
       auto pm = make_model(c);
-      const std::string out = temp_dir(std::string("save_") + name);
+      const TempDir tmp(std::string("save_") + name);
+      const std::string out = tmp.str();
       pm->save_pretrained(out);
 
       // the same config fields and values as HF's file
@@ -153,7 +154,6 @@ TEST_CASE("peft fixtures: our saved adapter is HF's (keys, shapes, config) and H
       auto reloaded = peft::load_peft_model(c.base(), out);
       reloaded->eval();
       CHECK(ops::max_abs_diff(reloaded->forward(c.i32("input_ids")).value(), c.f32("logits")) < 1e-5);
-      std::filesystem::remove_all(out);
     }
   }
 }

@@ -106,15 +106,16 @@ TEST_CASE("peft errors: clear mp::Error messages") {
     // OPT's LoRA adapter (q_proj, v_proj) on GPT-2; GPT-2's prefix on a model of other width
     CHECK_THROWS_WITH_AS(peft::load_peft_model(tiny("gpt2_tiny"), fixtures_dir() + "/peft/opt_lora"),
                          doctest::Contains("not found"), Error);
-    const std::string dir = temp_dir("wrong_dims");
+    const TempDir tmp("wrong_dims");
+    const std::string dir = tmp.str();
     std::ofstream(dir + "/adapter_config.json")
         << R"({"peft_type": "PREFIX_TUNING", "num_virtual_tokens": 4, "token_dim": 768, "num_layers": 12,
               "num_attention_heads": 12})";
     CHECK_THROWS_WITH_AS(peft::load_peft_model(tiny("gpt2_tiny"), dir), doctest::Contains("token_dim = 768"), Error);
-    std::filesystem::remove_all(dir);
   }
   SUBCASE("adapter tensors of the wrong shape") {
-    const std::string dir = temp_dir("wrong_shape");
+    const TempDir tmp("wrong_shape");
+    const std::string dir = tmp.str();
     std::filesystem::copy_file(fixtures_dir() + "/peft/gpt2_lora/adapter_config.json", dir + "/adapter_config.json");
     nn::save_safetensors(dir + "/adapter_model.safetensors",
                          {{"base_model.model.transformer.h.0.attn.c_attn.lora_A.weight", Tensor::zeros({3, 64})}});
@@ -126,7 +127,6 @@ TEST_CASE("peft errors: clear mp::Error messages") {
       CHECK(msg.find("(3, 64)") != std::string::npos);
       CHECK(msg.find("missing") != std::string::npos);
     }
-    std::filesystem::remove_all(dir);
   }
 }
 

@@ -16,9 +16,11 @@ struct ModelChoice {
 };
 
 // An option taking f32 or bf16 (anything else is a usage error), default f32.
+// The help names the choices (by default CLI11 would print the enum values as raw bytes).
 inline void add_dtype_option(CLI::App* cmd, const std::string& flag, DType& d, const std::string& help) {
   cmd->add_option(flag, d, help)
-      ->transform(CLI::CheckedTransformer(std::map<std::string, DType>{{"f32", DType::f32}, {"bf16", DType::bf16}}))
+      ->transform(CLI::CheckedTransformer(std::map<std::string, DType>{{"f32", DType::f32}, {"bf16", DType::bf16}})
+                      .description("{f32, bf16}"))
       ->default_str("f32");
 }
 

@@ -1,0 +1,36 @@
+// A test hook that makes kill-and-resume tests deterministic (no timing
+// races). With MP_TRAIN_KILL_AT=<point>:<step> in the environment, the
+// trainer kills itself at that point of that step:
+//
+//   after-log:K          after step K's log line is written, before its checkpoint
+//   in-checkpoint:K      halfway through writing step K's checkpoint: a file
+//                        size limit makes the kernel kill the process (SIGXFSZ)
+//                        when the temporary file reaches half its size
+//   after-checkpoint:K   after step K's checkpoint is in place
+//
+// Unset, the hook does nothing.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace mp::tools {
+
+enum class KillPoint { after_log, in_checkpoint, after_checkpoint };
+
+class KillHook {
+ public:
+  // From MP_TRAIN_KILL_AT; mp::Error naming the variable for a malformed value.
+  static KillHook from_env();
+  // SIGKILL this process if the hook names `point` of `step`.
+  void at(KillPoint point, int64_t step) const;
+  // Before writing step `step`'s checkpoint of `bytes` bytes: if the hook
+  // names in-checkpoint of that step, no file may grow past bytes / 2.
+  void before_checkpoint(int64_t step, size_t bytes) const;
+
+ private:
+  bool armed_ = false;
+  KillPoint point_ = KillPoint::after_log;
+  int64_t step_ = 0;
+};
+
+}  // namespace mp::tools
