@@ -106,6 +106,7 @@ TrainedModel build_model(const TrainConfig& config, const models::Tokenizer& tok
   m.base = std::shared_ptr<models::CausalLM>(models::create_model(config.model, config.seed, config.base_dtype));
   if (config.method != "full")
     m.peft = peft::get_peft_model(m.base, peft_config_for(config, m.base->config()), "default", &tokenizer);
+  m.base->gradient_checkpointing_enable(config.recompute);
   m.precision = config.precision;
   m.module().train();
   return m;
