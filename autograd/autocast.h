@@ -11,11 +11,16 @@
 //   loss.backward();   // each op's backward uses the dtype of its forward
 #pragma once
 #include "engine/dtype.h"
+#include "engine/tensor.h"
 
 namespace mp::ag {
 
 // The dtype linear layers compute in: f32 unless an AutocastScope is active.
 DType autocast_dtype();
+
+// A GEMM operand as a layer computing in `compute` reads it: a bf16 copy of t
+// when compute is bf16 (t itself if already bf16), else t itself.
+Tensor gemm_operand(const Tensor& t, DType compute);
 
 class AutocastScope {
  public:

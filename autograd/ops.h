@@ -54,6 +54,12 @@ Variable embedding(const Tensor& ids, const Variable& table, int padding_idx = -
 // Mean over rows whose target != ignore_index of -log softmax(logits)[target].
 // logits (N, V), targets (N) i32. The (N, V) probabilities are never saved.
 Variable cross_entropy(const Variable& logits, const Tensor& targets, int ignore_index = -100);
+// cross_entropy(linear(hidden, weight), targets) without ever holding the
+// (N, V) logits or their gradient: rows go through in chunks of chunk_rows
+// (0: a size measured to be fast). hidden (N, E), weight (V, E) (torch
+// layout), targets (N) i32. Follows autocast as ag::linear does.
+Variable linear_cross_entropy(const Variable& hidden, const Variable& weight, const Tensor& targets,
+                              int ignore_index = -100, int64_t chunk_rows = 0);
 // Identity when p == 0. The mask comes from Philox(seed), so backward
 // regenerates it instead of saving it.
 Variable dropout(const Variable& x, float p, uint64_t seed);

@@ -2,6 +2,8 @@
 
 #include <memory>
 
+#include "autograd/autocast.h"
+
 namespace mp::ag {
 
 Variable checkpoint(CheckpointFn fn, const std::vector<Variable>& inputs) {
@@ -23,15 +25,18 @@ Variable checkpoint(CheckpointFn fn, const std::vector<Variable>& inputs) {
     wanted.push_back(needs_grad(v));
   }
 
+  const DType compute = autocast_dtype();  // backward runs outside the forward's AutocastScope
+
   auto node = std::make_shared<Node>();
   node->name = "checkpoint";
   node->shape = value.shape();
   for (const Variable& v : inputs) node->inputs.push_back(edge_to(v));
-  node->backward = [fn = std::move(fn), saved, wanted](const Tensor& gout, std::span<Tensor> gin) {
+  node->backward = [fn = std::move(fn), saved, wanted, compute](const Tensor& gout, std::span<Tensor> gin) {
     Tag in_flight = current_tag();  // the tag of gradients in flight (workspace)
     // backward() runs under NoGrad; the recompute must record its graph.
     EnableGrad enable;
     TagScope tag(Tag::activations);  // what it recomputes are activations again
+    AutocastScope cast(compute);     // the replay computes as the first run did
     std::vector<Variable> fresh;     // the inputs, cut from the outer graph
     for (size_t i = 0; i < saved.size(); ++i) fresh.emplace_back(saved[i], bool(wanted[i]));
     Variable out = fn(fresh);

@@ -9,6 +9,10 @@
 // through that fresh subgraph, which is freed right after. Peak memory is
 // then one block's activations instead of every block's.
 //
+// The replay runs under the autocast dtype (autograd/autocast.h) of the
+// first run, so it computes the same values even though backward() is
+// usually called outside the forward's AutocastScope.
+//
 // Rules for fn:
 //  - it must be deterministic (dropout is: its mask comes from a seed);
 //  - every non-leaf Variable it uses must come in through `inputs`; Variables

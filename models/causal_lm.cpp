@@ -5,6 +5,7 @@
 #include "autograd/ops.h"
 #include "engine/error.h"
 #include "engine/ops.h"
+#include "nn/checkpoint.h"
 #include "nn/init.h"
 #include "nn/rng.h"
 
@@ -94,9 +95,41 @@ Variable CausalLM::loss_from_hidden(const Variable& hidden, const Tensor& labels
   // HF compares logits[:, :-1] with labels[:, 1:]. Shifting the labels instead
   // (and ignoring the last position) gives the same mean without copying the
   // logits.
-  Tensor targets = shift_labels(labels).reshape({B * T});        // (B*T)
-  Variable flat = ag::reshape(logits(hidden), {B * T, vocab_size()});  // (B*T, V)
-  return ag::cross_entropy(flat, targets, -100);
+  Tensor targets = shift_labels(labels).reshape({B * T});  // (B*T)
+  return ag::linear_cross_entropy(ag::reshape(hidden, {B * T, embed_dim()}), lm_head_weight(), targets, -100);
+}
+
+Variable CausalLM::run_blocks(Variable x, const ForwardOptions& opt) {
+  const bool recompute = recompute_ && is_training() && ag::grad_enabled() && !opt.cache;
+  for (int layer = 0; layer < num_layers(); ++layer)
+    x = recompute ? checkpointed_block(layer, x, opt) : block_forward(layer, x, opt);  // (B, T, C)
+  return x;
+}
+
+Variable CausalLM::checkpointed_block(int layer, const Variable& x, const ForwardOptions& opt) {
+  // Every non-leaf Variable the block reads comes in as an input (see
+  // autograd/recompute.h): x, and this layer's prefix keys and values.
+  std::vector<Variable> inputs{x};
+  if (opt.prefix) {
+    const KeyValue& kv = (*opt.prefix)[size_t(layer)];
+    inputs.push_back(kv.key);    // (B, H, P, D)
+    inputs.push_back(kv.value);  // (B, H, P, D)
+  }
+  // The replay runs in backward, when the caller's ForwardOptions are gone:
+  // keep the mask itself (a Tensor shares its storage).
+  Tensor mask = opt.attention_mask ? *opt.attention_mask : Tensor();  // (B, S)
+  auto block = [this, layer, mask](const std::vector<Variable>& in) {
+    ForwardOptions o;
+    o.attention_mask = mask.defined() ? &mask : nullptr;
+    std::vector<KeyValue> prefix;  // a block reads only its own layer's entry
+    if (in.size() == 3) {
+      prefix.resize(size_t(num_layers()));
+      prefix[size_t(layer)] = {in[1], in[2]};
+      o.prefix = &prefix;
+    }
+    return block_forward(layer, in[0], o);
+  };
+  return nn::checkpoint(block, inputs);
 }
 
 int64_t CausalLM::past_length(const ForwardOptions& opt) const {

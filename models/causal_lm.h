@@ -112,12 +112,21 @@ class CausalLM : public nn::Module {
   // hidden (B, T, E) -> logits (B, T, V).
   Variable logits(const Variable& hidden) const;
 
+  // Activation recompute, as HF's gradient_checkpointing_enable(): in
+  // training mode with grad mode on, each block runs through nn::checkpoint,
+  // which keeps only the block's inputs and makes its activations again
+  // during backward. Losses and gradients are the same, bit for bit (dropout
+  // masks are replayed); eval and generation are unaffected.
+  void gradient_checkpointing_enable(bool on = true) { recompute_ = on; }
+  bool gradient_checkpointing() const { return recompute_; }
+
   // HF's causal-LM loss (GPT2LMHeadModel / OPTForCausalLM with labels=): the
   // mean cross-entropy of logits[:, :-1] against labels[:, 1:], ignoring
   // -100. labels (B, T) i32 (with inputs_embeds: (B, T')).
   Variable loss(const Tensor& ids, const Tensor& labels, const ForwardOptions& opt = {});
-  // The same from hidden states (B, T, E): the lm_head's logits (B*T, V) live
-  // only as long as the loss node needs them.
+  // The same from hidden states (B, T, E), by ag::linear_cross_entropy: the
+  // lm_head's logits (B*T, V) are made a chunk of rows at a time and never
+  // held whole, nor is their gradient.
   Variable loss_from_hidden(const Variable& hidden, const Tensor& labels) const;
 
  protected:
@@ -131,6 +140,12 @@ class CausalLM : public nn::Module {
   // Check ids / inputs_embeds / mask / prefix shapes; returns (B, T).
   std::pair<int64_t, int64_t> check_inputs(const Tensor& ids, const ForwardOptions& opt) const;
 
+  // One block (transformer layer): x (B, T, C) -> (B, T, C).
+  virtual Variable block_forward(int layer, const Variable& x, const ForwardOptions& opt) = 0;
+  // x (B, T, C) through every block in turn: each one checkpointed when
+  // recompute is on, in training, with grad mode on and no cache.
+  Variable run_blocks(Variable x, const ForwardOptions& opt);
+
   // Multi-head causal self-attention shared by both models. q, k, v (B, T, C)
   // (already projected) -> (B, T, C), with `scale` on q k^T, the prefix and
   // the cache of `layer` and the attention mask from opt.
@@ -142,6 +157,10 @@ class CausalLM : public nn::Module {
   ModelConfig config_;
 
  private:
+  // block_forward(layer) through nn::checkpoint.
+  Variable checkpointed_block(int layer, const Variable& x, const ForwardOptions& opt);
+
+  bool recompute_ = false;
   uint64_t attn_dropout_instance_ = nn::next_dropout_instance();  // seeds the attention dropout masks
 };
 

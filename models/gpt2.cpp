@@ -85,8 +85,8 @@ Variable GPT2::hidden_states(const Tensor& ids, const ForwardOptions& opt) {
   Variable tokens = opt.inputs_embeds.defined() ? opt.inputs_embeds : embed_tokens(ids);  // (B, T, C)
   Variable x = ag::add(tokens, transformer->wpe->forward(pos));                          // (B, T, C)
   x = transformer->drop->forward(x);
-  for (int layer = 0; layer < num_layers(); ++layer) x = block_forward(layer, x, opt);  // (B, T, C)
-  return transformer->ln_f->forward(x);                                                 // (B, T, C)
+  x = run_blocks(x, opt);                // (B, T, C)
+  return transformer->ln_f->forward(x);  // (B, T, C)
 }
 
 void GPT2::init_weights(uint64_t seed) {

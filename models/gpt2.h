@@ -96,9 +96,8 @@ class GPT2 : public CausalLM {
   std::shared_ptr<GPT2Transformer> transformer;
   std::shared_ptr<nn::Linear> lm_head;  // only when tie_word_embeddings is false: (V, C)
 
- private:
-  // One block: x (B, T, C) -> (B, T, C).
-  Variable block_forward(int layer, const Variable& x, const ForwardOptions& opt);
+ protected:
+  Variable block_forward(int layer, const Variable& x, const ForwardOptions& opt) override;
 };
 
 }  // namespace mp::models

@@ -66,7 +66,7 @@ Variable OPT::embed_tokens(const Tensor& ids) const {
   return decoder().embed_tokens->forward(ids);  // (B, T) -> (B, T, E)
 }
 
-Variable OPT::layer_forward(int layer, const Variable& x, const ForwardOptions& opt) {
+Variable OPT::block_forward(int layer, const Variable& x, const ForwardOptions& opt) {
   OPTDecoderLayer& l = (*decoder().layers)[size_t(layer)];
   const bool pre_ln = config_.do_layer_norm_before;
 
@@ -97,7 +97,7 @@ Variable OPT::hidden_states(const Tensor& ids, const ForwardOptions& opt) {
   if (d.project_in) tokens = d.project_in->forward(tokens);                              // (B, T, C)
   Variable x = ag::add(tokens, d.embed_positions->forward(pos));                          // (B, T, C)
   x = d.dropout->forward(x);
-  for (int layer = 0; layer < num_layers(); ++layer) x = layer_forward(layer, x, opt);  // (B, T, C)
+  x = run_blocks(x, opt);  // (B, T, C)
   if (d.final_layer_norm) x = d.final_layer_norm->forward(x);
   if (d.project_out) x = d.project_out->forward(x);  // (B, T, E)
   return x;

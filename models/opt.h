@@ -96,8 +96,9 @@ class OPT : public CausalLM {
 
  private:
   OPTDecoder& decoder() const { return *model->decoder; }
-  // One layer: x (B, T, C) -> (B, T, C).
-  Variable layer_forward(int layer, const Variable& x, const ForwardOptions& opt);
+
+ protected:
+  Variable block_forward(int layer, const Variable& x, const ForwardOptions& opt) override;
 };
 
 }  // namespace mp::models

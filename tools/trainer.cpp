@@ -123,6 +123,7 @@ TrainedModel build_model(const TrainConfig& config, const models::Tokenizer& tok
                        : models::create_model(config.model, config.seed, config.base_dtype));
   if (const std::optional<peft::PeftType> type = config.peft_type())
     m.peft = peft::get_peft_model(m.base, peft_config_for(config, *type, m.base->config()), "default", &tokenizer);
+  m.base->gradient_checkpointing_enable(config.recompute);
   m.precision = config.precision;
   m.module().train();
   return m;

@@ -45,6 +45,7 @@ struct TrainConfig {
   double clip = 1.0;                 // 0: no clipping
   uint64_t seed = 0;
   DType precision = DType::f32;      // bf16: mixed precision (autograd/autocast.h)
+  bool recompute = false;            // activation recompute (CausalLM::gradient_checkpointing_enable)
 
   // Evaluation, checkpoints, logs. 0 turns a periodic action off.
   int64_t eval_every = 0, eval_batches = 8, checkpoint_every = 0;

@@ -5,15 +5,20 @@
 // The backend fuses softmax with the loss row by row, so the (N, V)
 // probabilities are never stored; backward recomputes them from the logits.
 #include "autograd/ops.h"
+#include "autograd/ops/targets.h"
 #include "engine/error.h"
 #include "engine/ops.h"
 
 namespace mp::ag {
 
-// Rows that take part in the mean (the targets are small: count on the host).
-// Meta targets have no values: every row counts (the count scales the loss,
-// not its bytes).
-static int64_t count_targets(const Tensor& targets, int ignore_index) {
+namespace detail {
+
+void check_targets(const char* op, const Tensor& targets, int64_t N) {
+  if (targets.shape() != Shape{N}) fail("{}: targets {} must be ({}), one per row", op, shape_str(targets.shape()), N);
+  if (targets.dtype() != DType::i32) fail("{}: targets must be i32, not {}", op, dtype_name(targets.dtype()));
+}
+
+int64_t count_targets(const Tensor& targets, int ignore_index) {
   if (targets.device().is_meta()) return targets.numel();
   Tensor t = targets.to(kCPU).contiguous();
   const int32_t* p = t.data<int32_t>();
@@ -22,13 +27,17 @@ static int64_t count_targets(const Tensor& targets, int ignore_index) {
   return count;
 }
 
+float gradient_scale(const Tensor& g, float inv_count) {
+  return (g.device().is_meta() ? 1.f : float(g.item())) * inv_count;
+}
+
+}  // namespace detail
+
 Variable cross_entropy(const Variable& logits, const Tensor& targets, int ignore_index) {
-  if (logits.dim() != 2 || targets.shape() != Shape{logits.size(0)})
-    fail("cross_entropy: logits {} must be (N, V) and targets {} (N)", shape_str(logits.shape()),
-         shape_str(targets.shape()));
-  if (targets.dtype() != DType::i32) fail("cross_entropy: targets must be i32, not {}", dtype_name(targets.dtype()));
+  if (logits.dim() != 2) fail("cross_entropy: logits {} must be (N, V)", shape_str(logits.shape()));
+  detail::check_targets("cross_entropy", targets, logits.size(0));
   Tensor keep_targets = targets.contiguous();  // (N)
-  int64_t count = count_targets(keep_targets, ignore_index);
+  int64_t count = detail::count_targets(keep_targets, ignore_index);
   // Every row ignored: the loss is 0 and so is every gradient (not 0/0).
   float inv_count = count > 0 ? 1.f / float(count) : 0.f;
   Tensor keep_logits = logits.value().contiguous();  // (N, V): backward recomputes softmax from these
@@ -37,8 +46,7 @@ Variable cross_entropy(const Variable& logits, const Tensor& targets, int ignore
   return make_result(loss, "cross_entropy", {logits},
                      [keep_logits, keep_targets, ignore_index, inv_count](const Tensor& g, std::span<Tensor> gin) {
                        Tensor glogits = Tensor::empty(keep_logits.shape(), keep_logits.dtype(), keep_logits.device());
-                       // g is the loss's (1) gradient (a meta g has no value: any scale will do).
-                       float gscale = (g.device().is_meta() ? 1.f : float(g.item())) * inv_count;
+                       const float gscale = detail::gradient_scale(g, inv_count);
                        backend(glogits.device())
                            .cross_entropy_backward(keep_logits, keep_targets, ignore_index, gscale, glogits);
                        gin[0] = glogits;

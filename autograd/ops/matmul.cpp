@@ -73,8 +73,8 @@ Variable linear(const Variable& x, const Variable& w, const Variable& b, bool w_
   bool tw = !w_in_out;  // read (out, in) transposed as (in, out)
   // Under autocast (autograd/autocast.h) the GEMMs read bf16 copies; the
   // backward uses the choice made here, whatever scope it runs in.
-  const bool bf16 = autocast_dtype() == DType::bf16;
-  auto compute = [bf16](const Tensor& t) { return bf16 && t.dtype() != DType::bf16 ? t.to(DType::bf16) : t; };
+  const DType dt = autocast_dtype();
+  auto compute = [dt](const Tensor& t) { return gemm_operand(t, dt); };
   Tensor x2 = compute(x.value().reshape({-1, in}));   // (N, in)
   Tensor y2 = ops::matmul(x2, compute(w.value()), false, tw);  // (N, out) f32
   // Then the bias, added in place (broadcast over rows): on the CPU backend

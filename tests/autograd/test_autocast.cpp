@@ -6,6 +6,7 @@
 #include "helpers.h"
 
 #include "autograd/autocast.h"
+#include "autograd/recompute.h"
 #include "engine/error.h"
 
 using namespace mp;
@@ -79,4 +80,24 @@ TEST_CASE("autocast accepts f32 and bf16 only") {
     CHECK(autocast_dtype() == DType::bf16);
   }
   CHECK(autocast_dtype() == DType::f32);
+}
+
+TEST_CASE("autocast bf16: a checkpointed block replays in bf16 when backward runs outside the scope") {
+  Tensor x64 = rand64({8, 16}, 20), w64 = rand64({16, 16}, 21);
+  // x's and w's gradients through gelu(linear(x, w)), the block checkpointed or not.
+  auto grads = [&](bool recompute) {
+    Variable x(f32(x64), true), w(f32(w64), true);
+    auto block = [&w](const Vars& in) { return gelu(linear(in[0], w, Variable())); };
+    Variable y;
+    {
+      AutocastScope bf16(DType::bf16);
+      y = recompute ? checkpoint(block, {x}) : block({x});
+    }
+    sum_all(y).backward();  // the replay happens here, outside the scope
+    return std::pair{x.grad(), w.grad()};
+  };
+  auto [gx, gw] = grads(false);
+  auto [rx, rw] = grads(true);
+  CHECK(ops::max_abs_diff(rx, gx) == 0.0);
+  CHECK(ops::max_abs_diff(rw, gw) == 0.0);
 }

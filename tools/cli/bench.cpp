@@ -52,6 +52,7 @@ void run_bench(const BenchOptions& o) {
   const int64_t tokens = c.batch * c.seq;
   nlohmann::json out = {{"framework", "minipeft"}, {"model", c.model}, {"method", c.method},
                         {"base_dtype", dtype_name(c.base_dtype)}, {"precision", dtype_name(c.precision)},
+                        {"recompute", c.recompute},
                         {"batch", c.batch}, {"seq", c.seq}, {"steps", c.steps}};
 
   if (!o.forward_only) {
