@@ -139,7 +139,7 @@ int main(int argc, char** argv) {
   std::printf("%s %s B=%lld T=%lld on %s, %s, %d steps after one warm-up; model FLOPs per token: train %.4g, "
               "forward %.4g\n",
               c.model.c_str(), c.method.c_str(), static_cast<long long>(c.batch), static_cast<long long>(c.seq),
-              device.str().c_str(), dtype_name(c.precision), steps, train_flops, forward_flops);
+              device.str().c_str(), std::string(dtype_name(c.precision)).c_str(), steps, train_flops, forward_flops);
   train.print("train", tokens, train_flops);
   fwd.print("forward", tokens, forward_flops);
   return 0;

@@ -9,7 +9,8 @@
 //   run_compare(options, tokenizer)  -> CompareResult   (the runs; compare_run.cpp)
 //   format_table(result)             -> the table, at most 100 columns (compare_table.cpp)
 //   write_results_json(result, path)    out/results.json (compare_json.cpp)
-//   write_plots(result, out_dir)        out/plots/loss.png, memory.png (gnuplot; compare_plots.cpp)
+//   write_plots(result, out_dir)        out/plots/loss.png, memory.png, scale.png (gnuplot; compare_plots.cpp)
+//   run_scale(options, tokenizer)    -> ScaleResult: the memory story at a real shape (compare_scale.cpp)
 //
 // With `serving` it also trains a second LoRA adapter (on Shakespeare), puts
 // both on one base and times adapter switches, and times a forward pass of
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "models/tokenizer.h"
+#include "tools/memory_plan.h"
 #include "tools/trainer.h"
 
 namespace mp::tools {
@@ -43,6 +45,7 @@ struct CompareOptions {
   uint64_t seed = 0;
   bool serving = false;
   bool progress = true;
+  std::string scale_model = "gpt2";  // the real shape of the scale section ("none": skip it)
 
   // The --quick preset: a run that finishes in under 2 minutes on 2 cores.
   void apply_quick();
@@ -74,6 +77,30 @@ struct ServingResult {
   double second_adapter_wall_s = 0;
 };
 
+// The scale section: each method at a real shape, planned and measured.
+struct ScaleRow {
+  std::string title;
+  MemoryPlan planned, measured;  // measured has step_seconds
+  double tokens_per_s = 0;
+};
+// One model's planned peak per method (in ScaleResult::methods' order).
+struct SizePoint {
+  std::string model;
+  int64_t all_params = 0;
+  std::vector<size_t> peak;
+};
+struct ScaleResult {
+  bool done = false;
+  std::string model;
+  int64_t batch = 4, seq = 64;
+  int timed_steps = 2;  // after one untimed step
+  std::vector<ScaleRow> rows;
+  int64_t size_batch = 8, size_seq = 1024;  // the shape of the size sweep
+  std::vector<std::string> methods;
+  std::vector<SizePoint> sizes;
+  double wall_s = 0;
+};
+
 struct CompareResult {
   CompareOptions options;
   std::string base_dir;              // the model every method starts from
@@ -85,6 +112,7 @@ struct CompareResult {
   double shakespeare_loss_before = -1;
   std::vector<MethodResult> methods;
   ServingResult serving;
+  ScaleResult scale;
   double wall_s = 0;
 };
 
@@ -92,15 +120,18 @@ struct CompareResult {
 // out_dir/<method>/ (log.jsonl, checkpoint, final/). mp::Error on bad input.
 CompareResult run_compare(const CompareOptions& options, const models::Tokenizer& tokenizer);
 
+ScaleResult run_scale(const CompareOptions& options, const models::Tokenizer& tokenizer);
+
 std::string format_table(const CompareResult& r);
+std::string format_scale_table(const ScaleResult& s);
 void write_results_json(const CompareResult& r, const std::string& path);
 // Writes the plot data and script and runs gnuplot (no shell: any out_dir is
 // safe). Returns a one-line note ("wrote ..." or why no plots were made);
 // never throws for a missing gnuplot.
 std::string write_plots(const CompareResult& r, const std::string& out_dir);
 
-// Shared by the table and the plots: a run's ledger peak of one tag; bytes in MiB.
-inline size_t tag_peak(const TrainResult& t, Tag tag) { return t.peaks.by_tag[int(tag)]; }
+// Shared by the table and the plots: a run's bytes of one tag at the peak of the sum; bytes in MiB.
+inline size_t at_peak(const TrainResult& t, Tag tag) { return t.peaks.at_peak[size_t(tag)]; }
 inline double mib(size_t bytes) { return double(bytes) / (1 << 20); }
 
 }  // namespace mp::tools

@@ -48,9 +48,9 @@ std::string write_plots(const CompareResult& r, const std::string& out_dir) {
   for (const MethodResult& m : r.methods) {
     const TrainResult& t = m.train;
     mem += fmt::format("{} {:.3f} {:.3f} {:.3f} {:.3f} {:.3f}\n", m.method,
-                       mib(tag_peak(t, Tag::weights) + tag_peak(t, Tag::adapter)), mib(tag_peak(t, Tag::grads)),
-                       mib(tag_peak(t, Tag::optimizer)), mib(tag_peak(t, Tag::activations)),
-                       mib(tag_peak(t, Tag::workspace)));
+                       mib(at_peak(t, Tag::weights) + at_peak(t, Tag::adapter)), mib(at_peak(t, Tag::grads)),
+                       mib(at_peak(t, Tag::optimizer)), mib(at_peak(t, Tag::activations)),
+                       mib(at_peak(t, Tag::workspace)));
   }
   nn::write_file_atomically(dir + "/memory.dat", mem);
   std::string script = fmt::format(

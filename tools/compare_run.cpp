@@ -142,6 +142,7 @@ void CompareOptions::apply_quick() {
   seq = 64;
   eval_batches = 4;
   evals = 5;
+  scale_model = "none";
 }
 
 void CompareOptions::validate() const {
@@ -174,6 +175,7 @@ void CompareOptions::validate() const {
   if (serving && std::find(methods.begin(), methods.end(), "lora") == methods.end())
     fail("--serving needs lora among --methods");
   if (!base.empty() && !fs::is_directory(base)) fail("--base {}: no such model folder", base);
+  if (scale_model != "none") models::config_of(scale_model);  // an unknown shape fails before any training
 }
 
 CompareResult run_compare(const CompareOptions& options, const models::Tokenizer& tok) {
@@ -268,6 +270,7 @@ CompareResult run_compare(const CompareOptions& options, const models::Tokenizer
   }
 
   if (o.serving) r.serving = run_serving(o, r, tok, licence_val, shakespeare_val);
+  if (o.scale_model != "none") r.scale = run_scale(o, tok);
   r.options = o;
   r.wall_s = seconds_since(t_all);
   return r;

@@ -45,16 +45,16 @@ std::string format_table(const CompareResult& r) {
   for (const MethodResult& m : r.methods) {
     const TrainResult& t = m.train;
     s += fmt::format(fmt::runtime(row), m.method, with_commas(t.trainable_params),
-                     mib_cell(tag_peak(t, Tag::weights) + tag_peak(t, Tag::adapter)),
-                     mib_cell(tag_peak(t, Tag::grads)),
-                     mib_cell(tag_peak(t, Tag::optimizer)),
-                     mib_cell(tag_peak(t, Tag::activations) + tag_peak(t, Tag::workspace)),
+                     mib_cell(at_peak(t, Tag::weights) + at_peak(t, Tag::adapter)),
+                     mib_cell(at_peak(t, Tag::grads)),
+                     mib_cell(at_peak(t, Tag::optimizer)),
+                     mib_cell(at_peak(t, Tag::activations) + at_peak(t, Tag::workspace)),
                      mib_cell(t.peaks.total), fmt::format("{:.0f}", t.tokens_per_s),
                      fmt::format("{:.3f}", t.final_val_loss), fmt::format("{:.1f}", std::exp(m.shakespeare_loss_after)),
                      human_bytes(double(m.disk_bytes)), fmt::format("{:.1f}", m.wall_s));
   }
-  s += "\nMemory: ledger peaks per category (weights include adapter tensors, activ includes workspace;\n"
-       "total is the peak of the sum). Licence loss: held-out, after adapting. Shakesp. ppl: held-out,\n"
+  s += "\nMemory: the ledger's bytes per category at the peak of their sum (weights include adapter\n"
+       "tensors, activ includes workspace), which is total. Licence loss: held-out, after adapting. Shakesp. ppl: held-out,\n"
        "with the adapted model (forgetting). On disk: the files in <out>/<method>/final.\n";
   if (r.serving.done) {
     const ServingResult& v = r.serving;
@@ -68,6 +68,7 @@ std::string format_table(const CompareResult& r) {
         o.seq, v.forward_base_s * 1e3, v.forward_unmerged_s * 1e3, v.forward_merged_s * 1e3, v.merge_s * 1e3,
         v.unmerge_s * 1e3);
   }
+  if (r.scale.done) s += format_scale_table(r.scale);
   s += fmt::format("total wall time {:.1f} s\n", r.wall_s);
   return s;
 }

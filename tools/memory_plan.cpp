@@ -1,5 +1,6 @@
 #include "tools/memory_plan.h"
 
+#include <chrono>
 #include <tuple>
 
 #include "nn/adamw.h"
@@ -7,9 +8,11 @@
 
 namespace mp::tools {
 
-// Build the run's model on `device`, reset the peaks, run one step on ids of
-// zeros (values never matter to memory), and read `device`'s account.
-static MemoryPlan run_one_step(const TrainConfig& config, const models::Tokenizer& tokenizer, Device device) {
+// Build the run's model on `device`, reset the peaks, run one step (then
+// `timed_steps` more, timed) on ids of zeros (values never matter to memory),
+// and read `device`'s account.
+static MemoryPlan run_steps(const TrainConfig& config, const models::Tokenizer& tokenizer, Device device,
+                            int timed_steps) {
   config.validate();
   TrainedModel m = build_model(config, tokenizer, device);
   check_sequence_fits(config, *m.base);
@@ -20,9 +23,14 @@ static MemoryPlan run_one_step(const TrainConfig& config, const models::Tokenize
 
   Ledger& ledger = Ledger::instance();
   ledger.reset_peaks();
-  train_step(m, opt, values, config.clip, config.grad_accum,
-             [&](int64_t) { return Tensor::zeros({config.batch, config.seq}, DType::i32, device); });
+  auto ids = [&](int64_t) { return Tensor::zeros({config.batch, config.seq}, DType::i32, device); };
+  train_step(m, opt, values, config.clip, config.grad_accum, ids);
   MemoryPlan plan;
+  if (timed_steps > 0) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < timed_steps; ++i) train_step(m, opt, values, config.clip, config.grad_accum, ids);
+    plan.step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / timed_steps;
+  }
   plan.peak_total = ledger.peak_total(device);
   plan.at_peak = ledger.peak_moment(device);
   for (int t = 0; t < kTags; ++t) plan.tag_peaks[size_t(t)] = ledger.peak(Tag(t), device);
@@ -31,11 +39,11 @@ static MemoryPlan run_one_step(const TrainConfig& config, const models::Tokenize
 }
 
 MemoryPlan plan_training_memory(const TrainConfig& config, const models::Tokenizer& tokenizer) {
-  return run_one_step(config, tokenizer, kMeta);
+  return run_steps(config, tokenizer, kMeta, 0);
 }
 
-MemoryPlan measure_training_memory(const TrainConfig& config, const models::Tokenizer& tokenizer) {
-  return run_one_step(config, tokenizer, kCPU);
+MemoryPlan measure_training_memory(const TrainConfig& config, const models::Tokenizer& tokenizer, int timed_steps) {
+  return run_steps(config, tokenizer, kCPU, timed_steps);
 }
 
 int64_t largest_fitting_batch(TrainConfig config, const models::Tokenizer& tokenizer, size_t budget) {

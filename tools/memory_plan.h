@@ -25,6 +25,7 @@ struct MemoryPlan {
   PeakMoment at_peak;       // bytes per tag at that moment, and where it happened
   TagBytes tag_peaks{};     // each tag's own peak (they need not coincide)
   int64_t trainable_params = 0, all_params = 0;
+  double step_seconds = 0;  // a measurement with timed steps: their mean wall time
 };
 
 // The plan for one step of `config` (a built-in shape or an HF folder, whose
@@ -34,8 +35,11 @@ struct MemoryPlan {
 MemoryPlan plan_training_memory(const TrainConfig& config, const models::Tokenizer& tokenizer);
 
 // The same step run on the CPU (random weights for a built-in name, the
-// folder's weights otherwise), read from the Ledger.
-MemoryPlan measure_training_memory(const TrainConfig& config, const models::Tokenizer& tokenizer);
+// folder's weights otherwise), read from the Ledger. With timed_steps > 0,
+// that many more steps follow the first and step_seconds is their mean
+// (the peaks cover them all; a step's memory does not change after the first).
+MemoryPlan measure_training_memory(const TrainConfig& config, const models::Tokenizer& tokenizer,
+                                   int timed_steps = 0);
 
 // The largest --batch (from 1 up) whose planned peak fits in `budget` bytes;
 // 0 when even one sequence does not fit.

@@ -227,6 +227,7 @@ static MemoryPeaks ledger_peaks() {
   const Ledger& l = Ledger::instance();
   for (int t = 0; t < kTags; ++t) p.by_tag[t] = l.peak(Tag(t));
   p.total = l.peak_total();
+  p.at_peak = l.peak_moment().by_tag;
   return p;
 }
 

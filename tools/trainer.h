@@ -70,8 +70,9 @@ struct StepRecord {
 };
 
 struct MemoryPeaks {
-  size_t by_tag[kTags] = {};
-  size_t total = 0;  // peak of the sum
+  size_t by_tag[kTags] = {};  // each tag's own peak
+  size_t total = 0;           // the peak of the sum
+  TagBytes at_peak{};         // bytes per tag at that peak (they add up to total)
 };
 
 struct TrainResult {

@@ -75,6 +75,7 @@ Variable linear_cross_entropy(const Variable& hidden, const Variable& weight, co
   const int64_t R = rows_per_chunk(chunk_rows, N, V);
   std::vector<Tensor> losses, dh;  // per chunk: (R), (R, E)
   for (int64_t r0 = 0; r0 < N; r0 += R) {
+    TagScope scratch(Tag::workspace);  // a chunk's tensors are scratch; what backward keeps is made below
     const int64_t rows = std::min(R, N - r0);
     Tensor t_r = t.narrow(0, r0, rows);                                    // (rows)
     Tensor logits = ops::matmul(h.narrow(0, r0, rows), w, false, true);    // (rows, V)

@@ -37,6 +37,9 @@ void add_compare(CLI::App& app) {
   cmd->add_option("--eval-batches", o->eval_batches, "held-out batches per evaluation")->capture_default_str();
   cmd->add_option("--evals", o->evals, "held-out evaluations along each adaptation run")->capture_default_str();
   cmd->add_option("--seed", o->seed, "seed for init, batches and dropout")->capture_default_str();
+  cmd->add_option("--scale-model", o->scale_model,
+                  "the real shape of the memory section (planned beside measured per method; 'none' skips it)")
+      ->capture_default_str();
   cmd->add_flag("--serving", o->serving, "also: a second LoRA adapter, adapter switching and merged/unmerged latency");
   cmd->add_flag("--quick", *quick, "a small preset (pretrain 60, adapt 30 steps, batch 4): under 2 minutes");
   cmd->add_flag("--no-progress", *no_progress, "no progress lines");
@@ -52,6 +55,7 @@ void add_compare(CLI::App& app) {
       if (!given("--seq")) opts.seq = q.seq;
       if (!given("--eval-batches")) opts.eval_batches = q.eval_batches;
       if (!given("--evals")) opts.evals = q.evals;
+      if (!given("--scale-model")) opts.scale_model = q.scale_model;
     }
     opts.progress = !*no_progress;
     models::Tokenizer tok = models::Tokenizer::from_dir(default_tokenizer_dir());
