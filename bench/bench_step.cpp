@@ -75,18 +75,18 @@ double matmul_weights(const models::ModelConfig& m) {
 Device parse_device(const std::string& s) {
   if (s == "cpu") return kCPU;
   if (s == "cuda") return kCUDA;
-  fail("bench_step: device must be cpu or cuda, not '{}'", s);
+  fail("device must be cpu or cuda, not '{}'", s);
 }
 
 DType parse_precision(const std::string& s) {
   if (s == "f32") return DType::f32;
   if (s == "bf16") return DType::bf16;
-  fail("bench_step: precision must be f32 or bf16, not '{}'", s);
+  fail("precision must be f32 or bf16, not '{}'", s);
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int run(int argc, char** argv) {
   tools::TrainConfig c;
   c.model = argc > 1 ? argv[1] : "gpt2";
   c.method = argc > 2 ? argv[2] : "full";
@@ -143,4 +143,13 @@ int main(int argc, char** argv) {
   train.print("train", tokens, train_flops);
   fwd.print("forward", tokens, forward_flops);
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const Error& e) {  // a bad argument, or no such device
+    std::fprintf(stderr, "bench_step: %s\n", e.what());
+    return 1;
+  }
 }

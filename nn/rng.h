@@ -29,7 +29,8 @@ void set_rng_state(const RngState& s);
 
 // A fresh seed for initialising parameters: mix(seed, kInit, init_counter++).
 uint64_t next_init_seed();
-// Called by Dropout: the id of a new instance, and the counter of the next call.
+// The id of a new dropout instance (Dropout, LoraLinear, each attention), and
+// the counter of the next dropout call (next_dropout_seed takes it).
 uint64_t next_dropout_instance();
 uint64_t next_dropout_call();
 // The mask seed of one dropout call by `instance` (every dropout draws its

@@ -1,6 +1,7 @@
 // Tensor views, the memory ledger and bf16 rounding.
 #include <doctest/doctest.h>
 
+#include "engine/backend.h"
 #include "engine/dtype.h"
 #include "engine/error.h"
 #include "engine/memory.h"
@@ -145,4 +146,18 @@ TEST_CASE("bf16 rounds to nearest, ties to even") {
   CHECK(std::isnan(bf16_to_float(float_to_bf16(NAN))));
   CHECK(bits(INFINITY) == 0x7f80);
   CHECK(bf16_to_float(bf16{0x3fc0}) == 1.5f);
+}
+
+// No test in this program touches the GPU before this one (it links no CUDA backend).
+TEST_CASE("a backend loader runs at the first use of its device, and only then") {
+  static int calls = 0;
+  register_backend_loader(DeviceType::cuda, []() -> Backend* {
+    ++calls;
+    return nullptr;  // as cuda/ does on a machine without a GPU
+  });
+  CHECK(calls == 0);
+  CHECK_FALSE(has_backend(DeviceType::cuda));
+  CHECK(calls == 1);
+  CHECK_THROWS_WITH_AS(backend(kCUDA), doctest::Contains("no backend for device cuda"), Error);
+  CHECK(calls == 1);
 }
