@@ -18,15 +18,17 @@ std::string write_plots(const CompareResult& r, const std::string& out_dir) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   // Is gnuplot there, and can it draw with cairo? It lists its terminals.
-  if (run_program({"gnuplot", "-e", "set terminal"}, dir, "gnuplot.log") != 0)
+  if (run_program({"gnuplot", "-e", "set terminal"}, dir, "gnuplot.log") != 0) {
+    fs::remove(dir + "/gnuplot.log", ec);
     return "gnuplot not found: no plots (results.json has the numbers)";
+  }
   std::ifstream terminals(dir + "/gnuplot.log");
   std::stringstream listed;
   listed << terminals.rdbuf();
   const std::string terminal = listed.str().find("pngcairo") != std::string::npos ? "pngcairo" : "png";
   // Loss curves: x = training tokens; the training loss smoothed (EMA 0.9,
   // bias-corrected) and the held-out evaluations.
-  std::string plot_loss, plot_mem;
+  std::string plot_loss;
   const int64_t tokens_per_step = r.options.batch * r.options.seq;
   int i = 0;
   for (const MethodResult& m : r.methods) {

@@ -243,6 +243,7 @@ static void remove_stale_temporaries(const std::string& path) {
 
 TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer, TrainedModel* model_out) {
   config.validate();
+  const KillHook kill = KillHook::from_env();
   if (!config.out_dir.empty()) {
     std::error_code ec;
     fs::create_directories(config.out_dir, ec);
@@ -268,7 +269,6 @@ TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer,
   TrainLog log = config.out_dir.empty() ? TrainLog()
                  : config.resume        ? TrainLog::resume(log_path(config.out_dir), start)
                                         : TrainLog::create(log_path(config.out_dir));
-  const KillHook kill = KillHook::from_env();
   Progress progress(config.progress && isatty(STDERR_FILENO), config.steps, start);
 
   Ledger::instance().reset_peaks();
