@@ -124,9 +124,10 @@ class CausalLM : public nn::Module {
   // mean cross-entropy of logits[:, :-1] against labels[:, 1:], ignoring
   // -100. labels (B, T) i32 (with inputs_embeds: (B, T')).
   Variable loss(const Tensor& ids, const Tensor& labels, const ForwardOptions& opt = {});
-  // The same from hidden states (B, T, E), by ag::linear_cross_entropy: the
-  // lm_head's logits (B*T, V) are made a chunk of rows at a time and never
-  // held whole, nor is their gradient.
+  // The same from hidden states (B, T, E). With a frozen lm_head (PEFT,
+  // eval) by ag::linear_cross_entropy: the logits (B*T, V) are made a chunk
+  // of rows at a time and never held whole, nor is their gradient. With a
+  // trained one (full fine-tuning), the faster unfused head keeps them.
   Variable loss_from_hidden(const Variable& hidden, const Tensor& labels) const;
 
  protected:

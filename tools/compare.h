@@ -43,6 +43,7 @@ struct CompareOptions {
   int64_t eval_batches = 8;
   int64_t evals = 8;                  // held-out evaluations along each adaptation run
   uint64_t seed = 0;
+  bool recompute = false;             // activation recompute in every run (TrainConfig::recompute)
   bool serving = false;
   bool progress = true;
   std::string scale_model = "gpt2";  // the real shape of the scale section ("none": skip it)

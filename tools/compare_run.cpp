@@ -65,6 +65,7 @@ TrainConfig adapt_config(const CompareOptions& o, const std::string& base_dir, c
   c.eval_batches = o.eval_batches;
   c.out_dir = out_dir;
   c.seed = o.seed;
+  c.recompute = o.recompute;
   c.progress = o.progress;
   return c;
 }
@@ -223,6 +224,7 @@ CompareResult run_compare(const CompareOptions& options, const models::Tokenizer
     pc.eval_batches = o.eval_batches;
     pc.out_dir = o.out_dir + "/pretrain";
     pc.seed = o.seed;
+    pc.recompute = o.recompute;
     pc.progress = o.progress;
     say(o, fmt::format("pretraining {} on {} ({} steps of {}x{} tokens)", o.model, o.pretrain_data, o.pretrain_steps,
                        o.batch, o.seq));

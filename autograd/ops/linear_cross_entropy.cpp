@@ -38,10 +38,11 @@ namespace mp::ag {
 
 namespace {
 
-// The logits of a default chunk: about this many bytes (R = this / (4 V) rows).
-// Measured on GPT-2's head (N = 1024, E = 768, V = 50257) with LoRA, see
-// docs/benchmarks.md.
-constexpr int64_t kChunkBytes = int64_t(32) << 20;
+// The logits of a default chunk: about this many bytes (R = this / (4 V)
+// rows, 250 at GPT-2's V = 50257). Measured on GPT-2's head (N = 1024,
+// E = 768) in CPU seconds: 83 rows and fewer are slower than the unfused
+// head, 128 to 512 as fast (docs/benchmarks.md); fewer rows hold fewer bytes.
+constexpr int64_t kChunkBytes = int64_t(48) << 20;
 
 int64_t rows_per_chunk(int64_t requested, int64_t N, int64_t V) {
   int64_t R = requested > 0 ? requested : kChunkBytes / (4 * V);

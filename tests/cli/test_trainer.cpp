@@ -67,6 +67,31 @@ TEST_CASE("a resumed run gives bit-identical losses to an uninterrupted one") {
   }
 }
 
+TEST_CASE("--recompute gives the same losses, and a run resumes across the switch") {
+  for (const char* method : {"full", "lora"}) {  // both with dropout (model and LoRA)
+    CAPTURE(method);
+    test::TempDir a("recompute_a"), b("recompute_b");
+    tools::TrainResult plain = tools::train(small_run(a.path.string(), method), tokenizer());
+    REQUIRE(plain.steps.size() == 6);
+
+    tools::TrainConfig first = small_run(b.path.string(), method);
+    first.recompute = true;
+    first.stop_after = 3;
+    CHECK(tools::build_model(first, tokenizer()).base->gradient_checkpointing());  // the switch reaches the model
+    tools::TrainResult part1 = tools::train(first, tokenizer());
+    tools::TrainConfig second = small_run(b.path.string(), method);  // resumes without recompute
+    second.resume = true;
+    tools::TrainResult part2 = tools::train(second, tokenizer());
+    REQUIRE(part1.steps.size() == 3);
+    REQUIRE(part2.steps.size() == 3);
+    for (size_t i = 0; i < 3; ++i) {
+      CHECK(part1.steps[i].loss == plain.steps[i].loss);  // exactly
+      CHECK(part1.steps[i].grad_norm == plain.steps[i].grad_norm);
+      CHECK(part2.steps[i].loss == plain.steps[i + 3].loss);
+    }
+  }
+}
+
 TEST_CASE("resume refuses a checkpoint of another run") {
   test::TempDir d("resume_other");
   tools::TrainConfig c = small_run(d.path.string(), "lora");

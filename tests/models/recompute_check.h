@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "autograd/variable.h"
+#include "engine/memory.h"
 #include "engine/ops.h"
 #include "models/causal_lm.h"
 #include "models/config.h"
@@ -46,6 +47,7 @@ inline Tensor recompute_ids(int64_t B, int64_t T, int vocab) {
 
 struct StepGrads {
   double loss = 0;
+  size_t kept = 0;  // activation bytes alive between forward and backward
   std::vector<std::pair<std::string, Tensor>> grads;  // every trainable parameter's
 };
 
@@ -57,8 +59,9 @@ inline StepGrads training_step(nn::Module& trained, models::CausalLM& base, bool
   trained.train();
   trained.zero_grad();
   nn::manual_seed(seed);
+  const size_t before = Ledger::instance().current(Tag::activations);
   ag::Variable l = loss();
-  StepGrads out{l.item(), {}};
+  StepGrads out{l.item(), Ledger::instance().current(Tag::activations) - before, {}};
   l.backward();
   for (const auto& [name, p] : trained.named_parameters())
     if (p.requires_grad()) {
@@ -78,6 +81,7 @@ inline void check_recompute_is_exact(nn::Module& trained, models::CausalLM& base
   StepGrads plain = training_step(trained, base, false, loss, 7);
   StepGrads again = training_step(trained, base, true, loss, 7);
   REQUIRE(!plain.grads.empty());
+  CHECK(again.kept < plain.kept);  // the blocks were checkpointed
   CHECK(again.loss == plain.loss);
   REQUIRE(again.grads.size() == plain.grads.size());
   for (size_t i = 0; i < plain.grads.size(); ++i) {

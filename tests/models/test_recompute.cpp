@@ -4,6 +4,7 @@
 // The PEFT methods are checked in tests/peft/test_recompute.cpp.
 #include "recompute_check.h"
 
+#include "autograd/autocast.h"
 #include "engine/memory.h"
 #include "models/load.h"
 
@@ -16,6 +17,12 @@ TEST_CASE("recompute: full fine-tuning gives the same loss and gradients, bit fo
     auto model = models::make_model(config, 11);
     Tensor ids = recompute_ids(2, 12, config.vocab_size);  // (B, T)
     check_recompute_is_exact(*model, *model, [&] { return model->loss(ids, ids); });
+    SUBCASE("mixed precision: the replay in backward computes in bf16 as the forward did") {
+      check_recompute_is_exact(*model, *model, [&] {
+        ag::AutocastScope bf16(DType::bf16);  // backward runs after this scope closes
+        return model->loss(ids, ids);
+      });
+    }
     SUBCASE("with left padding: the mask is kept for the replay") {
       // The mask lives only inside the forward call, as a caller's would: the
       // replay in backward must not read it through the caller's pointer.

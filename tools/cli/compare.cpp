@@ -40,6 +40,7 @@ void add_compare(CLI::App& app) {
   cmd->add_option("--scale-model", o->scale_model,
                   "the real shape of the memory section (planned beside measured per method; 'none' skips it)")
       ->capture_default_str();
+  cmd->add_flag("--recompute", o->recompute, "activation recompute in every training run (same results, less memory)");
   cmd->add_flag("--serving", o->serving, "also: a second LoRA adapter, adapter switching and merged/unmerged latency");
   cmd->add_flag("--quick", *quick, "a small preset (pretrain 60, adapt 30 steps, batch 4): under 2 minutes");
   cmd->add_flag("--no-progress", *no_progress, "no progress lines");
