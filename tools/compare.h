@@ -96,7 +96,7 @@ struct ScaleResult {
   int64_t batch = 4, seq = 64;
   int timed_steps = 2;  // after one untimed step
   std::vector<ScaleRow> rows;
-  int64_t size_batch = 8, size_seq = 1024;  // the shape of the size sweep
+  int64_t size_batch = 8, size_seq = 512;  // the shape of the size sweep
   std::vector<std::string> methods;
   std::vector<SizePoint> sizes;
   double wall_s = 0;

@@ -74,6 +74,29 @@ void write_results_json(const CompareResult& r, const std::string& path) {
                     {"unmerge_s", v.unmerge_s},
                     {"second_adapter_wall_s", v.second_adapter_wall_s}};
   }
+  if (r.scale.done) {
+    const ScaleResult& s = r.scale;
+    auto tags = [](const TagBytes& b) {
+      nlohmann::json t;
+      for (int i = 0; i < kTags; ++i) t[std::string(tag_name(Tag(i)))] = b[size_t(i)];
+      return t;
+    };
+    nlohmann::json rows = nlohmann::json::array();
+    for (const ScaleRow& row : s.rows)
+      rows.push_back({{"method", row.title},
+                      {"planned", {{"peak_total", row.planned.peak_total}, {"at_peak", tags(row.planned.at_peak.by_tag)}}},
+                      {"measured", {{"peak_total", row.measured.peak_total}, {"at_peak", tags(row.measured.at_peak.by_tag)},
+                                    {"tag_peaks", tags(row.measured.tag_peaks)}}},
+                      {"peak_phase", row.measured.at_peak.phase},
+                      {"peak_op", row.measured.at_peak.op},
+                      {"step_s", row.measured.step_seconds},
+                      {"tokens_per_s", row.tokens_per_s}});
+    nlohmann::json sizes = nlohmann::json::array();
+    for (const SizePoint& p : s.sizes) sizes.push_back({{"model", p.model}, {"params", p.all_params}, {"planned_peak", p.peak}});
+    j["scale"] = {{"model", s.model}, {"batch", s.batch}, {"seq", s.seq}, {"timed_steps", s.timed_steps},
+                  {"rows", rows}, {"size_batch", s.size_batch}, {"size_seq", s.size_seq},
+                  {"methods", s.methods}, {"sizes", sizes}, {"wall_s", s.wall_s}};
+  }
   j["wall_s"] = r.wall_s;
   nn::write_file_atomically(path, j.dump(1) + "\n");
 }

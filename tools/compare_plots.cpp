@@ -64,17 +64,39 @@ std::string write_plots(const CompareResult& r, const std::string& out_dir) {
       "set xlabel 'training tokens'\nset ylabel 'loss (nats/token)'\nset key outside right top\n"
       "plot {4}\n"
       "set output 'memory.png'\n"
-      "set title 'Peak memory by category (per-tag ledger peaks, stacked)'\n"
+      "set title 'Memory by category at the peak of the sum (stacked: the bar is the peak)'\n"
       "set xlabel 'method'\nset ylabel 'MiB'\nunset grid\nset grid ytics\n"
       "set style data histograms\nset style histogram rowstacked\nset style fill solid 0.85 border -1\n"
       "set boxwidth 0.6\nset key outside right top\nset yrange [0:*]\n"
       "plot 'memory.dat' using 2:xtic(1) title 'weights', '' using 3 title 'grads', '' using 4 title 'optimizer', "
       "'' using 5 title 'activations', '' using 6 title 'workspace'\n",
       terminal, r.options.steps, r.options.batch, r.options.seq, plot_loss);
+  const ScaleResult& s = r.scale;
+  if (s.done) {  // planned peak (GiB) against parameters, one line per method and family
+    std::string data[2] = {"# params(B) planned peak (GiB) per method\n", data[0]};
+    for (const SizePoint& p : s.sizes) {
+      std::string line = fmt::format("{:.4f}", double(p.all_params) / 1e9);
+      for (size_t peak : p.peak) line += fmt::format(" {:.4f}", double(peak) / (1 << 30));
+      data[p.model.starts_with("opt") ? 1 : 0] += line + "\n";
+    }
+    nn::write_file_atomically(dir + "/scale_gpt2.dat", data[0]);
+    nn::write_file_atomically(dir + "/scale_opt.dat", data[1]);
+    std::string lines;
+    for (size_t m = 0; m < s.methods.size(); ++m)
+      for (const char* family : {"gpt2", "opt"})
+        lines += fmt::format("{}'scale_{}.dat' using 1:{} with linespoints lc {} dt {} pt 7 title '{} ({})'",
+                             lines.empty() ? "" : ", ", family, m + 2, m + 1, family[0] == 'g' ? 1 : 2, s.methods[m],
+                             family);
+    script += fmt::format(
+        "set output 'scale.png'\nunset style\nset style data linespoints\nset grid\n"
+        "set title 'Planned peak of one training step (B={}, T={}, AdamW) against model size'\n"
+        "set xlabel 'parameters (billions)'\nset ylabel 'GiB'\nset logscale xy\nset yrange [*:*]\nplot {}\n",
+        s.size_batch, s.size_seq, lines);
+  }
   nn::write_file_atomically(dir + "/plots.gp", script);
   if (run_program({"gnuplot", "plots.gp"}, dir, "gnuplot.log") != 0)
     return fmt::format("gnuplot failed (see {}/gnuplot.log): no plots", dir);
-  return fmt::format("wrote {0}/loss.png and {0}/memory.png", dir);
+  return fmt::format("wrote {0}/loss.png, {0}/memory.png{1}", dir, s.done ? fmt::format(" and {}/scale.png", dir) : "");
 }
 
 }  // namespace mp::tools

@@ -1,7 +1,7 @@
 // run_scale: the memory story at real scale, beside compare's small quality
 // runs. At one real shape (GPT-2 124M by default, random weights) each
 // method's training step is planned on the meta device and measured on the
-// CPU (one step, then timed ones), so the table shows the planner's bytes
+// CPU (two steps, then timed ones), so the table shows the planner's bytes
 // beside the Ledger's and the step's speed; then the planner alone gives the
 // peak of every method for the GPT-2 and OPT sizes up to 6.7B parameters.
 #include <chrono>
@@ -78,7 +78,7 @@ ScaleResult run_scale(const CompareOptions& o, const models::Tokenizer& tok) {
 
 std::string format_scale_table(const ScaleResult& s) {
   std::string out = fmt::format(
-      "\nat {} shape (random weights), B={} T={}: MiB at the peak of the sum, planned (meta device) / measured\n",
+      "\nat {} shape (random weights), B={} T={}: MiB at the peak of the sum,\nplanned on the meta device / measured on the CPU\n",
       s.model, s.batch, s.seq);
   const char* row = "{:<12}{:>17}{:>13}{:>15}{:>17}{:>17}{:>9}\n";
   out += fmt::format(fmt::runtime(row), "method", "weights+adapter", "grads", "optimizer", "activ+worksp", "peak",

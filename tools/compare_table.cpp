@@ -53,9 +53,9 @@ std::string format_table(const CompareResult& r) {
                      fmt::format("{:.3f}", t.final_val_loss), fmt::format("{:.1f}", std::exp(m.shakespeare_loss_after)),
                      human_bytes(double(m.disk_bytes)), fmt::format("{:.1f}", m.wall_s));
   }
-  s += "\nMemory: the ledger's bytes per category at the peak of their sum (weights include adapter\n"
-       "tensors, activ includes workspace), which is total. Licence loss: held-out, after adapting. Shakesp. ppl: held-out,\n"
-       "with the adapted model (forgetting). On disk: the files in <out>/<method>/final.\n";
+  s += "\nMemory: the ledger's bytes per category at the peak of their sum, which is total (weights\n"
+       "include adapter tensors, activ includes workspace). Licence loss: held-out, after adapting.\n"
+       "Shakesp. ppl: held-out, with the adapted model (forgetting). On disk: <out>/<method>/final.\n";
   if (r.serving.done) {
     const ServingResult& v = r.serving;
     s += fmt::format(

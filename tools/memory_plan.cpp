@@ -8,32 +8,42 @@
 
 namespace mp::tools {
 
-// Build the run's model on `device`, reset the peaks, run one step (then
+// Build the run's model on `device`, reset the peaks, run two steps (then
 // `timed_steps` more, timed) on ids of zeros (values never matter to memory),
-// and read `device`'s account.
+// and read `device`'s account, less what was allocated there before (a
+// caller's tensors are not the run's).
 static MemoryPlan run_steps(const TrainConfig& config, const models::Tokenizer& tokenizer, Device device,
                             int timed_steps) {
   config.validate();
+  Ledger& ledger = Ledger::instance();
+  TagBytes before{};
+  for (int t = 0; t < kTags; ++t) before[size_t(t)] = ledger.current(Tag(t), device);
+  const size_t before_total = ledger.current_total(device);
   TrainedModel m = build_model(config, tokenizer, device);
   check_sequence_fits(config, *m.base);
   std::vector<nn::NamedParameter> params = trainable_parameters(m.module());
   std::vector<ag::Variable> values;
   for (const auto& np : params) values.push_back(np.second);
   nn::AdamW opt(params, {.lr = config.effective_lr(), .weight_decay = config.weight_decay});
-
-  Ledger& ledger = Ledger::instance();
   ledger.reset_peaks();
   auto ids = [&](int64_t) { return Tensor::zeros({config.batch, config.seq}, DType::i32, device); };
-  train_step(m, opt, values, config.clip, config.grad_accum, ids);
+  // Two steps: AdamW makes its state during the first step's update, so only
+  // from the second on is it alive through forward and backward (for full
+  // fine-tuning, twice the weights more at the peak). Every later step is the
+  // second again.
+  for (int step = 0; step < 2; ++step) train_step(m, opt, values, config.clip, config.grad_accum, ids);
   MemoryPlan plan;
   if (timed_steps > 0) {
     const auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < timed_steps; ++i) train_step(m, opt, values, config.clip, config.grad_accum, ids);
     plan.step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / timed_steps;
   }
-  plan.peak_total = ledger.peak_total(device);
+  plan.peak_total = ledger.peak_total(device) - before_total;
   plan.at_peak = ledger.peak_moment(device);
-  for (int t = 0; t < kTags; ++t) plan.tag_peaks[size_t(t)] = ledger.peak(Tag(t), device);
+  for (size_t t = 0; t < kTags; ++t) {
+    plan.at_peak.by_tag[t] -= before[t];
+    plan.tag_peaks[t] = ledger.peak(Tag(t), device) - before[t];
+  }
   std::tie(plan.trainable_params, plan.all_params) = m.trainable_and_all_parameters();
   return plan;
 }

@@ -3,9 +3,11 @@
 //
 // It is not a model of the engine but the engine itself: the run's model and
 // adapter are built on the meta device (engine/meta/meta_backend.cpp: shapes
-// and tags, no bytes, no weights read or made) and one real training step,
+// and tags, no bytes, no weights read or made) and the real training step,
 // train_step (forward, backward, clip, AdamW, with every option of the run:
-// grad-accum, recompute, bf16 base, mixed precision, dropout), runs there.
+// grad-accum, recompute, bf16 base, mixed precision, dropout), runs there
+// twice: the second step, with AdamW's state alive throughout, is what every
+// later step of a run repeats.
 // Every allocation and free goes through the Ledger as on the CPU, so the
 // meta account is the plan. measure_training_memory runs the same step on
 // the CPU with real (random) weights; the tests hold the two equal per tag,
@@ -36,8 +38,8 @@ MemoryPlan plan_training_memory(const TrainConfig& config, const models::Tokeniz
 
 // The same step run on the CPU (random weights for a built-in name, the
 // folder's weights otherwise), read from the Ledger. With timed_steps > 0,
-// that many more steps follow the first and step_seconds is their mean
-// (the peaks cover them all; a step's memory does not change after the first).
+// that many more steps follow the two and step_seconds is their mean (the
+// peaks cover them all; a step's memory does not change after the second).
 MemoryPlan measure_training_memory(const TrainConfig& config, const models::Tokenizer& tokenizer,
                                    int timed_steps = 0);
 

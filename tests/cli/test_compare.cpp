@@ -39,6 +39,7 @@ tools::CompareOptions tiny_options(const std::string& out) {
   o.eval_batches = 2;
   o.evals = 1;
   o.num_virtual_tokens = 4;
+  o.scale_model = "none";
   o.progress = false;
   return o;
 }
@@ -58,7 +59,25 @@ TEST_CASE("compare: the table's invariants at a tiny budget") {
   const std::string out = tmp.str();
   tools::CompareOptions o = tiny_options(out);
   o.serving = true;
+  o.scale_model = "gpt2-tiny";  // the scale section at a shape that runs in a second
   tools::CompareResult r = tools::run_compare(o, tokenizer());
+
+  // The scale section: each method planned on meta equals its measured step, to the byte.
+  REQUIRE(r.scale.done);
+  REQUIRE(r.scale.rows.size() == 6);
+  for (const tools::ScaleRow& row : r.scale.rows) {
+    CAPTURE(row.title);
+    CHECK(row.planned.peak_total == row.measured.peak_total);
+    CHECK(row.planned.at_peak.by_tag == row.measured.at_peak.by_tag);
+    CHECK(row.tokens_per_s > 0);
+  }
+  REQUIRE(r.scale.sizes.size() == 9);
+  for (const tools::SizePoint& p : r.scale.sizes) {
+    CAPTURE(p.model);
+    REQUIRE(p.peak.size() == r.scale.methods.size());
+    CHECK(p.peak[1] < p.peak[0]);  // LoRA below full fine-tuning at every size
+  }
+  CHECK(tools::format_table(r).find("Every planned byte equals the measured one") != std::string::npos);
 
   REQUIRE(r.methods.size() == 4);
   std::map<std::string, const tools::MethodResult*> by;
@@ -115,10 +134,12 @@ TEST_CASE("compare: the table's invariants at a tiny budget") {
   std::istringstream lines(table);
   std::string line;
   int rows = 0;
+  bool quality_section = true;  // the scale section's rows come after "at <model> shape"
   while (std::getline(lines, line)) {
     CHECK(line.size() <= 100);
+    quality_section = quality_section && line.rfind("at gpt2-tiny shape", 0) != 0;
     for (const auto& m : r.methods)
-      if (line.rfind(m.method + " ", 0) == 0) ++rows;
+      if (quality_section && line.rfind(m.method + " ", 0) == 0) ++rows;
   }
   CHECK(rows == 4);
 

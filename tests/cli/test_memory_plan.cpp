@@ -75,6 +75,11 @@ TEST_CASE("planned bytes equal the ledger's measured bytes of a real step") {
       c.method = "full";
       c.precision = DType::bf16;
     }
+    SUBCASE("LoRA with activation recompute") { c.recompute = true; }
+    SUBCASE("full fine-tuning with activation recompute and dropout") {
+      c.method = "full";
+      c.recompute = true;
+    }
     SUBCASE("grad-accum 2, no clipping") {
       c.grad_accum = 2;
       c.clip = 0;
