@@ -103,12 +103,12 @@ std::string format_scale_table(const ScaleResult& s) {
                 r.planned.at_peak.by_tag == r.measured.at_peak.by_tag && r.planned.tag_peaks == r.measured.tag_peaks;
   out += all_equal ? "Every planned byte equals the measured one (one figure per cell).\n"
                    : "A cell with two figures is planned/measured: they differ.\n";
-  out += fmt::format("Planned peak (GiB) at B={} T={}, by model size:\n{:<10}{:>8}", s.size_batch, s.size_seq, "model",
+  out += fmt::format("Planned peak (GiB) at B={} T={}, by model size:\n{:<12}{:>8}", s.size_batch, s.size_seq, "model",
                      "params");
   for (const std::string& m : s.methods) out += fmt::format("{:>12}", m);
   out += "\n";
   for (const SizePoint& p : s.sizes) {
-    out += fmt::format("{:<10}{:>7.2f}B", p.model, double(p.all_params) / 1e9);
+    out += fmt::format("{:<12}{:>7.2f}B", p.model, double(p.all_params) / 1e9);
     for (size_t peak : p.peak) out += fmt::format("{:>12.2f}", double(peak) / (1 << 30));
     out += "\n";
   }
