@@ -4,6 +4,7 @@
 
 #include "nn/atomic_file.h"
 #include "tools/compare.h"
+#include "tools/tag_bytes_json.h"
 
 namespace mp::tools {
 
@@ -76,17 +77,12 @@ void write_results_json(const CompareResult& r, const std::string& path) {
   }
   if (r.scale.done) {
     const ScaleResult& s = r.scale;
-    auto tags = [](const TagBytes& b) {
-      nlohmann::json t;
-      for (int i = 0; i < kTags; ++i) t[std::string(tag_name(Tag(i)))] = b[size_t(i)];
-      return t;
-    };
     nlohmann::json rows = nlohmann::json::array();
     for (const ScaleRow& row : s.rows)
       rows.push_back({{"method", row.title},
-                      {"planned", {{"peak_total", row.planned.peak_total}, {"at_peak", tags(row.planned.at_peak.by_tag)}}},
-                      {"measured", {{"peak_total", row.measured.peak_total}, {"at_peak", tags(row.measured.at_peak.by_tag)},
-                                    {"tag_peaks", tags(row.measured.tag_peaks)}}},
+                      {"planned", {{"peak_total", row.planned.peak_total}, {"at_peak", tag_bytes_json(row.planned.at_peak.by_tag)}}},
+                      {"measured", {{"peak_total", row.measured.peak_total}, {"at_peak", tag_bytes_json(row.measured.at_peak.by_tag)},
+                                    {"tag_peaks", tag_bytes_json(row.measured.tag_peaks)}}},
                       {"peak_phase", row.measured.at_peak.phase},
                       {"peak_op", row.measured.at_peak.op},
                       {"step_s", row.measured.step_seconds},

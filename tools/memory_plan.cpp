@@ -21,21 +21,18 @@ static MemoryPlan run_steps(const TrainConfig& config, const models::Tokenizer& 
   const size_t before_total = ledger.current_total(device);
   TrainedModel m = build_model(config, tokenizer, device);
   check_sequence_fits(config, *m.base);
-  std::vector<nn::NamedParameter> params = trainable_parameters(m.module());
-  std::vector<ag::Variable> values;
-  for (const auto& np : params) values.push_back(np.second);
-  nn::AdamW opt(params, {.lr = config.effective_lr(), .weight_decay = config.weight_decay});
+  nn::AdamW opt(trainable_parameters(m.module()), {.lr = config.effective_lr(), .weight_decay = config.weight_decay});
   ledger.reset_peaks();
   auto ids = [&](int64_t) { return Tensor::zeros({config.batch, config.seq}, DType::i32, device); };
   // Two steps: AdamW makes its state during the first step's update, so only
   // from the second on is it alive through forward and backward (for full
   // fine-tuning, twice the weights more at the peak). Every later step is the
   // second again.
-  for (int step = 0; step < 2; ++step) train_step(m, opt, values, config.clip, config.grad_accum, ids);
+  for (int step = 0; step < 2; ++step) train_step(m, opt, config.clip, config.grad_accum, ids);
   MemoryPlan plan;
   if (timed_steps > 0) {
     const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < timed_steps; ++i) train_step(m, opt, values, config.clip, config.grad_accum, ids);
+    for (int i = 0; i < timed_steps; ++i) train_step(m, opt, config.clip, config.grad_accum, ids);
     plan.step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / timed_steps;
   }
   plan.peak_total = ledger.peak_total(device) - before_total;

@@ -7,16 +7,17 @@
 
 namespace mp::tools {
 
-StepOutcome train_step(const TrainedModel& m, nn::Optimizer& opt, const std::vector<ag::Variable>& params,
-                       double clip, int64_t grad_accum, const std::function<Tensor(int64_t micro)>& batch,
+StepOutcome train_step(const TrainedModel& m, nn::Optimizer& opt, double clip, int64_t grad_accum,
+                       const std::function<Tensor(int64_t micro)>& batch,
                        const std::function<void(double loss)>& check_loss) {
   Ledger& ledger = Ledger::instance();
-  const bool meta = m.base->token_embedding_weight().value().device().is_meta();
+  bool meta = false;  // a loss on the meta device has no value to read
   double loss_sum = 0;
   for (int64_t micro = 0; micro < grad_accum; ++micro) {
     ledger.set_phase("forward");
     Tensor ids = batch(micro);  // (B, T)
     ag::Variable loss = m.loss(ids);
+    meta = loss.value().device().is_meta();
     if (!meta) {
       const double value = loss.item();
       if (check_loss) check_loss(value);
@@ -26,6 +27,8 @@ StepOutcome train_step(const TrainedModel& m, nn::Optimizer& opt, const std::vec
     (grad_accum > 1 ? ag::scale(loss, 1.f / float(grad_accum)) : loss).backward();
   }
   ledger.set_phase("clip");
+  std::vector<ag::Variable> params;
+  for (const auto& [name, p] : opt.params()) params.push_back(p);
   const double norm = clip > 0 ? nn::clip_grad_norm(params, clip) : nn::grad_norm(params);
   ledger.set_phase("optimizer");
   opt.step();

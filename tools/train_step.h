@@ -22,9 +22,10 @@ struct StepOutcome {
 
 // `batch(micro)` gives micro-batch `micro`'s ids (B, T) i32; `check_loss`
 // (optional) sees each micro-batch's loss before its backward and may throw.
-// `params` are the optimizer's parameters; clip = 0 measures the norm only.
-StepOutcome train_step(const TrainedModel& m, nn::Optimizer& opt, const std::vector<ag::Variable>& params,
-                       double clip, int64_t grad_accum, const std::function<Tensor(int64_t micro)>& batch,
+// The norm is that of the optimizer's parameters' gradients; clip = 0
+// measures it only.
+StepOutcome train_step(const TrainedModel& m, nn::Optimizer& opt, double clip, int64_t grad_accum,
+                       const std::function<Tensor(int64_t micro)>& batch,
                        const std::function<void(double loss)>& check_loss = {});
 
 }  // namespace mp::tools

@@ -253,8 +253,6 @@ TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer,
   TrainedModel m = build_model(config, tokenizer);
   check_sequence_fits(config, *m.base);
   std::vector<nn::NamedParameter> params = trainable_parameters(m.module());
-  std::vector<ag::Variable> values;
-  for (const auto& np : params) values.push_back(np.second);
   nn::AdamW opt(params, {.lr = config.effective_lr(), .weight_decay = config.weight_decay});
   nn::LrSchedule schedule = nn::LrSchedule::from_name(config.schedule, config.warmup, config.steps, config.min_lr_ratio);
   int64_t start = config.resume ? load_checkpoint(checkpoint_path(config.out_dir), config, params, opt) : 0;
@@ -288,7 +286,7 @@ TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer,
                                                checkpoint_path(config.out_dir), last_checkpoint)
                                  : std::string("No checkpoint was written."));
     };
-    StepOutcome out = train_step(m, opt, values, config.clip, config.grad_accum, batch, check_loss);
+    StepOutcome out = train_step(m, opt, config.clip, config.grad_accum, batch, check_loss);
     double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     train_seconds += seconds;
     StepRecord rec{step, out.loss, lr, out.grad_norm, seconds};

@@ -14,6 +14,7 @@
 #include "tools/cli/command.h"
 #include "tools/cli/train_options.h"
 #include "tools/paths.h"
+#include "tools/tag_bytes_json.h"
 #include "tools/train_step.h"
 
 namespace mp::cli {
@@ -57,15 +58,12 @@ void run_bench(const BenchOptions& o) {
                         {"batch", c.batch}, {"seq", c.seq}, {"steps", c.steps}};
 
   if (!o.forward_only) {
-    std::vector<nn::NamedParameter> params = tools::trainable_parameters(m.module());
-    std::vector<ag::Variable> values;
-    for (const auto& np : params) values.push_back(np.second);
-    nn::AdamW opt(params, {.lr = c.effective_lr(), .weight_decay = c.weight_decay});
+    nn::AdamW opt(tools::trainable_parameters(m.module()), {.lr = c.effective_lr(), .weight_decay = c.weight_decay});
     Ledger::instance().reset_peaks();
     double total = 0, loss = 0;
     for (int64_t step = 0; step < o.warmup + c.steps; ++step) {  // the trainer's step: clip and grad-accum included
       auto t0 = Clock::now();
-      loss = tools::train_step(m, opt, values, c.clip, c.grad_accum, [&](int64_t) { return ids; }).loss;
+      loss = tools::train_step(m, opt, c.clip, c.grad_accum, [&](int64_t) { return ids; }).loss;
       if (step >= o.warmup) total += seconds_since(t0);
     }
     out["train_step_s"] = total / double(c.steps);
@@ -76,9 +74,7 @@ void run_bench(const BenchOptions& o) {
     for (int t = 0; t < kTags; ++t) peaks[std::string(tag_name(Tag(t)))] = ledger.peak(Tag(t));
     peaks["total"] = ledger.peak_total();  // the peak of the sum; the tags' entries are their own peaks
     out["peak_bytes"] = peaks;
-    nlohmann::json at_peak;
-    for (int t = 0; t < kTags; ++t) at_peak[std::string(tag_name(Tag(t)))] = ledger.peak_moment().by_tag[size_t(t)];
-    out["at_peak_bytes"] = at_peak;
+    out["at_peak_bytes"] = tools::tag_bytes_json(ledger.peak_moment().by_tag);
   }
   {
     ag::NoGrad no_grad;

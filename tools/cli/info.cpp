@@ -14,6 +14,7 @@
 #include "tools/cli/train_options.h"
 #include "tools/memory_plan.h"
 #include "tools/paths.h"
+#include "tools/tag_bytes_json.h"
 
 namespace mp::cli {
 
@@ -41,12 +42,6 @@ size_t parse_bytes(const std::string& text) {
       return size_t(value * scale);
     }
   fail("--fit-in {}: unknown unit '{}' (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)", text, unit);
-}
-
-nlohmann::json by_tag(const TagBytes& bytes) {
-  nlohmann::json j;
-  for (int t = 0; t < kTags; ++t) j[std::string(tag_name(Tag(t)))] = bytes[size_t(t)];
-  return j;
 }
 
 struct InfoOptions {
@@ -90,8 +85,8 @@ void run_info(const InfoOptions& o) {
                         {"trainable_params", plan.trainable_params},
                         {"all_params", plan.all_params},
                         {"peak_total_bytes", plan.peak_total},
-                        {"at_peak_bytes", by_tag(plan.at_peak.by_tag)},
-                        {"tag_peak_bytes", by_tag(plan.tag_peaks)},
+                        {"at_peak_bytes", tools::tag_bytes_json(plan.at_peak.by_tag)},
+                        {"tag_peak_bytes", tools::tag_bytes_json(plan.tag_peaks)},
                         {"peak_phase", plan.at_peak.phase},
                         {"peak_op", plan.at_peak.op}};
     if (budget) {
