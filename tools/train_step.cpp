@@ -8,15 +8,14 @@
 namespace mp::tools {
 
 StepOutcome train_step(const TrainedModel& m, nn::Optimizer& opt, double clip, int64_t grad_accum,
-                       const std::function<Tensor(int64_t micro)>& batch,
+                       const std::function<Batch(int64_t micro)>& batch,
                        const std::function<void(double loss)>& check_loss) {
   Ledger& ledger = Ledger::instance();
   bool meta = false;  // a loss on the meta device has no value to read
   double loss_sum = 0;
   for (int64_t micro = 0; micro < grad_accum; ++micro) {
     ledger.set_phase("forward");
-    Tensor ids = batch(micro);  // (B, T)
-    ag::Variable loss = m.loss(ids);
+    ag::Variable loss = m.loss(batch(micro));  // ids (B, T)
     meta = loss.value().device().is_meta();
     if (!meta) {
       const double value = loss.item();

@@ -22,6 +22,7 @@
 #include "tools/progress.h"
 #include "tools/train_step.h"
 #include "tools/train_log.h"
+#include "tools/training_data.h"
 
 namespace mp::tools {
 
@@ -75,9 +76,14 @@ std::string log_path(const std::string& out_dir) { return out_dir + "/log.jsonl"
 
 nn::Module& TrainedModel::module() const { return peft ? static_cast<nn::Module&>(*peft) : *base; }
 
-ag::Variable TrainedModel::loss(const Tensor& ids) const {
+ag::Variable TrainedModel::loss(const Batch& batch) const {
   ag::AutocastScope scope(precision);
-  return peft ? peft->loss(ids, ids) : base->loss(ids, ids);
+  const Tensor& labels = batch.labels.defined() ? batch.labels : batch.ids;
+  const Tensor* mask = batch.attention_mask.defined() ? &batch.attention_mask : nullptr;
+  if (peft) return peft->loss(batch.ids, labels, mask);
+  models::ForwardOptions opt;
+  opt.attention_mask = mask;
+  return base->loss(batch.ids, labels, opt);
 }
 
 std::pair<int64_t, int64_t> TrainedModel::trainable_and_all_parameters() const {
@@ -144,14 +150,32 @@ TrainedModel load_model(const std::string& model, const std::string& adapter_dir
   return m;
 }
 
-double evaluate(const TrainedModel& m, const std::vector<Tensor>& batches) {
+// The targets of a batch after HF's shift: labels[:, 1:] that are not -100.
+static int64_t shifted_targets(const Tensor& labels) {
+  Tensor l = labels.to(kCPU).contiguous();  // (B, T)
+  const int64_t B = l.size(0), T = l.size(1);
+  int64_t count = 0;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 1; t < T; ++t) count += l.data<int32_t>()[b * T + t] != -100;
+  return count;
+}
+
+double evaluate(const TrainedModel& m, const std::vector<Batch>& batches) {
   ag::NoGrad no_grad;
   bool was_training = m.module().is_training();
   m.module().eval();
-  double sum = 0;
-  for (const Tensor& ids : batches) sum += m.loss(ids).item();
+  double sum = 0, weights = 0;
+  for (const Batch& b : batches) {
+    const double weight = b.labels.defined() ? double(shifted_targets(b.labels)) : 1.0;
+    if (weight > 0) sum += weight * m.loss(b).item();
+    weights += weight;
+  }
   m.module().train(was_training);
-  return batches.empty() ? -1 : sum / double(batches.size());
+  return weights == 0 ? -1 : sum / weights;
+}
+
+double evaluate(const TrainedModel& m, const std::vector<Tensor>& windows) {
+  return evaluate(m, std::vector<Batch>(windows.begin(), windows.end()));
 }
 
 std::vector<nn::NamedParameter> trainable_parameters(const nn::Module& m) {
@@ -249,7 +273,7 @@ TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer,
     fs::create_directories(config.out_dir, ec);
     if (ec || access(config.out_dir.c_str(), W_OK) != 0) fail("output folder {} is not writable", config.out_dir);
   }
-  TokenDataset data(load_token_ids(config.data, tokenizer), config.val_fraction, config.data);
+  std::unique_ptr<TrainingData> data = load_training_data(config.data, config.val_fraction, config.seq, tokenizer);
   TrainedModel m = build_model(config, tokenizer);
   check_sequence_fits(config, *m.base);
   std::vector<nn::NamedParameter> params = trainable_parameters(m.module());
@@ -258,9 +282,9 @@ TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer,
   int64_t start = config.resume ? load_checkpoint(checkpoint_path(config.out_dir), config, params, opt) : 0;
   if (config.resume) remove_stale_temporaries(checkpoint_path(config.out_dir));
   int64_t last_checkpoint = start;
-  std::vector<Tensor> val = config.eval_every > 0 || !config.out_dir.empty()
-                                ? data.val_batches(config.batch, config.seq, config.eval_batches)
-                                : std::vector<Tensor>{};
+  std::vector<Batch> val = config.eval_every > 0 || !config.out_dir.empty()
+                               ? data->val_batches(config.batch, config.seq, config.eval_batches)
+                               : std::vector<Batch>{};
 
   TrainResult result;
   std::tie(result.trainable_params, result.all_params) = m.trainable_and_all_parameters();
@@ -277,7 +301,7 @@ TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer,
     double lr = schedule.lr(config.effective_lr(), step - 1);
     opt.set_lr(lr);
     auto batch = [&](int64_t micro) {
-      return data.train_batch(config.batch, config.seq, config.seed, (step - 1) * config.grad_accum + micro);
+      return data->train_batch(config.batch, config.seq, config.seed, (step - 1) * config.grad_accum + micro);
     };
     auto check_loss = [&](double value) {
       if (!std::isfinite(value))

@@ -12,6 +12,7 @@
 
 #include "models/causal_lm.h"
 #include "peft/peft_model.h"
+#include "tools/batch.h"
 #include "tools/dataset.h"
 
 namespace mp::tools {
@@ -32,7 +33,7 @@ struct TrainConfig {
   DType base_dtype = DType::f32;     // the base's weight matrices: f32, or bf16 (frozen, PEFT methods only)
 
   // Data.
-  std::string data;                  // a UTF-8 text file
+  std::string data;                  // a UTF-8 text file, or pairs when it ends in .jsonl (tools/pairs.h)
   double val_fraction = 0.1;
 
   // Optimisation.
@@ -89,7 +90,8 @@ struct TrainedModel {
   std::shared_ptr<peft::PeftModel> peft;  // null for full fine-tuning
   DType precision = DType::f32;           // the autocast dtype of loss()
   nn::Module& module() const;
-  ag::Variable loss(const Tensor& ids) const;  // labels = ids, HF's shift; under an AutocastScope(precision)
+  // HF's shifted loss of a batch (labels = ids for text); under an AutocastScope(precision).
+  ag::Variable loss(const Batch& batch) const;
   std::pair<int64_t, int64_t> trainable_and_all_parameters() const;  // as PEFT counts them
 };
 
@@ -109,8 +111,11 @@ std::vector<nn::NamedParameter> trainable_parameters(const nn::Module& m);
 TrainedModel load_model(const std::string& model, const std::string& adapter_dir, uint64_t seed = 0,
                         DType base_dtype = DType::f32);
 
-// Mean loss over held-out batches, without gradients, in eval mode.
-double evaluate(const TrainedModel& m, const std::vector<Tensor>& batches);
+// Loss over held-out batches, without gradients, in eval mode: for text
+// windows the mean of the batches' losses; for batches with labels (pairs)
+// the token-weighted mean over every target (total NLL / number of targets).
+double evaluate(const TrainedModel& m, const std::vector<Batch>& batches);
+double evaluate(const TrainedModel& m, const std::vector<Tensor>& windows);
 
 // Run the training a config describes. Throws mp::Error on bad input and on a
 // non-finite loss (naming the step and the last checkpoint kept).

@@ -1,0 +1,20 @@
+// One micro-batch as the trainer feeds it to a model: token ids, and for
+// pairs (tools/pairs.h) the labels and the attention mask that go with them.
+#pragma once
+#include "engine/tensor.h"
+
+namespace mp::tools {
+
+struct Batch {
+  Tensor ids;             // (B, T) i32
+  Tensor labels;          // (B, T) i32, -100 where there is nothing to learn; undefined: labels = ids (text)
+  Tensor attention_mask;  // (B, T) i32, 1 = real token, 0 = padding; undefined: every token is real
+
+  Batch() = default;
+  // A batch of text windows: every token is real and is its own label.
+  Batch(Tensor token_ids) : ids(std::move(token_ids)) {}  // NOLINT: implicit, a window batch is a Batch
+  Batch(Tensor token_ids, Tensor label_ids, Tensor mask)
+      : ids(std::move(token_ids)), labels(std::move(label_ids)), attention_mask(std::move(mask)) {}
+};
+
+}  // namespace mp::tools
