@@ -71,15 +71,14 @@ std::vector<PairLine> read_pairs_file(const std::string& path, bool allow_adapte
 }
 
 Example make_example(std::span<const int32_t> prompt, std::span<const int32_t> completion, int32_t end_id,
-                     int64_t max_tokens, bool* truncated) {
+                     int64_t max_tokens) {
   Example e;
   e.ids.assign(prompt.begin(), prompt.end());
   e.ids.insert(e.ids.end(), completion.begin(), completion.end());
   e.ids.push_back(end_id);
-  const bool cut = int64_t(e.ids.size()) > max_tokens;
-  if (cut) e.ids.resize(size_t(max_tokens));
+  e.cut = int64_t(e.ids.size()) > max_tokens;
+  if (e.cut) e.ids.resize(size_t(max_tokens));
   e.prompt_tokens = std::min<int64_t>(int64_t(prompt.size()), int64_t(e.ids.size()));
-  if (truncated) *truncated = cut;
   return e;
 }
 
@@ -95,9 +94,8 @@ Examples tokenize_pairs(const std::vector<PairLine>& lines, const models::Tokeni
     } catch (const Error& e) {
       fail("{} line {}: {}", path, l.line, e.what());
     }
-    bool cut = false;
-    out.examples.push_back(make_example(prompt, completion, tokenizer.eos_id(), max_tokens, &cut));
-    out.truncated += cut;
+    out.examples.push_back(make_example(prompt, completion, tokenizer.eos_id(), max_tokens));
+    out.truncated += out.examples.back().cut;
   }
   return out;
 }

@@ -47,12 +47,13 @@ bool is_pairs_file(const std::string& path);
 struct Example {
   std::vector<int32_t> ids;
   int64_t prompt_tokens = 0;
+  bool cut = false;  // longer than the sequence length: the tail (at least the end token) is gone
   int64_t completion_tokens() const { return int64_t(ids.size()) - prompt_tokens; }  // with the end token
 };
 
-// prompt + completion + end, cut to max_tokens; *truncated set when it was cut.
+// prompt + completion + end, cut to max_tokens.
 Example make_example(std::span<const int32_t> prompt, std::span<const int32_t> completion, int32_t end_id,
-                     int64_t max_tokens, bool* truncated = nullptr);
+                     int64_t max_tokens);
 
 // Tokenize lines with `tokenizer` (its eos_id() ends each example).
 struct Examples {

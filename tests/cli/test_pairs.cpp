@@ -88,16 +88,15 @@ TEST_CASE("an example is prompt + completion + end, each tokenized alone, cut to
   CHECK(ex.examples[1].ids.back() == eos);
   CHECK(ex.truncated == 0);
 
-  bool cut = false;
   const std::vector<int32_t> p{1, 2, 3}, c{4, 5};
-  tools::Example e = tools::make_example(p, c, 9, 6, &cut);
+  tools::Example e = tools::make_example(p, c, 9, 6);
   CHECK(e.ids == std::vector<int32_t>{1, 2, 3, 4, 5, 9});
-  CHECK_FALSE(cut);
-  e = tools::make_example(p, c, 9, 4, &cut);
+  CHECK_FALSE(e.cut);
+  e = tools::make_example(p, c, 9, 4);
   CHECK(e.ids == std::vector<int32_t>{1, 2, 3, 4});
   CHECK(e.completion_tokens() == 1);
-  CHECK(cut);
-  e = tools::make_example(p, c, 9, 2, &cut);  // the prompt alone is too long: nothing left to learn
+  CHECK(e.cut);
+  e = tools::make_example(p, c, 9, 2);  // the prompt alone is too long: nothing left to learn
   CHECK(e.prompt_tokens == 2);
   CHECK(e.completion_tokens() == 0);
   CHECK(tools::tokenize_pairs(lines, tokenizer(), 2, "f.jsonl").truncated == 2);
