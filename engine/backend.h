@@ -37,6 +37,11 @@ struct AttentionParams {
   // draw on that tensor with this seed. Nothing is stored: backward redraws it.
   float dropout = 0.f;
   uint64_t seed = 0;
+  // Optional (B, T) i32, for packed rows (several examples in one row): the
+  // segment (example) of each query's own token. Query t sees the sequence's
+  // key s only when segment_ids[b, s] == segment_ids[b, t]; the S - T prefix
+  // keys stay visible to all. CPU (and meta) only.
+  const Tensor* segment_ids = nullptr;
 };
 
 class Backend {

@@ -358,6 +358,19 @@ AttentionOut attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
     mask = p.key_mask->contiguous();
     params.key_mask = &mask;
   }
+  Tensor segments;
+  if (p.segment_ids) {
+    if (p.segment_ids->shape() != Shape{q.size(0), q.size(2)} || p.segment_ids->dtype() != DType::i32)
+      fail("attention: segment_ids {} {} should be i32 ({}, {})", shape_str(p.segment_ids->shape()),
+           dtype_name(p.segment_ids->dtype()), q.size(0), q.size(2));
+    if (p.segment_ids->device() != q.device())
+      fail("attention: segment_ids are on {}, q, k, v on {}", p.segment_ids->device().str(), q.device().str());
+    if (q.device() != kCPU && !q.device().is_meta())
+      fail("attention: segment_ids (packed rows) are supported on the cpu only, not on {}; train without --packing",
+           q.device().str());
+    segments = p.segment_ids->contiguous();
+    params.segment_ids = &segments;
+  }
   AttentionOut r;
   r.out = Tensor::empty(q.shape(), q.dtype(), q.device());
   r.lse = Tensor::empty({q.size(0), q.size(1), q.size(2)}, stats_dtype(q), q.device());

@@ -124,9 +124,11 @@ Variable CausalLM::checkpointed_block(int layer, const Variable& x, const Forwar
   // The replay runs in backward, when the caller's ForwardOptions are gone:
   // keep the mask itself (a Tensor shares its storage).
   Tensor mask = opt.attention_mask ? *opt.attention_mask : Tensor();  // (B, S)
-  auto block = [this, layer, mask](const std::vector<Variable>& in) {
+  Tensor segments = opt.segment_ids ? *opt.segment_ids : Tensor();    // (B, T)
+  auto block = [this, layer, mask, segments](const std::vector<Variable>& in) {
     ForwardOptions o;
     o.attention_mask = mask.defined() ? &mask : nullptr;
+    o.segment_ids = segments.defined() ? &segments : nullptr;
     std::vector<KeyValue> prefix;  // a block reads only its own layer's entry
     if (in.size() == 3) {
       prefix.resize(size_t(num_layers()));
@@ -183,6 +185,10 @@ std::pair<int64_t, int64_t> CausalLM::check_inputs(const Tensor& ids, const Forw
   if (opt.position_ids && (opt.position_ids->dtype() != DType::i32 || opt.position_ids->shape() != Shape{B, T}))
     fail("position_ids must be (B, T) = {} i32, not {} {}", shape_str({B, T}),
          shape_str(opt.position_ids->shape()), dtype_name(opt.position_ids->dtype()));
+  if (opt.segment_ids && (opt.segment_ids->dtype() != DType::i32 || opt.segment_ids->shape() != Shape{B, T}))
+    fail("segment_ids must be (B, T) = {} i32, not {} {}", shape_str({B, T}), shape_str(opt.segment_ids->shape()),
+         dtype_name(opt.segment_ids->dtype()));
+  if (opt.segment_ids && opt.cache) fail("segment_ids (packed rows) cannot be used with a KV cache");
   return {B, T};
 }
 
@@ -258,6 +264,7 @@ Variable CausalLM::self_attention(const Variable& q, const Variable& k, const Va
   params.scale = scale;
   params.causal = true;  // query t sees keys up to t + (S - T): all earlier keys
   params.key_mask = opt.attention_mask;
+  params.segment_ids = opt.segment_ids;
   if (is_training() && config_.attn_pdrop > 0.f) {
     params.dropout = config_.attn_pdrop;
     params.seed = nn::next_dropout_seed(attn_dropout_instance_);

@@ -19,6 +19,10 @@
 //   inputs_embeds   (B, T', E) used instead of embedding ids (PEFT prompt
 //                   tuning prepends virtual tokens this way); positions then
 //                   run over T'. ids are ignored (pass an empty Tensor).
+//   segment_ids     (B, T) i32, packed rows: several examples side by side in
+//                   a row, each with its own segment id. A token attends only
+//                   to earlier tokens of its own segment (and to a prefix);
+//                   pass position_ids that restart at each example too.
 //   cache           a KVCache for generation: keys and values of earlier
 //                   calls are kept, each call appends its own. A prefix is
 //                   stored by the first call and not passed again.
@@ -68,6 +72,7 @@ class KVCache {
 struct ForwardOptions {
   const Tensor* attention_mask = nullptr;       // (B, S) i32
   const Tensor* position_ids = nullptr;         // (B, T) i32
+  const Tensor* segment_ids = nullptr;          // (B, T) i32
   const std::vector<KeyValue>* prefix = nullptr;  // one per layer
   Variable inputs_embeds;                       // (B, T', E)
   KVCache* cache = nullptr;

@@ -254,12 +254,17 @@ struct PeftModel::Prepared {
   int64_t virtual_tokens = 0;              // P rows in front of the logits (prompt tuning)
 };
 
-PeftModel::Prepared PeftModel::prepare(const Tensor& ids, const Tensor* attention_mask) {
+PeftModel::Prepared PeftModel::prepare(const Tensor& ids, const models::ForwardOptions& options) {
   if (ids.dim() != 2) fail("input ids must be (B, T), got {}", shape_str(ids.shape()));
   const int64_t B = ids.size(0);
+  const Tensor* attention_mask = options.attention_mask;
   Prepared in;
   in.opt.attention_mask = attention_mask;
+  in.opt.position_ids = options.position_ids;
+  in.opt.segment_ids = options.segment_ids;
   if (!enabled_ || !is_prompt_family() || active_.empty()) return in;
+  if (options.position_ids || options.segment_ids)
+    fail("packed rows (position_ids, segment_ids) work with LoRA or the base model, not with prompt or prefix tuning");
 
   const PeftConfig& c = configs_.at(active_);
   const int64_t P = c.num_virtual_tokens();
@@ -281,8 +286,14 @@ PeftModel::Prepared PeftModel::prepare(const Tensor& ids, const Tensor* attentio
   return in;
 }
 
+static models::ForwardOptions with_mask(const Tensor* attention_mask) {
+  models::ForwardOptions opt;
+  opt.attention_mask = attention_mask;
+  return opt;
+}
+
 Variable PeftModel::forward(const Tensor& ids, const Tensor* attention_mask) {
-  Prepared in = prepare(ids, attention_mask);
+  Prepared in = prepare(ids, with_mask(attention_mask));
   return in.opt.inputs_embeds.defined() ? model_->forward(Tensor(), in.opt) : model_->forward(ids, in.opt);
 }
 
@@ -291,14 +302,18 @@ models::Prefill PeftModel::generation_prefill() {
   models::Prefill prefill;
   const Device device = model_->token_embedding_weight().value().device();
   Tensor one_token = Tensor::zeros({1, 1}, DType::i32, device);  // (1, 1): only B = 1 matters here
-  Prepared in = prepare(one_token, nullptr);
+  Prepared in = prepare(one_token, {});
   if (in.opt.inputs_embeds.defined()) prefill.virtual_embeds = ag::narrow(in.opt.inputs_embeds, 1, 0, in.virtual_tokens);
   prefill.prefix = std::move(in.prefix);
   return prefill;
 }
 
 Variable PeftModel::loss(const Tensor& ids, const Tensor& labels, const Tensor* attention_mask) {
-  Prepared in = prepare(ids, attention_mask);
+  return loss(ids, labels, with_mask(attention_mask));
+}
+
+Variable PeftModel::loss(const Tensor& ids, const Tensor& labels, const models::ForwardOptions& options) {
+  Prepared in = prepare(ids, options);
   if (!in.opt.inputs_embeds.defined()) return model_->loss(ids, labels, in.opt);
   // The virtual positions have no targets: P labels of -100 in front.
   const int64_t B = labels.size(0);

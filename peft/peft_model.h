@@ -78,6 +78,10 @@ class PeftModel : public nn::Module {
   // HF's shifted causal-LM loss; labels (B, T) i32 with -100 ignored. Prompt
   // tuning prepends P labels of -100, as PEFT does.
   Variable loss(const Tensor& ids, const Tensor& labels, const Tensor* attention_mask = nullptr);
+  // The same with the base model's options: attention_mask, and for packed
+  // rows position_ids and segment_ids (LoRA only: a soft prompt or prefix
+  // per row, not per example, would cross the examples' boundaries).
+  Variable loss(const Tensor& ids, const Tensor& labels, const models::ForwardOptions& options);
 
   // ---- counting, as PEFT's get_nb_trainable_parameters (shared tensors once)
   std::pair<int64_t, int64_t> trainable_and_all_parameters() const;
@@ -110,7 +114,7 @@ class PeftModel : public nn::Module {
   explicit PeftModel(std::shared_ptr<models::CausalLM> model);  // frozen, no adapter yet
   // Inputs the base model gets: options and the tensors they point to.
   struct Prepared;
-  Prepared prepare(const Tensor& ids, const Tensor* attention_mask);
+  Prepared prepare(const Tensor& ids, const models::ForwardOptions& options);
   // Build adapter `name`. In inference_mode (a loaded adapter) a prompt is
   // not initialised from text and a prefix has no MLP: the file holds the table.
   void create_adapter(const std::string& name, PeftConfig config, const models::Tokenizer* tokenizer);

@@ -1,5 +1,6 @@
 // One micro-batch as the trainer feeds it to a model: token ids, and for
-// pairs (tools/pairs.h) the labels and the attention mask that go with them.
+// pairs (tools/pairs.h) the labels and the attention mask that go with them,
+// and for packed rows the positions and segments of the examples.
 #pragma once
 #include "engine/tensor.h"
 
@@ -9,6 +10,8 @@ struct Batch {
   Tensor ids;             // (B, T) i32
   Tensor labels;          // (B, T) i32, -100 where there is nothing to learn; undefined: labels = ids (text)
   Tensor attention_mask;  // (B, T) i32, 1 = real token, 0 = padding; undefined: every token is real
+  Tensor position_ids;    // (B, T) i32, packed rows: each example's positions from 0; undefined: the model's rule
+  Tensor segment_ids;     // (B, T) i32, packed rows: which example of the row a token belongs to; undefined: one
 
   Batch() = default;
   // A batch of text windows: every token is real and is its own label.

@@ -118,6 +118,52 @@ Batch pad_batch(std::span<const Example* const> examples, int32_t pad_id) {
   return {ids, labels, mask};
 }
 
+// Rows of at most T tokens the examples fill in order: the row each one goes in.
+static std::vector<int64_t> rows_of(std::span<const Example* const> examples, int64_t T) {
+  std::vector<int64_t> row;
+  int64_t r = 0, used = 0;
+  for (const Example* e : examples) {
+    const int64_t n = int64_t(e->ids.size());
+    if (used > 0 && used + n > T) {
+      ++r;
+      used = 0;
+    }
+    row.push_back(r);
+    used += n;
+  }
+  return row;
+}
+
+Batch pack_batch(std::span<const Example* const> examples, int64_t T, int32_t pad_id) {
+  const std::vector<int64_t> row = rows_of(examples, T);
+  const int64_t B = row.empty() ? 0 : row.back() + 1;
+  Tensor ids = Tensor::full({B, T}, pad_id, DType::i32, kCPU);       // (B, T)
+  Tensor labels = Tensor::full({B, T}, -100, DType::i32, kCPU);      // (B, T)
+  Tensor mask = Tensor::zeros({B, T}, DType::i32, kCPU);             // (B, T)
+  Tensor positions = Tensor::zeros({B, T}, DType::i32, kCPU);        // (B, T)
+  Tensor segments = Tensor::full({B, T}, -1, DType::i32, kCPU);      // (B, T)
+  int64_t at = 0;       // where the next example starts in its row
+  int32_t segment = 0;  // and its segment there
+  for (size_t i = 0; i < examples.size(); ++i) {
+    if (i > 0 && row[i] != row[i - 1]) at = 0, segment = 0;
+    const Example& e = *examples[i];
+    for (int64_t t = 0; t < int64_t(e.ids.size()); ++t) {
+      const int64_t k = row[i] * T + at + t;
+      ids.data<int32_t>()[k] = e.ids[size_t(t)];
+      labels.data<int32_t>()[k] = t < std::max<int64_t>(e.prompt_tokens, 1) ? -100 : e.ids[size_t(t)];
+      mask.data<int32_t>()[k] = 1;
+      positions.data<int32_t>()[k] = int32_t(t);
+      segments.data<int32_t>()[k] = segment;
+    }
+    at += int64_t(e.ids.size());
+    ++segment;
+  }
+  Batch batch(ids, labels, mask);
+  batch.position_ids = positions;
+  batch.segment_ids = segments;
+  return batch;
+}
+
 PairsDataset::PairsDataset(Examples examples, double val_fraction, int32_t pad_id, const std::string& name)
     : examples_(std::move(examples.examples)), truncated_(examples.truncated), pad_id_(pad_id), name_(name) {
   if (!(val_fraction >= 0 && val_fraction <= 1)) fail("validation fraction {} is not in [0, 1]", val_fraction);
@@ -128,20 +174,35 @@ Batch PairsDataset::train_batch(int64_t B, uint64_t seed, int64_t step) const {
   if (split_ == 0) fail("{}: the training part has no examples", name_);
   std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + uint64_t(step));
   std::uniform_int_distribution<int64_t> pick(0, split_ - 1);
-  std::vector<const Example*> rows(static_cast<size_t>(B));
-  for (const Example*& r : rows) r = &examples_[size_t(pick(rng))];
-  return pad_batch(rows, pad_id_);
+  std::vector<const Example*> rows;
+  if (packed_T_ == 0) {
+    for (int64_t r = 0; r < B; ++r) rows.push_back(&examples_[size_t(pick(rng))]);
+    return pad_batch(rows, pad_id_);
+  }
+  for (;;) {  // draw until the next example would need row B + 1
+    rows.push_back(&examples_[size_t(pick(rng))]);
+    if (rows_of(rows, packed_T_).back() == B) break;
+  }
+  rows.pop_back();
+  return pack_batch(rows, packed_T_, pad_id_);
 }
 
 std::vector<Batch> PairsDataset::val_batches(int64_t B, int64_t max_batches) const {
   if (val_examples() == 0) fail("{}: the held-out part has no examples", name_);
+  std::vector<const Example*> held_out;
+  for (size_t i = size_t(split_); i < examples_.size(); ++i) held_out.push_back(&examples_[i]);
   std::vector<Batch> out;
-  std::vector<const Example*> rows;
-  for (size_t i = size_t(split_); i < examples_.size() && int64_t(out.size()) < max_batches; ++i) {
-    rows.push_back(&examples_[i]);
-    if (int64_t(rows.size()) == B || i + 1 == examples_.size()) {
-      out.push_back(pad_batch(rows, pad_id_));
-      rows.clear();
+  for (size_t first = 0; first < held_out.size() && int64_t(out.size()) < max_batches;) {
+    const std::span<const Example* const> rest(held_out.data() + first, held_out.size() - first);
+    if (packed_T_ == 0) {
+      const std::span<const Example* const> part = rest.first(std::min(rest.size(), size_t(B)));
+      out.push_back(pad_batch(part, pad_id_));
+      first += part.size();
+    } else {  // as many examples as fill B rows
+      const std::vector<int64_t> row = rows_of(rest, packed_T_);
+      const size_t n = size_t(std::lower_bound(row.begin(), row.end(), B) - row.begin());
+      out.push_back(pack_batch(rest.first(n), packed_T_, pad_id_));
+      first += n;
     }
   }
   return out;

@@ -67,19 +67,32 @@ Examples tokenize_pairs(const std::vector<PairLine>& lines, const models::Tokeni
 // attention mask (B, T_max) i32.
 Batch pad_batch(std::span<const Example* const> examples, int32_t pad_id);
 
+// Packing: examples placed in order into rows of T tokens; one that does not
+// fit in what is left of a row starts the next row. Each example is its own
+// segment (segment_ids 0, 1, ... along a row) with positions from 0, so no
+// token attends to, or takes its position from, another example. The first
+// token of each example gets label -100 (the token before it in the row
+// belongs to another example); the rest of a row is padding (mask 0, labels
+// -100, segment -1). Returns as many rows as needed, (rows, T) each.
+Batch pack_batch(std::span<const Example* const> examples, int64_t T, int32_t pad_id);
+
 // The examples of a pairs file, split into a training part and a held-out
 // tail of the last lines (val_fraction of them, as for text).
 class PairsDataset {
  public:
   PairsDataset(Examples examples, double val_fraction, int32_t pad_id, const std::string& name);
+  // Pack batches into B full rows of T tokens (pack_batch) instead of padding B examples.
+  void set_packing(int64_t T) { packed_T_ = T; }
   int64_t train_examples() const { return split_; }
   int64_t val_examples() const { return int64_t(examples_.size()) - split_; }
   int64_t truncated() const { return truncated_; }
   const std::vector<Example>& examples() const { return examples_; }
   // B training examples drawn from (seed, step), so a resumed run sees the
-  // same batches as an uninterrupted one.
+  // same batches as an uninterrupted one. Packed: examples drawn so until the
+  // next one would not fit in B rows.
   Batch train_batch(int64_t B, uint64_t seed, int64_t step) const;
-  // The held-out examples in order, B at a time, at most max_batches batches.
+  // The held-out examples in order, B at a time (packed: B rows at a time),
+  // at most max_batches batches.
   std::vector<Batch> val_batches(int64_t B, int64_t max_batches) const;
 
  private:
@@ -87,6 +100,7 @@ class PairsDataset {
   int64_t split_ = 0;
   int64_t truncated_ = 0;
   int32_t pad_id_ = 0;
+  int64_t packed_T_ = 0;  // 0: padded batches
   std::string name_;
 };
 

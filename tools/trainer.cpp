@@ -19,6 +19,7 @@
 #include "nn/safetensors.h"
 #include "nn/state_dict.h"
 #include "tools/kill_hook.h"
+#include "tools/pairs.h"
 #include "tools/progress.h"
 #include "tools/train_step.h"
 #include "tools/train_log.h"
@@ -58,6 +59,9 @@ void TrainConfig::validate() const {
     fail("--eval-every and --checkpoint-every must be >= 0 and --eval-batches positive");
   if ((checkpoint_every > 0 || resume) && out_dir.empty()) fail("checkpoints and --resume need --out");
   if (stop_after < 0) fail("--stop-after must be >= 0, got {}", stop_after);
+  if (packing && !is_pairs_file(data)) fail("--packing packs the examples of a pairs file (.jsonl), not {}", data);
+  if (packing && has_virtual_tokens(type))
+    fail("--packing works with --method full or lora: a soft prompt or prefix per row would cross the examples");
   if (base_dtype != DType::f32 && !type)
     fail("--base-dtype {} keeps the base frozen: use it with --method lora, prompt or prefix, not full",
          dtype_name(base_dtype));
@@ -79,11 +83,12 @@ nn::Module& TrainedModel::module() const { return peft ? static_cast<nn::Module&
 ag::Variable TrainedModel::loss(const Batch& batch) const {
   ag::AutocastScope scope(precision);
   const Tensor& labels = batch.labels.defined() ? batch.labels : batch.ids;
-  const Tensor* mask = batch.attention_mask.defined() ? &batch.attention_mask : nullptr;
-  if (peft) return peft->loss(batch.ids, labels, mask);
+  auto given = [](const Tensor& t) { return t.defined() ? &t : nullptr; };
   models::ForwardOptions opt;
-  opt.attention_mask = mask;
-  return base->loss(batch.ids, labels, opt);
+  opt.attention_mask = given(batch.attention_mask);
+  opt.position_ids = given(batch.position_ids);
+  opt.segment_ids = given(batch.segment_ids);
+  return peft ? peft->loss(batch.ids, labels, opt) : base->loss(batch.ids, labels, opt);
 }
 
 std::pair<int64_t, int64_t> TrainedModel::trainable_and_all_parameters() const {
@@ -198,6 +203,7 @@ static nlohmann::json identity_of(const TrainConfig& c) {
   if (has_virtual_tokens(type)) id["num_virtual_tokens"] = c.num_virtual_tokens;
   if (c.base_dtype != DType::f32) id["base_dtype"] = std::string(dtype_name(c.base_dtype));
   if (c.precision != DType::f32) id["precision"] = std::string(dtype_name(c.precision));
+  if (c.packing) id["packing"] = true;
   return id;
 }
 
@@ -273,7 +279,7 @@ TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer,
     fs::create_directories(config.out_dir, ec);
     if (ec || access(config.out_dir.c_str(), W_OK) != 0) fail("output folder {} is not writable", config.out_dir);
   }
-  std::unique_ptr<TrainingData> data = load_training_data(config.data, config.val_fraction, config.seq, tokenizer);
+  std::unique_ptr<TrainingData> data = load_training_data(config.data, config.val_fraction, config.seq, config.packing, tokenizer);
   TrainedModel m = build_model(config, tokenizer);
   check_sequence_fits(config, *m.base);
   std::vector<nn::NamedParameter> params = trainable_parameters(m.module());

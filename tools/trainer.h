@@ -35,6 +35,7 @@ struct TrainConfig {
   // Data.
   std::string data;                  // a UTF-8 text file, or pairs when it ends in .jsonl (tools/pairs.h)
   double val_fraction = 0.1;
+  bool packing = false;              // pairs: examples packed into full rows (tools/pairs.h, pack_batch)
 
   // Optimisation.
   int64_t batch = 4, seq = 64, grad_accum = 1, steps = 100;

@@ -41,7 +41,7 @@ class PairsData : public TrainingData {
 
 }  // namespace
 
-std::unique_ptr<TrainingData> load_training_data(const std::string& path, double val_fraction, int64_t T,
+std::unique_ptr<TrainingData> load_training_data(const std::string& path, double val_fraction, int64_t T, bool packing,
                                                  const models::Tokenizer& tokenizer) {
   if (!is_pairs_file(path)) return std::make_unique<TextData>(TokenDataset(load_token_ids(path, tokenizer), val_fraction, path));
   Examples examples = tokenize_pairs(read_pairs_file(path), tokenizer, T, path);
@@ -49,7 +49,9 @@ std::unique_ptr<TrainingData> load_training_data(const std::string& path, double
     std::fprintf(stderr, "note: %lld of %zu examples in %s are longer than --seq %lld tokens and were cut\n",
                  static_cast<long long>(examples.truncated), examples.examples.size(), path.c_str(),
                  static_cast<long long>(T));
-  return std::make_unique<PairsData>(PairsDataset(std::move(examples), val_fraction, tokenizer.eos_id(), path));
+  PairsDataset data(std::move(examples), val_fraction, tokenizer.eos_id(), path);
+  if (packing) data.set_packing(T);
+  return std::make_unique<PairsData>(std::move(data));
 }
 
 }  // namespace mp::tools

@@ -22,7 +22,8 @@ class TrainingData {
 
 // Text windows of T tokens, or pairs cut to T tokens (a note on stderr says
 // how many were cut). mp::Error naming the file for bad input.
-std::unique_ptr<TrainingData> load_training_data(const std::string& path, double val_fraction, int64_t T,
+// With `packing` (pairs only), batches are B rows of T tokens packed with examples.
+std::unique_ptr<TrainingData> load_training_data(const std::string& path, double val_fraction, int64_t T, bool packing,
                                                  const models::Tokenizer& tokenizer);
 
 }  // namespace mp::tools

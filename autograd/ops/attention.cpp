@@ -30,12 +30,15 @@ Variable attention(const Variable& q, const Variable& k, const Variable& v, cons
   // The key mask is captured by value (a Tensor handle), not through the
   // caller's pointer, which may be gone when backward runs.
   Tensor key_mask = p.key_mask ? *p.key_mask : Tensor();
+  Tensor segment_ids = p.segment_ids ? *p.segment_ids : Tensor();
   AttentionParams params = p;  // dropout and its seed too: backward redraws the same mask
   params.key_mask = nullptr;
+  params.segment_ids = nullptr;
   return make_result(fwd.out, "attention", {q, k, v}, [=, out = fwd.out, lse = fwd.lse](const Tensor& g,
                                                                                        std::span<Tensor> gin) {
     AttentionParams bwd = params;
     if (key_mask.defined()) bwd.key_mask = &key_mask;
+    if (segment_ids.defined()) bwd.segment_ids = &segment_ids;
     Device dev = g.device();
     // The kernel overwrites these (backend.h: no "accumulate").
     Tensor gq = need_q ? Tensor::empty(qc.shape(), g.dtype(), dev) : Tensor();

@@ -4,7 +4,9 @@
 // Shapes: q (B, H, T, D), k and v (B, H, S, D) with S >= T, out (B, H, T, D),
 // lse (B, H, T). The first S - T keys are a prefix (prefix tuning, or a KV
 // cache) that every query sees; with `causal`, query t sees keys s <= t + S - T.
-// key_mask (B, S) i32 masks keys whose entry is 0 (padding).
+// key_mask (B, S) i32 masks keys whose entry is 0 (padding). segment_ids
+// (B, T) i32 (packed rows) hide from query t the sequence's keys of other
+// segments; prefix keys stay visible.
 //
 // Forward, per query row q_t:
 //   score_s = scale * q_t . k_s          for each visible, unmasked key s
@@ -49,6 +51,12 @@ Dims check(const char* what, const Tensor& q, const Tensor& k, const Tensor& v, 
     if (m.dtype() != DType::i32 || m.shape() != Shape{d.B, d.S} || !m.is_contiguous())
       fail("{}: key_mask {} {} should be contiguous i32 ({}, {})", what, shape_str(m.shape()), dtype_name(m.dtype()), d.B,
            d.S);
+  }
+  if (p.segment_ids) {
+    const Tensor& g = *p.segment_ids;
+    if (g.dtype() != DType::i32 || g.shape() != Shape{d.B, d.T} || !g.is_contiguous())
+      fail("{}: segment_ids {} {} should be contiguous i32 ({}, {})", what, shape_str(g.shape()), dtype_name(g.dtype()),
+           d.B, d.T);
   }
   for (const Tensor* t : {&q, &k, &v}) {
     if (t->dtype() != q.dtype()) fail("{}: q, k, v dtypes differ", what);
@@ -137,9 +145,26 @@ void dropout_factors(uint64_t seed, float p, int64_t r, int64_t S, int64_t end, 
 // masked keys inside it are skipped by the caller (their score is -inf).
 inline int64_t visible_end(const Dims& d, int64_t t, bool causal) { return causal ? t + (d.S - d.T) + 1 : d.S; }
 
+// The keys a query may not see inside [0, end): padding keys (mask, (S)) and,
+// in packed rows, keys of another segment than the query's (seg (T), the
+// queries' segments; the S - T prefix keys have none).
+struct Hidden {
+  const int32_t* mask;  // (S) of this batch row, or nullptr
+  const int32_t* seg;   // (T) of this batch row, or nullptr
+  int64_t prefix;       // S - T
+  int32_t own;          // the query's segment
+  bool operator()(int64_t s) const {
+    return (mask && mask[s] == 0) || (seg && s >= prefix && seg[s - prefix] != own);
+  }
+};
+inline Hidden hidden_keys(const Dims& d, const int32_t* mask, const int32_t* seg, int64_t b, int64_t t) {
+  const int32_t* sb = seg ? seg + b * d.T : nullptr;
+  return {mask ? mask + b * d.S : nullptr, sb, d.S - d.T, sb ? sb[t] : 0};
+}
+
 template <class R>
-void forward(const Dims& d, const R* q, const R* k, const R* v, const int32_t* mask, const AttentionParams& p, R* out,
-             R* lse) {
+void forward(const Dims& d, const R* q, const R* k, const R* v, const int32_t* mask, const int32_t* seg,
+             const AttentionParams& p, R* out, R* lse) {
   const int64_t rows = d.B * d.H * d.T;
   const R scale = R(p.scale);
   const bool causal = p.causal, dropout = p.dropout > 0.f;
@@ -153,14 +178,14 @@ void forward(const Dims& d, const R* q, const R* k, const R* v, const int32_t* m
       const R* qt = q + r * d.D;            // (D)
       const R* kb = k + bh * d.S * d.D;     // (S, D)
       const R* vb = v + bh * d.S * d.D;     // (S, D)
-      const int32_t* mb = mask ? mask + b * d.S : nullptr;  // (S)
+      const Hidden hidden = hidden_keys(d, mask, seg, b, t);
       R* ot = out + r * d.D;                // (D)
       const int64_t end = visible_end(d, t, causal);
 
       row_scores(qt, kb, end, d.D, scale, score.data());
       R m = -INFINITY;
       for (int64_t s = 0; s < end; ++s) {
-        if (mb && mb[s] == 0) score[s] = -INFINITY;  // padding key
+        if (hidden(s)) score[s] = -INFINITY;  // padding key, or another example's
         m = std::max(m, score[s]);
       }
       for (int64_t i = 0; i < d.D; ++i) ot[i] = 0;
@@ -191,8 +216,8 @@ void forward(const Dims& d, const R* q, const R* k, const R* v, const int32_t* m
 // Queries go in blocks of kQ: their P and dS rows are computed first, then
 // each key's dK and dV rows are updated once per block instead of once per query.
 template <class R>
-void backward(const Dims& d, const R* q, const R* k, const R* v, const int32_t* mask, const R* out, const R* lse,
-              const R* gout, const AttentionParams& p, R* gq, R* gk, R* gv) {
+void backward(const Dims& d, const R* q, const R* k, const R* v, const int32_t* mask, const int32_t* seg, const R* out,
+              const R* lse, const R* gout, const AttentionParams& p, R* gq, R* gk, R* gv) {
   constexpr int64_t kQ = 4;
   const int64_t heads = d.B * d.H;
   const R scale = R(p.scale);
@@ -208,7 +233,6 @@ void backward(const Dims& d, const R* q, const R* k, const R* v, const int32_t* 
       const R* vb = v + bh * d.S * d.D;             // (S, D)
       R* gkb = gk ? gk + bh * d.S * d.D : nullptr;  // (S, D)
       R* gvb = gv ? gv + bh * d.S * d.D : nullptr;  // (S, D)
-      const int32_t* mb = mask ? mask + b * d.S : nullptr;  // (S)
       if (gkb) std::fill(gkb, gkb + d.S * d.D, R(0));
       if (gvb) std::fill(gvb, gvb + d.S * d.D, R(0));
       for (int64_t t0 = 0; t0 < d.T; t0 += kQ) {
@@ -228,20 +252,21 @@ void backward(const Dims& d, const R* q, const R* k, const R* v, const int32_t* 
           const R* got = gout + r * d.D;  // (D)
           const R Dt = dot(got, out + r * d.D, d.D);
           const int64_t end = visible_end(d, t, causal);
+          const Hidden hidden = hidden_keys(d, mask, seg, b, t);
           row_scores(qt, kb, end, d.D, scale, pj);  // scores, turned into P below
           row_scores(got, vb, end, d.D, R(1), dsj);  // dP_s = dO_t . v_s, turned into dS below
           const R l = lse[r];
           if (dropout) {  // P F for dV; dS = P (F dP - D)
             dropout_factors(p.seed, p.dropout, r, d.S, end, keep.data());
             for (int64_t s = 0; s < end; ++s) {
-              const R ps = (mb && mb[s] == 0) ? R(0) : fast_exp(pj[s] - l);
+              const R ps = hidden(s) ? R(0) : fast_exp(pj[s] - l);
               pj[s] = ps * keep[s];
               dsj[s] = scale * ps * (keep[s] * dsj[s] - Dt);
             }
           } else {
 #pragma omp simd
             for (int64_t s = 0; s < end; ++s) {
-              const R ps = (mb && mb[s] == 0) ? R(0) : fast_exp(pj[s] - l);
+              const R ps = hidden(s) ? R(0) : fast_exp(pj[s] - l);
               pj[s] = ps;
               dsj[s] = scale * ps * (dsj[s] - Dt);  // dS, with scale folded in: d score / d (q . k)
             }
@@ -290,8 +315,9 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Attentio
   check_like("attention", "out", out, q.shape(), q.dtype());
   check_like("attention", "lse", lse, {d.B, d.H, d.T}, q.dtype());
   const int32_t* mask = p.key_mask ? p.key_mask->data<int32_t>() : nullptr;
+  const int32_t* seg = p.segment_ids ? p.segment_ids->data<int32_t>() : nullptr;
   visit_float(q.dtype(), "attention", [&]<class R>() {
-    forward<R>(d, q.data<R>(), k.data<R>(), v.data<R>(), mask, p, out.data<R>(), lse.data<R>());
+    forward<R>(d, q.data<R>(), k.data<R>(), v.data<R>(), mask, seg, p, out.data<R>(), lse.data<R>());
   });
 }
 
@@ -306,8 +332,9 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
   check_like("attention_backward", "gk", gk, k.shape(), q.dtype());
   check_like("attention_backward", "gv", gv, v.shape(), q.dtype());
   const int32_t* mask = p.key_mask ? p.key_mask->data<int32_t>() : nullptr;
+  const int32_t* seg = p.segment_ids ? p.segment_ids->data<int32_t>() : nullptr;
   visit_float(q.dtype(), "attention_backward", [&]<class R>() {
-    backward<R>(d, q.data<R>(), k.data<R>(), v.data<R>(), mask, out.data<R>(), lse.data<R>(), gout.data<R>(), p,
+    backward<R>(d, q.data<R>(), k.data<R>(), v.data<R>(), mask, seg, out.data<R>(), lse.data<R>(), gout.data<R>(), p,
                 gq.defined() ? gq.data<R>() : nullptr, gk.defined() ? gk.data<R>() : nullptr,
                 gv.defined() ? gv.data<R>() : nullptr);
   });

@@ -1,5 +1,5 @@
 // Fused attention against naive dropout(softmax(scale q k^T + mask)) v, with
-// causal, prefix keys, a key mask and dropout (whose mask must be the one
+// causal, prefix keys, a key mask, segments (packed rows) and dropout (whose mask must be the one
 // ops::dropout draws on the (B, H, T, S) probabilities with the same seed);
 // the backward against finite differences (f64).
 #include <doctest/doctest.h>
@@ -24,6 +24,7 @@ static Naive naive_attention(const Tensor& q, const Tensor& k, const Tensor& v, 
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), S = k.size(2);
   std::vector<double> vq = values(q), vk = values(k), vv = values(v);
   std::vector<double> mask = p.key_mask ? values(*p.key_mask) : std::vector<double>(size_t(B * S), 1);
+  std::vector<double> seg = p.segment_ids ? values(*p.segment_ids) : std::vector<double>(size_t(B * T), 0);
   // (B, H, T, S) dropout factors: what ops::dropout makes of a tensor of ones.
   std::vector<double> keep = values(ops::dropout(Tensor::full({B, H, T, S}, 1.0, DType::f64), p.dropout, p.seed));
   Naive r{std::vector<double>(size_t(B * H * T * D), 0), std::vector<double>(size_t(B * H * T), -INFINITY)};
@@ -33,7 +34,8 @@ static Naive naive_attention(const Tensor& q, const Tensor& k, const Tensor& v, 
         std::vector<double> score(size_t(S), -INFINITY);
         double m = -INFINITY;
         for (int64_t s = 0; s < S; ++s) {
-          const bool visible = (!p.causal || s <= t + S - T) && mask[size_t(b * S + s)] != 0;
+          const bool same_segment = s < S - T || seg[size_t(b * T + s - (S - T))] == seg[size_t(b * T + t)];
+          const bool visible = (!p.causal || s <= t + S - T) && mask[size_t(b * S + s)] != 0 && same_segment;
           if (!visible) continue;
           double d = 0;
           for (int64_t i = 0; i < D; ++i)
@@ -54,15 +56,22 @@ static Naive naive_attention(const Tensor& q, const Tensor& k, const Tensor& v, 
   return r;
 }
 
-TEST_CASE("attention forward: causal, prefix keys, key mask, fully masked rows") {
+// Segments of packed rows (B = 2, T = 5): row 0 holds examples of 2 and 3
+// tokens, row 1 one of 4 tokens and a padding token (its own segment).
+static Tensor packed_segments() { return Tensor::from_vector(std::vector<int32_t>{0, 0, 1, 1, 1, 0, 0, 0, 0, 1}, {2, 5}); }
+
+TEST_CASE("attention forward: causal, prefix keys, key mask, segments, fully masked rows") {
   const int64_t B = 2, H = 3, T = 5, D = 8;
+  const Tensor segments = packed_segments();
   for (int64_t S : {int64_t(5), int64_t(8)})
     for (bool causal : {true, false})
       for (bool masked : {false, true})
+        for (bool packed : {false, true})
         for (float dropout : {0.f, 0.3f}) {
           CAPTURE(S);
           CAPTURE(causal);
           CAPTURE(masked);
+          CAPTURE(packed);
           CAPTURE(dropout);
           Tensor q = rand_tensor({B, H, T, D}, 1), k = rand_tensor({B, H, S, D}, 2), v = rand_tensor({B, H, S, D}, 3);
           std::vector<int32_t> m(size_t(B * S), 1);
@@ -74,6 +83,7 @@ TEST_CASE("attention forward: causal, prefix keys, key mask, fully masked rows")
           p.scale = 1.f / std::sqrt(float(D));
           p.causal = causal;
           p.key_mask = masked ? &mask : nullptr;
+          p.segment_ids = packed ? &segments : nullptr;
           p.dropout = dropout;
           p.seed = 1234;
           auto r = ops::attention(q, k, v, p);
@@ -108,10 +118,12 @@ TEST_CASE("attention backward against finite differences (f64)") {
   const int64_t sizes[3][2] = {{4, 6}, {5, 5}, {3, 7}};
   for (const auto& size : sizes)
     for (bool causal : {true, false})
+      for (bool packed : {false, true})
       for (float dropout : {0.f, 0.4f}) {
         CAPTURE(size[0]);
         CAPTURE(size[1]);
         CAPTURE(causal);
+        CAPTURE(packed);
         CAPTURE(dropout);
         const int64_t B = 2, H = 2, D = 3, T = size[0], S = size[1];
         Tensor q = rand_tensor({B, H, T, D}, 7, DType::f64), k = rand_tensor({B, H, S, D}, 8, DType::f64),
@@ -125,6 +137,11 @@ TEST_CASE("attention backward against finite differences (f64)") {
         p.scale = 0.7f;
         p.causal = causal;
         p.key_mask = &mask;
+        // Two segments in row 0 (split after the first token), one in row 1.
+        std::vector<int32_t> sg(size_t(B * T), 0);
+        for (int64_t t = 1; t < T; ++t) sg[size_t(t)] = 1;
+        Tensor segments = Tensor::from_vector(sg, {B, T});
+        p.segment_ids = packed ? &segments : nullptr;
         p.dropout = dropout;
         p.seed = 77;
         auto r = ops::attention(q, k, v, p);
@@ -184,4 +201,9 @@ TEST_CASE("attention shape errors") {
   AttentionParams p;
   p.key_mask = &mask;
   CHECK_THROWS_AS(ops::attention(q, Tensor::zeros({1, 2, 5, 4}), Tensor::zeros({1, 2, 5, 4}), p), Error);
+  Tensor segments = Tensor::zeros({1, 4}, DType::i32);
+  AttentionParams ps;
+  ps.segment_ids = &segments;
+  CHECK_THROWS_WITH_AS(ops::attention(q, q, q, ps), doctest::Contains("segment_ids (1, 4) i32 should be i32 (1, 5)"),
+                       Error);
 }

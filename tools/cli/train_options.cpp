@@ -23,7 +23,9 @@ void add_method_options(CLI::App* cmd, tools::TrainConfig& c) {
 }
 
 void add_run_options(CLI::App* cmd, tools::TrainConfig& c, bool& no_progress) {
-  cmd->add_option("--data", c.data, "UTF-8 text file (tokenized once, cached next to it)")->capture_default_str();
+  cmd->add_option("--data", c.data, "UTF-8 text file (tokenized once, cached next to it), or pairs file (.jsonl)")
+      ->capture_default_str();
+  cmd->add_flag("--packing", c.packing, "pairs: pack examples into full rows (attention and positions per example)");
   cmd->add_option("--val-fraction", c.val_fraction, "held-out tail of the data")->capture_default_str();
   cmd->add_option("--eval-every", c.eval_every, "evaluate every N steps (0: at the end only)")->capture_default_str();
   cmd->add_option("--eval-batches", c.eval_batches, "held-out batches per evaluation")->capture_default_str();
