@@ -1,5 +1,6 @@
 #include "peft/lora.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "autograd/ops.h"
@@ -88,14 +89,44 @@ void LoraLinear::set_active(const std::string& name) {
   active_ = name;
 }
 
-Variable LoraLinear::forward(const Variable& x, const Variable& base_out, const nn::Linear&) {
-  if (active_.empty() || merged()) return base_out;
-  const LoraWeights& w = adapters_.at(active_);
+void LoraLinear::set_row_adapters(std::vector<std::string> names) {
+  for (const std::string& n : names)
+    if (!n.empty() && !has_adapter(n)) fail("no LoRA adapter '{}'", n);
+  if (!names.empty() && merged()) fail("adapter '{}' is merged; unmerge it before a mixed batch", merged_);
+  row_adapters_ = std::move(names);
+}
+
+Variable LoraLinear::update(const Variable& x, const LoraWeights& w) {
   const float p = is_training() ? w.dropout : 0.f;
   const uint64_t seed = p > 0.f ? nn::next_dropout_seed(dropout_instance_) : 0;
-  Variable h = lora_down(x, w.A, p, seed);                 // (..., r)
-  Variable up = ag::linear(h, w.B, Variable());            // (..., out)
-  return ag::add(base_out, ag::scale(up, w.scaling));      // (..., out)
+  Variable h = lora_down(x, w.A, p, seed);       // (..., r)
+  Variable up = ag::linear(h, w.B, Variable());  // (..., out)
+  return ag::scale(up, w.scaling);               // (..., out)
+}
+
+Variable LoraLinear::forward(const Variable& x, const Variable& base_out, const nn::Linear&) {
+  if (row_adapters_.empty()) {
+    if (active_.empty() || merged()) return base_out;
+    return ag::add(base_out, update(x, adapters_.at(active_)));  // (..., out)
+  }
+  const int64_t B = x.size(0);
+  if (int64_t(row_adapters_.size()) != B)
+    fail("mixed batch: {} adapter names for a batch of {} rows", row_adapters_.size(), B);
+  Variable out = base_out;  // (B, ..., out)
+  std::vector<std::string> done;
+  for (const std::string& name : row_adapters_) {
+    if (name.empty() || std::find(done.begin(), done.end(), name) != done.end()) continue;
+    done.push_back(name);
+    Variable up = update(x, adapters_.at(name));  // (B, ..., out)
+    Shape rows_shape(size_t(x.dim()), 1);         // (B, 1, ..., 1)
+    rows_shape[0] = B;
+    std::vector<float> rows(static_cast<size_t>(B));
+    for (int64_t b = 0; b < B; ++b) rows[size_t(b)] = row_adapters_[size_t(b)] == name ? 1.f : 0.f;
+    Tensor mask = Tensor::from_vector(rows, rows_shape, Tag::workspace).to(up.value().device());
+    if (mask.dtype() != up.value().dtype()) mask = mask.to(up.value().dtype());
+    out = ag::add(out, ag::mul(up, Variable(mask)));  // its rows: + update; the others: + 0
+  }
+  return out;
 }
 
 void LoraLinear::add_delta(nn::Linear& base, const LoraWeights& w, float sign) const {

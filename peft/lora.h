@@ -65,8 +65,16 @@ class LoraLinear : public nn::LinearAdapter {
   void set_active(const std::string& name);
   const std::string& active() const { return active_; }
 
+  // Mixed batches (HF PEFT's adapter_names=): row b of the next forwards
+  // runs with adapter names[b] ("" = none); empty: the active adapter for
+  // every row. PeftModel sets and clears this around a mixed forward.
+  void set_row_adapters(std::vector<std::string> names);
+
   // base_out + scale * B A dropout(x) for the active adapter, unless merged.
-  // x (..., in), base_out (..., out) -> (..., out).
+  // x (..., in), base_out (..., out) -> (..., out). With row adapters, x
+  // (B, ..., in): each adapter's update is computed for the batch and added
+  // to its own rows only (times a 0/1 row mask), so a row gets exactly
+  // base_out + its adapter's update, as when it runs alone.
   Variable forward(const Variable& x, const Variable& base_out, const nn::Linear& base) override;
 
   // Fold the active adapter into base.weight (W0 += scale * B A, transposed
@@ -78,12 +86,15 @@ class LoraLinear : public nn::LinearAdapter {
   const std::string& merged_adapter() const { return merged_; }
 
  private:
+  // scale * B A dropout(x) of adapter w: x (..., in) -> (..., out).
+  Variable update(const Variable& x, const LoraWeights& w);
   // W += sign * scale * B A in the base's layout.
   void add_delta(nn::Linear& base, const LoraWeights& w, float sign) const;
   std::shared_ptr<ModuleDict> lora_A_ = add_module("lora_A", std::make_shared<ModuleDict>());
   std::shared_ptr<ModuleDict> lora_B_ = add_module("lora_B", std::make_shared<ModuleDict>());
   std::map<std::string, LoraWeights> adapters_;
   std::string active_;
+  std::vector<std::string> row_adapters_;  // per batch row, or empty
   std::string merged_;  // the adapter folded into the base weight, "" if none
   uint64_t dropout_instance_ = nn::next_dropout_instance();  // part of each dropout seed
 };

@@ -254,7 +254,8 @@ struct PeftModel::Prepared {
   int64_t virtual_tokens = 0;              // P rows in front of the logits (prompt tuning)
 };
 
-PeftModel::Prepared PeftModel::prepare(const Tensor& ids, const models::ForwardOptions& options) {
+PeftModel::Prepared PeftModel::prepare(const Tensor& ids, const models::ForwardOptions& options,
+                                       const std::vector<std::string>* rows) {
   if (ids.dim() != 2) fail("input ids must be (B, T), got {}", shape_str(ids.shape()));
   const int64_t B = ids.size(0);
   const Tensor* attention_mask = options.attention_mask;
@@ -266,21 +267,41 @@ PeftModel::Prepared PeftModel::prepare(const Tensor& ids, const models::ForwardO
   if (options.position_ids || options.segment_ids)
     fail("packed rows (position_ids, segment_ids) work with LoRA or the base model, not with prompt or prefix tuning");
 
-  const PeftConfig& c = configs_.at(active_);
+  // Each row's adapter; one of them for all (the usual case) runs its encoder once for the batch.
+  const std::vector<std::string> names = rows ? *rows : std::vector<std::string>(size_t(B), active_);
+  const bool one = std::all_of(names.begin(), names.end(), [&](const std::string& n) { return n == names[0]; });
+  for (const std::string& n : names)
+    if (!configs_.count(n)) fail("a mixed batch of prompt adapters needs an adapter on every row; no adapter '{}'", n);
+  const PeftConfig& c = configs_.at(names[0]);
   const int64_t P = c.num_virtual_tokens();
+  for (const std::string& n : names)
+    if (configs_.at(n).num_virtual_tokens() != P || bool(configs_.at(n).as_prompt_tuning()) != bool(c.as_prompt_tuning()))
+      fail("a mixed batch needs adapters of one kind and one number of virtual tokens: '{}' and '{}' differ", names[0], n);
   if (attention_mask) {  // the virtual tokens are always visible; the mask lives on the model's device
     const Device device = model_->token_embedding_weight().value().device();
     in.mask = ops::cat({ones_mask(B, P, device), attention_mask->to(device)}, 1);  // (B, P+T)
     in.opt.attention_mask = &in.mask;
   }
-  nn::Module* encoder = prompt_encoder_->find_module(active_);
+  auto encoder = [&](const std::string& n) { return prompt_encoder_->find_module(n); };
   if (c.as_prompt_tuning()) {
-    Variable prompt = static_cast<PromptEmbedding*>(encoder)->forward(B);  // (B, P, E)
-    Variable tokens = model_->embed_tokens(ids);                            // (B, T, E)
-    in.opt.inputs_embeds = ag::cat({prompt, tokens}, 1);                    // (B, P+T, E)
+    std::vector<Variable> prompts;  // (B, P, E) at once, or (1, P, E) per row
+    if (one) prompts.push_back(static_cast<PromptEmbedding*>(encoder(names[0]))->forward(B));
+    else
+      for (const std::string& n : names) prompts.push_back(static_cast<PromptEmbedding*>(encoder(n))->forward(1));
+    Variable tokens = model_->embed_tokens(ids);                        // (B, T, E)
+    in.opt.inputs_embeds = ag::cat({ag::cat(prompts, 0), tokens}, 1);  // (B, P+T, E)
     in.virtual_tokens = P;
-  } else {
-    in.prefix = static_cast<PrefixEncoder*>(encoder)->forward(B);
+  } else if (one) {
+    in.prefix = static_cast<PrefixEncoder*>(encoder(names[0]))->forward(B);
+    in.opt.prefix = &in.prefix;
+  } else {  // each layer's keys and values (B, H, P, D): the rows' own, stacked
+    std::vector<std::vector<models::KeyValue>> per_row;
+    for (const std::string& n : names) per_row.push_back(static_cast<PrefixEncoder*>(encoder(n))->forward(1));
+    for (size_t layer = 0; layer < per_row[0].size(); ++layer) {
+      std::vector<Variable> keys, values;
+      for (const auto& row : per_row) keys.push_back(row[layer].key), values.push_back(row[layer].value);
+      in.prefix.push_back({ag::cat(keys, 0), ag::cat(values, 0)});
+    }
     in.opt.prefix = &in.prefix;
   }
   return in;
@@ -293,7 +314,12 @@ static models::ForwardOptions with_mask(const Tensor* attention_mask) {
 }
 
 Variable PeftModel::forward(const Tensor& ids, const Tensor* attention_mask) {
-  Prepared in = prepare(ids, with_mask(attention_mask));
+  return prepared_forward(ids, with_mask(attention_mask));
+}
+
+Variable PeftModel::prepared_forward(const Tensor& ids, const models::ForwardOptions& options,
+                                     const std::vector<std::string>* rows) {
+  Prepared in = prepare(ids, options, rows);
   return in.opt.inputs_embeds.defined() ? model_->forward(Tensor(), in.opt) : model_->forward(ids, in.opt);
 }
 

@@ -83,6 +83,23 @@ class PeftModel : public nn::Module {
   // per row, not per example, would cross the examples' boundaries).
   Variable loss(const Tensor& ids, const Tensor& labels, const models::ForwardOptions& options);
 
+  // ---- mixed batches, as HF PEFT's forward(..., adapter_names=[...]) (peft/mixed_batch.cpp)
+  // Row b runs with adapter adapter_names[b]: LoRA adapters, or kBaseName
+  // for the base model alone; or prompt-tuning (prefix) adapters of one
+  // number of virtual tokens, each row with its own soft prompt (prefix),
+  // every row naming one. A row's logits are those it has run alone with its
+  // adapter. Logits as forward(): (B, P+T, V) for prompt tuning.
+  static constexpr const char* kBaseName = "__base__";
+  Variable forward(const Tensor& ids, const Tensor* attention_mask, const std::vector<std::string>& adapter_names);
+  // Greedy continuations of several prompts in one batch, row b with adapter
+  // adapter_names[b] (as above): each the tokens generate() gives that prompt
+  // alone with its adapter (up to max_new_tokens, stopping after eos_token_id
+  // when it is >= 0). No KV cache: every step runs the whole right-padded
+  // batch (a row's pads come after its tokens, which never see them).
+  std::vector<std::vector<int32_t>> generate(const std::vector<std::vector<int32_t>>& prompts,
+                                             const std::vector<std::string>& adapter_names, int max_new_tokens,
+                                             int eos_token_id = -1);
+
   // ---- counting, as PEFT's get_nb_trainable_parameters (shared tensors once)
   std::pair<int64_t, int64_t> trainable_and_all_parameters() const;
   // "trainable params: 1,234 || all params: 5,678 || trainable%: 21.7322"
@@ -114,7 +131,14 @@ class PeftModel : public nn::Module {
   explicit PeftModel(std::shared_ptr<models::CausalLM> model);  // frozen, no adapter yet
   // Inputs the base model gets: options and the tensors they point to.
   struct Prepared;
-  Prepared prepare(const Tensor& ids, const models::ForwardOptions& options);
+  // `rows`: each row's adapter (a mixed batch of prompt adapters); null: the active one for all.
+  Prepared prepare(const Tensor& ids, const models::ForwardOptions& options,
+                   const std::vector<std::string>* rows = nullptr);
+  // The base model's logits for prepare(ids, options, rows).
+  Variable prepared_forward(const Tensor& ids, const models::ForwardOptions& options,
+                            const std::vector<std::string>* rows = nullptr);
+  // LoRA layers run row b with rows[b] ("" = none); empty: the active adapter again.
+  void set_lora_rows(const std::vector<std::string>& rows);
   // Build adapter `name`. In inference_mode (a loaded adapter) a prompt is
   // not initialised from text and a prefix has no MLP: the file holds the table.
   void create_adapter(const std::string& name, PeftConfig config, const models::Tokenizer* tokenizer);
