@@ -112,6 +112,9 @@ Variable LoraLinear::forward(const Variable& x, const Variable& base_out, const 
   const int64_t B = x.size(0);
   if (int64_t(row_adapters_.size()) != B)
     fail("mixed batch: {} adapter names for a batch of {} rows", row_adapters_.size(), B);
+  const std::string& first = row_adapters_[0];
+  if (std::all_of(row_adapters_.begin(), row_adapters_.end(), [&](const std::string& n) { return n == first; }))
+    return first.empty() ? base_out : ag::add(base_out, update(x, adapters_.at(first)));  // one adapter: no masks
   Variable out = base_out;  // (B, ..., out)
   std::vector<std::string> done;
   for (const std::string& name : row_adapters_) {

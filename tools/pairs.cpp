@@ -21,7 +21,7 @@ std::string string_value(const nlohmann::json& obj, const char* key, const std::
   return v.get<std::string>();
 }
 
-PairLine parse_line(const std::string& json_text, const std::string& where, bool allow_adapter) {
+PairLine parse_line(const std::string& json_text, const std::string& where, bool allow_adapter, bool need_completion) {
   nlohmann::json obj;
   try {
     obj = nlohmann::json::parse(json_text);
@@ -40,11 +40,11 @@ PairLine parse_line(const std::string& json_text, const std::string& where, bool
   if (is_text) {
     out.completion = string_value(obj, "text", where);
   } else {
-    if (!obj.contains("prompt") || !obj.contains("completion"))
+    if (!obj.contains("prompt") || (need_completion && !obj.contains("completion")))
       fail("{}: missing key \"{}\" (expected \"prompt\" and \"completion\", or \"text\")", where,
            obj.contains("prompt") ? "completion" : "prompt");
     out.prompt = string_value(obj, "prompt", where);
-    out.completion = string_value(obj, "completion", where);
+    if (obj.contains("completion")) out.completion = string_value(obj, "completion", where);
   }
   if (obj.contains("adapter")) out.adapter = string_value(obj, "adapter", where);
   return out;
@@ -56,14 +56,14 @@ bool is_pairs_file(const std::string& path) {
   return path.size() >= 6 && path.compare(path.size() - 6, 6, ".jsonl") == 0;
 }
 
-std::vector<PairLine> read_pairs_file(const std::string& path, bool allow_adapter) {
+std::vector<PairLine> read_pairs_file(const std::string& path, bool allow_adapter, bool need_completion) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("cannot read pairs file {}", path);
   std::vector<PairLine> lines;
   std::string text;
   for (int64_t number = 1; std::getline(in, text); ++number) {
     if (blank(text)) continue;
-    lines.push_back(parse_line(text, fmt::format("{} line {}", path, number), allow_adapter));
+    lines.push_back(parse_line(text, fmt::format("{} line {}", path, number), allow_adapter, need_completion));
     lines.back().line = number;
   }
   if (lines.empty()) fail("pairs file {} has no examples", path);
@@ -95,6 +95,7 @@ Examples tokenize_pairs(const std::vector<PairLine>& lines, const models::Tokeni
       fail("{} line {}: {}", path, l.line, e.what());
     }
     out.examples.push_back(make_example(prompt, completion, tokenizer.eos_id(), max_tokens));
+    out.examples.back().adapter = l.adapter;
     out.truncated += out.examples.back().cut;
   }
   return out;

@@ -36,8 +36,9 @@ struct PairLine {
 // the line for a line that is not JSON (or not UTF-8), not an object, lacks
 // "prompt" and "completion" (or "text"), mixes them, has another key (only
 // "adapter" when allow_adapter), or has a value that is not a string; and for
-// a file with no example at all.
-std::vector<PairLine> read_pairs_file(const std::string& path, bool allow_adapter = false);
+// a file with no example at all. Without need_completion (prompts to
+// generate from), a line may be {"prompt": ...} alone.
+std::vector<PairLine> read_pairs_file(const std::string& path, bool allow_adapter = false, bool need_completion = true);
 
 // Whether --data names a pairs file (it ends in ".jsonl").
 bool is_pairs_file(const std::string& path);
@@ -46,6 +47,7 @@ bool is_pairs_file(const std::string& path);
 // sequence length); the first prompt_tokens of them are the prompt.
 struct Example {
   std::vector<int32_t> ids;
+  std::string adapter;  // the line's "adapter" (mixed batches), "" when none
   int64_t prompt_tokens = 0;
   bool cut = false;  // longer than the sequence length: the tail (at least the end token) is gone
   int64_t completion_tokens() const { return int64_t(ids.size()) - prompt_tokens; }  // with the end token

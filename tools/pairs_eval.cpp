@@ -5,18 +5,20 @@
 
 #include "autograd/autocast.h"
 #include "autograd/ops.h"
+#include "tools/adapters.h"
 
 namespace mp::tools {
 
 namespace {
 
 // Next-token logits of a padded batch (B, T, V), with the attention mask;
-// prompt tuning's virtual positions (in front) dropped.
-Tensor batch_logits(const TrainedModel& m, const Batch& b) {
+// prompt tuning's virtual positions (in front) dropped. rows: each row's adapter, or null.
+Tensor batch_logits(const TrainedModel& m, const Batch& b, const std::vector<std::string>* rows) {
   ag::AutocastScope scope(m.precision);
   const int64_t T = b.ids.size(1);
   if (m.peft) {
-    ag::Variable logits = m.peft->forward(b.ids, &b.attention_mask);  // (B, P+T, V) or (B, T, V)
+    ag::Variable logits = rows ? m.peft->forward(b.ids, &b.attention_mask, *rows)
+                               : m.peft->forward(b.ids, &b.attention_mask);  // (B, P+T, V) or (B, T, V)
     return ag::narrow(logits, 1, logits.size(1) - T, T).value();
   }
   models::ForwardOptions opt;
@@ -34,7 +36,8 @@ double nll(const float* row, int64_t V, int32_t target) {
 
 }  // namespace
 
-PairsScore score_pairs(const TrainedModel& m, const std::vector<const Example*>& examples, int64_t B, int32_t pad_id) {
+PairsScore score_pairs(const TrainedModel& m, const std::vector<const Example*>& examples, int64_t B, int32_t pad_id,
+                       bool mixed) {
   ag::NoGrad no_grad;
   const bool was_training = m.module().is_training();
   m.module().eval();
@@ -42,7 +45,10 @@ PairsScore score_pairs(const TrainedModel& m, const std::vector<const Example*>&
   for (size_t first = 0; first < examples.size(); first += size_t(B)) {
     const std::span<const Example* const> rows(examples.data() + first, std::min(examples.size() - first, size_t(B)));
     const Batch batch = pad_batch(rows, pad_id);
-    const std::vector<float> logits = batch_logits(m, batch).to_floats();  // (B, T, V)
+    std::vector<std::string> names;
+    for (const Example* e : rows) names.push_back(e->adapter);
+    if (mixed) names = row_adapters(names, m, "pairs");
+    const std::vector<float> logits = batch_logits(m, batch, mixed ? &names : nullptr).to_floats();  // (B, T, V)
     const int64_t T = batch.ids.size(1), V = int64_t(logits.size()) / (int64_t(rows.size()) * T);
     for (size_t r = 0; r < rows.size(); ++r) {
       const Example& e = *rows[r];

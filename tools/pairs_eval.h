@@ -31,7 +31,10 @@ struct PairsScore {
   double accuracy() const { return examples > 0 ? double(exact) / double(examples) : 0; }
 };
 
-// Score `examples` B at a time (padding with pad_id), without gradients, in eval mode.
-PairsScore score_pairs(const TrainedModel& m, const std::vector<const Example*>& examples, int64_t B, int32_t pad_id);
+// Score `examples` B at a time (padding with pad_id), without gradients, in
+// eval mode. `mixed`: each row runs with its example's adapter (the base
+// model where it names none) in one mixed batch (PeftModel's adapter_names).
+PairsScore score_pairs(const TrainedModel& m, const std::vector<const Example*>& examples, int64_t B, int32_t pad_id,
+                       bool mixed = false);
 
 }  // namespace mp::tools

@@ -6,6 +6,7 @@
 
 #include "engine/error.h"
 #include "tools/cli/command.h"
+#include "tools/adapters.h"
 #include "tools/cli/model_options.h"
 #include "tools/pairs_eval.h"
 #include "tools/paths.h"
@@ -21,6 +22,9 @@ struct Options {
   double fraction = 0.1;
   int64_t batch = 4, seq = 64, batches = 16;
   bool seq_given = false, json = false;
+  bool mixed() const {  // several adapters, or one named: rows of a pairs file name theirs
+    return m.adapters.size() > 1 || (m.adapters.size() == 1 && m.adapters[0].find('=') != std::string::npos);
+  }
 };
 
 void eval_text(const Options& o, const tools::TrainedModel& m, const models::Tokenizer& tok) {
@@ -43,8 +47,8 @@ void eval_pairs(const Options& o, const tools::TrainedModel& m, const models::To
   if (m.peft) room -= m.peft->peft_config().num_virtual_tokens();
   const int64_t seq = o.seq_given ? o.seq : room;
   if (seq > room) fail("--seq {} exceeds the {} positions the model has for a sequence", seq, room);
-  tools::PairsDataset data(tools::tokenize_pairs(tools::read_pairs_file(o.data), tok, seq, o.data), o.fraction,
-                           tok.eos_id(), o.data);
+  tools::PairsDataset data(tools::tokenize_pairs(tools::read_pairs_file(o.data, o.mixed()), tok, seq, o.data),
+                           o.fraction, tok.eos_id(), o.data);
   if (data.val_examples() == 0) fail("{}: the held-out part (--fraction {}) has no examples", o.data, o.fraction);
   std::vector<const tools::Example*> held_out;
   int64_t cut = 0;
@@ -52,7 +56,7 @@ void eval_pairs(const Options& o, const tools::TrainedModel& m, const models::To
     held_out.push_back(&data.examples()[i]);
     cut += data.examples()[i].cut;
   }
-  const tools::PairsScore s = tools::score_pairs(m, held_out, o.batch, tok.eos_id());
+  const tools::PairsScore s = tools::score_pairs(m, held_out, o.batch, tok.eos_id(), o.mixed());
   if (o.json) {
     fmt::print("{}\n", nlohmann::json{{"loss", s.loss()}, {"exact_match", s.accuracy()}, {"exact", s.exact},
                                       {"examples", s.examples}, {"completion_tokens", s.tokens}, {"cut", cut}}.dump());
@@ -68,7 +72,7 @@ void add_eval(CLI::App& app) {
   auto o = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand("eval", "loss and perplexity on the held-out tail of a text file, or loss over "
                                              "completions and exact match on a pairs file (.jsonl)");
-  add_model_options(cmd, o->m);
+  add_model_options(cmd, o->m, /*adapter_required=*/false, /*several_adapters=*/true);
   cmd->add_option("--data", o->data, "UTF-8 text file, or pairs file (.jsonl)")->capture_default_str();
   cmd->add_option("--fraction", o->fraction, "evaluate on this tail of the file, or of its lines (1: all of it)")
       ->capture_default_str();
@@ -81,8 +85,11 @@ void add_eval(CLI::App& app) {
     if (o->batch <= 0 || o->seq <= 0 || o->batches <= 0) fail("--batch, --seq and --batches must be positive");
     o->seq_given = seq->count() > 0;
     models::Tokenizer tok = models::Tokenizer::from_dir(default_tokenizer_dir());
-    tools::TrainedModel m = tools::load_model(o->m.model, o->m.adapter, o->m.seed, o->m.base_dtype);
+    std::vector<tools::AdapterSpec> adapters;
+    for (const std::string& a : o->m.adapters) adapters.push_back(tools::parse_adapter_spec(a));
+    tools::TrainedModel m = tools::load_model_with_adapters(o->m.model, adapters, o->m.seed, o->m.base_dtype);
     if (tools::is_pairs_file(o->data)) eval_pairs(*o, m, tok);
+    else if (o->mixed()) fail("several (or named) --adapter need a pairs file (.jsonl) whose rows name theirs");
     else eval_text(*o, m, tok);
   });
 }

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "engine/dtype.h"
 
@@ -11,6 +12,7 @@ namespace mp::cli {
 struct ModelChoice {
   std::string model = "gpt2-tiny";
   std::string adapter;  // an HF PEFT adapter folder, or ""
+  std::vector<std::string> adapters;  // with several_adapters: "name=folder" (or "folder") each
   uint64_t seed = 0;    // for built-in names: the random init
   DType base_dtype = DType::f32;
 };
@@ -29,9 +31,16 @@ inline void add_base_dtype_option(CLI::App* cmd, DType& d) {
   add_dtype_option(cmd, "--base-dtype", d, "base weight matrices in f32, or bf16 (half the bytes; frozen: PEFT methods only)");
 }
 
-inline void add_model_options(CLI::App* cmd, ModelChoice& m, bool adapter_required = false) {
+// several_adapters: --adapter may be repeated, each "name=folder" (mixed batches).
+inline void add_model_options(CLI::App* cmd, ModelChoice& m, bool adapter_required = false,
+                              bool several_adapters = false) {
   cmd->add_option("--model", m.model, "built-in name (random weights) or HF model folder")->capture_default_str();
-  auto* a = cmd->add_option("--adapter", m.adapter, "HF PEFT adapter folder (adapter_config.json + adapter_model.safetensors)");
+  auto* a = several_adapters
+                ? cmd->add_option("--adapter", m.adapters,
+                                  "HF PEFT adapter folder, or name=folder; repeat for several (rows of a --prompts or "
+                                  "pairs file name theirs in an \"adapter\" field)")
+                : cmd->add_option("--adapter", m.adapter,
+                                  "HF PEFT adapter folder (adapter_config.json + adapter_model.safetensors)");
   if (adapter_required) a->required();
   cmd->add_option("--seed", m.seed, "seed of a built-in model's random weights")->capture_default_str();
   add_base_dtype_option(cmd, m.base_dtype);

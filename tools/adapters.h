@@ -1,0 +1,31 @@
+// Several adapters on one base, as `minipeft generate` and `eval` load them
+// for mixed batches: --adapter name=folder, repeated (a bare folder is
+// named "default").
+#pragma once
+#include <string>
+#include <vector>
+
+#include "tools/trainer.h"
+
+namespace mp::tools {
+
+struct AdapterSpec {
+  std::string name, dir;
+};
+
+// "name=folder" or "folder"; mp::Error for an empty name or folder.
+AdapterSpec parse_adapter_spec(const std::string& spec);
+
+// The base with every adapter loaded under its name, the first one active,
+// in eval mode; mp::Error for a name given twice, or adapters of different
+// families (LoRA and prompt methods cannot share a batch).
+TrainedModel load_model_with_adapters(const std::string& model, const std::vector<AdapterSpec>& adapters,
+                                      uint64_t seed = 0, DType base_dtype = DType::f32);
+
+// Each row's adapter for PeftModel's mixed forward: its own name, or
+// PeftModel::kBaseName when it names none. mp::Error naming `where` and the
+// row for an adapter that was not loaded.
+std::vector<std::string> row_adapters(const std::vector<std::string>& names, const TrainedModel& m,
+                                      const std::string& where);
+
+}  // namespace mp::tools
