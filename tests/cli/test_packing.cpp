@@ -1,15 +1,14 @@
 // --packing (tools/pairs.h, pack_batch): several examples per row, each with
 // its own positions and attention (segment_ids). Packed rows must give every
-// example the loss it has alone, unpacked.
+// example the loss it has alone, unpacked. (Training with --packing, its
+// resume and its refusals: test_pairs.cpp.)
 #include <doctest/doctest.h>
 
-#include "engine/error.h"
 #include "models/load.h"
 #include "peft/peft_model.h"
 #include "tests/cli/helpers.h"
 #include "tests/peft/helpers.h"
 #include "tools/pairs.h"
-#include "tools/paths.h"
 #include "tools/trainer.h"
 
 using namespace mp;
@@ -126,40 +125,4 @@ TEST_CASE("packed batches: training rows are full, held-out rows cover every exa
     for (int32_t id : values(b.ids)) examples += id == 255;  // one end token per example
   }
   CHECK(examples == 15);
-}
-
-TEST_CASE("train --packing: runs and resumes bit for bit; refused for text and prompt methods") {
-  static models::Tokenizer tok = models::Tokenizer::from_dir(cli::default_tokenizer_dir());
-  test::TempDir a("packing_a"), b("packing_b");
-  auto config = [&](const std::string& out) {
-    tools::TrainConfig c;
-    c.model = "opt-tiny";
-    c.method = "lora";
-    c.data = test::data_path("pairs_example.jsonl");
-    c.packing = true;
-    c.batch = 2;
-    c.seq = 32;
-    c.steps = 4;
-    c.out_dir = out;
-    c.progress = false;
-    return c;
-  };
-  tools::TrainResult whole = tools::train(config(a.str()), tok);
-  REQUIRE(whole.steps.size() == 4);
-  tools::TrainConfig first = config(b.str());
-  first.stop_after = 2;
-  tools::train(first, tok);
-  tools::TrainConfig second = config(b.str());
-  second.resume = true;
-  tools::TrainResult rest = tools::train(second, tok);
-  REQUIRE(rest.steps.size() == 2);
-  CHECK(rest.steps[1].loss == whole.steps[3].loss);
-  CHECK(rest.final_val_loss == whole.final_val_loss);
-
-  tools::TrainConfig text = config(b.str());
-  text.data = test::data_path("legal/licenses.txt");
-  CHECK_THROWS_WITH_AS(tools::train(text, tok), doctest::Contains("--packing packs the examples of a pairs file"), Error);
-  tools::TrainConfig prompt = config(b.str());
-  prompt.method = "prompt";
-  CHECK_THROWS_WITH_AS(tools::train(prompt, tok), doctest::Contains("--packing works with --method full or lora"), Error);
 }

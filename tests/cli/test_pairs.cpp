@@ -155,34 +155,48 @@ TEST_CASE("the loss of a padded batch is the token-weighted mean over the comple
   CHECK(std::abs(batch_loss - mean_of_means) > 1e-3);
 }
 
-TEST_CASE("train on a pairs file: runs, resumes bit for bit, reports cut examples") {
-  test::TempDir a("pairs_a"), b("pairs_b");
-  auto config = [&](const std::string& out) {
-    tools::TrainConfig c;
-    c.model = "gpt2-tiny";
-    c.method = "lora";
-    c.data = test::data_path("pairs_example.jsonl");
-    c.batch = 4;
-    c.seq = 16;
-    c.steps = 4;
-    c.lora_dropout = 0.1f;
-    c.out_dir = out;
-    c.progress = false;
-    return c;
-  };
-  tools::TrainResult whole = tools::train(config(a.str()), tokenizer());
-  REQUIRE(whole.steps.size() == 4);
-  CHECK(std::isfinite(whole.final_val_loss));
-  tools::TrainConfig first = config(b.str());
-  first.stop_after = 2;
-  tools::train(first, tokenizer());
-  tools::TrainConfig second = config(b.str());
-  second.resume = true;
-  tools::TrainResult rest = tools::train(second, tokenizer());
-  REQUIRE(rest.steps.size() == 2);
-  CHECK(rest.steps[1].loss == whole.steps[3].loss);
-  CHECK(rest.final_val_loss == whole.final_val_loss);
+TEST_CASE("train on a pairs file, padded or packed: runs, resumes bit for bit, reports cut examples") {
+  for (bool packing : {false, true}) {
+    CAPTURE(packing);
+    test::TempDir a("pairs_a"), b("pairs_b");
+    auto config = [&](const std::string& out) {
+      tools::TrainConfig c;
+      c.model = "gpt2-tiny";
+      c.method = "lora";
+      c.data = test::data_path("pairs_example.jsonl");
+      c.packing = packing;
+      c.batch = packing ? 2 : 4;
+      c.seq = packing ? 32 : 16;
+      c.steps = 4;
+      c.lora_dropout = 0.1f;
+      c.out_dir = out;
+      c.progress = false;
+      return c;
+    };
+    tools::TrainResult whole = tools::train(config(a.str()), tokenizer());
+    REQUIRE(whole.steps.size() == 4);
+    CHECK(std::isfinite(whole.final_val_loss));
+    tools::TrainConfig first = config(b.str());
+    first.stop_after = 2;
+    tools::train(first, tokenizer());
+    tools::TrainConfig second = config(b.str());
+    second.resume = true;
+    tools::TrainResult rest = tools::train(second, tokenizer());
+    REQUIRE(rest.steps.size() == 2);
+    CHECK(rest.steps[1].loss == whole.steps[3].loss);
+    CHECK(rest.final_val_loss == whole.final_val_loss);
+    if (!packing) continue;
+    tools::TrainConfig text = config(b.str());
+    text.data = test::data_path("legal/licenses.txt");
+    CHECK_THROWS_WITH_AS(tools::train(text, tokenizer()), doctest::Contains("--packing packs the examples of a pairs file"),
+                         Error);
+    tools::TrainConfig prompt = config(b.str());
+    prompt.method = "prompt";
+    CHECK_THROWS_WITH_AS(tools::train(prompt, tokenizer()), doctest::Contains("--packing works with --method full or lora"),
+                         Error);
+  }
 
+  test::TempDir a("pairs_cli");
   test::Run r = test::minipeft("train --no-progress --steps 1 --batch 2 --seq 5 --data " +
                                test::data_path("pairs_example.jsonl"));
   CAPTURE(r.output);
