@@ -11,6 +11,7 @@
 #include "autograd/autocast.h"
 #include "autograd/ops.h"
 #include "engine/error.h"
+#include "engine/ops.h"
 #include "models/load.h"
 #include "nn/adamw.h"
 #include "nn/clip_grad.h"
@@ -301,13 +302,18 @@ TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer,
 
   Ledger::instance().reset_peaks();
   double train_seconds = 0;
+  int64_t train_tokens = 0;  // real tokens (pairs: padding not counted)
   const int64_t end = config.stop_after > 0 ? std::min(config.stop_after, config.steps) : config.steps;
   for (int64_t step = start + 1; step <= end; ++step) {
     auto t0 = Clock::now();
     double lr = schedule.lr(config.effective_lr(), step - 1);
     opt.set_lr(lr);
+    int64_t step_tokens = 0;
     auto batch = [&](int64_t micro) {
-      return data->train_batch(config.batch, config.seq, config.seed, (step - 1) * config.grad_accum + micro);
+      Batch b = data->train_batch(config.batch, config.seq, config.seed, (step - 1) * config.grad_accum + micro);
+      step_tokens += b.attention_mask.defined() ? int64_t(ops::sum_all(b.attention_mask.to(DType::f32)).item())
+                                                : b.ids.numel();
+      return b;
     };
     auto check_loss = [&](double value) {
       if (!std::isfinite(value))
@@ -336,14 +342,15 @@ TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer,
       last_checkpoint = step;
       kill.at(KillPoint::after_checkpoint, step);
     }
-    progress.update(rec, config.batch * config.seq * config.grad_accum);
+    progress.update(rec, step_tokens);
+    train_tokens += step_tokens;
     result.steps.push_back(rec);
   }
   progress.finish();
   result.peaks = ledger_peaks();
   if (!result.steps.empty()) {
     result.final_val_loss = result.steps.back().val_loss;
-    result.tokens_per_s = double(result.steps.size() * config.batch * config.seq * config.grad_accum) / train_seconds;
+    result.tokens_per_s = double(train_tokens) / train_seconds;
   }
   if (!config.out_dir.empty() && end == config.steps) {
     if (m.peft) m.peft->save_pretrained(final_model_dir(config.out_dir));

@@ -80,7 +80,7 @@ struct MemoryPeaks {
 struct TrainResult {
   std::vector<StepRecord> steps;  // this process's steps (after a resume: the new ones)
   double final_val_loss = -1;
-  double tokens_per_s = 0;        // training tokens per second over this process's steps
+  double tokens_per_s = 0;        // training tokens per second over this process's steps (pairs: padding not counted)
   MemoryPeaks peaks;              // ledger peaks during training
   int64_t trainable_params = 0, all_params = 0;
 };
