@@ -206,4 +206,10 @@ TEST_CASE("attention shape errors") {
   ps.segment_ids = &segments;
   CHECK_THROWS_WITH_AS(ops::attention(q, q, q, ps), doctest::Contains("segment_ids (1, 4) i32 should be i32 (1, 5)"),
                        Error);
+  // On the meta device (the memory planner) segments are checked and cost nothing.
+  Tensor mq = Tensor::empty({1, 2, 5, 4}, DType::f32, kMeta), mseg = Tensor::empty({1, 5}, DType::i32, kMeta);
+  ps.segment_ids = &mseg;
+  CHECK(ops::attention(mq, mq, mq, ps).out.device().is_meta());
+  ps.segment_ids = &segments;  // on the cpu, q on meta
+  CHECK_THROWS_WITH_AS(ops::attention(mq, mq, mq, ps), doctest::Contains("segment_ids (1, 4) i32 should be"), Error);
 }
