@@ -94,8 +94,8 @@ class PeftModel : public nn::Module {
   // Greedy continuations of several prompts in one batch, row b with adapter
   // adapter_names[b] (as above): each the tokens generate() gives that prompt
   // alone with its adapter (up to max_new_tokens, stopping after eos_token_id
-  // when it is >= 0). No KV cache: every step runs the whole right-padded
-  // batch (a row's pads come after its tokens, which never see them).
+  // when it is >= 0). LoRA rows: left-padded, with a KV cache; prompt and
+  // prefix rows: no cache yet, every step runs the whole right-padded batch.
   std::vector<std::vector<int32_t>> generate(const std::vector<std::vector<int32_t>>& prompts,
                                              const std::vector<std::string>& adapter_names, int max_new_tokens,
                                              int eos_token_id = -1);
@@ -137,6 +137,9 @@ class PeftModel : public nn::Module {
   // The base model's logits for prepare(ids, options, rows).
   Variable prepared_forward(const Tensor& ids, const models::ForwardOptions& options,
                             const std::vector<std::string>* rows = nullptr);
+  // Greedy generation of the LoRA rows set by set_lora_rows, with a KV cache.
+  std::vector<std::vector<int32_t>> cached_generate(const std::vector<std::vector<int32_t>>& prompts,
+                                                    int max_new_tokens, int eos_token_id);
   // LoRA layers run row b with rows[b] ("" = none); empty: the active adapter again.
   void set_lora_rows(const std::vector<std::string>& rows);
   // Build adapter `name`. In inference_mode (a loaded adapter) a prompt is

@@ -129,3 +129,9 @@ TEST_CASE("a mixed batch over two soft prompts, and over two prefixes: each row 
                          doctest::Contains("needs an adapter on every row"), Error);
   }
 }
+
+TEST_CASE("a mixed batch of LoRA and base rows on OPT (positions from the mask, left-padded generation)") {
+  auto pm = peft::load_peft_model(models::load_pretrained(test::fixtures_dir() + "/opt_tiny"),
+                                  test::fixtures_dir() + "/peft/opt_lora", "a");
+  check_rows(*pm, {"a", kBase, "a", kBase, "a", "a"});
+}
