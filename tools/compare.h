@@ -30,7 +30,7 @@ struct CompareOptions {
   std::string out_dir = "compare-out";
   std::string base;                   // an HF model folder; "" pretrains one
   std::string model = "gpt2-tiny";    // the built-in shape to pretrain
-  int layers = 0, width = 0, heads = 0;  // overrides of that shape (0: keep)
+  ModelShape shape;                   // overrides of that shape (tools/model_shape.h)
   std::string pretrain_data;          // "" : data_dir()/tinyshakespeare/input.txt
   std::string adapt_data;             // "" : data_dir()/legal/licenses.txt
   int64_t pretrain_steps = 400, steps = 200, batch = 8, seq = 64;

@@ -166,8 +166,7 @@ void CompareOptions::validate() const {
   positive(evals, "evals");
   if (batch * seq > (int64_t(1) << 20)) fail("--batch {} x --seq {} is absurdly large for compare", batch, seq);
   if (steps > 10'000'000 || pretrain_steps > 10'000'000) fail("--steps / --pretrain-steps absurdly large");
-  if (layers < 0 || width < 0 || heads < 0) fail("--layers, --width and --heads must be >= 0");
-  if (layers > 64 || width > 4096 || heads > 64) fail("--layers/--width/--heads absurdly large for compare");
+  if (base.empty()) shaped_config(model, shape);  // a bad shape fails before any training
   if (lora_r <= 0 || lora_r > 4096) fail("--lora-r must be in [1, 4096], got {}", lora_r);
   if (num_virtual_tokens <= 0 || num_virtual_tokens > 1024)
     fail("--virtual-tokens must be in [1, 1024], got {}", num_virtual_tokens);
@@ -201,19 +200,7 @@ CompareResult run_compare(const CompareOptions& options, const models::Tokenizer
     auto t0 = Clock::now();
     TrainConfig pc;
     pc.model = o.model;
-    if (o.layers || o.width || o.heads) {
-      models::ModelConfig mc = models::builtin_config(o.model);
-      if (o.layers) mc.num_layers = o.layers;
-      if (o.heads) mc.num_heads = o.heads;
-      if (o.width) {
-        mc.hidden_size = o.width;
-        mc.ffn_dim = 4 * o.width;
-      }
-      if (mc.hidden_size % mc.num_heads != 0)
-        fail("--width {} is not divisible by --heads {}", mc.hidden_size, mc.num_heads);
-      pc.model = o.out_dir + "/init";
-      models::save_pretrained(*models::make_model(mc, o.seed), pc.model);
-    }
+    pc.shape = o.shape;
     pc.method = "full";
     pc.data = o.pretrain_data;
     pc.batch = o.batch;

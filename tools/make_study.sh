@@ -1,310 +1,169 @@
-#!/bin/sh
-# Regenerates docs/study.md and docs/study/*.png from `minipeft` runs.
+#!/usr/bin/env bash
+# Regenerates docs/study.md and docs/study/*.png from `minipeft` runs: a study of
+# full fine-tuning vs LoRA, prefix and prompt tuning on synthetic tasks a small
+# base has demonstrably learned (docs/study.md says what each phase measures).
 #
-#   tools/make_study.sh [PHASE...]        phases: main rank targets ceiling assemble (default: all, in order)
+#   tools/make_study.sh [PHASE...]   phases: data base ceiling adapt second serve assemble (default: all, in order)
 #
 # MINIPEFT names the binary (default build/tools/minipeft), STUDY_OUT the
-# folder for the runs (default study-out). Every number in docs/study.md is
-# read from a results.json that one of the commands below wrote; the
-# commands are listed in the report next to their numbers. The phases after
-# `main` start from the model `main` pretrained (STUDY_OUT/main/pretrain/final),
-# so they can run at the same time as each other once it exists.
+# folder for the data and runs (default study-out; the base model is cached
+# there: `base` skips training when STUDY_OUT/base/final exists). JOBS runs up
+# to that many adaptation runs at once (default 1; `serve` and `assemble` wait
+# for the runs before them). Every number in
+# docs/study.md is read from the JSON a command below wrote; the report names
+# each command next to its numbers.
 set -eu
 MP=${MINIPEFT:-build/tools/minipeft}
 OUT=${STUDY_OUT:-study-out}
-SWEEP_STEPS=${SWEEP_STEPS:-100}
-CEIL_STEPS=${CEIL_STEPS:-600}
+JOBS=${JOBS:-1}
+BASE_STEPS=${BASE_STEPS:-2500}   # the base: 4 layers x width 128, trained on reverse/copy
+STEPS=${STEPS:-300}              # the fixed budget of every data-efficiency run
+CEIL_STEPS=${CEIL_STEPS:-1000}   # the ceiling's larger budget
+SIZES=${SIZES:-100 400 1600 6400}
+BATCH=16
+SEQ=16
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
-BASE=$OUT/main/pretrain/final
 mkdir -p "$OUT"
 
-run() {  # run NAME ARGS...: minipeft ARGS, the command and its output kept in OUT/NAME.{cmd,txt}
+date +%s > "$OUT/started"
+
+run() {  # run NAME ARGS...: minipeft ARGS, the command and its output kept in OUT/NAME.{cmd,txt,time}
   name=$1; shift
   echo "minipeft $*" > "$OUT/$name.cmd"
-  cut -d' ' -f1 /proc/loadavg > "$OUT/$name.load"  # the 1-minute load average at the start
   echo "== minipeft $*" >&2
-  /usr/bin/time -f "%e s wall, %U s user, %S s sys" -o "$OUT/$name.time" "$MP" "$@" --no-progress > "$OUT/$name.txt"
-  cat "$OUT/$name.txt" >&2
+  /usr/bin/time -f "%e" -o "$OUT/$name.time" "$MP" "$@" > "$OUT/$name.txt" 2> "$OUT/$name.err"
 }
 
-phase_main() {
-  # The default comparison, plus the serving measurements (second adapter,
-  # switching, merged/unmerged/base forward latency).
-  run main compare --serving --out "$OUT/main"
+spawn() {  # spawn CMD...: in the background, at most JOBS at once
+  if [ "$JOBS" -le 1 ]; then "$@"; return; fi
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+  "$@" &
 }
 
-phase_rank() {
-  for r in 1 2 4 8 16 32 64; do
-    run "rank-$r" compare --base "$BASE" --methods lora --lora-r "$r" --steps "$SWEEP_STEPS" --evals 2 --out "$OUT/rank-$r"
-  done
+# The adaptation settings by method, the same at every size and budget (not tuned per size):
+# full: LR 5e-4; LoRA: r 16, alpha 32 on every linear layer, LR 5e-3; prefix and
+# prompt tuning: 20 virtual tokens, LR 3e-2 (PEFT's examples use higher LRs for
+# prompt methods); AdamW, 10% warmup, cosine to 10%, clip 1.0, batch 16.
+method_args() {
+  case $1 in
+    full) echo "--method full --lr 5e-4" ;;
+    lora) echo "--method lora --lora-r 16 --lora-alpha 32 --lora-targets c_attn,c_proj,c_fc --lr 5e-3" ;;
+    prefix) echo "--method prefix --virtual-tokens 20 --lr 3e-2" ;;
+    prompt) echo "--method prompt --virtual-tokens 20 --lr 3e-2" ;;
+  esac
 }
 
-phase_targets() {
-  # attention only (c_attn: GPT-2's fused q,k,v) is rank-8 of the sweep; all linear layers here.
-  run targets-all compare --base "$BASE" --methods lora --lora-r 8 --lora-targets c_attn,c_proj,c_fc \
-    --steps "$SWEEP_STEPS" --evals 2 --out "$OUT/targets-all"
+model_of() {  # the model and adapter options that evaluate run NAME trained with METHOD
+  if [ "$2" = full ]; then echo "--model $OUT/$1/final"; else echo "--model $OUT/base/final --adapter $OUT/$1/final"; fi
 }
 
-phase_ceiling() {
-  run ceiling compare --base "$BASE" --methods full,lora --steps "$CEIL_STEPS" --evals 6 --out "$OUT/ceiling"
+evaluate() {  # evaluate NAME TEST MODEL-OPTIONS...: exact match on a held-out file, JSON in OUT/NAME.txt
+  name=$1 test=$2; shift 2
+  run "$name" eval "$@" --data "$OUT/data/$test.jsonl" --fraction 1 --batch 50 --seq $SEQ --json
 }
 
-phase_assemble() {
-  mkdir -p docs/study
-  python3 - "$OUT" docs <<'PYEOF'
-# Assembles docs/study.md from the runs' results.json, *.cmd, *.time files.
-import json, math, os, shutil, subprocess, sys
-out, docs = sys.argv[1], sys.argv[2]
-def load(name):
-    p = f"{out}/{name}/results.json"
-    return json.load(open(p)) if os.path.exists(p) else None
-def cmd(name):
-    p = f"{out}/{name}.cmd"
-    return open(p).read().strip() if os.path.exists(p) else "?"
-def timing(name):
-    p = f"{out}/{name}.time"
-    return open(p).read().strip() if os.path.exists(p) else "?"
-def mib(b): return f"{b / 2**20:.2f}"
-def human(b):
-    for unit, div in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if b >= div: return f"{b / div:.1f} {unit}"
-    return f"{b} B"
-def by_method(r): return {m["method"]: m for m in r["methods"]}
-def peak(m, tag): return m["peak_bytes"][tag]
-def step_s(m): return m["mean_step_s"]
-missing = []
-md = []
-w = md.append
+adapt_one() {  # adapt_one NAME DATA N METHOD STEPS: train on DATA's first N pairs, then exact match on both tasks
+  name=$1 data=$2 n=$3 method=$4 steps=$5
+  # the data file is N training pairs then 100 validation pairs: hold out exactly those
+  frac=$(python3 -c "print(99.5 / ($n + 100))")
+  run "$name" train --model "$OUT/base/final" $(method_args "$method") --data "$OUT/data/$data.jsonl" \
+    --val-fraction "$frac" --batch 16 --seq $SEQ --steps "$steps" --warmup $((steps / 10)) --schedule cosine \
+    --seed 0 --out "$OUT/$name" --no-progress
+  evaluate "$name.task" "${data%_*}_test" $(model_of "$name" "$method")
+  evaluate "$name.base" base_test $(model_of "$name" "$method")
+}
 
-main = load("main")
-w("# minipeft study: full fine-tuning vs LoRA, prefix and prompt tuning\n")
-w("Generated by `tools/make_study.sh` from `minipeft` runs; every number below is read from the")
-w("`results.json` of the command named next to it (the runs' folders: `" + out + "/<run>/`).")
-w("Do not edit by hand: rerun the script.\n")
-loads = sorted(float(open(os.path.join(out, f)).read()) for f in os.listdir(out) if f.endswith(".load"))
-load_range = f"{loads[0]:.1f} to {loads[-1]:.1f}" if loads else "not recorded"
-w("**Machine and timing caveat.** All runs were made on a shared 2-core x86 machine (AMD EPYC,")
-w(f"AVX2); the 1-minute load average at the start of the runs was {load_range}. Wall times,")
-w("tokens/s and latencies depend on that load; compare them within a run, not across runs.")
-w("Parameter counts, memory bytes (the engine's ledger), losses and file sizes do not.\n")
-if main is None:
-    missing.append("everything that needs the main run (`" + out + "/main`)")
-else:
-    b, o, M = main["base"], main["options"], by_method(main)
-    pre = main.get("pretrain", {})
-    w("## Setup\n")
-    w(f"Command: `{cmd('main')}` ({timing('main')}).\n")
-    w(f"- Base: GPT-2 shape with {b['layers']} layers, width {b['width']}, {b['heads']} heads, the full GPT-2 vocabulary")
-    w(f"  ({b['vocab']:,} tokens): {b['params']:,} parameters, most of them the tied token embedding.")
-    if pre:
-        w(f"  Pretrained from random init on tinyshakespeare for {o['pretrain_steps']} steps of {o['batch']}x{o['seq']} tokens")
-        w(f"  (peak LR {o['pretrain_lr']}, warmup 10%, cosine) in {pre['wall_s']:.0f} s; held-out loss {pre['final_val_loss']:.3f}.")
-    w(f"- Adaptation: `data/legal/licenses.txt`, {o['steps']} steps x batch {o['batch']} x seq {o['seq']} =")
-    w(f"  {o['steps'] * o['batch'] * o['seq']:,} training tokens for every method; AdamW, cosine schedule, clip 1.0,")
-    w("  LR by method (full 3e-4, LoRA 1e-3, prefix/prompt 3e-2); LoRA r = 8, alpha 16 on `c_attn`;")
-    w(f"  {o['virtual_tokens']} virtual tokens for prefix and prompt tuning (no reparameterisation MLP).")
-    w(f"- Held-out sets: the last 10% of each corpus, {o['eval_batches']} batches of {o['batch']}x{o['seq']}.\n")
-    w("The table `minipeft compare` printed:\n")
-    w("```")
-    txt = open(f"{out}/main.txt").read().rstrip()
-    w(txt)
-    w("```\n")
-    for f in ("loss.png", "memory.png"):
-        shutil.copy(f"{out}/main/plots/{f}", f"{docs}/study/{f}")
-
-    w("## Parameter efficiency\n")
-    w("| method | trainable params | of all params | Δ held-out licence loss (before → after) |")
-    w("|---|---:|---:|---|")
-    for m in main["methods"]:
-        init = m.get("licence_loss_init")
-        start = f"{m['licence_loss_before']:.3f}"
-        if init is not None and abs(init - m["licence_loss_before"]) > 1e-9:
-            start += f" (fresh adapter: {init:.3f})"
-        w(f"| {m['method']} | {m['trainable_params']:,} | {100 * m['trainable_params'] / m['all_params']:.4f}% |"
-          f" {start} → {m['licence_loss_after']:.3f} |")
-    w("")
-    w("`all params` counts the adapter too (HF PEFT's convention). Full fine-tuning trains every")
-    w("parameter, including the 50,257 x C embedding table that dominates a model this narrow.\n")
-
-    w("## Compute and memory cost\n")
-    w("Peak bytes per ledger category during training (MiB). The total is the peak of the sum, so it is")
-    w("less than the sum of the per-category peaks.\n")
-    w("| method | weights | adapter | grads | optimizer | activations | workspace | total | tokens/s | step (s) |")
-    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for m in main["methods"]:
-        w(f"| {m['method']} | {mib(peak(m, 'weights'))} | {mib(peak(m, 'adapter'))} | {mib(peak(m, 'grads'))} |"
-          f" {mib(peak(m, 'optimizer'))} | {mib(peak(m, 'activations'))} | {mib(peak(m, 'workspace'))} |"
-          f" {mib(peak(m, 'total'))} | {m['tokens_per_s']:.0f} | {step_s(m):.3f} |")
-    w("")
-    w("Grads are exactly 4 bytes and AdamW state exactly 8 bytes per trainable parameter (checked by")
-    w("`tests/cli/test_compare.cpp`); frozen weights get neither. At this width the activations")
-    w("(dominated by the (B·T, 50,257) logits and the classifier's workspace) outweigh the weights, so")
-    w("freezing saves the grads and optimizer state (3x the weights) but not the activations.\n")
-    w("![peak memory by category](study/memory.png)\n")
-
-    w("## Data efficiency\n")
-    w("Held-out licence loss against training tokens seen (the same batches for every method):\n")
-    evals = {}
-    for m in main["methods"]:
-        for st in m["steps"]:
-            if "val_loss" in st:
-                evals.setdefault(st["step"] * o["batch"] * o["seq"], {})[m["method"]] = st["val_loss"]
-    names = [m["method"] for m in main["methods"]]
-    w("| training tokens | " + " | ".join(names) + " |")
-    w("|---:|" + "---:|" * len(names))
-    w(f"| 0 | " + " | ".join(f"{M[n].get('licence_loss_init', M[n]['licence_loss_before']):.3f}" for n in names) + " |")
-    for t in sorted(evals):
-        w(f"| {t:,} | " + " | ".join(f"{evals[t][n]:.3f}" if n in evals[t] else "" for n in names) + " |")
-    w("")
-    w("![loss curves](study/loss.png)\n")
-
-    ceil = load("ceiling")
-    w("## Performance ceiling\n")
-    if ceil is None:
-        missing.append("performance ceiling (the `ceiling` phase did not run)")
-        w("Not measured (see the end of this page).\n")
-    else:
-        co = ceil["options"]
-        w(f"Command: `{cmd('ceiling')}` ({timing('ceiling')}): {co['steps']} steps, "
-          f"{co['steps'] * co['batch'] * co['seq']:,} tokens, {co['steps'] / o['steps']:g}x the main budget.\n")
-        w("| method | held-out licence loss, main budget | longer run | Shakespeare ppl after (longer run) |")
-        w("|---|---:|---:|---:|")
-        for m in ceil["methods"]:
-            base_run = M.get(m["method"])
-            w(f"| {m['method']} | {base_run['licence_loss_after']:.3f} | {m['licence_loss_after']:.3f} |"
-              f" {m['shakespeare_ppl_after']:.1f} |" if base_run else f"| {m['method']} | | {m['licence_loss_after']:.3f} | {m['shakespeare_ppl_after']:.1f} |")
-        w("")
-        shutil.copy(f"{out}/ceiling/plots/loss.png", f"{docs}/study/ceiling_loss.png")
-        w("![loss curves of the longer run](study/ceiling_loss.png)\n")
-
-    w("## Catastrophic forgetting\n")
-    w(f"Perplexity on held-out Shakespeare (the pretraining corpus) before adapting: {main['shakespeare_ppl_before']:.1f}.\n")
-    w("| method | Shakespeare ppl after adapting | change |")
-    w("|---|---:|---:|")
-    for m in main["methods"]:
-        w(f"| {m['method']} | {m['shakespeare_ppl_after']:.1f} | {100 * (m['shakespeare_ppl_after'] / main['shakespeare_ppl_before'] - 1):+.1f}% |")
-    w("")
-    sv = main.get("serving")
-    if sv:
-        w(f"A PEFT model can always switch its adapter off: with adapters disabled the held-out Shakespeare loss")
-        w(f"is {sv['loss']['adapters_off'][1]:.4f}, the base's ({main['shakespeare_loss_before']:.4f}); full fine-tuning has no such switch.\n")
-
-    w("## Storage\n")
-    w("| method | saved model or adapter (`final/`) | training checkpoint (params + AdamW state) |")
-    w("|---|---:|---:|")
-    for m in main["methods"]:
-        ck = f"{out}/main/{m['method']}/checkpoint.safetensors"
-        cks = human(os.path.getsize(ck)) if os.path.exists(ck) else "?"
-        w(f"| {m['method']} | {human(m['disk_bytes'])} ({m['disk_bytes']:,} B) | {cks} |")
-    w("")
-    w("Sizes are the files the runs wrote (`final/` is `model.safetensors` + `config.json` for full")
-    w("fine-tuning, `adapter_model.safetensors` + `adapter_config.json` for the adapters).\n")
-
-    w("## Multi-task serving\n")
-    if not sv:
-        w("Not measured (see the end of this page).\n")
-        missing.append("multi-task serving (main run without --serving)")
-    else:
-        w("Two LoRA adapters on one base: the licence adapter of the main run and a second one trained on")
-        w(f"Shakespeare with the same budget (in `{out}/main/serving-lora-shakespeare`), loaded into one")
-        w("`peft::PeftModel` (`load_adapter`), switched with `set_adapter`.\n")
-        w(f"- Switching adapters: {sv['switch_us']:.2f} µs per `set_adapter` (mean of 2,000 switches): no weights move.")
-        w("- Held-out loss per adapter and task:\n")
-        w("| adapter | licence | Shakespeare |")
-        w("|---|---:|---:|")
-        for k, label in (("licence_adapter", "licence"), ("shakespeare_adapter", "Shakespeare"), ("adapters_off", "none (base)")):
-            w(f"| {label} | {sv['loss'][k][0]:.3f} | {sv['loss'][k][1]:.3f} |")
-        w("")
-
-    w("## Training speed vs full fine-tuning\n")
-    f = M.get("full")
-    if f:
-        w("| method | tokens/s | vs full | mean step (s) |")
-        w("|---|---:|---:|---:|")
-        for m in main["methods"]:
-            w(f"| {m['method']} | {m['tokens_per_s']:.0f} | {m['tokens_per_s'] / f['tokens_per_s']:.2f}x | {step_s(m):.3f} |")
-        w("")
-        w("The four methods ran one after another while the machine's load changed, so these ratios are")
-        w("indicative only. The PEFT methods skip the weight gradients and the AdamW update of the frozen")
-        w("layers (including the 50,257 x C embedding, the largest one); prompt tuning also runs")
-        w("num_virtual_tokens extra positions per sequence.\n")
-
-    w("## Inference latency: merged vs unmerged LoRA vs the bare base\n")
-    if sv:
-        w(f"One forward pass of a ({o['batch']}, {o['seq']}) batch, mean of {sv['forward_reps']} after one warm-up, from the main run:\n")
-        w("| model | forward (ms) |")
-        w("|---|---:|")
-        w(f"| base (adapters disabled) | {1e3 * sv['forward_base_s']:.2f} |")
-        w(f"| LoRA unmerged | {1e3 * sv['forward_unmerged_s']:.2f} |")
-        w(f"| LoRA merged | {1e3 * sv['forward_merged_s']:.2f} |")
-        w("")
-        w(f"Merging took {1e3 * sv['merge_s']:.2f} ms and unmerging {1e3 * sv['unmerge_s']:.2f} ms. A merged adapter runs the base's")
-        w("own GEMMs, so its latency should match the base; differences of a few ms here are within the noise of")
-        w("a shared machine (10 repetitions each).\n")
-    else:
-        w("Not measured (see the end of this page).\n")
-        missing.append("inference latency (main run without --serving)")
-
-ranks = [(r, load(f"rank-{r}")) for r in (1, 2, 4, 8, 16, 32, 64)]
-ranks = [(r, x) for r, x in ranks if x]
-w("## LoRA rank sweep\n")
-if not ranks:
-    missing.append("LoRA rank sweep (the `rank` phase did not run)")
-else:
-    ro = ranks[0][1]["options"]
-    w(f"LoRA on `c_attn` from the main run's base, alpha 16, {ro['steps']} steps x {ro['batch']}x{ro['seq']}; commands:")
-    w(f"`{cmd('rank-%d' % ranks[0][0])}` and the same with each `--lora-r`.\n")
-    w("| r | trainable | held-out licence loss | grads+optimizer (KiB) | peak total (MiB) | adapter file | tokens/s | step (s) |")
-    w("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    rows = []
-    for r, x in ranks:
-        m = x["methods"][0]
-        rows.append((r, m["licence_loss_after"], step_s(m)))
-        w(f"| {r} | {m['trainable_params']:,} | {m['licence_loss_after']:.3f} | {(peak(m, 'grads') + peak(m, 'optimizer')) / 1024:.1f} |"
-          f" {mib(peak(m, 'total'))} | {human(m['disk_bytes'])} | {m['tokens_per_s']:.0f} | {step_s(m):.3f} |")
-    w("")
-    w("The ranks ran one after another on a shared machine: the tokens/s and step-time columns move with")
-    w("its load, not with the rank (at width 64, r = 64 adds about 1% to the FLOPs of the 50,257-wide")
-    w("classifier). The bytes do follow the rank: grads + AdamW state are 12 bytes per trainable parameter.\n")
-    with open(f"{out}/rank.dat", "w") as fh:
-        for r, loss, st in rows: fh.write(f"{r} {loss} {st}\n")
-    gp = (f"set terminal pngcairo size 900,500\nset output '{docs}/study/lora_rank.png'\nset logscale x 2\nset grid\n"
-          "set xlabel 'LoRA rank r'\nset ylabel 'held-out licence loss'\nset y2label 'mean step time (s)'\nset ytics nomirror\nset y2tics\n"
-          "set key outside right top\nset title 'LoRA rank sweep (c_attn)'\n"
-          f"plot '{out}/rank.dat' using 1:2 with linespoints pt 7 lw 2 title 'held-out loss', '' using 1:3 axes x1y2 with linespoints pt 5 dt 2 title 'step time'\n")
-    if subprocess.run(["gnuplot"], input=gp.encode()).returncode == 0:
-        w("![LoRA rank sweep](study/lora_rank.png)\n")
-    if len(ranks) < 7: missing.append("LoRA ranks " + ", ".join(str(r) for r in (1, 2, 4, 8, 16, 32, 64) if r not in dict(ranks)))
-
-w("## LoRA targets: attention only vs all linear layers\n")
-tall, t8 = load("targets-all"), load("rank-8")
-if tall is None or t8 is None:
-    missing.append("LoRA targets (needs the `targets` phase and rank 8 of the sweep)")
-else:
-    w("GPT-2 fuses q, k and v into one `c_attn`, so \"attention only\" here is `c_attn` (q, k and v, not q and v alone).")
-    w(f"Commands: `{cmd('rank-8')}` and `{cmd('targets-all')}`.\n")
-    w("| targets | trainable | held-out licence loss | Shakespeare ppl after | peak total (MiB) | tokens/s |")
-    w("|---|---:|---:|---:|---:|---:|")
-    for label, x in (("c_attn", t8), ("c_attn, c_proj, c_fc", tall)):
-        m = x["methods"][0]
-        w(f"| {label} | {m['trainable_params']:,} | {m['licence_loss_after']:.3f} | {m['shakespeare_ppl_after']:.1f} | {mib(peak(m, 'total'))} | {m['tokens_per_s']:.0f} |")
-    w("")
-
-w("## Not measured\n")
-if missing:
-    for x in missing: w(f"- {x}")
-else:
-    w("Nothing: every section above has numbers.")
-w("")
-open(f"{docs}/study.md", "w").write("\n".join(md) + "\n")
-print(f"wrote {docs}/study.md")
+phase_data() {
+  # The tasks, over single-letter tokens (" a" .. " z" are one GPT-2 token each), 3 to 6 letters:
+  #   reverse: k d m q = -> q m d k      copy: k d m q = -> k d m q      (the base's tasks)
+  #   shift: k d m q = -> l e n r        (Caesar +1: the task to adapt to)
+  #   swap: k d m q r = -> d k q m r     (adjacent letters swapped: the second adapter's task)
+  # Held-out sequences are drawn first and never appear in a training file.
+  python3 - "$OUT/data" <<'PYEOF'
+import json, os, random, sys
+out = sys.argv[1]
+os.makedirs(out, exist_ok=True)
+L = "abcdefghijklmnopqrstuvwxyz"
+def answer(task, s):
+    if task == "reverse": return s[::-1]
+    if task == "copy": return s
+    if task == "shift": return [L[(L.index(x) + 1) % 26] for x in s]
+    if task == "swap":
+        c = list(s)
+        for i in range(0, len(c) - 1, 2): c[i], c[i + 1] = c[i + 1], c[i]
+        return c
+def ex(task, s): return {"prompt": f"{task}: {' '.join(s)} =", "completion": " " + " ".join(answer(task, s))}
+def write(name, rows):
+    with open(f"{out}/{name}.jsonl", "w") as f:
+        for r in rows: f.write(json.dumps(r) + "\n")
+rng = random.Random(1234)
+seen = set()
+def fresh():
+    while True:
+        s = [rng.choice(L) for _ in range(rng.randint(3, 6))]
+        if tuple(s) not in seen:
+            seen.add(tuple(s))
+            return s
+test = [fresh() for _ in range(450)]
+write("base_test", [ex(t, s) for s in test[:150] for t in ("reverse", "copy")])
+write("shift_test", [ex("shift", s) for s in test[150:300]])
+write("swap_test", [ex("swap", s) for s in test[300:450]])
+# Training files: the base's 20,000 pairs (+ 400 held out for its validation loss);
+# shift: the first N of one pool of 6,400, then the same 100 validation pairs.
+write("base_train", [ex(rng.choice(("reverse", "copy")), fresh()) for _ in range(20400)])
+pool = [ex("shift", fresh()) for _ in range(6400)]
+val = [ex("shift", fresh()) for _ in range(100)]
+for n in (100, 400, 1600, 6400): write(f"shift_{n}", pool[:n] + val)
+write("swap_1600", [ex("swap", fresh()) for _ in range(1600)] + [ex("swap", fresh()) for _ in range(100)])
+# The mixed-batch serving set: shift and swap rows interleaved, each naming its adapter.
+rows = []
+for a, b in zip(open(f"{out}/shift_test.jsonl"), open(f"{out}/swap_test.jsonl")):
+    rows.append(dict(json.loads(a), adapter="shift"))
+    rows.append(dict(json.loads(b), adapter="swap"))
+write("mixed_test", rows)
+print(f"wrote {out}")
 PYEOF
 }
 
-phases=${*:-main rank targets ceiling assemble}
+phase_base() {
+  if [ -f "$OUT/base/final/model.safetensors" ]; then echo "base: cached in $OUT/base/final" >&2; return; fi
+  run base-train train --model gpt2-tiny --layers 4 --width 128 --heads 4 --method full \
+    --data "$OUT/data/base_train.jsonl" --val-fraction 0.0196 --batch 32 --seq $SEQ --steps "$BASE_STEPS" \
+    --lr 2e-3 --warmup 100 --schedule cosine --eval-every 500 --seed 0 --out "$OUT/base" --no-progress
+  # the base on its own task and on the new ones, before any adapting
+  evaluate base.base base_test --model "$OUT/base/final"
+  evaluate base.shift shift_test --model "$OUT/base/final"
+  evaluate base.swap swap_test --model "$OUT/base/final"
+}
+
+phase_ceiling() {  # full and LoRA with a larger budget on the largest set
+  for m in full lora; do spawn adapt_one "ceil-$m" shift_6400 6400 "$m" "$CEIL_STEPS"; done
+}
+
+phase_adapt() {  # data efficiency: every method and size, the same step budget
+  for n in $SIZES; do
+    for m in full lora prefix prompt; do spawn adapt_one "adapt-$m-$n" "shift_$n" "$n" "$m" "$STEPS"; done
+  done
+}
+
+phase_second() {  # a second LoRA adapter, for the swap task
+  spawn adapt_one second-swap swap_1600 1600 lora "$STEPS"
+}
+
+phase_serve() {  # the shift and swap LoRA adapters served together, rows mixed in one batch
+  wait
+  run serve-mixed generate --model "$OUT/base/final" --adapter "shift=$OUT/adapt-lora-6400/final" \
+    --adapter "swap=$OUT/second-swap/final" --prompts "$OUT/data/mixed_test.jsonl" --max-new-tokens 7 --compare-switching
+  evaluate serve-mixed-eval mixed_test --adapter "shift=$OUT/adapt-lora-6400/final" \
+    --adapter "swap=$OUT/second-swap/final" --model "$OUT/base/final"
+}
+
+phases=${*:-data base ceiling adapt second serve assemble}
 for p in $phases; do
   case $p in
-    main | rank | targets | ceiling | assemble) "phase_$p" ;;
-    *) echo "unknown phase $p (main rank targets ceiling assemble)" >&2; exit 2 ;;
+    data | base | ceiling | adapt | second | serve | assemble) "phase_$p" ;;
+    *) echo "unknown phase $p (data base ceiling adapt second serve assemble)" >&2; exit 2 ;;
   esac
 done
+wait
+date +%s > "$OUT/finished"

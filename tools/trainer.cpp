@@ -50,6 +50,7 @@ void TrainConfig::validate() const {
   positive(batch, "batch");
   positive(seq, "seq");
   positive(grad_accum, "grad-accum");
+  if (shape.any()) shaped_config(model, shape);  // a bad shape fails before any data is read
   positive(steps, "steps");
   if (batch * seq > (int64_t(1) << 24)) fail("--batch {} x --seq {} is absurdly large", batch, seq);
   if (steps > 100'000'000) fail("--steps {} is absurdly large", steps);
@@ -131,8 +132,9 @@ TrainedModel build_model(const TrainConfig& config, const models::Tokenizer& tok
   DeviceScope scope(device);
   TrainedModel m;
   m.base = std::shared_ptr<models::CausalLM>(
-      device.is_meta() ? models::make_model(models::config_of(config.model), config.seed, config.base_dtype)
-                       : models::create_model(config.model, config.seed, config.base_dtype));
+      device.is_meta() || config.shape.any()
+          ? models::make_model(shaped_config(config.model, config.shape), config.seed, config.base_dtype)
+          : models::create_model(config.model, config.seed, config.base_dtype));
   if (const std::optional<peft::PeftType> type = config.peft_type())
     m.peft = peft::get_peft_model(m.base, peft_config_for(config, *type, m.base->config()), "default", &tokenizer);
   m.base->gradient_checkpointing_enable(config.recompute);
@@ -205,6 +207,7 @@ static nlohmann::json identity_of(const TrainConfig& c) {
   if (c.base_dtype != DType::f32) id["base_dtype"] = std::string(dtype_name(c.base_dtype));
   if (c.precision != DType::f32) id["precision"] = std::string(dtype_name(c.precision));
   if (c.packing) id["packing"] = true;
+  if (c.shape.any()) id["shape"] = {c.shape.layers, c.shape.width, c.shape.heads};
   return id;
 }
 

@@ -14,12 +14,14 @@
 #include "peft/peft_model.h"
 #include "tools/batch.h"
 #include "tools/dataset.h"
+#include "tools/model_shape.h"
 
 namespace mp::tools {
 
 struct TrainConfig {
   // What to train.
   std::string model = "gpt2-tiny";  // a built-in name (random init from seed) or an HF model folder
+  ModelShape shape;                  // a built-in model's sizes changed (--layers/--width/--heads)
   std::string method = "full";      // full | lora | prompt | prefix
   int lora_r = 8;
   float lora_alpha = 16.f;

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "tools/cli/command.h"
+#include "tools/cli/train_options.h"
 #include "tools/compare.h"
 #include "tools/paths.h"
 
@@ -19,9 +20,7 @@ void add_compare(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--base", o->base, "start from this HF model folder instead of pretraining");
   cmd->add_option("--model", o->model, "built-in shape to pretrain (gpt2-tiny, opt-tiny, ...)")->capture_default_str();
-  cmd->add_option("--layers", o->layers, "override the shape's layer count");
-  cmd->add_option("--width", o->width, "override the shape's width (MLP 4x)");
-  cmd->add_option("--heads", o->heads, "override the shape's head count");
+  add_shape_options(cmd, o->shape);
   cmd->add_option("--pretrain-data", o->pretrain_data, "pretraining text (default data/tinyshakespeare/input.txt)");
   cmd->add_option("--data", o->adapt_data, "adaptation text (default data/legal/licenses.txt)");
   cmd->add_option("--pretrain-steps", o->pretrain_steps, "pretraining steps")->capture_default_str();

@@ -7,6 +7,7 @@ namespace mp::cli {
 void add_method_options(CLI::App* cmd, tools::TrainConfig& c) {
   cmd->add_option("--model", c.model, "built-in name (gpt2[-medium|-large|-xl|-tiny], opt-125m|350m|1.3b|2.7b|6.7b|tiny) or HF model folder")
       ->capture_default_str();
+  add_shape_options(cmd, c.shape);
   add_base_dtype_option(cmd, c.base_dtype);
   cmd->add_option("--method", c.method, "full | lora | prompt | prefix")->capture_default_str();
   cmd->add_option("--lora-r", c.lora_r, "LoRA rank")->capture_default_str();
@@ -20,6 +21,12 @@ void add_method_options(CLI::App* cmd, tools::TrainConfig& c) {
   cmd->add_option("--prompt-init-text", c.prompt_init_text, "prompt tuning: initialise from this text's embeddings");
   cmd->add_flag("--prefix-projection", c.prefix_projection, "prefix tuning: two-layer MLP reparameterisation");
   cmd->add_option("--encoder-hidden-size", c.encoder_hidden_size, "prefix tuning: the MLP's width (default: the model's)");
+}
+
+void add_shape_options(CLI::App* cmd, tools::ModelShape& s) {
+  cmd->add_option("--layers", s.layers, "a built-in --model's layer count, changed (random init)");
+  cmd->add_option("--width", s.width, "a built-in --model's width, changed (MLP 4x; random init)");
+  cmd->add_option("--heads", s.heads, "a built-in --model's head count, changed (random init)");
 }
 
 void add_run_options(CLI::App* cmd, tools::TrainConfig& c, bool& no_progress) {
