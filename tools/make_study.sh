@@ -17,18 +17,16 @@ MP=${MINIPEFT:-build/tools/minipeft}
 OUT=${STUDY_OUT:-study-out}
 JOBS=${JOBS:-1}
 BASE_STEPS=${BASE_STEPS:-2500}   # the base: 4 layers x width 128, trained on reverse/copy
-STEPS=${STEPS:-300}              # the fixed budget of every data-efficiency run
-CEIL_STEPS=${CEIL_STEPS:-1000}   # the ceiling's larger budget
+STEPS=${STEPS:-200}              # the fixed budget of every data-efficiency run
+CEIL_STEPS=${CEIL_STEPS:-800}    # the ceiling's larger budget
 SIZES=${SIZES:-100 400 1600 6400}
 BATCH=16
 SEQ=16
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 mkdir -p "$OUT"
 
-date +%s > "$OUT/started"
-
 run() {  # run NAME ARGS...: minipeft ARGS, the command and its output kept in OUT/NAME.{cmd,txt,time}
-  name=$1; shift
+  local name=$1; shift
   echo "minipeft $*" > "$OUT/$name.cmd"
   echo "== minipeft $*" >&2
   /usr/bin/time -f "%e" -o "$OUT/$name.time" "$MP" "$@" > "$OUT/$name.txt" 2> "$OUT/$name.err"
@@ -58,19 +56,20 @@ model_of() {  # the model and adapter options that evaluate run NAME trained wit
 }
 
 evaluate() {  # evaluate NAME TEST MODEL-OPTIONS...: exact match on a held-out file, JSON in OUT/NAME.txt
-  name=$1 test=$2; shift 2
+  local name=$1 test=$2; shift 2
   run "$name" eval "$@" --data "$OUT/data/$test.jsonl" --fraction 1 --batch 50 --seq $SEQ --json
 }
 
-adapt_one() {  # adapt_one NAME DATA N METHOD STEPS: train on DATA's first N pairs, then exact match on both tasks
-  name=$1 data=$2 n=$3 method=$4 steps=$5
+adapt_one() {  # adapt_one NAME DATA N METHOD STEPS: train on DATA's first N pairs, then exact match on
+  # the new task, and on the base's task (forgetting) after training on the largest set
+  local name=$1 data=$2 n=$3 method=$4 steps=$5 frac
   # the data file is N training pairs then 100 validation pairs: hold out exactly those
   frac=$(python3 -c "print(99.5 / ($n + 100))")
   run "$name" train --model "$OUT/base/final" $(method_args "$method") --data "$OUT/data/$data.jsonl" \
     --val-fraction "$frac" --batch 16 --seq $SEQ --steps "$steps" --warmup $((steps / 10)) --schedule cosine \
     --seed 0 --out "$OUT/$name" --no-progress
   evaluate "$name.task" "${data%_*}_test" $(model_of "$name" "$method")
-  evaluate "$name.base" base_test $(model_of "$name" "$method")
+  if [ "$n" = "${SIZES##* }" ]; then evaluate "$name.base" base_test $(model_of "$name" "$method"); fi
 }
 
 phase_data() {
@@ -126,10 +125,11 @@ PYEOF
 }
 
 phase_base() {
-  if [ -f "$OUT/base/final/model.safetensors" ]; then echo "base: cached in $OUT/base/final" >&2; return; fi
-  run base-train train --model gpt2-tiny --layers 4 --width 128 --heads 4 --method full \
+  if [ -f "$OUT/base/final/model.safetensors" ]; then echo "base: cached in $OUT/base/final" >&2
+  else run base-train train --model gpt2-tiny --layers 4 --width 128 --heads 4 --method full \
     --data "$OUT/data/base_train.jsonl" --val-fraction 0.0196 --batch 32 --seq $SEQ --steps "$BASE_STEPS" \
     --lr 2e-3 --warmup 100 --schedule cosine --eval-every 500 --seed 0 --out "$OUT/base" --no-progress
+  fi
   # the base on its own task and on the new ones, before any adapting
   evaluate base.base base_test --model "$OUT/base/final"
   evaluate base.shift shift_test --model "$OUT/base/final"
@@ -158,6 +158,280 @@ phase_serve() {  # the shift and swap LoRA adapters served together, rows mixed 
     --adapter "swap=$OUT/second-swap/final" --model "$OUT/base/final"
 }
 
+phase_assemble() {
+  wait
+  mkdir -p docs/study
+  python3 - "$OUT" docs "$STEPS" "$CEIL_STEPS" "$SIZES" <<'PYEOF2'
+# Assembles docs/study.md from the runs' JSON (eval --json), log.jsonl, *.cmd, *.time files.
+import glob, json, os, struct, subprocess, sys
+out, docs, steps, ceil_steps, sizes = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), [int(x) for x in sys.argv[5].split()]
+methods = ["full", "lora", "prefix", "prompt"]
+missing = []
+def path(name, ext): return f"{out}/{name}.{ext}"
+def have(name): return os.path.exists(path(name, "txt")) and os.path.getsize(path(name, "txt")) > 0
+def ev(name):  # an `eval --json` result, or None
+    if not have(name): return None
+    try: return json.loads(open(path(name, "txt")).read())
+    except ValueError: return None
+def em(name):
+    r = ev(name)
+    return None if r is None else 100 * r["exact_match"]
+def cmd(name): return open(path(name, "cmd")).read().strip() if os.path.exists(path(name, "cmd")) else "?"
+def secs(name):
+    try: return float(open(path(name, "time")).read().split()[0])
+    except (OSError, ValueError, IndexError): return None
+def pct(x): return "–" if x is None else f"{x:.1f}%"
+def safetensors_params(f):  # parameter count from a safetensors header
+    with open(f, "rb") as fh:
+        n = struct.unpack("<Q", fh.read(8))[0]
+        h = json.loads(fh.read(n))
+    total = 0
+    for k, v in h.items():
+        if k == "__metadata__": continue
+        c = 1
+        for d in v["shape"]: c *= d
+        total += c
+    return total
+def final_files(run):
+    d = f"{out}/{run}/final"
+    return sorted(glob.glob(f"{d}/*")) if os.path.isdir(d) else []
+def disk(run): return sum(os.path.getsize(f) for f in final_files(run))
+def params(run):
+    fs = [f for f in final_files(run) if f.endswith(".safetensors")]
+    return safetensors_params(fs[0]) if fs else None
+def human(b):
+    for unit, div in (("MiB", 2**20), ("KiB", 2**10)):
+        if b >= div: return f"{b / div:.1f} {unit}"
+    return f"{b} B"
+def gnuplot(script):
+    return subprocess.run(["gnuplot"], input=script.encode()).returncode == 0
+
+md = []
+w = md.append
+w("# minipeft study: full fine-tuning vs LoRA, prefix and prompt tuning on tasks a base has learned\n")
+w("Generated by `tools/make_study.sh` from `minipeft` runs; every number below is read from the JSON")
+w("(`minipeft eval --json`, `log.jsonl`) of the command named next to it, in `" + out + "/`.")
+w("Do not edit by hand: rerun the script.\n")
+cmds = glob.glob(f"{out}/*.cmd")
+times = glob.glob(f"{out}/*.time")
+if cmds and times:
+    t0 = min(os.path.getmtime(f) for f in cmds)
+    t1 = max(os.path.getmtime(f) for f in times)
+    total = sum(secs(os.path.basename(f)[:-5]) or 0 for f in times)
+    w(f"**Run time.** From the first command's start to the last one's end: {(t1 - t0) / 60:.1f} min of wall time;")
+    w(f"the commands' own wall times add up to {total / 60:.1f} min (up to {os.environ.get('JOBS', '1')} ran at once in")
+    w("the run that made this page, each with `OMP_NUM_THREADS=1`). The machine: 2 shared x86 cores (AMD EPYC, AVX2),")
+    w("busy with other work during the runs, so times are indicative only; exact-match counts and file sizes are not.\n")
+
+w("## The tasks and the base\n")
+w("Synthetic tasks over single-letter tokens (`\" a\"` .. `\" z\"` are one GPT-2 token each), 3 to 6 letters, written as")
+w("prompt/completion pairs (`--data *.jsonl`, loss on the completion only):\n")
+w("| task | prompt | completion | role |")
+w("|---|---|---|---|")
+w("| reverse | `reverse: k d m q =` | ` q m d k` | the base's task |")
+w("| copy | `copy: k d m q =` | ` k d m q` | the base's task |")
+w("| shift | `shift: k d m q =` | ` l e n r` | the new task (Caesar +1) |")
+w("| swap | `swap: k d m q r =` | ` d k q m r` | a second new task, for multi-task serving |")
+w("")
+w("The `data` phase writes them with a fixed seed (Python's `random.Random(1234)`); held-out letter")
+w("sequences are drawn first and never appear in a training file. Test sets: 300 base pairs (150 sequences,")
+w("reverse and copy), 150 shift pairs, 150 swap pairs. Exact match: the greedy continuation up to")
+w("`<|endoftext|>` (or the reference's length + 1 tokens) equals the completion (`minipeft eval`, issue 14).\n")
+bb, bs, bw = em("base.base"), em("base.shift"), em("base.swap")
+logp = f"{out}/base/log.jsonl"
+vals = [json.loads(l) for l in open(logp)] if os.path.exists(logp) else []
+vals = [v for v in vals if "val_loss" in v]
+w(f"**The base.** A random GPT-2 of 4 layers, width 128, 4 heads (the full 50,257-token vocabulary; "
+  f"{params('base') or 0:,} parameters), trained from scratch on 20,000 reverse/copy pairs:\n")
+w(f"`{cmd('base-train')}` ({secs('base-train') or 0:.0f} s).\n")
+if vals:
+    w("Held-out loss (400 pairs) along the run: " + ", ".join(f"step {v['step']}: {v['val_loss']:.4f}" for v in vals) + ".\n")
+w("| the base on | exact match | command |")
+w("|---|---:|---|")
+for n, label in (("base.base", "reverse/copy (its own task)"), ("base.shift", "shift (before adapting)"), ("base.swap", "swap (before adapting)")):
+    w(f"| {label} | {pct(em(n))} | `{cmd(n)}` |")
+w("")
+w("**Preconditions of the study** (issue 14):\n")
+def verdict(ok): return "yes" if ok else "NO"
+full_big = em(f"adapt-full-{sizes[-1]}.task")
+ceil_full = em("ceil-full.task")
+w(f"- base at least 90% on its own held-out task: {pct(bb)} — {verdict(bb is not None and bb >= 90)}")
+w(f"- the new task below 20% before adapting: shift {pct(bs)}, swap {pct(bw)} — {verdict(bs is not None and bs < 20)}")
+w(f"- full fine-tuning at the largest data size at least 80%: {pct(full_big)} with the fixed budget, {pct(ceil_full)} "
+  f"with the larger one — {verdict(max(x or 0 for x in (full_big, ceil_full)) >= 80)}\n")
+
+w("## Adaptation settings\n")
+w("Every method starts from the base above and trains on the first N pairs of one pool of 6,400 shift pairs")
+w("(100 more held out for the validation loss), batch 16, 16 tokens per row, AdamW, 10% warmup, cosine")
+w("schedule to 10% of the peak, gradient clipping 1.0, seed 0. The LR is set by method, once, from common")
+w("practice (higher for prompt methods, as in PEFT's examples), and is the same at every size and budget:\n")
+w("| method | settings | trainable params | saved (`final/`) |")
+w("|---|---|---:|---:|")
+settings = {"full": "LR 5e-4", "lora": "r 16, alpha 32 on c_attn, c_proj, c_fc (every linear layer); LR 5e-3",
+            "prefix": "20 virtual tokens (no MLP reparameterisation); LR 3e-2", "prompt": "20 virtual tokens, random init; LR 3e-2"}
+for m in methods:
+    r = f"adapt-{m}-{sizes[-1]}"
+    pr = params(r)
+    w(f"| {m} | {settings[m]} | {f'{pr:,}' if pr else '–'} | {human(disk(r)) + f' ({disk(r):,} B)' if final_files(r) else '–'} |")
+w("")
+w("Command of each run (shown for full at 100 pairs; the others differ in the method options, the data")
+w(f"file and `--val-fraction`):\n\n`{cmd(f'adapt-full-{sizes[0]}')}`\n")
+w(f"then `{cmd(f'adapt-full-{sizes[0]}.task')}` (the new task) and, after the largest set,")
+w(f"`{cmd(f'adapt-full-{sizes[-1]}.base')}` (the base's task, for forgetting); for PEFT runs `--model` is the")
+w("base and `--adapter` the run's `final/`.\n")
+
+w(f"## Data efficiency: shift exact match against training-set size ({steps} steps each)\n")
+tab = {m: {n: em(f"adapt-{m}-{n}.task") for n in sizes} for m in methods}
+w("| pairs | " + " | ".join(methods) + " |")
+w("|---:|" + "---:|" * len(methods))
+w("| 0 (base) | " + " | ".join(pct(bs) for _ in methods) + " |")
+for n in sizes:
+    w(f"| {n:,} | " + " | ".join(pct(tab[m][n]) for m in methods) + " |")
+w("")
+if any(tab[m][n] is None for m in methods for n in sizes):
+    missing.append("data efficiency: " + ", ".join(f"{m} at {n}" for m in methods for n in sizes if tab[m][n] is None))
+w(f"Every run has the same budget, {steps} steps x 16 pairs = {steps * 16:,} examples seen, so the small sets")
+w("are repeated for many epochs and the largest is seen less than once. Wall time per run (s, training + evals):\n")
+w("| pairs | " + " | ".join(methods) + " |")
+w("|---:|" + "---:|" * len(methods))
+for n in sizes:
+    row = []
+    for m in methods:
+        t = [secs(f"adapt-{m}-{n}{s}") for s in ("", ".task", ".base")]
+        row.append("–" if t[0] is None else f"{sum(x or 0 for x in t):.0f}")
+    w(f"| {n:,} | " + " | ".join(row) + " |")
+w("")
+with open(f"{out}/efficiency.dat", "w") as fh:
+    for n in sizes: fh.write(f"{n} " + " ".join("NaN" if tab[m][n] is None else f"{tab[m][n]}" for m in methods) + "\n")
+gp = (f"set terminal pngcairo size 900,500\nset output '{docs}/study/data_efficiency.png'\nset logscale x 2\nset grid\n"
+      "set xlabel 'training pairs (shift)'\nset ylabel 'held-out exact match (%)'\nset yrange [0:100]\nset key outside right top\n"
+      f"set title 'Data efficiency, {steps} steps per run'\n"
+      f"plot " + ", ".join(f"'{out}/efficiency.dat' using 1:{i + 2} with linespoints pt 7 lw 2 title '{m}'" for i, m in enumerate(methods)) + "\n")
+if gnuplot(gp): w("![data efficiency](study/data_efficiency.png)\n")
+
+w(f"## Ceiling: a larger budget ({ceil_steps} steps) on {sizes[-1]:,} pairs\n")
+w("| method | shift, " + f"{steps} steps | shift, {ceil_steps} steps | base task after (adapter on) | command |")
+w("|---|---:|---:|---:|---|")
+for m in ("full", "lora"):
+    c = em(f"ceil-{m}.task")
+    if c is None: missing.append(f"ceiling for {m}")
+    w(f"| {m} | {pct(tab[m][sizes[-1]])} | {pct(c)} | {pct(em(f'ceil-{m}.base'))} | `{cmd(f'ceil-{m}')}` |")
+w("")
+
+w("## Forgetting: the base's task (reverse/copy) after adapting to shift\n")
+w(f"Before adapting: {pct(bb)}. For PEFT the numbers are with the adapter on; with it off the model *is* the base")
+w("(its files are only read: the runs train the adapter alone), so the base's own score is kept exactly. Full")
+w("fine-tuning has no such switch.\n")
+w(f"Measured after the runs on the largest set ({sizes[-1]:,} pairs); the smaller sets were not evaluated on the")
+w("base's task, to fit the study's time budget.\n")
+big = sizes[-1]
+fg = {m: em(f"adapt-{m}-{big}.base") for m in methods}
+w("| method | shift after | reverse/copy after, " + f"{steps} steps | shift after | reverse/copy after, {ceil_steps} steps |")
+w("|---|---:|---:|---:|---:|")
+for m in methods:
+    c = (pct(em(f"ceil-{m}.task")), pct(em(f"ceil-{m}.base"))) if m in ("full", "lora") else ("", "")
+    w(f"| {m} | {pct(tab[m][big])} | {pct(fg[m])} | {c[0]} | {c[1]} |")
+w("")
+with open(f"{out}/forgetting.dat", "w") as fh:
+    for i, m in enumerate(methods): fh.write(f"{i} {m} {'NaN' if fg[m] is None else fg[m]} {'NaN' if tab[m][big] is None else tab[m][big]}\n")
+gp = (f"set terminal pngcairo size 900,500\nset output '{docs}/study/forgetting.png'\nset grid y\nset style data histograms\n"
+      "set style fill solid 0.8\nset boxwidth 0.8\nset ylabel 'exact match (%)'\nset yrange [0:100]\nset key outside right top\n"
+      f"set title 'After adapting on {big} shift pairs ({steps} steps); base task before: {bb or 0:.1f}%'\n"
+      f"plot '{out}/forgetting.dat' using 3:xtic(2) title 'reverse/copy (base task)', '' using 4 title 'shift (new task)'\n")
+if gnuplot(gp): w("![forgetting](study/forgetting.png)\n")
+
+w("## Storage\n")
+w("| method | saved files (`final/`) | vs the full model |")
+w("|---|---:|---:|")
+fb = disk(f"adapt-full-{sizes[-1]}")
+for m in methods:
+    r = f"adapt-{m}-{sizes[-1]}"
+    if final_files(r):
+        w(f"| {m} | {human(disk(r))} ({disk(r):,} B: {', '.join(os.path.basename(f) for f in final_files(r))}) | "
+          f"{100 * disk(r) / fb:.3f}% |" if fb else f"| {m} | {human(disk(r))} | – |")
+w("")
+w("A task served by PEFT costs its adapter file on top of one shared base; a fully fine-tuned task costs a whole model.\n")
+
+w("## Multi-task serving: two LoRA adapters in one mixed batch\n")
+w(f"A second LoRA adapter (same settings, {steps} steps on 1,600 swap pairs): `{cmd('second-swap')}`.")
+w("The shift adapter is the LoRA run on 6,400 pairs above. The 300 test rows (150 shift, 150 swap,")
+w("interleaved) each name their adapter; one `generate` runs them as one mixed batch, then again one row")
+w("at a time switching adapters (`--compare-switching`), and checks both give the same tokens:\n")
+w(f"`{cmd('serve-mixed')}`\n")
+rows = []
+if have("serve-mixed"):
+    for l in open(path("serve-mixed", "txt")):
+        l = l.strip()
+        if l: rows.append(json.loads(l))
+refs = [json.loads(l) for l in open(f"{out}/data/mixed_test.jsonl")]
+if rows and len(rows) == len(refs):
+    per = {}
+    for r, ref in zip(rows, refs):
+        got = r["completion"].split("<|endoftext|>")[0]
+        ok = got == ref["completion"] and ("<|endoftext|>" in r["completion"] or len(got.split()) == len(ref["completion"].split()))
+        c = per.setdefault(ref["adapter"], [0, 0])
+        c[0] += ok; c[1] += 1
+    alone = {"shift": em(f"adapt-lora-{sizes[-1]}.task"), "swap": em("second-swap.task")}
+    w("| adapter | exact match, mixed batch | alone (`eval`, one adapter) | swap rows / shift rows |")
+    w("|---|---:|---:|---:|")
+    for a in ("shift", "swap"):
+        if a in per:
+            w(f"| {a} | {100 * per[a][0] / per[a][1]:.1f}% ({per[a][0]}/{per[a][1]}) | {pct(alone[a])} | {per[a][1]} |")
+    w("")
+    me = ev("serve-mixed-eval")
+    if me: w(f"`{cmd('serve-mixed-eval')}` over the same mixed rows: exact match {100 * me['exact_match']:.1f}% ({me['exact']}/{me['examples']}), loss {me['loss']:.4f}.\n")
+    err = open(path("serve-mixed", "err")).read().strip() if os.path.exists(path("serve-mixed", "err")) else ""
+    thr = [l for l in err.splitlines() if l.startswith("mixed batch of")]
+    if thr: w(f"Throughput (`generate` prints it): {thr[-1]}\n")
+else:
+    missing.append("multi-task serving (the `serve` phase did not run or its output is incomplete)")
+    w("Not measured (see the end of this page).\n")
+
+w("## Do the results agree with the claims?\n")
+big = sizes[-1]
+def gap(m, n): return None if tab[m][n] is None or tab["full"][n] is None else tab["full"][n] - tab[m][n]
+for m in ("lora", "prefix", "prompt"):
+    g = gap(m, big)
+    if g is None: continue
+    close = abs(g) <= 10
+    w(f"- **PEFT close to full fine-tuning** ({m}, {big:,} pairs, {steps} steps): {pct(tab[m][big])} vs full {pct(tab['full'][big])}, "
+      f"{g:+.1f} points for full — {'agrees (within 10 points)' if close else ('disagrees' if g > 0 else 'agrees: ' + m + ' is ahead')}.")
+cl, cf = em("ceil-lora.task"), em("ceil-full.task")
+if cl is not None and cf is not None:
+    w(f"- **Ceiling** ({ceil_steps} steps): LoRA {pct(cl)} vs full {pct(cf)} — "
+      f"{'agrees: within 10 points' if abs(cf - cl) <= 10 else ('disagrees: full is higher' if cf > cl else 'agrees: LoRA is higher')}.")
+small = sizes[0]
+for m in ("lora", "prefix", "prompt"):
+    g = gap(m, small)
+    if g is None: continue
+    w(f"- **More data-efficient** ({m}, {small:,} pairs): {pct(tab[m][small])} vs full {pct(tab['full'][small])} — "
+      f"{'agrees' if g < 0 else ('neither (equal)' if g == 0 else 'disagrees: full fine-tuning is better with little data')}.")
+for m in ("lora", "prefix", "prompt"):
+    a, f = fg[m], fg["full"]
+    if a is None or f is None: continue
+    w(f"- **Less forgetting** ({m}, adapter on, {big:,} pairs): base task {pct(a)} vs full {pct(f)} (before: {pct(bb)}) — "
+      f"{'agrees' if a > f else ('neither (equal)' if a == f else 'disagrees')}; with the adapter off, {pct(bb)}, as before.")
+w("")
+w("The thresholds (10 points for \"close\") are this page's, fixed before the runs; one seed per cell, so")
+w("differences of a few points (a few of 150 test pairs) are within run-to-run noise.\n")
+
+w("## What this page no longer has\n")
+w("The earlier study (a 2-layer, width-64 base pretrained on tinyshakespeare, adapted to licence text) also")
+w("reported the engine's peak-memory ledger per category, training tokens/s, LoRA rank and target sweeps and")
+w("merged vs unmerged latency. Those runs were not repeated here; `minipeft compare --serving` still makes")
+w("them, and docs/benchmarks.md keeps the memory and speed measurements with their commands.\n")
+
+w("## Not measured\n")
+if missing:
+    for x in missing: w(f"- {x}")
+else:
+    w("Nothing: every section above has numbers.")
+w("")
+open(f"{docs}/study.md", "w").write("\n".join(md) + "\n")
+print(f"wrote {docs}/study.md")
+PYEOF2
+}
+
 phases=${*:-data base ceiling adapt second serve assemble}
 for p in $phases; do
   case $p in
@@ -166,4 +440,3 @@ for p in $phases; do
   esac
 done
 wait
-date +%s > "$OUT/finished"
