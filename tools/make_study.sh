@@ -152,9 +152,10 @@ phase_second() {  # a second LoRA adapter, for the swap task
 
 phase_serve() {  # the shift and swap LoRA adapters served together, rows mixed in one batch
   wait
-  run serve-mixed generate --model "$OUT/base/final" --adapter "shift=$OUT/adapt-lora-6400/final" \
+  local shift="shift=$OUT/adapt-lora-${SIZES##* }/final"  # LoRA on the largest shift set
+  run serve-mixed generate --model "$OUT/base/final" --adapter "$shift" \
     --adapter "swap=$OUT/second-swap/final" --prompts "$OUT/data/mixed_test.jsonl" --max-new-tokens 7 --compare-switching
-  evaluate serve-mixed-eval mixed_test --adapter "shift=$OUT/adapt-lora-6400/final" \
+  evaluate serve-mixed-eval mixed_test --adapter "$shift" \
     --adapter "swap=$OUT/second-swap/final" --model "$OUT/base/final"
 }
 
