@@ -131,9 +131,9 @@ phase_base() {
     --lr 2e-3 --warmup 100 --schedule cosine --eval-every 500 --seed 0 --out "$OUT/base" --no-progress
   fi
   # the base on its own task and on the new ones, before any adapting
-  evaluate base.base base_test --model "$OUT/base/final"
-  evaluate base.shift shift_test --model "$OUT/base/final"
-  evaluate base.swap swap_test --model "$OUT/base/final"
+  spawn evaluate base.base base_test --model "$OUT/base/final"
+  spawn evaluate base.shift shift_test --model "$OUT/base/final"
+  spawn evaluate base.swap swap_test --model "$OUT/base/final"
 }
 
 phase_ceiling() {  # full and LoRA with a larger budget on the largest set
@@ -205,7 +205,12 @@ def human(b):
         if b >= div: return f"{b / div:.1f} {unit}"
     return f"{b} B"
 def gnuplot(script):
-    return subprocess.run(["gnuplot"], input=script.encode()).returncode == 0
+    try:
+        if subprocess.run(["gnuplot"], input=script.encode()).returncode == 0: return True
+    except FileNotFoundError:
+        pass
+    missing.append("a plot (gnuplot failed or is not installed: tools/setup.sh installs it)")
+    return False
 
 md = []
 w = md.append
