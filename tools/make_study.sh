@@ -76,7 +76,8 @@ phase_data() {
   # The tasks, over single-letter tokens (" a" .. " z" are one GPT-2 token each), 3 to 6 letters:
   #   reverse: k d m q = -> q m d k      copy: k d m q = -> k d m q      (the base's tasks)
   #   shift: k d m q = -> l e n r        (Caesar +1: the task to adapt to)
-  #   swap: k d m q r = -> d k q m r     (adjacent letters swapped: the second adapter's task)
+  #   swap: k d m q r = -> d k q m r     (adjacent letters swapped: the second adapter's task; 3 to 5
+  #                                       letters, as "swap" is two tokens and 6 would not fit 16)
   # Held-out sequences are drawn first and never appear in a training file.
   python3 - "$OUT/data" <<'PYEOF'
 import json, os, random, sys
@@ -106,19 +107,24 @@ def fresh():
 test = [fresh() for _ in range(450)]
 write("base_test", [ex(t, s) for s in test[:150] for t in ("reverse", "copy")])
 write("shift_test", [ex("shift", s) for s in test[150:300]])
-write("swap_test", [ex("swap", s) for s in test[300:450]])
+write("swap_test", [ex("swap", s) for s in test[300:450] if len(s) <= 5])
 # Training files: the base's 20,000 pairs (+ 400 held out for its validation loss);
 # shift: the first N of one pool of 6,400, then the same 100 validation pairs.
 write("base_train", [ex(rng.choice(("reverse", "copy")), fresh()) for _ in range(20400)])
 pool = [ex("shift", fresh()) for _ in range(6400)]
 val = [ex("shift", fresh()) for _ in range(100)]
 for n in (100, 400, 1600, 6400): write(f"shift_{n}", pool[:n] + val)
-write("swap_1600", [ex("swap", fresh()) for _ in range(1600)] + [ex("swap", fresh()) for _ in range(100)])
+def short():
+    while True:
+        s = fresh()
+        if len(s) <= 5: return s
+write("swap_1600", [ex("swap", short()) for _ in range(1700)])  # 1,600 to train on, then 100 held out
 # The mixed-batch serving set: shift and swap rows interleaved, each naming its adapter.
+shift_rows = [dict(json.loads(l), adapter="shift") for l in open(f"{out}/shift_test.jsonl")]
+swap_rows = [dict(json.loads(l), adapter="swap") for l in open(f"{out}/swap_test.jsonl")]
 rows = []
-for a, b in zip(open(f"{out}/shift_test.jsonl"), open(f"{out}/swap_test.jsonl")):
-    rows.append(dict(json.loads(a), adapter="shift"))
-    rows.append(dict(json.loads(b), adapter="swap"))
+for i in range(max(len(shift_rows), len(swap_rows))):
+    rows += shift_rows[i:i + 1] + swap_rows[i:i + 1]
 write("mixed_test", rows)
 print(f"wrote {out}")
 PYEOF
