@@ -3,7 +3,7 @@
 # full fine-tuning vs LoRA, prefix and prompt tuning on synthetic tasks a small
 # base has demonstrably learned (docs/study.md says what each phase measures).
 #
-#   tools/make_study.sh [PHASE...]   phases: data base ceiling adapt second serve assemble (default: all, in order)
+#   tools/make_study.sh [PHASE...]   phases: data base ceiling adapt forget second serve assemble (default: all, in order)
 #
 # MINIPEFT names the binary (default build/tools/minipeft), STUDY_OUT the
 # folder for the data and runs (default study-out; the base model is cached
@@ -60,8 +60,7 @@ evaluate() {  # evaluate NAME TEST MODEL-OPTIONS...: exact match on a held-out f
   run "$name" eval "$@" --data "$OUT/data/$test.jsonl" --fraction 1 --batch 50 --seq $SEQ --json
 }
 
-adapt_one() {  # adapt_one NAME DATA N METHOD STEPS: train on DATA's first N pairs, then exact match on
-  # the new task, and on the base's task (forgetting) after training on the largest set
+adapt_one() {  # adapt_one NAME DATA N METHOD STEPS: train on DATA's first N pairs, then exact match on the new task
   local name=$1 data=$2 n=$3 method=$4 steps=$5 frac
   # the data file is N training pairs then 100 validation pairs: hold out exactly those
   frac=$(python3 -c "print(99.5 / ($n + 100))")
@@ -69,7 +68,6 @@ adapt_one() {  # adapt_one NAME DATA N METHOD STEPS: train on DATA's first N pai
     --val-fraction "$frac" --batch 16 --seq $SEQ --steps "$steps" --warmup $((steps / 10)) --schedule cosine \
     --seed 0 --out "$OUT/$name" --no-progress
   evaluate "$name.task" "${data%_*}_test" $(model_of "$name" "$method")
-  if [ "$n" = "${SIZES##* }" ]; then evaluate "$name.base" base_test $(model_of "$name" "$method"); fi
 }
 
 phase_data() {
@@ -152,6 +150,15 @@ phase_adapt() {  # data efficiency: every method and size, the same step budget
   done
 }
 
+phase_forget() {  # the base's task after every adaptation run (PEFT: adapter on)
+  wait
+  local m n
+  for m in full lora; do spawn evaluate "ceil-$m.base" base_test $(model_of "ceil-$m" "$m"); done
+  for n in $SIZES; do
+    for m in full lora prefix prompt; do spawn evaluate "adapt-$m-$n.base" base_test $(model_of "adapt-$m-$n" "$m"); done
+  done
+}
+
 phase_second() {  # a second LoRA adapter, for the swap task
   spawn adapt_one second-swap swap_1600 1600 lora "$STEPS"
 }
@@ -162,6 +169,9 @@ phase_serve() {  # the shift and swap LoRA adapters served together, rows mixed 
   run serve-mixed generate --model "$OUT/base/final" --adapter "$shift" \
     --adapter "swap=$OUT/second-swap/final" --prompts "$OUT/data/mixed_test.jsonl" --max-new-tokens 7 --compare-switching
   evaluate serve-mixed-eval mixed_test --adapter "$shift" \
+    --adapter "swap=$OUT/second-swap/final" --model "$OUT/base/final"
+  # the base's task with both adapters loaded: its rows name no adapter, so they run with the adapters off
+  evaluate serve-adapters-off base_test --adapter "$shift" \
     --adapter "swap=$OUT/second-swap/final" --model "$OUT/base/final"
 }
 
@@ -288,9 +298,8 @@ for m in methods:
 w("")
 w("Command of each run (shown for full at 100 pairs; the others differ in the method options, the data")
 w(f"file and `--val-fraction`):\n\n`{cmd(f'adapt-full-{sizes[0]}')}`\n")
-w(f"then `{cmd(f'adapt-full-{sizes[0]}.task')}` (the new task) and, after the largest set,")
-w(f"`{cmd(f'adapt-full-{sizes[-1]}.base')}` (the base's task, for forgetting); for PEFT runs `--model` is the")
-w("base and `--adapter` the run's `final/`.\n")
+w(f"then `{cmd(f'adapt-full-{sizes[0]}.task')}` (the new task; for PEFT runs `--model` is the base and")
+w("`--adapter` the run's `final/`).\n")
 
 w(f"## Data efficiency: shift exact match against training-set size ({steps} steps each)\n")
 tab = {m: {n: em(f"adapt-{m}-{n}.task") for n in sizes} for m in methods}
@@ -331,25 +340,29 @@ for m in ("full", "lora"):
 w("")
 
 w("## Forgetting: the base's task (reverse/copy) after adapting to shift\n")
-w(f"Before adapting: {pct(bb)}. For PEFT the numbers are with the adapter on; with it off the model *is* the base")
-w("(its files are only read: the runs train the adapter alone), so the base's own score is kept exactly. Full")
-w("fine-tuning has no such switch.\n")
-w(f"Measured after the runs on the largest set ({sizes[-1]:,} pairs); the smaller sets were not evaluated on the")
-w("base's task, to fit the study's time budget.\n")
+w(f"Before adapting: {pct(bb)}. For PEFT the numbers are with the adapter on. With it off the model is the base")
+w("again (the runs train the adapter alone and only read the base's files); measured with the shift and swap LoRA")
+w(f"adapters loaded and the base-task rows naming no adapter: {pct(em('serve-adapters-off'))}")
+w(f"(`{cmd('serve-adapters-off')}`). Full fine-tuning has no such switch.\n")
 big = sizes[-1]
-fg = {m: em(f"adapt-{m}-{big}.base") for m in methods}
-w("| method | shift after | reverse/copy after, " + f"{steps} steps | shift after | reverse/copy after, {ceil_steps} steps |")
-w("|---|---:|---:|---:|---:|")
-for m in methods:
-    c = (pct(em(f"ceil-{m}.task")), pct(em(f"ceil-{m}.base"))) if m in ("full", "lora") else ("", "")
-    w(f"| {m} | {pct(tab[m][big])} | {pct(fg[m])} | {c[0]} | {c[1]} |")
+fg = {m: {n: em(f"adapt-{m}-{n}.base") for n in sizes} for m in methods}
+w("| pairs | " + " | ".join(methods) + " |")
+w("|---:|" + "---:|" * len(methods))
+for n in sizes:
+    w(f"| {n:,} | " + " | ".join(pct(fg[m][n]) for m in methods) + " |")
+w(f"| {big:,}, {ceil_steps} steps | {pct(em('ceil-full.base'))} | {pct(em('ceil-lora.base'))} | | |")
 w("")
+if any(fg[m][n] is None for m in methods for n in sizes):
+    missing.append("forgetting: " + ", ".join(f"{m} at {n}" for m in methods for n in sizes if fg[m][n] is None))
+w(f"Command (full, {sizes[0]} pairs): `{cmd(f'adapt-full-{sizes[0]}.base')}`; for PEFT runs `--model` is the base")
+w("and `--adapter` the run's `final/`.\n")
 with open(f"{out}/forgetting.dat", "w") as fh:
-    for i, m in enumerate(methods): fh.write(f"{i} {m} {'NaN' if fg[m] is None else fg[m]} {'NaN' if tab[m][big] is None else tab[m][big]}\n")
-gp = (f"set terminal pngcairo size 900,500\nset output '{docs}/study/forgetting.png'\nset grid y\nset style data histograms\n"
-      "set style fill solid 0.8\nset boxwidth 0.8\nset ylabel 'exact match (%)'\nset yrange [0:100]\nset key outside right top\n"
-      f"set title 'After adapting on {big} shift pairs ({steps} steps); base task before: {bb or 0:.1f}%'\n"
-      f"plot '{out}/forgetting.dat' using 3:xtic(2) title 'reverse/copy (base task)', '' using 4 title 'shift (new task)'\n")
+    for n in sizes: fh.write(f"{n} " + " ".join("NaN" if fg[m][n] is None else f"{fg[m][n]}" for m in methods) + "\n")
+gp = (f"set terminal pngcairo size 900,500\nset output '{docs}/study/forgetting.png'\nset logscale x 2\nset grid\n"
+      "set xlabel 'training pairs (shift)'\nset ylabel 'reverse/copy exact match after (%)'\nset yrange [0:100]\nset key outside right top\n"
+      f"set title 'Forgetting: the base task after adapting ({steps} steps; PEFT with the adapter on)'\n"
+      f"plot " + ", ".join(f"'{out}/forgetting.dat' using 1:{i + 2} with linespoints pt 7 lw 2 title '{m}'" for i, m in enumerate(methods))
+      + f", {bb or 0} with lines dt 2 lc rgb 'black' title 'base before'\n")
 if gnuplot(gp): w("![forgetting](study/forgetting.png)\n")
 
 w("## Storage\n")
@@ -419,7 +432,7 @@ for m in ("lora", "prefix", "prompt"):
     w(f"- **More data-efficient** ({m}, {small:,} pairs): {pct(tab[m][small])} vs full {pct(tab['full'][small])} — "
       f"{'agrees' if g < 0 else ('neither (equal)' if g == 0 else 'disagrees: full fine-tuning is better with little data')}.")
 for m in ("lora", "prefix", "prompt"):
-    a, f = fg[m], fg["full"]
+    a, f = fg[m][big], fg["full"][big]
     if a is None or f is None: continue
     w(f"- **Less forgetting** ({m}, adapter on, {big:,} pairs): base task {pct(a)} vs full {pct(f)} (before: {pct(bb)}) — "
       f"{'agrees' if a > f else ('neither (equal)' if a == f else 'disagrees')}; with the adapter off, {pct(bb)}, as before.")
@@ -444,11 +457,11 @@ print(f"wrote {docs}/study.md")
 PYEOF2
 }
 
-phases=${*:-data base ceiling adapt second serve assemble}
+phases=${*:-data base ceiling adapt forget second serve assemble}
 for p in $phases; do
   case $p in
-    data | base | ceiling | adapt | second | serve | assemble) "phase_$p" ;;
-    *) echo "unknown phase $p (data base ceiling adapt second serve assemble)" >&2; exit 2 ;;
+    data | base | ceiling | adapt | forget | second | serve | assemble) "phase_$p" ;;
+    *) echo "unknown phase $p (data base ceiling adapt forget second serve assemble)" >&2; exit 2 ;;
   esac
 done
 wait
