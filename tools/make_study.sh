@@ -309,6 +309,13 @@ w("| 0 (base) | " + " | ".join(pct(bs) for _ in methods) + " |")
 for n in sizes:
     w(f"| {n:,} | " + " | ".join(pct(tab[m][n]) for m in methods) + " |")
 w("")
+w("Loss over the shift test set's completion tokens (same runs; the base before adapting: "
+  f"{ev('base.shift')['loss']:.3f}):\n" if ev("base.shift") else "Loss over the shift test set's completion tokens (same runs):\n")
+w("| pairs | " + " | ".join(methods) + " |")
+w("|---:|" + "---:|" * len(methods))
+for n in sizes:
+    w(f"| {n:,} | " + " | ".join("–" if ev(f"adapt-{m}-{n}.task") is None else f"{ev(f'adapt-{m}-{n}.task')['loss']:.3f}" for m in methods) + " |")
+w("")
 if any(tab[m][n] is None for m in methods for n in sizes):
     missing.append("data efficiency: " + ", ".join(f"{m} at {n}" for m in methods for n in sizes if tab[m][n] is None))
 w(f"Every run has the same budget, {steps} steps x 16 pairs = {steps * 16:,} examples seen, so the small sets")
