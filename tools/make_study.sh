@@ -241,12 +241,13 @@ if cmds and times:
     t1 = max(os.path.getmtime(f) for f in times)
     total = sum(secs(os.path.basename(f)[:-5]) or 0 for f in times)
     w(f"**Run time.** From the first command's start to the last one's end: {(t1 - t0) / 60:.1f} min of wall time;")
-    w(f"the commands' own wall times add up to {total / 60:.1f} min (up to {os.environ.get('JOBS', '1')} ran at once in")
-    w("the run that made this page, each with `OMP_NUM_THREADS=1`). The machine: 2 shared x86 cores (AMD EPYC, AVX2),")
+    w(f"the commands' own wall times add up to {total / 60:.1f} min (the base alone, then up to {os.environ.get('JOBS', '1')} commands")
+    w("at once, each with `OMP_NUM_THREADS=1`). The machine: 2 shared x86 cores (AMD EPYC, AVX2),")
     w("busy with other work during the runs, so times are indicative only; exact-match counts and file sizes are not.\n")
 
 w("## The tasks and the base\n")
-w("Synthetic tasks over single-letter tokens (`\" a\"` .. `\" z\"` are one GPT-2 token each), 3 to 6 letters, written as")
+w("Synthetic tasks over single-letter tokens (`\" a\"` .. `\" z\"` are one GPT-2 token each), 3 to 6 letters (swap: 3 to 5,")
+w("as `swap` is two tokens and 6 letters would not fit 16 tokens), written as")
 w("prompt/completion pairs (`--data *.jsonl`, loss on the completion only):\n")
 w("| task | prompt | completion | role |")
 w("|---|---|---|---|")
@@ -256,8 +257,10 @@ w("| shift | `shift: k d m q =` | ` l e n r` | the new task (Caesar +1) |")
 w("| swap | `swap: k d m q r =` | ` d k q m r` | a second new task, for multi-task serving |")
 w("")
 w("The `data` phase writes them with a fixed seed (Python's `random.Random(1234)`); held-out letter")
-w("sequences are drawn first and never appear in a training file. Test sets: 300 base pairs (150 sequences,")
-w("reverse and copy), 150 shift pairs, 150 swap pairs. Exact match: the greedy continuation up to")
+def lines(f): return sum(1 for _ in open(f"{out}/data/{f}.jsonl"))
+nb, ns, nw = lines("base_test"), lines("shift_test"), lines("swap_test")
+w(f"sequences are drawn first and never appear in a training file. Test sets: {nb} base pairs ({nb // 2} sequences,")
+w(f"reverse and copy), {ns} shift pairs, {nw} swap pairs. Exact match: the greedy continuation up to")
 w("`<|endoftext|>` (or the reference's length + 1 tokens) equals the completion (`minipeft eval`, issue 14).\n")
 bb, bs, bw = em("base.base"), em("base.shift"), em("base.swap")
 logp = f"{out}/base/log.jsonl"
@@ -386,7 +389,7 @@ w("A task served by PEFT costs its adapter file on top of one shared base; a ful
 
 w("## Multi-task serving: two LoRA adapters in one mixed batch\n")
 w(f"A second LoRA adapter (same settings, {steps} steps on 1,600 swap pairs): `{cmd('second-swap')}`.")
-w("The shift adapter is the LoRA run on 6,400 pairs above. The 300 test rows (150 shift, 150 swap,")
+w(f"The shift adapter is the LoRA run on {sizes[-1]:,} pairs above. The {ns + nw} test rows ({ns} shift, {nw} swap,")
 w("interleaved) each name their adapter; one `generate` runs them as one mixed batch, then again one row")
 w("at a time switching adapters (`--compare-switching`), and checks both give the same tokens:\n")
 w(f"`{cmd('serve-mixed')}`\n")
@@ -404,7 +407,7 @@ if rows and len(rows) == len(refs):
         c = per.setdefault(ref["adapter"], [0, 0])
         c[0] += ok; c[1] += 1
     alone = {"shift": em(f"adapt-lora-{sizes[-1]}.task"), "swap": em("second-swap.task")}
-    w("| adapter | exact match, mixed batch | alone (`eval`, one adapter) | swap rows / shift rows |")
+    w("| adapter | exact match, mixed batch | alone (`eval`, one adapter) | rows |")
     w("|---|---:|---:|---:|")
     for a in ("shift", "swap"):
         if a in per:
@@ -444,6 +447,19 @@ for m in ("lora", "prefix", "prompt"):
     w(f"- **Less forgetting** ({m}, adapter on, {big:,} pairs): base task {pct(a)} vs full {pct(f)} (before: {pct(bb)}) — "
       f"{'agrees' if a > f else ('neither (equal)' if a == f else 'disagrees')}; with the adapter off, {pct(bb)}, as before.")
 w("")
+pp = [tab[m][n] for m in ("prefix", "prompt") for n in sizes]
+if pp and all(x == 0 for x in pp):
+    w("Prefix and prompt tuning scored 0% at every size: their test loss fell (from "
+      f"{ev('base.shift')['loss']:.2f} to about {min(ev(f'adapt-{m}-{n}.task')['loss'] for m in ('prefix', 'prompt') for n in sizes):.1f}),")
+    w("so they learned the answer's form (letters), not the mapping. With 20 virtual tokens, LR 3e-2 and this")
+    w("budget on a 4-layer base that is what they reach; no other LR or token count was tried, so this is a")
+    w("limit of this study's settings as much as a verdict on the methods.\n")
+fa = [fg[m][big] for m in methods]
+if all(x is not None and x < 5 for x in fa):
+    w("With the adapter on, every method forgets the base's task completely here: the shift adapter acts on every")
+    w("prompt, reverse and copy included. What PEFT keeps is the base itself, untouched: with both adapters loaded")
+    w(f"and the rows naming no adapter (so run with the adapters off), it still scores {pct(em('serve-adapters-off'))} on its task; a fully")
+    w("fine-tuned model would have to be kept as a second copy of all the weights to do that.\n")
 w("The thresholds (10 points for \"close\") are this page's, fixed before the runs; one seed per cell, so")
 w("differences of a few points (a few of 150 test pairs) are within run-to-run noise.\n")
 
