@@ -37,7 +37,20 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool has_bias, Layout 
 Variable Linear::base_forward(const Variable& x) const {
   if (x.dim() == 0 || x.size(-1) != in_)
     fail("Linear({}, {}): input of shape {} does not end in {}", in_, out_, shape_str(x.shape()), in_);
+  if (nf4_) return ag::linear_nf4(x, nf4_, bias);                  // (..., out)
   return ag::linear(x, weight, bias, layout_ == Layout::conv1d);  // (..., out)
+}
+
+void Linear::quantize_nf4() {
+  if (nf4_) return;
+  if (weight.requires_grad())
+    fail("Linear({}, {}): a trainable weight cannot be stored in nf4 (NF4 is for a frozen base; freeze it first)",
+         in_, out_);
+  TagScope scope(Tag::weights);
+  const Tensor& w = weight.value();
+  nf4_ = std::make_shared<const Nf4Tensor>(nf4_quantize(layout_ == Layout::conv1d ? w.transpose(0, 1) : w));
+  remove_parameter("weight");
+  weight = Variable();
 }
 
 Variable Linear::forward(const Variable& x) {

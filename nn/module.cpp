@@ -44,6 +44,16 @@ bool Module::remove_module(std::string_view name) {
   return false;
 }
 
+bool Module::remove_parameter(std::string_view name) {
+  for (auto it = params_.begin(); it != params_.end(); ++it) {
+    if (it->first == name) {
+      params_.erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
 std::vector<NamedParameter> Module::named_parameters(const std::string& prefix) const {
   std::vector<NamedParameter> out;
   std::unordered_set<const ag::VarImpl*> seen;
