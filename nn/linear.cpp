@@ -53,6 +53,15 @@ void Linear::quantize_nf4() {
   weight = Variable();
 }
 
+void Linear::dequantize_nf4() {
+  if (!nf4_) return;
+  TagScope scope(Tag::weights);
+  Tensor w = nf4_dequantize(*nf4_);  // (out, in)
+  if (layout_ == Layout::conv1d) w = w.transpose(0, 1).contiguous();  // (in, out)
+  weight = add_parameter("weight", w, false);
+  nf4_.reset();
+}
+
 Variable Linear::forward(const Variable& x) {
   Variable out = base_forward(x);  // (..., out)
   if (adapter_ && adapter_->enabled) return adapter_->forward(x, out, *this);

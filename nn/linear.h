@@ -62,6 +62,9 @@ class Linear : public Module {
   // named_parameters(); `weight` becomes undefined and base_forward uses
   // ag::linear_nf4. A trainable weight is an mp::Error: NF4 is frozen storage.
   void quantize_nf4();
+  // The reverse, for merging: the weight back as a frozen f32 parameter
+  // holding the dequantized values. Nothing to do without an NF4 weight.
+  void dequantize_nf4();
   // The NF4 weight; null unless quantize_nf4() was called.
   const std::shared_ptr<const Nf4Tensor>& nf4_weight() const { return nf4_; }
 

@@ -28,7 +28,7 @@ void add_eval(CLI::App& app) {
   cmd->callback([o] {
     if (o->batch <= 0 || o->seq <= 0 || o->batches <= 0) fail("--batch, --seq and --batches must be positive");
     models::Tokenizer tok = models::Tokenizer::from_dir(default_tokenizer_dir());
-    tools::TrainedModel m = tools::load_model(o->m.model, o->m.adapter, o->m.seed, o->m.base_dtype);
+    tools::TrainedModel m = tools::load_model(o->m.model, o->m.adapter, o->m.seed, o->m.base_dtype, o->m.base_nf4);
     if (o->seq > m.base->max_positions()) fail("--seq {} exceeds the model's {} positions", o->seq, m.base->max_positions());
     tools::TokenDataset data(tools::load_token_ids(o->data, tok), o->fraction, o->data);
     std::vector<Tensor> batches = data.val_batches(o->batch, o->seq, o->batches);

@@ -35,7 +35,7 @@ void add_generate(CLI::App& app) {
     if (!(o->gen.temperature > 0)) fail("--temperature must be > 0");
     if (o->gen.top_k < 0 || !(o->gen.top_p > 0 && o->gen.top_p <= 1)) fail("--top-k must be >= 0 and --top-p in (0, 1]");
     models::Tokenizer tok = models::Tokenizer::from_dir(default_tokenizer_dir());
-    tools::TrainedModel m = tools::load_model(o->m.model, o->m.adapter, o->m.seed, o->m.base_dtype);
+    tools::TrainedModel m = tools::load_model(o->m.model, o->m.adapter, o->m.seed, o->m.base_dtype, o->m.base_nf4);
     // A LoRA adapter lives inside the base model's Linear layers; a soft
     // prompt or a prefix goes in front of the prompt.
     models::Prefill prefill;
