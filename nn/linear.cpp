@@ -41,16 +41,30 @@ Variable Linear::base_forward(const Variable& x) const {
   return ag::linear(x, weight, bias, layout_ == Layout::conv1d);  // (..., out)
 }
 
-void Linear::quantize_nf4() {
-  if (nf4_) return;
+void Linear::check_frozen() const {
   if (weight.requires_grad())
     fail("Linear({}, {}): a trainable weight cannot be stored in nf4 (NF4 is for a frozen base; freeze it first)",
          in_, out_);
+}
+
+void Linear::quantize_nf4() {
+  if (nf4_) return;
+  check_frozen();
   TagScope scope(Tag::weights);
   const Tensor& w = weight.value();
-  nf4_ = std::make_shared<const Nf4Tensor>(nf4_quantize(layout_ == Layout::conv1d ? w.transpose(0, 1) : w));
-  remove_parameter("weight");
-  weight = Variable();
+  set_nf4_weight(std::make_shared<const Nf4Tensor>(nf4_quantize(layout_ == Layout::conv1d ? w.transpose(0, 1) : w)));
+}
+
+void Linear::set_nf4_weight(std::shared_ptr<const Nf4Tensor> w) {
+  if (!w || w->shape != Shape{out_, in_})
+    fail("Linear({}, {}): an nf4 weight must be ({}, {}), got {}", in_, out_, out_, in_,
+         w ? shape_str(w->shape) : "none");
+  if (weight.defined()) check_frozen();
+  nf4_ = std::move(w);
+  if (weight.defined()) {
+    remove_parameter("weight");
+    weight = Variable();
+  }
 }
 
 void Linear::dequantize_nf4() {

@@ -62,6 +62,10 @@ class Linear : public Module {
   // named_parameters(); `weight` becomes undefined and base_forward uses
   // ag::linear_nf4. A trainable weight is an mp::Error: NF4 is frozen storage.
   void quantize_nf4();
+  // Use w, an NF4 (out, in) matrix made elsewhere (bitsandbytes' bytes, read
+  // with nn/nf4_weights.h), as the weight, as quantize_nf4 would. mp::Error
+  // for another shape or a trainable weight.
+  void set_nf4_weight(std::shared_ptr<const Nf4Tensor> w);
   // The reverse, for merging: the weight back as a frozen f32 parameter
   // holding the dequantized values. Nothing to do without an NF4 weight.
   void dequantize_nf4();
@@ -76,6 +80,7 @@ class Linear : public Module {
   Variable bias;    // (out), undefined when built without bias
 
  private:
+  void check_frozen() const;  // mp::Error if the weight is trainable
   int64_t in_, out_;
   Layout layout_;
   std::shared_ptr<const Nf4Tensor> nf4_;

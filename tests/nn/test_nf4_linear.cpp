@@ -1,7 +1,8 @@
 // A Linear with its weight in NF4 (QLoRA's frozen base): the same outputs and
 // input/bias gradients as an f32 Linear holding the dequantized weight, the
 // input gradient against finite differences, the bytes the ledger sees, and
-// the refusal to quantize a trainable weight.
+// the refusal to quantize a trainable weight; NF4 weights in safetensors files
+// (nn/nf4_weights.h) and their bad sizes.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -11,6 +12,8 @@
 #include "engine/error.h"
 #include "engine/ops.h"
 #include "nn/linear.h"
+#include "nn/nf4_weights.h"
+#include "tests/support/temp_dir.h"
 
 using namespace mp;
 using namespace mp::nn;
@@ -105,4 +108,41 @@ TEST_CASE("NF4 Linear: a trainable weight is refused") {
                        "first)",
                        Error);
   CHECK(q.weight.defined());
+}
+
+TEST_CASE("NF4 weights in safetensors: a round trip, and a file claiming NF4 data of the wrong size") {
+  mp::test::TempDir d("nf4_weights");
+  Nf4Tensor q = nf4_quantize(random_tensor({6, 70}, 4));  // 420 values: 210 bytes, 7 blocks, 1 group
+  std::vector<std::pair<std::string, Tensor>> good;
+  nn::append_nf4(good, "w", q);
+  nn::save_safetensors(d / "good.safetensors", good);
+  Nf4Tensor back = nn::load_nf4(nn::SafetensorsFile::open(d / "good.safetensors"), "w", {6, 70});
+  CHECK(back.packed.to_floats() == q.packed.to_floats());
+  CHECK(back.absmax.to_floats() == q.absmax.to_floats());
+  CHECK(back.offset == q.offset);
+  Linear l(70, 6, false, Layout::torch, 1);
+  l.weight.set_requires_grad(false);
+  l.set_nf4_weight(std::make_shared<const Nf4Tensor>(back));
+  CHECK_THROWS_WITH_AS(l.set_nf4_weight(std::make_shared<const Nf4Tensor>(nf4_quantize(random_tensor({70, 6}, 4)))),
+                       "Linear(70, 6): an nf4 weight must be (6, 70), got (70, 6)", Error);
+
+  auto bad = [&](const char* key, Tensor t) {
+    std::vector<std::pair<std::string, Tensor>> v = good;
+    for (auto& [k, x] : v)
+      if (k == key) x = t;
+    nn::save_safetensors(d / "bad.safetensors", v);
+    return nn::SafetensorsFile::open(d / "bad.safetensors");
+  };
+  const std::string path = d / "bad.safetensors";
+  CHECK_THROWS_WITH_AS(nn::load_nf4(bad("w.packed", Tensor::zeros({209}, DType::u8)), "w", {6, 70}),
+                       (path + ": NF4 tensor 'w.packed' holds 209 elements (209), but a (6, 70) matrix needs 210").c_str(),
+                       Error);
+  CHECK_THROWS_WITH_AS(nn::load_nf4(bad("w.absmax", Tensor::zeros({8}, DType::u8)), "w", {6, 70}),
+                       (path + ": NF4 tensor 'w.absmax' holds 8 elements (8), but a (6, 70) matrix needs 7").c_str(),
+                       Error);
+  CHECK_THROWS_WITH_AS(nn::load_nf4(bad("w.packed", Tensor::zeros({210})), "w", {6, 70}),
+                       (path + ": NF4 tensor 'w.packed' is F32, expected U8").c_str(), Error);
+  CHECK_THROWS_AS(nn::load_nf4(nn::SafetensorsFile::open(d / "good.safetensors"), "v", {6, 70}), Error);  // no such key
+  // The same bytes read as a larger matrix: the sizes no longer fit.
+  CHECK_THROWS_AS(nn::load_nf4(nn::SafetensorsFile::open(d / "good.safetensors"), "w", {7, 70}), Error);
 }

@@ -19,8 +19,10 @@ the dtype QLoRA keeps what it does not quantize in. On that base, the LoRA
 adapter of tests/fixtures/peft/<case>/ (its adapter_config.json and its
 initial parameters param.*) gives logits, loss and the adapter's gradients.
 
-Writes reference.safetensors (input_ids, labels, logits, loss, grad.<name>)
-and reference.json (versions, the adapter case, notes).
+Writes reference.safetensors (input_ids, labels, logits, loss, grad.<name>),
+nf4_weights.safetensors (bitsandbytes' own quantized tensors of each weight:
+<module>.weight.packed, .absmax, .nested_absmax, .offset, as in
+tests/fixtures/nf4/) and reference.json (versions, the adapter case, notes).
 """
 
 import argparse
@@ -40,26 +42,31 @@ from transformers.pytorch_utils import Conv1D
 CASES = [("gpt2_lora", "gpt2_tiny"), ("opt_lora", "opt_tiny")]
 
 
-def nf4_round_trip(w):
+def nf4_round_trip(w, name, store):
+    """bitsandbytes' dequantized NF4 weight; its quantized tensors go into store under name."""
     packed, state = F.quantize_4bit(w.contiguous(), blocksize=64, compress_statistics=True, quant_type="nf4")
+    store[name + ".packed"] = packed.reshape(-1).contiguous()
+    store[name + ".absmax"] = state.absmax.reshape(-1).contiguous()
+    store[name + ".nested_absmax"] = state.state2.absmax.reshape(-1).contiguous()
+    store[name + ".offset"] = state.offset.reshape(1).to(torch.float32).contiguous()
     return F.dequantize_4bit(packed, state).to(torch.float32)
 
 
 def qlora_base(path):
     model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32)
-    quantized = []
+    quantized, store = [], {}
     for name, mod in model.named_modules():
         if name.endswith("lm_head"):
             continue
         if isinstance(mod, Conv1D):  # weight (in, out): quantized as (out, in)
-            mod.weight.data = nf4_round_trip(mod.weight.data.t()).t().contiguous()
+            mod.weight.data = nf4_round_trip(mod.weight.data.t(), name + ".weight", store).t().contiguous()
             quantized.append(name)
         elif isinstance(mod, torch.nn.Linear):
-            mod.weight.data = nf4_round_trip(mod.weight.data)
+            mod.weight.data = nf4_round_trip(mod.weight.data, name + ".weight", store)
             quantized.append(name)
         elif isinstance(mod, torch.nn.Embedding):
             mod.weight.data = mod.weight.data.to(torch.bfloat16).to(torch.float32)
-    return model, quantized
+    return model, quantized, store
 
 
 def main():
@@ -74,7 +81,7 @@ def main():
             cfg = json.load(f)
         cfg["inference_mode"] = False
         config = LoraConfig(**{k: v for k, v in cfg.items() if k in LoraConfig.__dataclass_fields__})
-        base, quantized = qlora_base(os.path.join(args.fixtures, base_dir))
+        base, quantized, nf4_weights = qlora_base(os.path.join(args.fixtures, base_dir))
         model = get_peft_model(base, config)
         params = dict(model.named_parameters())
         trainable = sorted(n for n, p in params.items() if p.requires_grad)
@@ -92,6 +99,8 @@ def main():
         dst = os.path.join(args.fixtures, "peft", case.replace("_lora", "_qlora"))
         os.makedirs(dst, exist_ok=True)
         save_file(tensors, os.path.join(dst, "reference.safetensors"),
+                  metadata={"format": "pt", "made_by": "make_qlora_fixture.py"})
+        save_file(nf4_weights, os.path.join(dst, "nf4_weights.safetensors"),
                   metadata={"format": "pt", "made_by": "make_qlora_fixture.py"})
         meta = {
             "made_by": "tools/reference/make_qlora_fixture.py",
