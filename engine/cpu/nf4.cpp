@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "engine/cpu/kernels.h"
+#include "engine/cpu/nf4_code_search.h"
 
 namespace mp::cpu {
 
@@ -40,29 +41,17 @@ void quantize_nf4_blocks(const float* x, int64_t n, float* absmax, Store store) 
 }
 
 // The 8-bit absmax codes as bitsandbytes' native CPU kernel (quantize_cpu)
-// computes them: per group of 256, x / max |x| (no guard: a group of zeros
-// gives NaN, stored as code 0), the dynamic code entry at or below it, or the
-// one above when strictly nearer. The kernel searches a copy of the code whose
-// first entry is -1 (the table's own starts at -0.993).
+// computes them: per group of 256, v = x * (1 / max |x|) and the code its
+// 65536-bin table gives v (nf4_code_search.h); a group of zeros gets code 0.
 void quantize_absmax_groups(const float* x, int64_t n, uint8_t* q, float* nested) {
-  std::array<float, 256> code = nf4_dynamic_code();
-  code[0] = -1.f;
+  static const CodeLut lut(nf4_dynamic_code());
   for (int64_t g = 0; g * kNf4Group < n; ++g) {
     const int64_t i0 = g * kNf4Group, i1 = std::min(n, i0 + kNf4Group);
     float m = 0.f;
     for (int64_t i = i0; i < i1; ++i) m = std::max(m, std::fabs(x[i]));
     nested[g] = m;
-    for (int64_t i = i0; i < i1; ++i) {
-      const float v = x[i] / m;
-      if (std::isnan(v)) {
-        q[i] = 0;
-        continue;
-      }
-      int64_t k = std::upper_bound(code.begin(), code.end(), v) - code.begin() - 1;  // code[k] <= v
-      k = std::clamp<int64_t>(k, 0, 255);
-      if (k < 255 && std::fabs(v - code[size_t(k + 1)]) < std::fabs(v - code[size_t(k)])) ++k;
-      q[i] = uint8_t(k);
-    }
+    const float inv = 1.f / m;
+    for (int64_t i = i0; i < i1; ++i) q[i] = m == 0.f ? 0 : lut.code_of(x[i] * inv);
   }
 }
 
