@@ -5,12 +5,17 @@
 //   the values, in row-major order, in blocks of 64: each value is the index
 //   (0..15) of the nearest of the 16 NF4 code values to value / absmax(block);
 //   two indices per byte, the first in the high nibble (an odd count pads
-//   the last low nibble with 0);
+//   the last low nibble with 7, the code of 0);
 //
 //   the absmax of each block, double-quantized (compress_statistics=True):
 //   offset = their mean; (absmax - offset) in groups of 256 is quantized to
-//   8 bits against bitsandbytes' signed dynamic code (256 values), with one
-//   f32 nested absmax per group.
+//   8 bits against bitsandbytes' signed dynamic code (256 values; the entry
+//   its 65536-bin table picks, engine/cpu/nf4_code_lut.h), with one f32
+//   nested absmax per group.
+//
+// The bytes are bitsandbytes 0.50's on its CPU path (tests/engine/test_nf4.cpp,
+// tests/peft/test_qlora.cpp). The offset is the correctly rounded mean;
+// bitsandbytes takes torch's float32 sum, which may differ in the last bit.
 //
 // So a value costs 4 bits + 8/64 + 32/(64*256) bits: 4.127 bits, against 32
 // for f32 and 16 for bf16. Dequantized, value = nf4[code] * absmax with

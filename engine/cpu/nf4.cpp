@@ -8,7 +8,7 @@
 #include <cmath>
 
 #include "engine/cpu/kernels.h"
-#include "engine/cpu/nf4_code_search.h"
+#include "engine/cpu/nf4_code_lut.h"
 
 namespace mp::cpu {
 
@@ -42,7 +42,7 @@ void quantize_nf4_blocks(const float* x, int64_t n, float* absmax, Store store) 
 
 // The 8-bit absmax codes as bitsandbytes' native CPU kernel (quantize_cpu)
 // computes them: per group of 256, v = x * (1 / max |x|) and the code its
-// 65536-bin table gives v (nf4_code_search.h); a group of zeros gets code 0.
+// 65536-bin table gives v (nf4_code_lut.h); a group of zeros gets code 0.
 void quantize_absmax_groups(const float* x, int64_t n, uint8_t* q, float* nested) {
   static const CodeLut lut(nf4_dynamic_code());
   for (int64_t g = 0; g * kNf4Group < n; ++g) {
