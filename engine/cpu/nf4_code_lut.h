@@ -10,6 +10,7 @@
 #pragma once
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -31,7 +32,8 @@ class CodeLut {
   }
 
   uint8_t code_of(float v) const {
-    volatile float scaled = ((std::clamp(v, -1.f, 1.f) + 1.f) * 0.5f) * float(kBins - 1);  // rounded: never fused
+    const float c = std::isnan(v) ? -1.f : std::clamp(v, -1.f, 1.f);  // NaN (from an inf weight): bin 0
+    volatile float scaled = ((c + 1.f) * 0.5f) * float(kBins - 1);    // rounded: never fused
     return lut_[size_t(uint16_t(scaled + 0.5f))];
   }
 
