@@ -19,24 +19,34 @@ namespace {
 // x * (1 / absmax), the last, partial one by x / absmax (absmax at least
 // 1e-38); clamped to [-1, 1]; the index of the nearest NF4 value, where a
 // value exactly halfway between two goes to the lower one (torch.bucketize
-// on the midpoints). store(i, code) receives the codes of a block in order.
-template <class Store>
-void quantize_nf4_blocks(const float* x, int64_t n, float* absmax, Store store) {
+// on the midpoints: the code is the number of midpoints below the value).
+// Packed two per byte, the first in the high nibble; an odd count pads the
+// last low nibble with 7, NF4's 0.
+void quantize_nf4_blocks(const float* x, int64_t n, float* absmax, uint8_t* packed) {
   const auto& code = nf4_code();
   std::array<float, 15> mid;
   for (size_t i = 0; i < mid.size(); ++i) mid[i] = (code[i] + code[i + 1]) / 2.f;
   const int64_t blocks = nf4_blocks(n), full = n / kNf4Block;
 #pragma omp parallel for schedule(static) if (n > (1 << 16))
   for (int64_t b = 0; b < blocks; ++b) {
-    const int64_t i0 = b * kNf4Block, i1 = std::min(n, i0 + kNf4Block);
+    const float* xb = x + b * kNf4Block;
+    const int64_t len = std::min(kNf4Block, n - b * kNf4Block);
     float m = 0.f;
-    for (int64_t i = i0; i < i1; ++i) m = std::max(m, std::fabs(x[i]));
+    for (int64_t i = 0; i < len; ++i) m = std::max(m, std::fabs(xb[i]));
     absmax[b] = m;
     const float safe = std::max(m, 1e-38f), inv = 1.f / safe;
-    for (int64_t i = i0; i < i1; ++i) {
-      const float s = std::clamp(b < full ? x[i] * inv : x[i] / safe, -1.f, 1.f);
-      store(i, uint8_t(std::lower_bound(mid.begin(), mid.end(), s) - mid.begin()));
+    const bool partial = b >= full;
+    std::array<uint8_t, kNf4Block> c;
+    c.fill(7);  // what is not written: the padding nibble of an odd count
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i) {
+      const float v = std::clamp(partial ? xb[i] / safe : xb[i] * inv, -1.f, 1.f);
+      int k = 0;
+      for (float mp : mid) k += mp < v;
+      c[size_t(i)] = uint8_t(k);
     }
+    for (int64_t i = 0; i < len; i += 2)
+      packed[(b * kNf4Block + i) / 2] = uint8_t(c[size_t(i)] << 4 | c[size_t(i + 1)]);
   }
 }
 
@@ -106,10 +116,7 @@ void nf4_quantize(const Tensor& w, Nf4Tensor& q) {
   uint8_t* packed = q.packed.data<uint8_t>();
   Tensor absmax = workspace({blocks});  // (blocks) f32, before the nested quantization
   float* a = absmax.data<float>();
-  quantize_nf4_blocks(w.data<float>(), n, a, [packed](int64_t i, uint8_t c) {
-    if (i % 2 == 0) packed[i / 2] = uint8_t(c << 4 | 7);  // the high nibble first; an odd count pads with 7, NF4's 0
-    else packed[i / 2] = uint8_t((packed[i / 2] & 0xf0) | c);
-  });
+  quantize_nf4_blocks(w.data<float>(), n, a, packed);
 
   // Double quantization: the mean absmax off, then 8 bits per block against
   // the dynamic code in groups of 256.
