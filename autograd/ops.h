@@ -44,6 +44,9 @@ Variable matmul(const Variable& a, const Variable& b, bool ta = false, bool tb =
 // x (..., in) -> (..., out). w is (out, in) as torch.nn.Linear, or (in, out)
 // as GPT-2's Conv1D when w_in_out. b (out) may be undefined.
 Variable linear(const Variable& x, const Variable& w, const Variable& b, bool w_in_out = false);
+// x (..., in) -> x W^T + b (..., out) with W (out, in) a frozen NF4 matrix:
+// gradients for x and b only (autograd/ops/nf4_linear.cpp).
+Variable linear_nf4(const Variable& x, const std::shared_ptr<const Nf4Tensor>& w, const Variable& b);
 
 Variable softmax(const Variable& x);      // last axis
 Variable log_softmax(const Variable& x);  // last axis

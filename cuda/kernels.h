@@ -87,6 +87,15 @@ void launch_attention(const AttnDims& d, Ptr q, Ptr k, Ptr v, Ptr out, Ptr lse);
 void launch_attention_backward(const AttnDims& d, Ptr q, Ptr k, Ptr v, Ptr out, Ptr lse, Ptr gout, Ptr gq, Ptr gk,
                                Ptr gv, Ptr delta);
 
+// ---- nf4.cu: values [begin, begin + count) of an NF4 matrix (engine/nf4.h)
+// into out (count) f32. The code tables travel by value (kernel parameters).
+struct Nf4Tables {
+  float nf4[16];
+  float dynamic[256];
+};
+void launch_nf4_dequantize(int64_t begin, int64_t count, const uint8_t* packed, const uint8_t* absmax,
+                           const float* nested, float offset, const Nf4Tables& tables, float* out);
+
 // The last launch's error (launch configuration, or an earlier kernel's
 // fault) as a message, or nullptr if none; clears it.
 const char* last_error();

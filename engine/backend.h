@@ -20,6 +20,7 @@
 namespace mp {
 
 class Tensor;
+struct Nf4Tensor;
 
 enum class UnaryOp : uint8_t { neg, exp, log, sqrt, tanh, relu, gelu, square };
 enum class BinaryOp : uint8_t { add, sub, mul, div };
@@ -128,6 +129,15 @@ class Backend {
   // param, grad, m, v (all same shape, f32). step counts from 1.
   virtual void adamw(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, float lr,
                      float beta1, float beta2, float eps, float weight_decay, int64_t step) = 0;
+
+  // NF4 weights (engine/nf4.h); q's tensors are allocated by the caller. A
+  // backend without them says so (mp::Error naming the device).
+  // w (any shape, f32) -> q's codes, absmax, nested absmax and offset.
+  virtual void nf4_quantize(const Tensor& w, Nf4Tensor& q);
+  // q -> out (q.shape, f32).
+  virtual void nf4_dequantize(const Nf4Tensor& q, const Tensor& out);
+  // W = q (O, K): out (N, O) = x (N, K) W^T if transpose_w, else out (N, K) = x (N, O) W.
+  virtual void nf4_matmul(const Tensor& x, const Nf4Tensor& w, bool transpose_w, const Tensor& out);
 };
 
 // The backend of a device; mp::Error if none is registered (e.g. CUDA not built or no GPU).

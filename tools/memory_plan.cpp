@@ -42,6 +42,7 @@ static MemoryPlan run_steps(const TrainConfig& config, const models::Tokenizer& 
     plan.tag_peaks[t] = ledger.peak(Tag(t), device) - before[t];
   }
   std::tie(plan.trainable_params, plan.all_params) = m.trainable_and_all_parameters();
+  plan.storage = models::base_storage(*m.base);
   return plan;
 }
 

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "engine/memory.h"
+#include "models/nf4_base.h"
 #include "models/tokenizer.h"
 #include "tools/trainer.h"
 
@@ -27,6 +28,7 @@ struct MemoryPlan {
   PeakMoment at_peak;       // bytes per tag at that moment, and where it happened
   TagBytes tag_peaks{};     // each tag's own peak (they need not coincide)
   int64_t trainable_params = 0, all_params = 0;
+  models::BaseStorage storage;  // the base's parameter bytes by storage (nf4, bf16, f32)
   double step_seconds = 0;  // a measurement with timed steps: their mean wall time
 };
 

@@ -13,6 +13,7 @@
 #include "engine/error.h"
 #include "engine/ops.h"
 #include "models/load.h"
+#include "models/nf4_base.h"
 #include "nn/adamw.h"
 #include "nn/clip_grad.h"
 #include "nn/lr_schedule.h"
@@ -63,9 +64,9 @@ void TrainConfig::validate() const {
   if (packing && !is_pairs_file(data)) fail("--packing packs the examples of a pairs file (.jsonl), not {}", data);
   if (packing && has_virtual_tokens(type))
     fail("--packing works with --method full or lora: a soft prompt or prefix per row would cross the examples");
-  if (base_dtype != DType::f32 && !type)
+  if ((base_dtype != DType::f32 || base_nf4) && !type)
     fail("--base-dtype {} keeps the base frozen: use it with --method lora, prompt or prefix, not full",
-         dtype_name(base_dtype));
+         base_dtype_name(base_dtype, base_nf4));
 }
 
 // PEFT methods train far fewer parameters and take larger steps.
@@ -73,6 +74,17 @@ double TrainConfig::effective_lr() const {
   if (lr > 0) return lr;
   const std::optional<peft::PeftType> type = peft_type();
   return !type ? 3e-4 : *type == peft::PeftType::lora ? 1e-3 : 3e-2;
+}
+
+std::string_view base_dtype_name(DType base_dtype, bool base_nf4) {
+  return base_nf4 ? "nf4" : dtype_name(base_dtype);
+}
+
+// QLoRA: freeze the base and quantize its Linear weights before PEFT attaches
+// adapters (which stay f32 and trainable).
+static void quantize_frozen_base(models::CausalLM& base) {
+  base.freeze();
+  models::quantize_base_nf4(base);
 }
 
 std::string checkpoint_path(const std::string& out_dir) { return out_dir + "/checkpoint.safetensors"; }
@@ -92,8 +104,12 @@ ag::Variable TrainedModel::loss(const Batch& batch) const {
   return peft ? peft->loss(batch.ids, labels, opt) : base->loss(batch.ids, labels, opt);
 }
 
+// An NF4 weight is no parameter (it cannot be trained) but counts among all of
+// them, as HF PEFT counts a 4-bit base.
 std::pair<int64_t, int64_t> TrainedModel::trainable_and_all_parameters() const {
-  return peft ? peft->trainable_and_all_parameters() : std::pair{base->num_parameters(true), base->num_parameters()};
+  auto [trainable, all] =
+      peft ? peft->trainable_and_all_parameters() : std::pair{base->num_parameters(true), base->num_parameters()};
+  return {trainable, all + models::base_storage(*base).nf4_elements};
 }
 
 static peft::PeftConfig peft_config_for(const TrainConfig& c, peft::PeftType type, const models::ModelConfig& model) {
@@ -133,6 +149,7 @@ TrainedModel build_model(const TrainConfig& config, const models::Tokenizer& tok
   m.base = std::shared_ptr<models::CausalLM>(
       device.is_meta() ? models::make_model(models::config_of(config.model), config.seed, config.base_dtype)
                        : models::create_model(config.model, config.seed, config.base_dtype));
+  if (config.base_nf4) quantize_frozen_base(*m.base);
   if (const std::optional<peft::PeftType> type = config.peft_type())
     m.peft = peft::get_peft_model(m.base, peft_config_for(config, *type, m.base->config()), "default", &tokenizer);
   m.base->gradient_checkpointing_enable(config.recompute);
@@ -148,9 +165,11 @@ void check_sequence_fits(const TrainConfig& config, const models::CausalLM& base
          virtual_tokens ? fmt::format(" + {} virtual tokens", virtual_tokens) : std::string(), base.max_positions());
 }
 
-TrainedModel load_model(const std::string& model, const std::string& adapter_dir, uint64_t seed, DType base_dtype) {
+TrainedModel load_model(const std::string& model, const std::string& adapter_dir, uint64_t seed, DType base_dtype,
+                        bool base_nf4) {
   TrainedModel m;
   m.base = std::shared_ptr<models::CausalLM>(models::create_model(model, seed, base_dtype));
+  if (base_nf4) quantize_frozen_base(*m.base);
   if (!adapter_dir.empty()) m.peft = peft::load_peft_model(m.base, adapter_dir);
   m.module().eval();
   return m;
@@ -202,7 +221,7 @@ static nlohmann::json identity_of(const TrainConfig& c) {
   const std::optional<peft::PeftType> type = c.peft_type();
   if (type == peft::PeftType::lora) id["lora_r"] = c.lora_r;
   if (has_virtual_tokens(type)) id["num_virtual_tokens"] = c.num_virtual_tokens;
-  if (c.base_dtype != DType::f32) id["base_dtype"] = std::string(dtype_name(c.base_dtype));
+  if (c.base_dtype != DType::f32 || c.base_nf4) id["base_dtype"] = std::string(base_dtype_name(c.base_dtype, c.base_nf4));
   if (c.precision != DType::f32) id["precision"] = std::string(dtype_name(c.precision));
   if (c.packing) id["packing"] = true;
   return id;

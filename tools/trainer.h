@@ -31,6 +31,7 @@ struct TrainConfig {
   bool prefix_projection = false;    // prefix tuning: the MLP reparameterisation
   int encoder_hidden_size = 0;       // its width (0: the model's)
   DType base_dtype = DType::f32;     // the base's weight matrices: f32, or bf16 (frozen, PEFT methods only)
+  bool base_nf4 = false;             // QLoRA: the base's Linear weights in NF4 (models/nf4_base.h; PEFT only)
 
   // Data.
   std::string data;                  // a UTF-8 text file, or pairs when it ends in .jsonl (tools/pairs.h)
@@ -109,8 +110,12 @@ std::vector<nn::NamedParameter> trainable_parameters(const nn::Module& m);
 
 // A model to evaluate or generate with: a built-in name or HF folder, plus
 // optionally an HF PEFT adapter folder. In eval mode.
+// base_nf4: the base's Linear weights in NF4 (models/nf4_base.h).
 TrainedModel load_model(const std::string& model, const std::string& adapter_dir, uint64_t seed = 0,
-                        DType base_dtype = DType::f32);
+                        DType base_dtype = DType::f32, bool base_nf4 = false);
+
+// What --base-dtype said: "nf4" for an NF4 base, else the dtype's name.
+std::string_view base_dtype_name(DType base_dtype, bool base_nf4);
 
 // Loss over held-out batches, without gradients, in eval mode: for text
 // windows the mean of the batches' losses; for batches with labels (pairs)

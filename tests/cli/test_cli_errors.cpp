@@ -40,6 +40,7 @@ TEST_CASE("bad input to minipeft train: clear errors, exit 1") {
   expect_error(train + "--out " + d / "file/sub", "file/sub");
   expect_error(train + "--lora-r 0 --method lora", "r");
   expect_error(train + "--base-dtype bf16", "keeps the base frozen");  // full fine-tuning of a bf16 base
+  expect_error(train + "--base-dtype nf4", "--base-dtype nf4 keeps the base frozen");
 }
 
 TEST_CASE("bad usage exits 2; --help exits 0") {

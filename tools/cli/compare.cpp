@@ -30,7 +30,7 @@ void add_compare(CLI::App& app) {
   cmd->add_option("--batch", o->batch, "sequences per step")->capture_default_str();
   cmd->add_option("--seq", o->seq, "tokens per sequence")->capture_default_str();
   cmd->add_option("--lr", o->lr, "adaptation LR for every method (default by method: full 3e-4, lora 1e-3, prompt/prefix 3e-2)");
-  cmd->add_option("--methods", o->methods, "subset of full,lora,prefix,prompt")->delimiter(',')->capture_default_str();
+  cmd->add_option("--methods", o->methods, "subset of full,lora,prefix,prompt,qlora (LoRA on an NF4 base)")->delimiter(',')->capture_default_str();
   cmd->add_option("--lora-r", o->lora_r, "LoRA rank")->capture_default_str();
   cmd->add_option("--lora-targets", o->lora_targets, "LoRA target modules (default c_attn)")->delimiter(',');
   cmd->add_option("--virtual-tokens", o->num_virtual_tokens, "prompt/prefix tuning virtual tokens")->capture_default_str();
