@@ -9,7 +9,7 @@ namespace mp::tools {
 
 StepOutcome train_step(const TrainedModel& m, nn::Optimizer& opt, double clip, int64_t grad_accum,
                        const std::function<Tensor(int64_t micro)>& batch,
-                       const std::function<void(double loss)>& check_loss) {
+                       const std::function<void(double loss)>& check_loss, dist::GradSync* sync) {
   Ledger& ledger = Ledger::instance();
   bool meta = false;  // a loss on the meta device has no value to read
   double loss_sum = 0;
@@ -24,7 +24,13 @@ StepOutcome train_step(const TrainedModel& m, nn::Optimizer& opt, double clip, i
       loss_sum += value;
     }
     ledger.set_phase("backward");
-    (grad_accum > 1 ? ag::scale(loss, 1.f / float(grad_accum)) : loss).backward();
+    ag::Variable scaled = grad_accum > 1 ? ag::scale(loss, 1.f / float(grad_accum)) : loss;
+    if (sync && micro == grad_accum - 1) scaled.backward([sync](const ag::VarImpl& leaf) { sync->grad_final(leaf); });
+    else scaled.backward();
+  }
+  if (sync) {
+    ledger.set_phase("all-reduce");
+    sync->finish();
   }
   ledger.set_phase("clip");
   std::vector<ag::Variable> params;

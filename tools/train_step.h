@@ -2,6 +2,8 @@
 // (tools/memory_plan.h) share, so that a plan is the step itself.
 //
 //   for each of grad_accum micro-batches: loss = model.loss(ids); (loss / grad_accum).backward()
+//   data parallel: the gradients averaged over the ranks (dist/grad_sync.h),
+//     started during the last micro-batch's backward
 //   clip the global gradient norm (or just measure it); AdamW update; drop the gradients
 //
 // It tells the Ledger which phase it is in (forward, backward, clip,
@@ -10,6 +12,7 @@
 #include <functional>
 #include <vector>
 
+#include "dist/grad_sync.h"
 #include "nn/optimizer.h"
 #include "tools/trainer.h"
 
@@ -23,9 +26,10 @@ struct StepOutcome {
 // `batch(micro)` gives micro-batch `micro`'s ids (B, T) i32; `check_loss`
 // (optional) sees each micro-batch's loss before its backward and may throw.
 // The norm is that of the optimizer's parameters' gradients; clip = 0
-// measures it only.
+// measures it only. `sync` (data parallel; null in one process) averages
+// the gradients over the ranks; the loss returned is this rank's.
 StepOutcome train_step(const TrainedModel& m, nn::Optimizer& opt, double clip, int64_t grad_accum,
                        const std::function<Tensor(int64_t micro)>& batch,
-                       const std::function<void(double loss)>& check_loss = {});
+                       const std::function<void(double loss)>& check_loss = {}, dist::GradSync* sync = nullptr);
 
 }  // namespace mp::tools

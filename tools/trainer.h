@@ -81,6 +81,8 @@ struct TrainResult {
   double tokens_per_s = 0;        // training tokens per second over this process's steps
   MemoryPeaks peaks;              // ledger peaks during training
   int64_t trainable_params = 0, all_params = 0;
+  int rank = 0, ranks = 1;        // data parallel (mpirun): this process's rank and their number
+  size_t comm_bytes_per_step = 0; // gradient bytes all-reduced per step (0 in one process)
 };
 
 // A model being trained: the base alone (full fine-tuning) or with an adapter.
@@ -114,6 +116,13 @@ double evaluate(const TrainedModel& m, const std::vector<Tensor>& batches);
 
 // Run the training a config describes. Throws mp::Error on bad input and on a
 // non-finite loss (naming the step and the last checkpoint kept).
+//
+// Under mpirun (dist::world() has N > 1 ranks) every rank computes rows
+// [rank * batch, (rank + 1) * batch) of each global batch of N * batch rows
+// (examples and dropout masks keyed by the global row: the same run as one
+// process at batch N * batch, up to rounding), the gradients are averaged
+// over the ranks, and rank 0 alone writes the log, checkpoints and the final
+// model. An error on one rank stops all of them.
 TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer, TrainedModel* model_out = nullptr);
 
 // Where train() writes its checkpoint, its final model or adapter, and its

@@ -19,6 +19,7 @@ void add_train(CLI::App& app) {
     c->progress = !*no_progress;
     models::Tokenizer tok = models::Tokenizer::from_dir(default_tokenizer_dir());
     tools::TrainResult r = tools::train(*c, tok);
+    if (r.rank != 0) return;  // the other ranks of a data-parallel run print only errors
     fmt::print("{} on {}: {} steps, final loss {:.4f}", c->method, c->model, r.steps.size(),
                r.steps.empty() ? 0.0 : r.steps.back().loss);
     if (r.final_val_loss >= 0) fmt::print(", held-out loss {:.4f}", r.final_val_loss);

@@ -1,0 +1,75 @@
+// The processes of a data-parallel run and the collectives the trainer
+// needs between them. Each process (a "rank") holds a whole model; the
+// trainer splits every batch across ranks and averages the gradients.
+//
+//   dist::Communicator& comm = dist::world();    // MPI under mpirun, else one process
+//   auto pending = comm.all_reduce_sum(grads);  // starts; returns at once
+//   ... more backward ...
+//   pending->wait();                            // grads now hold the sum over ranks
+//
+// Two implementations: one process (every collective is the identity: the
+// sum over one rank is its own value) and MPI for CPU tensors
+// (dist/mpi_communicator.h). Nothing below this layer knows of ranks; it
+// sees at most nn::BatchRows (which rows of a batch this process computes).
+#pragma once
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include "engine/tensor.h"
+
+namespace mp::dist {
+
+// A collective in flight. wait() returns when its result is in place, or
+// throws mp::Error when the other ranks do not take part within the
+// communicator's timeout (a rank that died or failed).
+class Pending {
+ public:
+  virtual ~Pending() = default;
+  virtual void wait() = 0;
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual std::string name() const = 0;  // "single process", "MPI", ...
+
+  // Start summing `t` (contiguous f32 or f64) over all ranks, in place.
+  virtual std::unique_ptr<Pending> all_reduce_sum(const Tensor& t) = 0;
+  // Start gathering every rank's `part` into `whole` (size() parts of the
+  // same bytes, in rank order; contiguous, same dtype).
+  virtual std::unique_ptr<Pending> all_gather(const Tensor& part, const Tensor& whole) = 0;
+  // Let collectives in flight advance (MPI moves data only inside its calls).
+  virtual void progress() {}
+  // Stop every rank after a fatal error on this one; exits with `code`.
+  [[noreturn]] void abort(int code) {
+    abort_all(code);
+    std::_Exit(code);
+  }
+
+  // Bytes handed to collectives so far (this rank's payload, not what the
+  // wire carries: a ring all-reduce sends 2 (N - 1) / N of it).
+  uint64_t bytes() const { return bytes_; }
+
+ protected:
+  void count(uint64_t bytes) { bytes_ += bytes; }
+  virtual void abort_all(int code) = 0;
+
+ private:
+  uint64_t bytes_ = 0;
+};
+
+// A communicator of one process.
+std::unique_ptr<Communicator> single_process();
+
+// This process's world: MPI's when the program was launched by mpirun and
+// built with MPI (-Dmpi), else one process. Made at the first call.
+Communicator& world();
+
+// A blocking sum of one number over the ranks (a loss, a count).
+double all_reduce_sum(Communicator& comm, double value);
+
+}  // namespace mp::dist

@@ -1,0 +1,73 @@
+#include "dist/grad_sync.h"
+
+#include "engine/error.h"
+#include "engine/ops.h"
+
+namespace mp::dist {
+
+GradSync::GradSync(Communicator& comm, const std::vector<nn::NamedParameter>& params, bool overlap,
+                   size_t bucket_bytes)
+    : comm_(comm), overlap_(overlap) {
+  for (const auto& [name, p] : params) {
+    if (!p.requires_grad()) continue;
+    if (p.value().dtype() != DType::f32) fail("data parallel: parameter '{}' is {}, not f32", name, dtype_name(p.value().dtype()));
+    index_[p.impl().get()] = params_.size();
+    params_.push_back(p);
+  }
+  bucket_of_.resize(params_.size());
+  for (size_t k = params_.size(); k-- > 0;) {  // the last layer first
+    const size_t bytes = size_t(params_[k].value().numel()) * 4;
+    if (buckets_.empty() || (buckets_.back().numel * 4 + bytes > bucket_bytes && !buckets_.back().params.empty()))
+      buckets_.emplace_back();
+    Bucket& b = buckets_.back();
+    b.params.push_back(k);
+    b.numel += params_[k].value().numel();
+    bucket_of_[k] = buckets_.size() - 1;
+    bytes_per_step_ += bytes;
+  }
+  for (Bucket& b : buckets_) b.waiting = b.params.size();
+}
+
+void GradSync::grad_final(const ag::VarImpl& leaf) {
+  auto it = index_.find(&leaf);
+  if (!overlap_ || it == index_.end()) return;
+  Bucket& b = buckets_[bucket_of_[it->second]];
+  if (b.waiting > 0 && --b.waiting == 0) start(b);
+  comm_.progress();
+}
+
+// Pack the gradients into one buffer and start its all-reduce. A parameter
+// without a gradient (unused this step, the same on every rank) sends zeros.
+void GradSync::start(Bucket& b) {
+  b.waiting = 0;
+  b.buffer = Tensor::zeros({b.numel}, DType::f32, kCPU, Tag::workspace);  // (numel)
+  int64_t at = 0;
+  for (size_t k : b.params) {
+    const ag::Variable& p = params_[k];
+    const int64_t n = p.value().numel();
+    if (p.grad().defined()) b.buffer.narrow(0, at, n).copy_from(p.grad().reshape({n}));
+    at += n;
+  }
+  b.pending = comm_.all_reduce_sum(b.buffer);
+}
+
+void GradSync::finish() {
+  for (Bucket& b : buckets_)
+    if (!b.pending) start(b);
+  const float inverse = 1.f / float(comm_.size());
+  for (Bucket& b : buckets_) {
+    b.pending->wait();
+    int64_t at = 0;
+    for (size_t k : b.params) {
+      const ag::Variable& p = params_[k];
+      const int64_t n = p.value().numel();
+      if (p.grad().defined()) ops::axpby(inverse, b.buffer.narrow(0, at, n).view(p.shape()), 0.f, p.grad());
+      at += n;
+    }
+    b.pending.reset();
+    b.buffer = Tensor();
+    b.waiting = b.params.size();
+  }
+}
+
+}  // namespace mp::dist
