@@ -30,12 +30,41 @@ class SingleProcess : public Communicator {
   void abort_all(int) override {}
 };
 
+class Planning : public Communicator {
+ public:
+  explicit Planning(int ranks) : ranks_(ranks) {
+    if (ranks < 1) fail("--ranks must be at least 1, got {}", ranks);
+  }
+  int rank() const override { return 0; }
+  int size() const override { return ranks_; }
+  std::string name() const override { return "planned"; }
+  std::unique_ptr<Pending> all_reduce_sum(const Tensor& t) override {
+    check_meta(t);
+    count(t.nbytes());
+    return std::make_unique<Done>();
+  }
+  std::unique_ptr<Pending> all_gather(const Tensor& part, const Tensor& whole) override {
+    check_meta(part);
+    check_meta(whole);
+    count(part.nbytes());
+    return std::make_unique<Done>();
+  }
+  void abort_all(int) override {}
+
+ private:
+  static void check_meta(const Tensor& t) {
+    if (!t.device().is_meta()) fail("the planning communicator moves no bytes: {} is not a meta tensor", t.device().str());
+  }
+  int ranks_;
+};
+
 // mpirun sets these in every process it starts (OpenMPI, then MPICH/PMI).
 bool launched_by_mpirun() { return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE"); }
 
 }  // namespace
 
 std::unique_ptr<Communicator> single_process() { return std::make_unique<SingleProcess>(); }
+std::unique_ptr<Communicator> planning(int ranks) { return std::make_unique<Planning>(ranks); }
 
 Communicator& world() {
   static std::unique_ptr<Communicator> w = launched_by_mpirun() ? mpi_world() : single_process();
@@ -47,6 +76,13 @@ double all_reduce_sum(Communicator& comm, double value) {
   Tensor t = Tensor::from_vector(std::vector<double>{value}, {1}, Tag::workspace);
   comm.all_reduce_sum(t)->wait();
   return t.item();
+}
+
+std::vector<double> all_gather(Communicator& comm, double value) {
+  Tensor mine = Tensor::from_vector(std::vector<double>{value}, {1}, Tag::workspace);
+  Tensor all = Tensor::empty({comm.size()}, DType::f64, kCPU, Tag::workspace);
+  comm.all_gather(mine, all)->wait();
+  return {all.data<double>(), all.data<double>() + comm.size()};
 }
 
 }  // namespace mp::dist

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/tensor.h"
 
@@ -65,11 +66,18 @@ class Communicator {
 // A communicator of one process.
 std::unique_ptr<Communicator> single_process();
 
+// A stand-in for `ranks` ranks, this process rank 0, for the memory planner
+// (tools/memory_plan.h): its collectives take meta tensors (shapes, no
+// bytes) and do nothing, as the meta backend's kernels do.
+std::unique_ptr<Communicator> planning(int ranks);
+
 // This process's world: MPI's when the program was launched by mpirun and
 // built with MPI (-Dmpi), else one process. Made at the first call.
 Communicator& world();
 
 // A blocking sum of one number over the ranks (a loss, a count).
 double all_reduce_sum(Communicator& comm, double value);
+// Every rank's `value`, in rank order (exact below 2^53).
+std::vector<double> all_gather(Communicator& comm, double value);
 
 }  // namespace mp::dist

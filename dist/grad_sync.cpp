@@ -40,7 +40,7 @@ void GradSync::grad_final(const ag::VarImpl& leaf) {
 // without a gradient (unused this step, the same on every rank) sends zeros.
 void GradSync::start(Bucket& b) {
   b.waiting = 0;
-  b.buffer = Tensor::zeros({b.numel}, DType::f32, kCPU, Tag::workspace);  // (numel)
+  b.buffer = Tensor::zeros({b.numel}, DType::f32, params_[b.params[0]].value().device(), Tag::workspace);  // (numel)
   int64_t at = 0;
   for (size_t k : b.params) {
     const ag::Variable& p = params_[k];

@@ -3,9 +3,18 @@
 #include <limits>
 
 #include "autograd/ops.h"
+#include "dist/zero_adamw.h"
+#include "nn/adamw.h"
 #include "nn/clip_grad.h"
 
 namespace mp::tools {
+
+std::unique_ptr<nn::Optimizer> make_optimizer(const TrainConfig& config, const std::vector<nn::NamedParameter>& params,
+                                              dist::Communicator& comm) {
+  const nn::AdamWOptions options{.lr = config.effective_lr(), .weight_decay = config.weight_decay};
+  if (config.zero == 1) return std::make_unique<dist::ZeroAdamW>(comm, params, options);
+  return std::make_unique<nn::AdamW>(params, options);
+}
 
 StepOutcome train_step(const TrainedModel& m, nn::Optimizer& opt, double clip, int64_t grad_accum,
                        const std::function<Tensor(int64_t micro)>& batch,

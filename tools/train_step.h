@@ -10,6 +10,7 @@
 // optimizer), so that the peak of a step can be located.
 #pragma once
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "dist/grad_sync.h"
@@ -17,6 +18,11 @@
 #include "tools/trainer.h"
 
 namespace mp::tools {
+
+// The run's optimizer: AdamW, or with config.zero == 1 AdamW with its state
+// sharded across comm's ranks (dist/zero_adamw.h).
+std::unique_ptr<nn::Optimizer> make_optimizer(const TrainConfig& config, const std::vector<nn::NamedParameter>& params,
+                                              dist::Communicator& comm);
 
 struct StepOutcome {
   double loss = 0;       // the mean over micro-batches (NaN on the meta device: no values)

@@ -59,6 +59,7 @@ void TrainConfig::validate() const {
     fail("--eval-every and --checkpoint-every must be >= 0 and --eval-batches positive");
   if ((checkpoint_every > 0 || resume) && out_dir.empty()) fail("checkpoints and --resume need --out");
   if (stop_after < 0) fail("--stop-after must be >= 0, got {}", stop_after);
+  if (zero != 0 && zero != 1) fail("--zero {}: only stage 1 (the optimizer state sharded) is implemented, or 0", zero);
   if (base_dtype != DType::f32 && !type)
     fail("--base-dtype {} keeps the base frozen: use it with --method lora, prompt or prefix, not full",
          dtype_name(base_dtype));
@@ -180,13 +181,14 @@ static nlohmann::json identity_of(const TrainConfig& c, int ranks) {
   return id;
 }
 
+// `optim`: the optimizer's state_dict() (with ZeRO, gathered by every rank).
 static void save_checkpoint(const std::string& path, const TrainConfig& c, int ranks,
-                            const std::vector<nn::NamedParameter>& params, const nn::Optimizer& opt, int64_t step,
+                            const std::vector<nn::NamedParameter>& params, const nn::TensorMap& optim, int64_t step,
                             const KillHook& kill) {
   std::vector<std::pair<std::string, Tensor>> tensors;
   size_t bytes = 0;
   for (const auto& [name, p] : params) tensors.emplace_back("param." + name, p.value());
-  for (const auto& [key, t] : opt.state_dict()) tensors.emplace_back("optim." + key, t);
+  for (const auto& [key, t] : optim) tensors.emplace_back("optim." + key, t);
   for (const auto& [name, t] : tensors) bytes += t.nbytes();
   kill.before_checkpoint(step, bytes);
   nn::RngState rng = nn::rng_state();
@@ -276,7 +278,8 @@ static TrainResult train_ranks(const TrainConfig& config, const models::Tokenize
   TrainedModel m = build_model(config, tokenizer);
   check_sequence_fits(config, *m.base);
   std::vector<nn::NamedParameter> params = trainable_parameters(m.module());
-  nn::AdamW opt(params, {.lr = config.effective_lr(), .weight_decay = config.weight_decay});
+  std::unique_ptr<nn::Optimizer> optimizer = make_optimizer(config, params, comm);
+  nn::Optimizer& opt = *optimizer;
   nn::LrSchedule schedule = nn::LrSchedule::from_name(config.schedule, config.warmup, config.steps, config.min_lr_ratio);
   int64_t start = config.resume ? load_checkpoint(checkpoint_path(config.out_dir), config, ranks, params, opt) : 0;
   if (config.resume && writer) remove_stale_temporaries(checkpoint_path(config.out_dir));
@@ -335,9 +338,12 @@ static TrainResult train_ranks(const TrainConfig& config, const models::Tokenize
     // checkpoint's step, and a resume cuts it back to exactly that step.
     if (log.is_open()) log.append(rec);
     kill.at(KillPoint::after_log, step);
-    if (!out_dir.empty() && ((config.checkpoint_every > 0 && step % config.checkpoint_every == 0) || last)) {
-      log.sync();
-      save_checkpoint(checkpoint_path(out_dir), config, ranks, params, opt, step, kill);
+    if (!config.out_dir.empty() && ((config.checkpoint_every > 0 && step % config.checkpoint_every == 0) || last)) {
+      const nn::TensorMap optim = opt.state_dict();  // every rank: ZeRO gathers its shards here
+      if (writer) {
+        log.sync();
+        save_checkpoint(checkpoint_path(out_dir), config, ranks, params, optim, step, kill);
+      }
       last_checkpoint = step;
       kill.at(KillPoint::after_checkpoint, step);
     }
@@ -346,6 +352,9 @@ static TrainResult train_ranks(const TrainConfig& config, const models::Tokenize
   }
   progress.finish();
   result.peaks = ledger_peaks();
+  if (ranks > 1)
+    for (double bytes : dist::all_gather(comm, double(result.peaks.by_tag[int(Tag::optimizer)])))
+      result.optimizer_peak_by_rank.push_back(size_t(bytes));
   if (!result.steps.empty()) {
     result.final_val_loss = result.steps.back().val_loss;
     result.tokens_per_s =

@@ -46,6 +46,7 @@ struct TrainConfig {
   uint64_t seed = 0;
   DType precision = DType::f32;      // bf16: mixed precision (autograd/autocast.h)
   bool recompute = false;            // activation recompute (CausalLM::gradient_checkpointing_enable)
+  int zero = 0;                      // 1: ZeRO-1, AdamW's state sharded across the ranks (dist/zero_adamw.h)
 
   // Evaluation, checkpoints, logs. 0 turns a periodic action off.
   int64_t eval_every = 0, eval_batches = 8, checkpoint_every = 0;
@@ -83,6 +84,7 @@ struct TrainResult {
   int64_t trainable_params = 0, all_params = 0;
   int rank = 0, ranks = 1;        // data parallel (mpirun): this process's rank and their number
   size_t comm_bytes_per_step = 0; // gradient bytes all-reduced per step (0 in one process)
+  std::vector<size_t> optimizer_peak_by_rank;  // data parallel: each rank's ledger peak of Tag::optimizer
 };
 
 // A model being trained: the base alone (full fine-tuning) or with an adapter.

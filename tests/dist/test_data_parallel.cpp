@@ -14,6 +14,9 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
 
 #include "tests/dist/dist_helpers.h"
 
@@ -26,6 +29,12 @@ std::string train_args(const std::string& method, int64_t batch, const std::stri
   return "train --no-progress --model gpt2-tiny --method " + method + " --data " + data_path("legal/licenses.txt") +
          " --seq 32 --steps 3 --warmup 1 --seed 5 --lora-dropout 0.1 --virtual-tokens 4 --batch " +
          std::to_string(batch) + " --out " + out;
+}
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  REQUIRE_MESSAGE(in.good(), path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 std::string final_weights(const std::string& method, const std::string& out) {
@@ -52,6 +61,14 @@ void check_two_ranks_match_one(const std::string& method, const std::string& ext
   const double worst = max_relative_difference(tensors_of(final_weights(method, two)), tensors_of(final_weights(method, one)));
   INFO("largest difference of a final weight, relative to the largest weight: " << worst);
   CHECK(worst <= 1e-5);
+
+  // ZeRO-1 runs AdamW's kernel on the same numbers, a shard per rank: the
+  // same losses and final file, bit for bit.
+  const std::string zero = dir.str() + "/zero";
+  Run rz = mpirun(2, train_args(method, 2, zero) + extra + " --zero 1");
+  REQUIRE_MESSAGE(rz.code == 0, rz.output);
+  CHECK(logged_losses(zero) == l2);
+  CHECK(read_bytes(final_weights(method, zero)) == read_bytes(final_weights(method, two)));
 }
 
 }  // namespace
@@ -73,4 +90,33 @@ TEST_CASE("data parallel: a bad input on every rank stops the job with one clear
   Run r = mpirun(2, "train --no-progress --model gpt2-tiny --steps 2 --data " + dir.str() + "/missing.txt");
   CHECK(r.code == 1);
   CHECK(r.output.find("error: rank 0 of 2: cannot read data file " + dir.str() + "/missing.txt") != std::string::npos);
+}
+
+// AdamW keeps m and v, 4 bytes each, per trainable parameter: 8 P bytes on
+// one rank; ZeRO-1 on 2 ranks leaves P / 2 elements of each per rank, so
+// every rank's ledger shows 4 P optimizer bytes, to the byte, and the
+// planner (`info --ranks 2 --zero 1`) says the same before the run.
+TEST_CASE("ZeRO-1 on 2 ranks: each rank's optimizer state is half of one rank's, to the byte, as planned") {
+  TempDir dir("dist");
+  const std::string common = "--model gpt2-tiny --method full --seq 32 --batch 2";
+  Run info1 = minipeft("info --json " + common);
+  REQUIRE_MESSAGE(info1.code == 0, info1.output);
+  const nlohmann::json plan1 = nlohmann::json::parse(info1.output);
+  const int64_t P = plan1["trainable_params"].get<int64_t>();
+  REQUIRE(P % 2 == 0);
+  CHECK(plan1["tag_peak_bytes"]["optimizer"].get<int64_t>() == 8 * P);
+
+  Run info2 = minipeft("info --json --ranks 2 --zero 1 " + common);
+  REQUIRE_MESSAGE(info2.code == 0, info2.output);
+  CHECK(nlohmann::json::parse(info2.output)["tag_peak_bytes"]["optimizer"].get<int64_t>() == 4 * P);
+
+  Run run = mpirun(2, "train --no-progress --steps 2 --zero 1 --data " + data_path("legal/licenses.txt") + " " + common);
+  REQUIRE_MESSAGE(run.code == 0, run.output);
+  const std::string half = std::to_string(4 * P);
+  CHECK(run.output.find("optimizer state by rank: " + half + ", " + half + " bytes") != std::string::npos);
+  // Without ZeRO every rank holds all of it.
+  Run plain = mpirun(2, "train --no-progress --steps 2 --data " + data_path("legal/licenses.txt") + " " + common);
+  REQUIRE_MESSAGE(plain.code == 0, plain.output);
+  const std::string whole = std::to_string(8 * P);
+  CHECK(plain.output.find("optimizer state by rank: " + whole + ", " + whole + " bytes") != std::string::npos);
 }

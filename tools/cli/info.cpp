@@ -49,6 +49,7 @@ struct InfoOptions {
   bool no_progress = false;  // accepted as train accepts it
   std::string adapter;
   std::string fit_in;
+  int ranks = 1;
   bool json = false;
 };
 
@@ -69,9 +70,9 @@ void run_info(const InfoOptions& o) {
     return;
   }
   models::Tokenizer tok = models::Tokenizer::from_dir(default_tokenizer_dir());
-  const tools::MemoryPlan plan = tools::plan_training_memory(c, tok);
+  const tools::MemoryPlan plan = tools::plan_training_memory(c, tok, o.ranks);
   const size_t budget = o.fit_in.empty() ? 0 : parse_bytes(o.fit_in);
-  const int64_t largest = budget ? tools::largest_fitting_batch(c, tok, budget) : 0;
+  const int64_t largest = budget ? tools::largest_fitting_batch(c, tok, budget, o.ranks) : 0;
 
   if (o.json) {
     nlohmann::json j = {{"model", c.model},
@@ -80,6 +81,8 @@ void run_info(const InfoOptions& o) {
                         {"batch", c.batch},
                         {"seq", c.seq},
                         {"grad_accum", c.grad_accum},
+                        {"ranks", o.ranks},
+                        {"zero", c.zero},
                         {"base_dtype", dtype_name(c.base_dtype)},
                         {"precision", dtype_name(c.precision)},
                         {"trainable_params", plan.trainable_params},
@@ -99,8 +102,10 @@ void run_info(const InfoOptions& o) {
   fmt::print("{}: {} layers, {} heads, width {}, MLP {}, vocab {}, {} positions\n", models::arch_name(mc.arch),
              mc.num_layers, mc.num_heads, mc.hidden_size, mc.ffn_dim, mc.vocab_size, mc.max_positions);
   fmt::print("{}: {}\n", c.method, peft::trainable_line(plan.trainable_params, plan.all_params));
-  fmt::print("planned memory of one training step (B={}, T={}, grad-accum {}, AdamW, base {}, precision {}):\n",
-             c.batch, c.seq, c.grad_accum, dtype_name(c.base_dtype), dtype_name(c.precision));
+  fmt::print("planned memory of one training step (B={}, T={}, grad-accum {}, AdamW{}, base {}, precision {}):\n",
+             c.batch, c.seq, c.grad_accum,
+             o.ranks > 1 ? fmt::format(", rank 0 of {}{}", o.ranks, c.zero ? " with ZeRO-1" : "") : std::string(),
+             dtype_name(c.base_dtype), dtype_name(c.precision));
   fmt::print("  {:<12} {:>12} {:>12}\n", "tag", "at the peak", "own peak");
   for (int t = 0; t < kTags; ++t)
     fmt::print("  {:<12} {:>8.1f} MiB {:>8.1f} MiB\n", tag_name(Tag(t)), mib(plan.at_peak.by_tag[size_t(t)]),
@@ -126,6 +131,8 @@ void add_info(CLI::App& app) {
   add_run_options(cmd, o->train, o->no_progress);
   cmd->add_option("--adapter", o->adapter, "summarise this HF PEFT adapter folder instead of planning");
   cmd->add_option("--fit-in", o->fit_in, "a memory budget (16GiB, 512MiB, 8GB): report the largest --batch that fits");
+  cmd->add_option("--ranks", o->ranks, "plan rank 0 of a data-parallel run of this many ranks (mpirun -np)")
+      ->capture_default_str();
   cmd->add_flag("--json", o->json, "print one JSON object");
   cmd->callback([o] { run_info(*o); });
 }
