@@ -264,7 +264,7 @@ class BatchRowsScope {
 static TrainResult train_ranks(const TrainConfig& config, const models::Tokenizer& tokenizer, TrainedModel* model_out,
                                dist::Communicator& comm) {
   config.validate();
-  const KillHook kill = KillHook::from_env();
+  const KillHook kill = KillHook::from_env(comm.rank());
   const int ranks = comm.size();
   const bool writer = comm.rank() == 0;  // of the log, checkpoints, the final model and progress
   const nn::BatchRows rows = ranks > 1 ? nn::BatchRows{comm.rank() * config.batch, config.batch} : nn::BatchRows{};

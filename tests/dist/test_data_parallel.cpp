@@ -13,6 +13,7 @@
 // 4.7e-4 for the tensor's largest entry after 3 steps at lr 3e-4).
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -119,4 +120,73 @@ TEST_CASE("ZeRO-1 on 2 ranks: each rank's optimizer state is half of one rank's,
   REQUIRE_MESSAGE(plain.code == 0, plain.output);
   const std::string whole = std::to_string(8 * P);
   CHECK(plain.output.find("optimizer state by rank: " + whole + ", " + whole + " bytes") != std::string::npos);
+}
+
+// One rank SIGKILLed (MP_TRAIN_KILL_AT on MP_TRAIN_KILL_RANK alone): mpirun
+// ends the job with an error naming the signal, in bounded time, the
+// checkpoint is whole (the last one completed), and a 2-rank --resume
+// continues to the same losses and final weights as an uninterrupted run,
+// bit for bit. Rank 0 killed halfway through its checkpoint write leaves a
+// temporary beside the previous checkpoint, never a torn one.
+TEST_CASE("data parallel: a rank killed mid-run stops the job; a 2-rank resume matches the uninterrupted run bit for bit") {
+  TempDir dir("dist");
+  auto args = [&](const std::string& out) {
+    return "train --no-progress --model gpt2-tiny --method lora --lora-dropout 0.1 --data " +
+           data_path("legal/licenses.txt") + " --seq 32 --batch 2 --steps 8 --warmup 2 --checkpoint-every 3 --out " + out;
+  };
+  const std::string whole = dir.str() + "/whole";
+  Run r = mpirun(2, args(whole));
+  REQUIRE_MESSAGE(r.code == 0, r.output);
+  const std::vector<double> want = logged_losses(whole);
+  REQUIRE(want.size() == 8);
+
+  struct Case {
+    std::string kill_at, rank, says;
+    int64_t checkpointed;
+  };
+  for (const Case& c : {Case{"after-log:5", "1", "signal 9", 3}, Case{"in-checkpoint:6", "0", "signal 25", 3}}) {
+    CAPTURE(c.kill_at);
+    CAPTURE(c.rank);
+    const std::string out = dir.str() + "/killed_" + c.rank;
+    const auto start = std::chrono::steady_clock::now();
+    Run killed = mpirun(2, args(out), "-x MP_TRAIN_KILL_AT=" + c.kill_at + " -x MP_TRAIN_KILL_RANK=" + c.rank);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    CHECK(killed.code != 0);
+    INFO(killed.output);
+    CHECK(killed.output.find(c.says) != std::string::npos);
+    CHECK(seconds < 60);
+    nn::SafetensorsFile f = nn::SafetensorsFile::open(tools::checkpoint_path(out));  // whole: it opens
+    CHECK(nlohmann::json::parse(f.metadata().at("minipeft_checkpoint"))["step"].get<int64_t>() == c.checkpointed);
+
+    Run resumed = mpirun(2, args(out) + " --resume");
+    REQUIRE_MESSAGE(resumed.code == 0, resumed.output);
+    CHECK(logged_losses(out) == want);  // exactly
+    CHECK(read_bytes(final_weights("lora", out)) == read_bytes(final_weights("lora", whole)));
+  }
+}
+
+// The global batch is what a checkpoint belongs to: 2 ranks x 2 resume as
+// 1 rank x 4, say so, and continue within rounding of the 2-rank run.
+TEST_CASE("data parallel: a 2-rank checkpoint resumes on 1 rank at the same global batch, resharded") {
+  TempDir dir("dist");
+  auto args = [&](const std::string& out, int batch) {
+    return "train --no-progress --model gpt2-tiny --method full --data " + data_path("legal/licenses.txt") +
+           " --seq 32 --steps 4 --zero 1 --batch " + std::to_string(batch) + " --out " + out;
+  };
+  const std::string whole = dir.str() + "/whole", part = dir.str() + "/part";
+  REQUIRE(mpirun(2, args(whole, 2)).code == 0);
+  Run first = mpirun(2, args(part, 2) + " --stop-after 2");
+  REQUIRE_MESSAGE(first.code == 0, first.output);
+  Run rest = minipeft(args(part, 4) + " --resume");
+  REQUIRE_MESSAGE(rest.code == 0, rest.output);
+  CHECK(rest.output.find("resuming on 1 rank(s) a run checkpointed on 2: the same global batch of 4, resharded") !=
+        std::string::npos);
+  const std::vector<double> want = logged_losses(whole), got = logged_losses(part);
+  REQUIRE(got.size() == 4);
+  for (size_t i = 0; i < 4; ++i) CHECK(std::abs(got[i] - want[i]) <= 1e-5 * std::abs(want[i]));
+  CHECK(max_relative_difference(tensors_of(final_weights("full", part)), tensors_of(final_weights("full", whole))) <= 1e-5);
+  // A different global batch is a different run.
+  Run other = minipeft(args(part, 2) + " --resume");
+  CHECK(other.code == 1);
+  CHECK(other.output.find("was written by a different run") != std::string::npos);
 }
