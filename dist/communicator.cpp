@@ -1,6 +1,8 @@
 #include "dist/communicator.h"
 
+#include <chrono>
 #include <cstdlib>
+#include <thread>
 #include <cstring>
 #include <vector>
 
@@ -62,6 +64,30 @@ class Planning : public Communicator {
 bool launched_by_mpirun() { return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE"); }
 
 }  // namespace
+
+double collective_timeout() {
+  const char* s = std::getenv("MP_DIST_TIMEOUT");
+  if (!s || !*s) return 120;
+  char* end = nullptr;
+  const double v = std::strtod(s, &end);
+  if (*end != '\0' || !(v > 0)) fail("MP_DIST_TIMEOUT={} is not a positive number of seconds", s);
+  return v;
+}
+
+void wait_for(const std::function<bool()>& done, int rank, const char* what, double timeout,
+              const std::function<void()>& give_up) {
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  for (int tries = 0; !done(); ++tries) {
+    if (std::chrono::duration<double>(Clock::now() - start).count() > timeout) {
+      if (give_up) give_up();
+      fail("rank {}: {} did not complete in {} s: another rank has stopped (see its error) (MP_DIST_TIMEOUT)", rank,
+           what, timeout);
+    }
+    if (tries < 1000) std::this_thread::yield();
+    else std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
 
 std::unique_ptr<Communicator> single_process() { return std::make_unique<SingleProcess>(); }
 std::unique_ptr<Communicator> planning(int ranks) { return std::make_unique<Planning>(ranks); }

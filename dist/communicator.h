@@ -14,6 +14,7 @@
 #pragma once
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -62,6 +63,16 @@ class Communicator {
  private:
   uint64_t bytes_ = 0;
 };
+
+// How long a collective may wait for the other ranks: MP_DIST_TIMEOUT
+// seconds (default 120); mp::Error for a value that is not a positive number.
+double collective_timeout();
+
+// Polls `done` (yielding, then sleeping 200 us between calls) until it says
+// true. After `timeout` seconds: `give_up` (if any), then mp::Error naming
+// `rank` and `what`: a rank that died must not hang the others.
+void wait_for(const std::function<bool()>& done, int rank, const char* what, double timeout,
+              const std::function<void()>& give_up = {});
 
 // A communicator of one process.
 std::unique_ptr<Communicator> single_process();

@@ -2,10 +2,8 @@
 
 #include <mpi.h>
 
-#include <chrono>
 #include <cstdlib>
 #include <string>
-#include <thread>
 
 #include "engine/error.h"
 
@@ -21,15 +19,6 @@ void check(int code, const char* what) {
   fail("{}: {}", what, std::string(text, size_t(length)));
 }
 
-double timeout_seconds() {
-  const char* s = std::getenv("MP_DIST_TIMEOUT");
-  if (!s || !*s) return 120;
-  char* end = nullptr;
-  double v = std::strtod(s, &end);
-  if (*end != '\0' || !(v > 0)) fail("MP_DIST_TIMEOUT={} is not a positive number of seconds", s);
-  return v;
-}
-
 class MpiPending : public Pending {
  public:
   MpiPending(MPI_Request request, int rank, double timeout, const char* what)
@@ -37,22 +26,15 @@ class MpiPending : public Pending {
   ~MpiPending() override {
     if (request_ != MPI_REQUEST_NULL) MPI_Request_free(&request_);  // never waited: the error path
   }
-  // Test, yielding then sleeping between tests: MPI_Wait would block forever
-  // on a rank that died.
+  // MPI_Test in a loop: MPI_Wait would block forever on a rank that died.
   void wait() override {
-    using Clock = std::chrono::steady_clock;
-    const auto start = Clock::now();
-    for (int tries = 0;; ++tries) {
-      int done = 0;
-      check(MPI_Test(&request_, &done, MPI_STATUS_IGNORE), what_);
-      if (done) return;
-      const double waited = std::chrono::duration<double>(Clock::now() - start).count();
-      if (waited > timeout_)
-        fail("rank {}: {} did not complete in {} s: another rank has stopped (see its error) (MP_DIST_TIMEOUT)",
-             rank_, what_, timeout_);
-      if (tries < 1000) std::this_thread::yield();
-      else std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
+    wait_for(
+        [this] {
+          int done = 0;
+          check(MPI_Test(&request_, &done, MPI_STATUS_IGNORE), what_);
+          return done != 0;
+        },
+        rank_, what_, timeout_);
   }
 
  private:
@@ -88,7 +70,7 @@ class MpiCommunicator : public Communicator {
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);  // errors become mp::Error, not an abort without a word
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
-    timeout_ = timeout_seconds();
+    timeout_ = collective_timeout();
   }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
