@@ -18,11 +18,13 @@
 namespace mp::test {
 
 // `ranks` processes of minipeft with `args`, one OpenMP thread each (the
-// machine may have fewer cores than ranks x threads).
+// machine may have fewer cores than ranks x threads). Under AddressSanitizer
+// the ranks skip OpenMPI's own leaks (tests/dist/lsan_mpi.supp).
 inline Run mpirun(int ranks, const std::string& args, const std::string& env = "") {
   const std::string cmd = env_dir("MP_MPIRUN") + " -np " + std::to_string(ranks) +
-                          " --oversubscribe --allow-run-as-root -x OMP_NUM_THREADS=1 " + env + " " +
-                          env_dir("MP_MINIPEFT") + " " + args + " 2>&1";
+                          " --oversubscribe --allow-run-as-root -x OMP_NUM_THREADS=1 -x LSAN_OPTIONS=suppressions=" +
+                          env_dir("MP_MPI_LSAN_SUPPRESSIONS") + " " + env + " " + env_dir("MP_MINIPEFT") + " " + args +
+                          " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   REQUIRE(p != nullptr);
   Run r{0, ""};
