@@ -2,8 +2,11 @@
 
 #include <mpi.h>
 
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 #include "engine/error.h"
 
@@ -104,14 +107,24 @@ class MpiCommunicator : public Communicator {
     MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm_, &flag, MPI_STATUS_IGNORE);
   }
 
-  void abort_all(int code) override { MPI_Abort(comm_, code); }
+  // An error found by every rank at once (a bad file) would make every rank
+  // call MPI_Abort together, and OpenMPI 4.1's mpirun can crash (SIGSEGV in
+  // its help-message relay) on simultaneous aborts: the other ranks give
+  // rank 0 two seconds to abort the job first, then abort it themselves.
+  void abort_all(int code) override {
+    aborting = true;  // MPI_Abort may exit() through the atexit handlers: no MPI_Finalize there
+    std::fflush(stderr);
+    if (rank_ != 0) std::this_thread::sleep_for(std::chrono::seconds(2));
+    MPI_Abort(comm_, code);
+  }
 
  private:
   static void finalize() {
     int finalized = 0;
     MPI_Finalized(&finalized);
-    if (!finalized) MPI_Finalize();
+    if (!finalized && !aborting) MPI_Finalize();
   }
+  static inline bool aborting = false;
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1;
   double timeout_ = 120;

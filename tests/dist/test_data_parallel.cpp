@@ -89,6 +89,7 @@ TEST_CASE("data parallel: prefix tuning on 2 ranks matches 1 rank at twice the b
 TEST_CASE("data parallel: a bad input on every rank stops the job with one clear error, exit 1") {
   TempDir dir("dist");
   Run r = mpirun(2, "train --no-progress --model gpt2-tiny --steps 2 --data " + dir.str() + "/missing.txt");
+  INFO(r.output);
   CHECK(r.code == 1);
   CHECK(r.output.find("error: rank 0 of 2: cannot read data file " + dir.str() + "/missing.txt") != std::string::npos);
 }
