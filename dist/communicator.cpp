@@ -67,7 +67,7 @@ bool launched_by_mpirun() { return std::getenv("OMPI_COMM_WORLD_SIZE") || std::g
 
 double collective_timeout() {
   const char* s = std::getenv("MP_DIST_TIMEOUT");
-  if (!s || !*s) return 120;
+  if (!s || !*s) return 600;
   char* end = nullptr;
   const double v = std::strtod(s, &end);
   if (*end != '\0' || !(v > 0)) fail("MP_DIST_TIMEOUT={} is not a positive number of seconds", s);

@@ -65,7 +65,7 @@ class Communicator {
 };
 
 // How long a collective may wait for the other ranks: MP_DIST_TIMEOUT
-// seconds (default 120); mp::Error for a value that is not a positive number.
+// seconds (default 600); mp::Error for a value that is not a positive number.
 double collective_timeout();
 
 // Polls `done` (yielding, then sleeping 200 us between calls) until it says

@@ -127,7 +127,7 @@ class MpiCommunicator : public Communicator {
   static inline bool aborting = false;
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1;
-  double timeout_ = 120;
+  double timeout_ = 600;
 };
 
 }  // namespace

@@ -14,7 +14,7 @@
 namespace mp::dist {
 
 // A communicator over the same ranks as `bootstrap` (every rank calls it
-// together). A collective not complete after MP_DIST_TIMEOUT seconds (120)
+// together). A collective not complete after MP_DIST_TIMEOUT seconds (600)
 // aborts the NCCL communicator and is an mp::Error naming the rank.
 std::unique_ptr<Communicator> nccl(Communicator& bootstrap);
 

@@ -253,6 +253,17 @@ static void remove_stale_temporaries(const std::string& path) {
     if (e.path().filename().string().rfind(prefix, 0) == 0) fs::remove(e.path(), ec);
 }
 
+// evaluate() with the batches dealt out to the ranks (rank r takes batches r,
+// r + N, ...): the mean over all of them, in 1/N of the time, and no rank
+// idles in a collective while another evaluates.
+static double evaluate_shared(const TrainedModel& m, const std::vector<Tensor>& batches, dist::Communicator& comm) {
+  if (comm.size() == 1 || batches.empty()) return evaluate(m, batches);
+  std::vector<Tensor> mine;
+  for (size_t k = size_t(comm.rank()); k < batches.size(); k += size_t(comm.size())) mine.push_back(batches[k]);
+  const double sum = mine.empty() ? 0 : evaluate(m, mine) * double(mine.size());
+  return dist::all_reduce_sum(comm, sum) / double(batches.size());
+}
+
 // Data parallel: this rank computes rows [first, first + batch) of each
 // global batch, dropout included (nn::BatchRows); one process: the default.
 class BatchRowsScope {
@@ -284,8 +295,7 @@ static TrainResult train_ranks(const TrainConfig& config, const models::Tokenize
   int64_t start = config.resume ? load_checkpoint(checkpoint_path(config.out_dir), config, ranks, params, opt) : 0;
   if (config.resume && writer) remove_stale_temporaries(checkpoint_path(config.out_dir));
   int64_t last_checkpoint = start;
-  // Rank 0 alone evaluates (evaluation draws no random numbers).
-  std::vector<Tensor> val = writer && (config.eval_every > 0 || !config.out_dir.empty())
+  std::vector<Tensor> val = config.eval_every > 0 || !config.out_dir.empty()
                                 ? data.val_batches(config.batch, config.seq, config.eval_batches)
                                 : std::vector<Tensor>{};
   std::unique_ptr<dist::GradSync> sync =
@@ -332,7 +342,7 @@ static TrainResult train_ranks(const TrainConfig& config, const models::Tokenize
     // Evaluation draws no random numbers (eval mode: no dropout), so the
     // checkpoint below saves the same state whether or not this step evaluates.
     if ((config.eval_every > 0 && step % config.eval_every == 0) || (last && !val.empty()))
-      rec.val_loss = evaluate(m, val);
+      rec.val_loss = evaluate_shared(m, val, comm);
     // The step's log line goes first, synced before the checkpoint that
     // covers it: a kill anywhere leaves a log that reaches at least the
     // checkpoint's step, and a resume cuts it back to exactly that step.

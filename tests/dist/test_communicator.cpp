@@ -39,7 +39,7 @@ TEST_CASE("a collective that never completes fails after the timeout, naming the
   setenv("MP_DIST_TIMEOUT", "2.5", 1);
   CHECK(dist::collective_timeout() == 2.5);
   unsetenv("MP_DIST_TIMEOUT");
-  CHECK(dist::collective_timeout() == 120);
+  CHECK(dist::collective_timeout() == 600);
 }
 
 TEST_CASE("ZeRO-1 on one rank is AdamW, bit for bit, and speaks AdamW's state keys") {
