@@ -12,6 +12,7 @@
 #include "engine/error.h"
 #include "engine/ops.h"
 #include "nn/adamw.h"
+#include "tests/cli/helpers.h"
 
 using namespace mp;
 
@@ -83,4 +84,13 @@ TEST_CASE("ZeRO-1 on one rank is AdamW, bit for bit, and speaks AdamW's state ke
   nn::TensorMap bad = sa;
   bad["m.nope"] = sa.at("m.p1");
   CHECK_THROWS_WITH_AS(again.load_state_dict(bad), doctest::Contains("m.nope"), Error);
+}
+
+TEST_CASE("bad data-parallel options are one-line errors, exit 1") {
+  test::Run r = test::minipeft("info --model gpt2-tiny --ranks 0");
+  CHECK(r.code == 1);
+  CHECK(r.output.find("--ranks must be at least 1, got 0") != std::string::npos);
+  r = test::minipeft("info --model gpt2-tiny --zero 2");
+  CHECK(r.code == 1);
+  CHECK(r.output.find("--zero 2: only stage 1") != std::string::npos);
 }

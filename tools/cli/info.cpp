@@ -62,6 +62,7 @@ void print_adapter_summary(const InfoOptions& o) {
 void run_info(const InfoOptions& o) {
   const tools::TrainConfig& c = o.train;
   c.validate();
+  if (o.ranks < 1) fail("--ranks must be at least 1, got {}", o.ranks);
   const models::ModelConfig mc = models::config_of(c.model);
   if (!o.adapter.empty()) {
     fmt::print("{}: {} layers, {} heads, width {}, MLP {}, vocab {}, {} positions\n", models::arch_name(mc.arch),
