@@ -36,16 +36,30 @@ void GradSync::grad_final(const ag::VarImpl& leaf) {
   comm_.progress();
 }
 
-// Pack the gradients into one buffer and start its all-reduce. A parameter
+// Move the gradients into one buffer and start its all-reduce: each
+// gradient becomes a view of its part of the buffer (its own bytes are
+// freed), so the buckets cost no second copy of the gradients. A parameter
 // without a gradient (unused this step, the same on every rank) sends zeros.
+// A bucket of one parameter (one larger than a bucket: the embedding) is its
+// gradient itself: no copy, and no second copy of it alive at once.
 void GradSync::start(Bucket& b) {
   b.waiting = 0;
-  b.buffer = Tensor::zeros({b.numel}, DType::f32, params_[b.params[0]].value().device(), Tag::workspace);  // (numel)
+  const ag::Variable& first = params_[b.params[0]];
+  if (b.params.size() == 1 && first.grad().defined() && first.grad().is_contiguous()) {
+    b.buffer = first.grad().view({b.numel});
+    b.pending = comm_.all_reduce_sum(b.buffer);
+    return;
+  }
+  b.buffer = Tensor::zeros({b.numel}, DType::f32, params_[b.params[0]].value().device(), Tag::grads);  // (numel)
   int64_t at = 0;
   for (size_t k : b.params) {
     const ag::Variable& p = params_[k];
     const int64_t n = p.value().numel();
-    if (p.grad().defined()) b.buffer.narrow(0, at, n).copy_from(p.grad().reshape({n}));
+    if (p.grad().defined()) {
+      Tensor part = b.buffer.narrow(0, at, n);
+      part.copy_from(p.grad().reshape({n}));
+      p.impl()->grad = part.view(p.shape());
+    }
     at += n;
   }
   b.pending = comm_.all_reduce_sum(b.buffer);
@@ -57,15 +71,9 @@ void GradSync::finish() {
   const float inverse = 1.f / float(comm_.size());
   for (Bucket& b : buckets_) {
     b.pending->wait();
-    int64_t at = 0;
-    for (size_t k : b.params) {
-      const ag::Variable& p = params_[k];
-      const int64_t n = p.value().numel();
-      if (p.grad().defined()) ops::axpby(inverse, b.buffer.narrow(0, at, n).view(p.shape()), 0.f, p.grad());
-      at += n;
-    }
+    ops::axpby(inverse, b.buffer, 0.f, b.buffer);  // the sum over ranks -> the mean, in the gradients' views
     b.pending.reset();
-    b.buffer = Tensor();
+    b.buffer = Tensor();  // the gradients' views keep it until the optimizer drops them
     b.waiting = b.params.size();
   }
 }

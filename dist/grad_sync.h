@@ -2,8 +2,10 @@
 // trainable parameters' gradients go in buckets of about `bucket_bytes`,
 // taken in reverse order of the parameter list (the order backward
 // completes them: the last layer first). A bucket's all-reduce starts as
-// soon as all its gradients are final, while the rest of backward runs;
-// finish() waits and leaves every gradient the mean over the ranks.
+// soon as all its gradients are final, while the rest of backward runs (the
+// gradients move into the bucket and stay there as views, as PyTorch DDP's
+// gradient_as_bucket_view); finish() waits and leaves every gradient the
+// mean over the ranks.
 // Frozen parameters have no gradient and are never sent.
 //
 //   GradSync sync(comm, opt.params());
@@ -41,7 +43,7 @@ class GradSync {
     std::vector<size_t> params;  // indices into params_, in the order backward completes them
     int64_t numel = 0;
     size_t waiting = 0;          // gradients not final yet this step
-    Tensor buffer;               // (numel) f32, while in flight
+    Tensor buffer;               // (numel) f32 under Tag::grads, while in flight
     std::unique_ptr<Pending> pending;
   };
   void start(Bucket& b);
