@@ -1,5 +1,6 @@
 #include "dist/communicator.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <thread>
@@ -64,6 +65,18 @@ class Planning : public Communicator {
 bool launched_by_mpirun() { return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE"); }
 
 }  // namespace
+
+int launched_ranks() {
+  const char* n = std::getenv("OMPI_COMM_WORLD_SIZE");
+  if (!n) n = std::getenv("PMI_SIZE");
+  return n ? std::max(1, std::atoi(n)) : 1;
+}
+
+void require_one_process(const char* command) {
+  if (launched_ranks() > 1)
+    fail("minipeft {} runs in one process, not under mpirun with {} ranks (data parallel: train and bench)", command,
+         launched_ranks());
+}
 
 double collective_timeout() {
   const char* s = std::getenv("MP_DIST_TIMEOUT");

@@ -82,6 +82,13 @@ std::unique_ptr<Communicator> single_process();
 // bytes) and do nothing, as the meta backend's kernels do.
 std::unique_ptr<Communicator> planning(int ranks);
 
+// How many processes mpirun started for this job (1 when not under mpirun),
+// read from mpirun's environment without starting MPI.
+int launched_ranks();
+// mp::Error when launched by mpirun with more than one rank: `command` runs
+// in one process (every rank would write the same files).
+void require_one_process(const char* command);
+
 // This process's world: MPI's when the program was launched by mpirun and
 // built with MPI (-Dmpi), else one process. Made at the first call.
 Communicator& world();

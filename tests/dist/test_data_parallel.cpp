@@ -191,3 +191,9 @@ TEST_CASE("data parallel: a 2-rank checkpoint resumes on 1 rank at the same glob
   CHECK(other.code == 1);
   CHECK(other.output.find("was written by a different run") != std::string::npos);
 }
+
+TEST_CASE("data parallel: compare (which writes its own files) refuses to run as several ranks") {
+  Run r = mpirun(2, "compare --quick");
+  CHECK(r.code != 0);
+  CHECK(r.output.find("minipeft compare runs in one process, not under mpirun with 2 ranks") != std::string::npos);
+}
