@@ -19,12 +19,14 @@ namespace mp::test {
 
 // `ranks` processes of minipeft with `args`, one OpenMP thread each (the
 // machine may have fewer cores than ranks x threads). Under AddressSanitizer
-// the ranks skip OpenMPI's own leaks (tests/dist/lsan_mpi.supp).
+// (CI's second build) the ranks do not check leaks: OpenMPI's plugins leave
+// allocations behind after MPI_Finalize and are unloaded by then, so no
+// suppression can name them. Memory errors are still caught, and the same
+// code without MPI runs with leak checks in the other suites.
 inline Run mpirun(int ranks, const std::string& args, const std::string& env = "") {
   const std::string cmd = env_dir("MP_MPIRUN") + " -np " + std::to_string(ranks) +
-                          " --oversubscribe --allow-run-as-root -x OMP_NUM_THREADS=1 -x LSAN_OPTIONS=suppressions=" +
-                          env_dir("MP_MPI_LSAN_SUPPRESSIONS") + " " + env + " " + env_dir("MP_MINIPEFT") + " " + args +
-                          " 2>&1";
+                          " --oversubscribe --allow-run-as-root -x OMP_NUM_THREADS=1 -x ASAN_OPTIONS=detect_leaks=0 " +
+                          env + " " + env_dir("MP_MINIPEFT") + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   REQUIRE(p != nullptr);
   Run r{0, ""};
