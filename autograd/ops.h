@@ -65,7 +65,7 @@ Variable linear_cross_entropy(const Variable& hidden, const Variable& weight, co
                               int ignore_index = -100, int64_t chunk_rows = 0);
 // Identity when p == 0. The mask comes from Philox(seed), so backward
 // regenerates it instead of saving it.
-Variable dropout(const Variable& x, float p, uint64_t seed);
+Variable dropout(const Variable& x, float p, uint64_t seed, uint64_t offset = 0);
 // q (B, H, T, D), k and v (B, H, S, D) -> (B, H, T, D). See engine/backend.h.
 Variable attention(const Variable& q, const Variable& k, const Variable& v, const AttentionParams& p);
 

@@ -413,12 +413,12 @@ class CudaBackend final : public Backend {
     if (flagged("cross_entropy_backward")) name_bad_index("cross_entropy_backward", "target", targets, V, ignore_index);
   }
 
-  void dropout(const Tensor& x, float p, uint64_t seed, const Tensor& out) override {
+  void dropout(const Tensor& x, float p, uint64_t seed, uint64_t offset, const Tensor& out) override {
     check_shape("dropout", x, out);
     check_contiguous("dropout", {&x, &out});
     check_float("dropout", x);
     if (x.numel() == 0) return;
-    launch_dropout(x.numel(), ptr(x), ptr(out), p, seed);
+    launch_dropout(x.numel(), ptr(x), ptr(out), p, seed, offset);
     check_launch("dropout");
   }
 
@@ -562,7 +562,8 @@ class CudaBackend final : public Backend {
       if (t->dtype() != q.dtype() || t->dtype() == DType::i32)
         fail("{}: q, k, v must be all f32, all bf16 or all f64 on cuda, got {}, {}, {}", what, dtype_name(q.dtype()),
              dtype_name(k.dtype()), dtype_name(v.dtype()));
-    AttnDims d{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3), p.scale, p.causal, nullptr, p.dropout, p.seed};
+    AttnDims d{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3), p.scale, p.causal, nullptr, p.dropout, p.seed,
+               p.dropout_offset};
     if (d.D > kMaxHeadDim) fail("{}: head size {} is larger than {} (cuda)", what, d.D, kMaxHeadDim);
     if (d.B * d.H > 65535) fail("{}: B * H = {} is more than 65535 (cuda grid limit)", what, d.B * d.H);
     if (p.key_mask) {

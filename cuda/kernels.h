@@ -47,7 +47,7 @@ void launch_axpby(const Strided<2>& L, float alpha, Ptr a, float beta, Ptr out, 
 // L walks out's shape (operand 0: a with the reduced axis removed, 1: out);
 // each output reduces `len` elements of a `axis_stride` apart.
 void launch_reduce(ReduceOp op, const Strided<2>& L, int64_t len, int64_t axis_stride, Ptr a, Ptr out, bool dbl);
-void launch_dropout(int64_t n, Ptr x, Ptr out, float p, uint64_t seed);
+void launch_dropout(int64_t n, Ptr x, Ptr out, float p, uint64_t seed, uint64_t offset);
 // Ids out of [0, V) set *err to 1 (the host reads it and throws).
 void launch_embedding(int64_t N, int64_t V, int64_t C, const int32_t* ids, Ptr table, Ptr out, int* err);
 void launch_embedding_backward(int64_t N, int64_t V, int64_t C, const int32_t* ids, Ptr gout, Ptr gtable,
@@ -79,6 +79,7 @@ struct AttnDims {
   const int32_t* key_mask;  // (B, S) or nullptr
   float dropout;            // on the probabilities; 0: none (engine/backend.h, AttentionParams)
   uint64_t seed;
+  uint64_t dropout_offset;  // of element (0, 0, 0, 0) in the mask's stream
 };
 // lse (B, H, T) is in the compute type: f64 for f64 inputs, else f32 (the
 // kernels compute in double or float accordingly).

@@ -43,6 +43,9 @@ struct AttentionParams {
   // key s only when segment_ids[b, s] == segment_ids[b, t]; the S - T prefix
   // keys stay visible to all. CPU (and meta) only.
   const Tensor* segment_ids = nullptr;
+  // Element (b, h, t, s) draws as element dropout_offset + (b, h, t, s) of a
+  // larger tensor (data parallelism: these rows are a shard of a bigger batch).
+  uint64_t dropout_offset = 0;
 };
 
 class Backend {
@@ -113,7 +116,7 @@ class Backend {
 
   // out = x * keep / (1 - p), keep from Philox(seed, element index) so that
   // the same call on gy gives the backward (no mask is stored).
-  virtual void dropout(const Tensor& x, float p, uint64_t seed, const Tensor& out) = 0;
+  virtual void dropout(const Tensor& x, float p, uint64_t seed, uint64_t offset, const Tensor& out) = 0;
 
   // Fused attention. q (B, H, T, D), k and v (B, H, S, D) with S >= T (the
   // first S - T keys are a prefix) -> out (B, H, T, D), lse (B, H, T) the

@@ -36,7 +36,9 @@ struct MemoryPlan {
 // config.json alone is read). mp::Error for what train() would refuse: an
 // unknown model or method, a sequence longer than the model's positions,
 // LoRA targets that match nothing, ...
-MemoryPlan plan_training_memory(const TrainConfig& config, const models::Tokenizer& tokenizer);
+// With ranks > 1: rank 0 of a data-parallel run of that many ranks (its
+// gradient buckets; with config.zero, its shard of the optimizer state).
+MemoryPlan plan_training_memory(const TrainConfig& config, const models::Tokenizer& tokenizer, int ranks = 1);
 
 // The same step run on the CPU (random weights for a built-in name, the
 // folder's weights otherwise), read from the Ledger. With timed_steps > 0,
@@ -47,6 +49,6 @@ MemoryPlan measure_training_memory(const TrainConfig& config, const models::Toke
 
 // The largest --batch (from 1 up) whose planned peak fits in `budget` bytes;
 // 0 when even one sequence does not fit.
-int64_t largest_fitting_batch(TrainConfig config, const models::Tokenizer& tokenizer, size_t budget);
+int64_t largest_fitting_batch(TrainConfig config, const models::Tokenizer& tokenizer, size_t budget, int ranks = 1);
 
 }  // namespace mp::tools

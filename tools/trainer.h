@@ -49,6 +49,7 @@ struct TrainConfig {
   uint64_t seed = 0;
   DType precision = DType::f32;      // bf16: mixed precision (autograd/autocast.h)
   bool recompute = false;            // activation recompute (CausalLM::gradient_checkpointing_enable)
+  int zero = 0;                      // 1: ZeRO-1, AdamW's state sharded across the ranks (dist/zero_adamw.h)
 
   // Evaluation, checkpoints, logs. 0 turns a periodic action off.
   int64_t eval_every = 0, eval_batches = 8, checkpoint_every = 0;
@@ -84,6 +85,9 @@ struct TrainResult {
   double tokens_per_s = 0;        // training tokens per second over this process's steps (pairs: padding not counted)
   MemoryPeaks peaks;              // ledger peaks during training
   int64_t trainable_params = 0, all_params = 0;
+  int rank = 0, ranks = 1;        // data parallel (mpirun): this process's rank and their number
+  size_t comm_bytes_per_step = 0; // gradient bytes all-reduced per step (0 in one process)
+  std::vector<size_t> optimizer_peak_by_rank;  // data parallel: each rank's ledger peak of Tag::optimizer
 };
 
 // A model being trained: the base alone (full fine-tuning) or with an adapter.
@@ -125,6 +129,13 @@ double evaluate(const TrainedModel& m, const std::vector<Tensor>& windows);
 
 // Run the training a config describes. Throws mp::Error on bad input and on a
 // non-finite loss (naming the step and the last checkpoint kept).
+//
+// Under mpirun (dist::world() has N > 1 ranks) every rank computes rows
+// [rank * batch, (rank + 1) * batch) of each global batch of N * batch rows
+// (examples and dropout masks keyed by the global row: the same run as one
+// process at batch N * batch, up to rounding), the gradients are averaged
+// over the ranks, and rank 0 alone writes the log, checkpoints and the final
+// model. An error on one rank stops all of them.
 TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer, TrainedModel* model_out = nullptr);
 
 // Where train() writes its checkpoint, its final model or adapter, and its

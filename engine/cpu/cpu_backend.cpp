@@ -123,9 +123,9 @@ class CpuBackend final : public Backend {
     cpu::cross_entropy_backward(logits, targets, ignore_index, gscale, glogits);
   }
 
-  void dropout(const Tensor& x, float p, uint64_t seed, const Tensor& out) override {
+  void dropout(const Tensor& x, float p, uint64_t seed, uint64_t offset, const Tensor& out) override {
     Timed t("dropout");
-    cpu::dropout(x, p, seed, out);
+    cpu::dropout(x, p, seed, offset, out);
   }
 
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p, const Tensor& out,

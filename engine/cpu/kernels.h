@@ -28,7 +28,7 @@ void reduce(ReduceOp op, const Tensor& a, int axis, const Tensor& out);
 
 // random.cpp
 void random(const Tensor& dst, Distribution dist, double a, double b, uint64_t seed);
-void dropout(const Tensor& x, float p, uint64_t seed, const Tensor& out);
+void dropout(const Tensor& x, float p, uint64_t seed, uint64_t offset, const Tensor& out);
 
 // matmul.cpp
 void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out, float alpha,

@@ -55,7 +55,7 @@ class MetaBackend final : public Backend {
   void embedding_backward(const Tensor&, const Tensor&, const Tensor&, int) override {}
   void cross_entropy(const Tensor&, const Tensor&, int, const Tensor&) override {}
   void cross_entropy_backward(const Tensor&, const Tensor&, int, float, const Tensor&) override {}
-  void dropout(const Tensor&, float, uint64_t, const Tensor&) override {}
+  void dropout(const Tensor&, float, uint64_t, uint64_t, const Tensor&) override {}
   void attention(const Tensor&, const Tensor&, const Tensor&, const AttentionParams&, const Tensor&,
                  const Tensor&) override {}
   void attention_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,

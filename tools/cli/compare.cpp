@@ -3,6 +3,7 @@
 // budget, print the table, write results.json and plots (tools/compare.h).
 #include <fmt/format.h>
 
+#include "dist/communicator.h"
 #include "tools/cli/command.h"
 #include "tools/compare.h"
 #include "tools/paths.h"
@@ -45,6 +46,7 @@ void add_compare(CLI::App& app) {
   cmd->add_flag("--quick", *quick, "a small preset (pretrain 60, adapt 30 steps, batch 4): under 2 minutes");
   cmd->add_flag("--no-progress", *no_progress, "no progress lines");
   cmd->callback([o, quick, no_progress, cmd] {
+    dist::require_one_process("compare");
     tools::CompareOptions opts = *o;
     if (*quick) {  // the preset, except for what was given explicitly
       tools::CompareOptions q = opts;

@@ -3,6 +3,7 @@
 // --base-dtype nf4 the base is dequantized first: the model written is f32.
 #include <fmt/format.h>
 
+#include "dist/communicator.h"
 #include "models/load.h"
 #include "models/nf4_base.h"
 #include "engine/error.h"
@@ -22,6 +23,7 @@ void add_merge(CLI::App& app) {
   add_model_options(cmd, o->m, /*adapter_required=*/true);
   cmd->add_option("--out", o->out, "output folder for config.json + model.safetensors")->required();
   cmd->callback([o] {
+    dist::require_one_process("merge");
     tools::TrainedModel m = tools::load_model(o->m.model, o->m.adapter, o->m.seed, o->m.base_dtype, o->m.base_nf4);
     if (m.peft->peft_config().peft_type() != peft::PeftType::lora)
       fail("only LoRA adapters can be merged; {} holds a {} adapter", o->m.adapter,

@@ -51,6 +51,7 @@ void add_optim_options(CLI::App* cmd, tools::TrainConfig& c) {
   cmd->add_option("--seed", c.seed, "seed for init, batches and dropout")->capture_default_str();
   add_dtype_option(cmd, "--precision", c.precision,
                    "bf16: mixed precision, linear layers' GEMMs on bf16 copies (f32 master weights and optimizer)");
+  cmd->add_option("--zero", c.zero, "1: ZeRO-1, AdamW's state sharded across the ranks of mpirun")->capture_default_str();
   cmd->add_flag("--recompute", c.recompute,
                 "activation recompute: keep only each block's input, run the block again in backward");
 }
