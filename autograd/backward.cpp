@@ -65,21 +65,42 @@ static void accumulate(std::unordered_map<Node*, Tensor>& grads, const Edge& edg
   else sum = ops::add(sum, g);
 }
 
-void Variable::backward(const Tensor& grad_output) const {
+// For each leaf some node sends a gradient to, the position in `order` of
+// the last such node: its gradient is complete once that node has run.
+static std::unordered_map<VarImpl*, size_t> last_use(const std::vector<std::shared_ptr<Node>>& order) {
+  std::unordered_map<VarImpl*, size_t> last;
+  for (size_t k = 0; k < order.size(); ++k)
+    for (const Edge& e : order[k]->inputs)
+      if (e.leaf) last[e.leaf.get()] = k;
+  return last;
+}
+
+void Variable::backward(const Tensor& grad_output) const { sweep(grad_output, {}); }
+
+void Variable::backward(const GradFinalHook& grad_final) const {
+  if (value().numel() != 1) fail("backward() without a gradient needs a one-element value, not shape {}",
+                                 shape_str(shape()));
+  sweep(Tensor::full(shape(), 1.0, value().dtype(), value().device()), grad_final);
+}
+
+void Variable::sweep(const Tensor& grad_output, const GradFinalHook& grad_final) const {
   if (!impl_->requires_grad) fail("backward() on a Variable that does not require grad");
   TagScope scope(Tag::workspace);  // gradients in flight are workspace
   NoGrad no_grad;                  // backward itself records no graph
   if (is_leaf()) {
     accumulate_leaf_grad(*impl_, grad_output);
+    if (grad_final) grad_final(*impl_);
     return;
   }
   std::unordered_map<Node*, Tensor> grads;
   std::vector<std::shared_ptr<Node>> order = reverse_topological_order(impl_->node);
+  std::unordered_map<VarImpl*, size_t> last = grad_final ? last_use(order) : std::unordered_map<VarImpl*, size_t>{};
+  std::vector<std::shared_ptr<VarImpl>> finals;  // the leaves completed by the current node
   accumulate(grads, Edge{impl_->node, nullptr}, grad_output);
   Ledger& ledger = Ledger::instance();
   const std::string_view outer_op = ledger.op();  // a recompute's nested sweep runs inside a node
-  for (std::shared_ptr<Node>& slot : order) {
-    std::shared_ptr<Node> node = std::move(slot);  // dies at the end of this step unless still referenced
+  for (size_t k = 0; k < order.size(); ++k) {
+    std::shared_ptr<Node> node = std::move(order[k]);  // dies at the end of this step unless still referenced
     if (!node->backward) fail("backward() through {} a second time: its graph was freed by the first", node->name);
     ledger.set_op(node->name);  // the ledger's peak names the node running
     auto it = grads.find(node.get());
@@ -91,18 +112,25 @@ void Variable::backward(const Tensor& grad_output) const {
       for (size_t i = 0; i < gin.size(); ++i)
         if (node->inputs[i] && gin[i].defined()) accumulate(grads, node->inputs[i], std::move(gin[i]));
     }
+    if (grad_final) {
+      finals.clear();
+      for (const Edge& e : node->inputs) {
+        if (!e.leaf) continue;
+        size_t& at = last.at(e.leaf.get());
+        if (at != k) continue;
+        at = order.size();  // reported once, even when this node has it twice as an input
+        if (e.leaf->grad.defined()) finals.push_back(e.leaf);
+      }
+    }
     // Free the graph as we go: the saved tensors (captured by the backward
     // function) and the edges.
     node->backward = nullptr;
     node->inputs.clear();
     ledger.set_op(outer_op);
+    for (const std::shared_ptr<VarImpl>& leaf : finals) grad_final(*leaf);
   }
 }
 
-void Variable::backward() const {
-  if (value().numel() != 1) fail("backward() without a gradient needs a one-element value, not shape {}",
-                                 shape_str(shape()));
-  backward(Tensor::full(shape(), 1.0, value().dtype(), value().device()));
-}
+void Variable::backward() const { backward(GradFinalHook{}); }
 
 }  // namespace mp::ag

@@ -44,6 +44,9 @@ Variable matmul(const Variable& a, const Variable& b, bool ta = false, bool tb =
 // x (..., in) -> (..., out). w is (out, in) as torch.nn.Linear, or (in, out)
 // as GPT-2's Conv1D when w_in_out. b (out) may be undefined.
 Variable linear(const Variable& x, const Variable& w, const Variable& b, bool w_in_out = false);
+// x (..., in) -> x W^T + b (..., out) with W (out, in) a frozen NF4 matrix:
+// gradients for x and b only (autograd/ops/nf4_linear.cpp).
+Variable linear_nf4(const Variable& x, const std::shared_ptr<const Nf4Tensor>& w, const Variable& b);
 
 Variable softmax(const Variable& x);      // last axis
 Variable log_softmax(const Variable& x);  // last axis
@@ -62,7 +65,7 @@ Variable linear_cross_entropy(const Variable& hidden, const Variable& weight, co
                               int ignore_index = -100, int64_t chunk_rows = 0);
 // Identity when p == 0. The mask comes from Philox(seed), so backward
 // regenerates it instead of saving it.
-Variable dropout(const Variable& x, float p, uint64_t seed);
+Variable dropout(const Variable& x, float p, uint64_t seed, uint64_t offset = 0);
 // q (B, H, T, D), k and v (B, H, S, D) -> (B, H, T, D). See engine/backend.h.
 Variable attention(const Variable& q, const Variable& k, const Variable& v, const AttentionParams& p);
 

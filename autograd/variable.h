@@ -22,6 +22,8 @@
 #include <string>
 #include <vector>
 
+#include <functional>
+
 #include "engine/tensor.h"
 
 namespace mp::ag {
@@ -56,6 +58,12 @@ class Variable {
   // one element (a loss) and its gradient is 1.
   void backward() const;
   void backward(const Tensor& grad_output) const;
+  // As backward(), calling grad_final(leaf) as soon as a leaf's gradient is
+  // complete: no node left in this sweep adds to it (data parallelism starts
+  // communicating it while the rest of backward runs). A nested sweep (a
+  // recompute's) adds to leaves this sweep does not see: they get no call.
+  using GradFinalHook = std::function<void(const VarImpl& leaf)>;
+  void backward(const GradFinalHook& grad_final) const;
   // Drop the accumulated gradient (its bytes are freed).
   void zero_grad() const;
   // The same value, cut from the graph, requiring no gradient.
@@ -64,6 +72,7 @@ class Variable {
   const std::shared_ptr<VarImpl>& impl() const { return impl_; }
 
  private:
+  void sweep(const Tensor& grad_output, const GradFinalHook& grad_final) const;
   std::shared_ptr<VarImpl> impl_;
 };
 

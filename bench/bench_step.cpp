@@ -4,8 +4,9 @@
 // machine the minimum wall time is the least disturbed step, and the CPU
 // time shows work done whatever the load (threads that spin-wait count too).
 //
-//   OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 bench_step [model] [method] [batch] [seq] [steps] [device] [precision]
+//   OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 bench_step [model] [method] [batch] [seq] [steps] [device] [precision] [base]
 //   bench_step gpt2 full 4 64 5
+//   bench_step gpt2 lora 4 64 5 cpu f32 nf4      (base: f32, bf16 or nf4, as --base-dtype)
 //   bench_step gpt2 lora 8 1024 5 cuda bf16      (bench/gpu_check.sh)
 //
 // device: cpu (default) or cuda (the model is moved there after its random
@@ -78,10 +79,10 @@ Device parse_device(const std::string& s) {
   fail("device must be cpu or cuda, not '{}'", s);
 }
 
-DType parse_precision(const std::string& s) {
+DType parse_dtype(const char* what, const std::string& s) {
   if (s == "f32") return DType::f32;
   if (s == "bf16") return DType::bf16;
-  fail("precision must be f32 or bf16, not '{}'", s);
+  fail("{} must be f32 or bf16, not '{}'", what, s);
 }
 
 }  // namespace
@@ -94,7 +95,10 @@ static int run(int argc, char** argv) {
   c.seq = argc > 4 ? std::stoll(argv[4]) : 64;
   const int steps = argc > 5 ? std::stoi(argv[5]) : 5;
   const Device device = parse_device(argc > 6 ? argv[6] : "cpu");
-  c.precision = parse_precision(argc > 7 ? argv[7] : "f32");
+  c.precision = parse_dtype("precision", argc > 7 ? argv[7] : "f32");
+  const std::string base = argc > 8 ? argv[8] : "f32";
+  if (base != "nf4") c.base_dtype = parse_dtype("base (or nf4)", base);
+  c.base_nf4 = base == "nf4";
   c.progress = false;
   c.validate();
   models::Tokenizer tok = models::Tokenizer::from_dir(cli::default_tokenizer_dir());
@@ -136,10 +140,11 @@ static int run(int argc, char** argv) {
       if (step > 0) fwd.add(wall_now() - w0, cpu_now() - c0);
     }
   }
-  std::printf("%s %s B=%lld T=%lld on %s, %s, %d steps after one warm-up; model FLOPs per token: train %.4g, "
-              "forward %.4g\n",
+  std::printf("%s %s B=%lld T=%lld on %s, %s, base %s, %d steps after one warm-up; model FLOPs per token: train "
+              "%.4g, forward %.4g\n",
               c.model.c_str(), c.method.c_str(), static_cast<long long>(c.batch), static_cast<long long>(c.seq),
-              device.str().c_str(), std::string(dtype_name(c.precision)).c_str(), steps, train_flops, forward_flops);
+              device.str().c_str(), std::string(dtype_name(c.precision)).c_str(), base.c_str(), steps, train_flops,
+              forward_flops);
   train.print("train", tokens, train_flops);
   fwd.print("forward", tokens, forward_flops);
   return 0;

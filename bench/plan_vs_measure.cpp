@@ -42,6 +42,7 @@ std::vector<Method> methods(const std::string& model, int64_t B, int64_t T) {
       {"LoRA r=8", with("lora", nothing)},
       {"LoRA r=8, dropout 0.1", with("lora", [](tools::TrainConfig& c) { c.lora_dropout = 0.1f; })},
       {"LoRA r=8, bf16 base", with("lora", [](tools::TrainConfig& c) { c.base_dtype = DType::bf16; })},
+      {"LoRA r=8, nf4 base", with("lora", [](tools::TrainConfig& c) { c.base_nf4 = true; })},
       {"LoRA r=8, recompute", with("lora", [](tools::TrainConfig& c) { c.recompute = true; })},
       {"prompt, 20 tokens", with("prompt", nothing)},
       {"prefix, 20 tokens", with("prefix", nothing)},

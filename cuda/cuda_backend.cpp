@@ -26,6 +26,7 @@
 #include "engine/backend.h"
 #include "engine/error.h"
 #include "engine/matmul_dims.h"
+#include "engine/nf4.h"
 #include "engine/tensor.h"
 
 namespace mp::cuda {
@@ -412,12 +413,12 @@ class CudaBackend final : public Backend {
     if (flagged("cross_entropy_backward")) name_bad_index("cross_entropy_backward", "target", targets, V, ignore_index);
   }
 
-  void dropout(const Tensor& x, float p, uint64_t seed, const Tensor& out) override {
+  void dropout(const Tensor& x, float p, uint64_t seed, uint64_t offset, const Tensor& out) override {
     check_shape("dropout", x, out);
     check_contiguous("dropout", {&x, &out});
     check_float("dropout", x);
     if (x.numel() == 0) return;
-    launch_dropout(x.numel(), ptr(x), ptr(out), p, seed);
+    launch_dropout(x.numel(), ptr(x), ptr(out), p, seed, offset);
     check_launch("dropout");
   }
 
@@ -461,6 +462,35 @@ class CudaBackend final : public Backend {
     launch_adamw(param.numel(), param.data<float>(), grad.data<float>(), m.data<float>(), v.data<float>(), lr, beta1,
                  beta2, eps, weight_decay, step);
     check_launch("adamw");
+  }
+
+  // ---- NF4 (engine/nf4.h). Quantizing is rare (once per weight, at load):
+  // it runs on the host. Dequantizing is a kernel; the product dequantizes the
+  // whole weight into workspace for one cuBLAS GEMM and frees it at once.
+  void nf4_quantize(const Tensor& w, Nf4Tensor& q) override {
+    Nf4Tensor h = mp::nf4_quantize(w.to(kCPU));  // the engine op, on the host
+    q.packed.copy_from(h.packed);
+    q.absmax.copy_from(h.absmax);
+    q.nested_absmax.copy_from(h.nested_absmax);
+    q.offset = h.offset;
+  }
+  void nf4_dequantize(const Nf4Tensor& q, const Tensor& out) override {
+    check_contiguous("nf4_dequantize", {&out});
+    static const Nf4Tables tables = [] {
+      Nf4Tables t;
+      std::copy(nf4_code().begin(), nf4_code().end(), t.nf4);
+      std::copy(nf4_dynamic_code().begin(), nf4_dynamic_code().end(), t.dynamic);
+      return t;
+    }();
+    launch_nf4_dequantize(0, q.numel(), q.packed.data<uint8_t>(), q.absmax.data<uint8_t>(),
+                          q.nested_absmax.data<float>(), q.offset, tables, out.data<float>());
+    check_launch("nf4_dequantize");
+  }
+  void nf4_matmul(const Tensor& x, const Nf4Tensor& w, bool transpose_w, const Tensor& out) override {
+    Tensor wd = Tensor::empty(w.shape, DType::f32, kCUDA, Tag::workspace);  // (O, K), for this GEMM only
+    nf4_dequantize(w, wd);
+    matmul(x.view({1, x.size(0), x.size(1)}), false, wd.view({1, w.shape[0], w.shape[1]}), transpose_w,
+           out.view({1, out.size(0), out.size(1)}), 1.f, 0.f);
   }
 
  private:
@@ -532,7 +562,8 @@ class CudaBackend final : public Backend {
       if (t->dtype() != q.dtype() || t->dtype() == DType::i32)
         fail("{}: q, k, v must be all f32, all bf16 or all f64 on cuda, got {}, {}, {}", what, dtype_name(q.dtype()),
              dtype_name(k.dtype()), dtype_name(v.dtype()));
-    AttnDims d{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3), p.scale, p.causal, nullptr, p.dropout, p.seed};
+    AttnDims d{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3), p.scale, p.causal, nullptr, p.dropout, p.seed,
+               p.dropout_offset};
     if (d.D > kMaxHeadDim) fail("{}: head size {} is larger than {} (cuda)", what, d.D, kMaxHeadDim);
     if (d.B * d.H > 65535) fail("{}: B * H = {} is more than 65535 (cuda grid limit)", what, d.B * d.H);
     if (p.key_mask) {

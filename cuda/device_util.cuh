@@ -17,6 +17,7 @@ __device__ inline T load(Ptr p, int64_t i) {
     case DType::bf16: return T(kmath::bf16_widen(static_cast<const uint16_t*>(p.p)[i]));
     case DType::i32: return T(static_cast<const int32_t*>(p.p)[i]);
     case DType::f64: return T(static_cast<const double*>(p.p)[i]);
+    case DType::u8: return T(static_cast<const uint8_t*>(p.p)[i]);
   }
   return T(0);
 }
@@ -29,6 +30,7 @@ __device__ inline void store(Ptr p, int64_t i, T v) {
     case DType::bf16: static_cast<uint16_t*>(p.p)[i] = kmath::bf16_round(float(v)); break;
     case DType::i32: static_cast<int32_t*>(p.p)[i] = int32_t(v); break;
     case DType::f64: static_cast<double*>(p.p)[i] = double(v); break;
+    case DType::u8: static_cast<uint8_t*>(p.p)[i] = uint8_t(v); break;
   }
 }
 

@@ -133,17 +133,17 @@ __global__ void reduce_block_kernel(ReduceOp op, Strided<2> L, int64_t len, int6
 
 // ---- dropout, AdamW: contiguous, one thread per element
 
-__global__ void dropout_kernel(int64_t n, Ptr x, Ptr out, float p, uint64_t seed) {
+__global__ void dropout_kernel(int64_t n, Ptr x, Ptr out, float p, uint64_t seed, uint64_t offset) {
   const float scale = kmath::dropout_scale(p);
   MP_GRID_STRIDE(i, n) {
-    float v = kmath::dropout_keep(seed, uint64_t(i), p) ? load<float>(x, i) * scale : 0.f;
+    float v = kmath::dropout_keep(seed, offset + uint64_t(i), p) ? load<float>(x, i) * scale : 0.f;
     store<float>(out, i, v);
   }
 }
 
-__global__ void dropout_kernel_f64(int64_t n, const double* x, double* out, float p, uint64_t seed) {
+__global__ void dropout_kernel_f64(int64_t n, const double* x, double* out, float p, uint64_t seed, uint64_t offset) {
   const double scale = p < 1.f ? 1.0 / (1.0 - double(p)) : 0.0;
-  MP_GRID_STRIDE(i, n) out[i] = kmath::dropout_keep(seed, uint64_t(i), p) ? x[i] * scale : 0.0;
+  MP_GRID_STRIDE(i, n) out[i] = kmath::dropout_keep(seed, offset + uint64_t(i), p) ? x[i] * scale : 0.0;
 }
 
 __global__ void adamw_kernel(int64_t n, float* param, const float* grad, float* m, float* v, kmath::AdamW c) {
@@ -229,10 +229,11 @@ void launch_reduce(ReduceOp op, const Strided<2>& L, int64_t len, int64_t sax, P
   }
 }
 
-void launch_dropout(int64_t n, Ptr x, Ptr out, float p, uint64_t seed) {
+void launch_dropout(int64_t n, Ptr x, Ptr out, float p, uint64_t seed, uint64_t offset) {
   if (x.dt == DType::f64)
-    dropout_kernel_f64<<<blocks_for(n), kThreads>>>(n, static_cast<const double*>(x.p), static_cast<double*>(out.p), p, seed);
-  else dropout_kernel<<<blocks_for(n), kThreads>>>(n, x, out, p, seed);
+    dropout_kernel_f64<<<blocks_for(n), kThreads>>>(n, static_cast<const double*>(x.p), static_cast<double*>(out.p), p,
+                                                    seed, offset);
+  else dropout_kernel<<<blocks_for(n), kThreads>>>(n, x, out, p, seed, offset);
 }
 
 void launch_embedding(int64_t N, int64_t V, int64_t C, const int32_t* ids, Ptr table, Ptr out, int* err) {

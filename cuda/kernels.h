@@ -47,7 +47,7 @@ void launch_axpby(const Strided<2>& L, float alpha, Ptr a, float beta, Ptr out, 
 // L walks out's shape (operand 0: a with the reduced axis removed, 1: out);
 // each output reduces `len` elements of a `axis_stride` apart.
 void launch_reduce(ReduceOp op, const Strided<2>& L, int64_t len, int64_t axis_stride, Ptr a, Ptr out, bool dbl);
-void launch_dropout(int64_t n, Ptr x, Ptr out, float p, uint64_t seed);
+void launch_dropout(int64_t n, Ptr x, Ptr out, float p, uint64_t seed, uint64_t offset);
 // Ids out of [0, V) set *err to 1 (the host reads it and throws).
 void launch_embedding(int64_t N, int64_t V, int64_t C, const int32_t* ids, Ptr table, Ptr out, int* err);
 void launch_embedding_backward(int64_t N, int64_t V, int64_t C, const int32_t* ids, Ptr gout, Ptr gtable,
@@ -79,6 +79,7 @@ struct AttnDims {
   const int32_t* key_mask;  // (B, S) or nullptr
   float dropout;            // on the probabilities; 0: none (engine/backend.h, AttentionParams)
   uint64_t seed;
+  uint64_t dropout_offset;  // of element (0, 0, 0, 0) in the mask's stream
 };
 // lse (B, H, T) is in the compute type: f64 for f64 inputs, else f32 (the
 // kernels compute in double or float accordingly).
@@ -86,6 +87,15 @@ void launch_attention(const AttnDims& d, Ptr q, Ptr k, Ptr v, Ptr out, Ptr lse);
 // gq, gk, gv may have p == nullptr; delta is a (B, H, T) scratch of lse's dtype.
 void launch_attention_backward(const AttnDims& d, Ptr q, Ptr k, Ptr v, Ptr out, Ptr lse, Ptr gout, Ptr gq, Ptr gk,
                                Ptr gv, Ptr delta);
+
+// ---- nf4.cu: values [begin, begin + count) of an NF4 matrix (engine/nf4.h)
+// into out (count) f32. The code tables travel by value (kernel parameters).
+struct Nf4Tables {
+  float nf4[16];
+  float dynamic[256];
+};
+void launch_nf4_dequantize(int64_t begin, int64_t count, const uint8_t* packed, const uint8_t* absmax,
+                           const float* nested, float offset, const Nf4Tables& tables, float* out);
 
 // The last launch's error (launch configuration, or an earlier kernel's
 // fault) as a message, or nullptr if none; clears it.

@@ -223,7 +223,7 @@ __device__ inline bool key_visible(const AttnDims& d, int64_t b, int64_t t, int6
 // 1 without dropout. The CPU kernel draws the same mask (engine/cpu/attention.cpp).
 __device__ inline float dropout_factor(const AttnDims& d, int64_t bh, int64_t t, int64_t s) {
   if (d.dropout <= 0.f) return 1.f;
-  const uint64_t i = uint64_t((bh * d.T + t) * d.S + s);
+  const uint64_t i = d.dropout_offset + uint64_t((bh * d.T + t) * d.S + s);
   return kmath::dropout_keep(d.seed, i, d.dropout) ? kmath::dropout_scale(d.dropout) : 0.f;
 }
 

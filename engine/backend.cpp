@@ -34,6 +34,14 @@ Backend* find(DeviceType t) {
 
 }  // namespace
 
+void Backend::nf4_quantize(const Tensor&, Nf4Tensor&) { fail("nf4 weights are not supported on {}", device().str()); }
+void Backend::nf4_dequantize(const Nf4Tensor&, const Tensor&) {
+  fail("nf4 weights are not supported on {}", device().str());
+}
+void Backend::nf4_matmul(const Tensor&, const Nf4Tensor&, bool, const Tensor&) {
+  fail("nf4 weights are not supported on {}", device().str());
+}
+
 Backend& backend(Device d) {
   Backend* b = find(d.type);
   if (!b) fail("no backend for device {}: minipeft was built without it or no such device is present", d.str());

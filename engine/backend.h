@@ -20,6 +20,7 @@
 namespace mp {
 
 class Tensor;
+struct Nf4Tensor;
 
 enum class UnaryOp : uint8_t { neg, exp, log, sqrt, tanh, relu, gelu, square };
 enum class BinaryOp : uint8_t { add, sub, mul, div };
@@ -42,6 +43,9 @@ struct AttentionParams {
   // key s only when segment_ids[b, s] == segment_ids[b, t]; the S - T prefix
   // keys stay visible to all. CPU (and meta) only.
   const Tensor* segment_ids = nullptr;
+  // Element (b, h, t, s) draws as element dropout_offset + (b, h, t, s) of a
+  // larger tensor (data parallelism: these rows are a shard of a bigger batch).
+  uint64_t dropout_offset = 0;
 };
 
 class Backend {
@@ -112,7 +116,7 @@ class Backend {
 
   // out = x * keep / (1 - p), keep from Philox(seed, element index) so that
   // the same call on gy gives the backward (no mask is stored).
-  virtual void dropout(const Tensor& x, float p, uint64_t seed, const Tensor& out) = 0;
+  virtual void dropout(const Tensor& x, float p, uint64_t seed, uint64_t offset, const Tensor& out) = 0;
 
   // Fused attention. q (B, H, T, D), k and v (B, H, S, D) with S >= T (the
   // first S - T keys are a prefix) -> out (B, H, T, D), lse (B, H, T) the
@@ -128,6 +132,15 @@ class Backend {
   // param, grad, m, v (all same shape, f32). step counts from 1.
   virtual void adamw(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, float lr,
                      float beta1, float beta2, float eps, float weight_decay, int64_t step) = 0;
+
+  // NF4 weights (engine/nf4.h); q's tensors are allocated by the caller. A
+  // backend without them says so (mp::Error naming the device).
+  // w (any shape, f32) -> q's codes, absmax, nested absmax and offset.
+  virtual void nf4_quantize(const Tensor& w, Nf4Tensor& q);
+  // q -> out (q.shape, f32).
+  virtual void nf4_dequantize(const Nf4Tensor& q, const Tensor& out);
+  // W = q (O, K): out (N, O) = x (N, K) W^T if transpose_w, else out (N, K) = x (N, O) W.
+  virtual void nf4_matmul(const Tensor& x, const Nf4Tensor& w, bool transpose_w, const Tensor& out);
 };
 
 // The backend of a device; mp::Error if none is registered (e.g. CUDA not built or no GPU).

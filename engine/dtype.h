@@ -1,5 +1,7 @@
 // Element types: f32 (the default), bf16 (storage for frozen weights and
-// mixed precision), i32 (token ids, targets) and f64 (gradient checks).
+// mixed precision), i32 (token ids, targets), f64 (gradient checks) and u8
+// (raw bytes: the packed codes and quantized scales of an NF4 weight,
+// engine/nf4.h).
 #pragma once
 #include <bit>
 #include <cstddef>
@@ -8,7 +10,7 @@
 
 namespace mp {
 
-enum class DType : uint8_t { f32, bf16, i32, f64 };
+enum class DType : uint8_t { f32, bf16, i32, f64, u8 };
 
 constexpr size_t dtype_size(DType t) {
   switch (t) {
@@ -16,6 +18,7 @@ constexpr size_t dtype_size(DType t) {
     case DType::bf16: return 2;
     case DType::i32: return 4;
     case DType::f64: return 8;
+    case DType::u8: return 1;
   }
   return 0;
 }
@@ -26,6 +29,7 @@ constexpr std::string_view dtype_name(DType t) {
     case DType::bf16: return "bf16";
     case DType::i32: return "i32";
     case DType::f64: return "f64";
+    case DType::u8: return "u8";
   }
   return "?";
 }
@@ -51,5 +55,6 @@ template <> constexpr DType dtype_of<float>() { return DType::f32; }
 template <> constexpr DType dtype_of<bf16>() { return DType::bf16; }
 template <> constexpr DType dtype_of<int32_t>() { return DType::i32; }
 template <> constexpr DType dtype_of<double>() { return DType::f64; }
+template <> constexpr DType dtype_of<uint8_t>() { return DType::u8; }
 
 }  // namespace mp

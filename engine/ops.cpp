@@ -322,11 +322,11 @@ Tensor cross_entropy_rows(const Tensor& logits, const Tensor& targets, int ignor
   return losses;
 }
 
-Tensor dropout(const Tensor& x, float p, uint64_t seed) {
+Tensor dropout(const Tensor& x, float p, uint64_t seed, uint64_t offset) {
   check_defined("dropout", x);
   if (!(p >= 0.f && p < 1.f)) fail("dropout: probability {} is not in [0, 1)", p);
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  backend_of(x).dropout(x.contiguous(), p, seed, out);
+  backend_of(x).dropout(x.contiguous(), p, seed, offset, out);
   return out;
 }
 

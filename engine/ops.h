@@ -50,7 +50,7 @@ LayerNormOut layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float
 Tensor embedding(const Tensor& ids, const Tensor& table);  // ids (...) i32 -> (..., C)
 // Per-row losses (N) of logits (N, V) against targets (N); ignored rows are 0.
 Tensor cross_entropy_rows(const Tensor& logits, const Tensor& targets, int ignore_index);
-Tensor dropout(const Tensor& x, float p, uint64_t seed);
+Tensor dropout(const Tensor& x, float p, uint64_t seed, uint64_t offset = 0);
 
 struct AttentionOut {
   Tensor out, lse;

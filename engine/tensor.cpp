@@ -206,6 +206,7 @@ static double read_element(const void* base, DType dt, int64_t off) {
     case DType::bf16: return bf16_to_float(static_cast<const bf16*>(base)[off]);
     case DType::i32: return static_cast<const int32_t*>(base)[off];
     case DType::f64: return static_cast<const double*>(base)[off];
+    case DType::u8: return static_cast<const uint8_t*>(base)[off];
   }
   return 0;
 }
@@ -224,6 +225,7 @@ void Tensor::set(std::initializer_list<int64_t> index, double value) {
     case DType::bf16: static_cast<bf16*>(base)[off] = float_to_bf16(float(value)); break;
     case DType::i32: static_cast<int32_t*>(base)[off] = int32_t(value); break;
     case DType::f64: static_cast<double*>(base)[off] = value; break;
+    case DType::u8: static_cast<uint8_t*>(base)[off] = uint8_t(value); break;
   }
 }
 

@@ -268,6 +268,7 @@ Variable CausalLM::self_attention(const Variable& q, const Variable& k, const Va
   if (is_training() && config_.attn_pdrop > 0.f) {
     params.dropout = config_.attn_pdrop;
     params.seed = nn::next_dropout_seed(attn_dropout_instance_);
+    params.dropout_offset = nn::dropout_offset(B * H * T * kh.size(2));  // of the (B, H, T, S) probabilities
   }
   Variable y = ag::attention(qh, kh, vh, params);                 // (B, H, T, D)
   return ag::reshape(ag::permute(y, {0, 2, 1, 3}), {B, T, C});  // (B, T, C)

@@ -13,7 +13,8 @@ Dropout::Dropout(float p, std::optional<uint64_t> base_seed)
 
 Variable Dropout::forward(const Variable& x) const {
   if (!is_training() || p_ == 0.f) return x;
-  return ag::dropout(x, p_, next_dropout_seed(instance_, base_seed_));
+  const uint64_t seed = next_dropout_seed(instance_, base_seed_);
+  return ag::dropout(x, p_, seed, dropout_offset(x.value().numel()));
 }
 
 }  // namespace mp::nn

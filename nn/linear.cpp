@@ -37,7 +37,43 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool has_bias, Layout 
 Variable Linear::base_forward(const Variable& x) const {
   if (x.dim() == 0 || x.size(-1) != in_)
     fail("Linear({}, {}): input of shape {} does not end in {}", in_, out_, shape_str(x.shape()), in_);
+  if (nf4_) return ag::linear_nf4(x, nf4_, bias);                  // (..., out)
   return ag::linear(x, weight, bias, layout_ == Layout::conv1d);  // (..., out)
+}
+
+void Linear::check_frozen() const {
+  if (weight.requires_grad())
+    fail("Linear({}, {}): a trainable weight cannot be stored in nf4 (NF4 is for a frozen base; freeze it first)",
+         in_, out_);
+}
+
+void Linear::quantize_nf4() {
+  if (nf4_) return;
+  check_frozen();
+  TagScope scope(Tag::weights);
+  const Tensor& w = weight.value();
+  set_nf4_weight(std::make_shared<const Nf4Tensor>(nf4_quantize(layout_ == Layout::conv1d ? w.transpose(0, 1) : w)));
+}
+
+void Linear::set_nf4_weight(std::shared_ptr<const Nf4Tensor> w) {
+  if (!w || w->shape != Shape{out_, in_})
+    fail("Linear({}, {}): an nf4 weight must be ({}, {}), got {}", in_, out_, out_, in_,
+         w ? shape_str(w->shape) : "none");
+  if (weight.defined()) check_frozen();
+  nf4_ = std::move(w);
+  if (weight.defined()) {
+    remove_parameter("weight");
+    weight = Variable();
+  }
+}
+
+void Linear::dequantize_nf4() {
+  if (!nf4_) return;
+  TagScope scope(Tag::weights);
+  Tensor w = nf4_dequantize(*nf4_);  // (out, in)
+  if (layout_ == Layout::conv1d) w = w.transpose(0, 1).contiguous();  // (in, out)
+  weight = add_parameter("weight", w, false);
+  nf4_.reset();
 }
 
 Variable Linear::forward(const Variable& x) {

@@ -18,6 +18,7 @@
 #include <memory>
 #include <string>
 
+#include "engine/nf4.h"
 #include "nn/module.h"
 #include "nn/rng.h"
 
@@ -55,16 +56,34 @@ class Linear : public Module {
   const std::shared_ptr<LinearAdapter>& adapter() const { return adapter_; }
   const std::string& adapter_name() const { return adapter_name_; }
 
+  // QLoRA's frozen base: store the weight in NF4 (engine/nf4.h), always as
+  // (out, in) whatever the layout (the order bitsandbytes quantizes HF's
+  // Linear4bit weight in). The f32/bf16 weight is freed and leaves
+  // named_parameters(); `weight` becomes undefined and base_forward uses
+  // ag::linear_nf4. A trainable weight is an mp::Error: NF4 is frozen storage.
+  void quantize_nf4();
+  // Use w, an NF4 (out, in) matrix made elsewhere (bitsandbytes' bytes, read
+  // with nn/nf4_weights.h), as the weight, as quantize_nf4 would. mp::Error
+  // for another shape or a trainable weight.
+  void set_nf4_weight(std::shared_ptr<const Nf4Tensor> w);
+  // The reverse, for merging: the weight back as a frozen f32 parameter
+  // holding the dequantized values. Nothing to do without an NF4 weight.
+  void dequantize_nf4();
+  // The NF4 weight; null unless quantize_nf4() was called.
+  const std::shared_ptr<const Nf4Tensor>& nf4_weight() const { return nf4_; }
+
   int64_t in_features() const { return in_; }
   int64_t out_features() const { return out_; }
   Layout layout() const { return layout_; }
 
-  Variable weight;  // (out, in) for Layout::torch, (in, out) for Layout::conv1d
+  Variable weight;  // (out, in) for Layout::torch, (in, out) for Layout::conv1d; undefined when NF4
   Variable bias;    // (out), undefined when built without bias
 
  private:
+  void check_frozen() const;  // mp::Error if the weight is trainable
   int64_t in_, out_;
   Layout layout_;
+  std::shared_ptr<const Nf4Tensor> nf4_;
   std::shared_ptr<LinearAdapter> adapter_;
   std::string adapter_name_;
 };

@@ -1,5 +1,6 @@
 #include "nn/module.h"
 
+#include <algorithm>
 #include <cassert>
 #include <unordered_set>
 
@@ -34,15 +35,21 @@ Tensor Module::add_buffer(std::string name, Tensor value) {
   return value;
 }
 
-bool Module::remove_module(std::string_view name) {
-  for (auto it = children_.begin(); it != children_.end(); ++it) {
-    if (it->first == name) {
-      children_.erase(it);
-      return true;
-    }
-  }
-  return false;
+namespace {
+
+// Erase the entry called `name` from a list of (name, value) pairs; whether there was one.
+template <class List>
+bool erase_named(List& list, std::string_view name) {
+  auto it = std::find_if(list.begin(), list.end(), [&](const auto& e) { return e.first == name; });
+  if (it == list.end()) return false;
+  list.erase(it);
+  return true;
 }
+
+}  // namespace
+
+bool Module::remove_module(std::string_view name) { return erase_named(children_, name); }
+bool Module::remove_parameter(std::string_view name) { return erase_named(params_, name); }
 
 std::vector<NamedParameter> Module::named_parameters(const std::string& prefix) const {
   std::vector<NamedParameter> out;

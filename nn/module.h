@@ -77,6 +77,9 @@ class Module {
   }
   // Unregister a child module; returns whether there was one by that name.
   bool remove_module(std::string_view name);
+  // Unregister a parameter of this module (its storage is freed when the
+  // last handle goes); returns whether there was one by that name.
+  bool remove_parameter(std::string_view name);
 
  private:
   void check_new_name(const std::string& name) const;  // asserts: unique, non-empty, no '.'

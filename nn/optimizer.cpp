@@ -39,6 +39,7 @@ void Optimizer::step() {
     ++slot.steps;
     update(slot);
   }
+  finish_step();
 }
 
 void Optimizer::zero_grad() {

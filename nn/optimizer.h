@@ -41,16 +41,16 @@ class Optimizer {
   // The (name, parameter) pairs this optimizer updates: the trainable ones.
   std::vector<NamedParameter> params() const;
   // Bytes of state allocated so far (Adam: 8 per element of each updated parameter).
-  size_t state_bytes() const;
+  virtual size_t state_bytes() const;
 
   // "<state>.<param>" for each state tensor (e.g. "m.h.0.attn.c_attn.weight"),
   // "step.<param>" (i32, 1 element) per parameter updated at least once, and
   // "step" (i32, 1 element), the number of step() calls.
-  TensorMap state_dict() const;
+  virtual TensorMap state_dict() const;
   // Replace the state with a state_dict() of an optimizer of the same kind
   // over the same parameters. mp::Error naming every bad key: unknown names,
   // shape mismatches, a parameter with steps but no state.
-  void load_state_dict(const TensorMap& state);
+  virtual void load_state_dict(const TensorMap& state);
 
  protected:
   // `state_names`: the per-parameter state tensors ("m", "v"), each shaped
@@ -65,6 +65,9 @@ class Optimizer {
   };
   // Update one parameter; its gradient is defined and steps already counts this update.
   virtual void update(Slot& slot) = 0;
+  // After every update() of a step (a sharded optimizer, dist/zero_adamw.h,
+  // updates its shard and gathers the parameters here).
+  virtual void finish_step() {}
   // slot.state[i], allocated as zeros under Tag::optimizer on first use.
   Tensor& state_zeros(Slot& slot, size_t i);
 

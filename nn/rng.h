@@ -38,6 +38,20 @@ uint64_t next_dropout_call();
 // next_dropout_call()), base the global seed unless the instance has its own.
 uint64_t next_dropout_seed(uint64_t instance, std::optional<uint64_t> base = std::nullopt);
 
+// Data parallelism (tools/trainer.h) splits a batch across processes: this one
+// computes rows [first, first + count) of it. Every dropout then draws the
+// mask those rows get in the whole batch, so that results do not depend on
+// how the batch is split: element i of a tensor whose outermost dimension
+// runs over the rows (row-major) draws stream element dropout_offset(numel) + i.
+struct BatchRows {
+  int64_t first = 0;
+  int64_t count = 0;  // 0: this process computes the whole batch
+};
+void set_batch_rows(const BatchRows& rows);
+BatchRows batch_rows();
+// first * (numel / count): 0 unless rows are set.
+uint64_t dropout_offset(int64_t numel);
+
 // Hash three numbers into a seed (splitmix64 rounds): nearby inputs give
 // unrelated outputs.
 uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c);

@@ -36,6 +36,7 @@ std::string_view st_dtype_name(StDType t) {
     case StDType::F64: return "F64";
     case StDType::I32: return "I32";
     case StDType::I64: return "I64";
+    case StDType::U8: return "U8";
   }
   return "?";
 }
@@ -48,12 +49,13 @@ size_t st_dtype_size(StDType t) {
     case StDType::F64: return 8;
     case StDType::I32: return 4;
     case StDType::I64: return 8;
+    case StDType::U8: return 1;
   }
   return 0;
 }
 
 static bool parse_st_dtype(std::string_view s, StDType& out) {
-  for (StDType t : {StDType::F32, StDType::BF16, StDType::F16, StDType::F64, StDType::I32, StDType::I64}) {
+  for (StDType t : {StDType::F32, StDType::BF16, StDType::F16, StDType::F64, StDType::I32, StDType::I64, StDType::U8}) {
     if (s == st_dtype_name(t)) {
       out = t;
       return true;
@@ -264,12 +266,13 @@ static double read_float(const uint8_t* src, StDType t, int64_t i) {
   }
 }
 
-static bool is_float(StDType t) { return t != StDType::I32 && t != StDType::I64; }
+static bool is_float(StDType t) { return t != StDType::I32 && t != StDType::I64 && t != StDType::U8; }
 
 // The engine dtype that holds `t` exactly, if there is one (then loading is a memcpy).
 static bool same_layout(StDType t, DType d) {
   return (t == StDType::F32 && d == DType::f32) || (t == StDType::BF16 && d == DType::bf16) ||
-         (t == StDType::I32 && d == DType::i32) || (t == StDType::F64 && d == DType::f64);
+         (t == StDType::I32 && d == DType::i32) || (t == StDType::F64 && d == DType::f64) ||
+         (t == StDType::U8 && d == DType::u8);
 }
 
 // Convert n elements at src (type t) into the contiguous host buffer dst (type d).
@@ -279,14 +282,15 @@ static void convert(const std::string& path, const std::string& name, const uint
     std::memcpy(dst, src, size_t(n) * dtype_size(d));
     return;
   }
-  if (is_float(t) && d != DType::i32) {
+  if (is_float(t) && d != DType::i32 && d != DType::u8) {
     for (int64_t i = 0; i < n; ++i) {
       double x = read_float(src, t, i);
       switch (d) {
         case DType::f32: static_cast<float*>(dst)[i] = float(x); break;
         case DType::bf16: static_cast<bf16*>(dst)[i] = float_to_bf16(float(x)); break;
         case DType::f64: static_cast<double*>(dst)[i] = x; break;
-        case DType::i32: break;
+        case DType::i32:
+        case DType::u8: break;
       }
     }
     return;
@@ -333,6 +337,7 @@ static std::string_view st_dtype_of(DType d, const std::string& name) {
     case DType::bf16: return "BF16";
     case DType::i32: return "I32";
     case DType::f64: return "F64";
+    case DType::u8: return "U8";
   }
   fail("safetensors: tensor '{}' has an unknown dtype", name);
 }

@@ -23,8 +23,9 @@
 namespace mp::nn {
 
 // Element types a file may hold. F16 and F64 are widened or narrowed on load;
-// I64 is narrowed to i32 when every value fits.
-enum class StDType : uint8_t { F32, BF16, F16, F64, I32, I64 };
+// I64 is narrowed to i32 when every value fits; U8 (raw bytes: NF4 codes and
+// quantized scales) loads only as u8.
+enum class StDType : uint8_t { F32, BF16, F16, F64, I32, I64, U8 };
 std::string_view st_dtype_name(StDType t);  // "F32", ...
 size_t st_dtype_size(StDType t);
 
@@ -66,7 +67,7 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
-// Write tensors (f32, bf16, i32 or f64, any device and strides) to `path`
+// Write tensors (f32, bf16, i32, f64 or u8, any device and strides) to `path`
 // atomically (nn/atomic_file.h). Tensors are stored sorted by name; the
 // header is padded with spaces to a multiple of 8 bytes, as the reference
 // implementation does. Duplicate names are an mp::Error.

@@ -17,11 +17,11 @@ namespace mp::peft {
 //   dx (..., in) = dropout'(g A)         -- the same mask and 1/(1-p) applied to g A
 // Only x (for dA) and A (for dx) are kept, each only when the other side
 // needs its gradient, as ag::linear does.
-Variable lora_down(const Variable& x, const Variable& a, float p, uint64_t seed) {
+Variable lora_down(const Variable& x, const Variable& a, float p, uint64_t seed, uint64_t offset) {
   const int64_t r = a.size(0), in = a.size(1);
   if (x.dim() < 1 || x.size(-1) != in)
     fail("LoRA: input {} does not match lora_A {}", shape_str(x.shape()), shape_str(a.shape()));
-  auto drop = [p, seed](const Tensor& t) { return p > 0.f ? ops::dropout(t, p, seed) : t; };
+  auto drop = [p, seed, offset](const Tensor& t) { return p > 0.f ? ops::dropout(t, p, seed, offset) : t; };
 
   const bool need_x = ag::needs_grad(x), need_a = ag::needs_grad(a);
   Tensor x2 = x.value().reshape({-1, in});               // (N, in)
@@ -99,7 +99,7 @@ void LoraLinear::set_row_adapters(std::vector<std::string> names) {
 Variable LoraLinear::update(const Variable& x, const LoraWeights& w) {
   const float p = is_training() ? w.dropout : 0.f;
   const uint64_t seed = p > 0.f ? nn::next_dropout_seed(dropout_instance_) : 0;
-  Variable h = lora_down(x, w.A, p, seed);       // (..., r)
+  Variable h = lora_down(x, w.A, p, seed, p > 0.f ? nn::dropout_offset(x.value().numel()) : 0);  // (..., r)
   Variable up = ag::linear(h, w.B, Variable());  // (..., out)
   return ag::scale(up, w.scaling);               // (..., out)
 }

@@ -36,7 +36,8 @@ namespace mp::peft {
 // dropout(x) A^T without saving dropout(x): x (..., in), A (r, in) -> (..., r).
 // Saves x (for A's gradient) and A (for x's gradient) only when needed; the
 // dropout mask comes from Philox(seed) in forward and again in backward.
-Variable lora_down(const Variable& x, const Variable& a, float p, uint64_t seed);
+// `offset`: the mask's first element in the stream (nn::dropout_offset).
+Variable lora_down(const Variable& x, const Variable& a, float p, uint64_t seed, uint64_t offset = 0);
 
 // One adapter's settings and weights within one layer.
 struct LoraWeights {

@@ -16,11 +16,12 @@ struct AdapterSpec {
 // "name=folder" or "folder"; mp::Error for an empty name or folder.
 AdapterSpec parse_adapter_spec(const std::string& spec);
 
-// The base with every adapter loaded under its name, the first one active,
+// The base (load_model's) with every adapter loaded under its name, the first one active,
 // in eval mode; mp::Error for a name given twice, or adapters of different
 // families (LoRA and prompt methods cannot share a batch).
 TrainedModel load_model_with_adapters(const std::string& model, const std::vector<AdapterSpec>& adapters,
-                                      uint64_t seed = 0, DType base_dtype = DType::f32);
+                                      uint64_t seed = 0, DType base_dtype = DType::f32,
+                                      bool base_nf4 = false);
 
 // Each row's adapter for PeftModel's mixed forward: its own name, or
 // PeftModel::kBaseName when it names none. mp::Error naming `where` and the

@@ -25,7 +25,7 @@ namespace {
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 const std::vector<std::string>& known_methods() {
-  static const std::vector<std::string> m = {"full", "lora", "prefix", "prompt"};
+  static const std::vector<std::string> m = {"full", "lora", "prefix", "prompt", "qlora"};
   return m;
 }
 
@@ -52,7 +52,8 @@ TrainConfig adapt_config(const CompareOptions& o, const std::string& base_dir, c
                          const std::string& data, const std::string& out_dir) {
   TrainConfig c;
   c.model = base_dir;
-  c.method = method;
+  c.method = method == "qlora" ? "lora" : method;  // qlora: LoRA on the base quantized to NF4
+  c.base_nf4 = method == "qlora";
   c.data = data;
   c.batch = o.batch;
   c.seq = o.seq;
@@ -147,11 +148,11 @@ void CompareOptions::apply_quick() {
 }
 
 void CompareOptions::validate() const {
-  if (methods.empty()) fail("--methods is empty (expected some of full, lora, prefix, prompt)");
+  if (methods.empty()) fail("--methods is empty (expected some of full, lora, prefix, prompt, qlora)");
   std::set<std::string> seen;
   for (const std::string& m : methods) {
     if (std::find(known_methods().begin(), known_methods().end(), m) == known_methods().end())
-      fail("unknown method '{}' in --methods (expected full, lora, prefix or prompt)", m);
+      fail("unknown method '{}' in --methods (expected full, lora, prefix, prompt or qlora)", m);
     if (!seen.insert(m).second) fail("method '{}' appears twice in --methods", m);
   }
   auto positive = [](int64_t v, const char* name) {

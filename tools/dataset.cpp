@@ -100,13 +100,15 @@ Tensor TokenDataset::make_batch(const std::vector<int64_t>& starts, int64_t T) c
   return ids;
 }
 
-Tensor TokenDataset::train_batch(int64_t B, int64_t T, uint64_t seed, int64_t step) const {
+Tensor TokenDataset::train_batch(int64_t B, int64_t T, uint64_t seed, int64_t step, nn::BatchRows rows) const {
   check_fits(split_, T, "training");
+  if (rows.count == 0) rows = {0, B};
+  if (rows.first < 0 || rows.first + rows.count > B) fail("rows [{}, +{}) of a batch of {}", rows.first, rows.count, B);
   std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + uint64_t(step));
   std::uniform_int_distribution<int64_t> start(0, split_ - T);
   std::vector<int64_t> starts(static_cast<size_t>(B));
   for (int64_t& s : starts) s = start(rng);
-  return make_batch(starts, T);
+  return make_batch({starts.begin() + rows.first, starts.begin() + rows.first + rows.count}, T);
 }
 
 std::vector<Tensor> TokenDataset::val_batches(int64_t B, int64_t T, int64_t max_batches) const {

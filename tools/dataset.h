@@ -8,6 +8,7 @@
 
 #include "engine/tensor.h"
 #include "models/tokenizer.h"
+#include "nn/rng.h"
 
 namespace mp::tools {
 
@@ -25,8 +26,10 @@ class TokenDataset {
   int64_t train_tokens() const { return split_; }
   int64_t val_tokens() const { return int64_t(ids_.size()) - split_; }
   // A random training batch: window starts drawn from (seed, step), so a
-  // resumed run sees the same batches as an uninterrupted one.
-  Tensor train_batch(int64_t B, int64_t T, uint64_t seed, int64_t step) const;
+  // resumed run sees the same batches as an uninterrupted one. With `rows`
+  // (data parallelism), only rows [rows.first, rows.first + rows.count) of
+  // that batch: each rank its own shard of one global batch.
+  Tensor train_batch(int64_t B, int64_t T, uint64_t seed, int64_t step, nn::BatchRows rows = {}) const;
   // The held-out part cut into consecutive windows, at most max_batches batches.
   std::vector<Tensor> val_batches(int64_t B, int64_t T, int64_t max_batches) const;
 

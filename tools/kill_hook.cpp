@@ -11,10 +11,16 @@
 
 namespace mp::tools {
 
-KillHook KillHook::from_env() {
+KillHook KillHook::from_env(int rank) {
   KillHook hook;
   const char* value = std::getenv("MP_TRAIN_KILL_AT");
   if (!value) return hook;
+  if (const char* only = std::getenv("MP_TRAIN_KILL_RANK")) {
+    char* end = nullptr;
+    const long r = std::strtol(only, &end, 10);
+    if (!*only || *end != '\0' || r < 0) fail("MP_TRAIN_KILL_RANK={}: expected a rank (0, 1, ...)", only);
+    if (r != rank) return hook;
+  }
   const std::string v = value;
   const size_t colon = v.find(':');
   const std::string point = v.substr(0, colon);

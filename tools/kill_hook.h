@@ -8,7 +8,8 @@
 //                        when the temporary file reaches half its size
 //   after-checkpoint:K   after step K's checkpoint is in place
 //
-// Unset, the hook does nothing.
+// Unset, the hook does nothing. In a data-parallel run (mpirun) every rank
+// reads it; MP_TRAIN_KILL_RANK=<r> arms it on rank r alone.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -19,8 +20,9 @@ enum class KillPoint { after_log, in_checkpoint, after_checkpoint };
 
 class KillHook {
  public:
-  // From MP_TRAIN_KILL_AT; mp::Error naming the variable for a malformed value.
-  static KillHook from_env();
+  // From MP_TRAIN_KILL_AT (and MP_TRAIN_KILL_RANK) for the process of rank
+  // `rank`; mp::Error naming the variable for a malformed value.
+  static KillHook from_env(int rank = 0);
   // SIGKILL this process if the hook names `point` of `step`.
   void at(KillPoint point, int64_t step) const;
   // Before writing step `step`'s checkpoint of `bytes` bytes: if the hook

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "engine/memory.h"
+#include "models/nf4_base.h"
 #include "models/tokenizer.h"
 #include "tools/trainer.h"
 
@@ -27,6 +28,7 @@ struct MemoryPlan {
   PeakMoment at_peak;       // bytes per tag at that moment, and where it happened
   TagBytes tag_peaks{};     // each tag's own peak (they need not coincide)
   int64_t trainable_params = 0, all_params = 0;
+  models::BaseStorage storage;  // the base's parameter bytes by storage (nf4, bf16, f32)
   double step_seconds = 0;  // a measurement with timed steps: their mean wall time
 };
 
@@ -34,7 +36,9 @@ struct MemoryPlan {
 // config.json alone is read). mp::Error for what train() would refuse: an
 // unknown model or method, a sequence longer than the model's positions,
 // LoRA targets that match nothing, ...
-MemoryPlan plan_training_memory(const TrainConfig& config, const models::Tokenizer& tokenizer);
+// With ranks > 1: rank 0 of a data-parallel run of that many ranks (its
+// gradient buckets; with config.zero, its shard of the optimizer state).
+MemoryPlan plan_training_memory(const TrainConfig& config, const models::Tokenizer& tokenizer, int ranks = 1);
 
 // The same step run on the CPU (random weights for a built-in name, the
 // folder's weights otherwise), read from the Ledger. With timed_steps > 0,
@@ -45,6 +49,6 @@ MemoryPlan measure_training_memory(const TrainConfig& config, const models::Toke
 
 // The largest --batch (from 1 up) whose planned peak fits in `budget` bytes;
 // 0 when even one sequence does not fit.
-int64_t largest_fitting_batch(TrainConfig config, const models::Tokenizer& tokenizer, size_t budget);
+int64_t largest_fitting_batch(TrainConfig config, const models::Tokenizer& tokenizer, size_t budget, int ranks = 1);
 
 }  // namespace mp::tools

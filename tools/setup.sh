@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(g++ meson ninja-build pkg-config libfmt-dev doctest-dev libbenchmark-dev libopenblas-dev
-          nlohmann-json3-dev libcli11-dev libpcre2-dev gnuplot-nox)
+          nlohmann-json3-dev libcli11-dev libpcre2-dev gnuplot-nox libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

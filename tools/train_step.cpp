@@ -3,13 +3,22 @@
 #include <limits>
 
 #include "autograd/ops.h"
+#include "dist/zero_adamw.h"
+#include "nn/adamw.h"
 #include "nn/clip_grad.h"
 
 namespace mp::tools {
 
+std::unique_ptr<nn::Optimizer> make_optimizer(const TrainConfig& config, const std::vector<nn::NamedParameter>& params,
+                                              dist::Communicator& comm) {
+  const nn::AdamWOptions options{.lr = config.effective_lr(), .weight_decay = config.weight_decay};
+  if (config.zero == 1) return std::make_unique<dist::ZeroAdamW>(comm, params, options);
+  return std::make_unique<nn::AdamW>(params, options);
+}
+
 StepOutcome train_step(const TrainedModel& m, nn::Optimizer& opt, double clip, int64_t grad_accum,
                        const std::function<Batch(int64_t micro)>& batch,
-                       const std::function<void(double loss)>& check_loss) {
+                       const std::function<void(double loss)>& check_loss, dist::GradSync* sync) {
   Ledger& ledger = Ledger::instance();
   bool meta = false;  // a loss on the meta device has no value to read
   double loss_sum = 0;
@@ -23,7 +32,13 @@ StepOutcome train_step(const TrainedModel& m, nn::Optimizer& opt, double clip, i
       loss_sum += value;
     }
     ledger.set_phase("backward");
-    (grad_accum > 1 ? ag::scale(loss, 1.f / float(grad_accum)) : loss).backward();
+    ag::Variable scaled = grad_accum > 1 ? ag::scale(loss, 1.f / float(grad_accum)) : loss;
+    if (sync && micro == grad_accum - 1) scaled.backward([sync](const ag::VarImpl& leaf) { sync->grad_final(leaf); });
+    else scaled.backward();
+  }
+  if (sync) {
+    ledger.set_phase("all-reduce");
+    sync->finish();
   }
   ledger.set_phase("clip");
   std::vector<ag::Variable> params;

@@ -10,9 +10,12 @@
 
 #include "autograd/autocast.h"
 #include "autograd/ops.h"
+#include "dist/communicator.h"
+#include "dist/grad_sync.h"
 #include "engine/error.h"
 #include "engine/ops.h"
 #include "models/load.h"
+#include "models/nf4_base.h"
 #include "nn/adamw.h"
 #include "nn/clip_grad.h"
 #include "nn/lr_schedule.h"
@@ -64,9 +67,10 @@ void TrainConfig::validate() const {
   if (packing && !is_pairs_file(data)) fail("--packing packs the examples of a pairs file (.jsonl), not {}", data);
   if (packing && has_virtual_tokens(type))
     fail("--packing works with --method full or lora: a soft prompt or prefix per row would cross the examples");
-  if (base_dtype != DType::f32 && !type)
+  if (zero != 0 && zero != 1) fail("--zero {}: only stage 1 (the optimizer state sharded) is implemented, or 0", zero);
+  if ((base_dtype != DType::f32 || base_nf4) && !type)
     fail("--base-dtype {} keeps the base frozen: use it with --method lora, prompt or prefix, not full",
-         dtype_name(base_dtype));
+         base_dtype_name(base_dtype, base_nf4));
 }
 
 // PEFT methods train far fewer parameters and take larger steps.
@@ -74,6 +78,17 @@ double TrainConfig::effective_lr() const {
   if (lr > 0) return lr;
   const std::optional<peft::PeftType> type = peft_type();
   return !type ? 3e-4 : *type == peft::PeftType::lora ? 1e-3 : 3e-2;
+}
+
+std::string_view base_dtype_name(DType base_dtype, bool base_nf4) {
+  return base_nf4 ? "nf4" : dtype_name(base_dtype);
+}
+
+// QLoRA: freeze the base and quantize its Linear weights before PEFT attaches
+// adapters (which stay f32 and trainable).
+static void quantize_frozen_base(models::CausalLM& base) {
+  base.freeze();
+  models::quantize_base_nf4(base);
 }
 
 std::string checkpoint_path(const std::string& out_dir) { return out_dir + "/checkpoint.safetensors"; }
@@ -93,8 +108,12 @@ ag::Variable TrainedModel::loss(const Batch& batch) const {
   return peft ? peft->loss(batch.ids, labels, opt) : base->loss(batch.ids, labels, opt);
 }
 
+// An NF4 weight is no parameter (it cannot be trained) but counts among all of
+// them, as HF PEFT counts a 4-bit base.
 std::pair<int64_t, int64_t> TrainedModel::trainable_and_all_parameters() const {
-  return peft ? peft->trainable_and_all_parameters() : std::pair{base->num_parameters(true), base->num_parameters()};
+  auto [trainable, all] =
+      peft ? peft->trainable_and_all_parameters() : std::pair{base->num_parameters(true), base->num_parameters()};
+  return {trainable, all + models::base_storage(*base).nf4_elements};
 }
 
 static peft::PeftConfig peft_config_for(const TrainConfig& c, peft::PeftType type, const models::ModelConfig& model) {
@@ -135,6 +154,7 @@ TrainedModel build_model(const TrainConfig& config, const models::Tokenizer& tok
       device.is_meta() || config.shape.any()
           ? models::make_model(shaped_config(config.model, config.shape), config.seed, config.base_dtype)
           : models::create_model(config.model, config.seed, config.base_dtype));
+  if (config.base_nf4) quantize_frozen_base(*m.base);
   if (const std::optional<peft::PeftType> type = config.peft_type())
     m.peft = peft::get_peft_model(m.base, peft_config_for(config, *type, m.base->config()), "default", &tokenizer);
   m.base->gradient_checkpointing_enable(config.recompute);
@@ -150,9 +170,11 @@ void check_sequence_fits(const TrainConfig& config, const models::CausalLM& base
          virtual_tokens ? fmt::format(" + {} virtual tokens", virtual_tokens) : std::string(), base.max_positions());
 }
 
-TrainedModel load_model(const std::string& model, const std::string& adapter_dir, uint64_t seed, DType base_dtype) {
+TrainedModel load_model(const std::string& model, const std::string& adapter_dir, uint64_t seed, DType base_dtype,
+                        bool base_nf4) {
   TrainedModel m;
   m.base = std::shared_ptr<models::CausalLM>(models::create_model(model, seed, base_dtype));
+  if (base_nf4) quantize_frozen_base(*m.base);
   if (!adapter_dir.empty()) m.peft = peft::load_peft_model(m.base, adapter_dir);
   m.module().eval();
   return m;
@@ -197,38 +219,42 @@ std::vector<nn::NamedParameter> trainable_parameters(const nn::Module& m) {
 // ("param.<name>"), the optimizer state ("optim.<key>") and, in the metadata,
 // the step, the RNG counters and the config it was made with.
 
-// What a resumed run must share with the run that wrote the checkpoint.
-static nlohmann::json identity_of(const TrainConfig& c) {
-  nlohmann::json id = {{"model", c.model}, {"method", c.method},         {"batch", c.batch},
+// What a resumed run must share with the run that wrote the checkpoint: the
+// global batch, not how many ranks share it.
+static nlohmann::json identity_of(const TrainConfig& c, int ranks) {
+  nlohmann::json id = {{"model", c.model}, {"method", c.method},         {"batch", c.batch * ranks},
                        {"seq", c.seq},     {"grad_accum", c.grad_accum}, {"seed", c.seed}};
   const std::optional<peft::PeftType> type = c.peft_type();
   if (type == peft::PeftType::lora) id["lora_r"] = c.lora_r;
   if (has_virtual_tokens(type)) id["num_virtual_tokens"] = c.num_virtual_tokens;
-  if (c.base_dtype != DType::f32) id["base_dtype"] = std::string(dtype_name(c.base_dtype));
+  if (c.base_dtype != DType::f32 || c.base_nf4) id["base_dtype"] = std::string(base_dtype_name(c.base_dtype, c.base_nf4));
   if (c.precision != DType::f32) id["precision"] = std::string(dtype_name(c.precision));
   if (c.packing) id["packing"] = true;
   if (c.shape.any()) id["shape"] = {c.shape.layers, c.shape.width, c.shape.heads};
   return id;
 }
 
-static void save_checkpoint(const std::string& path, const TrainConfig& c, const std::vector<nn::NamedParameter>& params,
-                            const nn::Optimizer& opt, int64_t step, const KillHook& kill) {
+// `optim`: the optimizer's state_dict() (with ZeRO, gathered by every rank).
+static void save_checkpoint(const std::string& path, const TrainConfig& c, int ranks,
+                            const std::vector<nn::NamedParameter>& params, const nn::TensorMap& optim, int64_t step,
+                            const KillHook& kill) {
   std::vector<std::pair<std::string, Tensor>> tensors;
   size_t bytes = 0;
   for (const auto& [name, p] : params) tensors.emplace_back("param." + name, p.value());
-  for (const auto& [key, t] : opt.state_dict()) tensors.emplace_back("optim." + key, t);
+  for (const auto& [key, t] : optim) tensors.emplace_back("optim." + key, t);
   for (const auto& [name, t] : tensors) bytes += t.nbytes();
   kill.before_checkpoint(step, bytes);
   nn::RngState rng = nn::rng_state();
   nlohmann::json meta = {{"step", step},
                          {"rng", {rng.seed, rng.init_counter, rng.dropout_counter, rng.dropout_instances}},
-                         {"run", identity_of(c)}};
+                         {"run", identity_of(c, ranks)},
+                         {"ranks", ranks}};
   nn::save_safetensors(path, tensors, {{"minipeft_checkpoint", meta.dump()}});
 }
 
 // Returns the step the checkpoint was written after.
-static int64_t load_checkpoint(const std::string& path, const TrainConfig& c, const std::vector<nn::NamedParameter>& params,
-                               nn::Optimizer& opt) {
+static int64_t load_checkpoint(const std::string& path, const TrainConfig& c, int ranks,
+                               const std::vector<nn::NamedParameter>& params, nn::Optimizer& opt) {
   if (!fs::exists(path)) fail("--resume: no checkpoint at {}", path);
   nn::SafetensorsFile file = nn::SafetensorsFile::open(path);
   auto it = file.metadata().find("minipeft_checkpoint");
@@ -236,8 +262,13 @@ static int64_t load_checkpoint(const std::string& path, const TrainConfig& c, co
   nlohmann::json meta = nlohmann::json::parse(it->second, nullptr, false);
   if (meta.is_discarded() || !meta.contains("step") || !meta.contains("rng") || !meta.contains("run"))
     fail("{}: malformed checkpoint metadata", path);
-  if (meta["run"] != identity_of(c))
-    fail("{} was written by a different run ({}); this run is {}", path, meta["run"].dump(), identity_of(c).dump());
+  if (meta["run"] != identity_of(c, ranks))
+    fail("{} was written by a different run ({}); this run is {}", path, meta["run"].dump(),
+         identity_of(c, ranks).dump());
+  const int saved_ranks = meta.value("ranks", 1);
+  if (saved_ranks != ranks && dist::world().rank() == 0)
+    std::fprintf(stderr, "note: resuming on %d rank(s) a run checkpointed on %d: the same global batch of %lld, resharded\n",
+                 ranks, saved_ranks, static_cast<long long>(c.batch * ranks));
   for (const auto& [name, p] : params) {
     const Shape& saved = file.info("param." + name).shape;
     if (saved != p.shape())
@@ -275,33 +306,70 @@ static void remove_stale_temporaries(const std::string& path) {
     if (e.path().filename().string().rfind(prefix, 0) == 0) fs::remove(e.path(), ec);
 }
 
-TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer, TrainedModel* model_out) {
+// evaluate() with the batches dealt out to the ranks (rank r takes batches r,
+// r + N, ...): the mean over all of them, in 1/N of the time, and no rank
+// idles in a collective while another evaluates.
+static double evaluate_shared(const TrainedModel& m, const std::vector<Batch>& batches, dist::Communicator& comm) {
+  if (comm.size() == 1 || batches.empty()) return evaluate(m, batches);
+  std::vector<Batch> mine;
+  for (size_t k = size_t(comm.rank()); k < batches.size(); k += size_t(comm.size())) mine.push_back(batches[k]);
+  const double sum = mine.empty() ? 0 : evaluate(m, mine) * double(mine.size());
+  return dist::all_reduce_sum(comm, sum) / double(batches.size());
+}
+
+// Data parallel: this rank computes rows [first, first + batch) of each
+// global batch, dropout included (nn::BatchRows); one process: the default.
+class BatchRowsScope {
+ public:
+  explicit BatchRowsScope(nn::BatchRows rows) { nn::set_batch_rows(rows); }
+  ~BatchRowsScope() { nn::set_batch_rows({}); }
+};
+
+static TrainResult train_ranks(const TrainConfig& config, const models::Tokenizer& tokenizer, TrainedModel* model_out,
+                               dist::Communicator& comm) {
   config.validate();
-  const KillHook kill = KillHook::from_env();
-  if (!config.out_dir.empty()) {
+  const KillHook kill = KillHook::from_env(comm.rank());
+  const int ranks = comm.size();
+  const bool writer = comm.rank() == 0;  // of the log, checkpoints, the final model and progress
+  const nn::BatchRows rows = ranks > 1 ? nn::BatchRows{comm.rank() * config.batch, config.batch} : nn::BatchRows{};
+  BatchRowsScope rows_scope(rows);
+  if (!config.out_dir.empty() && writer) {
     std::error_code ec;
     fs::create_directories(config.out_dir, ec);
     if (ec || access(config.out_dir.c_str(), W_OK) != 0) fail("output folder {} is not writable", config.out_dir);
   }
+  if (ranks > 1 && is_pairs_file(config.data))
+    fail("{}: data-parallel training on pairs is not supported yet (the loss is a mean over each batch's "
+         "completion tokens, which differ per rank); run it in one process", config.data);
   std::unique_ptr<TrainingData> data = load_training_data(config.data, config.val_fraction, config.seq, config.packing, tokenizer);
   TrainedModel m = build_model(config, tokenizer);
   check_sequence_fits(config, *m.base);
   std::vector<nn::NamedParameter> params = trainable_parameters(m.module());
-  nn::AdamW opt(params, {.lr = config.effective_lr(), .weight_decay = config.weight_decay});
+  std::unique_ptr<nn::Optimizer> optimizer = make_optimizer(config, params, comm);
+  nn::Optimizer& opt = *optimizer;
   nn::LrSchedule schedule = nn::LrSchedule::from_name(config.schedule, config.warmup, config.steps, config.min_lr_ratio);
-  int64_t start = config.resume ? load_checkpoint(checkpoint_path(config.out_dir), config, params, opt) : 0;
-  if (config.resume) remove_stale_temporaries(checkpoint_path(config.out_dir));
+  int64_t start = config.resume ? load_checkpoint(checkpoint_path(config.out_dir), config, ranks, params, opt) : 0;
+  if (config.resume && writer) remove_stale_temporaries(checkpoint_path(config.out_dir));
   int64_t last_checkpoint = start;
   std::vector<Batch> val = config.eval_every > 0 || !config.out_dir.empty()
                                ? data->val_batches(config.batch, config.seq, config.eval_batches)
                                : std::vector<Batch>{};
+  std::unique_ptr<dist::GradSync> sync =
+      ranks > 1 ? std::make_unique<dist::GradSync>(comm, params, !config.recompute) : nullptr;
+  if (ranks > 1 && writer)
+    std::fprintf(stderr, "data parallel: %d ranks (%s) x batch %lld = global batch %lld\n", ranks, comm.name().c_str(),
+                 static_cast<long long>(config.batch), static_cast<long long>(config.batch * ranks));
 
   TrainResult result;
+  result.rank = comm.rank();
+  result.ranks = ranks;
+  result.comm_bytes_per_step = sync ? sync->bytes_per_step() : 0;
   std::tie(result.trainable_params, result.all_params) = m.trainable_and_all_parameters();
-  TrainLog log = config.out_dir.empty() ? TrainLog()
-                 : config.resume        ? TrainLog::resume(log_path(config.out_dir), start)
-                                        : TrainLog::create(log_path(config.out_dir));
-  Progress progress(config.progress && isatty(STDERR_FILENO), config.steps, start);
+  const std::string out_dir = writer ? config.out_dir : std::string();  // where this rank writes
+  TrainLog log = out_dir.empty() ? TrainLog()
+                 : config.resume ? TrainLog::resume(log_path(out_dir), start)
+                                 : TrainLog::create(log_path(out_dir));
+  Progress progress(writer && config.progress && isatty(STDERR_FILENO), config.steps, start);
 
   Ledger::instance().reset_peaks();
   double train_seconds = 0;
@@ -313,7 +381,8 @@ TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer,
     opt.set_lr(lr);
     int64_t step_tokens = 0;
     auto batch = [&](int64_t micro) {
-      Batch b = data->train_batch(config.batch, config.seq, config.seed, (step - 1) * config.grad_accum + micro);
+      Batch b = data->train_batch(config.batch * ranks, config.seq, config.seed,
+                                  (step - 1) * config.grad_accum + micro, rows);
       step_tokens += b.attention_mask.defined() ? int64_t(ops::sum_all(b.attention_mask.to(DType::f32)).item())
                                                 : b.ids.numel();
       return b;
@@ -325,7 +394,8 @@ TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer,
                                                checkpoint_path(config.out_dir), last_checkpoint)
                                  : std::string("No checkpoint was written."));
     };
-    StepOutcome out = train_step(m, opt, config.clip, config.grad_accum, batch, check_loss);
+    StepOutcome out = train_step(m, opt, config.clip, config.grad_accum, batch, check_loss, sync.get());
+    if (ranks > 1) out.loss = dist::all_reduce_sum(comm, out.loss) / ranks;  // every rank's rows weigh the same
     double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     train_seconds += seconds;
     StepRecord rec{step, out.loss, lr, out.grad_norm, seconds};
@@ -333,34 +403,51 @@ TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer,
     // Evaluation draws no random numbers (eval mode: no dropout), so the
     // checkpoint below saves the same state whether or not this step evaluates.
     if ((config.eval_every > 0 && step % config.eval_every == 0) || (last && !val.empty()))
-      rec.val_loss = evaluate(m, val);
+      rec.val_loss = evaluate_shared(m, val, comm);
     // The step's log line goes first, synced before the checkpoint that
     // covers it: a kill anywhere leaves a log that reaches at least the
     // checkpoint's step, and a resume cuts it back to exactly that step.
     if (log.is_open()) log.append(rec);
     kill.at(KillPoint::after_log, step);
     if (!config.out_dir.empty() && ((config.checkpoint_every > 0 && step % config.checkpoint_every == 0) || last)) {
-      log.sync();
-      save_checkpoint(checkpoint_path(config.out_dir), config, params, opt, step, kill);
+      const nn::TensorMap optim = opt.state_dict();  // every rank: ZeRO gathers its shards here
+      if (writer) {
+        log.sync();
+        save_checkpoint(checkpoint_path(out_dir), config, ranks, params, optim, step, kill);
+      }
       last_checkpoint = step;
       kill.at(KillPoint::after_checkpoint, step);
     }
-    progress.update(rec, step_tokens);
-    train_tokens += step_tokens;
+    progress.update(rec, step_tokens * ranks);
+    train_tokens += step_tokens * ranks;
     result.steps.push_back(rec);
   }
   progress.finish();
   result.peaks = ledger_peaks();
+  if (ranks > 1)
+    for (double bytes : dist::all_gather(comm, double(result.peaks.by_tag[int(Tag::optimizer)])))
+      result.optimizer_peak_by_rank.push_back(size_t(bytes));
   if (!result.steps.empty()) {
     result.final_val_loss = result.steps.back().val_loss;
     result.tokens_per_s = double(train_tokens) / train_seconds;
   }
-  if (!config.out_dir.empty() && end == config.steps) {
-    if (m.peft) m.peft->save_pretrained(final_model_dir(config.out_dir));
-    else models::save_pretrained(*m.base, final_model_dir(config.out_dir));
+  if (!out_dir.empty() && end == config.steps) {
+    if (m.peft) m.peft->save_pretrained(final_model_dir(out_dir));
+    else models::save_pretrained(*m.base, final_model_dir(out_dir));
   }
   if (model_out) *model_out = std::move(m);
   return result;
+}
+
+TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer, TrainedModel* model_out) {
+  dist::Communicator& comm = dist::world();
+  if (comm.size() == 1) return train_ranks(config, tokenizer, model_out, comm);
+  try {
+    return train_ranks(config, tokenizer, model_out, comm);
+  } catch (const std::exception& e) {  // the other ranks would wait for this one: stop them all
+    std::fprintf(stderr, "error: rank %d of %d: %s\n", comm.rank(), comm.size(), e.what());
+    comm.abort(1);
+  }
 }
 
 }  // namespace mp::tools

@@ -33,6 +33,7 @@ struct TrainConfig {
   bool prefix_projection = false;    // prefix tuning: the MLP reparameterisation
   int encoder_hidden_size = 0;       // its width (0: the model's)
   DType base_dtype = DType::f32;     // the base's weight matrices: f32, or bf16 (frozen, PEFT methods only)
+  bool base_nf4 = false;             // QLoRA: the base's Linear weights in NF4 (models/nf4_base.h; PEFT only)
 
   // Data.
   std::string data;                  // a UTF-8 text file, or pairs when it ends in .jsonl (tools/pairs.h)
@@ -50,6 +51,7 @@ struct TrainConfig {
   uint64_t seed = 0;
   DType precision = DType::f32;      // bf16: mixed precision (autograd/autocast.h)
   bool recompute = false;            // activation recompute (CausalLM::gradient_checkpointing_enable)
+  int zero = 0;                      // 1: ZeRO-1, AdamW's state sharded across the ranks (dist/zero_adamw.h)
 
   // Evaluation, checkpoints, logs. 0 turns a periodic action off.
   int64_t eval_every = 0, eval_batches = 8, checkpoint_every = 0;
@@ -85,6 +87,9 @@ struct TrainResult {
   double tokens_per_s = 0;        // training tokens per second over this process's steps (pairs: padding not counted)
   MemoryPeaks peaks;              // ledger peaks during training
   int64_t trainable_params = 0, all_params = 0;
+  int rank = 0, ranks = 1;        // data parallel (mpirun): this process's rank and their number
+  size_t comm_bytes_per_step = 0; // gradient bytes all-reduced per step (0 in one process)
+  std::vector<size_t> optimizer_peak_by_rank;  // data parallel: each rank's ledger peak of Tag::optimizer
 };
 
 // A model being trained: the base alone (full fine-tuning) or with an adapter.
@@ -111,8 +116,12 @@ std::vector<nn::NamedParameter> trainable_parameters(const nn::Module& m);
 
 // A model to evaluate or generate with: a built-in name or HF folder, plus
 // optionally an HF PEFT adapter folder. In eval mode.
+// base_nf4: the base's Linear weights in NF4 (models/nf4_base.h).
 TrainedModel load_model(const std::string& model, const std::string& adapter_dir, uint64_t seed = 0,
-                        DType base_dtype = DType::f32);
+                        DType base_dtype = DType::f32, bool base_nf4 = false);
+
+// What --base-dtype said: "nf4" for an NF4 base, else the dtype's name.
+std::string_view base_dtype_name(DType base_dtype, bool base_nf4);
 
 // Loss over held-out batches, without gradients, in eval mode: for text
 // windows the mean of the batches' losses; for batches with labels (pairs)
@@ -122,6 +131,13 @@ double evaluate(const TrainedModel& m, const std::vector<Tensor>& windows);
 
 // Run the training a config describes. Throws mp::Error on bad input and on a
 // non-finite loss (naming the step and the last checkpoint kept).
+//
+// Under mpirun (dist::world() has N > 1 ranks) every rank computes rows
+// [rank * batch, (rank + 1) * batch) of each global batch of N * batch rows
+// (examples and dropout masks keyed by the global row: the same run as one
+// process at batch N * batch, up to rounding), the gradients are averaged
+// over the ranks, and rank 0 alone writes the log, checkpoints and the final
+// model. An error on one rank stops all of them.
 TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer, TrainedModel* model_out = nullptr);
 
 // Where train() writes its checkpoint, its final model or adapter, and its

@@ -1,5 +1,6 @@
 #include "tools/training_data.h"
 
+#include <cassert>
 #include <cstdio>
 
 #include "tools/dataset.h"
@@ -12,8 +13,8 @@ namespace {
 class TextData : public TrainingData {
  public:
   explicit TextData(TokenDataset data) : data_(std::move(data)) {}
-  Batch train_batch(int64_t B, int64_t T, uint64_t seed, int64_t step) const override {
-    return data_.train_batch(B, T, seed, step);
+  Batch train_batch(int64_t B, int64_t T, uint64_t seed, int64_t step, nn::BatchRows rows) const override {
+    return data_.train_batch(B, T, seed, step, rows);
   }
   std::vector<Batch> val_batches(int64_t B, int64_t T, int64_t max_batches) const override {
     std::vector<Tensor> windows = data_.val_batches(B, T, max_batches);
@@ -28,7 +29,10 @@ class TextData : public TrainingData {
 class PairsData : public TrainingData {
  public:
   explicit PairsData(PairsDataset data) : data_(std::move(data)) {}
-  Batch train_batch(int64_t B, int64_t, uint64_t seed, int64_t step) const override {
+  Batch train_batch(int64_t B, int64_t, uint64_t seed, int64_t step, nn::BatchRows rows) const override {
+    // Each rank's loss would be the mean over its own completion tokens, not
+    // the global batch's: the trainer refuses pairs with several ranks.
+    assert(rows.count == 0 || rows.count == B);
     return data_.train_batch(B, seed, step);
   }
   std::vector<Batch> val_batches(int64_t B, int64_t, int64_t max_batches) const override {

@@ -8,11 +8,11 @@
 
 namespace mp::ag {
 
-Variable dropout(const Variable& x, float p, uint64_t seed) {
+Variable dropout(const Variable& x, float p, uint64_t seed, uint64_t offset) {
   if (!(p >= 0.f && p < 1.f)) fail("dropout probability must be in [0, 1), got {}", p);
   if (p == 0.f) return x;
-  return make_result(ops::dropout(x.value(), p, seed), "dropout", {x},
-                     [p, seed](const Tensor& g, std::span<Tensor> gin) { gin[0] = ops::dropout(g, p, seed); });
+  return make_result(ops::dropout(x.value(), p, seed, offset), "dropout", {x},
+                     [p, seed, offset](const Tensor& g, std::span<Tensor> gin) { gin[0] = ops::dropout(g, p, seed, offset); });
 }
 
 }  // namespace mp::ag

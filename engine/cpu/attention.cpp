@@ -127,12 +127,12 @@ void weighted_row_sum(const R* w, const R* rows, int64_t end, int64_t D, R* acc)
 }
 
 // Attention dropout's factors for query row r (of B*H*T rows): f[s] = 1 / (1 - p)
-// if the Philox draw of element r*S + s of the (B, H, T, S) probabilities
+// if the Philox draw of element offset + r*S + s of the (B, H, T, S) probabilities
 // is >= p, else 0, for s in [0, end): the mask ops::dropout would draw.
 template <class R>
-void dropout_factors(uint64_t seed, float p, int64_t r, int64_t S, int64_t end, R* f) {
+void dropout_factors(uint64_t seed, float p, uint64_t offset, int64_t r, int64_t S, int64_t end, R* f) {
   const R scale = R(1) / (R(1) - R(p));
-  const uint64_t first = uint64_t(r * S);
+  const uint64_t first = offset + uint64_t(r * S);
   for (int64_t s = 0; s < end;) {
     const uint64_t i = first + uint64_t(s);
     const philox::U32x4 draws = philox::block(seed, i / 4);
@@ -201,7 +201,7 @@ void forward(const Dims& d, const R* q, const R* k, const R* v, const int32_t* m
         l += e;
       }
       if (dropout) {
-        dropout_factors(p.seed, p.dropout, r, d.S, end, keep.data());
+        dropout_factors(p.seed, p.dropout, p.dropout_offset, r, d.S, end, keep.data());
         for (int64_t s = 0; s < end; ++s) score[s] *= keep[s];
       }
       weighted_row_sum(score.data(), vb, end, d.D, ot);  // out_t = sum_s [F_s] e_s v_s, normalised below
@@ -257,7 +257,7 @@ void backward(const Dims& d, const R* q, const R* k, const R* v, const int32_t* 
           row_scores(got, vb, end, d.D, R(1), dsj);  // dP_s = dO_t . v_s, turned into dS below
           const R l = lse[r];
           if (dropout) {  // P F for dV; dS = P (F dP - D)
-            dropout_factors(p.seed, p.dropout, r, d.S, end, keep.data());
+            dropout_factors(p.seed, p.dropout, p.dropout_offset, r, d.S, end, keep.data());
             for (int64_t s = 0; s < end; ++s) {
               const R ps = hidden(s) ? R(0) : fast_exp(pj[s] - l);
               pj[s] = ps * keep[s];

@@ -123,9 +123,9 @@ class CpuBackend final : public Backend {
     cpu::cross_entropy_backward(logits, targets, ignore_index, gscale, glogits);
   }
 
-  void dropout(const Tensor& x, float p, uint64_t seed, const Tensor& out) override {
+  void dropout(const Tensor& x, float p, uint64_t seed, uint64_t offset, const Tensor& out) override {
     Timed t("dropout");
-    cpu::dropout(x, p, seed, out);
+    cpu::dropout(x, p, seed, offset, out);
   }
 
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p, const Tensor& out,
@@ -145,6 +145,19 @@ class CpuBackend final : public Backend {
     Timed t("adamw");
     cpu::adamw(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step);
   }
+  void nf4_quantize(const Tensor& w, Nf4Tensor& q) override {
+    Timed t("nf4_quantize", w, Tensor());
+    cpu::nf4_quantize(w, q);
+  }
+  void nf4_dequantize(const Nf4Tensor& q, const Tensor& out) override {
+    Timed t("nf4_dequantize", out, Tensor());
+    cpu::nf4_dequantize(q, out);
+  }
+  void nf4_matmul(const Tensor& x, const Nf4Tensor& w, bool transpose_w, const Tensor& out) override {
+    Timed t("nf4_matmul", out, x);
+    cpu::nf4_matmul(x, w, transpose_w, out);
+  }
+
 
  private:
   BlockCache blocks_;

@@ -31,11 +31,12 @@ decltype(auto) visit_any(DType dt, F&& f) {
     case DType::bf16: return f.template operator()<bf16>();
     case DType::i32: return f.template operator()<int32_t>();
     case DType::f64: return f.template operator()<double>();
+    case DType::u8: return f.template operator()<uint8_t>();
   }
   fail("unknown dtype {}", int(dt));
 }
 
-// Element conversions between the four storage types (bf16 goes through f32).
+// Element conversions between the storage types (bf16 goes through f32).
 template <class To, class From>
 constexpr To convert(From x) {
   if constexpr (std::is_same_v<From, bf16>) {

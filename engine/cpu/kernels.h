@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "engine/backend.h"
+#include "engine/nf4.h"
 #include "engine/tensor.h"
 
 namespace mp::cpu {
@@ -27,7 +28,7 @@ void reduce(ReduceOp op, const Tensor& a, int axis, const Tensor& out);
 
 // random.cpp
 void random(const Tensor& dst, Distribution dist, double a, double b, uint64_t seed);
-void dropout(const Tensor& x, float p, uint64_t seed, const Tensor& out);
+void dropout(const Tensor& x, float p, uint64_t seed, uint64_t offset, const Tensor& out);
 
 // matmul.cpp
 void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out, float alpha,
@@ -36,6 +37,17 @@ void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const 
 // into Tag::workspace): the meta backend allocates as many, so that a plan
 // counts them.
 int64_t matmul_workspace_elements(const Tensor& a, bool trans_a, const Tensor& b, const Tensor& out);
+// How many of the N columns (rows, if stored transposed) of a (K, N) weight
+// are widened to f32 at a time (bf16 here, NF4 in nf4.cpp).
+int64_t weight_block_width(int64_t K, int64_t N);
+
+// nf4.cpp (engine/nf4.h)
+void nf4_quantize(const Tensor& w, Nf4Tensor& q);
+void nf4_dequantize(const Nf4Tensor& q, const Tensor& out);
+void nf4_matmul(const Tensor& x, const Nf4Tensor& w, bool transpose_w, const Tensor& out);
+// The f32 workspace elements nf4_matmul holds at once (one panel of the
+// weight's rows), allocated by the meta backend too.
+int64_t nf4_matmul_workspace_elements(const Nf4Tensor& w);
 
 // softmax.cpp
 void softmax(const Tensor& x, const Tensor& y, bool log);

@@ -56,16 +56,6 @@ void matmul_same_type(const Dims& d, const T* A, const T* B, T* C, float alpha, 
          C + i * d.M * d.N, d.N);
 }
 
-// The width of the column blocks of a bf16 b (K, N) that matmul_bf16_b widens
-// at a time. About 4 MiB of f32 per block: big enough for an efficient GEMM,
-// small next to the weight. Blocks of equal width (a multiple of 16), so no
-// thin last block.
-int64_t bf16_block_columns(int64_t K, int64_t N) {
-  const int64_t nb_max = std::max<int64_t>(64, ((int64_t(1) << 20) / std::max<int64_t>(1, K)) / 16 * 16);
-  const int64_t blocks = (N + nb_max - 1) / nb_max;
-  return std::min(N, ((N + blocks - 1) / blocks + 15) / 16 * 16);
-}
-
 // Widen n bf16 values to f32 (in parallel; called outside any other OpenMP region).
 void widen(const bf16* src, float* dst, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > (1 << 16))
@@ -76,7 +66,7 @@ void widen(const bf16* src, float* dst, int64_t n) {
 // output columns: widen b's block into a (K, nb) or (nb, K) f32 workspace and
 // run sgemm on it, writing out[:, n0:n0+nb].
 void matmul_bf16_b(const Dims& d, const float* A, const bf16* B, float* C, float alpha, float beta) {
-  const int64_t nb = bf16_block_columns(d.K, d.N);
+  const int64_t nb = weight_block_width(d.K, d.N);
   Tensor ws = workspace({d.K * nb});
   float* W = ws.data<float>();  // (K, nb) or (nb, K)
   // When b is shared and a is not transposed, all of a is one (batch*M, K) matrix.
@@ -103,12 +93,20 @@ void matmul_bf16_b(const Dims& d, const float* A, const bf16* B, float* C, float
 
 }  // namespace
 
+// About 4 MiB of f32 per block: big enough for an efficient GEMM, small next
+// to the weight. Blocks of equal width (a multiple of 16), so no thin last block.
+int64_t weight_block_width(int64_t K, int64_t N) {
+  const int64_t nb_max = std::max<int64_t>(64, ((int64_t(1) << 20) / std::max<int64_t>(1, K)) / 16 * 16);
+  const int64_t blocks = (N + nb_max - 1) / nb_max;
+  return std::min(N, ((N + blocks - 1) / blocks + 15) / 16 * 16);
+}
+
 int64_t matmul_workspace_elements(const Tensor& a, bool trans_a, const Tensor& b, const Tensor& out) {
   const int64_t K = trans_a ? a.size(1) : a.size(2), N = out.size(2);
   if (out.numel() == 0 || K == 0) return 0;
   int64_t n = 0;
   if (a.dtype() == DType::bf16) n += a.numel();                       // a widened whole
-  if (b.dtype() == DType::bf16) n += K * bf16_block_columns(K, N);  // one block of b at a time
+  if (b.dtype() == DType::bf16) n += K * weight_block_width(K, N);  // one block of b at a time
   return n;
 }
 

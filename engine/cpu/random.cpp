@@ -1,6 +1,7 @@
 // Random fills and dropout from the Philox4x32-10 counter-based generator
 // (philox.h). Element i of a tensor (row-major index) gets lane i % 4 of
 // block i / 4 of the stream `seed`, so values never depend on threads.
+#include <algorithm>
 #include <cmath>
 
 #include "engine/cpu/dispatch.h"
@@ -11,13 +12,14 @@ namespace mp::cpu {
 
 namespace {
 
-// Calls f(i, lanes) for each block of 4 elements [i, i + 4) of [0, n); the
-// caller writes only indices < n.
+// Calls f(i, lanes) for each block of 4 elements [i, i + 4) of [0, n), which
+// are elements [offset + i, offset + i + 4) of the stream `seed`. Unless
+// offset % 4 == 0 the first i is negative: the caller writes only indices in [0, n).
 template <class F>
-void for_each_block(int64_t n, uint64_t seed, F f) {
-  const int64_t blocks = (n + 3) / 4;
+void for_each_block(int64_t n, uint64_t seed, uint64_t offset, F f) {
+  const int64_t first = int64_t(offset / 4), end = int64_t((offset + uint64_t(n) + 3) / 4);
 #pragma omp parallel for schedule(static) if (n > (1 << 14))
-  for (int64_t g = 0; g < blocks; ++g) f(4 * g, philox::block(seed, uint64_t(g)));
+  for (int64_t g = first; g < end; ++g) f(4 * g - int64_t(offset), philox::block(seed, uint64_t(g)));
 }
 
 }  // namespace
@@ -37,11 +39,11 @@ void random(const Tensor& dst, Distribution dist, double a, double b, uint64_t s
       T* out = dst.data<T>();  // (n)
       const int64_t n = dst.numel();
       if (dist == Distribution::uniform) {
-        for_each_block(n, seed, [&](int64_t i, philox::U32x4 r) {
+        for_each_block(n, seed, 0, [&](int64_t i, philox::U32x4 r) {
           for (int l = 0; l < 4 && i + l < n; ++l) out[i + l] = convert<T>(a + (b - a) * double(philox::uniform01(r.v[l])));
         });
       } else {
-        for_each_block(n, seed, [&](int64_t i, philox::U32x4 r) {
+        for_each_block(n, seed, 0, [&](int64_t i, philox::U32x4 r) {
           double z[4];
           for (int p = 0; p < 2; ++p) {
             double radius = std::sqrt(-2.0 * std::log(double(philox::uniform01_open0(r.v[2 * p]))));
@@ -56,9 +58,9 @@ void random(const Tensor& dst, Distribution dist, double a, double b, uint64_t s
   });
 }
 
-// out = x * keep / (1 - p), keep_i = uniform(seed, i) >= p. Called on gy with
-// the same seed it is its own backward.
-void dropout(const Tensor& x, float p, uint64_t seed, const Tensor& out) {
+// out = x * keep / (1 - p), keep_i = uniform(seed, offset + i) >= p. Called
+// on gy with the same seed and offset it is its own backward.
+void dropout(const Tensor& x, float p, uint64_t seed, uint64_t offset, const Tensor& out) {
   if (x.shape() != out.shape()) fail("dropout: input {} and output {} differ", shape_str(x.shape()), shape_str(out.shape()));
   if (!x.is_contiguous() || !out.is_contiguous()) fail("dropout: tensors must be contiguous");
   visit_float(x.dtype(), "dropout", [&]<class T>() {
@@ -66,8 +68,9 @@ void dropout(const Tensor& x, float p, uint64_t seed, const Tensor& out) {
     T* o = out.data<T>();       // (n)
     const int64_t n = x.numel();
     const T scale = p < 1.f ? T(1) / (T(1) - T(p)) : T(0);
-    for_each_block(n, seed, [&](int64_t i, philox::U32x4 r) {
-      for (int l = 0; l < 4 && i + l < n; ++l) o[i + l] = philox::dropout_keeps(r.v[l], p) ? in[i + l] * scale : T(0);
+    for_each_block(n, seed, offset, [&](int64_t i, philox::U32x4 r) {
+      for (int l = std::max<int>(0, int(-i)); l < 4 && i + l < n; ++l)
+        o[i + l] = philox::dropout_keeps(r.v[l], p) ? in[i + l] * scale : T(0);
     });
   });
 }

@@ -6,7 +6,8 @@
 // planner (tools/memory_plan.h) predicts a training step without doing it.
 //
 // It mirrors the CPU backend's memory, not its maths: where a CPU kernel
-// holds ledgered workspace (matmul widening bf16 operands), this backend
+// holds ledgered workspace (matmul widening bf16 operands, a panel of an NF4
+// weight), this backend
 // allocates as much for the duration of the call. Reading values (item(),
 // to(kCPU)) is an mp::Error naming the tensor's shape (engine/tensor.cpp).
 #include "engine/backend.h"
@@ -54,13 +55,22 @@ class MetaBackend final : public Backend {
   void embedding_backward(const Tensor&, const Tensor&, const Tensor&, int) override {}
   void cross_entropy(const Tensor&, const Tensor&, int, const Tensor&) override {}
   void cross_entropy_backward(const Tensor&, const Tensor&, int, float, const Tensor&) override {}
-  void dropout(const Tensor&, float, uint64_t, const Tensor&) override {}
+  void dropout(const Tensor&, float, uint64_t, uint64_t, const Tensor&) override {}
   void attention(const Tensor&, const Tensor&, const Tensor&, const AttentionParams&, const Tensor&,
                  const Tensor&) override {}
   void attention_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                           const AttentionParams&, const Tensor&, const Tensor&, const Tensor&) override {}
   void adamw(const Tensor&, const Tensor&, const Tensor&, const Tensor&, float, float, float, float, float,
              int64_t) override {}
+
+  void nf4_quantize(const Tensor& w, Nf4Tensor&) override {
+    Tensor::empty({nf4_blocks(w.numel())}, DType::f32, kMeta, Tag::workspace);  // the absmax before its quantization
+  }
+  void nf4_dequantize(const Nf4Tensor&, const Tensor&) override {}
+  void nf4_matmul(const Tensor&, const Nf4Tensor& w, bool, const Tensor&) override {
+    const int64_t n = cpu::nf4_matmul_workspace_elements(w);
+    if (n > 0) Tensor::empty({n}, DType::f32, kMeta, Tag::workspace);  // one panel of the weight, as on the CPU
+  }
 
  private:
   alignas(64) static inline char dummy_ = 0;

@@ -38,6 +38,26 @@ TEST_CASE("a Variable used twice sums its gradients") {
   }
 }
 
+// Data parallelism sends a gradient as soon as it is final: the hook must
+// see each leaf once, after its last contribution, while nodes still wait.
+TEST_CASE("backward's hook reports each leaf once, when its gradient is complete") {
+  Variable w(Tensor::from_vector(std::vector<double>{1, 2}, {2}), true);  // used twice, early and late
+  Variable u(Tensor::from_vector(std::vector<double>{3, 4}, {2}), true);  // used once, near the loss
+  Variable h = ag::exp(mul(w, w));                                        // the first use of w
+  Variable loss = sum_all(add(mul(h, u), w));                             // u, then w again
+  std::vector<std::pair<const VarImpl*, std::vector<double>>> seen;
+  loss.backward([&](const VarImpl& leaf) { seen.emplace_back(&leaf, values(leaf.grad)); });
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[0].first == u.impl().get());  // u is complete first: w still waits for exp(w * w)
+  CHECK(seen[1].first == w.impl().get());
+  CHECK(seen[1].second == values(w.grad()));  // reported with its whole gradient
+  for (int i = 0; i < 2; ++i) {
+    const double wi = i + 1.0, ui = i + 3.0;
+    CHECK(seen[0].second[size_t(i)] == doctest::Approx(std::exp(wi * wi)));
+    CHECK(seen[1].second[size_t(i)] == doctest::Approx(1 + ui * std::exp(wi * wi) * 2 * wi));
+  }
+}
+
 TEST_CASE("backward frees the graph as it goes") {
   Variable x(rand64({64, 64}, 1), true);
   size_t before = activations();

@@ -71,6 +71,11 @@ TEST_CASE("planned bytes equal the ledger's measured bytes of a real step") {
       c.prompt_init_text = "Permission is hereby granted";
     }
     SUBCASE("bf16 base") { c.base_dtype = DType::bf16; }
+    SUBCASE("nf4 base") { c.base_nf4 = true; }
+    SUBCASE("nf4 base, prefix tuning") {
+      c.method = "prefix";
+      c.base_nf4 = true;
+    }
     SUBCASE("mixed precision, full fine-tuning") {
       c.method = "full";
       c.precision = DType::bf16;

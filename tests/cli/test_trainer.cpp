@@ -103,6 +103,34 @@ TEST_CASE("resume refuses a checkpoint of another run") {
   CHECK_THROWS_WITH_AS(tools::train(other, tokenizer()), doctest::Contains("different run"), Error);
 }
 
+TEST_CASE("a LoRA run on an nf4 base trains; its adapter loads on the nf4 base and on the f32 base; merge dequantizes") {
+  test::TempDir d("nf4_base");
+  tools::TrainConfig c = small_run(d.path.string(), "lora");
+  c.base_nf4 = true;
+  c.steps = 12;
+  tools::TrainResult run = tools::train(c, tokenizer());
+  REQUIRE(run.steps.size() == 12);
+  CHECK(run.steps.front().loss - run.steps.back().loss > 0.05);
+  tools::TokenDataset data(tools::load_token_ids(c.data, tokenizer()), c.val_fraction, c.data);
+  const auto val = data.val_batches(c.batch, c.seq, c.eval_batches);
+  // The saved adapter evaluates on an nf4 base to the loss the run reported,
+  // and on the f32 base (the same adapter files) to nearly that.
+  const std::string adapter = tools::final_model_dir(d.path.string());
+  tools::TrainedModel q = tools::load_model("gpt2-tiny", adapter, c.seed, DType::f32, true);
+  CHECK(tools::evaluate(q, val) == doctest::Approx(run.final_val_loss).epsilon(1e-6));
+  tools::TrainedModel f = tools::load_model("gpt2-tiny", adapter, c.seed, DType::f32, false);
+  CHECK(tools::evaluate(f, val) == doctest::Approx(run.final_val_loss).epsilon(2e-2));
+  // merge on an nf4 base: an f32 model that says so, and evaluates as the nf4 run.
+  test::Run r = test::minipeft("merge --model gpt2-tiny --base-dtype nf4 --adapter " + adapter + " --out " +
+                               (d / "merged"));
+  CAPTURE(r.output);
+  REQUIRE(r.code == 0);
+  CHECK(r.output.find("the nf4 base was dequantized") != std::string::npos);
+  tools::TrainedModel merged = tools::load_model(d / "merged", "", 0);
+  for (const auto& [name, p] : merged.base->named_parameters()) CHECK(p.value().dtype() == DType::f32);
+  CHECK(tools::evaluate(merged, val) == doctest::Approx(run.final_val_loss).epsilon(1e-4));
+}
+
 TEST_CASE("a LoRA run on a bf16 base follows the f32 run, and its checkpoint resumes only on a bf16 base") {
   test::TempDir d("bf16_base"), d32("f32_base");
   tools::TrainConfig reference = small_run(d32.path.string(), "lora");

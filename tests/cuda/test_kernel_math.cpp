@@ -119,7 +119,7 @@ TEST_CASE("Philox draws match the CPU backend's random and dropout") {
   }
   Tensor ones = Tensor::full({n}, 1.0), out = Tensor::empty({n});
   const float p = 0.3f;
-  backend(kCPU).dropout(ones, p, 99, out);
+  backend(kCPU).dropout(ones, p, 99, 0, out);
   int kept = 0;
   for (int64_t i = 0; i < n; ++i) {
     const bool keep = kmath::dropout_keep(99, uint64_t(i), p);

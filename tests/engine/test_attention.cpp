@@ -26,7 +26,8 @@ static Naive naive_attention(const Tensor& q, const Tensor& k, const Tensor& v, 
   std::vector<double> mask = p.key_mask ? values(*p.key_mask) : std::vector<double>(size_t(B * S), 1);
   std::vector<double> seg = p.segment_ids ? values(*p.segment_ids) : std::vector<double>(size_t(B * T), 0);
   // (B, H, T, S) dropout factors: what ops::dropout makes of a tensor of ones.
-  std::vector<double> keep = values(ops::dropout(Tensor::full({B, H, T, S}, 1.0, DType::f64), p.dropout, p.seed));
+  std::vector<double> keep =
+      values(ops::dropout(Tensor::full({B, H, T, S}, 1.0, DType::f64), p.dropout, p.seed, p.dropout_offset));
   Naive r{std::vector<double>(size_t(B * H * T * D), 0), std::vector<double>(size_t(B * H * T), -INFINITY)};
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h)
@@ -212,4 +213,21 @@ TEST_CASE("attention shape errors") {
   CHECK(ops::attention(mq, mq, mq, ps).out.device().is_meta());
   ps.segment_ids = &segments;  // on the cpu, q on meta
   CHECK_THROWS_WITH_AS(ops::attention(mq, mq, mq, ps), doctest::Contains("segment_ids (1, 4) i32 should be"), Error);
+}
+
+// Rows [1, 3) of a batch of 3, with the dropout offset of row 1 in the
+// (B, H, T, S) probabilities, give those rows of the whole batch's output.
+TEST_CASE("attention dropout with an offset: a shard of the batch gets the whole batch's masks") {
+  const int64_t B = 3, H = 2, T = 5, S = 7, D = 4;
+  Tensor q = rand_tensor({B, H, T, D}, 21), k = rand_tensor({B, H, S, D}, 22), v = rand_tensor({B, H, S, D}, 23);
+  AttentionParams p;
+  p.scale = 0.5f;
+  p.dropout = 0.4f;
+  p.seed = 5;
+  Tensor whole = ops::attention(q, k, v, p).out;  // (B, H, T, D)
+  auto rows = [](const Tensor& t) { return t.narrow(0, 1, 2).contiguous(); };
+  p.dropout_offset = uint64_t(1 * H * T * S);
+  CHECK(ops::max_abs_diff(ops::attention(rows(q), rows(k), rows(v), p).out, rows(whole)) == 0);
+  p.dropout_offset = 0;
+  CHECK(ops::max_abs_diff(ops::attention(rows(q), rows(k), rows(v), p).out, rows(whole)) > 0);
 }

@@ -1,6 +1,7 @@
 // Philox known answers, random fills, dropout, AdamW.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "engine/backend.h"
@@ -134,4 +135,21 @@ TEST_CASE("AdamW: one and two steps against hand-computed numbers") {
   // m = 0.9*0.1 + 0.1*3 = 0.39, mhat = 0.39/0.19; v = 0.999*0.001 + 0.001*9 = 0.009999, vhat = 0.009999/0.001999
   const double mhat = 0.39 / 0.19, vhat = 0.009999 / 0.001999;
   check_close(p2, {0.99 - 0.01 * mhat / (std::sqrt(vhat) + 1e-8)}, 1e-6);
+}
+
+// Data parallelism computes rows of a batch in separate processes: the rows
+// [first, first + count) of a (B, C) tensor, dropped with offset first * C,
+// get the mask those rows get when the whole tensor is dropped (C = 7: the
+// offsets are not multiples of Philox's 4 lanes).
+TEST_CASE("dropout with an offset draws the mask of the same rows of a larger tensor") {
+  const int64_t B = 6, C = 7;
+  const float p = 0.5f;
+  Tensor x = rand_tensor({B, C}, 11);
+  Tensor whole = ops::dropout(x, p, 42);
+  for (int64_t first : {1, 2, 3, 5}) {
+    const int64_t count = std::min<int64_t>(2, B - first);
+    Tensor rows = ops::dropout(x.narrow(0, first, count).contiguous(), p, 42, uint64_t(first * C));
+    CHECK(ops::max_abs_diff(rows, whole.narrow(0, first, count).contiguous()) == 0);
+  }
+  CHECK(ops::max_abs_diff(ops::dropout(x.narrow(0, 1, 2).contiguous(), p, 42, 0), whole.narrow(0, 1, 2).contiguous()) > 0);
 }

@@ -2,7 +2,10 @@
 // passes of one method at a model shape, on random weights and random token
 // ids: tokens/s, ledger peaks by category and the process's peak RSS, as a
 // table or one JSON object (--json). bench/side_by_side.sh runs it next to
-// PyTorch + HF PEFT.
+// PyTorch + HF PEFT. Under mpirun the training steps are data parallel (each
+// rank a batch of --batch, gradients averaged, --zero 1 shards AdamW) and
+// rank 0 reports tokens/s of the global batch; in one process as under
+// mpirun it reports the gradient bytes each rank all-reduces per step.
 #include <sys/resource.h>
 
 #include <chrono>
@@ -10,7 +13,8 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "nn/adamw.h"
+#include "dist/communicator.h"
+#include "dist/grad_sync.h"
 #include "tools/cli/command.h"
 #include "tools/cli/train_options.h"
 #include "tools/paths.h"
@@ -53,21 +57,33 @@ void run_bench(const BenchOptions& o) {
   Tensor ids = random_ids(c.batch, c.seq, m.base->vocab_size(), c.seed);
   const int64_t tokens = c.batch * c.seq;  // per forward pass (a training step: grad_accum of them)
   nlohmann::json out = {{"framework", "minipeft"}, {"model", c.model}, {"method", c.method},
-                        {"base_dtype", dtype_name(c.base_dtype)}, {"precision", dtype_name(c.precision)},
+                        {"base_dtype", tools::base_dtype_name(c.base_dtype, c.base_nf4)}, {"precision", dtype_name(c.precision)},
                         {"recompute", c.recompute},
                         {"batch", c.batch}, {"seq", c.seq}, {"steps", c.steps}};
 
+  dist::Communicator& comm = dist::world();
+  const int ranks = comm.size();
+  out["ranks"] = ranks;
   if (!o.forward_only) {
-    nn::AdamW opt(tools::trainable_parameters(m.module()), {.lr = c.effective_lr(), .weight_decay = c.weight_decay});
+    const std::vector<nn::NamedParameter> params = tools::trainable_parameters(m.module());
+    std::unique_ptr<nn::Optimizer> opt = tools::make_optimizer(c, params, comm);
+    dist::GradSync sync(comm, params, !c.recompute);  // sends only with more than one rank
     Ledger::instance().reset_peaks();
     double total = 0, loss = 0;
+    uint64_t sent = 0;
     for (int64_t step = 0; step < o.warmup + c.steps; ++step) {  // the trainer's step: clip and grad-accum included
       auto t0 = Clock::now();
-      loss = tools::train_step(m, opt, c.clip, c.grad_accum, [&](int64_t) { return ids; }).loss;
-      if (step >= o.warmup) total += seconds_since(t0);
+      const uint64_t before = comm.bytes();
+      loss = tools::train_step(m, *opt, c.clip, c.grad_accum, [&](int64_t) { return ids; }, {},
+                               ranks > 1 ? &sync : nullptr)
+                 .loss;
+      if (step >= o.warmup) total += seconds_since(t0), sent += comm.bytes() - before;
     }
     out["train_step_s"] = total / double(c.steps);
-    out["train_tokens_per_s"] = double(tokens * c.grad_accum * c.steps) / total;
+    out["train_tokens_per_s"] = double(tokens * ranks * c.grad_accum * c.steps) / total;  // the global batch
+    out["allreduce_bytes_per_step"] = sync.bytes_per_step();  // the trainable gradients, f32: what each rank sends
+    out["comm_bytes_per_step"] = sent / uint64_t(c.steps);    // measured: all-reduce plus ZeRO's all-gather
+    out["zero"] = c.zero;
     out["final_loss"] = loss;
     nlohmann::json peaks;
     const Ledger& ledger = Ledger::instance();
@@ -92,16 +108,21 @@ void run_bench(const BenchOptions& o) {
   auto [trainable, all] = m.trainable_and_all_parameters();
   out["trainable_params"] = trainable;
   out["all_params"] = all;
+  if (comm.rank() != 0) return;  // the other ranks print only errors
 
   if (o.json) {
     fmt::print("{}\n", out.dump());
     return;
   }
   fmt::print("{} {} (base {}, precision {}) B={} T={}: trainable {} of {} parameters\n", c.model, c.method,
-             dtype_name(c.base_dtype), dtype_name(c.precision), c.batch, c.seq, trainable, all);
-  if (out.contains("train_tokens_per_s"))
-    fmt::print("  train step  {:8.3f} s   {:9.1f} tokens/s\n", out["train_step_s"].get<double>(),
-               out["train_tokens_per_s"].get<double>());
+             tools::base_dtype_name(c.base_dtype, c.base_nf4), dtype_name(c.precision), c.batch, c.seq, trainable, all);
+  if (out.contains("train_tokens_per_s")) {
+    fmt::print("  train step  {:8.3f} s   {:9.1f} tokens/s{}\n", out["train_step_s"].get<double>(),
+               out["train_tokens_per_s"].get<double>(), ranks > 1 ? fmt::format(" ({} ranks)", ranks) : "");
+    fmt::print("  data parallel: {:.3f} MiB of gradients all-reduced per step ({:.3f} MiB measured here)\n",
+               out["allreduce_bytes_per_step"].get<double>() / (1 << 20),
+               out["comm_bytes_per_step"].get<double>() / (1 << 20));
+  }
   fmt::print("  forward     {:8.3f} s   {:9.1f} tokens/s\n", out["forward_s"].get<double>(),
              out["forward_tokens_per_s"].get<double>());
   if (out.contains("peak_bytes")) {

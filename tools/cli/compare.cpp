@@ -3,6 +3,7 @@
 // budget, print the table, write results.json and plots (tools/compare.h).
 #include <fmt/format.h>
 
+#include "dist/communicator.h"
 #include "tools/cli/command.h"
 #include "tools/cli/train_options.h"
 #include "tools/compare.h"
@@ -29,7 +30,7 @@ void add_compare(CLI::App& app) {
   cmd->add_option("--batch", o->batch, "sequences per step")->capture_default_str();
   cmd->add_option("--seq", o->seq, "tokens per sequence")->capture_default_str();
   cmd->add_option("--lr", o->lr, "adaptation LR for every method (default by method: full 3e-4, lora 1e-3, prompt/prefix 3e-2)");
-  cmd->add_option("--methods", o->methods, "subset of full,lora,prefix,prompt")->delimiter(',')->capture_default_str();
+  cmd->add_option("--methods", o->methods, "subset of full,lora,prefix,prompt,qlora (LoRA on an NF4 base)")->delimiter(',')->capture_default_str();
   cmd->add_option("--lora-r", o->lora_r, "LoRA rank")->capture_default_str();
   cmd->add_option("--lora-targets", o->lora_targets, "LoRA target modules (default c_attn)")->delimiter(',');
   cmd->add_option("--virtual-tokens", o->num_virtual_tokens, "prompt/prefix tuning virtual tokens")->capture_default_str();
@@ -44,6 +45,7 @@ void add_compare(CLI::App& app) {
   cmd->add_flag("--quick", *quick, "a small preset (pretrain 60, adapt 30 steps, batch 4): under 2 minutes");
   cmd->add_flag("--no-progress", *no_progress, "no progress lines");
   cmd->callback([o, quick, no_progress, cmd] {
+    dist::require_one_process("compare");
     tools::CompareOptions opts = *o;
     if (*quick) {  // the preset, except for what was given explicitly
       tools::CompareOptions q = opts;

@@ -49,11 +49,12 @@ struct InfoOptions {
   bool no_progress = false;  // accepted as train accepts it
   std::string adapter;
   std::string fit_in;
+  int ranks = 1;
   bool json = false;
 };
 
 void print_adapter_summary(const InfoOptions& o) {
-  tools::TrainedModel m = tools::load_model(o.train.model, o.adapter, o.train.seed, o.train.base_dtype);
+  tools::TrainedModel m = tools::load_model(o.train.model, o.adapter, o.train.seed, o.train.base_dtype, o.train.base_nf4);
   fmt::print("adapter {}: {}\n{}\n", o.adapter, peft::peft_type_name(m.peft->peft_config().peft_type()),
              m.peft->trainable_parameters_line());
 }
@@ -61,6 +62,7 @@ void print_adapter_summary(const InfoOptions& o) {
 void run_info(const InfoOptions& o) {
   const tools::TrainConfig& c = o.train;
   c.validate();
+  if (o.ranks < 1) fail("--ranks must be at least 1, got {}", o.ranks);
   const models::ModelConfig mc = models::config_of(c.model);
   if (!o.adapter.empty()) {
     fmt::print("{}: {} layers, {} heads, width {}, MLP {}, vocab {}, {} positions\n", models::arch_name(mc.arch),
@@ -69,9 +71,9 @@ void run_info(const InfoOptions& o) {
     return;
   }
   models::Tokenizer tok = models::Tokenizer::from_dir(default_tokenizer_dir());
-  const tools::MemoryPlan plan = tools::plan_training_memory(c, tok);
+  const tools::MemoryPlan plan = tools::plan_training_memory(c, tok, o.ranks);
   const size_t budget = o.fit_in.empty() ? 0 : parse_bytes(o.fit_in);
-  const int64_t largest = budget ? tools::largest_fitting_batch(c, tok, budget) : 0;
+  const int64_t largest = budget ? tools::largest_fitting_batch(c, tok, budget, o.ranks) : 0;
 
   if (o.json) {
     nlohmann::json j = {{"model", c.model},
@@ -80,7 +82,9 @@ void run_info(const InfoOptions& o) {
                         {"batch", c.batch},
                         {"seq", c.seq},
                         {"grad_accum", c.grad_accum},
-                        {"base_dtype", dtype_name(c.base_dtype)},
+                        {"ranks", o.ranks},
+                        {"zero", c.zero},
+                        {"base_dtype", tools::base_dtype_name(c.base_dtype, c.base_nf4)},
                         {"precision", dtype_name(c.precision)},
                         {"trainable_params", plan.trainable_params},
                         {"all_params", plan.all_params},
@@ -89,6 +93,9 @@ void run_info(const InfoOptions& o) {
                         {"tag_peak_bytes", tools::tag_bytes_json(plan.tag_peaks)},
                         {"peak_phase", plan.at_peak.phase},
                         {"peak_op", plan.at_peak.op}};
+    if (c.base_nf4)
+      j["base_storage_bytes"] = {{"nf4", plan.storage.nf4_bytes}, {"bf16", plan.storage.bf16_bytes},
+                                 {"f32", plan.storage.f32_bytes}};
     if (budget) {
       j["fit_in_bytes"] = budget;
       j["largest_batch"] = largest;
@@ -99,8 +106,15 @@ void run_info(const InfoOptions& o) {
   fmt::print("{}: {} layers, {} heads, width {}, MLP {}, vocab {}, {} positions\n", models::arch_name(mc.arch),
              mc.num_layers, mc.num_heads, mc.hidden_size, mc.ffn_dim, mc.vocab_size, mc.max_positions);
   fmt::print("{}: {}\n", c.method, peft::trainable_line(plan.trainable_params, plan.all_params));
-  fmt::print("planned memory of one training step (B={}, T={}, grad-accum {}, AdamW, base {}, precision {}):\n",
-             c.batch, c.seq, c.grad_accum, dtype_name(c.base_dtype), dtype_name(c.precision));
+  if (c.base_nf4)
+    fmt::print("base weights: {} Linear matrices in nf4 {:.1f} MiB (codes and constants), bf16 {:.1f} MiB "
+               "(embeddings), f32 {:.1f} MiB (layer norms, biases)\n",
+               plan.storage.nf4_matrices, mib(plan.storage.nf4_bytes), mib(plan.storage.bf16_bytes),
+               mib(plan.storage.f32_bytes));
+  fmt::print("planned memory of one training step (B={}, T={}, grad-accum {}, AdamW{}, base {}, precision {}):\n",
+             c.batch, c.seq, c.grad_accum,
+             o.ranks > 1 ? fmt::format(", rank 0 of {}{}", o.ranks, c.zero ? " with ZeRO-1" : "") : std::string(),
+             tools::base_dtype_name(c.base_dtype, c.base_nf4), dtype_name(c.precision));
   fmt::print("  {:<12} {:>12} {:>12}\n", "tag", "at the peak", "own peak");
   for (int t = 0; t < kTags; ++t)
     fmt::print("  {:<12} {:>8.1f} MiB {:>8.1f} MiB\n", tag_name(Tag(t)), mib(plan.at_peak.by_tag[size_t(t)]),
@@ -126,6 +140,8 @@ void add_info(CLI::App& app) {
   add_run_options(cmd, o->train, o->no_progress);
   cmd->add_option("--adapter", o->adapter, "summarise this HF PEFT adapter folder instead of planning");
   cmd->add_option("--fit-in", o->fit_in, "a memory budget (16GiB, 512MiB, 8GB): report the largest --batch that fits");
+  cmd->add_option("--ranks", o->ranks, "plan rank 0 of a data-parallel run of this many ranks (mpirun -np)")
+      ->capture_default_str();
   cmd->add_flag("--json", o->json, "print one JSON object");
   cmd->callback([o] { run_info(*o); });
 }

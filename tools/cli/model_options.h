@@ -15,6 +15,7 @@ struct ModelChoice {
   std::vector<std::string> adapters;  // with several_adapters: "name=folder" (or "folder") each
   uint64_t seed = 0;    // for built-in names: the random init
   DType base_dtype = DType::f32;
+  bool base_nf4 = false;  // --base-dtype nf4 (models/nf4_base.h)
 };
 
 // An option taking f32 or bf16 (anything else is a usage error), default f32.
@@ -26,9 +27,20 @@ inline void add_dtype_option(CLI::App* cmd, const std::string& flag, DType& d, c
       ->default_str("f32");
 }
 
-// --base-dtype f32|bf16: the dtype of the base model's weight matrices (also used by train and bench).
-inline void add_base_dtype_option(CLI::App* cmd, DType& d) {
-  add_dtype_option(cmd, "--base-dtype", d, "base weight matrices in f32, or bf16 (half the bytes; frozen: PEFT methods only)");
+// --base-dtype f32|bf16|nf4: the storage of the base model's weight matrices
+// (also used by train and bench). nf4 sets `nf4` and leaves d f32: the model
+// is loaded in f32, then its Linear weights quantized (models/nf4_base.h).
+inline void add_base_dtype_option(CLI::App* cmd, DType& d, bool& nf4) {
+  cmd->add_option_function<std::string>(
+         "--base-dtype",
+         [&d, &nf4](const std::string& s) {
+           nf4 = s == "nf4";
+           d = s == "bf16" ? DType::bf16 : DType::f32;
+         },
+         "base weight matrices in f32, bf16 (half the bytes) or nf4 (QLoRA: 4-bit Linear weights, bf16 "
+         "embeddings); bf16 and nf4 are frozen: PEFT methods only")
+      ->check(CLI::IsMember(std::vector<std::string>{"f32", "bf16", "nf4"}))
+      ->default_str("f32");
 }
 
 // several_adapters: --adapter may be repeated, each "name=folder" (mixed batches).
@@ -43,7 +55,7 @@ inline void add_model_options(CLI::App* cmd, ModelChoice& m, bool adapter_requir
                                   "HF PEFT adapter folder (adapter_config.json + adapter_model.safetensors)");
   if (adapter_required) a->required();
   cmd->add_option("--seed", m.seed, "seed of a built-in model's random weights")->capture_default_str();
-  add_base_dtype_option(cmd, m.base_dtype);
+  add_base_dtype_option(cmd, m.base_dtype, m.base_nf4);
 }
 
 }  // namespace mp::cli

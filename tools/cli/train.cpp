@@ -19,10 +19,17 @@ void add_train(CLI::App& app) {
     c->progress = !*no_progress;
     models::Tokenizer tok = models::Tokenizer::from_dir(default_tokenizer_dir());
     tools::TrainResult r = tools::train(*c, tok);
+    if (r.rank != 0) return;  // the other ranks of a data-parallel run print only errors
     fmt::print("{} on {}: {} steps, final loss {:.4f}", c->method, c->model, r.steps.size(),
                r.steps.empty() ? 0.0 : r.steps.back().loss);
     if (r.final_val_loss >= 0) fmt::print(", held-out loss {:.4f}", r.final_val_loss);
     fmt::print(", {:.0f} tokens/s, peak {} MiB\n", r.tokens_per_s, r.peaks.total >> 20);
+    if (r.ranks > 1) {
+      std::string by_rank;
+      for (size_t bytes : r.optimizer_peak_by_rank) by_rank += (by_rank.empty() ? "" : ", ") + std::to_string(bytes);
+      fmt::print("{} ranks{}: {} gradient bytes all-reduced per step; optimizer state by rank: {} bytes\n", r.ranks,
+                 c->zero ? " with ZeRO-1" : "", r.comm_bytes_per_step, by_rank);
+    }
     if (!c->out_dir.empty())
       fmt::print("wrote {}\n", r.steps.empty() || r.steps.back().step < c->steps ? tools::checkpoint_path(c->out_dir)
                                                                                   : tools::final_model_dir(c->out_dir));
