@@ -220,6 +220,14 @@ def human(b):
     for unit, div in (("MiB", 2**20), ("KiB", 2**10)):
         if b >= div: return f"{b / div:.1f} {unit}"
     return f"{b} B"
+def size_plot(name, table, ylabel, title, extra=""):  # exact match by method against training-set size
+    with open(f"{out}/{name}.dat", "w") as fh:
+        for n in sizes: fh.write(f"{n} " + " ".join("NaN" if table[m][n] is None else f"{table[m][n]}" for m in methods) + "\n")
+    return gnuplot(f"set terminal pngcairo size 900,500\nset output '{docs}/study/{name}.png'\nset logscale x 2\nset grid\n"
+                   f"set xlabel 'training pairs (shift)'\nset ylabel '{ylabel}'\nset yrange [0:100]\nset key outside right top\n"
+                   f"set title '{title}'\nplot "
+                   + ", ".join(f"'{out}/{name}.dat' using 1:{i + 2} with linespoints pt 7 lw 2 title '{m}'" for i, m in enumerate(methods))
+                   + extra + "\n")
 def gnuplot(script):
     try:
         if subprocess.run(["gnuplot"], input=script.encode()).returncode == 0: return True
@@ -332,13 +340,8 @@ for n in sizes:
         row.append("–" if t[0] is None else f"{sum(x or 0 for x in t):.0f}")
     w(f"| {n:,} | " + " | ".join(row) + " |")
 w("")
-with open(f"{out}/efficiency.dat", "w") as fh:
-    for n in sizes: fh.write(f"{n} " + " ".join("NaN" if tab[m][n] is None else f"{tab[m][n]}" for m in methods) + "\n")
-gp = (f"set terminal pngcairo size 900,500\nset output '{docs}/study/data_efficiency.png'\nset logscale x 2\nset grid\n"
-      "set xlabel 'training pairs (shift)'\nset ylabel 'held-out exact match (%)'\nset yrange [0:100]\nset key outside right top\n"
-      f"set title 'Data efficiency, {steps} steps per run'\n"
-      f"plot " + ", ".join(f"'{out}/efficiency.dat' using 1:{i + 2} with linespoints pt 7 lw 2 title '{m}'" for i, m in enumerate(methods)) + "\n")
-if gnuplot(gp): w("![data efficiency](study/data_efficiency.png)\n")
+if size_plot("data_efficiency", tab, "held-out exact match (%)", f"Data efficiency, {steps} steps per run"):
+    w("![data efficiency](study/data_efficiency.png)\n")
 
 w(f"## Ceiling: a larger budget ({ceil_steps} steps) on {sizes[-1]:,} pairs\n")
 w("| method | shift, " + f"{steps} steps | shift, {ceil_steps} steps | base task after (adapter on) | command |")
@@ -366,14 +369,10 @@ if any(fg[m][n] is None for m in methods for n in sizes):
     missing.append("forgetting: " + ", ".join(f"{m} at {n}" for m in methods for n in sizes if fg[m][n] is None))
 w(f"Command (full, {sizes[0]} pairs): `{cmd(f'adapt-full-{sizes[0]}.base')}`; for PEFT runs `--model` is the base")
 w("and `--adapter` the run's `final/`.\n")
-with open(f"{out}/forgetting.dat", "w") as fh:
-    for n in sizes: fh.write(f"{n} " + " ".join("NaN" if fg[m][n] is None else f"{fg[m][n]}" for m in methods) + "\n")
-gp = (f"set terminal pngcairo size 900,500\nset output '{docs}/study/forgetting.png'\nset logscale x 2\nset grid\n"
-      "set xlabel 'training pairs (shift)'\nset ylabel 'reverse/copy exact match after (%)'\nset yrange [0:100]\nset key outside right top\n"
-      f"set title 'Forgetting: the base task after adapting ({steps} steps; PEFT with the adapter on)'\n"
-      f"plot " + ", ".join(f"'{out}/forgetting.dat' using 1:{i + 2} with linespoints pt 7 lw 2 title '{m}'" for i, m in enumerate(methods))
-      + f", {bb or 0} with lines dt 2 lc rgb 'black' title 'base before'\n")
-if gnuplot(gp): w("![forgetting](study/forgetting.png)\n")
+if size_plot("forgetting", fg, "reverse/copy exact match after (%)",
+             f"Forgetting: the base task after adapting ({steps} steps; PEFT with the adapter on)",
+             f", {bb or 0} with lines dt 2 lc rgb 'black' title 'base before'"):
+    w("![forgetting](study/forgetting.png)\n")
 
 w("## Storage\n")
 w("| method | saved files (`final/`) | vs the full model |")
