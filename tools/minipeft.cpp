@@ -1,21 +1,13 @@
 // minipeft: the command-line program. Exit codes: 0 success, 1 bad input
 // (the one-line error names the file, key or shape), 2 bad usage.
-#include <unistd.h>
-
 #include <cstdio>
-#include <cstdlib>
 
 #include "engine/error.h"
 #include "tools/cli/command.h"
+#include "tools/omp_wait.h"
 
 int main(int argc, char** argv) {
-  // Idle OpenMP threads must sleep, not spin, or they starve OpenBLAS's
-  // threads (measured: layer norm 80x slower). libgomp reads the setting
-  // once, at load time, so set it and start again.
-  if (!std::getenv("OMP_WAIT_POLICY")) {
-    setenv("OMP_WAIT_POLICY", "passive", 1);
-    execv("/proc/self/exe", argv);  // on failure, carry on with the default policy
-  }
+  mp::restart_with_passive_omp_wait(argv);
   CLI::App app{"minipeft: train, evaluate and compare full fine-tuning, LoRA, prompt and prefix tuning"};
   app.require_subcommand(1);
   mp::cli::add_tokenize(app);
