@@ -49,6 +49,14 @@ struct BatchRows {
 };
 void set_batch_rows(const BatchRows& rows);
 BatchRows batch_rows();
+// set_batch_rows(rows) for a scope, then the whole batch again.
+class BatchRowsScope {
+ public:
+  explicit BatchRowsScope(BatchRows rows) { set_batch_rows(rows); }
+  ~BatchRowsScope() { set_batch_rows({}); }
+  BatchRowsScope(const BatchRowsScope&) = delete;
+  BatchRowsScope& operator=(const BatchRowsScope&) = delete;
+};
 // first * (numel / count): 0 unless rows are set.
 uint64_t dropout_offset(int64_t numel);
 

@@ -3,6 +3,7 @@
 // and for packed rows the positions and segments of the examples.
 #pragma once
 #include "engine/tensor.h"
+#include "nn/rng.h"
 
 namespace mp::tools {
 
@@ -18,6 +19,13 @@ struct Batch {
   Batch(Tensor token_ids) : ids(std::move(token_ids)) {}  // NOLINT: implicit, a window batch is a Batch
   Batch(Tensor token_ids, Tensor label_ids, Tensor mask)
       : ids(std::move(token_ids)), labels(std::move(label_ids)), attention_mask(std::move(mask)) {}
+
+  // The positions the loss counts after HF's shift: labels[:, 1:] that are
+  // not -100 (text: every one of the B (T - 1)).
+  int64_t targets() const;
+  // Rows [first, first + count) of every tensor (data parallelism: this
+  // rank's part of the global batch); count 0: the whole batch.
+  Batch rows(nn::BatchRows part) const;
 };
 
 }  // namespace mp::tools

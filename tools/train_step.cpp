@@ -16,9 +16,20 @@ std::unique_ptr<nn::Optimizer> make_optimizer(const TrainConfig& config, const s
   return std::make_unique<nn::AdamW>(params, options);
 }
 
+std::vector<double> micro_batch_weights(const std::vector<Batch>& micro, dist::Communicator& comm) {
+  if (micro.empty() || !micro.front().labels.defined()) return {};
+  std::vector<double> w;
+  double here = 0;
+  for (const Batch& b : micro) here += w.emplace_back(double(b.targets()));
+  const double all = comm.size() > 1 ? dist::all_reduce_sum(comm, here) : here;
+  for (double& n : w) n = all > 0 ? n * double(comm.size()) * double(micro.size()) / all : 0;
+  return w;
+}
+
 StepOutcome train_step(const TrainedModel& m, nn::Optimizer& opt, double clip, int64_t grad_accum,
                        const std::function<Batch(int64_t micro)>& batch,
-                       const std::function<void(double loss)>& check_loss, dist::GradSync* sync) {
+                       const std::function<void(double loss)>& check_loss, dist::GradSync* sync,
+                       const std::vector<double>& weights) {
   Ledger& ledger = Ledger::instance();
   bool meta = false;  // a loss on the meta device has no value to read
   double loss_sum = 0;
@@ -29,10 +40,11 @@ StepOutcome train_step(const TrainedModel& m, nn::Optimizer& opt, double clip, i
     if (!meta) {
       const double value = loss.item();
       if (check_loss) check_loss(value);
-      loss_sum += value;
+      loss_sum += weights.empty() ? value : weights[size_t(micro)] * value;
     }
     ledger.set_phase("backward");
-    ag::Variable scaled = grad_accum > 1 ? ag::scale(loss, 1.f / float(grad_accum)) : loss;
+    const float scale = weights.empty() ? 1.f / float(grad_accum) : float(weights[size_t(micro)] / double(grad_accum));
+    ag::Variable scaled = scale != 1.f ? ag::scale(loss, scale) : loss;
     if (sync && micro == grad_accum - 1) scaled.backward([sync](const ag::VarImpl& leaf) { sync->grad_final(leaf); });
     else scaled.backward();
   }

@@ -180,29 +180,28 @@ TrainedModel load_model(const std::string& model, const std::string& adapter_dir
   return m;
 }
 
-// The targets of a batch after HF's shift: labels[:, 1:] that are not -100.
-static int64_t shifted_targets(const Tensor& labels) {
-  Tensor l = labels.to(kCPU).contiguous();  // (B, T)
-  const int64_t B = l.size(0), T = l.size(1);
-  int64_t count = 0;
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 1; t < T; ++t) count += l.data<int32_t>()[b * T + t] != -100;
-  return count;
-}
+// Held-out batches' summed loss and its weight: for pairs each batch's mean
+// times its targets, for text windows each batch counts once.
+struct LossSum {
+  double sum = 0, weight = 0;
+  double mean() const { return weight == 0 ? -1 : sum / weight; }
+};
 
-double evaluate(const TrainedModel& m, const std::vector<Batch>& batches) {
+static LossSum held_out_loss(const TrainedModel& m, const std::vector<Batch>& batches) {
   ag::NoGrad no_grad;
   bool was_training = m.module().is_training();
   m.module().eval();
-  double sum = 0, weights = 0;
+  LossSum s;
   for (const Batch& b : batches) {
-    const double weight = b.labels.defined() ? double(shifted_targets(b.labels)) : 1.0;
-    if (weight > 0) sum += weight * m.loss(b).item();
-    weights += weight;
+    const double weight = b.labels.defined() ? double(b.targets()) : 1.0;
+    if (weight > 0) s.sum += weight * m.loss(b).item();
+    s.weight += weight;
   }
   m.module().train(was_training);
-  return weights == 0 ? -1 : sum / weights;
+  return s;
 }
+
+double evaluate(const TrainedModel& m, const std::vector<Batch>& batches) { return held_out_loss(m, batches).mean(); }
 
 double evaluate(const TrainedModel& m, const std::vector<Tensor>& windows) {
   return evaluate(m, std::vector<Batch>(windows.begin(), windows.end()));
@@ -313,17 +312,11 @@ static double evaluate_shared(const TrainedModel& m, const std::vector<Batch>& b
   if (comm.size() == 1 || batches.empty()) return evaluate(m, batches);
   std::vector<Batch> mine;
   for (size_t k = size_t(comm.rank()); k < batches.size(); k += size_t(comm.size())) mine.push_back(batches[k]);
-  const double sum = mine.empty() ? 0 : evaluate(m, mine) * double(mine.size());
-  return dist::all_reduce_sum(comm, sum) / double(batches.size());
+  LossSum s = held_out_loss(m, mine);
+  s.sum = dist::all_reduce_sum(comm, s.sum);
+  s.weight = dist::all_reduce_sum(comm, s.weight);
+  return s.mean();
 }
-
-// Data parallel: this rank computes rows [first, first + batch) of each
-// global batch, dropout included (nn::BatchRows); one process: the default.
-class BatchRowsScope {
- public:
-  explicit BatchRowsScope(nn::BatchRows rows) { nn::set_batch_rows(rows); }
-  ~BatchRowsScope() { nn::set_batch_rows({}); }
-};
 
 static TrainResult train_ranks(const TrainConfig& config, const models::Tokenizer& tokenizer, TrainedModel* model_out,
                                dist::Communicator& comm) {
@@ -332,15 +325,12 @@ static TrainResult train_ranks(const TrainConfig& config, const models::Tokenize
   const int ranks = comm.size();
   const bool writer = comm.rank() == 0;  // of the log, checkpoints, the final model and progress
   const nn::BatchRows rows = ranks > 1 ? nn::BatchRows{comm.rank() * config.batch, config.batch} : nn::BatchRows{};
-  BatchRowsScope rows_scope(rows);
+  nn::BatchRowsScope rows_scope(rows);
   if (!config.out_dir.empty() && writer) {
     std::error_code ec;
     fs::create_directories(config.out_dir, ec);
     if (ec || access(config.out_dir.c_str(), W_OK) != 0) fail("output folder {} is not writable", config.out_dir);
   }
-  if (ranks > 1 && is_pairs_file(config.data))
-    fail("{}: data-parallel training on pairs is not supported yet (the loss is a mean over each batch's "
-         "completion tokens, which differ per rank); run it in one process", config.data);
   std::unique_ptr<TrainingData> data = load_training_data(config.data, config.val_fraction, config.seq, config.packing, tokenizer);
   TrainedModel m = build_model(config, tokenizer);
   check_sequence_fits(config, *m.base);
@@ -380,13 +370,14 @@ static TrainResult train_ranks(const TrainConfig& config, const models::Tokenize
     double lr = schedule.lr(config.effective_lr(), step - 1);
     opt.set_lr(lr);
     int64_t step_tokens = 0;
-    auto batch = [&](int64_t micro) {
-      Batch b = data->train_batch(config.batch * ranks, config.seq, config.seed,
-                                  (step - 1) * config.grad_accum + micro, rows);
+    std::vector<Batch> micro;
+    for (int64_t k = 0; k < config.grad_accum; ++k) {
+      const Batch& b = micro.emplace_back(data->train_batch(config.batch * ranks, config.seq, config.seed,
+                                                            (step - 1) * config.grad_accum + k, rows));
       step_tokens += b.attention_mask.defined() ? int64_t(ops::sum_all(b.attention_mask.to(DType::f32)).item())
                                                 : b.ids.numel();
-      return b;
-    };
+    }
+    const std::vector<double> weights = micro_batch_weights(micro, comm);
     auto check_loss = [&](double value) {
       if (!std::isfinite(value))
         fail("loss is {} at step {}; stopped. {}", value, step,
@@ -394,8 +385,10 @@ static TrainResult train_ranks(const TrainConfig& config, const models::Tokenize
                                                checkpoint_path(config.out_dir), last_checkpoint)
                                  : std::string("No checkpoint was written."));
     };
-    StepOutcome out = train_step(m, opt, config.clip, config.grad_accum, batch, check_loss, sync.get());
-    if (ranks > 1) out.loss = dist::all_reduce_sum(comm, out.loss) / ranks;  // every rank's rows weigh the same
+    StepOutcome out = train_step(
+        m, opt, config.clip, config.grad_accum, [&](int64_t k) { return micro[size_t(k)]; }, check_loss, sync.get(),
+        weights);
+    if (ranks > 1) out.loss = dist::all_reduce_sum(comm, out.loss) / ranks;  // weighted: the global batch's mean
     double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     train_seconds += seconds;
     StepRecord rec{step, out.loss, lr, out.grad_norm, seconds};

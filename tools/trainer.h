@@ -137,7 +137,9 @@ double evaluate(const TrainedModel& m, const std::vector<Tensor>& windows);
 // (examples and dropout masks keyed by the global row: the same run as one
 // process at batch N * batch, up to rounding), the gradients are averaged
 // over the ranks, and rank 0 alone writes the log, checkpoints and the final
-// model. An error on one rank stops all of them.
+// model. An error on one rank stops all of them. For pairs, micro-batches
+// and ranks are weighted by their completion tokens (micro_batch_weights in
+// tools/train_step.h), so the loss is the global batch's token mean.
 TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer, TrainedModel* model_out = nullptr);
 
 // Where train() writes its checkpoint, its final model or adapter, and its

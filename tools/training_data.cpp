@@ -1,6 +1,5 @@
 #include "tools/training_data.h"
 
-#include <cassert>
 #include <cstdio>
 
 #include "tools/dataset.h"
@@ -30,10 +29,7 @@ class PairsData : public TrainingData {
  public:
   explicit PairsData(PairsDataset data) : data_(std::move(data)) {}
   Batch train_batch(int64_t B, int64_t, uint64_t seed, int64_t step, nn::BatchRows rows) const override {
-    // Each rank's loss would be the mean over its own completion tokens, not
-    // the global batch's: the trainer refuses pairs with several ranks.
-    assert(rows.count == 0 || rows.count == B);
-    return data_.train_batch(B, seed, step);
+    return data_.train_batch(B, seed, step).rows(rows);  // padded as the whole batch is
   }
   std::vector<Batch> val_batches(int64_t B, int64_t, int64_t max_batches) const override {
     return data_.val_batches(B, max_batches);

@@ -16,7 +16,7 @@ class TrainingData {
  public:
   virtual ~TrainingData() = default;
   // Micro-batch `step` of a run seeded with `seed`: B rows of at most T tokens;
-  // with `rows` (data parallelism, text only) just those rows of the B.
+  // with `rows` (data parallelism) just those rows of the B.
   virtual Batch train_batch(int64_t B, int64_t T, uint64_t seed, int64_t step, nn::BatchRows rows = {}) const = 0;
   // The held-out part, at most max_batches batches of B rows.
   virtual std::vector<Batch> val_batches(int64_t B, int64_t T, int64_t max_batches) const = 0;

@@ -7,9 +7,11 @@
 #include "autograd/variable.h"
 #include "engine/error.h"
 #include "models/load.h"
+#include "nn/adamw.h"
 #include "tests/cli/helpers.h"
 #include "tools/pairs.h"
 #include "tools/paths.h"
+#include "tools/train_step.h"
 #include "tools/trainer.h"
 
 using namespace mp;
@@ -153,6 +155,45 @@ TEST_CASE("the loss of a padded batch is the token-weighted mean over the comple
   CHECK(batch_loss == doctest::Approx(nll / count).epsilon(1e-6));
   // Not the mean of the examples' means (the rows have 3, 6 and 2 targets).
   CHECK(std::abs(batch_loss - mean_of_means) > 1e-3);
+}
+
+TEST_CASE("grad accumulation over pairs: micro-batches weighted by their targets give the whole batch's step") {
+  // Rows with 2, 3, 6 and 8 targets (completion + end): halves of 5 and 14.
+  // The whole batch's loss is the mean over 19 targets; the halves' means
+  // weighted 5 * 2 / 19 and 14 * 2 / 19 (each over grad_accum = 2) add up to
+  // the same loss and gradient. Learning rate 0: the model stays as it is.
+  tools::TrainedModel m;
+  m.base = models::load_pretrained(test::fixtures_dir() + "/gpt2_tiny");
+  m.module().eval();
+  const std::vector<std::vector<int32_t>> prompts{{7, 8, 9, 10}, {5, 17, 200}, {33}, {1, 2}};
+  const std::vector<std::vector<int32_t>> completions{{60}, {40, 41}, {50, 51, 52, 53, 54}, {3, 4, 5, 6, 7, 8, 9}};
+  std::vector<tools::Example> ex;
+  for (size_t i = 0; i < 4; ++i) ex.push_back(tools::make_example(prompts[i], completions[i], 255, 64));
+  const tools::Example* rows[] = {&ex[0], &ex[1], &ex[2], &ex[3]};
+  const tools::Batch whole = tools::pad_batch(rows, 0);
+  REQUIRE(whole.targets() == 19);
+  const std::vector<tools::Batch> halves{whole.rows({0, 2}), whole.rows({2, 2})};
+  CHECK(halves[0].targets() == 5);
+  CHECK(halves[1].targets() == 14);
+
+  std::unique_ptr<dist::Communicator> one = dist::single_process();
+  const std::vector<double> w = tools::micro_batch_weights(halves, *one);
+  REQUIRE(w.size() == 2);
+  CHECK(w[0] == doctest::Approx(10.0 / 19));
+  CHECK(w[1] == doctest::Approx(28.0 / 19));
+  CHECK(tools::micro_batch_weights({whole.ids}, *one).empty());  // text windows: all equal
+
+  std::vector<nn::NamedParameter> params = tools::trainable_parameters(m.module());
+  nn::AdamW opt(params, {.lr = 0});
+  auto half = [&](int64_t k) { return halves[size_t(k)]; };
+  const tools::StepOutcome all = tools::train_step(m, opt, 0, 1, [&](int64_t) { return whole; });
+  const tools::StepOutcome weighted = tools::train_step(m, opt, 0, 2, half, {}, nullptr, w);
+  const tools::StepOutcome unweighted = tools::train_step(m, opt, 0, 2, half);
+  CHECK(weighted.loss == doctest::Approx(all.loss).epsilon(1e-6));
+  CHECK(weighted.grad_norm == doctest::Approx(all.grad_norm).epsilon(1e-5));
+  // The mean of the halves' means is another loss, with another gradient.
+  CHECK(std::abs(unweighted.loss - all.loss) > 1e-3);
+  CHECK(std::abs(unweighted.grad_norm - all.grad_norm) > 1e-3 * all.grad_norm);
 }
 
 TEST_CASE("train on a pairs file, padded or packed: runs, resumes bit for bit, reports cut examples") {

@@ -1,8 +1,8 @@
 // 2 ranks at micro-batch b against 1 rank at batch 2b, through mpirun and the
 // built minipeft: the same per-step losses within 1e-5 relative, and final
 // weights within 1e-5 of the model's largest weight (only the order of
-// floating-point sums differs), for full fine-tuning, LoRA with dropout and
-// prefix tuning. gpt2-tiny has dropout 0.1 on embeddings, residuals and
+// floating-point sums differs), for full fine-tuning, LoRA with dropout,
+// prefix tuning, and LoRA on pairs. gpt2-tiny has dropout 0.1 on embeddings, residuals and
 // attention, so every mask must be keyed by the global row for this to hold.
 //
 // Why not 1e-5 of each tensor's own largest value: the key part of
@@ -26,8 +26,9 @@ using namespace mp::test;
 
 namespace {
 
-std::string train_args(const std::string& method, int64_t batch, const std::string& out) {
-  return "train --no-progress --model gpt2-tiny --method " + method + " --data " + data_path("legal/licenses.txt") +
+std::string train_args(const std::string& method, int64_t batch, const std::string& out,
+                       const std::string& data = data_path("legal/licenses.txt")) {
+  return "train --no-progress --model gpt2-tiny --method " + method + " --data " + data +
          " --seq 32 --steps 3 --warmup 1 --seed 5 --lora-dropout 0.1 --virtual-tokens 4 --batch " +
          std::to_string(batch) + " --out " + out;
 }
@@ -42,12 +43,12 @@ std::string final_weights(const std::string& method, const std::string& out) {
   return tools::final_model_dir(out) + (method == "full" ? "/model.safetensors" : "/adapter_model.safetensors");
 }
 
-void check_two_ranks_match_one(const std::string& method, const std::string& extra = "") {
+void check_two_ranks_match_one(const std::string& method, const std::string& data = data_path("legal/licenses.txt")) {
   TempDir dir("dist");
   const std::string one = dir.str() + "/one", two = dir.str() + "/two";
-  Run r1 = minipeft(train_args(method, 4, one) + extra);
+  Run r1 = minipeft(train_args(method, 4, one, data));
   REQUIRE_MESSAGE(r1.code == 0, r1.output);
-  Run r2 = mpirun(2, train_args(method, 2, two) + extra);
+  Run r2 = mpirun(2, train_args(method, 2, two, data));
   REQUIRE_MESSAGE(r2.code == 0, r2.output);
   CHECK(r2.output.find("2 ranks (MPI) x batch 2 = global batch 4") != std::string::npos);
   // Rank 0 alone prints the summary.
@@ -66,7 +67,7 @@ void check_two_ranks_match_one(const std::string& method, const std::string& ext
   // ZeRO-1 runs AdamW's kernel on the same numbers, a shard per rank: the
   // same losses and final file, bit for bit.
   const std::string zero = dir.str() + "/zero";
-  Run rz = mpirun(2, train_args(method, 2, zero) + extra + " --zero 1");
+  Run rz = mpirun(2, train_args(method, 2, zero, data) + " --zero 1");
   REQUIRE_MESSAGE(rz.code == 0, rz.output);
   CHECK(logged_losses(zero) == l2);
   CHECK(read_bytes(final_weights(method, zero)) == read_bytes(final_weights(method, two)));
@@ -84,6 +85,22 @@ TEST_CASE("data parallel: LoRA with dropout on 2 ranks matches 1 rank at twice t
 
 TEST_CASE("data parallel: prefix tuning on 2 ranks matches 1 rank at twice the batch") {
   check_two_ranks_match_one("prefix");
+}
+
+// Each rank's rows of a pairs batch hold a different number of completion
+// tokens: weighted by them (tools/train_step.h), the ranks' losses and
+// gradients average to the global batch's token mean.
+TEST_CASE("data parallel: LoRA on prompt/completion pairs on 2 ranks matches 1 rank at twice the batch") {
+  TempDir dir("pairs");
+  const std::string pairs = dir.str() + "/pairs.jsonl";
+  std::ofstream out(pairs);
+  for (int i = 0; i < 60; ++i) {  // completions of 1 to 9 words
+    std::string completion;
+    for (int w = 0; w <= (i * 7) % 9; ++w) completion += " word" + std::to_string(w);
+    out << R"({"prompt": "count )" << i << R"(:", "completion": ")" << completion << "\"}\n";
+  }
+  out.close();
+  check_two_ranks_match_one("lora", pairs);
 }
 
 TEST_CASE("data parallel: a bad input on every rank stops the job with one clear error, exit 1") {
