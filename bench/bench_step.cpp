@@ -100,9 +100,7 @@ static int run(int argc, char** argv) {
   const int steps = argc > 5 ? std::stoi(argv[5]) : 5;
   const Device device = parse_device(argc > 6 ? argv[6] : "cpu");
   c.precision = parse_dtype("precision", argc > 7 ? argv[7] : "f32");
-  const std::string base = argc > 8 ? argv[8] : "f32";
-  if (base != "nf4") c.base_dtype = parse_dtype("base (or nf4)", base);
-  c.base_nf4 = base == "nf4";
+  c.base_dtype = models::parse_base_dtype(argc > 8 ? argv[8] : "f32");
   c.progress = false;
   c.validate();
   models::Tokenizer tok = models::Tokenizer::from_dir(cli::default_tokenizer_dir());
@@ -147,8 +145,8 @@ static int run(int argc, char** argv) {
   std::printf("%s %s B=%lld T=%lld on %s, %s, base %s, %d steps after one warm-up; model FLOPs per token: train "
               "%.4g, forward %.4g\n",
               c.model.c_str(), c.method.c_str(), static_cast<long long>(c.batch), static_cast<long long>(c.seq),
-              device.str().c_str(), std::string(dtype_name(c.precision)).c_str(), base.c_str(), steps, train_flops,
-              forward_flops);
+              device.str().c_str(), std::string(dtype_name(c.precision)).c_str(),
+              std::string(models::base_dtype_name(c.base_dtype)).c_str(), steps, train_flops, forward_flops);
   train.print("train", tokens, train_flops);
   fwd.print("forward", tokens, forward_flops);
   return 0;

@@ -15,8 +15,8 @@ AdapterSpec parse_adapter_spec(const std::string& spec) {
 }
 
 TrainedModel load_model_with_adapters(const std::string& model, const std::vector<AdapterSpec>& adapters, uint64_t seed,
-                                      DType base_dtype, bool base_nf4) {
-  TrainedModel m = load_model(model, "", seed, base_dtype, base_nf4);
+                                      models::BaseDType base_dtype) {
+  TrainedModel m = load_model(model, "", seed, base_dtype);
   if (adapters.empty()) return m;
   m.peft = peft::load_peft_model(m.base, adapters[0].dir, adapters[0].name);
   for (size_t i = 1; i < adapters.size(); ++i) {

@@ -20,8 +20,8 @@ AdapterSpec parse_adapter_spec(const std::string& spec);
 // in eval mode; mp::Error for a name given twice, or adapters of different
 // families (LoRA and prompt methods cannot share a batch).
 TrainedModel load_model_with_adapters(const std::string& model, const std::vector<AdapterSpec>& adapters,
-                                      uint64_t seed = 0, DType base_dtype = DType::f32,
-                                      bool base_nf4 = false);
+                                      uint64_t seed = 0,
+                                      models::BaseDType base_dtype = models::BaseDType::f32);
 
 // Each row's adapter for PeftModel's mixed forward: its own name, or
 // PeftModel::kBaseName when it names none. mp::Error naming `where` and the

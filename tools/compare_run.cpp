@@ -53,7 +53,7 @@ TrainConfig adapt_config(const CompareOptions& o, const std::string& base_dir, c
   TrainConfig c;
   c.model = base_dir;
   c.method = method == "qlora" ? "lora" : method;  // qlora: LoRA on the base quantized to NF4
-  c.base_nf4 = method == "qlora";
+  if (method == "qlora") c.base_dtype = models::BaseDType::nf4;
   c.data = data;
   c.batch = o.batch;
   c.seq = o.seq;

@@ -29,7 +29,7 @@ const std::vector<ScaleMethod>& scale_methods() {
       {"lora", "lora", [](TrainConfig&) {}},
       {"prefix", "prefix", [](TrainConfig&) {}},
       {"prompt", "prompt", [](TrainConfig&) {}},
-      {"lora+bf16", "lora", [](TrainConfig& c) { c.base_dtype = DType::bf16; }},
+      {"lora+bf16", "lora", [](TrainConfig& c) { c.base_dtype = models::BaseDType::bf16; }},
       {"lora+recomp", "lora", [](TrainConfig& c) { c.recompute = true; }},
   };
   return m;

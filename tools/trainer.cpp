@@ -68,9 +68,9 @@ void TrainConfig::validate() const {
   if (packing && has_virtual_tokens(type))
     fail("--packing works with --method full or lora: a soft prompt or prefix per row would cross the examples");
   if (zero != 0 && zero != 1) fail("--zero {}: only stage 1 (the optimizer state sharded) is implemented, or 0", zero);
-  if ((base_dtype != DType::f32 || base_nf4) && !type)
+  if (base_dtype != models::BaseDType::f32 && !type)
     fail("--base-dtype {} keeps the base frozen: use it with --method lora, prompt or prefix, not full",
-         base_dtype_name(base_dtype, base_nf4));
+         models::base_dtype_name(base_dtype));
 }
 
 // PEFT methods train far fewer parameters and take larger steps.
@@ -78,10 +78,6 @@ double TrainConfig::effective_lr() const {
   if (lr > 0) return lr;
   const std::optional<peft::PeftType> type = peft_type();
   return !type ? 3e-4 : *type == peft::PeftType::lora ? 1e-3 : 3e-2;
-}
-
-std::string_view base_dtype_name(DType base_dtype, bool base_nf4) {
-  return base_nf4 ? "nf4" : dtype_name(base_dtype);
 }
 
 // QLoRA: freeze the base and quantize its Linear weights before PEFT attaches
@@ -152,9 +148,9 @@ TrainedModel build_model(const TrainConfig& config, const models::Tokenizer& tok
   TrainedModel m;
   m.base = std::shared_ptr<models::CausalLM>(
       device.is_meta() || config.shape.any()
-          ? models::make_model(shaped_config(config.model, config.shape), config.seed, config.base_dtype)
-          : models::create_model(config.model, config.seed, config.base_dtype));
-  if (config.base_nf4) quantize_frozen_base(*m.base);
+          ? models::make_model(shaped_config(config.model, config.shape), config.seed, weight_dtype(config.base_dtype))
+          : models::create_model(config.model, config.seed, weight_dtype(config.base_dtype)));
+  if (config.base_dtype == models::BaseDType::nf4) quantize_frozen_base(*m.base);
   if (const std::optional<peft::PeftType> type = config.peft_type())
     m.peft = peft::get_peft_model(m.base, peft_config_for(config, *type, m.base->config()), "default", &tokenizer);
   m.base->gradient_checkpointing_enable(config.recompute);
@@ -170,11 +166,11 @@ void check_sequence_fits(const TrainConfig& config, const models::CausalLM& base
          virtual_tokens ? fmt::format(" + {} virtual tokens", virtual_tokens) : std::string(), base.max_positions());
 }
 
-TrainedModel load_model(const std::string& model, const std::string& adapter_dir, uint64_t seed, DType base_dtype,
-                        bool base_nf4) {
+TrainedModel load_model(const std::string& model, const std::string& adapter_dir, uint64_t seed,
+                        models::BaseDType base_dtype) {
   TrainedModel m;
-  m.base = std::shared_ptr<models::CausalLM>(models::create_model(model, seed, base_dtype));
-  if (base_nf4) quantize_frozen_base(*m.base);
+  m.base = std::shared_ptr<models::CausalLM>(models::create_model(model, seed, weight_dtype(base_dtype)));
+  if (base_dtype == models::BaseDType::nf4) quantize_frozen_base(*m.base);
   if (!adapter_dir.empty()) m.peft = peft::load_peft_model(m.base, adapter_dir);
   m.module().eval();
   return m;
@@ -226,7 +222,7 @@ static nlohmann::json identity_of(const TrainConfig& c, int ranks) {
   const std::optional<peft::PeftType> type = c.peft_type();
   if (type == peft::PeftType::lora) id["lora_r"] = c.lora_r;
   if (has_virtual_tokens(type)) id["num_virtual_tokens"] = c.num_virtual_tokens;
-  if (c.base_dtype != DType::f32 || c.base_nf4) id["base_dtype"] = std::string(base_dtype_name(c.base_dtype, c.base_nf4));
+  if (c.base_dtype != models::BaseDType::f32) id["base_dtype"] = std::string(models::base_dtype_name(c.base_dtype));
   if (c.precision != DType::f32) id["precision"] = std::string(dtype_name(c.precision));
   if (c.packing) id["packing"] = true;
   if (c.shape.any()) id["shape"] = {c.shape.layers, c.shape.width, c.shape.heads};

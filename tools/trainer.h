@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "models/base_dtype.h"
 #include "models/causal_lm.h"
 #include "peft/peft_model.h"
 #include "tools/batch.h"
@@ -32,8 +33,7 @@ struct TrainConfig {
   std::string prompt_init_text;      // prompt tuning: TEXT init when not empty
   bool prefix_projection = false;    // prefix tuning: the MLP reparameterisation
   int encoder_hidden_size = 0;       // its width (0: the model's)
-  DType base_dtype = DType::f32;     // the base's weight matrices: f32, or bf16 (frozen, PEFT methods only)
-  bool base_nf4 = false;             // QLoRA: the base's Linear weights in NF4 (models/nf4_base.h; PEFT only)
+  models::BaseDType base_dtype = models::BaseDType::f32;  // bf16 and nf4 (QLoRA) are frozen: PEFT methods only
 
   // Data.
   std::string data;                  // a UTF-8 text file, or pairs when it ends in .jsonl (tools/pairs.h)
@@ -116,12 +116,8 @@ std::vector<nn::NamedParameter> trainable_parameters(const nn::Module& m);
 
 // A model to evaluate or generate with: a built-in name or HF folder, plus
 // optionally an HF PEFT adapter folder. In eval mode.
-// base_nf4: the base's Linear weights in NF4 (models/nf4_base.h).
 TrainedModel load_model(const std::string& model, const std::string& adapter_dir, uint64_t seed = 0,
-                        DType base_dtype = DType::f32, bool base_nf4 = false);
-
-// What --base-dtype said: "nf4" for an NF4 base, else the dtype's name.
-std::string_view base_dtype_name(DType base_dtype, bool base_nf4);
+                        models::BaseDType base_dtype = models::BaseDType::f32);
 
 // Loss over held-out batches, without gradients, in eval mode: for text
 // windows the mean of the batches' losses; for batches with labels (pairs)

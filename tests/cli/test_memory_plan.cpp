@@ -70,11 +70,11 @@ TEST_CASE("planned bytes equal the ledger's measured bytes of a real step") {
       c.method = "prompt";
       c.prompt_init_text = "Permission is hereby granted";
     }
-    SUBCASE("bf16 base") { c.base_dtype = DType::bf16; }
-    SUBCASE("nf4 base") { c.base_nf4 = true; }
+    SUBCASE("bf16 base") { c.base_dtype = models::BaseDType::bf16; }
+    SUBCASE("nf4 base") { c.base_dtype = models::BaseDType::nf4; }
     SUBCASE("nf4 base, prefix tuning") {
       c.method = "prefix";
-      c.base_nf4 = true;
+      c.base_dtype = models::BaseDType::nf4;
     }
     SUBCASE("mixed precision, full fine-tuning") {
       c.method = "full";

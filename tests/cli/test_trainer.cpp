@@ -106,7 +106,7 @@ TEST_CASE("resume refuses a checkpoint of another run") {
 TEST_CASE("a LoRA run on an nf4 base trains; its adapter loads on the nf4 base and on the f32 base; merge dequantizes") {
   test::TempDir d("nf4_base");
   tools::TrainConfig c = small_run(d.path.string(), "lora");
-  c.base_nf4 = true;
+  c.base_dtype = models::BaseDType::nf4;
   c.steps = 12;
   tools::TrainResult run = tools::train(c, tokenizer());
   REQUIRE(run.steps.size() == 12);
@@ -116,9 +116,9 @@ TEST_CASE("a LoRA run on an nf4 base trains; its adapter loads on the nf4 base a
   // The saved adapter evaluates on an nf4 base to the loss the run reported,
   // and on the f32 base (the same adapter files) to nearly that.
   const std::string adapter = tools::final_model_dir(d.path.string());
-  tools::TrainedModel q = tools::load_model("gpt2-tiny", adapter, c.seed, DType::f32, true);
+  tools::TrainedModel q = tools::load_model("gpt2-tiny", adapter, c.seed, models::BaseDType::nf4);
   CHECK(tools::evaluate(q, val) == doctest::Approx(run.final_val_loss).epsilon(1e-6));
-  tools::TrainedModel f = tools::load_model("gpt2-tiny", adapter, c.seed, DType::f32, false);
+  tools::TrainedModel f = tools::load_model("gpt2-tiny", adapter, c.seed, models::BaseDType::f32);
   CHECK(tools::evaluate(f, val) == doctest::Approx(run.final_val_loss).epsilon(2e-2));
   // merge on an nf4 base: an f32 model that says so, and evaluates as the nf4 run.
   test::Run r = test::minipeft("merge --model gpt2-tiny --base-dtype nf4 --adapter " + adapter + " --out " +
@@ -137,13 +137,13 @@ TEST_CASE("a LoRA run on a bf16 base follows the f32 run, and its checkpoint res
   reference.steps = 12;
   tools::TrainResult f32_run = tools::train(reference, tokenizer());
   tools::TrainConfig c = small_run(d.path.string(), "lora");
-  c.base_dtype = DType::bf16;
+  c.base_dtype = models::BaseDType::bf16;
   c.steps = 12;
   c.stop_after = 6;
   tools::TrainResult first = tools::train(c, tokenizer());
   REQUIRE(first.steps.size() == 6);
   tools::TrainConfig f32_base = c;
-  f32_base.base_dtype = DType::f32;
+  f32_base.base_dtype = models::BaseDType::f32;
   f32_base.resume = true;
   CHECK_THROWS_WITH_AS(tools::train(f32_base, tokenizer()), doctest::Contains("different run"), Error);
   c.resume = true;
@@ -157,7 +157,7 @@ TEST_CASE("a LoRA run on a bf16 base follows the f32 run, and its checkpoint res
   }
   CHECK(f32_run.steps.front().loss - f32_run.steps.back().loss > 0.05);
   // The saved adapter evaluates on a bf16 base to the loss the run reported.
-  tools::TrainedModel m = tools::load_model("gpt2-tiny", tools::final_model_dir(d.path.string()), c.seed, DType::bf16);
+  tools::TrainedModel m = tools::load_model("gpt2-tiny", tools::final_model_dir(d.path.string()), c.seed, models::BaseDType::bf16);
   tools::TokenDataset data(tools::load_token_ids(c.data, tokenizer()), c.val_fraction, c.data);
   CHECK(tools::evaluate(m, data.val_batches(c.batch, c.seq, c.eval_batches)) == doctest::Approx(second.final_val_loss).epsilon(1e-6));
 }

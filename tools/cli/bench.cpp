@@ -57,7 +57,7 @@ void run_bench(const BenchOptions& o) {
   Tensor ids = random_ids(c.batch, c.seq, m.base->vocab_size(), c.seed);
   const int64_t tokens = c.batch * c.seq;  // per forward pass (a training step: grad_accum of them)
   nlohmann::json out = {{"framework", "minipeft"}, {"model", c.model}, {"method", c.method},
-                        {"base_dtype", tools::base_dtype_name(c.base_dtype, c.base_nf4)}, {"precision", dtype_name(c.precision)},
+                        {"base_dtype", models::base_dtype_name(c.base_dtype)}, {"precision", dtype_name(c.precision)},
                         {"recompute", c.recompute},
                         {"batch", c.batch}, {"seq", c.seq}, {"steps", c.steps}};
 
@@ -115,7 +115,7 @@ void run_bench(const BenchOptions& o) {
     return;
   }
   fmt::print("{} {} (base {}, precision {}) B={} T={}: trainable {} of {} parameters\n", c.model, c.method,
-             tools::base_dtype_name(c.base_dtype, c.base_nf4), dtype_name(c.precision), c.batch, c.seq, trainable, all);
+             models::base_dtype_name(c.base_dtype), dtype_name(c.precision), c.batch, c.seq, trainable, all);
   if (out.contains("train_tokens_per_s")) {
     fmt::print("  train step  {:8.3f} s   {:9.1f} tokens/s{}\n", out["train_step_s"].get<double>(),
                out["train_tokens_per_s"].get<double>(), ranks > 1 ? fmt::format(" ({} ranks)", ranks) : "");

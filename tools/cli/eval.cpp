@@ -87,7 +87,7 @@ void add_eval(CLI::App& app) {
     models::Tokenizer tok = models::Tokenizer::from_dir(default_tokenizer_dir());
     std::vector<tools::AdapterSpec> adapters;
     for (const std::string& a : o->m.adapters) adapters.push_back(tools::parse_adapter_spec(a));
-    tools::TrainedModel m = tools::load_model_with_adapters(o->m.model, adapters, o->m.seed, o->m.base_dtype, o->m.base_nf4);
+    tools::TrainedModel m = tools::load_model_with_adapters(o->m.model, adapters, o->m.seed, o->m.base_dtype);
     if (tools::is_pairs_file(o->data)) eval_pairs(*o, m, tok);
     else if (o->mixed()) fail("several (or named) --adapter need a pairs file (.jsonl) whose rows name theirs");
     else eval_text(*o, m, tok);

@@ -95,7 +95,7 @@ void add_generate(CLI::App& app) {
     models::Tokenizer tok = models::Tokenizer::from_dir(default_tokenizer_dir());
     std::vector<tools::AdapterSpec> adapters;
     for (const std::string& a : o->m.adapters) adapters.push_back(tools::parse_adapter_spec(a));
-    tools::TrainedModel m = tools::load_model_with_adapters(o->m.model, adapters, o->m.seed, o->m.base_dtype, o->m.base_nf4);
+    tools::TrainedModel m = tools::load_model_with_adapters(o->m.model, adapters, o->m.seed, o->m.base_dtype);
     o->gen.eos_token_id = o->no_eos ? -1 : tok.eos_id();
     if (!o->prompts.empty()) {
       if (o->sample) fail("--prompts generates greedily; --sample is for a single --prompt");

@@ -54,7 +54,7 @@ struct InfoOptions {
 };
 
 void print_adapter_summary(const InfoOptions& o) {
-  tools::TrainedModel m = tools::load_model(o.train.model, o.adapter, o.train.seed, o.train.base_dtype, o.train.base_nf4);
+  tools::TrainedModel m = tools::load_model(o.train.model, o.adapter, o.train.seed, o.train.base_dtype);
   fmt::print("adapter {}: {}\n{}\n", o.adapter, peft::peft_type_name(m.peft->peft_config().peft_type()),
              m.peft->trainable_parameters_line());
 }
@@ -84,7 +84,7 @@ void run_info(const InfoOptions& o) {
                         {"grad_accum", c.grad_accum},
                         {"ranks", o.ranks},
                         {"zero", c.zero},
-                        {"base_dtype", tools::base_dtype_name(c.base_dtype, c.base_nf4)},
+                        {"base_dtype", models::base_dtype_name(c.base_dtype)},
                         {"precision", dtype_name(c.precision)},
                         {"trainable_params", plan.trainable_params},
                         {"all_params", plan.all_params},
@@ -93,7 +93,7 @@ void run_info(const InfoOptions& o) {
                         {"tag_peak_bytes", tools::tag_bytes_json(plan.tag_peaks)},
                         {"peak_phase", plan.at_peak.phase},
                         {"peak_op", plan.at_peak.op}};
-    if (c.base_nf4)
+    if (c.base_dtype == models::BaseDType::nf4)
       j["base_storage_bytes"] = {{"nf4", plan.storage.nf4_bytes}, {"bf16", plan.storage.bf16_bytes},
                                  {"f32", plan.storage.f32_bytes}};
     if (budget) {
@@ -106,7 +106,7 @@ void run_info(const InfoOptions& o) {
   fmt::print("{}: {} layers, {} heads, width {}, MLP {}, vocab {}, {} positions\n", models::arch_name(mc.arch),
              mc.num_layers, mc.num_heads, mc.hidden_size, mc.ffn_dim, mc.vocab_size, mc.max_positions);
   fmt::print("{}: {}\n", c.method, peft::trainable_line(plan.trainable_params, plan.all_params));
-  if (c.base_nf4)
+  if (c.base_dtype == models::BaseDType::nf4)
     fmt::print("base weights: {} Linear matrices in nf4 {:.1f} MiB (codes and constants), bf16 {:.1f} MiB "
                "(embeddings), f32 {:.1f} MiB (layer norms, biases)\n",
                plan.storage.nf4_matrices, mib(plan.storage.nf4_bytes), mib(plan.storage.bf16_bytes),
@@ -114,7 +114,7 @@ void run_info(const InfoOptions& o) {
   fmt::print("planned memory of one training step (B={}, T={}, grad-accum {}, AdamW{}, base {}, precision {}):\n",
              c.batch, c.seq, c.grad_accum,
              o.ranks > 1 ? fmt::format(", rank 0 of {}{}", o.ranks, c.zero ? " with ZeRO-1" : "") : std::string(),
-             tools::base_dtype_name(c.base_dtype, c.base_nf4), dtype_name(c.precision));
+             models::base_dtype_name(c.base_dtype), dtype_name(c.precision));
   fmt::print("  {:<12} {:>12} {:>12}\n", "tag", "at the peak", "own peak");
   for (int t = 0; t < kTags; ++t)
     fmt::print("  {:<12} {:>8.1f} MiB {:>8.1f} MiB\n", tag_name(Tag(t)), mib(plan.at_peak.by_tag[size_t(t)]),

@@ -24,11 +24,11 @@ void add_merge(CLI::App& app) {
   cmd->add_option("--out", o->out, "output folder for config.json + model.safetensors")->required();
   cmd->callback([o] {
     dist::require_one_process("merge");
-    tools::TrainedModel m = tools::load_model(o->m.model, o->m.adapter, o->m.seed, o->m.base_dtype, o->m.base_nf4);
+    tools::TrainedModel m = tools::load_model(o->m.model, o->m.adapter, o->m.seed, o->m.base_dtype);
     if (m.peft->peft_config().peft_type() != peft::PeftType::lora)
       fail("only LoRA adapters can be merged; {} holds a {} adapter", o->m.adapter,
            peft::peft_type_name(m.peft->peft_config().peft_type()));
-    if (o->m.base_nf4) {
+    if (o->m.base_dtype == models::BaseDType::nf4) {
       // As HF merges into a 4-bit base: the weights the adapter was trained
       // against, dequantized, plus B A; saved in f32.
       models::dequantize_base_nf4(*m.base);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "engine/dtype.h"
+#include "models/base_dtype.h"
 
 namespace mp::cli {
 
@@ -14,8 +15,7 @@ struct ModelChoice {
   std::string adapter;  // an HF PEFT adapter folder, or ""
   std::vector<std::string> adapters;  // with several_adapters: "name=folder" (or "folder") each
   uint64_t seed = 0;    // for built-in names: the random init
-  DType base_dtype = DType::f32;
-  bool base_nf4 = false;  // --base-dtype nf4 (models/nf4_base.h)
+  models::BaseDType base_dtype = models::BaseDType::f32;
 };
 
 // An option taking f32 or bf16 (anything else is a usage error), default f32.
@@ -27,19 +27,16 @@ inline void add_dtype_option(CLI::App* cmd, const std::string& flag, DType& d, c
       ->default_str("f32");
 }
 
-// --base-dtype f32|bf16|nf4: the storage of the base model's weight matrices
-// (also used by train and bench). nf4 sets `nf4` and leaves d f32: the model
-// is loaded in f32, then its Linear weights quantized (models/nf4_base.h).
-inline void add_base_dtype_option(CLI::App* cmd, DType& d, bool& nf4) {
+// --base-dtype f32|bf16|nf4: the storage of the base model's weights
+// (models/base_dtype.h; also used by train and bench).
+inline void add_base_dtype_option(CLI::App* cmd, models::BaseDType& b) {
+  std::vector<std::string> names;
+  for (models::BaseDType d : models::kBaseDTypes) names.emplace_back(models::base_dtype_name(d));
   cmd->add_option_function<std::string>(
-         "--base-dtype",
-         [&d, &nf4](const std::string& s) {
-           nf4 = s == "nf4";
-           d = s == "bf16" ? DType::bf16 : DType::f32;
-         },
+         "--base-dtype", [&b](const std::string& s) { b = models::parse_base_dtype(s); },
          "base weight matrices in f32, bf16 (half the bytes) or nf4 (QLoRA: 4-bit Linear weights, bf16 "
          "embeddings); bf16 and nf4 are frozen: PEFT methods only")
-      ->check(CLI::IsMember(std::vector<std::string>{"f32", "bf16", "nf4"}))
+      ->check(CLI::IsMember(names))
       ->default_str("f32");
 }
 
@@ -55,7 +52,7 @@ inline void add_model_options(CLI::App* cmd, ModelChoice& m, bool adapter_requir
                                   "HF PEFT adapter folder (adapter_config.json + adapter_model.safetensors)");
   if (adapter_required) a->required();
   cmd->add_option("--seed", m.seed, "seed of a built-in model's random weights")->capture_default_str();
-  add_base_dtype_option(cmd, m.base_dtype, m.base_nf4);
+  add_base_dtype_option(cmd, m.base_dtype);
 }
 
 }  // namespace mp::cli

@@ -8,7 +8,7 @@ void add_method_options(CLI::App* cmd, tools::TrainConfig& c) {
   cmd->add_option("--model", c.model, "built-in name (gpt2[-medium|-large|-xl|-tiny], opt-125m|350m|1.3b|2.7b|6.7b|tiny) or HF model folder")
       ->capture_default_str();
   add_shape_options(cmd, c.shape);
-  add_base_dtype_option(cmd, c.base_dtype, c.base_nf4);
+  add_base_dtype_option(cmd, c.base_dtype);
   cmd->add_option("--method", c.method, "full | lora | prompt | prefix")->capture_default_str();
   cmd->add_option("--lora-r", c.lora_r, "LoRA rank")->capture_default_str();
   cmd->add_option("--lora-alpha", c.lora_alpha, "LoRA alpha (scale alpha/r)")->capture_default_str();
