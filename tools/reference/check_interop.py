@@ -37,6 +37,7 @@ from `minipeft tokenize` and cross-checked with HF's GPT2TokenizerFast.
 Exits 1 on any failure. CPU only, float32; about a minute.
 """
 import argparse
+import inspect
 import json
 import os
 import random
@@ -92,6 +93,19 @@ class Runner:
         if not m:
             raise RuntimeError(f"no loss in eval output: {out!r}")
         return float(m.group(1))
+
+
+def gpt2_tokenizer():
+    """HF's GPT-2 BPE over data/gpt2-tokenizer, on transformers 4.x and 5.x."""
+    vocab = os.path.join(ROOT, "data/gpt2-tokenizer/encoder.json")
+    merges = os.path.join(ROOT, "data/gpt2-tokenizer/vocab.bpe")
+    if "vocab_file" in inspect.signature(GPT2TokenizerFast.__init__).parameters:  # transformers 4.x
+        tok = GPT2TokenizerFast(vocab_file=vocab, merges_file=merges)
+    else:  # transformers 5: GPT2TokenizerFast is GPT2Tokenizer(vocab, merges) and ignores vocab_file=
+        tok = GPT2TokenizerFast(vocab=vocab, merges=merges)
+    if len(tok) != 50257:
+        sys.exit(f"HF's GPT-2 tokenizer has {len(tok)} tokens, not 50257: its files were not read")
+    return tok
 
 
 def eval_windows(ids, ev):
@@ -151,8 +165,7 @@ def main():
     data = os.path.join(work, "bytes.txt")
     text = make_data(data)
     ids = json.loads(mp("tokenize", "--text", text))
-    tok = GPT2TokenizerFast(vocab_file=os.path.join(ROOT, "data/gpt2-tokenizer/encoder.json"),
-                            merges_file=os.path.join(ROOT, "data/gpt2-tokenizer/vocab.bpe"))
+    tok = gpt2_tokenizer()
     if tok(text)["input_ids"] != ids:
         sys.exit("minipeft tokenize and HF GPT2TokenizerFast disagree on the data file")
     if max(ids) >= 256:
