@@ -13,6 +13,8 @@ For the base fixtures tests/fixtures/gpt2_tiny and tests/fixtures/opt_tiny:
            its weights must equal HF PEFT's own merge_and_unload().
   full     `minipeft train --method full` writes <out>/final; transformers
            loads it with the same loss as `minipeft eval --model <final>`.
+  saved    the other way: transformers' save_pretrained of the base, read by
+           `minipeft eval --model`, gives transformers' loss.
   peft-*   the other way: HF PEFT's get_peft_model + save_pretrained writes an
            adapter (LoRA on the default targets and on "all-linear" with
            rsLoRA, prompt, prefix, prefix with projection; LoRA B and every
@@ -331,6 +333,12 @@ def main():
         base_hf_model, bad = load_hf(base_dir)
         base_hf = hf_loss(base_hf_model, batches)
         row(f"{fx}/base", base_ours, base_hf, "no adapter" + (f"; load: {bad}" if bad else ""), not bad)
+        try:  # a model folder written by this transformers version, read by minipeft
+            saved = os.path.join(work, f"{fx}-hf-saved")
+            base_hf_model.save_pretrained(saved)
+            row(f"{fx}/base saved by HF", mp.eval_loss(saved, data, ev), base_hf, "save_pretrained, read by minipeft")
+        except Exception as e:  # noqa: BLE001
+            fail_row(f"{fx}/base saved by HF", e)
 
         for method in args.methods:
             case = f"{fx}/{method}"
