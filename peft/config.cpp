@@ -208,6 +208,19 @@ LoraConfig parse_lora(const Reader& r) {
   r.require_unset("alpha_pattern", "a per-module alpha");
   r.require_unset("layers_to_transform", "layers_to_transform");
   r.require_unset("layer_replication", "layer_replication");
+  // Keys later PEFT releases (up to 0.21) write at their defaults; set, each changes which layers get
+  // LoRA or what it computes, and loading such an adapter as plain LoRA would give another model.
+  r.require_unset("exclude_modules", "excluding modules");
+  r.require_unset("lora_bias", "a bias on LoRA B");
+  r.require_unset("target_parameters", "LoRA on parameters");
+  r.require_unset("trainable_token_indices", "trainable tokens");
+  r.require_unset("alora_invocation_tokens", "Activated LoRA");
+  r.require_unset("use_qalora", "QALoRA");
+  r.require_unset("use_bdlora", "block-diagonal LoRA");
+  r.require_unset("arrow_config", "Arrow routing");
+  r.require_unset("kasa_config", "KaSA");
+  r.require_unset("monteclora_config", "MonteCLoRA");
+  r.require_unset("velora_config", "VeLoRA");
   return c;
 }
 

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "engine/error.h"
 #include "helpers.h"
@@ -112,6 +113,37 @@ TEST_CASE("peft errors: clear mp::Error messages") {
         << R"({"peft_type": "PREFIX_TUNING", "num_virtual_tokens": 4, "token_dim": 768, "num_layers": 12,
               "num_attention_heads": 12})";
     CHECK_THROWS_WITH_AS(peft::load_peft_model(tiny("gpt2_tiny"), dir), doctest::Contains("token_dim = 768"), Error);
+  }
+  SUBCASE("keys of PEFT 0.21: read at their defaults, refused when set") {
+    // What HF PEFT 0.21.2's save_pretrained writes for LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"],
+    // fan_in_fan_out=True) (tools/reference/check_interop.py, case peft-lora).
+    const auto written = nlohmann::json::parse(R"({
+      "alora_invocation_tokens": null, "alpha_pattern": {}, "arrow_config": null, "auto_mapping": null,
+      "base_model_name_or_path": "tests/fixtures/gpt2_tiny", "bias": "none", "corda_config": null,
+      "ensure_weight_tying": false, "eva_config": null, "exclude_modules": null, "fan_in_fan_out": true,
+      "inference_mode": true, "init_lora_weights": true, "kasa_config": null, "layer_replication": null,
+      "layers_pattern": null, "layers_to_transform": null, "loftq_config": {}, "lora_alpha": 8, "lora_bias": false,
+      "lora_dropout": 0.0, "lora_ga_config": null, "megatron_config": null, "megatron_core": "megatron.core",
+      "modules_to_save": null, "monteclora_config": null, "peft_type": "LORA", "peft_version": "0.21.2",
+      "qalora_group_size": 16, "r": 4, "rank_pattern": {}, "revision": null, "target_modules": ["c_attn"],
+      "target_parameters": null, "task_type": "CAUSAL_LM", "trainable_token_indices": null, "use_bdlora": null,
+      "use_dora": false, "use_qalora": false, "use_rslora": false, "velora_config": null})");
+    const peft::PeftConfig c = peft::parse_adapter_config(written.dump(), "cfg.json");
+    REQUIRE(c.as_lora());
+    CHECK(c.as_lora()->r == 4);
+    CHECK(c.as_lora()->fan_in_fan_out);
+    const std::pair<const char*, const char*> set[] = {
+        {"exclude_modules", R"(["c_attn"])"}, {"lora_bias", "true"}, {"target_parameters", R"(["attn.c_attn.weight"])"},
+        {"trainable_token_indices", "[0, 1]"}, {"alora_invocation_tokens", "[5, 6]"}, {"use_qalora", "true"},
+        {"use_bdlora", R"({"nblocks": 2})"}, {"arrow_config", R"({"top_k": 3})"}, {"kasa_config", R"({"x": 1})"},
+        {"monteclora_config", R"({"x": 1})"}, {"velora_config", R"({"x": 1})"}};
+    for (const auto& [key, value] : set) {
+      CAPTURE(key);
+      auto j = written;
+      j[key] = nlohmann::json::parse(value);
+      CHECK_THROWS_WITH_AS(peft::parse_adapter_config(j.dump(), "cfg.json"),
+                           doctest::Contains((std::string("'") + key + "'").c_str()), Error);
+    }
   }
   SUBCASE("adapter tensors of the wrong shape") {
     const TempDir tmp("wrong_shape");
