@@ -48,6 +48,7 @@ method_args() {  # method_args METHOD [LR]: the method's options, its LR unless 
     lora) echo "--method lora --lora-r 16 --lora-alpha 32 --lora-targets c_attn,c_proj,c_fc --lr ${2:-5e-3}" ;;
     prefix) echo "--method prefix --virtual-tokens 20 --lr ${2:-3e-2}" ;;
     prompt) echo "--method prompt --virtual-tokens 20 --lr ${2:-3e-2}" ;;
+    prefix-mlp) echo "--method prefix --virtual-tokens 20 --prefix-projection --lr ${2:-3e-2}" ;;  # the sweep only
   esac
 }
 
@@ -150,10 +151,26 @@ phase_adapt() {  # data efficiency: every method and size, the same step budget
   done
 }
 
-SWEEP_LRS=${SWEEP_LRS:-1e-1 3e-1 1}
-phase_sweep() {  # prefix and prompt tuning at higher LRs than the fixed 3e-2, on 1,600 pairs
-  for lr in $SWEEP_LRS; do
-    for m in prefix prompt; do spawn adapt_one "sweep-$m-$lr" shift_1600 1600 "$m" "$STEPS" "$lr"; done
+SWEEP_LRS=${SWEEP_LRS:-3e-2 1e-1 3e-1 1}
+SWEEP_METHODS="prefix prefix-mlp prompt"
+last_val() {  # last_val RUN: the validation loss logged at the run's last step (inf if none)
+  python3 -c 'import json, sys
+v = [json.loads(l).get("val_loss") for l in open(sys.argv[1])]
+v = [x for x in v if x is not None]
+print(v[-1] if v else "inf")' "$OUT/$1/log.jsonl" 2>/dev/null || echo inf
+}
+phase_sweep() {
+  # Prompt methods at several LRs (3e-2 is the fixed one), and prefix tuning with its MLP
+  # reparameterisation, on 1,600 pairs; then each at the LR with the lowest validation loss
+  # with the ceiling's budget on the largest set.
+  local m lr best
+  for m in $SWEEP_METHODS; do
+    for lr in $SWEEP_LRS; do spawn adapt_one "sweep-$m-$lr" shift_1600 1600 "$m" "$STEPS" "$lr"; done
+  done
+  wait
+  for m in $SWEEP_METHODS; do
+    best=$(for lr in $SWEEP_LRS; do echo "$(last_val "sweep-$m-$lr") $lr"; done | sort -g | head -1 | cut -d' ' -f2)
+    spawn adapt_one "long-$m" "shift_${SIZES##* }" "${SIZES##* }" "$m" "$CEIL_STEPS" "$best"
   done
 }
 
@@ -369,31 +386,42 @@ def last_val(run):  # the validation loss logged at the run's last step
     return v[-1] if v else None
 def num(x, f="{:.3f}"): return "–" if x is None else f.format(x)
 mid = 1600
-w(f"## Prompt methods at higher learning rates ({mid:,} pairs, {steps} steps)\n")
-w("The fixed settings above give prefix and prompt tuning LR 3e-2. Here they run again on the same")
-w(f"{mid:,} pairs at {', '.join(sweep_lrs)}, everything else unchanged (the 3e-2 row is the data-efficiency run).")
-w("An LR would be chosen by the validation loss (the 100 held-out shift pairs), not by the test set:\n")
+sweep_methods = ["prefix", "prefix-mlp", "prompt"]
+label = {"prefix": "prefix", "prefix-mlp": "prefix + MLP", "prompt": "prompt"}
+w(f"## Prompt methods: other learning rates, the MLP, a larger budget\n")
+w(f"Prefix and prompt tuning again on the same {mid:,} pairs and {steps} steps at LRs {', '.join(sweep_lrs)}, and prefix")
+w("tuning with the MLP reparameterisation of its prefix (`--prefix-projection`, as Li & Liang trained it), everything")
+w("else unchanged. An LR is chosen by the validation loss (the 100 held-out shift pairs), not by the test set:\n")
 w("| method | LR | validation loss | test loss | exact match (test) |")
 w("|---|---:|---:|---:|---:|")
-sweep = {}
-for m in ("prefix", "prompt"):
-    for lr, run in [("3e-2", f"adapt-{m}-{mid}")] + [(lr, f"sweep-{m}-{lr}") for lr in sweep_lrs]:
+sweep, best = {}, {}
+for m in sweep_methods:
+    for lr in sweep_lrs:
+        run = f"sweep-{m}-{lr}"
         r = ev(f"{run}.task")
-        if r is None and run.startswith("sweep"): missing.append(f"the LR sweep: {m} at {lr}")
+        if r is None: missing.append(f"the LR sweep: {m} at {lr}")
         sweep[(m, lr)] = (last_val(run), None if r is None else r["loss"], em(f"{run}.task"))
         v, t, e = sweep[(m, lr)]
-        w(f"| {m} | {lr} | {num(v)} | {num(t)} | {pct(e)} |")
+        w(f"| {label[m]} | {lr} | {num(v)} | {num(t)} | {pct(e)} |")
+    rows = [(sweep[(m, lr)][0], lr) for lr in sweep_lrs if sweep[(m, lr)][0] is not None]
+    if rows: best[m] = min(rows)[1]
 w("")
-w(f"Command (prefix at {sweep_lrs[0]}): `{cmd(f'sweep-prefix-{sweep_lrs[0]}')}`.\n")
-best = {}
-for m in ("prefix", "prompt"):
-    rows = [(v, lr, e) for (mm, lr), (v, t, e) in sweep.items() if mm == m and v is not None]
-    if rows:
-        v, lr, e = min(rows)
-        best[m] = (lr, e)
-        w(f"- {m}: the lowest validation loss is at LR {lr}, where exact match is {pct(e)} "
-          f"(against {pct(tab[m][mid])} at 3e-2; full fine-tuning {pct(tab['full'][mid])}, LoRA {pct(tab['lora'][mid])}).")
+same = [m for m in ("prefix", "prompt") if "3e-2" in sweep_lrs and sweep[(m, "3e-2")][2] is not None
+        and ev(f"sweep-{m}-3e-2.task") == ev(f"adapt-{m}-{mid}.task")]
+if same: w(f"The 3e-2 runs repeat the data-efficiency runs ({', '.join(same)}) and give the same evaluation, to the last digit.\n")
+w(f"Command (prefix + MLP at {sweep_lrs[0]}): `{cmd(f'sweep-prefix-mlp-{sweep_lrs[0]}')}`.\n")
+w(f"Each at its chosen LR with the ceiling's budget ({ceil_steps} steps on {sizes[-1]:,} pairs), beside full fine-tuning and LoRA:\n")
+w("| method | LR | exact match (test) | test loss |")
+w("|---|---:|---:|---:|")
+for m in sweep_methods:
+    r = ev(f"long-{m}.task")
+    if r is None: missing.append(f"the larger budget for {m}")
+    w(f"| {label[m]} | {best.get(m, '–')} | {pct(em(f'long-{m}.task'))} | {num(None if r is None else r['loss'])} |")
+for m in ("full", "lora"):
+    r = ev(f"ceil-{m}.task")
+    w(f"| {m} | | {pct(em(f'ceil-{m}.task'))} | {num(None if r is None else r['loss'])} |")
 w("")
+w(f"Command (prompt): `{cmd('long-prompt')}`.\n")
 
 w("## Forgetting: the base's task (reverse/copy) after adapting to shift\n")
 w(f"Before adapting: {pct(bb)}. For PEFT the numbers are with the adapter on. With it off the model is the base")
@@ -494,16 +522,16 @@ if pp and all(x == 0 for x in pp):
     w("Prefix and prompt tuning scored 0% at every size: their test loss fell (from "
       f"{ev('base.shift')['loss']:.2f} to about {min(ev(f'adapt-{m}-{n}.task')['loss'] for m in ('prefix', 'prompt') for n in sizes):.1f}),")
     w("so they learned the answer's form (letters), not the mapping, at LR 3e-2 and this budget on a 4-layer base.")
-    swept = [e for (m, lr), (v, t, e) in sweep.items() if e is not None]
-    if best and swept and all(e == 0 for e in swept):
-        w(f"Higher LRs did not change that (section above: 0% on {mid:,} pairs at every LR up to {sweep_lrs[-1]}), so on this")
-        w("base and budget the LR is not what holds them back. That fits what is known of prompt methods on small")
-        w("models: prompt tuning (Lester et al., 2021) matched full fine-tuning only at billions of parameters, and")
-        w(f"this base has {params('base') or 0:,}. Other virtual-token counts and longer budgets were not tried.\n")
-    elif best:
-        w("At the LR the validation loss picks (section above) they reach " +
-          ", ".join(f"{m} {pct(e)} (LR {lr})" for m, (lr, e) in best.items()) + f" on {mid:,} pairs:")
-        w("the fixed LR held them back.\n")
+    swept = [e for (m, lr), (v, t, e) in sweep.items() if e is not None] + [em(f"long-{m}.task") for m in sweep_methods]
+    if swept and all(e == 0 for e in swept if e is not None):
+        w(f"Nothing in the section above changed that: 0% at every LR up to {sweep_lrs[-1]}, with the MLP, and with")
+        w(f"{ceil_steps} steps on {sizes[-1]:,} pairs. On this base the LR, the MLP and the budget are not what holds them back. That fits")
+        w("what is known of them on small models: prompt tuning (Lester et al., 2021) matched full fine-tuning only at")
+        w(f"billions of parameters, and this base has {params('base') or 0:,}. Other virtual-token counts were not tried.\n")
+    elif swept:
+        w("With other settings (section above) they do better: " +
+          ", ".join(f"{label[m]} {pct(em(f'long-{m}.task'))} with the larger budget at LR {best.get(m, '–')}" for m in sweep_methods) + ".")
+        w("The 0% rows are a limit of the fixed LR and budget as much as of the methods.\n")
     else:
         w("No other LR was run, so this is a limit of this study's settings as much as a verdict on the methods.\n")
 fa = [fg[m][big] for m in methods]
