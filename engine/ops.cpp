@@ -330,6 +330,17 @@ Tensor dropout(const Tensor& x, float p, uint64_t seed, uint64_t offset) {
   return out;
 }
 
+// An optional per-token input of attention (key_mask (B, S), segment_ids
+// (B, T)): checked to be i32 of that shape on q's device, then contiguous.
+static Tensor attention_row_input(const char* name, const Tensor& t, int64_t B, int64_t n, const Tensor& q) {
+  if (t.shape() != Shape{B, n} || t.dtype() != DType::i32)
+    fail("attention: {} {} {} should be i32 ({}, {})", name, shape_str(t.shape()), dtype_name(t.dtype()), B, n);
+  if (t.device() != q.device())
+    fail("attention: {} is on {}, q, k, v on {}: build it on the model's device", name, t.device().str(),
+         q.device().str());
+  return t.contiguous();
+}
+
 AttentionOut attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p) {
   check_defined("attention", q);
   check_defined("attention", k);
@@ -349,26 +360,15 @@ AttentionOut attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
   AttentionParams params = p;
   Tensor mask;
   if (p.key_mask) {
-    if (p.key_mask->shape() != Shape{q.size(0), k.size(2)} || p.key_mask->dtype() != DType::i32)
-      fail("attention: key_mask {} {} should be i32 ({}, {})", shape_str(p.key_mask->shape()),
-           dtype_name(p.key_mask->dtype()), q.size(0), k.size(2));
-    if (p.key_mask->device() != q.device())
-      fail("attention: key_mask is on {}, q, k, v on {}: build the mask on the model's device",
-           p.key_mask->device().str(), q.device().str());
-    mask = p.key_mask->contiguous();
+    mask = attention_row_input("key_mask", *p.key_mask, q.size(0), k.size(2), q);
     params.key_mask = &mask;
   }
   Tensor segments;
   if (p.segment_ids) {
-    if (p.segment_ids->shape() != Shape{q.size(0), q.size(2)} || p.segment_ids->dtype() != DType::i32)
-      fail("attention: segment_ids {} {} should be i32 ({}, {})", shape_str(p.segment_ids->shape()),
-           dtype_name(p.segment_ids->dtype()), q.size(0), q.size(2));
-    if (p.segment_ids->device() != q.device())
-      fail("attention: segment_ids are on {}, q, k, v on {}", p.segment_ids->device().str(), q.device().str());
+    segments = attention_row_input("segment_ids", *p.segment_ids, q.size(0), q.size(2), q);
     if (q.device() != kCPU && !q.device().is_meta())
       fail("attention: segment_ids (packed rows) are supported on the cpu only, not on {}; train without --packing",
            q.device().str());
-    segments = p.segment_ids->contiguous();
     params.segment_ids = &segments;
   }
   AttentionOut r;

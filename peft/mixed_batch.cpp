@@ -11,7 +11,12 @@
 
 namespace mp::peft {
 
-void PeftModel::set_lora_rows(const std::vector<std::string>& rows) {
+void PeftModel::set_lora_rows(const std::vector<std::string>& adapter_names) {
+  std::vector<std::string> rows;
+  for (const std::string& n : adapter_names) {
+    if (n != kBaseName && !configs_.count(n)) fail("mixed batch: no adapter '{}'", n);
+    rows.push_back(n == kBaseName ? "" : n);
+  }
   for (auto& [path, linear] : lora_layers_) {
     LoraLinear& l = lora_of(*linear);
     std::vector<std::string> here = rows;
@@ -30,12 +35,7 @@ Variable PeftModel::forward(const Tensor& ids, const Tensor* attention_mask,
     options.attention_mask = attention_mask;
     return prepared_forward(ids, options, &adapter_names);
   }
-  std::vector<std::string> rows;
-  for (const std::string& n : adapter_names) {
-    if (n != kBaseName && !configs_.count(n)) fail("mixed batch: no adapter '{}'", n);
-    rows.push_back(n == kBaseName ? "" : n);
-  }
-  set_lora_rows(rows);
+  set_lora_rows(adapter_names);
   struct Restore {  // the layers run the active adapter again, whatever happens
     PeftModel* m;
     ~Restore() { m->set_lora_rows({}); }
@@ -133,12 +133,7 @@ std::vector<std::vector<int32_t>> PeftModel::generate(const std::vector<std::vec
     }
   } restore{this, was_training};
   if (!is_prompt_family()) {
-    std::vector<std::string> rows;
-    for (const std::string& n : adapter_names) {
-      if (n != kBaseName && !configs_.count(n)) fail("mixed batch: no adapter '{}'", n);
-      rows.push_back(n == kBaseName ? "" : n);
-    }
-    set_lora_rows(rows);
+    set_lora_rows(adapter_names);
     return cached_generate(prompts, max_new_tokens, eos_token_id);
   }
   // Prompt and prefix rows: the whole right-padded batch again at each step

@@ -140,8 +140,9 @@ class PeftModel : public nn::Module {
   // Greedy generation of the LoRA rows set by set_lora_rows, with a KV cache.
   std::vector<std::vector<int32_t>> cached_generate(const std::vector<std::vector<int32_t>>& prompts,
                                                     int max_new_tokens, int eos_token_id);
-  // LoRA layers run row b with rows[b] ("" = none); empty: the active adapter again.
-  void set_lora_rows(const std::vector<std::string>& rows);
+  // LoRA layers run row b with adapter_names[b] (kBaseName = none; mp::Error
+  // for an unknown name); empty: the active adapter again.
+  void set_lora_rows(const std::vector<std::string>& adapter_names);
   // Build adapter `name`. In inference_mode (a loaded adapter) a prompt is
   // not initialised from text and a prefix has no MLP: the file holds the table.
   void create_adapter(const std::string& name, PeftConfig config, const models::Tokenizer* tokenizer);

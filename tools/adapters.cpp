@@ -7,6 +7,13 @@
 
 namespace mp::tools {
 
+namespace {
+
+struct AdapterSpec {
+  std::string name, dir;
+};
+
+// "name=folder" or "folder"; mp::Error for an empty name or folder.
 AdapterSpec parse_adapter_spec(const std::string& spec) {
   const size_t eq = spec.find('=');
   AdapterSpec a = eq == std::string::npos ? AdapterSpec{"default", spec} : AdapterSpec{spec.substr(0, eq), spec.substr(eq + 1)};
@@ -14,8 +21,12 @@ AdapterSpec parse_adapter_spec(const std::string& spec) {
   return a;
 }
 
-TrainedModel load_model_with_adapters(const std::string& model, const std::vector<AdapterSpec>& adapters, uint64_t seed,
+}  // namespace
+
+TrainedModel load_model_with_adapters(const std::string& model, const std::vector<std::string>& specs, uint64_t seed,
                                       models::BaseDType base_dtype) {
+  std::vector<AdapterSpec> adapters;
+  for (const std::string& spec : specs) adapters.push_back(parse_adapter_spec(spec));
   TrainedModel m = load_model(model, "", seed, base_dtype);
   if (adapters.empty()) return m;
   m.peft = peft::load_peft_model(m.base, adapters[0].dir, adapters[0].name);

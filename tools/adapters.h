@@ -9,17 +9,12 @@
 
 namespace mp::tools {
 
-struct AdapterSpec {
-  std::string name, dir;
-};
-
-// "name=folder" or "folder"; mp::Error for an empty name or folder.
-AdapterSpec parse_adapter_spec(const std::string& spec);
-
-// The base (load_model's) with every adapter loaded under its name, the first one active,
-// in eval mode; mp::Error for a name given twice, or adapters of different
-// families (LoRA and prompt methods cannot share a batch).
-TrainedModel load_model_with_adapters(const std::string& model, const std::vector<AdapterSpec>& adapters,
+// The base (load_model's) with every adapter of `specs` (each --adapter's
+// value: "name=folder", or "folder" named "default") loaded under its name,
+// the first one active, in eval mode; mp::Error for an empty name or folder,
+// a name given twice, or adapters of different families (LoRA and prompt
+// methods cannot share a batch).
+TrainedModel load_model_with_adapters(const std::string& model, const std::vector<std::string>& specs,
                                       uint64_t seed = 0,
                                       models::BaseDType base_dtype = models::BaseDType::f32);
 

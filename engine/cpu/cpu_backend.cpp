@@ -158,7 +158,6 @@ class CpuBackend final : public Backend {
     cpu::nf4_matmul(x, w, transpose_w, out);
   }
 
-
  private:
   BlockCache blocks_;
 };

@@ -85,9 +85,7 @@ void add_eval(CLI::App& app) {
     if (o->batch <= 0 || o->seq <= 0 || o->batches <= 0) fail("--batch, --seq and --batches must be positive");
     o->seq_given = seq->count() > 0;
     models::Tokenizer tok = models::Tokenizer::from_dir(default_tokenizer_dir());
-    std::vector<tools::AdapterSpec> adapters;
-    for (const std::string& a : o->m.adapters) adapters.push_back(tools::parse_adapter_spec(a));
-    tools::TrainedModel m = tools::load_model_with_adapters(o->m.model, adapters, o->m.seed, o->m.base_dtype);
+    tools::TrainedModel m = tools::load_model_with_adapters(o->m.model, o->m.adapters, o->m.seed, o->m.base_dtype);
     if (tools::is_pairs_file(o->data)) eval_pairs(*o, m, tok);
     else if (o->mixed()) fail("several (or named) --adapter need a pairs file (.jsonl) whose rows name theirs");
     else eval_text(*o, m, tok);

@@ -93,16 +93,14 @@ void add_generate(CLI::App& app) {
     if (!(o->gen.temperature > 0)) fail("--temperature must be > 0");
     if (o->gen.top_k < 0 || !(o->gen.top_p > 0 && o->gen.top_p <= 1)) fail("--top-k must be >= 0 and --top-p in (0, 1]");
     models::Tokenizer tok = models::Tokenizer::from_dir(default_tokenizer_dir());
-    std::vector<tools::AdapterSpec> adapters;
-    for (const std::string& a : o->m.adapters) adapters.push_back(tools::parse_adapter_spec(a));
-    tools::TrainedModel m = tools::load_model_with_adapters(o->m.model, adapters, o->m.seed, o->m.base_dtype);
+    tools::TrainedModel m = tools::load_model_with_adapters(o->m.model, o->m.adapters, o->m.seed, o->m.base_dtype);
     o->gen.eos_token_id = o->no_eos ? -1 : tok.eos_id();
     if (!o->prompts.empty()) {
       if (o->sample) fail("--prompts generates greedily; --sample is for a single --prompt");
       generate_mixed(m, tok, o->prompts, o->gen.max_new_tokens, o->gen.eos_token_id, o->compare);
       return;
     }
-    if (adapters.size() > 1) fail("several --adapter need --prompts (a JSONL whose rows name their adapter)");
+    if (o->m.adapters.size() > 1) fail("several --adapter need --prompts (a JSONL whose rows name their adapter)");
     // A LoRA adapter lives inside the base model's Linear layers; a soft
     // prompt or a prefix goes in front of the prompt.
     models::Prefill prefill;
