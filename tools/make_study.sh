@@ -403,8 +403,8 @@ for m in sweep_methods:
         sweep[(m, lr)] = (last_val(run), None if r is None else r["loss"], em(f"{run}.task"))
         v, t, e = sweep[(m, lr)]
         w(f"| {label[m]} | {lr} | {num(v)} | {num(t)} | {pct(e)} |")
-    rows = [(sweep[(m, lr)][0], lr) for lr in sweep_lrs if sweep[(m, lr)][0] is not None]
-    if rows: best[m] = min(rows)[1]
+    c = cmd(f"long-{m}").split()  # the LR phase_sweep chose by the validation loss
+    if "--lr" in c: best[m] = c[c.index("--lr") + 1]
 w("")
 same = [m for m in ("prefix", "prompt") if "3e-2" in sweep_lrs and sweep[(m, "3e-2")][2] is not None
         and ev(f"sweep-{m}-3e-2.task") == ev(f"adapt-{m}-{mid}.task")]
