@@ -20,7 +20,7 @@
 // causal blocks counted in full), as in llm.c and PaLM.
 //
 // Like minipeft, it sets OMP_WAIT_POLICY=passive when that is unset
-// (tools/omp_wait.h): without it, a step measures 1.7-2.6x slower.
+// (cli/omp_wait.h): without it, a step measures 1.7-2.6x slower.
 //
 // With MP_PROFILE=1 the CPU backend prints its per-kernel totals at exit
 // (warm-up step included).
@@ -35,9 +35,9 @@
 #include "engine/backend.h"
 #include "engine/error.h"
 #include "nn/adamw.h"
-#include "tools/omp_wait.h"
-#include "tools/paths.h"
-#include "tools/trainer.h"
+#include "cli/omp_wait.h"
+#include "train/data/paths.h"
+#include "train/trainer.h"
 
 using namespace mp;
 

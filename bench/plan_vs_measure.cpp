@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "tools/memory_plan.h"
-#include "tools/paths.h"
+#include "train/memory_plan.h"
+#include "train/data/paths.h"
 
 using namespace mp;
 using Clock = std::chrono::steady_clock;

@@ -8,14 +8,14 @@
 #   bench/side_by_side.sh gpt2 4 64 5 full lora prompt prefix
 #
 # Needs a built tree (BUILD=dir, default build-perf if it exists, else build) and, for the PyTorch side,
-# `pip install -r tools/reference/requirements.txt`.
+# `pip install -r reference/requirements.txt`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:-gpt2}; batch=${2:-4}; seq=${3:-64}; steps=${4:-5}
 shift $(( $# < 4 ? $# : 4 ))
 methods=("$@"); ((${#methods[@]})) || methods=(full lora)
 threads=${THREADS:-2}
-build=${BUILD:-$( [[ -x build-perf/tools/minipeft ]] && echo build-perf || echo build )}
+build=${BUILD:-$( [[ -x build-perf/cli/minipeft ]] && echo build-perf || echo build )}
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), threads $threads, minipeft from $build"
 # Passive for both programs (PyTorch's bundled libgomp reads it too): with the
 # default, each OpenMP region's idle thread spins after it and, on a busy
@@ -24,9 +24,9 @@ echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), threads $t
 export OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 for method in "${methods[@]}"; do
-  ours=$("$build"/tools/minipeft bench --model "$model" --method "$method" --batch "$batch" --seq "$seq" \
+  ours=$("$build"/cli/minipeft bench --model "$model" --method "$method" --batch "$batch" --seq "$seq" \
          --steps "$steps" --json)
-  theirs=$(python3 tools/reference/hf_bench.py --model "$model" --method "$method" --batch "$batch" \
+  theirs=$(python3 reference/hf_bench.py --model "$model" --method "$method" --batch "$batch" \
            --seq "$seq" --steps "$steps" --threads "$threads")
   echo "minipeft: $ours"
   echo "pytorch:  $theirs"

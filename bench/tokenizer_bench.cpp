@@ -2,7 +2,7 @@
 //
 // From the repository root:
 //   build/bench/tokenizer_bench [data/tinyshakespeare/input.txt] [data/gpt2-tokenizer]
-// Compare with tools/reference/tokenizer_bench.py (tiktoken, HF tokenizers).
+// Compare with reference/tokenizer_bench.py (tiktoken, HF tokenizers).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>

@@ -1,6 +1,6 @@
 // NCCL collectives on CUDA tensors: plain C++, no CUDA or NCCL header, so
-// that dist/nccl_communicator.h can offer them behind dist::Communicator
-// without knowing CUDA (and this folder knows nothing of dist/).
+// that parallel/nccl_communicator.h can offer them behind dist::Communicator
+// without knowing CUDA (and this folder knows nothing of parallel/).
 //
 // As llm.c does, the ranks are started by mpirun and bootstrapped over MPI:
 // rank 0 makes an id (nccl_unique_id), every rank receives it and joins the

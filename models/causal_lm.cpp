@@ -5,7 +5,7 @@
 #include "autograd/ops.h"
 #include "engine/error.h"
 #include "engine/ops.h"
-#include "nn/checkpoint.h"
+#include "nn/recompute.h"
 #include "nn/init.h"
 #include "nn/rng.h"
 

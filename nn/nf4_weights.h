@@ -1,5 +1,5 @@
 // NF4 weights (engine/nf4.h) in safetensors files: one weight is four tensors
-// under one prefix, the names tools/reference/ stores bitsandbytes' results
+// under one prefix, the names reference/ stores bitsandbytes' results
 // under:
 //
 //   <prefix>.packed         U8  ((numel + 1) / 2)   the codes, two per byte

@@ -65,7 +65,7 @@ class Optimizer {
   };
   // Update one parameter; its gradient is defined and steps already counts this update.
   virtual void update(Slot& slot) = 0;
-  // After every update() of a step (a sharded optimizer, dist/zero_adamw.h,
+  // After every update() of a step (a sharded optimizer, parallel/zero_adamw.h,
   // updates its shard and gathers the parameters here).
   virtual void finish_step() {}
   // slot.state[i], allocated as zeros under Tag::optimizer on first use.

@@ -38,7 +38,7 @@ uint64_t next_dropout_call();
 // next_dropout_call()), base the global seed unless the instance has its own.
 uint64_t next_dropout_seed(uint64_t instance, std::optional<uint64_t> base = std::nullopt);
 
-// Data parallelism (tools/trainer.h) splits a batch across processes: this one
+// Data parallelism (train/trainer.h) splits a batch across processes: this one
 // computes rows [first, first + count) of it. Every dropout then draws the
 // mask those rows get in the whole batch, so that results do not depend on
 // how the batch is split: element i of a tensor whose outermost dimension

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "tests/cli/helpers.h"
+#include "tests/support/minipeft.h"
 
 using mp::test::minipeft;
 using mp::test::Run;

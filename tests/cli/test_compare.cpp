@@ -14,9 +14,9 @@
 #include <unistd.h>
 
 #include "engine/error.h"
-#include "tools/compare.h"
+#include "cli/compare/compare.h"
 #include "tests/support/temp_dir.h"
-#include "tools/paths.h"
+#include "train/data/paths.h"
 
 namespace mp::test {
 namespace {

@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "tests/cli/helpers.h"
+#include "tests/support/minipeft.h"
 
 using mp::test::minipeft;
 using mp::test::Run;

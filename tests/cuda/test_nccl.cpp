@@ -6,7 +6,7 @@
 #define DOCTEST_CONFIG_IMPLEMENT
 #include "tests/cuda/gpu_main.h"
 
-#include "dist/nccl_communicator.h"
+#include "parallel/nccl_communicator.h"
 #include "engine/error.h"
 #include "engine/ops.h"
 

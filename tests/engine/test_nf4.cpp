@@ -1,5 +1,5 @@
 // NF4 against bitsandbytes 0.50 (tests/fixtures/nf4/, made by
-// tools/reference/make_nf4_fixture.py): the code tables, the packed codes and
+// reference/make_nf4_fixture.py): the code tables, the packed codes and
 // the quantized absmax equal exactly, the dequantized values within 1e-6.
 // Then the product with an NF4 weight against the same product on the
 // dequantized f32 matrix, and its workspace: one panel, never the whole weight.

@@ -1,5 +1,5 @@
 // Parity with Hugging Face: shared checks for the fixture models made by
-// tools/reference/make_fixtures.py (tests/fixtures/<name>/: config.json,
+// reference/make_fixtures.py (tests/fixtures/<name>/: config.json,
 // model.safetensors, reference.safetensors, reference.json). Each check loads
 // the model fresh, runs what HF ran, and compares. The max errors are printed
 // (MESSAGE) so a test log shows how close we are, not just that we pass.

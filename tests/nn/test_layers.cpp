@@ -10,7 +10,7 @@
 #include "engine/error.h"
 #include "engine/ops.h"
 #include "nn/activations.h"
-#include "nn/checkpoint.h"
+#include "nn/recompute.h"
 #include "nn/dropout.h"
 #include "nn/embedding.h"
 #include "nn/init.h"

@@ -1,5 +1,5 @@
 // Parity with HF PEFT 0.13 on the tiny GPT-2 and OPT models, one fixture per
-// case (tools/reference/make_fixtures.py, tests/fixtures/peft/<case>/):
+// case (reference/make_fixtures.py, tests/fixtures/peft/<case>/):
 // trainable line, logits, loss, adapter gradients, 10 AdamW losses, the saved
 // adapter's keys/shapes/config, and loading HF's saved adapter.
 #include <doctest/doctest.h>

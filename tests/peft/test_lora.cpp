@@ -116,7 +116,7 @@ TEST_CASE("peft errors: clear mp::Error messages") {
   }
   SUBCASE("keys of PEFT 0.21: read at their defaults, refused when set") {
     // What HF PEFT 0.21.2's save_pretrained writes for LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"],
-    // fan_in_fan_out=True) (tools/reference/check_interop.py, case peft-lora).
+    // fan_in_fan_out=True) (reference/check_interop.py, case peft-lora).
     const auto written = nlohmann::json::parse(R"({
       "alora_invocation_tokens": null, "alpha_pattern": {}, "arrow_config": null, "auto_mapping": null,
       "base_model_name_or_path": "tests/fixtures/gpt2_tiny", "bias": "none", "corda_config": null,

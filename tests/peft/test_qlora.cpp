@@ -1,5 +1,5 @@
 // LoRA on an NF4 base (QLoRA) against HF PEFT + bitsandbytes
-// (tools/reference/make_qlora_fixture.py, tests/fixtures/peft/<model>_qlora/).
+// (reference/make_qlora_fixture.py, tests/fixtures/peft/<model>_qlora/).
 // transformers 4.46.3 does not load a 4-bit model with bitsandbytes 0.50 on
 // the CPU, so HF's side is the f32 model holding bitsandbytes' dequantized
 // NF4 weights (bf16-rounded embeddings): what Linear4bit computes with at

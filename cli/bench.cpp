@@ -1,0 +1,155 @@
+// minipeft bench: training steps (forward + backward + AdamW) and forward-only
+// passes of one method at a model shape, on random weights and random token
+// ids: tokens/s, ledger peaks by category and the process's peak RSS, as a
+// table or one JSON object (--json). bench/side_by_side.sh runs it next to
+// PyTorch + HF PEFT. Under mpirun the training steps are data parallel (each
+// rank a batch of --batch, gradients averaged, --zero 1 shards AdamW) and
+// rank 0 reports tokens/s of the global batch; in one process as under
+// mpirun it reports the gradient bytes each rank all-reduces per step.
+#include <sys/resource.h>
+
+#include <chrono>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "parallel/communicator.h"
+#include "parallel/grad_sync.h"
+#include "cli/command.h"
+#include "cli/train_options.h"
+#include "train/data/paths.h"
+#include "cli/tag_bytes_json.h"
+#include "train/train_step.h"
+
+namespace mp::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+size_t peak_rss_bytes() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return size_t(u.ru_maxrss) * 1024;
+}
+
+Tensor random_ids(int64_t B, int64_t T, int vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int32_t> id(0, vocab - 1);
+  Tensor ids = Tensor::empty({B, T}, DType::i32);  // (B, T)
+  for (int64_t i = 0; i < B * T; ++i) ids.data<int32_t>()[i] = id(rng);
+  return ids;
+}
+
+struct BenchOptions {
+  tools::TrainConfig train;
+  int warmup = 1;
+  bool json = false, forward_only = false;
+};
+
+void run_bench(const BenchOptions& o) {
+  const tools::TrainConfig& c = o.train;
+  c.validate();
+  models::Tokenizer tok = models::Tokenizer::from_dir(default_tokenizer_dir());
+  tools::TrainedModel m = tools::build_model(c, tok);
+  Tensor ids = random_ids(c.batch, c.seq, m.base->vocab_size(), c.seed);
+  const int64_t tokens = c.batch * c.seq;  // per forward pass (a training step: grad_accum of them)
+  nlohmann::json out = {{"framework", "minipeft"}, {"model", c.model}, {"method", c.method},
+                        {"base_dtype", models::base_dtype_name(c.base_dtype)}, {"precision", dtype_name(c.precision)},
+                        {"recompute", c.recompute},
+                        {"batch", c.batch}, {"seq", c.seq}, {"steps", c.steps}};
+
+  dist::Communicator& comm = dist::world();
+  const int ranks = comm.size();
+  out["ranks"] = ranks;
+  if (!o.forward_only) {
+    const std::vector<nn::NamedParameter> params = tools::trainable_parameters(m.module());
+    std::unique_ptr<nn::Optimizer> opt = tools::make_optimizer(c, params, comm);
+    dist::GradSync sync(comm, params, !c.recompute);  // sends only with more than one rank
+    Ledger::instance().reset_peaks();
+    double total = 0, loss = 0;
+    uint64_t sent = 0;
+    for (int64_t step = 0; step < o.warmup + c.steps; ++step) {  // the trainer's step: clip and grad-accum included
+      auto t0 = Clock::now();
+      const uint64_t before = comm.bytes();
+      loss = tools::train_step(m, *opt, c.clip, c.grad_accum, [&](int64_t) { return ids; }, {},
+                               ranks > 1 ? &sync : nullptr)
+                 .loss;
+      if (step >= o.warmup) total += seconds_since(t0), sent += comm.bytes() - before;
+    }
+    out["train_step_s"] = total / double(c.steps);
+    out["train_tokens_per_s"] = double(tokens * ranks * c.grad_accum * c.steps) / total;  // the global batch
+    out["allreduce_bytes_per_step"] = sync.bytes_per_step();  // the trainable gradients, f32: what each rank sends
+    out["comm_bytes_per_step"] = sent / uint64_t(c.steps);    // measured: all-reduce plus ZeRO's all-gather
+    out["zero"] = c.zero;
+    out["final_loss"] = loss;
+    nlohmann::json peaks;
+    const Ledger& ledger = Ledger::instance();
+    for (int t = 0; t < kTags; ++t) peaks[std::string(tag_name(Tag(t)))] = ledger.peak(Tag(t));
+    peaks["total"] = ledger.peak_total();  // the peak of the sum; the tags' entries are their own peaks
+    out["peak_bytes"] = peaks;
+    out["at_peak_bytes"] = tools::tag_bytes_json(ledger.peak_moment().by_tag);
+  }
+  {
+    ag::NoGrad no_grad;
+    m.module().eval();
+    double total = 0;
+    for (int64_t step = 0; step < o.warmup + c.steps; ++step) {
+      auto t0 = Clock::now();
+      m.peft ? m.peft->forward(ids) : m.base->forward(ids);
+      if (step >= o.warmup) total += seconds_since(t0);
+    }
+    out["forward_s"] = total / double(c.steps);
+    out["forward_tokens_per_s"] = double(tokens * c.steps) / total;
+  }
+  out["peak_rss_bytes"] = peak_rss_bytes();
+  auto [trainable, all] = m.trainable_and_all_parameters();
+  out["trainable_params"] = trainable;
+  out["all_params"] = all;
+  if (comm.rank() != 0) return;  // the other ranks print only errors
+
+  if (o.json) {
+    fmt::print("{}\n", out.dump());
+    return;
+  }
+  fmt::print("{} {} (base {}, precision {}) B={} T={}: trainable {} of {} parameters\n", c.model, c.method,
+             models::base_dtype_name(c.base_dtype), dtype_name(c.precision), c.batch, c.seq, trainable, all);
+  if (out.contains("train_tokens_per_s")) {
+    fmt::print("  train step  {:8.3f} s   {:9.1f} tokens/s{}\n", out["train_step_s"].get<double>(),
+               out["train_tokens_per_s"].get<double>(), ranks > 1 ? fmt::format(" ({} ranks)", ranks) : "");
+    fmt::print("  data parallel: {:.3f} MiB of gradients all-reduced per step ({:.3f} MiB measured here)\n",
+               out["allreduce_bytes_per_step"].get<double>() / (1 << 20),
+               out["comm_bytes_per_step"].get<double>() / (1 << 20));
+  }
+  fmt::print("  forward     {:8.3f} s   {:9.1f} tokens/s\n", out["forward_s"].get<double>(),
+             out["forward_tokens_per_s"].get<double>());
+  if (out.contains("peak_bytes")) {
+    fmt::print("  ledger         at the peak    own peak\n");
+    for (int t = 0; t < kTags; ++t) {
+      const std::string tag(tag_name(Tag(t)));
+      fmt::print("  {:<12} {:10.1f} MiB {:7.1f} MiB\n", tag, out["at_peak_bytes"][tag].get<double>() / (1 << 20),
+                 out["peak_bytes"][tag].get<double>() / (1 << 20));
+    }
+    fmt::print("  peak total   {:10.1f} MiB   (the peak of the sum)\n", out["peak_bytes"]["total"].get<double>() / (1 << 20));
+  }
+  fmt::print("  peak RSS          {:10.1f} MiB\n", double(out["peak_rss_bytes"].get<size_t>()) / (1 << 20));
+}
+
+}  // namespace
+
+void add_bench(CLI::App& app) {
+  auto o = std::make_shared<BenchOptions>();
+  o->train.model = "gpt2";
+  o->train.steps = 3;
+  CLI::App* cmd = app.add_subcommand("bench", "time training steps and measure memory by category for one method");
+  add_method_options(cmd, o->train);
+  add_optim_options(cmd, o->train);
+  cmd->add_option("--warmup-steps", o->warmup, "untimed steps first")->capture_default_str();
+  cmd->add_flag("--json", o->json, "print one JSON object");
+  cmd->add_flag("--forward-only", o->forward_only, "skip the training steps");
+  cmd->callback([o] { run_bench(*o); });
+}
+
+}  // namespace mp::cli

@@ -1,0 +1,149 @@
+// minipeft info: a model's shape and parameters, the method's trainable line,
+// and the planned memory of one training step (train/memory_plan.h) for
+// exactly the run a `train` command with the same options would do: change
+// `train` to `info` to see whether it fits. --fit-in finds the largest batch
+// under a memory budget.
+#include <fmt/format.h>
+
+#include <cctype>
+#include <nlohmann/json.hpp>
+
+#include "engine/error.h"
+#include "models/load.h"
+#include "cli/command.h"
+#include "cli/train_options.h"
+#include "train/memory_plan.h"
+#include "train/data/paths.h"
+#include "cli/tag_bytes_json.h"
+
+namespace mp::cli {
+
+namespace {
+
+double mib(size_t bytes) { return double(bytes) / (1 << 20); }
+
+// "16GiB", "512 MiB", "2e9", "8GB" -> bytes. Binary units KiB..TiB, decimal KB..TB, or none (bytes).
+size_t parse_bytes(const std::string& text) {
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    fail("--fit-in {}: not a size (examples: 16GiB, 512MiB, 8GB)", text);
+  }
+  std::string unit = text.substr(used);
+  unit.erase(0, unit.find_first_not_of(' '));
+  static const std::pair<const char*, double> units[] = {
+      {"", 1},         {"B", 1},         {"KiB", 1024.0},  {"MiB", 1048576.0}, {"GiB", 1073741824.0},
+      {"TiB", 1099511627776.0}, {"KB", 1e3}, {"MB", 1e6},  {"GB", 1e9},        {"TB", 1e12}};
+  for (const auto& [name, scale] : units)
+    if (unit == name) {
+      if (!(value > 0) || value * scale > 1e18) fail("--fit-in {}: must be a positive size", text);
+      return size_t(value * scale);
+    }
+  fail("--fit-in {}: unknown unit '{}' (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)", text, unit);
+}
+
+struct InfoOptions {
+  tools::TrainConfig train;
+  bool no_progress = false;  // accepted as train accepts it
+  std::string adapter;
+  std::string fit_in;
+  int ranks = 1;
+  bool json = false;
+};
+
+void print_adapter_summary(const InfoOptions& o) {
+  tools::TrainedModel m = tools::load_model(o.train.model, o.adapter, o.train.seed, o.train.base_dtype);
+  fmt::print("adapter {}: {}\n{}\n", o.adapter, peft::peft_type_name(m.peft->peft_config().peft_type()),
+             m.peft->trainable_parameters_line());
+}
+
+void run_info(const InfoOptions& o) {
+  const tools::TrainConfig& c = o.train;
+  c.validate();
+  if (o.ranks < 1) fail("--ranks must be at least 1, got {}", o.ranks);
+  const models::ModelConfig mc = models::config_of(c.model);
+  if (!o.adapter.empty()) {
+    fmt::print("{}: {} layers, {} heads, width {}, MLP {}, vocab {}, {} positions\n", models::arch_name(mc.arch),
+               mc.num_layers, mc.num_heads, mc.hidden_size, mc.ffn_dim, mc.vocab_size, mc.max_positions);
+    print_adapter_summary(o);
+    return;
+  }
+  models::Tokenizer tok = models::Tokenizer::from_dir(default_tokenizer_dir());
+  const tools::MemoryPlan plan = tools::plan_training_memory(c, tok, o.ranks);
+  const size_t budget = o.fit_in.empty() ? 0 : parse_bytes(o.fit_in);
+  const int64_t largest = budget ? tools::largest_fitting_batch(c, tok, budget, o.ranks) : 0;
+
+  if (o.json) {
+    nlohmann::json j = {{"model", c.model},
+                        {"arch", models::arch_name(mc.arch)},
+                        {"method", c.method},
+                        {"batch", c.batch},
+                        {"seq", c.seq},
+                        {"grad_accum", c.grad_accum},
+                        {"ranks", o.ranks},
+                        {"zero", c.zero},
+                        {"base_dtype", models::base_dtype_name(c.base_dtype)},
+                        {"precision", dtype_name(c.precision)},
+                        {"trainable_params", plan.trainable_params},
+                        {"all_params", plan.all_params},
+                        {"peak_total_bytes", plan.peak_total},
+                        {"at_peak_bytes", tools::tag_bytes_json(plan.at_peak.by_tag)},
+                        {"tag_peak_bytes", tools::tag_bytes_json(plan.tag_peaks)},
+                        {"peak_phase", plan.at_peak.phase},
+                        {"peak_op", plan.at_peak.op}};
+    if (c.base_dtype == models::BaseDType::nf4)
+      j["base_storage_bytes"] = {{"nf4", plan.storage.nf4_bytes}, {"bf16", plan.storage.bf16_bytes},
+                                 {"f32", plan.storage.f32_bytes}};
+    if (budget) {
+      j["fit_in_bytes"] = budget;
+      j["largest_batch"] = largest;
+    }
+    fmt::print("{}\n", j.dump());
+    return;
+  }
+  fmt::print("{}: {} layers, {} heads, width {}, MLP {}, vocab {}, {} positions\n", models::arch_name(mc.arch),
+             mc.num_layers, mc.num_heads, mc.hidden_size, mc.ffn_dim, mc.vocab_size, mc.max_positions);
+  fmt::print("{}: {}\n", c.method, peft::trainable_line(plan.trainable_params, plan.all_params));
+  if (c.base_dtype == models::BaseDType::nf4)
+    fmt::print("base weights: {} Linear matrices in nf4 {:.1f} MiB (codes and constants), bf16 {:.1f} MiB "
+               "(embeddings), f32 {:.1f} MiB (layer norms, biases)\n",
+               plan.storage.nf4_matrices, mib(plan.storage.nf4_bytes), mib(plan.storage.bf16_bytes),
+               mib(plan.storage.f32_bytes));
+  fmt::print("planned memory of one training step (B={}, T={}, grad-accum {}, AdamW{}, base {}, precision {}):\n",
+             c.batch, c.seq, c.grad_accum,
+             o.ranks > 1 ? fmt::format(", rank 0 of {}{}", o.ranks, c.zero ? " with ZeRO-1" : "") : std::string(),
+             models::base_dtype_name(c.base_dtype), dtype_name(c.precision));
+  fmt::print("  {:<12} {:>12} {:>12}\n", "tag", "at the peak", "own peak");
+  for (int t = 0; t < kTags; ++t)
+    fmt::print("  {:<12} {:>8.1f} MiB {:>8.1f} MiB\n", tag_name(Tag(t)), mib(plan.at_peak.by_tag[size_t(t)]),
+               mib(plan.tag_peaks[size_t(t)]));
+  fmt::print("  {:<12} {:>8.1f} MiB   (the peak of the sum, in {}{})\n", "peak total", mib(plan.peak_total),
+             plan.at_peak.phase.empty() ? "set-up" : plan.at_peak.phase,
+             plan.at_peak.op.empty() ? "" : ", op " + plan.at_peak.op);
+  if (budget) {
+    if (largest == 0) fmt::print("not even --batch 1 fits in {:.1f} MiB\n", mib(budget));
+    else fmt::print("largest --batch that fits in {:.1f} MiB: {}\n", mib(budget), largest);
+  }
+}
+
+}  // namespace
+
+void add_info(CLI::App& app) {
+  auto o = std::make_shared<InfoOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "info", "a model's shape, the method's trainable parameters, and the planned memory of one training step "
+              "(takes every option train takes)");
+  add_method_options(cmd, o->train);
+  add_optim_options(cmd, o->train);
+  add_run_options(cmd, o->train, o->no_progress);
+  cmd->add_option("--adapter", o->adapter, "summarise this HF PEFT adapter folder instead of planning");
+  cmd->add_option("--fit-in", o->fit_in, "a memory budget (16GiB, 512MiB, 8GB): report the largest --batch that fits");
+  cmd->add_option("--ranks", o->ranks, "plan rank 0 of a data-parallel run of this many ranks (mpirun -np)")
+      ->capture_default_str();
+  cmd->add_flag("--json", o->json, "print one JSON object");
+  cmd->callback([o] { run_info(*o); });
+}
+
+}  // namespace mp::cli

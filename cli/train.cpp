@@ -1,0 +1,39 @@
+// minipeft train: one training run (see train/trainer.h).
+#include <fmt/format.h>
+
+#include "cli/command.h"
+#include "cli/train_options.h"
+#include "train/data/paths.h"
+
+namespace mp::cli {
+
+void add_train(CLI::App& app) {
+  auto c = std::make_shared<tools::TrainConfig>();
+  c->data = data_dir() + "/tinyshakespeare/input.txt";
+  auto no_progress = std::make_shared<bool>(false);
+  CLI::App* cmd = app.add_subcommand("train", "train a model: full fine-tuning, LoRA, prompt or prefix tuning");
+  add_method_options(cmd, *c);
+  add_optim_options(cmd, *c);
+  add_run_options(cmd, *c, *no_progress);
+  cmd->callback([c, no_progress] {
+    c->progress = !*no_progress;
+    models::Tokenizer tok = models::Tokenizer::from_dir(default_tokenizer_dir());
+    tools::TrainResult r = tools::train(*c, tok);
+    if (r.rank != 0) return;  // the other ranks of a data-parallel run print only errors
+    fmt::print("{} on {}: {} steps, final loss {:.4f}", c->method, c->model, r.steps.size(),
+               r.steps.empty() ? 0.0 : r.steps.back().loss);
+    if (r.final_val_loss >= 0) fmt::print(", held-out loss {:.4f}", r.final_val_loss);
+    fmt::print(", {:.0f} tokens/s, peak {} MiB\n", r.tokens_per_s, r.peaks.total >> 20);
+    if (r.ranks > 1) {
+      std::string by_rank;
+      for (size_t bytes : r.optimizer_peak_by_rank) by_rank += (by_rank.empty() ? "" : ", ") + std::to_string(bytes);
+      fmt::print("{} ranks{}: {} gradient bytes all-reduced per step; optimizer state by rank: {} bytes\n", r.ranks,
+                 c->zero ? " with ZeRO-1" : "", r.comm_bytes_per_step, by_rank);
+    }
+    if (!c->out_dir.empty())
+      fmt::print("wrote {}\n", r.steps.empty() || r.steps.back().step < c->steps ? tools::checkpoint_path(c->out_dir)
+                                                                                  : tools::final_model_dir(c->out_dir));
+  });
+}
+
+}  // namespace mp::cli

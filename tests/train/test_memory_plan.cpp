@@ -1,0 +1,177 @@
+// The memory planner (train/memory_plan.h) against the Ledger: one training
+// step planned on the meta device must allocate, per tag and at the peak of
+// the sum, exactly what the same step measures on the CPU, for every method
+// and option that changes memory. Plus hand-derived counts (grads, optimizer
+// state, HF's published parameter counts of the large shapes) and `info`.
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/error.h"
+#include "tests/support/minipeft.h"
+#include "train/memory_plan.h"
+#include "train/data/paths.h"
+
+using namespace mp;
+
+namespace {
+
+const models::Tokenizer& tokenizer() {
+  static models::Tokenizer tok = models::Tokenizer::from_dir(cli::default_tokenizer_dir());
+  return tok;
+}
+
+tools::TrainConfig run(const std::string& model, const std::string& method) {
+  tools::TrainConfig c;
+  c.model = model;
+  c.method = method;
+  c.batch = 2;
+  c.seq = 24;
+  c.num_virtual_tokens = 5;
+  c.lora_targets = model.starts_with("gpt2") ? std::vector<std::string>{"c_attn", "c_fc"}
+                                             : std::vector<std::string>{"q_proj", "v_proj", "fc1"};
+  return c;
+}
+
+void check_plan_equals_measurement(const tools::TrainConfig& c) {
+  const tools::MemoryPlan plan = tools::plan_training_memory(c, tokenizer());
+  const tools::MemoryPlan real = tools::measure_training_memory(c, tokenizer());
+  CHECK(plan.peak_total == real.peak_total);
+  for (int t = 0; t < kTags; ++t) {
+    CAPTURE(tag_name(Tag(t)));
+    CHECK(plan.at_peak.by_tag[size_t(t)] == real.at_peak.by_tag[size_t(t)]);
+    CHECK(plan.tag_peaks[size_t(t)] == real.tag_peaks[size_t(t)]);
+  }
+  CHECK(plan.at_peak.phase == real.at_peak.phase);
+  CHECK(plan.at_peak.op == real.at_peak.op);
+  CHECK(plan.trainable_params == real.trainable_params);
+  // The optimizer keeps f32 m and v, and a gradient exists, for each trainable parameter only.
+  CHECK(real.tag_peaks[size_t(Tag::grads)] == size_t(real.trainable_params) * 4);
+  CHECK(real.tag_peaks[size_t(Tag::optimizer)] == size_t(real.trainable_params) * 8);
+}
+
+}  // namespace
+
+TEST_CASE("planned bytes equal the ledger's measured bytes of a real step") {
+  for (const char* model : {"gpt2-tiny", "opt-tiny"}) {
+    CAPTURE(model);
+    for (const char* method : {"full", "lora", "prompt", "prefix"}) {
+      CAPTURE(method);
+      check_plan_equals_measurement(run(model, method));
+    }
+    tools::TrainConfig c = run(model, "lora");
+    SUBCASE("LoRA with dropout") { c.lora_dropout = 0.1f; }
+    SUBCASE("prefix tuning with its MLP") {
+      c.method = "prefix";
+      c.prefix_projection = true;
+      c.encoder_hidden_size = 32;
+    }
+    SUBCASE("prompt tuning from text") {
+      c.method = "prompt";
+      c.prompt_init_text = "Permission is hereby granted";
+    }
+    SUBCASE("bf16 base") { c.base_dtype = models::BaseDType::bf16; }
+    SUBCASE("nf4 base") { c.base_dtype = models::BaseDType::nf4; }
+    SUBCASE("nf4 base, prefix tuning") {
+      c.method = "prefix";
+      c.base_dtype = models::BaseDType::nf4;
+    }
+    SUBCASE("mixed precision, full fine-tuning") {
+      c.method = "full";
+      c.precision = DType::bf16;
+    }
+    SUBCASE("LoRA with activation recompute") { c.recompute = true; }
+    SUBCASE("full fine-tuning with activation recompute and dropout") {
+      c.method = "full";
+      c.recompute = true;
+    }
+    SUBCASE("grad-accum 2, no clipping") {
+      c.grad_accum = 2;
+      c.clip = 0;
+    }
+    check_plan_equals_measurement(c);
+  }
+}
+
+TEST_CASE("plan: LoRA's adapter, grads and optimizer bytes are exactly the adapter's") {
+  tools::TrainConfig c = run("gpt2-tiny", "lora");
+  c.lora_targets = {"c_attn"};
+  const int64_t C = 64, layers = 2, r = 8;
+  const size_t adapter_bytes = size_t(layers * r * (C + 3 * C) * 4);  // A (r, C) + B (3C, r) per layer
+  const tools::MemoryPlan p = tools::plan_training_memory(c, tokenizer());
+  CHECK(p.tag_peaks[size_t(Tag::adapter)] == adapter_bytes);
+  CHECK(p.tag_peaks[size_t(Tag::grads)] == adapter_bytes);
+  CHECK(p.tag_peaks[size_t(Tag::optimizer)] == 2 * adapter_bytes);
+}
+
+TEST_CASE("plan: LoRA dropout keeps no mask (no more activation bytes than without)") {
+  tools::TrainConfig c = run("gpt2-tiny", "lora");
+  const size_t without = tools::plan_training_memory(c, tokenizer()).tag_peaks[size_t(Tag::activations)];
+  c.lora_dropout = 0.1f;
+  const size_t with = tools::plan_training_memory(c, tokenizer()).tag_peaks[size_t(Tag::activations)];
+  CHECK(with == without);
+}
+
+TEST_CASE("plan: large shapes without weights, with HF's published parameter counts") {
+  // facebook/opt-6.7b and gpt2-xl as HF counts them (model.num_parameters()).
+  using Count = std::pair<const char*, int64_t>;
+  for (auto [model, params] : {Count{"opt-6.7b", 6'658'473'984}, Count{"gpt2-xl", 1'557'611'200}}) {
+    CAPTURE(model);
+    tools::TrainConfig c = run(model, "full");
+    c.batch = 1;
+    c.seq = 128;
+    const tools::MemoryPlan p = tools::plan_training_memory(c, tokenizer());
+    CHECK(p.all_params == params);
+    CHECK(p.trainable_params == params);
+    CHECK(p.tag_peaks[size_t(Tag::weights)] == size_t(params) * 4);
+    CHECK(p.tag_peaks[size_t(Tag::grads)] == size_t(params) * 4);
+    CHECK(p.tag_peaks[size_t(Tag::optimizer)] == size_t(params) * 8);
+    CHECK(p.peak_total >= size_t(params) * 16);
+  }
+}
+
+TEST_CASE("plan: errors name what a run cannot take") {
+  tools::TrainConfig c = run("gpt2-tiny", "lora");
+  c.seq = 300;  // gpt2-tiny has 256 positions
+  CHECK_THROWS_WITH_AS(tools::plan_training_memory(c, tokenizer()), doctest::Contains("--seq 300"), Error);
+  c = run("gpt2-tiny", "lora");
+  c.lora_targets = {"q_proj"};
+  CHECK_THROWS_WITH_AS(tools::plan_training_memory(c, tokenizer()), doctest::Contains("q_proj"), Error);
+  c = run("gpt3", "full");
+  CHECK_THROWS_WITH_AS(tools::plan_training_memory(c, tokenizer()), doctest::Contains("gpt3"), Error);
+}
+
+TEST_CASE("info: takes train's options, plans, and finds the largest batch that fits") {
+  const std::string run_options =
+      "--model gpt2-tiny --method lora --lora-r 4 --lora-alpha 32 --lora-dropout 0.1 --seq 32 --steps 7 "
+      "--data nowhere.txt --out nowhere --checkpoint-every 3 --no-progress";
+  test::Run r = test::minipeft("info " + run_options + " --batch 3 --json");
+  CAPTURE(r.output);
+  REQUIRE(r.code == 0);
+  const nlohmann::json j = nlohmann::json::parse(r.output);
+  tools::TrainConfig c = run("gpt2-tiny", "lora");
+  c.lora_targets = {};
+  c.lora_r = 4;
+  c.lora_alpha = 32;
+  c.lora_dropout = 0.1f;
+  c.batch = 3;
+  c.seq = 32;
+  const tools::MemoryPlan p = tools::plan_training_memory(c, tokenizer());
+  CHECK(j["peak_total_bytes"].get<size_t>() == p.peak_total);
+  CHECK(j["tag_peak_bytes"]["adapter"].get<size_t>() == p.tag_peaks[size_t(Tag::adapter)]);
+
+  // A budget between the peaks of batch 5 and batch 6: the answer is 5.
+  c.batch = 5;
+  const size_t five = tools::plan_training_memory(c, tokenizer()).peak_total;
+  c.batch = 6;
+  const size_t six = tools::plan_training_memory(c, tokenizer()).peak_total;
+  REQUIRE(six > five);
+  r = test::minipeft("info " + run_options + " --json --fit-in " + std::to_string((five + six) / 2) + "B");
+  CAPTURE(r.output);
+  REQUIRE(r.code == 0);
+  CHECK(nlohmann::json::parse(r.output)["largest_batch"] == 5);
+
+  r = test::minipeft("info --model gpt2-tiny --fit-in 12parsecs");
+  CHECK(r.code == 1);
+  CHECK(r.output.find("parsecs") != std::string::npos);
+}

@@ -1,0 +1,32 @@
+#include "train/data/batch.h"
+
+#include "engine/error.h"
+
+namespace mp::tools {
+
+int64_t Batch::targets() const {
+  const int64_t B = ids.size(0), T = ids.size(1);
+  if (!labels.defined()) return B * std::max<int64_t>(T - 1, 0);
+  Tensor l = labels.to(kCPU).contiguous();  // (B, T)
+  const int32_t* v = l.data<int32_t>();
+  int64_t count = 0;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 1; t < T; ++t) count += v[b * T + t] != -100;
+  return count;
+}
+
+Batch Batch::rows(nn::BatchRows part) const {
+  if (part.count == 0) return *this;
+  const int64_t B = ids.size(0);
+  if (part.first < 0 || part.first + part.count > B) fail("rows [{}, +{}) of a batch of {}", part.first, part.count, B);
+  auto narrow = [&](const Tensor& t) { return t.defined() ? t.narrow(0, part.first, part.count).contiguous() : t; };
+  Batch out;
+  out.ids = narrow(ids);  // (count, T)
+  out.labels = narrow(labels);
+  out.attention_mask = narrow(attention_mask);
+  out.position_ids = narrow(position_ids);
+  out.segment_ids = narrow(segment_ids);
+  return out;
+}
+
+}  // namespace mp::tools

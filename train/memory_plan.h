@@ -1,0 +1,54 @@
+// The memory planner: what one training step of a run will need, per tag,
+// before running it, for any model size.
+//
+// It is not a model of the engine but the engine itself: the run's model and
+// adapter are built on the meta device (engine/meta/meta_backend.cpp: shapes
+// and tags, no bytes, no weights read or made) and the real training step,
+// train_step (forward, backward, clip, AdamW, with every option of the run:
+// grad-accum, recompute, bf16 base, mixed precision, dropout), runs there
+// twice: the second step, with AdamW's state alive throughout, is what every
+// later step of a run repeats.
+// Every allocation and free goes through the Ledger as on the CPU, so the
+// meta account is the plan. measure_training_memory runs the same step on
+// the CPU with real (random) weights; the tests hold the two equal per tag,
+// at the peak of the sum, to the byte.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "engine/memory.h"
+#include "models/nf4_base.h"
+#include "models/tokenizer.h"
+#include "train/trainer.h"
+
+namespace mp::tools {
+
+struct MemoryPlan {
+  size_t peak_total = 0;    // the peak of the sum of all tags
+  PeakMoment at_peak;       // bytes per tag at that moment, and where it happened
+  TagBytes tag_peaks{};     // each tag's own peak (they need not coincide)
+  int64_t trainable_params = 0, all_params = 0;
+  models::BaseStorage storage;  // the base's parameter bytes by storage (nf4, bf16, f32)
+  double step_seconds = 0;  // a measurement with timed steps: their mean wall time
+};
+
+// The plan for one step of `config` (a built-in shape or an HF folder, whose
+// config.json alone is read). mp::Error for what train() would refuse: an
+// unknown model or method, a sequence longer than the model's positions,
+// LoRA targets that match nothing, ...
+// With ranks > 1: rank 0 of a data-parallel run of that many ranks (its
+// gradient buckets; with config.zero, its shard of the optimizer state).
+MemoryPlan plan_training_memory(const TrainConfig& config, const models::Tokenizer& tokenizer, int ranks = 1);
+
+// The same step run on the CPU (random weights for a built-in name, the
+// folder's weights otherwise), read from the Ledger. With timed_steps > 0,
+// that many more steps follow the two and step_seconds is their mean (the
+// peaks cover them all; a step's memory does not change after the second).
+MemoryPlan measure_training_memory(const TrainConfig& config, const models::Tokenizer& tokenizer,
+                                   int timed_steps = 0);
+
+// The largest --batch (from 1 up) whose planned peak fits in `budget` bytes;
+// 0 when even one sequence does not fit.
+int64_t largest_fitting_batch(TrainConfig config, const models::Tokenizer& tokenizer, size_t budget, int ranks = 1);
+
+}  // namespace mp::tools

@@ -1,0 +1,57 @@
+// One optimizer step: the code `train`, `bench` and the memory planner
+// (train/memory_plan.h) share, so that a plan is the step itself.
+//
+//   for each of grad_accum micro-batches: loss = model.loss(batch); (w * loss / grad_accum).backward()
+//     w = 1, or for pairs the micro-batch's share of the step's targets (micro_batch_weights)
+//   data parallel: the gradients averaged over the ranks (parallel/grad_sync.h),
+//     started during the last micro-batch's backward
+//   clip the global gradient norm (or just measure it); AdamW update; drop the gradients
+//
+// It tells the Ledger which phase it is in (forward, backward, clip,
+// optimizer), so that the peak of a step can be located.
+#pragma once
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "parallel/grad_sync.h"
+#include "nn/optimizer.h"
+#include "train/trainer.h"
+
+namespace mp::tools {
+
+// The run's optimizer: AdamW, or with config.zero == 1 AdamW with its state
+// sharded across comm's ranks (parallel/zero_adamw.h).
+std::unique_ptr<nn::Optimizer> make_optimizer(const TrainConfig& config, const std::vector<nn::NamedParameter>& params,
+                                              dist::Communicator& comm);
+
+// Pairs: a micro-batch's loss is the mean over its own targets (completion
+// tokens), and their number differs from one micro-batch (and rank) to the
+// next. Weighting micro-batch k by
+//
+//   w_k = n_k * ranks * grad_accum / N      n_k its targets, N the step's on every rank
+//
+// makes the averaged gradient that of the mean over all N targets: the
+// global batch's loss, whatever the split (HF Trainer's num_items_in_batch).
+// One all-reduce of a number when comm has several ranks. Empty for text
+// windows, where every micro-batch has B (T - 1) targets and w_k = 1.
+std::vector<double> micro_batch_weights(const std::vector<Batch>& micro, dist::Communicator& comm);
+
+struct StepOutcome {
+  double loss = 0;       // the mean over micro-batches (NaN on the meta device: no values)
+  double grad_norm = 0;  // before clipping (NaN on meta)
+};
+
+// `batch(micro)` gives micro-batch `micro` (ids (B, T) i32, and labels and mask for pairs); `check_loss`
+// (optional) sees each micro-batch's loss before its backward and may throw.
+// The norm is that of the optimizer's parameters' gradients; clip = 0
+// measures it only. `sync` (data parallel; null in one process) averages
+// the gradients over the ranks; the loss returned is this rank's weighted
+// mean (the average over the ranks is the step's). `weights`: from
+// micro_batch_weights, or empty (each 1).
+StepOutcome train_step(const TrainedModel& m, nn::Optimizer& opt, double clip, int64_t grad_accum,
+                       const std::function<Batch(int64_t micro)>& batch,
+                       const std::function<void(double loss)>& check_loss = {}, dist::GradSync* sync = nullptr,
+                       const std::vector<double>& weights = {});
+
+}  // namespace mp::tools
