@@ -13,6 +13,8 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "autograd/autocast.h"
+#include "engine/ops.h"
 #include "parallel/communicator.h"
 #include "parallel/grad_sync.h"
 #include "cli/command.h"
@@ -43,6 +45,22 @@ Tensor random_ids(int64_t B, int64_t T, int vocab, uint64_t seed) {
   return ids;
 }
 
+// The machine's GEMM peak for operands of dtype dt, measured now: the best of
+// a few (1024, 1024) @ (1024, 1024) products through the engine's matmul.
+double gemm_peak_gflops(DType dt) {
+  constexpr int64_t n = 1024;
+  Tensor a = Tensor::empty({n, n}, dt), b = Tensor::empty({n, n}, dt), c = Tensor::empty({n, n});
+  ops::fill(a, 0.5);
+  ops::fill(b, 0.25);
+  double best = 0;
+  for (int rep = 0; rep < 6; ++rep) {
+    auto t0 = Clock::now();
+    ops::matmul_into(a, false, b, false, c, 1.f, 0.f);
+    best = std::max(best, 2.0 * n * n * n / seconds_since(t0) / 1e9);
+  }
+  return best;
+}
+
 struct BenchOptions {
   tools::TrainConfig train;
   int warmup = 1;
@@ -61,6 +79,9 @@ void run_bench(const BenchOptions& o) {
                         {"recompute", c.recompute},
                         {"batch", c.batch}, {"seq", c.seq}, {"steps", c.steps}};
 
+  out["gemm"] = {{"f32", ops::gemm_implementation(DType::f32, kCPU)},
+                 {"bf16", ops::gemm_implementation(DType::bf16, kCPU)}};
+  out["gemm_peak_gflops"] = {{"f32", gemm_peak_gflops(DType::f32)}, {"bf16", gemm_peak_gflops(DType::bf16)}};
   dist::Communicator& comm = dist::world();
   const int ranks = comm.size();
   out["ranks"] = ranks;
@@ -70,15 +91,23 @@ void run_bench(const BenchOptions& o) {
     dist::GradSync sync(comm, params, !c.recompute);  // sends only with more than one rank
     Ledger::instance().reset_peaks();
     double total = 0, loss = 0;
-    uint64_t sent = 0;
+    uint64_t sent = 0, flops = 0;
     for (int64_t step = 0; step < o.warmup + c.steps; ++step) {  // the trainer's step: clip and grad-accum included
       auto t0 = Clock::now();
-      const uint64_t before = comm.bytes();
+      const uint64_t before = comm.bytes(), flops_before = ops::matmul_flops();
       loss = tools::train_step(m, *opt, c.clip, c.grad_accum, [&](int64_t) { return ids; }, {},
                                ranks > 1 ? &sync : nullptr)
                  .loss;
-      if (step >= o.warmup) total += seconds_since(t0), sent += comm.bytes() - before;
+      if (step >= o.warmup) {
+        total += seconds_since(t0);
+        sent += comm.bytes() - before;
+        flops += ops::matmul_flops() - flops_before;
+      }
     }
+    // How much of the GEMM peak of the dtype the step multiplies in a step reaches.
+    const DType gemm_dtype = c.precision == DType::bf16 ? DType::bf16 : DType::f32;
+    out["train_gemm_gflops"] = double(flops) / total / 1e9;
+    out["train_fraction_of_gemm_peak"] = double(flops) / total / 1e9 / out["gemm_peak_gflops"][dtype_name(gemm_dtype)].get<double>();
     out["train_step_s"] = total / double(c.steps);
     out["train_tokens_per_s"] = double(tokens * ranks * c.grad_accum * c.steps) / total;  // the global batch
     out["allreduce_bytes_per_step"] = sync.bytes_per_step();  // the trainable gradients, f32: what each rank sends
@@ -94,6 +123,7 @@ void run_bench(const BenchOptions& o) {
   }
   {
     ag::NoGrad no_grad;
+    ag::AutocastScope autocast(c.precision);  // the forward passes compute as the training steps do
     m.module().eval();
     double total = 0;
     for (int64_t step = 0; step < o.warmup + c.steps; ++step) {
@@ -116,9 +146,14 @@ void run_bench(const BenchOptions& o) {
   }
   fmt::print("{} {} (base {}, precision {}) B={} T={}: trainable {} of {} parameters\n", c.model, c.method,
              models::base_dtype_name(c.base_dtype), dtype_name(c.precision), c.batch, c.seq, trainable, all);
+  fmt::print("  gemm        f32: {} ({:.0f} GFLOP/s), bf16: {} ({:.0f} GFLOP/s)\n", out["gemm"]["f32"].get<std::string>(),
+             out["gemm_peak_gflops"]["f32"].get<double>(), out["gemm"]["bf16"].get<std::string>(),
+             out["gemm_peak_gflops"]["bf16"].get<double>());
   if (out.contains("train_tokens_per_s")) {
     fmt::print("  train step  {:8.3f} s   {:9.1f} tokens/s{}\n", out["train_step_s"].get<double>(),
                out["train_tokens_per_s"].get<double>(), ranks > 1 ? fmt::format(" ({} ranks)", ranks) : "");
+    fmt::print("  GEMMs in the step {:.0f} GFLOP/s, {:.2f} of the peak\n", out["train_gemm_gflops"].get<double>(),
+               out["train_fraction_of_gemm_peak"].get<double>());
     fmt::print("  data parallel: {:.3f} MiB of gradients all-reduced per step ({:.3f} MiB measured here)\n",
                out["allreduce_bytes_per_step"].get<double>() / (1 << 20),
                out["comm_bytes_per_step"].get<double>() / (1 << 20));

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/error.h"
+#include "engine/ops.h"
 #include "models/load.h"
 #include "cli/command.h"
 #include "cli/train_options.h"
@@ -75,6 +76,9 @@ void run_info(const InfoOptions& o) {
   const size_t budget = o.fit_in.empty() ? 0 : parse_bytes(o.fit_in);
   const int64_t largest = budget ? tools::largest_fitting_batch(c, tok, budget, o.ranks) : 0;
 
+  // What runs the step's GEMMs on this machine (the workspace above is theirs).
+  const nlohmann::json gemm_json = {{"f32", ops::gemm_implementation(DType::f32, kCPU)},
+                                    {"bf16", ops::gemm_implementation(DType::bf16, kCPU)}};
   if (o.json) {
     nlohmann::json j = {{"model", c.model},
                         {"arch", models::arch_name(mc.arch)},
@@ -92,7 +96,8 @@ void run_info(const InfoOptions& o) {
                         {"at_peak_bytes", tools::tag_bytes_json(plan.at_peak.by_tag)},
                         {"tag_peak_bytes", tools::tag_bytes_json(plan.tag_peaks)},
                         {"peak_phase", plan.at_peak.phase},
-                        {"peak_op", plan.at_peak.op}};
+                        {"peak_op", plan.at_peak.op},
+                        {"gemm", gemm_json}};
     if (c.base_dtype == models::BaseDType::nf4)
       j["base_storage_bytes"] = {{"nf4", plan.storage.nf4_bytes}, {"bf16", plan.storage.bf16_bytes},
                                  {"f32", plan.storage.f32_bytes}};
@@ -111,6 +116,7 @@ void run_info(const InfoOptions& o) {
                "(embeddings), f32 {:.1f} MiB (layer norms, biases)\n",
                plan.storage.nf4_matrices, mib(plan.storage.nf4_bytes), mib(plan.storage.bf16_bytes),
                mib(plan.storage.f32_bytes));
+  fmt::print("GEMMs: f32 {}, bf16 {}\n", gemm_json["f32"].get<std::string>(), gemm_json["bf16"].get<std::string>());
   fmt::print("planned memory of one training step (B={}, T={}, grad-accum {}, AdamW{}, base {}, precision {}):\n",
              c.batch, c.seq, c.grad_accum,
              o.ranks > 1 ? fmt::format(", rank 0 of {}{}", o.ranks, c.zero ? " with ZeRO-1" : "") : std::string(),

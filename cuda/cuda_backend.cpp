@@ -321,6 +321,10 @@ class CudaBackend final : public Backend {
                                             stride_c, int(count), compute, CUBLAS_GEMM_DEFAULT),
                  "cublasGemmStridedBatchedEx");
   }
+  std::string gemm_implementation(DType dt) const override {
+    if (dt == DType::bf16) return "cublas GemmEx bf16";
+    return g_tf32 ? "cublas GemmEx f32 (tf32)" : "cublas GemmEx f32";
+  }
 
   // ---- softmax, layer norm (contiguous, over the last axis)
 

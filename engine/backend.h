@@ -13,8 +13,10 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "engine/device.h"
+#include "engine/dtype.h"
 #include "engine/memory.h"
 
 namespace mp {
@@ -87,6 +89,9 @@ class Backend {
   // f32 (BLAS), f64 and bf16 x f32 (bf16 weights) must work.
   virtual void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out,
                       float alpha, float beta) = 0;
+  // What runs matmul for operands of dtype dt (both f32, or both bf16) at a
+  // typical layer shape, e.g. "onednn brg:avx512_core_bf16", for bench and info.
+  virtual std::string gemm_implementation(DType dt) const = 0;
 
   // Along the last axis of x (N, C): y = softmax(x) or log_softmax(x).
   virtual void softmax(const Tensor& x, const Tensor& y, bool log) = 0;

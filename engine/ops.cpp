@@ -211,8 +211,11 @@ DType matmul_out_dtype(const Tensor& a, const Tensor& b) {
   return DType::f32;  // f32, or bf16 inputs widened to f32
 }
 
+uint64_t flops_done = 0;
+
 void run_matmul(const MatmulPlan& p, const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor& out, float alpha,
                 float beta) {
+  flops_done += uint64_t(2 * p.batch * p.M * p.N * p.K);
   Tensor a3 = a.contiguous().view({p.batch_a, a.size(-2), a.size(-1)});
   Tensor b3 = b.contiguous().view({p.batch_b, b.size(-2), b.size(-1)});
   Tensor o3 = out.view({p.batch, p.M, p.N});
@@ -220,6 +223,10 @@ void run_matmul(const MatmulPlan& p, const Tensor& a, bool ta, const Tensor& b, 
 }
 
 }  // namespace
+
+uint64_t matmul_flops() { return flops_done; }
+
+std::string gemm_implementation(DType dt, Device d) { return backend(d).gemm_implementation(dt); }
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   check_defined("matmul", a);

@@ -36,6 +36,11 @@ Tensor sum_to(const Tensor& a, const Shape& shape);
 Tensor matmul(const Tensor& a, const Tensor& b, bool ta = false, bool tb = false);
 // out = alpha * op(a) op(b) + beta * out, with out allocated by the caller.
 void matmul_into(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor& out, float alpha, float beta);
+// The floating-point operations (2 M N K per product) every matmul so far has
+// done, on any device: what `bench` divides by the step time and the GEMM peak.
+uint64_t matmul_flops();
+// What runs a matmul with both operands of dtype dt on device d (Backend::gemm_implementation).
+std::string gemm_implementation(DType dt, Device d);
 
 Tensor softmax(const Tensor& x);      // over the last axis
 Tensor log_softmax(const Tensor& x);  // over the last axis

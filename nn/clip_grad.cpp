@@ -1,23 +1,39 @@
 #include "nn/clip_grad.h"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "engine/error.h"
 #include "engine/ops.h"
 
 namespace mp::nn {
 
+// Sum of squares of n floats in f64: blocks summed in parallel, then the
+// block sums in order, so the result does not depend on the thread count.
+static double squared_norm(const float* x, int64_t n) {
+  constexpr int64_t kBlock = 1 << 16;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  std::vector<double> partial(static_cast<size_t>(blocks));  // (blocks)
+#pragma omp parallel for schedule(static) if (blocks > 1)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t end = std::min(n, (b + 1) * kBlock);
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = b * kBlock; i < end; ++i) s += double(x[i]) * double(x[i]);
+    partial[size_t(b)] = s;
+  }
+  double sum = 0;
+  for (double s : partial) sum += s;
+  return sum;
+}
+
 // Sum of squares of one gradient, in f64 (0 for a meta gradient, which has no
 // values: its allocations are those of the same branch on the CPU).
 static double squared_norm(const Tensor& g) {
   const bool host = g.device().is_cpu() || g.device().is_meta();
-  if (host && g.dtype() == DType::f32 && g.is_contiguous()) {
-    if (g.device().is_meta()) return 0;
-    const float* x = g.data<float>();
-    double sum = 0;
-    for (int64_t i = 0; i < g.numel(); ++i) sum += double(x[i]) * double(x[i]);
-    return sum;
-  }
+  if (host && g.dtype() == DType::f32 && g.is_contiguous())
+    return g.device().is_meta() ? 0 : squared_norm(g.data<float>(), g.numel());
   // Other devices and dtypes: widen to f64 there and reduce there.
   Tensor g64 = g.to(DType::f64);
   Tensor sum = ops::sum_all(ops::mul(g64, g64));

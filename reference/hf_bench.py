@@ -60,6 +60,8 @@ def main():
     p.add_argument("--targets", default="")
     p.add_argument("--virtual-tokens", type=int, default=20)
     p.add_argument("--forward-only", action="store_true", help="skip the training step")
+    p.add_argument("--precision", default="f32", choices=["f32", "bf16"],
+                   help="bf16: forward under torch.autocast('cpu', dtype=torch.bfloat16), f32 master weights")
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -70,14 +72,16 @@ def main():
     ids = torch.randint(0, vocab, (args.batch, args.seq))
     tokens = args.batch * args.seq
     result = {"framework": "pytorch", "torch": torch.__version__, "model": args.model, "method": args.method,
-              "batch": args.batch, "seq": args.seq, "threads": args.threads}
+              "batch": args.batch, "seq": args.seq, "threads": args.threads, "precision": args.precision}
+    autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
     if not args.forward_only:
         opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-4)
         times = []
         for step in range(args.warmup + args.steps):
             t0 = time.perf_counter()
-            loss = model(input_ids=ids, labels=ids).loss
+            with autocast():
+                loss = model(input_ids=ids, labels=ids).loss
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -92,7 +96,8 @@ def main():
         times = []
         for step in range(args.warmup + args.steps):
             t0 = time.perf_counter()
-            model(input_ids=ids)
+            with autocast():
+                model(input_ids=ids)
             if step >= args.warmup:
                 times.append(time.perf_counter() - t0)
     result["forward_s"] = sum(times) / len(times)

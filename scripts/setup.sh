@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(g++ meson ninja-build pkg-config libfmt-dev doctest-dev libbenchmark-dev libopenblas-dev
+packages=(g++ meson ninja-build pkg-config libfmt-dev doctest-dev libbenchmark-dev libopenblas-dev libdnnl-dev
           nlohmann-json3-dev libcli11-dev libpcre2-dev gnuplot-nox libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do

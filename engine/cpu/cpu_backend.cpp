@@ -83,6 +83,7 @@ class CpuBackend final : public Backend {
     Timed t("matmul", a, trans_a, b, trans_b, out);
     cpu::matmul(a, trans_a, b, trans_b, out, alpha, beta);
   }
+  std::string gemm_implementation(DType dt) const override { return cpu::gemm_implementation(dt); }
 
   void softmax(const Tensor& x, const Tensor& y, bool log) override {
     Timed t("softmax");

@@ -2,6 +2,7 @@
 // each Backend virtual to one of these; see engine/backend.h for what each
 // computes and which tensors may be strided.
 #pragma once
+#include <string>
 #include <cstdint>
 
 #include "engine/backend.h"
@@ -33,10 +34,15 @@ void dropout(const Tensor& x, float p, uint64_t seed, uint64_t offset, const Ten
 // matmul.cpp
 void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out, float alpha,
             float beta);
-// The f32 workspace elements matmul holds at once (bf16 operands are widened
-// into Tag::workspace): the meta backend allocates as many, so that a plan
-// counts them.
-int64_t matmul_workspace_elements(const Tensor& a, bool trans_a, const Tensor& b, const Tensor& out);
+// The f32 workspace elements matmul holds at once (oneDNN's scratchpad, or
+// bf16 operands widened for sgemm), all Tag::workspace: the meta backend
+// allocates as many, so that a plan counts them.
+int64_t matmul_workspace_elements(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out,
+                                  float alpha, float beta);
+// What runs a GEMM whose operands are both dt (f32 or bf16) at a GPT-2
+// layer's shape: "onednn <kernel>", or "openblas <core>" (bf16: "widened to
+// f32, openblas <core>").
+std::string gemm_implementation(DType dt);
 // How many of the N columns (rows, if stored transposed) of a (K, N) weight
 // are widened to f32 at a time (bf16 here, NF4 in nf4.cpp).
 int64_t weight_block_width(int64_t K, int64_t N);

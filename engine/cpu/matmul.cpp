@@ -1,21 +1,32 @@
-// Batched matrix products on BLAS: out = alpha * op(a) op(b) + beta * out,
-// shapes as in engine/matmul_dims.h.
+// Batched matrix products: out = alpha * op(a) op(b) + beta * out, shapes as
+// in engine/matmul_dims.h. Which library runs a call (gemm_library):
 //
-// Transposes are never copied: they become BLAS's transpose flags. A Linear
-// layer's x (B*T, C) @ W is the hot path: when b is one shared matrix and a is
-// not transposed, the whole batch is a single GEMM of (batch*M) rows.
+// - f32 @ f32 and bf16 @ bf16 -> f32: oneDNN (engine/cpu/onednn_gemm.h),
+//   which picks its kernel by CPU feature (AMX, AVX512-BF16, AVX-512, AVX2),
+//   unless it has only its generic reference code for the call (bf16 on a
+//   CPU without bf16 instructions) or MP_GEMM=openblas says otherwise.
+// - otherwise OpenBLAS: f64 (gradient checks) with cblas_dgemm, f32 with
+//   cblas_sgemm. bf16 weights under f32 activations (a frozen base stored in
+//   half the bytes) are widened to f32 one block of columns at a time into a
+//   small workspace, then multiplied with sgemm, so no f32 copy of the whole
+//   weight ever exists; bf16 activations are widened whole.
 //
-// f32 uses cblas_sgemm, f64 cblas_dgemm. bf16 weights (a frozen base stored in
-// half the bytes) are widened to f32 one block of columns at a time into a
-// small workspace, then multiplied with sgemm, so no f32 copy of the whole
-// weight ever exists. BLAS runs its own threads: it is always called outside
-// OpenMP regions.
+// Transposes are never copied: they become transpose flags or strides. A
+// Linear layer's x (B*T, C) @ W is the hot path: when b is one shared matrix
+// and a is not transposed, the whole batch is a single GEMM of (batch*M)
+// rows. Both libraries run their own threads: they are always called
+// outside OpenMP regions.
 #include "engine/cpu/cblas.h"
 
 #include <algorithm>
+#include <optional>
+#include <string>
+#include <cstdlib>
+#include <string_view>
 
 #include "engine/cpu/dispatch.h"
 #include "engine/cpu/kernels.h"
+#include "engine/cpu/onednn_gemm.h"
 #include "engine/matmul_dims.h"
 
 namespace mp::cpu {
@@ -42,6 +53,26 @@ struct Dims : MatmulDims {
   int64_t a_stride() const { return batch_a == 1 ? 0 : M * K; }  // elements between batch entries
   int64_t b_stride() const { return batch_b == 1 ? 0 : K * N; }
 };
+
+// MP_GEMM=openblas keeps every call on OpenBLAS (and the widening path for
+// bf16); unset or "onednn", oneDNN runs what it has a real kernel for.
+bool onednn_allowed() {
+  static const bool allowed = [] {
+    const char* v = std::getenv("MP_GEMM");
+    if (v == nullptr || *v == 0 || std::string_view(v) == "onednn") return true;
+    if (std::string_view(v) == "openblas") return false;
+    fail("MP_GEMM={}: expected onednn or openblas", v);
+  }();
+  return allowed;
+}
+
+// The call as oneDNN sees it, when both operands share a dtype and out is f32.
+std::optional<GemmShape> onednn_call(const Dims& d, DType ta, DType tb, DType to, float alpha, float beta) {
+  if (ta != tb || to != DType::f32 || (ta != DType::f32 && ta != DType::bf16) || !onednn_allowed()) return {};
+  GemmShape s{ta, d.ta, d.tb, d.batch, d.M, d.N, d.K, d.batch_a, d.batch_b, alpha, beta};
+  if (!onednn_gemm_available(s)) return {};
+  return s;
+}
 
 // All-f32 or all-f64: one GEMM per batch entry, or one GEMM for the whole batch.
 template <class T>
@@ -101,13 +132,24 @@ int64_t weight_block_width(int64_t K, int64_t N) {
   return std::min(N, ((N + blocks - 1) / blocks + 15) / 16 * 16);
 }
 
-int64_t matmul_workspace_elements(const Tensor& a, bool trans_a, const Tensor& b, const Tensor& out) {
+int64_t matmul_workspace_elements(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out,
+                                  float alpha, float beta) {
   const int64_t K = trans_a ? a.size(1) : a.size(2), N = out.size(2);
   if (out.numel() == 0 || K == 0) return 0;
+  const Dims d{matmul_dims(a, trans_a, b, trans_b, out), trans_a, trans_b};
+  if (auto s = onednn_call(d, a.dtype(), b.dtype(), out.dtype(), alpha, beta))
+    return (onednn_gemm_scratchpad_bytes(*s) + 3) / 4;  // the scratchpad, as f32 elements
   int64_t n = 0;
   if (a.dtype() == DType::bf16) n += a.numel();                       // a widened whole
   if (b.dtype() == DType::bf16) n += K * weight_block_width(K, N);  // one block of b at a time
   return n;
+}
+
+std::string gemm_implementation(DType dt) {
+  const Dims d{{1, 256, 2304, 768, 1, 1}, false, false};  // x (B*T, C) @ c_attn's W (C, 3C) at B*T = 256
+  if (auto s = onednn_call(d, dt, dt, DType::f32, 1.f, 0.f)) return "onednn " + onednn_gemm_impl(*s);
+  const std::string blas = std::string("openblas ") + openblas_get_corename();
+  return dt == DType::f32 ? blas : "widened to f32, " + blas;
 }
 
 void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out, float alpha, float beta) {
@@ -120,7 +162,9 @@ void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const 
   }
 
   const DType ta = a.dtype(), tb = b.dtype(), to = out.dtype();
-  if (ta == DType::f32 && tb == DType::f32 && to == DType::f32) {
+  if (auto s = onednn_call(d, ta, tb, to, alpha, beta)) {
+    onednn_gemm(*s, a.raw(), b.raw(), out.data<float>());
+  } else if (ta == DType::f32 && tb == DType::f32 && to == DType::f32) {
     matmul_same_type(d, a.data<float>(), b.data<float>(), out.data<float>(), alpha, beta);
   } else if (ta == DType::f64 && tb == DType::f64 && to == DType::f64) {
     matmul_same_type(d, a.data<double>(), b.data<double>(), out.data<double>(), alpha, beta);

@@ -3,7 +3,7 @@
 // the meta device exactly as it counts CPU allocations; its kernels compute
 // nothing. Running the real code on meta tensors therefore allocates and
 // frees, in the same order, what a CPU run would, which is how the memory
-// planner (tools/memory_plan.h) predicts a training step without doing it.
+// planner (train/memory_plan.h) predicts a training step without doing it.
 //
 // It mirrors the CPU backend's memory, not its maths: where a CPU kernel
 // holds ledgered workspace (matmul widening bf16 operands, a panel of an NF4
@@ -40,10 +40,12 @@ class MetaBackend final : public Backend {
   void axpby(float, const Tensor&, float, const Tensor&) override {}
   void reduce(ReduceOp, const Tensor&, int, const Tensor&) override {}
 
-  void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool, const Tensor& out, float, float) override {
-    const int64_t n = cpu::matmul_workspace_elements(a, trans_a, b, out);
+  void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out, float alpha,
+              float beta) override {
+    const int64_t n = cpu::matmul_workspace_elements(a, trans_a, b, trans_b, out, alpha, beta);
     if (n > 0) Tensor::empty({n}, DType::f32, kMeta, Tag::workspace);  // held for the call, as on the CPU
   }
+  std::string gemm_implementation(DType dt) const override { return "planned as " + cpu::gemm_implementation(dt); }
 
   void softmax(const Tensor&, const Tensor&, bool) override {}
   void softmax_backward(const Tensor&, const Tensor&, const Tensor&, bool) override {}

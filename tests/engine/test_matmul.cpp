@@ -1,8 +1,14 @@
 // Matrix products against a naive triple loop in double: transposes, batches,
-// a shared weight, alpha/beta, f64, bf16 weights.
+// a shared weight, alpha/beta, f64, bf16 weights, bf16 operands (mixed
+// precision), and which GEMM kernel runs on this CPU. meson test runs this
+// suite also under ONEDNN_MAX_CPU_ISA=AVX2 and MP_GEMM=openblas, so that the
+// lower paths are checked on any machine.
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <string>
 
 #include "engine/error.h"
 #include "engine/ops.h"
@@ -105,6 +111,60 @@ TEST_CASE("matmul with bf16 weights matches f32 within bf16 precision") {
     Tensor at = rand_tensor({2, K, 9}, 15);
     check_close(ops::matmul(at, w16, true, tb), naive(at, true, w16.to(DType::f32), tb, 2), 1e-4, 1e-5);
   }
+}
+
+TEST_CASE("matmul with both operands bf16 (mixed precision) accumulates in f32") {
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      const int64_t M = 33, K = 300, N = 70;
+      Tensor a = rand_tensor(ta ? Shape{3, K, M} : Shape{3, M, K}, 21).to(DType::bf16);
+      Tensor w = rand_tensor(tb ? Shape{N, K} : Shape{K, N}, 22).to(DType::bf16);
+      Tensor bb = rand_tensor(tb ? Shape{3, N, K} : Shape{3, K, N}, 23).to(DType::bf16);
+      // Exact products of bf16 values, summed in f32: close to the double sum of the same values.
+      check_close(ops::matmul(a, w, ta, tb), naive(a.to(DType::f32), ta, w.to(DType::f32), tb, 3), 1e-4, 1e-5);
+      check_close(ops::matmul(a, bb, ta, tb), naive(a.to(DType::f32), ta, bb.to(DType::f32), tb, 3), 1e-4, 1e-5);
+      // alpha and beta, as attention's backward and gradient accumulation use them.
+      Tensor out = rand_tensor({3, M, N}, 24);
+      std::vector<double> old = values(out), ab = naive(a.to(DType::f32), ta, w.to(DType::f32), tb, 3), want;
+      for (size_t i = 0; i < old.size(); ++i) want.push_back(0.25 * ab[i] + 1.0 * old[i]);
+      ops::matmul_into(a, ta, w, tb, out, 0.25f, 1.f);
+      check_close(out, want, 1e-4, 1e-5);
+    }
+}
+
+// The CPU's feature flags, from /proc/cpuinfo.
+static bool cpu_has(const std::string& flag) {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("flags", 0) == 0) return (line + " ").find(" " + flag + " ") != std::string::npos;
+  return false;
+}
+
+TEST_CASE("the GEMMs run a kernel for this CPU's vector instructions, never a generic one") {
+  const std::string f32 = ops::gemm_implementation(DType::f32, kCPU);
+  const std::string bf16 = ops::gemm_implementation(DType::bf16, kCPU);
+  INFO("f32: ", f32, "; bf16: ", bf16);
+  // oneDNN's reference kernels, and OpenBLAS's cores for CPUs older than AVX2.
+  for (const char* generic : {"ref:", "Prescott", "Katmai", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom",
+                              "Banias", "Opteron", "Barcelona"}) {
+    CHECK(f32.find(generic) == std::string::npos);
+    CHECK(bf16.find(generic) == std::string::npos);
+  }
+  const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA");
+  const char* lib = std::getenv("MP_GEMM");
+  if (lib != nullptr && std::string(lib) == "openblas") {
+    CHECK(f32.rfind("openblas ", 0) == 0);
+    return;
+  }
+  CHECK(f32.rfind("onednn ", 0) == 0);
+  if (cap == nullptr && cpu_has("avx512f")) CHECK(f32.find("avx512") != std::string::npos);
+  if (cap == nullptr && (cpu_has("avx512_bf16") || cpu_has("amx_bf16"))) {
+    // Native bf16 products: oneDNN's avx512_core_bf16 or AMX kernels, no widening.
+    CHECK(bf16.rfind("onednn ", 0) == 0);
+    CHECK((bf16.find("bf16") != std::string::npos || bf16.find("amx") != std::string::npos));
+  }
+  if (cap != nullptr && std::string(cap) == "AVX2")  // no bf16 products: widened for an f32 GEMM
+    CHECK(bf16.find("widened to f32") != std::string::npos);
 }
 
 TEST_CASE("matmul shape errors name the shapes") {
