@@ -107,9 +107,13 @@ Tensor nf4_matmul(const Tensor& x, const Nf4Tensor& w, bool transpose_w) {
   if (!x.defined() || x.dim() < 1 || x.size(-1) != in)
     fail("nf4_matmul: input {} does not match the nf4 weight {}{}", x.defined() ? shape_str(x.shape()) : "(undefined)",
          shape_str(w.shape), transpose_w ? "^T" : "");
-  if (x.dtype() != DType::f32) fail("nf4_matmul: the input must be f32, got {}", dtype_name(x.dtype()));
+  if (x.dtype() != DType::f32 && x.dtype() != DType::bf16)
+    fail("nf4_matmul: the input must be f32 or bf16, got {}", dtype_name(x.dtype()));
   if (x.device() != w.device()) fail("nf4_matmul: input on {}, weight on {}", x.device().str(), w.device().str());
-  Tensor x2 = x.contiguous().view({-1, in});  // (N, in)
+  // The CPU backend (and the meta one that plans it) multiplies a bf16 input
+  // with bf16 panels; other backends get f32.
+  const bool host = x.device().is_cpu() || x.device().is_meta();
+  Tensor x2 = (host ? x : x.to(DType::f32)).contiguous().view({-1, in});  // (N, in)
   Tensor y2 = Tensor::empty({x2.size(0), out_features}, DType::f32, x.device());  // (N, out)
   if (y2.numel() > 0) backend(x.device()).nf4_matmul(x2, w, transpose_w, y2);
   Shape shape = x.shape();

@@ -67,7 +67,8 @@ Tensor nf4_dequantize(const Nf4Tensor& q);
 // Matrix product with a 2-D NF4 matrix W (O, K), the weight of a Linear:
 //   transpose_w:  x (..., K) -> x W^T (..., O)    (the forward)
 //   otherwise:    x (..., O) -> x W   (..., K)    (the input's gradient)
-// x is f32; so is the result.
+// x is f32, or bf16 under mixed precision (on the CPU the panels are then
+// bf16 too, where it has bf16 products); the result is f32.
 Tensor nf4_matmul(const Tensor& x, const Nf4Tensor& w, bool transpose_w);
 
 }  // namespace mp

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "engine/backend.h"
+#include "engine/cpu/onednn_gemm.h"
 #include "engine/nf4.h"
 #include "engine/tensor.h"
 
@@ -43,6 +44,14 @@ int64_t matmul_workspace_elements(const Tensor& a, bool trans_a, const Tensor& b
 // layer's shape: "onednn <kernel>", or "openblas <core>" (bf16: "widened to
 // f32, openblas <core>").
 std::string gemm_implementation(DType dt);
+// One GEMM on raw buffers (onednn_gemm.h's shapes) for the other kernels:
+// oneDNN where it has a real kernel for the call, else OpenBLAS sgemm (f32
+// only: bf16 operands only where bf16_gemm_native()).
+void gemm_2d(const GemmShape& s, const void* A, const void* B, float* C);
+// The f32 workspace elements gemm_2d holds for s (oneDNN's scratchpad).
+int64_t gemm_2d_workspace_elements(const GemmShape& s);
+// Whether this CPU multiplies bf16 natively (AVX512-BF16, AMX) here.
+bool bf16_gemm_native();
 // How many of the N columns (rows, if stored transposed) of a (K, N) weight
 // are widened to f32 at a time (bf16 here, NF4 in nf4.cpp).
 int64_t weight_block_width(int64_t K, int64_t N);
@@ -51,9 +60,9 @@ int64_t weight_block_width(int64_t K, int64_t N);
 void nf4_quantize(const Tensor& w, Nf4Tensor& q);
 void nf4_dequantize(const Nf4Tensor& q, const Tensor& out);
 void nf4_matmul(const Tensor& x, const Nf4Tensor& w, bool transpose_w, const Tensor& out);
-// The f32 workspace elements nf4_matmul holds at once (one panel of the
-// weight's rows), allocated by the meta backend too.
-int64_t nf4_matmul_workspace_elements(const Nf4Tensor& w);
+// The workspace bytes nf4_matmul holds at once (one panel of the weight's
+// rows, a widened input, a GEMM's scratchpad), allocated by the meta backend too.
+int64_t nf4_matmul_workspace_bytes(const Tensor& x, const Nf4Tensor& w, bool transpose_w);
 
 // softmax.cpp
 void softmax(const Tensor& x, const Tensor& y, bool log);

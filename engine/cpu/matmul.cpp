@@ -19,6 +19,7 @@
 #include "engine/cpu/cblas.h"
 
 #include <algorithm>
+#include <cassert>
 #include <optional>
 #include <string>
 #include <cstdlib>
@@ -69,7 +70,7 @@ bool onednn_allowed() {
 // The call as oneDNN sees it, when both operands share a dtype and out is f32.
 std::optional<GemmShape> onednn_call(const Dims& d, DType ta, DType tb, DType to, float alpha, float beta) {
   if (ta != tb || to != DType::f32 || (ta != DType::f32 && ta != DType::bf16) || !onednn_allowed()) return {};
-  GemmShape s{ta, d.ta, d.tb, d.batch, d.M, d.N, d.K, d.batch_a, d.batch_b, alpha, beta};
+  GemmShape s{ta, d.ta, d.tb, d.batch, d.M, d.N, d.K, d.batch_a, d.batch_b, alpha, beta, d.lda(), d.ldb(), d.N};
   if (!onednn_gemm_available(s)) return {};
   return s;
 }
@@ -150,6 +151,25 @@ std::string gemm_implementation(DType dt) {
   if (auto s = onednn_call(d, dt, dt, DType::f32, 1.f, 0.f)) return "onednn " + onednn_gemm_impl(*s);
   const std::string blas = std::string("openblas ") + openblas_get_corename();
   return dt == DType::f32 ? blas : "widened to f32, " + blas;
+}
+
+bool bf16_gemm_native() {
+  const Dims d{{1, 256, 2304, 768, 1, 1}, false, false};
+  return onednn_call(d, DType::bf16, DType::bf16, DType::f32, 1.f, 0.f).has_value();
+}
+
+int64_t gemm_2d_workspace_elements(const GemmShape& s) {
+  return onednn_allowed() && onednn_gemm_available(s) ? (onednn_gemm_scratchpad_bytes(s) + 3) / 4 : 0;
+}
+
+void gemm_2d(const GemmShape& s, const void* A, const void* B, float* C) {
+  if (onednn_allowed() && onednn_gemm_available(s)) {
+    onednn_gemm(s, A, B, C);
+    return;
+  }
+  assert(s.dtype == DType::f32 && s.batch == 1);
+  gemm(s.ta, s.tb, s.M, s.N, s.K, s.alpha, static_cast<const float*>(A), s.lda, static_cast<const float*>(B), s.ldb,
+       s.beta, C, s.ldc);
 }
 
 void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out, float alpha, float beta) {

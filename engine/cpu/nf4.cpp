@@ -1,9 +1,9 @@
 // NF4 on the CPU (the layout is in engine/nf4.h): quantize and dequantize as
 // bitsandbytes 0.50 does on the CPU, bit for bit, and the product with an
-// NF4 weight, one panel of its rows dequantized into f32 workspace at a time
-// and handed to sgemm.
-#include "engine/cpu/cblas.h"
-
+// NF4 weight, one panel of its rows dequantized into workspace at a time and
+// handed to the engine's GEMM (matmul.cpp): f32 panels for an f32 input,
+// bf16 panels for a bf16 input (mixed precision) where the CPU multiplies
+// bf16 natively; elsewhere a bf16 input is widened to f32 first.
 #include <algorithm>
 #include <cmath>
 
@@ -82,8 +82,13 @@ struct PairTable {
   }
 };
 
-// Values [begin, end) of w, in row-major order, into out[0 .. end - begin).
-void dequantize_range(const Nf4Tensor& w, int64_t begin, int64_t end, float* out) {
+// Values [begin, end) of w, in row-major order, into out[0 .. end - begin)
+// (f32, or bf16 rounded from the f32 value).
+inline void store(float* o, float v) { *o = v; }
+inline void store(bf16* o, float v) { *o = float_to_bf16(v); }
+
+template <class Out>
+void dequantize_range(const Nf4Tensor& w, int64_t begin, int64_t end, Out* out) {
   static const PairTable pairs;
   const uint8_t* packed = w.packed.data<uint8_t>();
   const auto& code = nf4_code();
@@ -92,18 +97,18 @@ void dequantize_range(const Nf4Tensor& w, int64_t begin, int64_t end, float* out
   for (int64_t b = b0; b < b1; ++b) {
     const float s = block_scale(w, b);
     const int64_t i0 = std::max(begin, b * kNf4Block), i1 = std::min(end, (b + 1) * kNf4Block);
-    float* o = out + (i0 - begin);
+    Out* o = out + (i0 - begin);
     if (i0 % 2 == 0 && i1 - i0 == kNf4Block) {  // a whole block: 32 bytes, two values each
       const uint8_t* p = packed + i0 / 2;
 #pragma omp simd
       for (int64_t j = 0; j < kNf4Block / 2; ++j) {
-        o[2 * j] = pairs.v[p[j]][0] * s;
-        o[2 * j + 1] = pairs.v[p[j]][1] * s;
+        store(o + 2 * j, pairs.v[p[j]][0] * s);
+        store(o + 2 * j + 1, pairs.v[p[j]][1] * s);
       }
     } else {
       for (int64_t i = i0; i < i1; ++i) {
         const uint8_t byte = packed[i / 2];
-        o[i - i0] = code[size_t(i % 2 ? byte & 15 : byte >> 4)] * s;
+        store(o + (i - i0), code[size_t(i % 2 ? byte & 15 : byte >> 4)] * s);
       }
     }
   }
@@ -127,36 +132,65 @@ void nf4_quantize(const Tensor& w, Nf4Tensor& q) {
   quantize_absmax_groups(a, blocks, q.absmax.data<uint8_t>(), q.nested_absmax.data<float>());
 }
 
-void nf4_dequantize(const Nf4Tensor& q, const Tensor& out) { dequantize_range(q, 0, q.numel(), out.data<float>()); }
-
-int64_t nf4_matmul_workspace_elements(const Nf4Tensor& w) {
-  const int64_t O = w.shape[0], K = w.shape[1];
-  return O == 0 || K == 0 ? 0 : K * weight_block_width(K, O);
+void nf4_dequantize(const Nf4Tensor& q, const Tensor& out) {
+  dequantize_range(q, 0, q.numel(), out.data<float>());
 }
 
-// W (O, K), one panel of rows r0 .. r0 + r at a time as P (r, K) f32:
-//   transpose_w: out[:, r0:r0+r] (N, r) = x (N, K) P^T
-//   otherwise:   out (N, K) += x[:, r0:r0+r] (N, r) P     (= on the first panel)
+namespace {
+
+// How nf4_matmul runs a call: the dtype of its panels and GEMMs, and the
+// GEMM of each panel of r rows starting at row r0.
+struct Nf4Plan {
+  int64_t O, K, N, nb;  // W (O, K), x (N, K or O), panels of nb rows
+  bool transpose_w;
+  DType dt;             // of the panels and of x as multiplied
+  bool widen_x;         // x is bf16 but the CPU has no bf16 products
+
+  Nf4Plan(const Tensor& x, const Nf4Tensor& w, bool transpose)
+      : O(w.shape[0]), K(w.shape[1]), N(x.size(0)), nb(weight_block_width(K, O)), transpose_w(transpose) {
+    const bool bf16_x = x.dtype() == DType::bf16;
+    dt = bf16_x && bf16_gemm_native() ? DType::bf16 : DType::f32;
+    widen_x = bf16_x && dt == DType::f32;
+  }
+  //   transpose_w: out[:, r0:r0+r] (N, r) = x (N, K) P^T
+  //   otherwise:   out (N, K) += x[:, r0:r0+r] (N, r) P     (= on the first panel)
+  GemmShape panel(int64_t r0) const {
+    const int64_t r = std::min(nb, O - r0);
+    if (transpose_w) return {dt, false, true, 1, N, r, K, 1, 1, 1.f, 0.f, K, K, O};
+    return {dt, false, false, 1, N, K, r, 1, 1, 1.f, r0 == 0 ? 0.f : 1.f, O, K, K};
+  }
+  int64_t panel_bytes() const { return nb * K * int64_t(dtype_size(dt)); }
+};
+
+}  // namespace
+
+int64_t nf4_matmul_workspace_bytes(const Tensor& x, const Nf4Tensor& w, bool transpose_w) {
+  const Nf4Plan p(x, w, transpose_w);
+  if (p.O == 0 || p.K == 0) return 0;
+  int64_t scratch = 0;  // the largest GEMM scratchpad of a panel (each freed before the next)
+  for (int64_t r0 = 0; r0 < p.O; r0 += p.nb) scratch = std::max(scratch, gemm_2d_workspace_elements(p.panel(r0)) * 4);
+  return p.panel_bytes() + (p.widen_x ? x.numel() * 4 : 0) + scratch;
+}
+
+// W (O, K), one panel of rows r0 .. r0 + r at a time as P (r, K).
 void nf4_matmul(const Tensor& x, const Nf4Tensor& w, bool transpose_w, const Tensor& out) {
-  const int64_t O = w.shape[0], K = w.shape[1], N = x.size(0);
-  if (O == 0 || K == 0) {
+  const Nf4Plan p(x, w, transpose_w);
+  if (p.O == 0 || p.K == 0) {
     fill(out, 0.0);
     return;
   }
-  const int64_t nb = weight_block_width(K, O);
-  Tensor ws = workspace({nb * K});
-  float* P = ws.data<float>();  // (r, K)
-  const float* X = x.data<float>();
-  float* Y = out.data<float>();
-  for (int64_t r0 = 0; r0 < O; r0 += nb) {
-    const int64_t r = std::min(nb, O - r0);
-    dequantize_range(w, r0 * K, (r0 + r) * K, P);
-    if (transpose_w)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(N), int(r), int(K), 1.f, X, int(K), P, int(K), 0.f,
-                  Y + r0, int(O));
-    else
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(N), int(K), int(r), 1.f, X + r0, int(O), P, int(K),
-                  r0 == 0 ? 0.f : 1.f, Y, int(K));
+  Tensor x32 = p.widen_x ? workspace(x.shape()) : Tensor();  // (N, K or O) f32
+  if (p.widen_x) copy(x, x32);
+  const Tensor& xs = p.widen_x ? x32 : x;
+  Tensor ws = workspace({p.nb * p.K}, p.dt);  // (nb, K)
+  const size_t elem = dtype_size(p.dt);
+  for (int64_t r0 = 0; r0 < p.O; r0 += p.nb) {
+    const int64_t r = std::min(p.nb, p.O - r0);
+    if (p.dt == DType::bf16) dequantize_range(w, r0 * p.K, (r0 + r) * p.K, ws.data<bf16>());
+    else dequantize_range(w, r0 * p.K, (r0 + r) * p.K, ws.data<float>());
+    const char* X = static_cast<const char*>(xs.raw()) + (transpose_w ? 0 : r0 * int64_t(elem));
+    float* Y = out.data<float>() + (transpose_w ? r0 : 0);
+    gemm_2d(p.panel(r0), X, ws.raw(), Y);
   }
 }
 

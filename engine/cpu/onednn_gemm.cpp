@@ -29,7 +29,7 @@ const dnnl::engine& cpu_engine() {
 // When B is shared and A is not transposed, the batch is one (batch*M, K)
 // matrix: one large GEMM instead of many small ones.
 GemmShape flattened(GemmShape s) {
-  if (s.batch > 1 && s.batch_b == 1 && s.batch_a == s.batch && !s.ta) {
+  if (s.batch > 1 && s.batch_b == 1 && s.batch_a == s.batch && !s.ta && s.lda == s.K && s.ldc == s.N) {
     s.M *= s.batch;
     s.batch = s.batch_a = 1;
   }
@@ -37,17 +37,18 @@ GemmShape flattened(GemmShape s) {
 }
 
 auto key(const GemmShape& s) {
-  return std::make_tuple(int(s.dtype), s.ta, s.tb, s.batch, s.M, s.N, s.K, s.batch_a, s.batch_b, s.alpha, s.beta);
+  return std::make_tuple(int(s.dtype), s.ta, s.tb, s.batch, s.M, s.N, s.K, s.batch_a, s.batch_b, s.alpha, s.beta,
+                         s.lda, s.ldb, s.ldc);
 }
 
 // A (batch_a, M, K) and B (batch_b, K, N) as strided views of what is stored.
 dnnl::memory::desc a_desc(const GemmShape& s, dt t) {
-  return {dims{s.batch_a, s.M, s.K}, t, s.ta ? dims{s.M * s.K, 1, s.M} : dims{s.M * s.K, s.K, 1}};
+  return {dims{s.batch_a, s.M, s.K}, t, s.ta ? dims{s.M * s.K, 1, s.lda} : dims{s.M * s.K, s.lda, 1}};
 }
 dnnl::memory::desc b_desc(const GemmShape& s, dt t) {
-  return {dims{s.batch_b, s.K, s.N}, t, s.tb ? dims{s.K * s.N, 1, s.K} : dims{s.K * s.N, s.N, 1}};
+  return {dims{s.batch_b, s.K, s.N}, t, s.tb ? dims{s.K * s.N, 1, s.ldb} : dims{s.K * s.N, s.ldb, 1}};
 }
-dnnl::memory::desc c_desc(const GemmShape& s) { return {dims{s.batch, s.M, s.N}, dt::f32, dims{s.M * s.N, s.N, 1}}; }
+dnnl::memory::desc c_desc(const GemmShape& s) { return {dims{s.batch, s.M, s.N}, dt::f32, dims{s.M * s.N, s.ldc, 1}}; }
 
 struct Entry {
   bool available = false;
@@ -105,7 +106,7 @@ void onednn_gemm(const GemmShape& shape, const void* A, const void* B, float* C)
   Entry& e = entry(shape);
   if (!e.prim) e.prim = std::make_unique<dnnl::matmul>(e.pd);
   const auto& eng = cpu_engine();
-  Tensor scratch = workspace({(e.scratchpad_bytes + 3) / 4});  // (bytes / 4) f32, oneDNN's own layout
+  Tensor scratch = e.scratchpad_bytes ? workspace({(e.scratchpad_bytes + 3) / 4}) : Tensor();  // oneDNN's own layout
   dnnl::memory a(e.pd.src_desc(), eng, const_cast<void*>(A));
   dnnl::memory b(e.pd.weights_desc(), eng, const_cast<void*>(B));
   dnnl::memory c(e.pd.dst_desc(), eng, C);

@@ -5,6 +5,7 @@
 //
 //   C (batch, M, N) = alpha * op(A) op(B) + beta * C
 //   A (batch_a, M, K), stored (batch_a, K, M) when ta; B likewise with tb.
+//   lda, ldb, ldc: the row strides as stored (a batch > 1 is dense).
 //
 // A and B are both f32 or both bf16; C is f32. Transposes are strides, never
 // copies; a batch of 1 broadcasts. Primitives are cached per shape, dtype,
@@ -24,6 +25,7 @@ struct GemmShape {
   int64_t batch, M, N, K;
   int64_t batch_a, batch_b;  // 1 or batch
   float alpha, beta;
+  int64_t lda, ldb, ldc;
 };
 
 // True when oneDNN has a kernel for this call that is not its generic

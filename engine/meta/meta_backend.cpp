@@ -69,9 +69,9 @@ class MetaBackend final : public Backend {
     Tensor::empty({nf4_blocks(w.numel())}, DType::f32, kMeta, Tag::workspace);  // the absmax before its quantization
   }
   void nf4_dequantize(const Nf4Tensor&, const Tensor&) override {}
-  void nf4_matmul(const Tensor&, const Nf4Tensor& w, bool, const Tensor&) override {
-    const int64_t n = cpu::nf4_matmul_workspace_elements(w);
-    if (n > 0) Tensor::empty({n}, DType::f32, kMeta, Tag::workspace);  // one panel of the weight, as on the CPU
+  void nf4_matmul(const Tensor& x, const Nf4Tensor& w, bool transpose_w, const Tensor&) override {
+    const int64_t n = cpu::nf4_matmul_workspace_bytes(x, w, transpose_w);
+    if (n > 0) Tensor::empty({n}, DType::u8, kMeta, Tag::workspace);  // held for the call, as on the CPU
   }
 
  private:
