@@ -1,5 +1,8 @@
-// Fused scaled-dot-product attention, forward and backward, one query row at
-// a time (flash-attention style: the (T, S) score matrix is never stored).
+// Scaled-dot-product attention, forward and backward, on batched GEMMs: the
+// heads go in chunks whose (T, S) score matrices fit a few MiB of workspace,
+// and each chunk's products are one batched GEMM (engine/cpu/matmul.cpp, so
+// oneDNN's kernel for this CPU). Only the chunk's scores exist at a time;
+// nothing of (T, S) size is saved for backward, which recomputes P from lse.
 //
 // Shapes: q (B, H, T, D), k and v (B, H, S, D) with S >= T, out (B, H, T, D),
 // lse (B, H, T). The first S - T keys are a prefix (prefix tuning, or a KV
@@ -8,22 +11,21 @@
 // (B, T) i32 (packed rows) hide from query t the sequence's keys of other
 // segments; prefix keys stay visible.
 //
-// Forward, per query row q_t:
-//   score_s = scale * q_t . k_s          for each visible, unmasked key s
-//   lse_t   = log sum_s exp(score_s)
-//   out_t   = sum_s exp(score_s - lse_t) v_s
-// A row with no visible key gets out_t = 0 and lse_t = -inf (not NaN).
+// Forward, for a chunk of heads (nh of them):
+//   S   = scale * Q K^T                     (nh, T, S)   one batched GEMM
+//   lse = log sum_s exp(S_ts)  over visible, unmasked keys s (a row softmax)
+//   P   = exp(S - lse)  (0 for hidden keys)
+//   O   = P V                               (nh, T, D)   one batched GEMM
+// A row with no visible key gets O_t = 0 and lse_t = -inf (not NaN).
 //
-// Backward (the standard flash-attention backward), with P_ts = exp(score_ts - lse_t)
-// recomputed from the saved lse:
-//   D_t   = dO_t . O_t
-//   dV_s += P_ts dO_t
-//   dP_ts = dO_t . v_s,   dS_ts = P_ts (dP_ts - D_t)
-//   dQ_t += scale dS_ts k_s,   dK_s += scale dS_ts q_t
+// Backward (the standard one), P recomputed from the saved lse:
+//   D_t = dO_t . O_t,   dP = dO V^T,   dS = scale * P (dP - D)
+//   dV  = P^T dO,       dQ = dS K,     dK = dS^T Q
 //
-// With dropout p, out_t = sum_s F_ts P_ts v_s where F_ts = keep_ts / (1 - p)
-// is redrawn from Philox (lse stays the undropped softmax's). Then dV_s uses
-// F_ts P_ts, dP_ts becomes F_ts (dO_t . v_s), and D_t = dO_t . O_t still holds.
+// With dropout p, O = (F P) V where F_ts = keep_ts / (1 - p) is redrawn from
+// Philox (lse stays the undropped softmax's). Then dV = (F P)^T dO,
+// dS = scale * P (F dP - D), and D_t = dO_t . O_t still holds.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -72,60 +74,6 @@ void check_like(const char* what, const char* name, const Tensor& t, const Shape
          shape_str(shape), dtype_name(dt));
 }
 
-template <class R>
-R dot(const R* a, const R* b, int64_t n) {
-  R s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
-// scores[s] = scale * (q . k_s) for keys s in [0, end), k (S, D) row-major.
-// Four keys at a time, so four independent sums are in flight (a single dot
-// product is a chain of dependent adds).
-template <class R>
-void row_scores(const R* q, const R* k, int64_t end, int64_t D, R scale, R* scores) {
-  int64_t s = 0;
-  for (; s + 4 <= end; s += 4) {
-    const R* k0 = k + s * D;
-    const R *k1 = k0 + D, *k2 = k1 + D, *k3 = k2 + D;
-    R a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-#pragma omp simd reduction(+ : a0, a1, a2, a3)
-    for (int64_t i = 0; i < D; ++i) {
-      a0 += q[i] * k0[i];
-      a1 += q[i] * k1[i];
-      a2 += q[i] * k2[i];
-      a3 += q[i] * k3[i];
-    }
-    scores[s] = scale * a0;
-    scores[s + 1] = scale * a1;
-    scores[s + 2] = scale * a2;
-    scores[s + 3] = scale * a3;
-  }
-  for (; s < end; ++s) scores[s] = scale * dot(q, k + s * D, D);
-}
-
-// acc (D) += sum over s in [0, end) of w[s] * rows[s] (rows (S, D)), skipping
-// zero weights; four rows per pass, so acc is loaded and stored a quarter as often.
-template <class R>
-void weighted_row_sum(const R* w, const R* rows, int64_t end, int64_t D, R* acc) {
-  int64_t s = 0;
-  for (; s + 4 <= end; s += 4) {
-    const R w0 = w[s], w1 = w[s + 1], w2 = w[s + 2], w3 = w[s + 3];
-    if (w0 == R(0) && w1 == R(0) && w2 == R(0) && w3 == R(0)) continue;
-    const R* r0 = rows + s * D;
-    const R *r1 = r0 + D, *r2 = r1 + D, *r3 = r2 + D;
-#pragma omp simd
-    for (int64_t i = 0; i < D; ++i) acc[i] += w0 * r0[i] + w1 * r1[i] + w2 * r2[i] + w3 * r3[i];
-  }
-  for (; s < end; ++s) {
-    if (w[s] == R(0)) continue;
-    const R* r0 = rows + s * D;
-#pragma omp simd
-    for (int64_t i = 0; i < D; ++i) acc[i] += w[s] * r0[i];
-  }
-}
-
 // Attention dropout's factors for query row r (of B*H*T rows): f[s] = 1 / (1 - p)
 // if the Philox draw of element offset + r*S + s of the (B, H, T, S) probabilities
 // is >= p, else 0, for s in [0, end): the mask ops::dropout would draw.
@@ -162,152 +110,164 @@ inline Hidden hidden_keys(const Dims& d, const int32_t* mask, const int32_t* seg
   return {mask ? mask + b * d.S : nullptr, sb, d.S - d.T, sb ? sb[t] : 0};
 }
 
-template <class R>
-void forward(const Dims& d, const R* q, const R* k, const R* v, const int32_t* mask, const int32_t* seg,
-             const AttentionParams& p, R* out, R* lse) {
-  const int64_t rows = d.B * d.H * d.T;
-  const R scale = R(p.scale);
-  const bool causal = p.causal, dropout = p.dropout > 0.f;
-#pragma omp parallel if (rows * d.S * d.D > (1 << 15))
-  {
-    std::vector<R> score(size_t(d.S));                     // (S) this thread's scores for one query
-    std::vector<R> keep(dropout ? size_t(d.S) : size_t(0));  // (S) its dropout factors
-#pragma omp for schedule(dynamic, 16)
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t bh = r / d.T, t = r % d.T, b = bh / d.H;
-      const R* qt = q + r * d.D;            // (D)
-      const R* kb = k + bh * d.S * d.D;     // (S, D)
-      const R* vb = v + bh * d.S * d.D;     // (S, D)
-      const Hidden hidden = hidden_keys(d, mask, seg, b, t);
-      R* ot = out + r * d.D;                // (D)
-      const int64_t end = visible_end(d, t, causal);
+// Heads per chunk: as many as keep one (T, S) matrix of the chunk within
+// about 4 MiB (at least one head).
+int64_t chunk_heads(const Dims& d, size_t elem) {
+  const int64_t per_head = std::max<int64_t>(1, d.T * d.S * int64_t(elem));
+  return std::clamp<int64_t>((int64_t(4) << 20) / per_head, 1, d.B * d.H);
+}
 
-      row_scores(qt, kb, end, d.D, scale, score.data());
-      R m = -INFINITY;
-      for (int64_t s = 0; s < end; ++s) {
-        if (hidden(s)) score[s] = -INFINITY;  // padding key, or another example's
-        m = std::max(m, score[s]);
+// The heads [h0, h0 + nh) of a (B, H, ., .) tensor, as (nh, ., .).
+Tensor heads(const Tensor& t, int64_t h0, int64_t nh) {
+  return t.view({t.size(0) * t.size(1), t.size(2), t.size(3)}).narrow(0, h0, nh);
+}
+
+// Row softmax of the chunk's scores in place, rows r of the (B*H*T) queries
+// from row0: P = exp(S - lse) over visible, unmasked keys, 0 elsewhere. With
+// `save` (forward), computes lse and writes it there; backward reads the
+// saved lse. With `dropped` (forward, or backward's F P), also writes F P.
+template <class R>
+void probabilities(const Dims& d, const AttentionParams& p, const int32_t* mask, const int32_t* seg, int64_t row0,
+                   int64_t rows, R* scores, const R* lse, R* save, R* dropped) {
+  const bool dropout = p.dropout > 0.f;
+#pragma omp parallel if (rows * d.S > (1 << 14))
+  {
+    std::vector<R> keep(dropout ? size_t(d.S) : size_t(0));  // (S) one row's dropout factors
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < rows; ++i) {
+      const int64_t r = row0 + i, bh = r / d.T, t = r % d.T, b = bh / d.H;
+      const int64_t end = visible_end(d, t, p.causal);
+      R* sr = scores + i * d.S;  // (S)
+      if (mask || seg) {         // hidden keys score -inf, so exp gives 0
+        const Hidden hidden = hidden_keys(d, mask, seg, b, t);
+        for (int64_t s = 0; s < end; ++s)
+          if (hidden(s)) sr[s] = -INFINITY;
       }
-      for (int64_t i = 0; i < d.D; ++i) ot[i] = 0;
-      if (m == -INFINITY) {  // every key masked: zeros, not NaN
-        lse[r] = -INFINITY;
-        continue;
+      R m = -INFINITY;  // the row's max (-inf: no visible key)
+      if (save) {
+#pragma omp simd reduction(max : m)
+        for (int64_t s = 0; s < end; ++s) m = std::max(m, sr[s]);
+      } else {
+        m = lse[r];
       }
-      R l = 0;  // softmax denominator; masked scores are -inf and give exp = 0
+      if (m == -INFINITY) {  // every key masked: P = 0, lse = -inf
+        std::fill(sr, sr + d.S, R(0));
+        if (save) save[r] = -INFINITY;
+      } else {
+        R l = 0;  // forward: the softmax denominator of exp(S - m)
 #pragma omp simd reduction(+ : l)
-      for (int64_t s = 0; s < end; ++s) {
-        const R e = fast_exp(score[s] - m);
-        score[s] = e;
-        l += e;
+        for (int64_t s = 0; s < end; ++s) {
+          const R e = fast_exp(sr[s] - m);
+          sr[s] = e;
+          l += e;
+        }
+        if (save) {  // P = exp(S - m) / l, lse = m + log l
+          const R inv = R(1) / l;
+#pragma omp simd
+          for (int64_t s = 0; s < end; ++s) sr[s] *= inv;
+          save[r] = m + std::log(l);
+        }
+        std::fill(sr + end, sr + d.S, R(0));
       }
-      if (dropout) {
-        dropout_factors(p.seed, p.dropout, p.dropout_offset, r, d.S, end, keep.data());
-        for (int64_t s = 0; s < end; ++s) score[s] *= keep[s];
-      }
-      weighted_row_sum(score.data(), vb, end, d.D, ot);  // out_t = sum_s [F_s] e_s v_s, normalised below
-      const R inv = R(1) / l;
-      for (int64_t i = 0; i < d.D; ++i) ot[i] *= inv;
-      lse[r] = m + std::log(l);
+      if (dropped == nullptr) continue;
+      R* dr = dropped + i * d.S;  // (S)
+      if (dropout) dropout_factors(p.seed, p.dropout, p.dropout_offset, r, d.S, d.S, keep.data());
+      for (int64_t s = 0; s < d.S; ++s) dr[s] = dropout ? sr[s] * keep[s] : sr[s];
     }
   }
 }
 
-// Parallel over (b, h): dK and dV of one head collect from all its queries.
-// Queries go in blocks of kQ: their P and dS rows are computed first, then
-// each key's dK and dV rows are updated once per block instead of once per query.
 template <class R>
-void backward(const Dims& d, const R* q, const R* k, const R* v, const int32_t* mask, const int32_t* seg, const R* out,
-              const R* lse, const R* gout, const AttentionParams& p, R* gq, R* gk, R* gv) {
-  constexpr int64_t kQ = 4;
-  const int64_t heads = d.B * d.H;
+void forward(const Dims& d, const Tensor& q, const Tensor& k, const Tensor& v, const int32_t* mask,
+             const int32_t* seg, const AttentionParams& p, const Tensor& out, R* lse) {
+  const int64_t nh_max = chunk_heads(d, sizeof(R));
+  Tensor S = workspace({nh_max, d.T, d.S}, q.dtype());  // (nh, T, S) scores, then probabilities
+  const bool dropout = p.dropout > 0.f;
+  Tensor FP = dropout ? workspace({nh_max, d.T, d.S}, q.dtype()) : Tensor();  // (nh, T, S) F P
+  for (int64_t h0 = 0; h0 < d.B * d.H; h0 += nh_max) {
+    const int64_t nh = std::min(nh_max, d.B * d.H - h0);
+    Tensor s = S.narrow(0, 0, nh);
+    matmul(heads(q, h0, nh), false, heads(k, h0, nh), true, s, float(p.scale), 0.f);  // scale Q K^T
+    Tensor fp = dropout ? FP.narrow(0, 0, nh) : Tensor();
+    probabilities<R>(d, p, mask, seg, h0 * d.T, nh * d.T, s.data<R>(), lse, lse, dropout ? fp.data<R>() : nullptr);
+    matmul(dropout ? fp : s, false, heads(v, h0, nh), false, heads(out, h0, nh), 1.f, 0.f);  // O = [F] P V
+  }
+}
+
+template <class R>
+void backward(const Dims& d, const Tensor& q, const Tensor& k, const Tensor& v, const int32_t* mask,
+              const int32_t* seg, const Tensor& out, const R* lse, const Tensor& gout, const AttentionParams& p,
+              const Tensor& gq, const Tensor& gk, const Tensor& gv) {
+  const int64_t nh_max = chunk_heads(d, sizeof(R));
+  const bool dropout = p.dropout > 0.f;
+  Tensor P = workspace({nh_max, d.T, d.S}, q.dtype());                         // (nh, T, S)
+  Tensor dP = workspace({nh_max, d.T, d.S}, q.dtype());                        // (nh, T, S) dP, then dS
+  Tensor FP = dropout && gv.defined() ? workspace({nh_max, d.T, d.S}, q.dtype()) : Tensor();  // (nh, T, S)
   const R scale = R(p.scale);
-  const bool causal = p.causal, dropout = p.dropout > 0.f;
-#pragma omp parallel if (heads * d.T * d.S * d.D > (1 << 15))
-  {
-    std::vector<R> P(size_t(kQ * d.S)), dS(size_t(kQ * d.S));  // (kQ, S) probabilities and dS of a query block
-    std::vector<R> keep(dropout ? size_t(d.S) : size_t(0));    // (S) one query's dropout factors
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t bh = 0; bh < heads; ++bh) {
-      const int64_t b = bh / d.H;
-      const R* kb = k + bh * d.S * d.D;             // (S, D)
-      const R* vb = v + bh * d.S * d.D;             // (S, D)
-      R* gkb = gk ? gk + bh * d.S * d.D : nullptr;  // (S, D)
-      R* gvb = gv ? gv + bh * d.S * d.D : nullptr;  // (S, D)
-      if (gkb) std::fill(gkb, gkb + d.S * d.D, R(0));
-      if (gvb) std::fill(gvb, gvb + d.S * d.D, R(0));
-      for (int64_t t0 = 0; t0 < d.T; t0 += kQ) {
-        const int64_t nq = std::min(kQ, d.T - t0);
-        const int64_t block_end = visible_end(d, t0 + nq - 1, causal);  // keys any query of the block sees
-        for (int64_t j = 0; j < kQ; ++j) {
-          R* pj = P.data() + j * d.S;    // (S)
-          R* dsj = dS.data() + j * d.S;  // (S)
-          const int64_t t = t0 + j, r = bh * d.T + t;
-          if (j >= nq || lse[r] == -INFINITY) {  // no such query, or no visible key: no gradient
-            std::fill(pj, pj + block_end, R(0));
-            std::fill(dsj, dsj + block_end, R(0));
-            if (j < nq && gq) std::fill(gq + r * d.D, gq + (r + 1) * d.D, R(0));
-            continue;
-          }
-          const R* qt = q + r * d.D;      // (D)
-          const R* got = gout + r * d.D;  // (D)
-          const R Dt = dot(got, out + r * d.D, d.D);
-          const int64_t end = visible_end(d, t, causal);
-          const Hidden hidden = hidden_keys(d, mask, seg, b, t);
-          row_scores(qt, kb, end, d.D, scale, pj);  // scores, turned into P below
-          row_scores(got, vb, end, d.D, R(1), dsj);  // dP_s = dO_t . v_s, turned into dS below
-          const R l = lse[r];
-          if (dropout) {  // P F for dV; dS = P (F dP - D)
-            dropout_factors(p.seed, p.dropout, p.dropout_offset, r, d.S, end, keep.data());
-            for (int64_t s = 0; s < end; ++s) {
-              const R ps = hidden(s) ? R(0) : fast_exp(pj[s] - l);
-              pj[s] = ps * keep[s];
-              dsj[s] = scale * ps * (keep[s] * dsj[s] - Dt);
-            }
-          } else {
+  for (int64_t h0 = 0; h0 < d.B * d.H; h0 += nh_max) {
+    const int64_t nh = std::min(nh_max, d.B * d.H - h0), rows = nh * d.T;
+    Tensor p_ = P.narrow(0, 0, nh), dp = dP.narrow(0, 0, nh), fp = FP.defined() ? FP.narrow(0, 0, nh) : Tensor();
+    Tensor qh = heads(q, h0, nh), kh = heads(k, h0, nh), vh = heads(v, h0, nh), gh = heads(gout, h0, nh);
+    matmul(qh, false, kh, true, p_, float(p.scale), 0.f);  // scores again
+    probabilities<R>(d, p, mask, seg, h0 * d.T, rows, p_.data<R>(), lse, nullptr, fp.defined() ? fp.data<R>() : nullptr);
+    if (gv.defined()) matmul(fp.defined() ? fp : p_, true, gh, false, heads(gv, h0, nh), 1.f, 0.f);  // dV = (F P)^T dO
+    if (!gq.defined() && !gk.defined()) continue;
+    matmul(gh, false, vh, true, dp, 1.f, 0.f);  // dP = dO V^T
+    const R* o = heads(out, h0, nh).data<R>();
+    const R* g = gh.data<R>();
+    R* pp = p_.data<R>();
+    R* ds = dp.data<R>();
+#pragma omp parallel if (rows * d.S > (1 << 14))
+    {
+      std::vector<R> keep(dropout ? size_t(d.S) : size_t(0));  // (S)
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < rows; ++i) {
+        R dt = 0;
+        for (int64_t j = 0; j < d.D; ++j) dt += g[i * d.D + j] * o[i * d.D + j];
+        if (dropout) dropout_factors(p.seed, p.dropout, p.dropout_offset, h0 * d.T + i, d.S, d.S, keep.data());
+        R* dsr = ds + i * d.S;      // (S) dP, then dS
+        const R* pr = pp + i * d.S;  // (S)
+        if (dropout) {
+          for (int64_t s = 0; s < d.S; ++s) dsr[s] = scale * pr[s] * (keep[s] * dsr[s] - dt);
+        } else {
 #pragma omp simd
-            for (int64_t s = 0; s < end; ++s) {
-              const R ps = hidden(s) ? R(0) : fast_exp(pj[s] - l);
-              pj[s] = ps;
-              dsj[s] = scale * ps * (dsj[s] - Dt);  // dS, with scale folded in: d score / d (q . k)
-            }
-          }
-          std::fill(pj + end, pj + block_end, R(0));
-          std::fill(dsj + end, dsj + block_end, R(0));
-          if (gq) {
-            R* gqt = gq + r * d.D;  // (D)
-            std::fill(gqt, gqt + d.D, R(0));
-            weighted_row_sum(dsj, kb, end, d.D, gqt);  // dQ_t = sum_s dS_ts k_s
-          }
-        }
-        // dV_s += sum_j P_js dO_j,  dK_s += sum_j dS_js q_j  over the block's queries.
-        const R* q0 = q + (bh * d.T + t0) * d.D;     // (nq, D)
-        const R* g0 = gout + (bh * d.T + t0) * d.D;  // (nq, D)
-        const R* row1 = nq > 1 ? g0 + d.D : g0;  // rows past nq have weight 0; any valid pointer will do
-        const R* row2 = nq > 2 ? g0 + 2 * d.D : g0;
-        const R* row3 = nq > 3 ? g0 + 3 * d.D : g0;
-        const R* qr1 = nq > 1 ? q0 + d.D : q0;
-        const R* qr2 = nq > 2 ? q0 + 2 * d.D : q0;
-        const R* qr3 = nq > 3 ? q0 + 3 * d.D : q0;
-        for (int64_t s = 0; s < block_end; ++s) {
-          const R p0 = P[s], p1 = P[d.S + s], p2 = P[2 * d.S + s], p3 = P[3 * d.S + s];
-          const R s0 = dS[s], s1 = dS[d.S + s], s2 = dS[2 * d.S + s], s3 = dS[3 * d.S + s];
-          if (gvb && (p0 != R(0) || p1 != R(0) || p2 != R(0) || p3 != R(0))) {
-            R* gvs = gvb + s * d.D;
-#pragma omp simd
-            for (int64_t i = 0; i < d.D; ++i) gvs[i] += p0 * g0[i] + p1 * row1[i] + p2 * row2[i] + p3 * row3[i];
-          }
-          if (gkb && (s0 != R(0) || s1 != R(0) || s2 != R(0) || s3 != R(0))) {
-            R* gks = gkb + s * d.D;
-#pragma omp simd
-            for (int64_t i = 0; i < d.D; ++i) gks[i] += s0 * q0[i] + s1 * qr1[i] + s2 * qr2[i] + s3 * qr3[i];
-          }
+          for (int64_t s = 0; s < d.S; ++s) dsr[s] = scale * pr[s] * (dsr[s] - dt);
         }
       }
     }
+    if (gq.defined()) matmul(dp, false, kh, false, heads(gq, h0, nh), 1.f, 0.f);  // dQ = dS K
+    if (gk.defined()) matmul(dp, true, qh, false, heads(gk, h0, nh), 1.f, 0.f);   // dK = dS^T Q
   }
+}
+
+// The workspace bytes of a call: the chunk's (T, S) matrices (forward: S, and
+// F P with dropout; backward: P, dP, and F P with dropout and dV) and the
+// largest scratchpad of its GEMMs, for the meta backend.
+int64_t workspace_bytes(const Dims& d, DType dt, const AttentionParams& p, bool backward, bool need_gv) {
+  const int64_t elem = int64_t(dtype_size(dt)), nh_max = chunk_heads(d, size_t(elem));
+  const bool dropout = p.dropout > 0.f;
+  const int64_t matrices = backward ? 2 + (dropout && need_gv) : 1 + dropout;
+  int64_t scratch = 0;
+  for (int64_t nh : {nh_max, (d.B * d.H - 1) % nh_max + 1}) {  // a full chunk and the last one
+    const MatmulDims qk{nh, d.T, d.S, d.D, nh, nh}, pv{nh, d.T, d.D, d.S, nh, nh}, ptg{nh, d.S, d.D, d.T, nh, nh};
+    auto gemm = [&](const MatmulDims& m, bool ta, bool tb, float alpha) {
+      scratch = std::max(scratch, matmul_workspace_elements(m, ta, tb, dt, dt, dt, alpha, 0.f) * 4);
+    };
+    gemm(qk, false, true, p.scale);  // S = scale Q K^T, and dP = dO V^T
+    gemm(qk, false, true, 1.f);
+    gemm(pv, false, false, 1.f);     // O = P V, and dQ = dS K
+    gemm(ptg, true, false, 1.f);     // dV = P^T dO, and dK = dS^T Q
+  }
+  return matrices * nh_max * d.T * d.S * elem + scratch;
 }
 
 }  // namespace
+
+int64_t attention_workspace_bytes(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p,
+                                  bool backward, bool need_gv) {
+  const Dims d = check("attention", q, k, v, p);
+  return workspace_bytes(d, q.dtype(), p, backward, need_gv);
+}
 
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p, const Tensor& out,
                const Tensor& lse) {
@@ -316,9 +276,7 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Attentio
   check_like("attention", "lse", lse, {d.B, d.H, d.T}, q.dtype());
   const int32_t* mask = p.key_mask ? p.key_mask->data<int32_t>() : nullptr;
   const int32_t* seg = p.segment_ids ? p.segment_ids->data<int32_t>() : nullptr;
-  visit_float(q.dtype(), "attention", [&]<class R>() {
-    forward<R>(d, q.data<R>(), k.data<R>(), v.data<R>(), mask, seg, p, out.data<R>(), lse.data<R>());
-  });
+  visit_float(q.dtype(), "attention", [&]<class R>() { forward<R>(d, q, k, v, mask, seg, p, out, lse.data<R>()); });
 }
 
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
@@ -334,9 +292,7 @@ void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const
   const int32_t* mask = p.key_mask ? p.key_mask->data<int32_t>() : nullptr;
   const int32_t* seg = p.segment_ids ? p.segment_ids->data<int32_t>() : nullptr;
   visit_float(q.dtype(), "attention_backward", [&]<class R>() {
-    backward<R>(d, q.data<R>(), k.data<R>(), v.data<R>(), mask, seg, out.data<R>(), lse.data<R>(), gout.data<R>(), p,
-                gq.defined() ? gq.data<R>() : nullptr, gk.defined() ? gk.data<R>() : nullptr,
-                gv.defined() ? gv.data<R>() : nullptr);
+    backward<R>(d, q, k, v, mask, seg, out, lse.data<R>(), gout, p, gq, gk, gv);
   });
 }
 

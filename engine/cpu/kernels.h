@@ -7,6 +7,7 @@
 
 #include "engine/backend.h"
 #include "engine/cpu/onednn_gemm.h"
+#include "engine/matmul_dims.h"
 #include "engine/nf4.h"
 #include "engine/tensor.h"
 
@@ -39,6 +40,9 @@ void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const 
 // bf16 operands widened for sgemm), all Tag::workspace: the meta backend
 // allocates as many, so that a plan counts them.
 int64_t matmul_workspace_elements(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out,
+                                  float alpha, float beta);
+// The same from the call's sizes and dtypes (a, b, out).
+int64_t matmul_workspace_elements(const MatmulDims& d, bool trans_a, bool trans_b, DType a, DType b, DType out,
                                   float alpha, float beta);
 // What runs a GEMM whose operands are both dt (f32 or bf16) at a GPT-2
 // layer's shape: "onednn <kernel>", or "openblas <core>" (bf16: "widened to
@@ -86,6 +90,9 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int ign
 // attention.cpp
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p, const Tensor& out,
                const Tensor& lse);
+// The workspace bytes attention (or its backward) holds at once, for the meta backend.
+int64_t attention_workspace_bytes(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p,
+                                  bool backward, bool need_gv);
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                         const Tensor& gout, const AttentionParams& p, const Tensor& gq, const Tensor& gk,
                         const Tensor& gv);

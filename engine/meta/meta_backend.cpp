@@ -58,10 +58,14 @@ class MetaBackend final : public Backend {
   void cross_entropy(const Tensor&, const Tensor&, int, const Tensor&) override {}
   void cross_entropy_backward(const Tensor&, const Tensor&, int, float, const Tensor&) override {}
   void dropout(const Tensor&, float, uint64_t, uint64_t, const Tensor&) override {}
-  void attention(const Tensor&, const Tensor&, const Tensor&, const AttentionParams&, const Tensor&,
-                 const Tensor&) override {}
-  void attention_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                          const AttentionParams&, const Tensor&, const Tensor&, const Tensor&) override {}
+  void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p, const Tensor&,
+                 const Tensor&) override {
+    hold_workspace(cpu::attention_workspace_bytes(q, k, v, p, false, false));
+  }
+  void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor&, const Tensor&, const Tensor&,
+                          const AttentionParams& p, const Tensor&, const Tensor&, const Tensor& gv) override {
+    hold_workspace(cpu::attention_workspace_bytes(q, k, v, p, true, gv.defined()));
+  }
   void adamw(const Tensor&, const Tensor&, const Tensor&, const Tensor&, float, float, float, float, float,
              int64_t) override {}
 
@@ -70,11 +74,15 @@ class MetaBackend final : public Backend {
   }
   void nf4_dequantize(const Nf4Tensor&, const Tensor&) override {}
   void nf4_matmul(const Tensor& x, const Nf4Tensor& w, bool transpose_w, const Tensor&) override {
-    const int64_t n = cpu::nf4_matmul_workspace_bytes(x, w, transpose_w);
-    if (n > 0) Tensor::empty({n}, DType::u8, kMeta, Tag::workspace);  // held for the call, as on the CPU
+    hold_workspace(cpu::nf4_matmul_workspace_bytes(x, w, transpose_w));
   }
 
  private:
+  // The workspace a CPU kernel holds during the call, as the same bytes here.
+  static void hold_workspace(int64_t bytes) {
+    if (bytes > 0) Tensor::empty({bytes}, DType::u8, kMeta, Tag::workspace);
+  }
+
   alignas(64) static inline char dummy_ = 0;
 };
 
