@@ -301,6 +301,12 @@ LayerNormOut layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float
   return r;
 }
 
+void layer_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
+                         const Tensor& gx, const Tensor& gw, const Tensor& gb) {
+  check_same_device("layer_norm_backward", gy, x);
+  backend_of(gy).layer_norm_backward(gy, x, w, mean, rstd, gx, gw, gb);
+}
+
 Tensor embedding(const Tensor& ids, const Tensor& table) {
   check_defined("embedding", ids);
   check_defined("embedding", table);
@@ -313,6 +319,17 @@ Tensor embedding(const Tensor& ids, const Tensor& table) {
   Tensor out = Tensor::empty(shape, dt, table.device());
   backend_of(table).embedding(ids.contiguous(), table.contiguous(), out);
   return out;
+}
+
+void embedding_backward(const Tensor& ids, const Tensor& gout, const Tensor& gtable, int padding_idx) {
+  check_same_device("embedding_backward", gout, gtable);
+  backend_of(gout).embedding_backward(ids, gout, gtable, padding_idx);
+}
+
+void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int ignore_index, float gscale,
+                            const Tensor& glogits) {
+  check_same_device("cross_entropy_backward", logits, glogits);
+  backend_of(logits).cross_entropy_backward(logits, targets, ignore_index, gscale, glogits);
 }
 
 Tensor cross_entropy_rows(const Tensor& logits, const Tensor& targets, int ignore_index) {
@@ -346,6 +363,19 @@ static Tensor attention_row_input(const char* name, const Tensor& t, int64_t B, 
     fail("attention: {} is on {}, q, k, v on {}: build it on the model's device", name, t.device().str(),
          q.device().str());
   return t.contiguous();
+}
+
+void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                        const Tensor& gout, const AttentionParams& p, const Tensor& gq, const Tensor& gk,
+                        const Tensor& gv) {
+  check_same_device("attention_backward", q, gout);
+  backend_of(q).attention_backward(q, k, v, out, lse, gout, p, gq, gk, gv);
+}
+
+void adamw(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, float lr, float beta1,
+           float beta2, float eps, float weight_decay, int64_t step) {
+  check_same_device("adamw", param, grad);
+  backend_of(param).adamw(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step);
 }
 
 AttentionOut attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p) {

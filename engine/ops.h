@@ -51,16 +51,32 @@ struct LayerNormOut {
 };
 // Over the last axis of x (..., C).
 LayerNormOut layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps);
+// Writes gx (N, C) and accumulates gw, gb (C) (each may be undefined) from gy (N, C) and the forward's saved tensors.
+void layer_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
+                         const Tensor& gx, const Tensor& gw, const Tensor& gb);
 
 Tensor embedding(const Tensor& ids, const Tensor& table);  // ids (...) i32 -> (..., C)
+// gtable (V, C) += the rows of gout (N, C) at ids (N), except padding_idx's.
+void embedding_backward(const Tensor& ids, const Tensor& gout, const Tensor& gtable, int padding_idx);
 // Per-row losses (N) of logits (N, V) against targets (N); ignored rows are 0.
 Tensor cross_entropy_rows(const Tensor& logits, const Tensor& targets, int ignore_index);
+// glogits (N, V) = gscale * (softmax(logits) - onehot(targets)), 0 on ignored rows.
+void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int ignore_index, float gscale,
+                            const Tensor& glogits);
 Tensor dropout(const Tensor& x, float p, uint64_t seed, uint64_t offset = 0);
 
 struct AttentionOut {
   Tensor out, lse;
 };
 AttentionOut attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p);
+// Writes gq, gk, gv (each may be undefined) from the forward's out, lse and the incoming gout.
+void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                        const Tensor& gout, const AttentionParams& p, const Tensor& gq, const Tensor& gk,
+                        const Tensor& gv);
+
+// One fused AdamW update of param in place, with its moments m, v (Backend::adamw).
+void adamw(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, float lr, float beta1,
+           float beta2, float eps, float weight_decay, int64_t step);
 
 // Concatenate along one axis (prompt tuning prepends virtual tokens this way).
 Tensor cat(const std::vector<Tensor>& parts, int axis);

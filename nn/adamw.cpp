@@ -1,7 +1,7 @@
 #include "nn/adamw.h"
 
-#include "engine/backend.h"
 #include "engine/error.h"
+#include "engine/ops.h"
 
 namespace mp::nn {
 
@@ -24,8 +24,7 @@ void AdamW::update(Slot& slot) {
   if (grad.dtype() != DType::f32) grad = grad.to(DType::f32);
   Tensor& m = state_zeros(slot, 0);
   Tensor& v = state_zeros(slot, 1);
-  backend(param.device())
-      .adamw(param, grad, m, v, float(lr()), float(options_.beta1), float(options_.beta2), float(options_.eps),
+  ops::adamw(param, grad, m, v, float(lr()), float(options_.beta1), float(options_.beta2), float(options_.eps),
              float(options_.weight_decay), slot.steps);
 }
 

@@ -44,7 +44,7 @@ Variable attention(const Variable& q, const Variable& k, const Variable& v, cons
     Tensor gq = need_q ? Tensor::empty(qc.shape(), g.dtype(), dev) : Tensor();
     Tensor gk = need_k ? Tensor::empty(kc.shape(), g.dtype(), dev) : Tensor();
     Tensor gv = need_v ? Tensor::empty(vc.shape(), g.dtype(), dev) : Tensor();
-    backend(dev).attention_backward(qc, kc, vc, out, lse, g.contiguous(), bwd, gq, gk, gv);
+    ops::attention_backward(qc, kc, vc, out, lse, g.contiguous(), bwd, gq, gk, gv);
     gin[0] = gq;
     gin[1] = gk;
     gin[2] = gv;

@@ -47,8 +47,7 @@ Variable cross_entropy(const Variable& logits, const Tensor& targets, int ignore
                      [keep_logits, keep_targets, ignore_index, inv_count](const Tensor& g, std::span<Tensor> gin) {
                        Tensor glogits = Tensor::empty(keep_logits.shape(), keep_logits.dtype(), keep_logits.device());
                        const float gscale = detail::gradient_scale(g, inv_count);
-                       backend(glogits.device())
-                           .cross_entropy_backward(keep_logits, keep_targets, ignore_index, gscale, glogits);
+                       ops::cross_entropy_backward(keep_logits, keep_targets, ignore_index, gscale, glogits);
                        gin[0] = glogits;
                      });
 }

@@ -35,11 +35,11 @@ Variable embedding(const Tensor& ids, const Variable& table, int padding_idx) {
                      [flat_ids, table_shape, leaf, padding_idx](const Tensor& g, std::span<Tensor> gin) {
                        Tensor g2 = g.reshape({-1, table_shape[1]}).contiguous();  // (N, C)
                        if (Tensor* grad = scatter_target(leaf.get(), g2)) {
-                         backend(g.device()).embedding_backward(flat_ids, g2, *grad, padding_idx);  // leaf grad += rows
+                         ops::embedding_backward(flat_ids, g2, *grad, padding_idx);  // leaf grad += rows
                          return;  // gin[0] left undefined: nothing more to accumulate
                        }
                        Tensor gtable = Tensor::zeros(table_shape, g.dtype(), g.device());
-                       backend(g.device()).embedding_backward(flat_ids, g2, gtable, padding_idx);
+                       ops::embedding_backward(flat_ids, g2, gtable, padding_idx);
                        gin[0] = gtable;
                      });
 }

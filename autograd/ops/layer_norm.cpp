@@ -33,7 +33,7 @@ Variable layer_norm(const Variable& x, const Variable& w, const Variable& b, flo
     Tensor gx = need_x ? Tensor::empty({g2.size(0), c}, g.dtype(), dev) : Tensor();
     Tensor gw = need_w ? Tensor::zeros({c}, g.dtype(), dev) : Tensor();
     Tensor gb = need_b ? Tensor::zeros({c}, g.dtype(), dev) : Tensor();
-    backend(dev).layer_norm_backward(g2, keep_x.contiguous(), keep_w.contiguous(), mean, rstd, gx, gw, gb);
+    ops::layer_norm_backward(g2, keep_x.contiguous(), keep_w.contiguous(), mean, rstd, gx, gw, gb);
     if (need_x) gin[0] = gx.view(x_shape);
     if (need_w) gin[1] = gw;
     if (need_b) gin[2] = gb;

@@ -52,7 +52,7 @@ int64_t rows_per_chunk(int64_t requested, int64_t N, int64_t V) {
 // glogits (R, V) = gscale (softmax(logits) - onehot(targets)), 0 in ignored rows.
 Tensor grad_logits(const Tensor& logits, const Tensor& targets, int ignore_index, float gscale) {
   Tensor g = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
-  backend(logits.device()).cross_entropy_backward(logits, targets, ignore_index, gscale, g);
+  ops::cross_entropy_backward(logits, targets, ignore_index, gscale, g);
   return g;
 }
 
