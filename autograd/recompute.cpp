@@ -6,7 +6,7 @@
 
 namespace mp::ag {
 
-Variable checkpoint(CheckpointFn fn, const std::vector<Variable>& inputs) {
+Variable recompute(RecomputeFn fn, const std::vector<Variable>& inputs) {
   if (!grad_enabled()) return fn(inputs);  // nothing to save: just run it
 
   // Forward without a graph: fn's intermediate activations die as it goes.
@@ -28,7 +28,7 @@ Variable checkpoint(CheckpointFn fn, const std::vector<Variable>& inputs) {
   const DType compute = autocast_dtype();  // backward runs outside the forward's AutocastScope
 
   auto node = std::make_shared<Node>();
-  node->name = "checkpoint";
+  node->name = "recompute";
   node->shape = value.shape();
   for (const Variable& v : inputs) node->inputs.push_back(edge_to(v));
   node->backward = [fn = std::move(fn), saved, wanted, compute](const Tensor& gout, std::span<Tensor> gin) {

@@ -1,6 +1,6 @@
 // Activation recompute (gradient checkpointing): trade compute for memory.
 //
-//   h = checkpoint([&](const std::vector<Variable>& in) { return block(in[0]); }, {x});
+//   h = recompute([&](const std::vector<Variable>& in) { return block(in[0]); }, {x});
 //
 // The forward runs `fn` without recording a graph, so none of its
 // intermediate activations are kept: the node saves only the inputs. When
@@ -29,8 +29,8 @@
 
 namespace mp::ag {
 
-using CheckpointFn = std::function<Variable(const std::vector<Variable>&)>;
+using RecomputeFn = std::function<Variable(const std::vector<Variable>&)>;
 
-Variable checkpoint(CheckpointFn fn, const std::vector<Variable>& inputs);
+Variable recompute(RecomputeFn fn, const std::vector<Variable>& inputs);
 
 }  // namespace mp::ag

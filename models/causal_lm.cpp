@@ -108,11 +108,11 @@ Variable CausalLM::loss_from_hidden(const Variable& hidden, const Tensor& labels
 Variable CausalLM::run_blocks(Variable x, const ForwardOptions& opt) {
   const bool recompute = recompute_ && is_training() && ag::grad_enabled() && !opt.cache;
   for (int layer = 0; layer < num_layers(); ++layer)
-    x = recompute ? checkpointed_block(layer, x, opt) : block_forward(layer, x, opt);  // (B, T, C)
+    x = recompute ? recomputed_block(layer, x, opt) : block_forward(layer, x, opt);  // (B, T, C)
   return x;
 }
 
-Variable CausalLM::checkpointed_block(int layer, const Variable& x, const ForwardOptions& opt) {
+Variable CausalLM::recomputed_block(int layer, const Variable& x, const ForwardOptions& opt) {
   // Every non-leaf Variable the block reads comes in as an input (see
   // autograd/recompute.h): x, and this layer's prefix keys and values.
   std::vector<Variable> inputs{x};
@@ -137,7 +137,7 @@ Variable CausalLM::checkpointed_block(int layer, const Variable& x, const Forwar
     }
     return block_forward(layer, in[0], o);
   };
-  return nn::checkpoint(block, inputs);
+  return nn::recompute(block, inputs);
 }
 
 int64_t CausalLM::past_length(const ForwardOptions& opt) const {

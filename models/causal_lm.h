@@ -118,7 +118,7 @@ class CausalLM : public nn::Module {
   Variable logits(const Variable& hidden) const;
 
   // Activation recompute, as HF's gradient_checkpointing_enable(): in
-  // training mode with grad mode on, each block runs through nn::checkpoint,
+  // training mode with grad mode on, each block runs through nn::recompute,
   // which keeps only the block's inputs and makes its activations again
   // during backward. Losses and gradients are the same, bit for bit (dropout
   // masks are replayed); eval and generation are unaffected.
@@ -148,7 +148,7 @@ class CausalLM : public nn::Module {
 
   // One block (transformer layer): x (B, T, C) -> (B, T, C).
   virtual Variable block_forward(int layer, const Variable& x, const ForwardOptions& opt) = 0;
-  // x (B, T, C) through every block in turn: each one checkpointed when
+  // x (B, T, C) through every block in turn: each one recomputed in backward when
   // recompute is on, in training, with grad mode on and no cache.
   Variable run_blocks(Variable x, const ForwardOptions& opt);
 
@@ -163,8 +163,8 @@ class CausalLM : public nn::Module {
   ModelConfig config_;
 
  private:
-  // block_forward(layer) through nn::checkpoint.
-  Variable checkpointed_block(int layer, const Variable& x, const ForwardOptions& opt);
+  // block_forward(layer) through nn::recompute.
+  Variable recomputed_block(int layer, const Variable& x, const ForwardOptions& opt);
 
   bool recompute_ = false;
   uint64_t attn_dropout_instance_ = nn::next_dropout_instance();  // seeds the attention dropout masks

@@ -4,7 +4,7 @@
 
 namespace mp::nn {
 
-ag::Variable checkpoint(ag::CheckpointFn fn, const std::vector<ag::Variable>& inputs) {
+ag::Variable recompute(ag::RecomputeFn fn, const std::vector<ag::Variable>& inputs) {
   RngState at_forward = rng_state();
   bool first = true;
   auto replaying = [fn = std::move(fn), at_forward, first](const std::vector<ag::Variable>& in) mutable {
@@ -18,7 +18,7 @@ ag::Variable checkpoint(ag::CheckpointFn fn, const std::vector<ag::Variable>& in
     set_rng_state(now);
     return out;
   };
-  return ag::checkpoint(std::move(replaying), inputs);
+  return ag::recompute(std::move(replaying), inputs);
 }
 
 }  // namespace mp::nn

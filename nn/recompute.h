@@ -1,9 +1,9 @@
-// Activation recompute for layers that use Dropout. ag::checkpoint runs a
+// Activation recompute for layers that use Dropout. ag::recompute runs a
 // block's forward twice (once now, once during backward); Dropout draws a
 // new seed on every call, so the replay must see the RngState the first run
-// saw, or its masks would differ. nn::checkpoint arranges that.
+// saw, or its masks would differ. nn::recompute arranges that.
 //
-//   x = nn::checkpoint([&](const std::vector<Variable>& in) { return block->forward(in[0]); }, {x});
+//   x = nn::recompute([&](const std::vector<Variable>& in) { return block->forward(in[0]); }, {x});
 #pragma once
 #include <vector>
 
@@ -11,6 +11,6 @@
 
 namespace mp::nn {
 
-ag::Variable checkpoint(ag::CheckpointFn fn, const std::vector<ag::Variable>& inputs);
+ag::Variable recompute(ag::RecomputeFn fn, const std::vector<ag::Variable>& inputs);
 
 }  // namespace mp::nn

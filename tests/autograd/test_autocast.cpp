@@ -82,16 +82,16 @@ TEST_CASE("autocast accepts f32 and bf16 only") {
   CHECK(autocast_dtype() == DType::f32);
 }
 
-TEST_CASE("autocast bf16: a checkpointed block replays in bf16 when backward runs outside the scope") {
+TEST_CASE("autocast bf16: a recomputed block replays in bf16 when backward runs outside the scope") {
   Tensor x64 = rand64({8, 16}, 20), w64 = rand64({16, 16}, 21);
-  // x's and w's gradients through gelu(linear(x, w)), the block checkpointed or not.
+  // x's and w's gradients through gelu(linear(x, w)), the block recomputed or not.
   auto grads = [&](bool recompute) {
     Variable x(f32(x64), true), w(f32(w64), true);
     auto block = [&w](const Vars& in) { return gelu(linear(in[0], w, Variable())); };
     Variable y;
     {
       AutocastScope bf16(DType::bf16);
-      y = recompute ? checkpoint(block, {x}) : block({x});
+      y = recompute ? ag::recompute(block, {x}) : block({x});
     }
     sum_all(y).backward();  // the replay happens here, outside the scope
     return std::pair{x.grad(), w.grad()};

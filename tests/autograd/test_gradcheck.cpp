@@ -282,26 +282,26 @@ TEST_CASE("gradcheck: attention") {
   }
 }
 
-TEST_CASE("gradcheck: checkpoint") {
+TEST_CASE("gradcheck: recompute") {
   // A small block: gelu(x W^T + b), W and b captured by the block (leaves),
-  // x coming in as the checkpoint's input.
+  // x coming in as the recomputed block's input.
   Tensor x = rand64({2, 3, 4}, 140), w = rand64({5, 4}, 141), b = rand64({5}, 142);
   auto block_fn = [](const Vars& v) {
     Variable w = v[1], b = v[2];
-    return checkpoint([w, b](const Vars& in) { return gelu(linear(in[0], w, b)); }, {v[0]});
+    return ag::recompute([w, b](const Vars& in) { return gelu(linear(in[0], w, b)); }, {v[0]});
   };
   check_gradients(block_fn, {x, w, b});
   // The input needs no gradient but the block's parameters do: the node must still be recorded.
   check_gradients(block_fn, {x, w, b}, {.requires_grad = {false, true, true}});
   // Only the input (a frozen block).
   check_gradients(block_fn, {x, w, b}, {.requires_grad = {true, false, false}});
-  SUBCASE("two inputs, dropout inside (its mask comes back from the seed), nested checkpoint") {
+  SUBCASE("two inputs, dropout inside (its mask comes back from the seed), nested recompute") {
     check_gradients(
         [](const Vars& v) {
-          return checkpoint(
+          return ag::recompute(
               [](const Vars& in) {
                 Variable h = dropout(mul(in[0], in[1]), 0.3f, 9);
-                return checkpoint([](const Vars& in2) { return ag::tanh(in2[0]); }, {h});
+                return ag::recompute([](const Vars& in2) { return ag::tanh(in2[0]); }, {h});
               },
               {v[0], v[1]});
         },

@@ -208,7 +208,7 @@ TEST_CASE("checkpoint keeps only the block's inputs alive") {
   size_t before = activations();
   Variable plain = block({x});
   size_t plain_bytes = activations() - before;
-  Variable ckpt = checkpoint(block, {x});
+  Variable ckpt = ag::recompute(block, {x});
   size_t ckpt_bytes = activations() - before - plain_bytes;
   // Plain keeps exp, linear and gelu outputs (each saved for a backward);
   // the checkpoint keeps only its output (x is a leaf, not counted here).

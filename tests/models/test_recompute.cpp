@@ -1,6 +1,6 @@
 // Activation recompute (CausalLM::gradient_checkpointing_enable) for full
 // fine-tuning of GPT-2 and OPT: the same loss and gradients bit for bit, with
-// dropout on (nn::checkpoint replays the masks), and fewer activation bytes.
+// dropout on (nn::recompute replays the masks), and fewer activation bytes.
 // The PEFT methods are checked in tests/peft/test_recompute.cpp.
 #include "recompute_check.h"
 

@@ -259,13 +259,13 @@ TEST_CASE("Dropout: identity in eval or p = 0; reproducible from manual_seed; fr
   CHECK_THROWS_AS(Dropout(-0.1f), Error);
 }
 
-TEST_CASE("nn::checkpoint replays dropout with the same masks") {
+TEST_CASE("nn::recompute replays dropout with the same masks") {
   auto run = [](bool recompute) {
     manual_seed(3);
     Dropout d(0.5f);
     Variable x(tensor({1, 2, 3, 4, 5, 6, 7, 8}, {2, 4}), true);
     auto fn = [&](const std::vector<Variable>& in) { return ag::mul(d.forward(in[0]), in[0]); };
-    Variable y = recompute ? nn::checkpoint(fn, {x}) : fn({x});
+    Variable y = recompute ? nn::recompute(fn, {x}) : fn({x});
     ag::sum_all(y).backward();
     return std::pair(y.value().to_floats(), x.grad().to_floats());
   };
