@@ -49,13 +49,16 @@ struct BatchRows {
 };
 void set_batch_rows(const BatchRows& rows);
 BatchRows batch_rows();
-// set_batch_rows(rows) for a scope, then the whole batch again.
+// set_batch_rows(rows) for a scope, then back to the rows it replaced.
 class BatchRowsScope {
  public:
-  explicit BatchRowsScope(BatchRows rows) { set_batch_rows(rows); }
-  ~BatchRowsScope() { set_batch_rows({}); }
+  explicit BatchRowsScope(BatchRows rows) : saved_(batch_rows()) { set_batch_rows(rows); }
+  ~BatchRowsScope() { set_batch_rows(saved_); }
   BatchRowsScope(const BatchRowsScope&) = delete;
   BatchRowsScope& operator=(const BatchRowsScope&) = delete;
+
+ private:
+  BatchRows saved_;
 };
 // first * (numel / count): 0 unless rows are set.
 uint64_t dropout_offset(int64_t numel);

@@ -310,3 +310,17 @@ TEST_CASE("cross_entropy: (B, T, V) logits, mean over non-ignored targets") {
   CHECK_THROWS_AS(nn::cross_entropy(l, Tensor::from_vector(std::vector<int32_t>{1, 2, 0}, {3})), Error);
   CHECK_THROWS_AS(nn::cross_entropy(l, Tensor::zeros({2, 2})), Error);  // f32 targets
 }
+
+TEST_CASE("BatchRowsScope restores the rows it replaced, nested") {
+  CHECK(nn::batch_rows().count == 0);
+  {
+    nn::BatchRowsScope outer({4, 2});
+    {
+      nn::BatchRowsScope inner({6, 2});
+      CHECK(nn::batch_rows().first == 6);
+    }
+    CHECK(nn::batch_rows().first == 4);  // the outer scope's rows, not the whole batch
+    CHECK(nn::batch_rows().count == 2);
+  }
+  CHECK(nn::batch_rows().count == 0);
+}
