@@ -89,15 +89,14 @@ void run_bench(const BenchOptions& o) {
     const std::vector<nn::NamedParameter> params = tools::trainable_parameters(m.module());
     std::unique_ptr<nn::Optimizer> opt = tools::make_optimizer(c, params, comm);
     dist::GradSync sync(comm, params, !c.recompute);  // sends only with more than one rank
+    const std::vector<tools::Batch> micro(size_t(c.grad_accum), ids);  // the same ids for every micro-batch
     Ledger::instance().reset_peaks();
     double total = 0, loss = 0;
     uint64_t sent = 0, flops = 0;
     for (int64_t step = 0; step < o.warmup + c.steps; ++step) {  // the trainer's step: clip and grad-accum included
       auto t0 = Clock::now();
       const uint64_t before = comm.bytes(), flops_before = ops::matmul_flops();
-      loss = tools::train_step(m, *opt, c.clip, c.grad_accum, [&](int64_t) { return ids; }, {},
-                               ranks > 1 ? &sync : nullptr)
-                 .loss;
+      loss = tools::train_step(m, *opt, micro, {.clip = c.clip, .sync = ranks > 1 ? &sync : nullptr}).loss;
       if (step >= o.warmup) {
         total += seconds_since(t0);
         sent += comm.bytes() - before;

@@ -14,11 +14,14 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "train/callbacks.h"
+#include "train/trainer.h"
+
 namespace mp::tools {
 
 enum class KillPoint { after_log, in_checkpoint, after_checkpoint };
 
-class KillHook {
+class KillHook : public TrainerCallback {
  public:
   // From MP_TRAIN_KILL_AT (and MP_TRAIN_KILL_RANK) for the process of rank
   // `rank`; mp::Error naming the variable for a malformed value.
@@ -28,6 +31,10 @@ class KillHook {
   // Before writing step `step`'s checkpoint of `bytes` bytes: if the hook
   // names in-checkpoint of that step, no file may grow past bytes / 2.
   void before_checkpoint(int64_t step, size_t bytes) const;
+
+  void on_step_end(const StepRecord& rec, int64_t) override { at(KillPoint::after_log, rec.step); }
+  void on_save(int64_t step, size_t bytes) override { before_checkpoint(step, bytes); }
+  void on_saved(int64_t step) override { at(KillPoint::after_checkpoint, step); }
 
  private:
   bool armed_ = false;

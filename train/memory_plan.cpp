@@ -31,16 +31,16 @@ static MemoryPlan run_steps(const TrainConfig& config, const models::Tokenizer& 
   std::unique_ptr<dist::GradSync> sync =
       ranks > 1 ? std::make_unique<dist::GradSync>(*comm, params, !config.recompute) : nullptr;
   ledger.reset_peaks();
-  auto ids = [&](int64_t) { return Tensor::zeros({config.batch, config.seq}, DType::i32, device); };
+  const std::vector<Batch> micro(size_t(config.grad_accum), Tensor::zeros({config.batch, config.seq}, DType::i32, device));
   // Two steps: AdamW makes its state during the first step's update, so only
   // from the second on is it alive through forward and backward (for full
   // fine-tuning, twice the weights more at the peak). Every later step is the
   // second again.
-  for (int step = 0; step < 2; ++step) train_step(m, opt, config.clip, config.grad_accum, ids, {}, sync.get());
+  for (int step = 0; step < 2; ++step) train_step(m, opt, micro, {.clip = config.clip, .sync = sync.get()});
   MemoryPlan plan;
   if (timed_steps > 0) {
     const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < timed_steps; ++i) train_step(m, opt, config.clip, config.grad_accum, ids);
+    for (int i = 0; i < timed_steps; ++i) train_step(m, opt, micro, {.clip = config.clip});
     plan.step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / timed_steps;
   }
   plan.peak_total = ledger.peak_total(device) - before_total;

@@ -9,10 +9,9 @@
 
 namespace mp::tools {
 
-Progress::Progress(bool enabled, int64_t total_steps, int64_t first_step)
-    : enabled_(enabled), total_(total_steps), first_(first_step) {}
+Progress::Progress(bool enabled, int64_t total_steps) : enabled_(enabled), total_(total_steps) {}
 
-void Progress::update(const StepRecord& r, int64_t tokens_per_step) {
+void Progress::on_step_end(const StepRecord& r, int64_t tokens_per_step) {
   seconds_ += r.seconds;
   if (!enabled_) return;
   int64_t done = r.step - first_;
@@ -25,7 +24,7 @@ void Progress::update(const StepRecord& r, int64_t tokens_per_step) {
   std::fputs((line + "\033[K").c_str(), stderr);
 }
 
-void Progress::finish() {
+void Progress::on_train_end() {
   if (enabled_ && seconds_ > 0) std::fputs("\n", stderr);
 }
 

@@ -4,19 +4,20 @@
 #pragma once
 #include <cstdint>
 
+#include "train/callbacks.h"
+
 namespace mp::tools {
 
-struct StepRecord;
-
-class Progress {
+class Progress : public TrainerCallback {
  public:
-  Progress(bool enabled, int64_t total_steps, int64_t first_step);
-  void update(const StepRecord& r, int64_t tokens_per_step);
-  void finish();
+  Progress(bool enabled, int64_t total_steps);
+  void on_train_begin(int64_t start_step) override { first_ = start_step; }
+  void on_step_end(const StepRecord& r, int64_t tokens_per_step) override;
+  void on_train_end() override;
 
  private:
   bool enabled_;
-  int64_t total_, first_;
+  int64_t total_, first_ = 0;
   double seconds_ = 0;
 };
 

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <utility>
 
 #include "engine/error.h"
 #include "nn/atomic_file.h"
@@ -40,6 +41,17 @@ TrainLog TrainLog::resume(const std::string& path, int64_t step) {
   }
   nn::write_file_atomically(path, kept);
   return TrainLog(path, 0);
+}
+
+TrainLog::TrainLog(TrainLog&& o) noexcept : path_(std::move(o.path_)), fd_(std::exchange(o.fd_, -1)) {}
+
+TrainLog& TrainLog::operator=(TrainLog&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    path_ = std::move(o.path_);
+    fd_ = std::exchange(o.fd_, -1);
+  }
+  return *this;
 }
 
 TrainLog::~TrainLog() {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 
+#include "train/callbacks.h"
 #include "train/trainer.h"
 
 namespace mp::tools {
@@ -23,6 +24,8 @@ class TrainLog {
   static TrainLog resume(const std::string& path, int64_t step);
   TrainLog(const TrainLog&) = delete;
   TrainLog& operator=(const TrainLog&) = delete;
+  TrainLog(TrainLog&& o) noexcept;
+  TrainLog& operator=(TrainLog&& o) noexcept;
   ~TrainLog();
 
   bool is_open() const { return fd_ >= 0; }
@@ -36,6 +39,24 @@ class TrainLog {
   TrainLog(const std::string& path, int open_flags);
   std::string path_;
   int fd_ = -1;
+};
+
+// The log as a train() callback (train/callbacks.h): opened when training
+// begins (a resumed run's cut back to the step it continues after), a line
+// per step, synced before each checkpoint.
+class TrainLogCallback : public TrainerCallback {
+ public:
+  TrainLogCallback(std::string path, bool resume) : path_(std::move(path)), resume_(resume) {}
+  void on_train_begin(int64_t start_step) override {
+    log_ = resume_ ? TrainLog::resume(path_, start_step) : TrainLog::create(path_);
+  }
+  void on_step_end(const StepRecord& rec, int64_t) override { log_.append(rec); }
+  void on_save(int64_t, size_t) override { log_.sync(); }
+
+ private:
+  std::string path_;
+  bool resume_;
+  TrainLog log_;
 };
 
 }  // namespace mp::tools

@@ -26,42 +26,46 @@ std::vector<double> micro_batch_weights(const std::vector<Batch>& micro, dist::C
   return w;
 }
 
-StepOutcome train_step(const TrainedModel& m, nn::Optimizer& opt, double clip, int64_t grad_accum,
-                       const std::function<Batch(int64_t micro)>& batch,
-                       const std::function<void(double loss)>& check_loss, dist::GradSync* sync,
-                       const std::vector<double>& weights) {
+StepOutcome train_step(const TrainedModel& m, nn::Optimizer& opt, const std::vector<Batch>& micro,
+                       const StepOptions& o) {
   Ledger& ledger = Ledger::instance();
+  const int64_t grad_accum = int64_t(micro.size());
   bool meta = false;  // a loss on the meta device has no value to read
-  double loss_sum = 0;
-  for (int64_t micro = 0; micro < grad_accum; ++micro) {
+  StepOutcome out;
+  for (int64_t k = 0; k < grad_accum; ++k) {
     ledger.set_phase("forward");
-    ag::Variable loss = m.loss(batch(micro));  // ids (B, T)
+    ag::Variable loss = m.loss(micro[size_t(k)]);  // ids (B, T)
     meta = loss.value().device().is_meta();
+    const double w = o.weights.empty() ? 1.0 : o.weights[size_t(k)];
     if (!meta) {
       const double value = loss.item();
-      if (check_loss) check_loss(value);
-      loss_sum += weights.empty() ? value : weights[size_t(micro)] * value;
+      if (o.check_loss) o.check_loss(value);
+      out.losses.push_back(value);
+      out.loss += w * value;
     }
     ledger.set_phase("backward");
-    const float scale = weights.empty() ? 1.f / float(grad_accum) : float(weights[size_t(micro)] / double(grad_accum));
+    const float scale = float(w / double(grad_accum));
     ag::Variable scaled = scale != 1.f ? ag::scale(loss, scale) : loss;
-    if (sync && micro == grad_accum - 1) scaled.backward([sync](const ag::VarImpl& leaf) { sync->grad_final(leaf); });
+    if (o.sync && k == grad_accum - 1) scaled.backward([&o](const ag::VarImpl& leaf) { o.sync->grad_final(leaf); });
     else scaled.backward();
   }
-  if (sync) {
+  if (o.sync) {
     ledger.set_phase("all-reduce");
-    sync->finish();
+    o.sync->finish();
   }
   ledger.set_phase("clip");
   std::vector<ag::Variable> params;
   for (const auto& [name, p] : opt.params()) params.push_back(p);
-  const double norm = clip > 0 ? nn::clip_grad_norm(params, clip) : nn::grad_norm(params);
+  const double norm = o.clip > 0 ? nn::clip_grad_norm(params, o.clip) : nn::grad_norm(params);
   ledger.set_phase("optimizer");
   opt.step();
   opt.zero_grad();
   ledger.set_phase("");
   constexpr double nan = std::numeric_limits<double>::quiet_NaN();
-  return meta ? StepOutcome{nan, nan} : StepOutcome{loss_sum / double(grad_accum), norm};
+  if (meta) return {nan, nan, {}};
+  out.loss /= double(grad_accum);
+  out.grad_norm = norm;
+  return out;
 }
 
 }  // namespace mp::tools

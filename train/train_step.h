@@ -38,20 +38,24 @@ std::unique_ptr<nn::Optimizer> make_optimizer(const TrainConfig& config, const s
 std::vector<double> micro_batch_weights(const std::vector<Batch>& micro, dist::Communicator& comm);
 
 struct StepOutcome {
-  double loss = 0;       // the mean over micro-batches (NaN on the meta device: no values)
-  double grad_norm = 0;  // before clipping (NaN on meta)
+  double loss = 0;             // the weighted mean over micro-batches (NaN on the meta device: no values)
+  double grad_norm = 0;        // before clipping (NaN on meta)
+  std::vector<double> losses;  // each micro-batch's own loss (empty on meta)
 };
 
-// `batch(micro)` gives micro-batch `micro` (ids (B, T) i32, and labels and mask for pairs); `check_loss`
-// (optional) sees each micro-batch's loss before its backward and may throw.
-// The norm is that of the optimizer's parameters' gradients; clip = 0
-// measures it only. `sync` (data parallel; null in one process) averages
-// the gradients over the ranks; the loss returned is this rank's weighted
-// mean (the average over the ranks is the step's). `weights`: from
-// micro_batch_weights, or empty (each 1).
-StepOutcome train_step(const TrainedModel& m, nn::Optimizer& opt, double clip, int64_t grad_accum,
-                       const std::function<Batch(int64_t micro)>& batch,
-                       const std::function<void(double loss)>& check_loss = {}, dist::GradSync* sync = nullptr,
-                       const std::vector<double>& weights = {});
+struct StepOptions {
+  double clip = 1.0;               // clip the gradient norm to this; 0 measures it only
+  dist::GradSync* sync = nullptr;  // data parallel: averages the gradients over the ranks; null in one process
+  std::vector<double> weights;     // from micro_batch_weights, or empty (each 1)
+  // Sees each micro-batch's loss before its backward and may throw (a non-finite loss).
+  std::function<void(double loss)> check_loss;
+};
+
+// One step over the micro-batches (each ids (B, T) i32, and labels and mask
+// for pairs): gradient accumulation over all of them. The norm is that of
+// the optimizer's parameters' gradients. Under data parallelism the loss
+// returned is this rank's weighted mean (the average over the ranks is the step's).
+StepOutcome train_step(const TrainedModel& m, nn::Optimizer& opt, const std::vector<Batch>& micro,
+                       const StepOptions& options = {});
 
 }  // namespace mp::tools

@@ -231,14 +231,10 @@ static nlohmann::json identity_of(const TrainConfig& c, int ranks) {
 
 // `optim`: the optimizer's state_dict() (with ZeRO, gathered by every rank).
 static void save_checkpoint(const std::string& path, const TrainConfig& c, int ranks,
-                            const std::vector<nn::NamedParameter>& params, const nn::TensorMap& optim, int64_t step,
-                            const KillHook& kill) {
+                            const std::vector<nn::NamedParameter>& params, const nn::TensorMap& optim, int64_t step) {
   std::vector<std::pair<std::string, Tensor>> tensors;
-  size_t bytes = 0;
   for (const auto& [name, p] : params) tensors.emplace_back("param." + name, p.value());
   for (const auto& [key, t] : optim) tensors.emplace_back("optim." + key, t);
-  for (const auto& [name, t] : tensors) bytes += t.nbytes();
-  kill.before_checkpoint(step, bytes);
   nn::RngState rng = nn::rng_state();
   nlohmann::json meta = {{"step", step},
                          {"rng", {rng.seed, rng.init_counter, rng.dropout_counter, rng.dropout_instances}},
@@ -314,12 +310,32 @@ static double evaluate_shared(const TrainedModel& m, const std::vector<Batch>& b
   return s.mean();
 }
 
-static TrainResult train_ranks(const TrainConfig& config, const models::Tokenizer& tokenizer, TrainedModel* model_out,
-                               dist::Communicator& comm) {
+// The tensors' bytes of the checkpoint after this step (what on_save reports).
+static size_t checkpoint_bytes(const std::vector<nn::NamedParameter>& params, const nn::TensorMap& optim) {
+  size_t bytes = 0;
+  for (const auto& [name, p] : params) bytes += p.value().nbytes();
+  for (const auto& [key, t] : optim) bytes += t.nbytes();
+  return bytes;
+}
+
+// Runs f on every rank; under mpirun an error on one rank stops them all
+// (the others would wait for it in a collective).
+template <class F>
+static TrainResult on_every_rank(dist::Communicator& comm, F f) {
+  if (comm.size() == 1) return f();
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: rank %d of %d: %s\n", comm.rank(), comm.size(), e.what());
+    comm.abort(1);
+  }
+}
+
+static TrainResult train_loop(TrainedModel& m, TrainingData& data, const TrainConfig& config,
+                              const std::vector<TrainerCallback*>& callbacks, dist::Communicator& comm) {
   config.validate();
-  const KillHook kill = KillHook::from_env(comm.rank());
   const int ranks = comm.size();
-  const bool writer = comm.rank() == 0;  // of the log, checkpoints, the final model and progress
+  const bool writer = comm.rank() == 0;  // of checkpoints and the final model
   const nn::BatchRows rows = ranks > 1 ? nn::BatchRows{comm.rank() * config.batch, config.batch} : nn::BatchRows{};
   nn::BatchRowsScope rows_scope(rows);
   if (!config.out_dir.empty() && writer) {
@@ -327,8 +343,6 @@ static TrainResult train_ranks(const TrainConfig& config, const models::Tokenize
     fs::create_directories(config.out_dir, ec);
     if (ec || access(config.out_dir.c_str(), W_OK) != 0) fail("output folder {} is not writable", config.out_dir);
   }
-  std::unique_ptr<TrainingData> data = load_training_data(config.data, config.val_fraction, config.seq, config.packing, tokenizer);
-  TrainedModel m = build_model(config, tokenizer);
   check_sequence_fits(config, *m.base);
   std::vector<nn::NamedParameter> params = trainable_parameters(m.module());
   std::unique_ptr<nn::Optimizer> optimizer = make_optimizer(config, params, comm);
@@ -338,7 +352,7 @@ static TrainResult train_ranks(const TrainConfig& config, const models::Tokenize
   if (config.resume && writer) remove_stale_temporaries(checkpoint_path(config.out_dir));
   int64_t last_checkpoint = start;
   std::vector<Batch> val = config.eval_every > 0 || !config.out_dir.empty()
-                               ? data->val_batches(config.batch, config.seq, config.eval_batches)
+                               ? data.val_batches(config.batch, config.seq, config.eval_batches)
                                : std::vector<Batch>{};
   std::unique_ptr<dist::GradSync> sync =
       ranks > 1 ? std::make_unique<dist::GradSync>(comm, params, !config.recompute) : nullptr;
@@ -352,10 +366,7 @@ static TrainResult train_ranks(const TrainConfig& config, const models::Tokenize
   result.comm_bytes_per_step = sync ? sync->bytes_per_step() : 0;
   std::tie(result.trainable_params, result.all_params) = m.trainable_and_all_parameters();
   const std::string out_dir = writer ? config.out_dir : std::string();  // where this rank writes
-  TrainLog log = out_dir.empty() ? TrainLog()
-                 : config.resume ? TrainLog::resume(log_path(out_dir), start)
-                                 : TrainLog::create(log_path(out_dir));
-  Progress progress(writer && config.progress && isatty(STDERR_FILENO), config.steps, start);
+  for (TrainerCallback* c : callbacks) c->on_train_begin(start);
 
   Ledger::instance().reset_peaks();
   double train_seconds = 0;
@@ -368,22 +379,20 @@ static TrainResult train_ranks(const TrainConfig& config, const models::Tokenize
     int64_t step_tokens = 0;
     std::vector<Batch> micro;
     for (int64_t k = 0; k < config.grad_accum; ++k) {
-      const Batch& b = micro.emplace_back(data->train_batch(config.batch * ranks, config.seq, config.seed,
-                                                            (step - 1) * config.grad_accum + k, rows));
+      const Batch& b = micro.emplace_back(data.train_batch(config.batch * ranks, config.seq, config.seed,
+                                                           (step - 1) * config.grad_accum + k, rows));
       step_tokens += b.attention_mask.defined() ? int64_t(ops::sum_all(b.attention_mask.to(DType::f32)).item())
                                                 : b.ids.numel();
     }
-    const std::vector<double> weights = micro_batch_weights(micro, comm);
-    auto check_loss = [&](double value) {
+    StepOptions so{.clip = config.clip, .sync = sync.get(), .weights = micro_batch_weights(micro, comm)};
+    so.check_loss = [&](double value) {
       if (!std::isfinite(value))
         fail("loss is {} at step {}; stopped. {}", value, step,
              last_checkpoint > 0 ? fmt::format("The last good checkpoint ({} after step {}) is kept.",
                                                checkpoint_path(config.out_dir), last_checkpoint)
                                  : std::string("No checkpoint was written."));
     };
-    StepOutcome out = train_step(
-        m, opt, config.clip, config.grad_accum, [&](int64_t k) { return micro[size_t(k)]; }, check_loss, sync.get(),
-        weights);
+    StepOutcome out = train_step(m, opt, micro, so);
     if (ranks > 1) out.loss = dist::all_reduce_sum(comm, out.loss) / ranks;  // weighted: the global batch's mean
     double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     train_seconds += seconds;
@@ -393,25 +402,22 @@ static TrainResult train_ranks(const TrainConfig& config, const models::Tokenize
     // checkpoint below saves the same state whether or not this step evaluates.
     if ((config.eval_every > 0 && step % config.eval_every == 0) || (last && !val.empty()))
       rec.val_loss = evaluate_shared(m, val, comm);
-    // The step's log line goes first, synced before the checkpoint that
-    // covers it: a kill anywhere leaves a log that reaches at least the
+    // The step's callbacks (its log line) go first, before the checkpoint
+    // that covers it: a kill anywhere leaves a log that reaches at least the
     // checkpoint's step, and a resume cuts it back to exactly that step.
-    if (log.is_open()) log.append(rec);
-    kill.at(KillPoint::after_log, step);
+    for (TrainerCallback* c : callbacks) c->on_step_end(rec, step_tokens * ranks);
     if (!config.out_dir.empty() && ((config.checkpoint_every > 0 && step % config.checkpoint_every == 0) || last)) {
       const nn::TensorMap optim = opt.state_dict();  // every rank: ZeRO gathers its shards here
-      if (writer) {
-        log.sync();
-        save_checkpoint(checkpoint_path(out_dir), config, ranks, params, optim, step, kill);
-      }
+      const size_t bytes = checkpoint_bytes(params, optim);
+      for (TrainerCallback* c : callbacks) c->on_save(step, bytes);
+      if (writer) save_checkpoint(checkpoint_path(out_dir), config, ranks, params, optim, step);
       last_checkpoint = step;
-      kill.at(KillPoint::after_checkpoint, step);
+      for (TrainerCallback* c : callbacks) c->on_saved(step);
     }
-    progress.update(rec, step_tokens * ranks);
     train_tokens += step_tokens * ranks;
     result.steps.push_back(rec);
   }
-  progress.finish();
+  for (TrainerCallback* c : callbacks) c->on_train_end();
   result.peaks = ledger_peaks();
   if (ranks > 1)
     for (double bytes : dist::all_gather(comm, double(result.peaks.by_tag[int(Tag::optimizer)])))
@@ -424,19 +430,36 @@ static TrainResult train_ranks(const TrainConfig& config, const models::Tokenize
     if (m.peft) m.peft->save_pretrained(final_model_dir(out_dir));
     else models::save_pretrained(*m.base, final_model_dir(out_dir));
   }
-  if (model_out) *model_out = std::move(m);
   return result;
+}
+
+TrainResult train(TrainedModel& model, TrainingData& data, const TrainConfig& config,
+                  const std::vector<TrainerCallback*>& callbacks) {
+  dist::Communicator& comm = dist::world();
+  return on_every_rank(comm, [&] { return train_loop(model, data, config, callbacks, comm); });
 }
 
 TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer, TrainedModel* model_out) {
   dist::Communicator& comm = dist::world();
-  if (comm.size() == 1) return train_ranks(config, tokenizer, model_out, comm);
-  try {
-    return train_ranks(config, tokenizer, model_out, comm);
-  } catch (const std::exception& e) {  // the other ranks would wait for this one: stop them all
-    std::fprintf(stderr, "error: rank %d of %d: %s\n", comm.rank(), comm.size(), e.what());
-    comm.abort(1);
-  }
+  return on_every_rank(comm, [&] {
+    config.validate();
+    const bool writer = comm.rank() == 0;  // of the log and the progress line
+    std::unique_ptr<TrainingData> data =
+        load_training_data(config.data, config.val_fraction, config.seq, config.packing, tokenizer);
+    TrainedModel m = build_model(config, tokenizer);
+    // The command line's callbacks, in order: the log line of a step is
+    // written before the kill hook may fire after it.
+    std::vector<std::unique_ptr<TrainerCallback>> owned;
+    if (writer && !config.out_dir.empty())
+      owned.push_back(std::make_unique<TrainLogCallback>(log_path(config.out_dir), config.resume));
+    owned.push_back(std::make_unique<KillHook>(KillHook::from_env(comm.rank())));
+    owned.push_back(std::make_unique<Progress>(writer && config.progress && isatty(STDERR_FILENO), config.steps));
+    std::vector<TrainerCallback*> callbacks;
+    for (auto& c : owned) callbacks.push_back(c.get());
+    TrainResult result = train_loop(m, *data, config, callbacks, comm);
+    if (model_out) *model_out = std::move(m);
+    return result;
+  });
 }
 
 }  // namespace mp::tools

@@ -13,8 +13,10 @@
 #include "models/base_dtype.h"
 #include "models/causal_lm.h"
 #include "peft/peft_model.h"
+#include "train/callbacks.h"
 #include "train/data/batch.h"
 #include "train/data/dataset.h"
+#include "train/data/training_data.h"
 #include "train/model_shape.h"
 
 namespace mp::tools {
@@ -125,8 +127,12 @@ TrainedModel load_model(const std::string& model, const std::string& adapter_dir
 double evaluate(const TrainedModel& m, const std::vector<Batch>& batches);
 double evaluate(const TrainedModel& m, const std::vector<Tensor>& windows);
 
-// Run the training a config describes. Throws mp::Error on bad input and on a
-// non-finite loss (naming the step and the last checkpoint kept).
+// Train `model` on `data` as `config` says (its model and data fields are not
+// read: the caller built both), calling each callback at each step's end and
+// around each checkpoint (train/callbacks.h). Throws mp::Error on bad input
+// and on a non-finite loss (naming the step and the last checkpoint kept).
+// With config.out_dir it writes checkpoints there (resumable with
+// config.resume) and the final model or adapter in final/.
 //
 // Under mpirun (dist::world() has N > 1 ranks) every rank computes rows
 // [rank * batch, (rank + 1) * batch) of each global batch of N * batch rows
@@ -136,6 +142,12 @@ double evaluate(const TrainedModel& m, const std::vector<Tensor>& windows);
 // model. An error on one rank stops all of them. For pairs, micro-batches
 // and ranks are weighted by their completion tokens (micro_batch_weights in
 // train/train_step.h), so the loss is the global batch's token mean.
+TrainResult train(TrainedModel& model, TrainingData& data, const TrainConfig& config,
+                  const std::vector<TrainerCallback*>& callbacks = {});
+
+// `minipeft train`: the model and the data the config names, trained as
+// above with the command line's callbacks: out_dir/log.jsonl, the progress
+// line on a TTY, and the MP_TRAIN_KILL_AT test hook.
 TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer, TrainedModel* model_out = nullptr);
 
 // Where train() writes its checkpoint, its final model or adapter, and its

@@ -185,10 +185,11 @@ TEST_CASE("grad accumulation over pairs: micro-batches weighted by their targets
 
   std::vector<nn::NamedParameter> params = tools::trainable_parameters(m.module());
   nn::AdamW opt(params, {.lr = 0});
-  auto half = [&](int64_t k) { return halves[size_t(k)]; };
-  const tools::StepOutcome all = tools::train_step(m, opt, 0, 1, [&](int64_t) { return whole; });
-  const tools::StepOutcome weighted = tools::train_step(m, opt, 0, 2, half, {}, nullptr, w);
-  const tools::StepOutcome unweighted = tools::train_step(m, opt, 0, 2, half);
+  const tools::StepOutcome all = tools::train_step(m, opt, {whole}, {.clip = 0});
+  const tools::StepOutcome weighted = tools::train_step(m, opt, halves, {.clip = 0, .weights = w});
+  const tools::StepOutcome unweighted = tools::train_step(m, opt, halves, {.clip = 0});
+  REQUIRE(weighted.losses.size() == 2);  // each half's own mean, and the step's loss their weighted mean
+  CHECK(weighted.loss == doctest::Approx((w[0] * weighted.losses[0] + w[1] * weighted.losses[1]) / 2));
   CHECK(weighted.loss == doctest::Approx(all.loss).epsilon(1e-6));
   CHECK(weighted.grad_norm == doctest::Approx(all.grad_norm).epsilon(1e-5));
   // The mean of the halves' means is another loss, with another gradient.
