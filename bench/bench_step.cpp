@@ -103,7 +103,7 @@ static int run(int argc, char** argv) {
   c.base_dtype = models::parse_base_dtype(argc > 8 ? argv[8] : "f32");
   c.progress = false;
   c.validate();
-  models::Tokenizer tok = models::Tokenizer::from_dir(cli::default_tokenizer_dir());
+  models::Tokenizer tok = models::Tokenizer::from_dir(tools::default_tokenizer_dir());
   tools::TrainedModel m = tools::build_model(c, tok);
   m.module().to(device);
   Backend& dev = backend(device);

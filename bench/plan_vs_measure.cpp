@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
     else models.push_back(a);
   }
   if (models.empty()) models = {"gpt2", "opt-125m", "opt-350m"};
-  models::Tokenizer tok = models::Tokenizer::from_dir(cli::default_tokenizer_dir());
+  models::Tokenizer tok = models::Tokenizer::from_dir(tools::default_tokenizer_dir());
   int mismatches = 0;
   for (const std::string& model : models) {
     std::printf("\n%s, B=%lld, T=%lld: MiB at the peak of the sum, planned = measured?\n", model.c_str(),

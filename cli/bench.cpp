@@ -70,7 +70,7 @@ struct BenchOptions {
 void run_bench(const BenchOptions& o) {
   const tools::TrainConfig& c = o.train;
   c.validate();
-  models::Tokenizer tok = models::Tokenizer::from_dir(default_tokenizer_dir());
+  models::Tokenizer tok = models::Tokenizer::from_dir(tools::default_tokenizer_dir());
   tools::TrainedModel m = tools::build_model(c, tok);
   Tensor ids = random_ids(c.batch, c.seq, m.base->vocab_size(), c.seed);
   const int64_t tokens = c.batch * c.seq;  // per forward pass (a training step: grad_accum of them)

@@ -60,7 +60,7 @@ void add_compare(CLI::App& app) {
       if (!given("--scale-model")) opts.scale_model = q.scale_model;
     }
     opts.progress = !*no_progress;
-    models::Tokenizer tok = models::Tokenizer::from_dir(default_tokenizer_dir());
+    models::Tokenizer tok = models::Tokenizer::from_dir(tools::default_tokenizer_dir());
     tools::CompareResult r = tools::run_compare(opts, tok);
     fmt::print("\n{}", tools::format_table(r));
     tools::write_results_json(r, opts.out_dir + "/results.json");

@@ -18,7 +18,7 @@ namespace {
 
 struct Options {
   ModelChoice m;
-  std::string data = data_dir() + "/tinyshakespeare/input.txt";
+  std::string data = tools::data_dir() + "/tinyshakespeare/input.txt";
   double fraction = 0.1;
   int64_t batch = 4, seq = 64, batches = 16;
   bool seq_given = false, json = false;
@@ -84,7 +84,7 @@ void add_eval(CLI::App& app) {
   cmd->callback([o, seq] {
     if (o->batch <= 0 || o->seq <= 0 || o->batches <= 0) fail("--batch, --seq and --batches must be positive");
     o->seq_given = seq->count() > 0;
-    models::Tokenizer tok = models::Tokenizer::from_dir(default_tokenizer_dir());
+    models::Tokenizer tok = models::Tokenizer::from_dir(tools::default_tokenizer_dir());
     tools::TrainedModel m = tools::load_model_with_adapters(o->m.model, o->m.adapters, o->m.seed, o->m.base_dtype);
     if (tools::is_pairs_file(o->data)) eval_pairs(*o, m, tok);
     else if (o->mixed()) fail("several (or named) --adapter need a pairs file (.jsonl) whose rows name theirs");

@@ -71,7 +71,7 @@ void run_info(const InfoOptions& o) {
     print_adapter_summary(o);
     return;
   }
-  models::Tokenizer tok = models::Tokenizer::from_dir(default_tokenizer_dir());
+  models::Tokenizer tok = models::Tokenizer::from_dir(tools::default_tokenizer_dir());
   const tools::MemoryPlan plan = tools::plan_training_memory(c, tok, o.ranks);
   const size_t budget = o.fit_in.empty() ? 0 : parse_bytes(o.fit_in);
   const int64_t largest = budget ? tools::largest_fitting_batch(c, tok, budget, o.ranks) : 0;

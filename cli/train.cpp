@@ -9,7 +9,7 @@ namespace mp::cli {
 
 void add_train(CLI::App& app) {
   auto c = std::make_shared<tools::TrainConfig>();
-  c->data = data_dir() + "/tinyshakespeare/input.txt";
+  c->data = tools::data_dir() + "/tinyshakespeare/input.txt";
   auto no_progress = std::make_shared<bool>(false);
   CLI::App* cmd = app.add_subcommand("train", "train a model: full fine-tuning, LoRA, prompt or prefix tuning");
   add_method_options(cmd, *c);
@@ -17,7 +17,7 @@ void add_train(CLI::App& app) {
   add_run_options(cmd, *c, *no_progress);
   cmd->callback([c, no_progress] {
     c->progress = !*no_progress;
-    models::Tokenizer tok = models::Tokenizer::from_dir(default_tokenizer_dir());
+    models::Tokenizer tok = models::Tokenizer::from_dir(tools::default_tokenizer_dir());
     tools::TrainResult r = tools::train(*c, tok);
     if (r.rank != 0) return;  // the other ranks of a data-parallel run print only errors
     fmt::print("{} on {}: {} steps, final loss {:.4f}", c->method, c->model, r.steps.size(),

@@ -31,8 +31,8 @@ struct CompareOptions {
   std::string base;                   // an HF model folder; "" pretrains one
   std::string model = "gpt2-tiny";    // the built-in shape to pretrain
   ModelShape shape;                   // overrides of that shape (train/model_shape.h)
-  std::string pretrain_data;          // "" : data_dir()/tinyshakespeare/input.txt
-  std::string adapt_data;             // "" : data_dir()/legal/licenses.txt
+  std::string pretrain_data;          // "" : tools::data_dir()/tinyshakespeare/input.txt
+  std::string adapt_data;             // "" : tools::data_dir()/legal/licenses.txt
   int64_t pretrain_steps = 400, steps = 200, batch = 8, seq = 64;
   double pretrain_lr = 1e-3;
   double lr = 0;                      // adaptation LR for every method; 0: the trainer's default per method

@@ -29,8 +29,8 @@ const std::vector<std::string>& known_methods() {
   return m;
 }
 
-std::string default_pretrain_data() { return cli::data_dir() + "/tinyshakespeare/input.txt"; }
-std::string default_adapt_data() { return cli::data_dir() + "/legal/licenses.txt"; }
+std::string default_pretrain_data() { return tools::data_dir() + "/tinyshakespeare/input.txt"; }
+std::string default_adapt_data() { return tools::data_dir() + "/legal/licenses.txt"; }
 
 int64_t dir_bytes(const std::string& dir) {
   int64_t n = 0;

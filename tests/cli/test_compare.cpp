@@ -24,7 +24,7 @@ namespace {
 namespace fs = std::filesystem;
 
 const models::Tokenizer& tokenizer() {
-  static models::Tokenizer tok = models::Tokenizer::from_dir(cli::default_tokenizer_dir());
+  static models::Tokenizer tok = models::Tokenizer::from_dir(tools::default_tokenizer_dir());
   return tok;
 }
 

@@ -22,7 +22,7 @@ TEST_CASE("train --layers/--width/--heads: a random model of that shape, trained
   c.steps = 1;
   c.out_dir = d.path.string();
   c.progress = false;
-  tools::train(c, models::Tokenizer::from_dir(cli::default_tokenizer_dir()));
+  tools::train(c, models::Tokenizer::from_dir(tools::default_tokenizer_dir()));
   const models::ModelConfig saved = models::config_of(tools::final_model_dir(c.out_dir));
   CHECK(saved.num_layers == 3);
   CHECK(saved.hidden_size == 32);

@@ -28,7 +28,7 @@ tools::TrainConfig small_run(const std::string& out, const std::string& method) 
 }
 
 const models::Tokenizer& tokenizer() {
-  static models::Tokenizer tok = models::Tokenizer::from_dir(cli::default_tokenizer_dir());
+  static models::Tokenizer tok = models::Tokenizer::from_dir(tools::default_tokenizer_dir());
   return tok;
 }
 

@@ -4,12 +4,12 @@
 #include <cstdlib>
 #include <string>
 
-namespace mp::cli {
+namespace mp::tools {
 
 inline std::string data_dir() {
   if (const char* env = std::getenv("MP_DATA")) return env;
-  return MP_SOURCE_DATA_DIR;  // set by tools/meson.build
+  return MP_SOURCE_DATA_DIR;  // set by train/meson.build
 }
 inline std::string default_tokenizer_dir() { return data_dir() + "/gpt2-tokenizer"; }
 
-}  // namespace mp::cli
+}  // namespace mp::tools
