@@ -74,15 +74,18 @@ void add_eval(CLI::App& app) {
                                              "completions and exact match on a pairs file (.jsonl)");
   add_model_options(cmd, o->m, /*adapter_required=*/false, /*several_adapters=*/true);
   cmd->add_option("--data", o->data, "UTF-8 text file, or pairs file (.jsonl)")->capture_default_str();
-  cmd->add_option("--fraction", o->fraction, "evaluate on this tail of the file, or of its lines (1: all of it)")
+  // The same spellings as train's held-out options; --fraction and --batches stay as hidden aliases.
+  cmd->add_option("--val-fraction", o->fraction, "evaluate on this tail of the file, or of its lines (1: all of it)")
       ->capture_default_str();
+  cmd->add_option("--fraction", o->fraction)->group("");
   cmd->add_option("--batch", o->batch, "sequences per batch")->capture_default_str();
   auto* seq = cmd->add_option("--seq", o->seq, "tokens per sequence (pairs: cut longer examples; default the model's positions)")
                   ->capture_default_str();
-  cmd->add_option("--batches", o->batches, "at most this many batches (text)")->capture_default_str();
+  cmd->add_option("--eval-batches", o->batches, "at most this many batches (text)")->capture_default_str();
+  cmd->add_option("--batches", o->batches)->group("");
   cmd->add_flag("--json", o->json, "print one JSON object");
   cmd->callback([o, seq] {
-    if (o->batch <= 0 || o->seq <= 0 || o->batches <= 0) fail("--batch, --seq and --batches must be positive");
+    if (o->batch <= 0 || o->seq <= 0 || o->batches <= 0) fail("--batch, --seq and --eval-batches must be positive");
     o->seq_given = seq->count() > 0;
     models::Tokenizer tok = models::Tokenizer::from_dir(tools::default_tokenizer_dir());
     tools::TrainedModel m = tools::load_model_with_adapters(o->m.model, o->m.adapters, o->m.seed, o->m.base_dtype);

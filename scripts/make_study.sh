@@ -58,7 +58,7 @@ model_of() {  # the model and adapter options that evaluate run NAME trained wit
 
 evaluate() {  # evaluate NAME TEST MODEL-OPTIONS...: exact match on a held-out file, JSON in OUT/NAME.txt
   local name=$1 test=$2; shift 2
-  run "$name" eval "$@" --data "$OUT/data/$test.jsonl" --fraction 1 --batch 50 --seq $SEQ --json
+  run "$name" eval "$@" --data "$OUT/data/$test.jsonl" --val-fraction 1 --batch 50 --seq $SEQ --json
 }
 
 adapt_one() {  # adapt_one NAME DATA N METHOD STEPS [LR]: train on DATA's first N pairs, then exact match on the new task

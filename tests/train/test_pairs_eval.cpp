@@ -75,7 +75,7 @@ TEST_CASE("the pairs loss is the token-weighted mean over completion tokens, as 
 }
 
 TEST_CASE("minipeft eval on a pairs file: text and --json; bad lines exit 1") {
-  const std::string args = "eval --fraction 0.05 --data " + test::data_path("pairs_example.jsonl");
+  const std::string args = "eval --val-fraction 0.05 --data " + test::data_path("pairs_example.jsonl");
   test::Run r = test::minipeft(args);
   CAPTURE(r.output);
   CHECK(r.code == 0);
