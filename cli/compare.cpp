@@ -20,27 +20,23 @@ void add_compare(CLI::App& app) {
   cmd->add_option("--out", o->out_dir, "output folder: results.json, plots/, pretrain/, <method>/")
       ->capture_default_str();
   cmd->add_option("--base", o->base, "start from this HF model folder instead of pretraining");
-  cmd->add_option("--model", o->model, "built-in shape to pretrain (gpt2-tiny, opt-tiny, ...)")->capture_default_str();
-  add_shape_options(cmd, o->shape);
+  cmd->add_option("--model", o->train.model, "built-in shape to pretrain (gpt2-tiny, opt-tiny, ...)")->capture_default_str();
+  add_shape_options(cmd, o->train.shape);
   cmd->add_option("--pretrain-data", o->pretrain_data, "pretraining text (default data/tinyshakespeare/input.txt)");
-  cmd->add_option("--data", o->adapt_data, "adaptation text (default data/legal/licenses.txt)");
+  cmd->add_option("--data", o->train.data, "adaptation text (default data/legal/licenses.txt)");
   cmd->add_option("--pretrain-steps", o->pretrain_steps, "pretraining steps")->capture_default_str();
   cmd->add_option("--pretrain-lr", o->pretrain_lr, "pretraining peak LR (warmup 10%, cosine)")->capture_default_str();
-  cmd->add_option("--steps", o->steps, "adaptation steps per method")->capture_default_str();
-  cmd->add_option("--batch", o->batch, "sequences per step")->capture_default_str();
-  cmd->add_option("--seq", o->seq, "tokens per sequence")->capture_default_str();
-  cmd->add_option("--lr", o->lr, "adaptation LR for every method (default by method: full 3e-4, lora 1e-3, prompt/prefix 3e-2)");
+  // The adaptation runs' optimisation (pretraining shares batch, seq, seed, precision, ...): train's options.
+  add_optim_options(cmd, o->train);
   cmd->add_option("--methods", o->methods, "subset of full,lora,prefix,prompt,qlora (LoRA on an NF4 base)")->delimiter(',')->capture_default_str();
-  cmd->add_option("--lora-r", o->lora_r, "LoRA rank")->capture_default_str();
-  cmd->add_option("--lora-targets", o->lora_targets, "LoRA target modules (default c_attn)")->delimiter(',');
-  cmd->add_option("--virtual-tokens", o->num_virtual_tokens, "prompt/prefix tuning virtual tokens")->capture_default_str();
-  cmd->add_option("--eval-batches", o->eval_batches, "held-out batches per evaluation")->capture_default_str();
+  cmd->add_option("--lora-r", o->train.lora_r, "LoRA rank")->capture_default_str();
+  cmd->add_option("--lora-targets", o->train.lora_targets, "LoRA target modules (default c_attn)")->delimiter(',');
+  cmd->add_option("--virtual-tokens", o->train.num_virtual_tokens, "prompt/prefix tuning virtual tokens")->capture_default_str();
+  cmd->add_option("--eval-batches", o->train.eval_batches, "held-out batches per evaluation")->capture_default_str();
   cmd->add_option("--evals", o->evals, "held-out evaluations along each adaptation run")->capture_default_str();
-  cmd->add_option("--seed", o->seed, "seed for init, batches and dropout")->capture_default_str();
   cmd->add_option("--scale-model", o->scale_model,
                   "the real shape of the memory section (planned beside measured per method; 'none' skips it)")
       ->capture_default_str();
-  cmd->add_flag("--recompute", o->recompute, "activation recompute in every training run (same results, less memory)");
   cmd->add_flag("--serving", o->serving, "also: a second LoRA adapter, adapter switching and merged/unmerged latency");
   cmd->add_flag("--quick", *quick, "a small preset (pretrain 60, adapt 30 steps, batch 4): under 2 minutes");
   cmd->add_flag("--no-progress", *no_progress, "no progress lines");
@@ -52,14 +48,14 @@ void add_compare(CLI::App& app) {
       q.apply_quick();
       auto given = [&](const char* name) { return cmd->get_option(name)->count() > 0; };
       if (!given("--pretrain-steps")) opts.pretrain_steps = q.pretrain_steps;
-      if (!given("--steps")) opts.steps = q.steps;
-      if (!given("--batch")) opts.batch = q.batch;
-      if (!given("--seq")) opts.seq = q.seq;
-      if (!given("--eval-batches")) opts.eval_batches = q.eval_batches;
+      if (!given("--steps")) opts.train.steps = q.train.steps;
+      if (!given("--batch")) opts.train.batch = q.train.batch;
+      if (!given("--seq")) opts.train.seq = q.train.seq;
+      if (!given("--eval-batches")) opts.train.eval_batches = q.train.eval_batches;
       if (!given("--evals")) opts.evals = q.evals;
       if (!given("--scale-model")) opts.scale_model = q.scale_model;
     }
-    opts.progress = !*no_progress;
+    opts.train.progress = !*no_progress;
     models::Tokenizer tok = models::Tokenizer::from_dir(tools::default_tokenizer_dir());
     tools::CompareResult r = tools::run_compare(opts, tok);
     fmt::print("\n{}", tools::format_table(r));

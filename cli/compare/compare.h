@@ -26,26 +26,24 @@
 
 namespace mp::tools {
 
+// The settings every run of compare shares are a TrainConfig, spelled on
+// the command line as `train`'s options: its model (the built-in shape to
+// pretrain), data (the adaptation text), batch, seq, steps, lr (adaptation;
+// 0: the trainer's default per method), LoRA and virtual-token sizes,
+// precision, recompute, seed... Each run copies it and sets its method,
+// data and output folder; pretraining also its steps and LR.
+TrainConfig compare_defaults();
+
 struct CompareOptions {
   std::string out_dir = "compare-out";
-  std::string base;                   // an HF model folder; "" pretrains one
-  std::string model = "gpt2-tiny";    // the built-in shape to pretrain
-  ModelShape shape;                   // overrides of that shape (train/model_shape.h)
+  std::string base;                   // an HF model folder; "" pretrains one (train.model's shape)
   std::string pretrain_data;          // "" : tools::data_dir()/tinyshakespeare/input.txt
-  std::string adapt_data;             // "" : tools::data_dir()/legal/licenses.txt
-  int64_t pretrain_steps = 400, steps = 200, batch = 8, seq = 64;
+  int64_t pretrain_steps = 400;
   double pretrain_lr = 1e-3;
-  double lr = 0;                      // adaptation LR for every method; 0: the trainer's default per method
   std::vector<std::string> methods = {"full", "lora", "prefix", "prompt"};
-  int lora_r = 8;
-  std::vector<std::string> lora_targets;  // empty: the trainer's default (c_attn)
-  int num_virtual_tokens = 20;
-  int64_t eval_batches = 8;
+  TrainConfig train = compare_defaults();  // train.data "": tools::data_dir()/legal/licenses.txt
   int64_t evals = 8;                  // held-out evaluations along each adaptation run
-  uint64_t seed = 0;
-  bool recompute = false;             // activation recompute in every run (TrainConfig::recompute)
   bool serving = false;
-  bool progress = true;
   std::string scale_model = "gpt2";  // the real shape of the scale section ("none": skip it)
 
   // The --quick preset: a run that finishes in under 2 minutes on 2 cores.

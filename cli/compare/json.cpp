@@ -28,11 +28,12 @@ static nlohmann::json steps_json(const TrainResult& t) {
 void write_results_json(const CompareResult& r, const std::string& path) {
   const CompareOptions& o = r.options;
   nlohmann::json j;
-  j["options"] = {{"out", o.out_dir}, {"base", o.base}, {"model", o.model}, {"pretrain_data", o.pretrain_data},
-                  {"adapt_data", o.adapt_data}, {"pretrain_steps", o.pretrain_steps}, {"steps", o.steps},
-                  {"batch", o.batch}, {"seq", o.seq}, {"lr", o.lr}, {"pretrain_lr", o.pretrain_lr},
-                  {"methods", o.methods}, {"lora_r", o.lora_r}, {"lora_targets", o.lora_targets},
-                  {"virtual_tokens", o.num_virtual_tokens}, {"eval_batches", o.eval_batches}, {"seed", o.seed}};
+  j["options"] = {{"out", o.out_dir}, {"base", o.base}, {"model", o.train.model}, {"pretrain_data", o.pretrain_data},
+                  {"adapt_data", o.train.data}, {"pretrain_steps", o.pretrain_steps}, {"steps", o.train.steps},
+                  {"batch", o.train.batch}, {"seq", o.train.seq}, {"lr", o.train.lr}, {"pretrain_lr", o.pretrain_lr},
+                  {"methods", o.methods}, {"lora_r", o.train.lora_r}, {"lora_targets", o.train.lora_targets},
+                  {"virtual_tokens", o.train.num_virtual_tokens}, {"eval_batches", o.train.eval_batches}, {"seed", o.train.seed},
+                  {"precision", dtype_name(o.train.precision)}, {"recompute", o.train.recompute}};
   const models::ModelConfig& c = r.base_config;
   j["base"] = {{"dir", r.base_dir}, {"layers", c.num_layers}, {"width", c.hidden_size}, {"heads", c.num_heads},
                {"vocab", c.vocab_size}, {"params", r.base_params}, {"pretrained", r.pretrained}};

@@ -29,7 +29,7 @@ std::string write_plots(const CompareResult& r, const std::string& out_dir) {
   // Loss curves: x = training tokens; the training loss smoothed (EMA 0.9,
   // bias-corrected) and the held-out evaluations.
   std::string plot_loss;
-  const int64_t tokens_per_step = r.options.batch * r.options.seq;
+  const int64_t tokens_per_step = r.options.train.batch * r.options.train.seq;
   int i = 0;
   for (const MethodResult& m : r.methods) {
     std::string data = "# tokens step loss ema val_loss\n";
@@ -70,7 +70,7 @@ std::string write_plots(const CompareResult& r, const std::string& out_dir) {
       "set boxwidth 0.6\nset key outside right top\nset yrange [0:*]\n"
       "plot 'memory.dat' using 2:xtic(1) title 'weights', '' using 3 title 'grads', '' using 4 title 'optimizer', "
       "'' using 5 title 'activations', '' using 6 title 'workspace'\n",
-      terminal, r.options.steps, r.options.batch, r.options.seq, plot_loss);
+      terminal, r.options.train.steps, r.options.train.batch, r.options.train.seq, plot_loss);
   const ScaleResult& s = r.scale;
   if (s.done) {  // planned peak (GiB) against parameters, one line per method and family
     std::string data[2] = {"# params(B) planned peak (GiB) per method\n", data[0]};

@@ -50,24 +50,14 @@ void ensure_writable_dir(const std::string& dir) {
 // The adaptation run of one method, as TrainConfig.
 TrainConfig adapt_config(const CompareOptions& o, const std::string& base_dir, const std::string& method,
                          const std::string& data, const std::string& out_dir) {
-  TrainConfig c;
+  TrainConfig c = o.train;
   c.model = base_dir;
+  c.shape = {};
   c.method = method == "qlora" ? "lora" : method;  // qlora: LoRA on the base quantized to NF4
   if (method == "qlora") c.base_dtype = models::BaseDType::nf4;
   c.data = data;
-  c.batch = o.batch;
-  c.seq = o.seq;
-  c.steps = o.steps;
-  c.lr = o.lr;
-  c.lora_r = o.lora_r;
-  c.lora_targets = o.lora_targets;
-  c.num_virtual_tokens = o.num_virtual_tokens;
-  c.eval_every = std::max<int64_t>(1, o.steps / std::max<int64_t>(1, o.evals));
-  c.eval_batches = o.eval_batches;
+  c.eval_every = std::max<int64_t>(1, o.train.steps / std::max<int64_t>(1, o.evals));
   c.out_dir = out_dir;
-  c.seed = o.seed;
-  c.recompute = o.recompute;
-  c.progress = o.progress;
   return c;
 }
 
@@ -81,7 +71,7 @@ double time_mean(int64_t reps, F&& f) {
 }
 
 void say(const CompareOptions& o, const std::string& line) {
-  if (o.progress) std::fprintf(stderr, "%s\n", line.c_str());
+  if (o.train.progress) std::fprintf(stderr, "%s\n", line.c_str());
 }
 
 ServingResult run_serving(const CompareOptions& o, const CompareResult& r, const models::Tokenizer& tok,
@@ -89,12 +79,12 @@ ServingResult run_serving(const CompareOptions& o, const CompareResult& r, const
   ServingResult s;
   const std::string licence_adapter = final_model_dir(o.out_dir + "/lora");
   const std::string shakespeare_run = o.out_dir + "/serving-lora-shakespeare";
-  say(o, fmt::format("serving: training a second LoRA adapter on {} ({} steps)", o.pretrain_data, o.steps));
+  say(o, fmt::format("serving: training a second LoRA adapter on {} ({} steps)", o.pretrain_data, o.train.steps));
   auto t0 = Clock::now();
   train(adapt_config(o, r.base_dir, "lora", o.pretrain_data, shakespeare_run), tok);
   s.second_adapter_wall_s = seconds_since(t0);
 
-  auto base = std::shared_ptr<models::CausalLM>(models::create_model(r.base_dir, o.seed));
+  auto base = std::shared_ptr<models::CausalLM>(models::create_model(r.base_dir, o.train.seed));
   std::shared_ptr<peft::PeftModel> pm = peft::load_peft_model(base, licence_adapter, "licence");
   pm->load_adapter(final_model_dir(shakespeare_run), "shakespeare");
   pm->eval();
@@ -137,12 +127,20 @@ ServingResult run_serving(const CompareOptions& o, const CompareResult& r, const
 
 }  // namespace
 
+TrainConfig compare_defaults() {
+  TrainConfig c;
+  c.steps = 200;
+  c.batch = 8;
+  c.seq = 64;
+  return c;
+}
+
 void CompareOptions::apply_quick() {
   pretrain_steps = 60;
-  steps = 30;
-  batch = 4;
-  seq = 64;
-  eval_batches = 4;
+  train.steps = 30;
+  train.batch = 4;
+  train.seq = 64;
+  train.eval_batches = 4;
   evals = 5;
   scale_model = "none";
 }
@@ -160,18 +158,18 @@ void CompareOptions::validate() const {
   };
   if (base.empty()) positive(pretrain_steps, "pretrain-steps");
   else if (pretrain_steps < 0) fail("--pretrain-steps must be >= 0, got {}", pretrain_steps);
-  positive(steps, "steps");
-  positive(batch, "batch");
-  positive(seq, "seq");
-  positive(eval_batches, "eval-batches");
+  positive(train.steps, "steps");
+  positive(train.batch, "batch");
+  positive(train.seq, "seq");
+  positive(train.eval_batches, "eval-batches");
   positive(evals, "evals");
-  if (batch * seq > (int64_t(1) << 20)) fail("--batch {} x --seq {} is absurdly large for compare", batch, seq);
-  if (steps > 10'000'000 || pretrain_steps > 10'000'000) fail("--steps / --pretrain-steps absurdly large");
-  if (base.empty()) shaped_config(model, shape);  // a bad shape fails before any training
-  if (lora_r <= 0 || lora_r > 4096) fail("--lora-r must be in [1, 4096], got {}", lora_r);
-  if (num_virtual_tokens <= 0 || num_virtual_tokens > 1024)
-    fail("--virtual-tokens must be in [1, 1024], got {}", num_virtual_tokens);
-  if (!(lr >= 0) || !std::isfinite(lr)) fail("--lr must be a finite number >= 0, got {}", lr);
+  if (train.batch * train.seq > (int64_t(1) << 20)) fail("--batch {} x --seq {} is absurdly large for compare", train.batch, train.seq);
+  if (train.steps > 10'000'000 || pretrain_steps > 10'000'000) fail("--steps / --pretrain-steps absurdly large");
+  if (base.empty()) shaped_config(train.model, train.shape);  // a bad shape fails before any training
+  if (train.lora_r <= 0 || train.lora_r > 4096) fail("--lora-r must be in [1, 4096], got {}", train.lora_r);
+  if (train.num_virtual_tokens <= 0 || train.num_virtual_tokens > 1024)
+    fail("--virtual-tokens must be in [1, 1024], got {}", train.num_virtual_tokens);
+  if (!(train.lr >= 0) || !std::isfinite(train.lr)) fail("--lr must be a finite number >= 0, got {}", train.lr);
   if (!(pretrain_lr > 0) || !std::isfinite(pretrain_lr)) fail("--pretrain-lr must be positive, got {}", pretrain_lr);
   if (serving && std::find(methods.begin(), methods.end(), "lora") == methods.end())
     fail("--serving needs lora among --methods");
@@ -183,39 +181,31 @@ CompareResult run_compare(const CompareOptions& options, const models::Tokenizer
   auto t_all = Clock::now();
   CompareOptions o = options;
   if (o.pretrain_data.empty()) o.pretrain_data = default_pretrain_data();
-  if (o.adapt_data.empty()) o.adapt_data = default_adapt_data();
+  if (o.train.data.empty()) o.train.data = default_adapt_data();
   o.validate();
   ensure_writable_dir(o.out_dir);
 
   CompareResult r;
   // Read both corpora first: a bad file fails before any training.
   TokenDataset shakespeare(load_token_ids(o.pretrain_data, tok), 0.1, o.pretrain_data);
-  TokenDataset licence(load_token_ids(o.adapt_data, tok), 0.1, o.adapt_data);
-  std::vector<Tensor> shakespeare_val = shakespeare.val_batches(o.batch, o.seq, o.eval_batches);
-  std::vector<Tensor> licence_val = licence.val_batches(o.batch, o.seq, o.eval_batches);
+  TokenDataset licence(load_token_ids(o.train.data, tok), 0.1, o.train.data);
+  std::vector<Tensor> shakespeare_val = shakespeare.val_batches(o.train.batch, o.train.seq, o.train.eval_batches);
+  std::vector<Tensor> licence_val = licence.val_batches(o.train.batch, o.train.seq, o.train.eval_batches);
 
   // (1) The base: given, or pretrained here.
   if (!o.base.empty()) {
     r.base_dir = o.base;
   } else {
     auto t0 = Clock::now();
-    TrainConfig pc;
-    pc.model = o.model;
-    pc.shape = o.shape;
+    TrainConfig pc = o.train;
     pc.method = "full";
     pc.data = o.pretrain_data;
-    pc.batch = o.batch;
-    pc.seq = o.seq;
     pc.steps = o.pretrain_steps;
     pc.lr = o.pretrain_lr;
     pc.warmup = o.pretrain_steps / 10;
-    pc.eval_batches = o.eval_batches;
     pc.out_dir = o.out_dir + "/pretrain";
-    pc.seed = o.seed;
-    pc.recompute = o.recompute;
-    pc.progress = o.progress;
-    say(o, fmt::format("pretraining {} on {} ({} steps of {}x{} tokens)", o.model, o.pretrain_data, o.pretrain_steps,
-                       o.batch, o.seq));
+    say(o, fmt::format("pretraining {} on {} ({} steps of {}x{} tokens)", o.train.model, o.pretrain_data, o.pretrain_steps,
+                       o.train.batch, o.train.seq));
     r.pretrain = train(pc, tok);
     r.pretrain_wall_s = seconds_since(t0);
     r.pretrained = true;
@@ -225,7 +215,7 @@ CompareResult run_compare(const CompareOptions& options, const models::Tokenizer
   // Before adapting: the base on both held-out sets.
   double licence_before;
   {
-    TrainedModel base{std::shared_ptr<models::CausalLM>(models::create_model(r.base_dir, o.seed)), nullptr};
+    TrainedModel base{std::shared_ptr<models::CausalLM>(models::create_model(r.base_dir, o.train.seed)), nullptr};
     base.module().eval();
     r.base_config = base.base->config();
     r.base_params = base.base->num_parameters();
@@ -236,14 +226,14 @@ CompareResult run_compare(const CompareOptions& options, const models::Tokenizer
   // (2) Each method, one at a time (the previous model freed, so the ledger
   // peaks are this method's alone).
   for (const std::string& method : o.methods) {
-    say(o, fmt::format("adapting with {} on {} ({} steps of {}x{} tokens)", method, o.adapt_data, o.steps, o.batch,
-                       o.seq));
+    say(o, fmt::format("adapting with {} on {} ({} steps of {}x{} tokens)", method, o.train.data, o.train.steps, o.train.batch,
+                       o.train.seq));
     auto t0 = Clock::now();
     MethodResult mr;
     mr.method = method;
     mr.licence_loss_before = licence_before;
     std::string dir = o.out_dir + "/" + method;
-    TrainConfig tc = adapt_config(o, r.base_dir, method, o.adapt_data, dir);
+    TrainConfig tc = adapt_config(o, r.base_dir, method, o.train.data, dir);
     {  // the method's starting point (prompt and prefix tuning change the output before any step)
       TrainedModel init = build_model(tc, tok);
       mr.licence_loss_init = evaluate(init, licence_val);
@@ -255,7 +245,7 @@ CompareResult run_compare(const CompareOptions& options, const models::Tokenizer
     }
     mr.wall_s = seconds_since(t0);
     mr.disk_bytes = dir_bytes(final_model_dir(dir));
-    mr.tokens = int64_t(mr.train.steps.size()) * o.batch * o.seq;
+    mr.tokens = int64_t(mr.train.steps.size()) * o.train.batch * o.train.seq;
     r.methods.push_back(std::move(mr));
   }
 

@@ -53,8 +53,8 @@ ScaleResult run_scale(const CompareOptions& o, const models::Tokenizer& tok) {
   ScaleResult s;
   s.model = o.scale_model;
   for (const ScaleMethod& m : scale_methods()) {
-    if (o.progress) std::fprintf(stderr, "at %s shape: planning and measuring %s\n", s.model.c_str(), m.title);
-    TrainConfig c = scale_config(s.model, m, s.batch, s.seq, o.seed);
+    if (o.train.progress) std::fprintf(stderr, "at %s shape: planning and measuring %s\n", s.model.c_str(), m.title);
+    TrainConfig c = scale_config(s.model, m, s.batch, s.seq, o.train.seed);
     ScaleRow row{m.title, plan_training_memory(c, tok), measure_training_memory(c, tok, s.timed_steps)};
     row.tokens_per_s = double(s.batch * s.seq) / row.measured.step_seconds;
     s.rows.push_back(std::move(row));
@@ -64,7 +64,7 @@ ScaleResult run_scale(const CompareOptions& o, const models::Tokenizer& tok) {
                             "opt-2.7b", "opt-6.7b"}) {
     SizePoint p{model, 0, {}};
     for (const ScaleMethod& m : scale_methods()) {
-      MemoryPlan plan = plan_training_memory(scale_config(model, m, s.size_batch, s.size_seq, o.seed), tok);
+      MemoryPlan plan = plan_training_memory(scale_config(model, m, s.size_batch, s.size_seq, o.train.seed), tok);
       p.all_params = plan.all_params;
       p.peak.push_back(plan.peak_total);
     }

@@ -33,8 +33,8 @@ std::string format_table(const CompareResult& r) {
     s += fmt::format("; pretrained {} steps in {:.1f} s, final loss {:.3f}", r.pretrain.steps.size(),
                      r.pretrain_wall_s, r.pretrain.steps.empty() ? 0.0 : r.pretrain.steps.back().loss);
   s += "\n";
-  s += fmt::format("budget: {} steps x batch {} x seq {} = {} tokens per method\n", o.steps, o.batch, o.seq,
-                   with_commas(o.steps * o.batch * o.seq));
+  s += fmt::format("budget: {} steps x batch {} x seq {} = {} tokens per method\n", o.train.steps, o.train.batch, o.train.seq,
+                   with_commas(o.train.steps * o.train.batch * o.train.seq));
   s += fmt::format("before adapting: held-out licence loss {:.3f}, held-out Shakespeare ppl {:.1f}\n\n",
                    r.methods.empty() ? -1.0 : r.methods.front().licence_loss_before,
                    std::exp(r.shakespeare_loss_before));
@@ -64,8 +64,8 @@ std::string format_table(const CompareResult& r) {
         "  Shakespeare adapter {:.3f}/{:.3f}, adapters off {:.3f}/{:.3f}\n"
         "  forward ({}x{}): base {:.2f} ms, LoRA unmerged {:.2f} ms, merged {:.2f} ms\n"
         "  merge {:.2f} ms, unmerge {:.2f} ms\n",
-        v.switch_us, v.loss[0][0], v.loss[0][1], v.loss[1][0], v.loss[1][1], v.base_loss[0], v.base_loss[1], o.batch,
-        o.seq, v.forward_base_s * 1e3, v.forward_unmerged_s * 1e3, v.forward_merged_s * 1e3, v.merge_s * 1e3,
+        v.switch_us, v.loss[0][0], v.loss[0][1], v.loss[1][0], v.loss[1][1], v.base_loss[0], v.base_loss[1], o.train.batch,
+        o.train.seq, v.forward_base_s * 1e3, v.forward_unmerged_s * 1e3, v.forward_merged_s * 1e3, v.merge_s * 1e3,
         v.unmerge_s * 1e3);
   }
   if (r.scale.done) s += format_scale_table(r.scale);

@@ -32,15 +32,15 @@ tools::CompareOptions tiny_options(const std::string& out) {
   tools::CompareOptions o;
   o.out_dir = out;
   o.pretrain_steps = 10;
-  o.steps = 6;
-  o.batch = 2;
-  o.seq = 32;
-  o.lr = 2e-2;  // one LR for all methods, large enough to move in 6 steps
-  o.eval_batches = 2;
+  o.train.steps = 6;
+  o.train.batch = 2;
+  o.train.seq = 32;
+  o.train.lr = 2e-2;  // one LR for all methods, large enough to move in 6 steps
+  o.train.eval_batches = 2;
   o.evals = 1;
-  o.num_virtual_tokens = 4;
+  o.train.num_virtual_tokens = 4;
   o.scale_model = "none";
-  o.progress = false;
+  o.train.progress = false;
   return o;
 }
 
@@ -207,23 +207,23 @@ TEST_CASE("compare: bad input is an mp::Error") {
   }
   {
     auto b = o;
-    b.steps = -3;
+    b.train.steps = -3;
     fails(b);
   }
   {
     auto b = o;
-    b.batch = 1 << 20;
+    b.train.batch = 1 << 20;
     fails(b);
   }
   {
     auto b = o;
-    b.adapt_data = out + "/missing.txt";
+    b.train.data = out + "/missing.txt";
     fails(b);
   }
   {
     std::ofstream(out + "/empty.txt");
     auto b = o;
-    b.adapt_data = out + "/empty.txt";
+    b.train.data = out + "/empty.txt";
     fails(b);
   }
   {
@@ -245,7 +245,7 @@ TEST_CASE("compare: bad input is an mp::Error") {
   }
   {
     auto b = o;
-    b.model = "gpt7-giant";
+    b.train.model = "gpt7-giant";
     fails(b);
   }
   {
