@@ -3,6 +3,8 @@
 // and each chunk's products are one batched GEMM (engine/cpu/matmul.cpp, so
 // oneDNN's kernel for this CPU). Only the chunk's scores exist at a time;
 // nothing of (T, S) size is saved for backward, which recomputes P from lse.
+// A long sequence (one head per chunk) goes in blocks of queries, each
+// multiplied only with the keys causal attention lets one of them see.
 //
 // Shapes: q (B, H, T, D), k and v (B, H, S, D) with S >= T, out (B, H, T, D),
 // lse (B, H, T). The first S - T keys are a prefix (prefix tuning, or a KV
@@ -117,28 +119,65 @@ int64_t chunk_heads(const Dims& d, size_t elem) {
   return std::clamp<int64_t>((int64_t(4) << 20) / per_head, 1, d.B * d.H);
 }
 
-// The heads [h0, h0 + nh) of a (B, H, ., .) tensor, as (nh, ., .).
-Tensor heads(const Tensor& t, int64_t h0, int64_t nh) {
-  return t.view({t.size(0) * t.size(1), t.size(2), t.size(3)}).narrow(0, h0, nh);
+// A piece of the work: heads [h0, h0 + nh), their query rows [t0, t1) and
+// the keys [0, keys) that any of those queries may see. A chunk of several
+// heads is one piece (every row, every key); a chunk of one head (a long
+// sequence) goes in blocks of kRows queries, so that causal attention skips
+// the keys no query of a block sees (about 40% of the products at T = 1024).
+struct Piece {
+  int64_t h0, nh, t0, t1, keys;
+  int64_t rows() const { return t1 - t0; }
+};
+constexpr int64_t kRows = 256;
+
+// Each head's pieces last block first: that block sees every key, so its
+// products write dK and dV whole and the earlier blocks add to a prefix.
+std::vector<Piece> pieces(const Dims& d, int64_t nh_max, bool causal) {
+  std::vector<Piece> out;
+  for (int64_t h0 = 0; h0 < d.B * d.H; h0 += nh_max) {
+    const int64_t nh = std::min(nh_max, d.B * d.H - h0);
+    if (nh > 1) {
+      out.push_back({h0, nh, 0, d.T, d.S});
+      continue;
+    }
+    for (int64_t t1 = d.T; t1 > 0; t1 -= kRows) {
+      const int64_t t0 = std::max<int64_t>(0, t1 - kRows);
+      out.push_back({h0, 1, t0, t1, causal ? std::min(d.S, t1 + d.S - d.T) : d.S});
+    }
+  }
+  return out;
 }
 
-// Row softmax of the chunk's scores in place, rows r of the (B*H*T) queries
-// from row0: P = exp(S - lse) over visible, unmasked keys, 0 elsewhere. With
-// `save` (forward), computes lse and writes it there; backward reads the
-// saved lse. With `dropped` (forward, or backward's F P), also writes F P.
+// Rows [r0, r1) of the piece's heads of a (B, H, N, D) tensor, as (nh, r1 - r0, D).
+Tensor piece_rows(const Tensor& t, const Piece& pc, int64_t r0, int64_t r1) {
+  const int64_t N = t.size(2), D = t.size(3);
+  if (r0 == 0 && r1 == N) return t.view({t.size(0) * t.size(1), N, D}).narrow(0, pc.h0, pc.nh);
+  return t.view({t.size(0) * t.size(1) * N, D}).narrow(0, pc.h0 * N + r0, r1 - r0).view({1, r1 - r0, D});  // nh = 1
+}
+
+// The first nh * rows * cols elements of a workspace, as (nh, rows, cols).
+Tensor matrices(const Tensor& ws, const Piece& pc, int64_t cols) {
+  return ws.narrow(0, 0, pc.nh * pc.rows() * cols).view({pc.nh, pc.rows(), cols});
+}
+
+// Row softmax of a piece's scores in place (nh * rows rows of `keys` each):
+// P = exp(S - lse) over visible, unmasked keys, 0 elsewhere. With `save`
+// (forward), computes lse and writes it there; backward reads the saved lse.
+// With `dropped` (forward, or backward's F P), also writes F P.
 template <class R>
-void probabilities(const Dims& d, const AttentionParams& p, const int32_t* mask, const int32_t* seg, int64_t row0,
-                   int64_t rows, R* scores, const R* lse, R* save, R* dropped) {
+void probabilities(const Dims& d, const AttentionParams& p, const int32_t* mask, const int32_t* seg, const Piece& pc,
+                   R* scores, const R* lse, R* save, R* dropped) {
   const bool dropout = p.dropout > 0.f;
-#pragma omp parallel if (rows * d.S > (1 << 14))
+  const int64_t rows = pc.nh * pc.rows(), K = pc.keys;
+#pragma omp parallel if (rows * K > (1 << 14))
   {
-    std::vector<R> keep(dropout ? size_t(d.S) : size_t(0));  // (S) one row's dropout factors
+    std::vector<R> keep(dropout ? size_t(K) : size_t(0));  // (keys) one row's dropout factors
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < rows; ++i) {
-      const int64_t r = row0 + i, bh = r / d.T, t = r % d.T, b = bh / d.H;
-      const int64_t end = visible_end(d, t, p.causal);
-      R* sr = scores + i * d.S;  // (S)
-      if (mask || seg) {         // hidden keys score -inf, so exp gives 0
+      const int64_t bh = pc.h0 + i / pc.rows(), t = pc.t0 + i % pc.rows(), b = bh / d.H, r = bh * d.T + t;
+      const int64_t end = visible_end(d, t, p.causal);  // <= keys
+      R* sr = scores + i * K;  // (keys)
+      if (mask || seg) {       // hidden keys score -inf, so exp gives 0
         const Hidden hidden = hidden_keys(d, mask, seg, b, t);
         for (int64_t s = 0; s < end; ++s)
           if (hidden(s)) sr[s] = -INFINITY;
@@ -151,7 +190,7 @@ void probabilities(const Dims& d, const AttentionParams& p, const int32_t* mask,
         m = lse[r];
       }
       if (m == -INFINITY) {  // every key masked: P = 0, lse = -inf
-        std::fill(sr, sr + d.S, R(0));
+        std::fill(sr, sr + K, R(0));
         if (save) save[r] = -INFINITY;
       } else {
         R l = 0;  // forward: the softmax denominator of exp(S - m)
@@ -167,12 +206,12 @@ void probabilities(const Dims& d, const AttentionParams& p, const int32_t* mask,
           for (int64_t s = 0; s < end; ++s) sr[s] *= inv;
           save[r] = m + std::log(l);
         }
-        std::fill(sr + end, sr + d.S, R(0));
+        std::fill(sr + end, sr + K, R(0));
       }
       if (dropped == nullptr) continue;
-      R* dr = dropped + i * d.S;  // (S)
-      if (dropout) dropout_factors(p.seed, p.dropout, p.dropout_offset, r, d.S, d.S, keep.data());
-      for (int64_t s = 0; s < d.S; ++s) dr[s] = dropout ? sr[s] * keep[s] : sr[s];
+      R* dr = dropped + i * K;  // (keys)
+      if (dropout) dropout_factors(p.seed, p.dropout, p.dropout_offset, r, d.S, K, keep.data());
+      for (int64_t s = 0; s < K; ++s) dr[s] = dropout ? sr[s] * keep[s] : sr[s];
     }
   }
 }
@@ -181,16 +220,16 @@ template <class R>
 void forward(const Dims& d, const Tensor& q, const Tensor& k, const Tensor& v, const int32_t* mask,
              const int32_t* seg, const AttentionParams& p, const Tensor& out, R* lse) {
   const int64_t nh_max = chunk_heads(d, sizeof(R));
-  Tensor S = workspace({nh_max, d.T, d.S}, q.dtype());  // (nh, T, S) scores, then probabilities
   const bool dropout = p.dropout > 0.f;
-  Tensor FP = dropout ? workspace({nh_max, d.T, d.S}, q.dtype()) : Tensor();  // (nh, T, S) F P
-  for (int64_t h0 = 0; h0 < d.B * d.H; h0 += nh_max) {
-    const int64_t nh = std::min(nh_max, d.B * d.H - h0);
-    Tensor s = S.narrow(0, 0, nh);
-    matmul(heads(q, h0, nh), false, heads(k, h0, nh), true, s, float(p.scale), 0.f);  // scale Q K^T
-    Tensor fp = dropout ? FP.narrow(0, 0, nh) : Tensor();
-    probabilities<R>(d, p, mask, seg, h0 * d.T, nh * d.T, s.data<R>(), lse, lse, dropout ? fp.data<R>() : nullptr);
-    matmul(dropout ? fp : s, false, heads(v, h0, nh), false, heads(out, h0, nh), 1.f, 0.f);  // O = [F] P V
+  Tensor S = workspace({nh_max * d.T * d.S}, q.dtype());                         // scores, then probabilities
+  Tensor FP = dropout ? workspace({nh_max * d.T * d.S}, q.dtype()) : Tensor();  // F P
+  for (const Piece& pc : pieces(d, nh_max, p.causal)) {
+    Tensor s = matrices(S, pc, pc.keys);  // (nh, rows, keys)
+    Tensor fp = dropout ? matrices(FP, pc, pc.keys) : Tensor();
+    matmul(piece_rows(q, pc, pc.t0, pc.t1), false, piece_rows(k, pc, 0, pc.keys), true, s, float(p.scale), 0.f);
+    probabilities<R>(d, p, mask, seg, pc, s.data<R>(), lse, lse, dropout ? fp.data<R>() : nullptr);
+    matmul(dropout ? fp : s, false, piece_rows(v, pc, 0, pc.keys), false, piece_rows(out, pc, pc.t0, pc.t1), 1.f,
+           0.f);  // O = [F] P V
   }
 }
 
@@ -200,43 +239,47 @@ void backward(const Dims& d, const Tensor& q, const Tensor& k, const Tensor& v, 
               const Tensor& gq, const Tensor& gk, const Tensor& gv) {
   const int64_t nh_max = chunk_heads(d, sizeof(R));
   const bool dropout = p.dropout > 0.f;
-  Tensor P = workspace({nh_max, d.T, d.S}, q.dtype());                         // (nh, T, S)
-  Tensor dP = workspace({nh_max, d.T, d.S}, q.dtype());                        // (nh, T, S) dP, then dS
-  Tensor FP = dropout && gv.defined() ? workspace({nh_max, d.T, d.S}, q.dtype()) : Tensor();  // (nh, T, S)
+  Tensor P = workspace({nh_max * d.T * d.S}, q.dtype());
+  Tensor dP = workspace({nh_max * d.T * d.S}, q.dtype());  // dP, then dS
+  Tensor FP = dropout && gv.defined() ? workspace({nh_max * d.T * d.S}, q.dtype()) : Tensor();
   const R scale = R(p.scale);
-  for (int64_t h0 = 0; h0 < d.B * d.H; h0 += nh_max) {
-    const int64_t nh = std::min(nh_max, d.B * d.H - h0), rows = nh * d.T;
-    Tensor p_ = P.narrow(0, 0, nh), dp = dP.narrow(0, 0, nh), fp = FP.defined() ? FP.narrow(0, 0, nh) : Tensor();
-    Tensor qh = heads(q, h0, nh), kh = heads(k, h0, nh), vh = heads(v, h0, nh), gh = heads(gout, h0, nh);
-    matmul(qh, false, kh, true, p_, float(p.scale), 0.f);  // scores again
-    probabilities<R>(d, p, mask, seg, h0 * d.T, rows, p_.data<R>(), lse, nullptr, fp.defined() ? fp.data<R>() : nullptr);
-    if (gv.defined()) matmul(fp.defined() ? fp : p_, true, gh, false, heads(gv, h0, nh), 1.f, 0.f);  // dV = (F P)^T dO
+  for (const Piece& pc : pieces(d, nh_max, p.causal)) {
+    const int64_t rows = pc.nh * pc.rows(), K = pc.keys;
+    const float beta = pc.t1 == d.T ? 0.f : 1.f;  // a head's first piece writes dK, dV; the others add
+    Tensor p_ = matrices(P, pc, K), dp = matrices(dP, pc, K), fp = FP.defined() ? matrices(FP, pc, K) : Tensor();
+    Tensor qb = piece_rows(q, pc, pc.t0, pc.t1), gb = piece_rows(gout, pc, pc.t0, pc.t1);  // (nh, rows, D)
+    Tensor kk = piece_rows(k, pc, 0, K), vk = piece_rows(v, pc, 0, K);                   // (nh, keys, D)
+    matmul(qb, false, kk, true, p_, float(p.scale), 0.f);  // scores again
+    probabilities<R>(d, p, mask, seg, pc, p_.data<R>(), lse, nullptr, fp.defined() ? fp.data<R>() : nullptr);
+    if (gv.defined())  // dV += (F P)^T dO
+      matmul(fp.defined() ? fp : p_, true, gb, false, piece_rows(gv, pc, 0, K), 1.f, beta);
     if (!gq.defined() && !gk.defined()) continue;
-    matmul(gh, false, vh, true, dp, 1.f, 0.f);  // dP = dO V^T
-    const R* o = heads(out, h0, nh).data<R>();
-    const R* g = gh.data<R>();
-    R* pp = p_.data<R>();
+    matmul(gb, false, vk, true, dp, 1.f, 0.f);  // dP = dO V^T
+    const R* o = piece_rows(out, pc, pc.t0, pc.t1).data<R>();
+    const R* g = gb.data<R>();
+    const R* pp = p_.data<R>();
     R* ds = dp.data<R>();
-#pragma omp parallel if (rows * d.S > (1 << 14))
+#pragma omp parallel if (rows * K > (1 << 14))
     {
-      std::vector<R> keep(dropout ? size_t(d.S) : size_t(0));  // (S)
+      std::vector<R> keep(dropout ? size_t(K) : size_t(0));  // (keys)
 #pragma omp for schedule(static)
       for (int64_t i = 0; i < rows; ++i) {
         R dt = 0;
         for (int64_t j = 0; j < d.D; ++j) dt += g[i * d.D + j] * o[i * d.D + j];
-        if (dropout) dropout_factors(p.seed, p.dropout, p.dropout_offset, h0 * d.T + i, d.S, d.S, keep.data());
-        R* dsr = ds + i * d.S;      // (S) dP, then dS
-        const R* pr = pp + i * d.S;  // (S)
+        const int64_t r = (pc.h0 + i / pc.rows()) * d.T + pc.t0 + i % pc.rows();
+        if (dropout) dropout_factors(p.seed, p.dropout, p.dropout_offset, r, d.S, K, keep.data());
+        R* dsr = ds + i * K;        // (keys) dP, then dS
+        const R* pr = pp + i * K;  // (keys)
         if (dropout) {
-          for (int64_t s = 0; s < d.S; ++s) dsr[s] = scale * pr[s] * (keep[s] * dsr[s] - dt);
+          for (int64_t s = 0; s < K; ++s) dsr[s] = scale * pr[s] * (keep[s] * dsr[s] - dt);
         } else {
 #pragma omp simd
-          for (int64_t s = 0; s < d.S; ++s) dsr[s] = scale * pr[s] * (dsr[s] - dt);
+          for (int64_t s = 0; s < K; ++s) dsr[s] = scale * pr[s] * (dsr[s] - dt);
         }
       }
     }
-    if (gq.defined()) matmul(dp, false, kh, false, heads(gq, h0, nh), 1.f, 0.f);  // dQ = dS K
-    if (gk.defined()) matmul(dp, true, qh, false, heads(gk, h0, nh), 1.f, 0.f);   // dK = dS^T Q
+    if (gq.defined()) matmul(dp, false, kk, false, piece_rows(gq, pc, pc.t0, pc.t1), 1.f, 0.f);  // dQ = dS K
+    if (gk.defined()) matmul(dp, true, qb, false, piece_rows(gk, pc, 0, K), 1.f, beta);           // dK += dS^T Q
   }
 }
 
@@ -248,15 +291,16 @@ int64_t workspace_bytes(const Dims& d, DType dt, const AttentionParams& p, bool 
   const bool dropout = p.dropout > 0.f;
   const int64_t matrices = backward ? 2 + (dropout && need_gv) : 1 + dropout;
   int64_t scratch = 0;
-  for (int64_t nh : {nh_max, (d.B * d.H - 1) % nh_max + 1}) {  // a full chunk and the last one
-    const MatmulDims qk{nh, d.T, d.S, d.D, nh, nh}, pv{nh, d.T, d.D, d.S, nh, nh}, ptg{nh, d.S, d.D, d.T, nh, nh};
-    auto gemm = [&](const MatmulDims& m, bool ta, bool tb, float alpha) {
-      scratch = std::max(scratch, matmul_workspace_elements(m, ta, tb, dt, dt, dt, alpha, 0.f) * 4);
-    };
-    gemm(qk, false, true, p.scale);  // S = scale Q K^T, and dP = dO V^T
-    gemm(qk, false, true, 1.f);
-    gemm(pv, false, false, 1.f);     // O = P V, and dQ = dS K
-    gemm(ptg, true, false, 1.f);     // dV = P^T dO, and dK = dS^T Q
+  auto gemm = [&](const MatmulDims& m, bool ta, bool tb, float alpha, float beta) {
+    scratch = std::max(scratch, matmul_workspace_elements(m, ta, tb, dt, dt, dt, alpha, beta) * 4);
+  };
+  for (const Piece& pc : pieces(d, nh_max, p.causal)) {
+    const int64_t nh = pc.nh, R = pc.rows(), K = pc.keys;
+    const float beta = pc.t1 == d.T ? 0.f : 1.f;
+    gemm({nh, R, K, d.D, nh, nh}, false, true, p.scale, 0.f);  // S = scale Q K^T
+    gemm({nh, R, K, d.D, nh, nh}, false, true, 1.f, 0.f);      // dP = dO V^T
+    gemm({nh, R, d.D, K, nh, nh}, false, false, 1.f, 0.f);     // O = P V, and dQ = dS K
+    gemm({nh, K, d.D, R, nh, nh}, true, false, 1.f, beta);     // dV = P^T dO, and dK = dS^T Q
   }
   return matrices * nh_max * d.T * d.S * elem + scratch;
 }

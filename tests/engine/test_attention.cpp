@@ -231,3 +231,50 @@ TEST_CASE("attention dropout with an offset: a shard of the batch gets the whole
   p.dropout_offset = 0;
   CHECK(ops::max_abs_diff(ops::attention(rows(q), rows(k), rows(v), p).out, rows(whole)) > 0);
 }
+
+TEST_CASE("attention on a long sequence: blocks of queries, each with only the keys it may see") {
+  // f64, one head of T = 700 queries: one head per chunk, in query blocks
+  // [444, 700), [188, 444), [0, 188); 5 prefix keys, a masked key, dropout.
+  const int64_t B = 1, H = 1, T = 700, S = 705, D = 4;
+  Tensor q = rand_tensor({B, H, T, D}, 21, DType::f64), k = rand_tensor({B, H, S, D}, 22, DType::f64),
+         v = rand_tensor({B, H, S, D}, 23, DType::f64), gout = rand_tensor({B, H, T, D}, 24, DType::f64);
+  std::vector<int32_t> m(size_t(S), 1);
+  m[300] = 0;
+  Tensor mask = Tensor::from_vector(m, {B, S});
+  AttentionParams p;
+  p.scale = 0.9f;
+  p.key_mask = &mask;
+  p.dropout = 0.3f;
+  p.seed = 5;
+  auto r = ops::attention(q, k, v, p);
+  const Naive want = naive_attention(q, k, v, p);
+  check_close(r.out, want.out, 1e-10);
+  check_close(r.lse, want.lse, 1e-10);
+
+  Tensor gq = Tensor::empty(q.shape(), DType::f64), gk = Tensor::empty(k.shape(), DType::f64),
+         gv = Tensor::empty(v.shape(), DType::f64);
+  backend(kCPU).attention_backward(q, k, v, r.out, r.lse, gout, p, gq, gk, gv);
+  std::vector<double> vg = values(gout);
+  auto loss = [&] {
+    std::vector<double> o = values(ops::attention(q, k, v, p).out);
+    double s = 0;
+    for (size_t i = 0; i < o.size(); ++i) s += o[i] * vg[i];
+    return s;
+  };
+  // Rows in each query block; keys in the prefix, in every block's range, in
+  // the last block's alone, and the last key.
+  for (Tensor* x : {&q, &k, &v})
+    for (int64_t row : {int64_t(0), int64_t(3), int64_t(100), int64_t(250), int64_t(450), int64_t(640), int64_t(699)}) {
+      const int64_t i = row * D + row % D;
+      Tensor flat = x->view({x->numel()});
+      Tensor g = (x == &q ? gq : x == &k ? gk : gv).view({x->numel()});
+      const double h = 1e-6, x0 = flat.at({i});
+      flat.set({i}, x0 + h);
+      const double up = loss();
+      flat.set({i}, x0 - h);
+      const double down = loss();
+      flat.set({i}, x0);
+      CAPTURE(row);
+      CHECK(g.at({i}) == doctest::Approx((up - down) / (2 * h)).epsilon(1e-6));
+    }
+}
