@@ -94,6 +94,30 @@ void BM_bf16_widen_all_then_sgemm(benchmark::State& state) {
   gflops(state, 2.0 * double(M) * double(N) * double(K));
 }
 
+// The cost of the GEMM library's per-call work. Hit: a tiny product whose
+// primitive is cached (the lookup, the memory descriptors, the call). Miss:
+// every call a shape not seen before (a new primitive descriptor, and the
+// kernel's JIT on its first run).
+void BM_matmul_cached_call(benchmark::State& state) {
+  Tensor a = randn({8, 64}, 1), b = randn({64, 64}, 2), out = Tensor::empty({8, 64});
+  for (auto _ : state) {
+    ops::matmul_into(a, false, b, false, out, 1.f, 0.f);
+    benchmark::DoNotOptimize(out.raw());
+  }
+}
+
+void BM_matmul_new_shape(benchmark::State& state) {
+  static int64_t m = 8;  // grows across runs, so every call is a first
+  Tensor a = randn({1 << 14, 64}, 1), b = randn({64, 64}, 2), out = Tensor::empty({1 << 14, 64});
+  for (auto _ : state) {
+    ++m;  // a's first m rows: a new shape, no copy
+    ops::matmul_into(a.narrow(0, 0, m), false, b, false, out.narrow(0, 0, m), 1.f, 0.f);
+    benchmark::DoNotOptimize(out.raw());
+  }
+}
+
+BENCHMARK(BM_matmul_cached_call)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_matmul_new_shape)->UseRealTime()->Unit(benchmark::kMicrosecond)->Iterations(200);
 BENCHMARK(BM_matmul)->Apply([](benchmark::internal::Benchmark* b) { gemm_shapes(b, 0, 1); });
 BENCHMARK(BM_cblas_sgemm)->Apply([](benchmark::internal::Benchmark* b) { gemm_shapes(b, 0, 0); });
 BENCHMARK(BM_bf16_widen_all_then_sgemm)->Apply([](benchmark::internal::Benchmark* b) { gemm_shapes(b, 1, 1); });
