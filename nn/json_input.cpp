@@ -59,7 +59,8 @@ struct CountingIterator {
 
 // nlohmann's message without its "[json.exception...] parse error at line 1,
 // column 2: syntax error while parsing value - " prefix and its "; last read:
-// '...'" tail (raw bytes of the input; the column says where).
+// '...'" (raw bytes of the input; the column says where), keeping what it
+// expected there.
 std::string plain_message(const json::exception& e) {
   std::string_view m = e.what();
   if (size_t b = m.find("] "); b != std::string_view::npos) m.remove_prefix(b + 2);
@@ -69,8 +70,10 @@ std::string plain_message(const json::exception& e) {
   if (m.starts_with("syntax error while parsing")) {
     if (size_t d = m.find(" - "); d != std::string_view::npos) m.remove_prefix(d + 3);
   }
-  if (size_t t = m.find("; last read"); t != std::string_view::npos) m = m.substr(0, t);
-  return std::string(m);
+  const size_t t = m.find("; last read");
+  if (t == std::string_view::npos) return std::string(m);
+  const size_t expected = m.rfind("; expected ");
+  return std::string(m.substr(0, t)) + std::string(expected > t && expected != std::string_view::npos ? m.substr(expected) : "");
 }
 
 // nlohmann's SAX events built into a json value (as its own DOM parser does),

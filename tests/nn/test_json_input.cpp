@@ -21,7 +21,7 @@ TEST_CASE("parse_json: a whole file's errors name its line and column and the ke
   CHECK_THROWS_WITH_AS(nn::parse_json("{\"a\": {\"b\": [1, 2, tru]}}", config),
                        "config.json line 1, column 23, key \"a.b[2]\": not valid JSON: invalid literal", Error);
   CHECK_THROWS_WITH_AS(nn::parse_json("{\"a\": 1}\n\n x", config),
-                       "config.json line 3, column 2: not valid JSON: invalid literal", Error);
+                       "config.json line 3, column 2: not valid JSON: invalid literal; expected end of input", Error);
   CHECK_THROWS_WITH_AS(nn::parse_json("", config),
                        doctest::Contains("config.json line 1, column 1: not valid JSON: unexpected end of input"), Error);
   CHECK_THROWS_WITH_AS(nn::parse_json(std::string(100, '['), config, 8),
