@@ -124,4 +124,13 @@ TEST_CASE("training data: nothing to learn, or a held-out split that leaves noth
                                          "leaves none to train on"),
                        Error);
   CHECK(tools::load_training_data(d / "one.jsonl", 0, 16, false, tok) != nullptr);
+
+  // The held-out part, when the trainer evaluates on it: its loss would be 0/0.
+  test::write_file(d / "held.jsonl", "{\"prompt\": \"a\", \"completion\": \"b\"}\n{\"prompt\": \"" + words +
+                                         "\", \"completion\": \" yes\"}\n");
+  const auto held = tools::load_training_data(d / "held.jsonl", 0.5, 16, false, tok);
+  CHECK_THROWS_WITH_AS(held->val_batches(1, 16, 1),
+                       doctest::Contains("held.jsonl: nothing to learn: no example of the held-out part has a token "
+                                         "to score (of its 1 example, 1 has a prompt that fills all --seq 16 tokens"),
+                       Error);
 }
