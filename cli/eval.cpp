@@ -50,6 +50,7 @@ void eval_pairs(const Options& o, const tools::TrainedModel& m, const models::To
   tools::PairsDataset data(tools::tokenize_pairs(tools::read_pairs_file(o.data, o.mixed()), tok, seq, o.data),
                            o.fraction, tok.eos_id(), o.data);
   if (data.val_examples() == 0) fail("{}: the held-out part (--fraction {}) has no examples", o.data, o.fraction);
+  tools::require_scored_tokens(data.held_out_part(), o.data, fmt::format("held-out part (--fraction {})", o.fraction));
   std::vector<const tools::Example*> held_out;
   int64_t cut = 0;
   for (size_t i = size_t(data.train_examples()); i < data.examples().size(); ++i) {

@@ -1,10 +1,28 @@
 // minipeft: the command-line program. Exit codes: 0 success, 1 bad input
-// (the one-line error names the file, key or shape), 2 bad usage.
+// (the one-line error names the file, key or shape), 2 bad usage. No
+// exception leaves main: one that is not an mp::Error (a bug, or a library's
+// exception a reader let through) is still one line and exit 1, never
+// std::terminate.
 #include <cstdio>
+#include <exception>
+#include <string>
 
 #include "engine/error.h"
 #include "cli/command.h"
 #include "cli/omp_wait.h"
+
+namespace {
+
+// The error as one line: a message's newlines would make it several.
+int error_exit(const char* what) {
+  std::string line = what;
+  for (char& c : line)
+    if (c == '\n' || c == '\r') c = ' ';
+  std::fprintf(stderr, "error: %s\n", line.c_str());
+  return 1;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   mp::restart_with_passive_omp_wait(argv);
@@ -28,11 +46,13 @@ int main(int argc, char** argv) {
     app.exit(e);
     return 2;
   } catch (const mp::Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
+    return error_exit(e.what());
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "error: out of memory\n");
-    return 1;
+    return error_exit("out of memory");
+  } catch (const std::exception& e) {
+    return error_exit((std::string("unexpected: ") + e.what()).c_str());
+  } catch (...) {
+    return error_exit("unexpected exception of an unknown type");
   }
   return 0;
 }

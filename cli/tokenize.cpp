@@ -1,10 +1,12 @@
 // minipeft tokenize: text (stdin or --text) -> one JSON array of ids;
 // --decode: a JSON array of ids -> text.
+#include <climits>
 #include <iostream>
 #include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "engine/error.h"
+#include "nn/json_input.h"
 #include "models/tokenizer.h"
 #include "cli/command.h"
 #include "train/data/paths.h"
@@ -27,12 +29,14 @@ void add_tokenize(CLI::App& app) {
                                             : std::string(std::istreambuf_iterator<char>(std::cin), {});
     models::Tokenizer tok = models::Tokenizer::from_dir(opt->tokenizer_dir);
     if (opt->decode) {
-      nlohmann::json ids = nlohmann::json::parse(input, nullptr, false);
+      const nlohmann::json ids = nn::parse_json(input, {"--decode input"});
       if (!ids.is_array()) fail("--decode expects a JSON array of token ids");
       std::vector<int32_t> v;
       for (const auto& x : ids) {
-        if (!x.is_number_integer()) fail("--decode: {} is not a token id", x.dump());
-        v.push_back(x.get<int32_t>());
+        const bool id = x.is_number_unsigned() ? x.get<uint64_t>() <= uint64_t(INT32_MAX)
+                                               : x.is_number_integer() && x.get<int64_t>() >= INT32_MIN;
+        if (!id) fail("--decode: {} is not a token id", nn::printable(x.dump()));
+        v.push_back(int32_t(x.get<int64_t>()));
       }
       std::cout << tok.decode(v);
       return;

@@ -1,11 +1,10 @@
 #include "models/config.h"
 
-#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "engine/error.h"
+#include "nn/json_input.h"
 
 namespace mp::models {
 
@@ -139,11 +138,7 @@ ModelConfig parse_opt(const ConfigReader& r) {
   return c;
 }
 
-}  // namespace
-
-ModelConfig parse_config(std::string_view json_text, const std::string& source) {
-  json j = json::parse(json_text.begin(), json_text.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) fail("{}: not valid JSON", source);
+ModelConfig config_of(const json& j, const std::string& source) {
   if (!j.is_object()) fail("{}: expected a JSON object, not {}", source, j.type_name());
   ConfigReader r(j, source);
   if (!j.contains("model_type")) fail("{}: missing key \"model_type\"", source);
@@ -164,13 +159,13 @@ ModelConfig parse_config(std::string_view json_text, const std::string& source) 
   return c;
 }
 
-ModelConfig load_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open the model config", path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse_config(text.str(), path);
+}  // namespace
+
+ModelConfig parse_config(std::string_view json_text, const std::string& source) {
+  return config_of(nn::parse_json(json_text, {source}), source);
 }
+
+ModelConfig load_config(const std::string& path) { return config_of(nn::read_json_file(path, "model config"), path); }
 
 std::string ModelConfig::to_json() const {
   json j;

@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "engine/error.h"
+#include "nn/json_input.h"
 
 namespace mp::models {
 namespace {
@@ -327,12 +328,7 @@ struct Tokenizer::Impl {
 // encoder.json / vocab.json: one JSON object, token string -> id, with the
 // ids 0..n-1 each used once.
 void Tokenizer::Impl::load_vocab(const std::string& path) {
-  nlohmann::json vocab;
-  try {
-    vocab = nlohmann::json::parse(read_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: not valid JSON: {}", path, e.what());
-  }
+  const nlohmann::json vocab = nn::parse_json(read_file(path), {path});
   if (!vocab.is_object() || vocab.empty()) fail("{}: expected a JSON object of token -> id", path);
 
   const size_t n = vocab.size();

@@ -15,6 +15,7 @@
 
 #include "engine/error.h"
 #include "nn/atomic_file.h"
+#include "nn/json_input.h"
 
 static_assert(std::endian::native == std::endian::little, "safetensors I/O assumes a little-endian host");
 
@@ -25,7 +26,7 @@ using json = nlohmann::json;
 // A header larger than this is taken as a corrupt length, not a real header.
 constexpr uint64_t kMaxHeaderBytes = 100u << 20;
 // The header is an object of objects of arrays: anything nested deeper is not
-// a safetensors header (and is refused before the JSON parser sees it).
+// a safetensors header (and is refused while it is parsed).
 constexpr int kMaxHeaderDepth = 8;
 
 std::string_view st_dtype_name(StDType t) {
@@ -79,28 +80,6 @@ float half_to_float(uint16_t h) {
 
 // ---------------------------------------------------------------- reading
 
-// How deeply the JSON text nests ({ and [ outside strings), stopping early
-// once it exceeds `limit`.
-static int nesting_depth(std::string_view text, int limit) {
-  int depth = 0, deepest = 0;
-  bool in_string = false, escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      deepest = std::max(deepest, ++depth);
-      if (deepest > limit) return deepest;
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
-  }
-  return deepest;
-}
-
 // A JSON value that must be a non-negative integer below 2^53 (sizes, offsets).
 static bool read_size(const json& j, uint64_t& out) {
   if (j.is_number_unsigned()) out = j.get<uint64_t>();
@@ -128,14 +107,7 @@ void SafetensorsFile::parse() {
   size_t data_size = size_ - data_start_;
 
   std::string_view text(reinterpret_cast<const char*>(bytes_ + 8), size_t(header_size));
-  if (nesting_depth(text, kMaxHeaderDepth) > kMaxHeaderDepth) fail("{}: header JSON is nested too deeply", p);
-  json header;
-  try {
-    header = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  } catch (const json::exception&) {
-    header = json::value_t::discarded;
-  }
-  if (header.is_discarded()) fail("{}: header is not valid JSON", p);
+  const json header = parse_json(text, {p + " header"}, kMaxHeaderDepth);
   if (!header.is_object()) fail("{}: header is JSON but not an object", p);
 
   for (const auto& [key, value] : header.items()) {

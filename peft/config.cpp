@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "engine/error.h"
+#include "nn/json_input.h"
 
 namespace mp::peft {
 
@@ -260,13 +261,9 @@ json string_or_null(const std::string& s) { return s.empty() ? json(nullptr) : j
 
 }  // namespace
 
-PeftConfig parse_adapter_config(std::string_view text, const std::string& source) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    fail("{}: not valid JSON ({})", source, e.what());
-  }
+namespace {
+
+PeftConfig config_of(const json& j, const std::string& source) {
   if (!j.is_object()) fail("{}: adapter config should be a JSON object", source);
   const Reader r{j, source};
   if (!r.has("peft_type")) fail("{}: no peft_type", source);
@@ -292,6 +289,12 @@ PeftConfig parse_adapter_config(std::string_view text, const std::string& source
     fail("{}: {}", source, e.what());
   }
   return c;
+}
+
+}  // namespace
+
+PeftConfig parse_adapter_config(std::string_view text, const std::string& source) {
+  return config_of(nn::parse_json(text, {source}), source);
 }
 
 std::string adapter_config_json(const PeftConfig& c) {
@@ -331,11 +334,7 @@ std::string adapter_config_json(const PeftConfig& c) {
 }
 
 PeftConfig load_adapter_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot open adapter config {}", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_adapter_config(ss.str(), path);
+  return config_of(nn::read_json_file(path, "adapter config"), path);
 }
 
 void save_adapter_config(const PeftConfig& c, const std::string& path) {

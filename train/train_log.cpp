@@ -12,6 +12,7 @@
 
 #include "engine/error.h"
 #include "nn/atomic_file.h"
+#include "nn/json_input.h"
 
 namespace mp::tools {
 
@@ -34,10 +35,8 @@ TrainLog TrainLog::resume(const std::string& path, int64_t step) {
     if (end == std::string::npos) break;  // the last line, torn by a kill mid-write
     const std::string line = all.substr(begin, end - begin);
     begin = end + 1;
-    nlohmann::json record = nlohmann::json::parse(line, nullptr, false);
-    if (record.is_discarded() || !record.contains("step") || !record["step"].is_number_integer())
-      fail("{}: line {} is not a step record of a minipeft training log", path, line_no);
-    if (record["step"].get<int64_t>() <= step) kept += line + "\n";
+    const nn::JsonSource source{path, line_no};
+    if (nn::json_value<int64_t>(nn::parse_json(line, source), "step", source) <= step) kept += line + "\n";
   }
   nn::write_file_atomically(path, kept);
   return TrainLog(path, 0);

@@ -22,6 +22,7 @@
 #include "nn/rng.h"
 #include "nn/safetensors.h"
 #include "nn/state_dict.h"
+#include "train/checkpoint_meta.h"
 #include "train/kill_hook.h"
 #include "train/data/pairs.h"
 #include "train/progress.h"
@@ -235,12 +236,8 @@ static void save_checkpoint(const std::string& path, const TrainConfig& c, int r
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (const auto& [name, p] : params) tensors.emplace_back("param." + name, p.value());
   for (const auto& [key, t] : optim) tensors.emplace_back("optim." + key, t);
-  nn::RngState rng = nn::rng_state();
-  nlohmann::json meta = {{"step", step},
-                         {"rng", {rng.seed, rng.init_counter, rng.dropout_counter, rng.dropout_instances}},
-                         {"run", identity_of(c, ranks)},
-                         {"ranks", ranks}};
-  nn::save_safetensors(path, tensors, {{"minipeft_checkpoint", meta.dump()}});
+  const CheckpointMeta meta{step, nn::rng_state(), identity_of(c, ranks), ranks};
+  nn::save_safetensors(path, tensors, {{kCheckpointMetaKey, checkpoint_meta_json(meta)}});
 }
 
 // Returns the step the checkpoint was written after.
@@ -248,15 +245,11 @@ static int64_t load_checkpoint(const std::string& path, const TrainConfig& c, in
                                const std::vector<nn::NamedParameter>& params, nn::Optimizer& opt) {
   if (!fs::exists(path)) fail("--resume: no checkpoint at {}", path);
   nn::SafetensorsFile file = nn::SafetensorsFile::open(path);
-  auto it = file.metadata().find("minipeft_checkpoint");
-  if (it == file.metadata().end()) fail("{} is not a minipeft checkpoint (no minipeft_checkpoint metadata)", path);
-  nlohmann::json meta = nlohmann::json::parse(it->second, nullptr, false);
-  if (meta.is_discarded() || !meta.contains("step") || !meta.contains("rng") || !meta.contains("run"))
-    fail("{}: malformed checkpoint metadata", path);
-  if (meta["run"] != identity_of(c, ranks))
-    fail("{} was written by a different run ({}); this run is {}", path, meta["run"].dump(),
+  const CheckpointMeta meta = read_checkpoint_meta(file, path);
+  if (meta.run != identity_of(c, ranks))
+    fail("{} was written by a different run ({}); this run is {}", path, meta.run.dump(),
          identity_of(c, ranks).dump());
-  const int saved_ranks = meta.value("ranks", 1);
+  const int saved_ranks = meta.ranks;
   if (saved_ranks != ranks && dist::world().rank() == 0)
     std::fprintf(stderr, "note: resuming on %d rank(s) a run checkpointed on %d: the same global batch of %lld, resharded\n",
                  ranks, saved_ranks, static_cast<long long>(c.batch * ranks));
@@ -273,9 +266,8 @@ static int64_t load_checkpoint(const std::string& path, const TrainConfig& c, in
       state[key.substr(6)] = file.load(key, dt, Tag::optimizer);
     }
   opt.load_state_dict(state);
-  const auto& r = meta["rng"];
-  nn::set_rng_state({r[0].get<uint64_t>(), r[1].get<uint64_t>(), r[2].get<uint64_t>(), r[3].get<uint64_t>()});
-  return meta["step"].get<int64_t>();
+  nn::set_rng_state(meta.rng);
+  return meta.step;
 }
 
 static MemoryPeaks ledger_peaks() {

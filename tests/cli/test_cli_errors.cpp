@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -83,6 +84,8 @@ TEST_CASE("tokenize round trip and errors") {
   CHECK(r.output == "[15496,995]\n");  // GPT-2's ids for "Hello" and " world"
   expect_error("tokenize --decode --text \"[15496, \\\"x\\\"]\"", "not a token id");
   expect_error("tokenize --text \"$(printf '\\303')\"", "UTF-8");
+  expect_error("tokenize --decode --text \"[1, 1e999]\"", "--decode input line 1, column 5, element [1]: the number 1e999 is out of range");
+  expect_error("tokenize --decode --text \"[4294967296]\"", "--decode: 4294967296 is not a token id");
 }
 
 TEST_CASE("eval, generate, merge, info on bad input") {
@@ -92,4 +95,86 @@ TEST_CASE("eval, generate, merge, info on bad input") {
   expect_error("generate --model gpt2-tiny --prompt x --max-new-tokens 10000", "positions");
   expect_error("merge --model gpt2-tiny --adapter " + d / "nothing" + " --out " + d / "m", "nothing");
   expect_error("info --model gpt2-tiny --method lora --lora-r 0", "r");
+}
+
+// Issue 22: a careless or hostile pairs or prompts file. Each gives exit 1
+// (never a signal: a number beyond a double used to abort with exit 134) and
+// one "error:" line that names the file, the line and the key.
+namespace {
+
+void expect_one_error_line(const std::string& args, const std::string& message) {
+  CAPTURE(args);
+  Run r = minipeft(args);
+  CAPTURE(r.output);
+  CHECK(r.code == 1);
+  std::istringstream lines(r.output);
+  int errors = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("error: ", 0) != 0) continue;
+    ++errors;
+    CHECK(line.find(message) != std::string::npos);
+  }
+  CHECK(errors == 1);
+}
+
+}  // namespace
+
+TEST_CASE("bad pairs and prompts files: exit 1, one line naming the file, the line and the key") {
+  mp::test::TempDir d("cli_bad_pairs");
+  auto file = [&](const std::string& name, const std::string& text) {
+    mp::test::write_file(d / name, text);
+    return d / name;
+  };
+  const std::string eval = "eval --model gpt2-tiny --fraction 1 --data ";
+  const std::string train = "train --no-progress --steps 1 --batch 1 --seq 16 --val-fraction 0 --data ";
+  const std::string fixtures = mp::test::fixtures_dir();
+  const std::string generate =
+      "generate --model " + fixtures + "/gpt2_tiny --adapter " + fixtures + "/peft/gpt2_lora --prompts ";
+
+  const std::string huge = file("huge.jsonl", "{\"prompt\": 1e999, \"completion\": \"x\"}\n");
+  const std::string out_of_range = "huge.jsonl line 1, column 12, key \"prompt\": the number 1e999 is out of range";
+  expect_one_error_line(eval + huge, out_of_range);
+  expect_one_error_line(train + huge, out_of_range);
+  expect_one_error_line(generate + file("huge_prompts.jsonl", "{\"prompt\": \"a\"}\n{\"prompt\": \"b\", \"adapter\": -1e999}\n"),
+                        "huge_prompts.jsonl line 2, column 28, key \"adapter\": the number -1e999 is out of range");
+
+  using namespace std::string_literals;
+  expect_one_error_line(eval + file("nul.jsonl", "{\"prompt\": \"a\0b\", \"completion\": \"c\"}\n"s),
+                        "nul.jsonl line 1, column 14, key \"prompt\": a raw NUL byte");
+  expect_one_error_line(generate + file("nul_prompts.jsonl", "{\"prompt\": \"a\"}\0{\"prompt\": \"b\"}\n"s),
+                        "nul_prompts.jsonl line 1, column 16: a raw NUL byte");
+  expect_one_error_line(train + file("twice.jsonl", "{\"prompt\": \"a\", \"completion\": \"b\", \"completion\": \"c\"}\n"),
+                        "twice.jsonl line 1, column 47, key \"completion\": appears twice");
+  expect_one_error_line(generate + file("type.jsonl", "{\"prompt\": \"a\"}\n\n{\"prompt\": [\"a\"]}\n"),
+                        "type.jsonl line 3, key \"prompt\": must be a string, not array");
+  expect_one_error_line(eval + file("surrogate.jsonl", "{\"prompt\": \"a\", \"completion\": \"\\udc00\"}\n"),
+                        "surrogate.jsonl line 1, column 37, key \"completion\": not valid JSON: invalid string");
+  expect_one_error_line(eval + file("long.jsonl", "{\"prompt\": \"a\", \"completion\": \"b\"}\n" + std::string(3 << 20, 'x')),
+                        "long.jsonl line 2: longer than 1 MiB, the limit for one line");
+  std::filesystem::create_directories(d / "dir.jsonl");
+  expect_one_error_line(eval + d / "dir.jsonl", "dir.jsonl is a directory, not a pairs file");
+  expect_one_error_line(train + d / "dir.jsonl", "dir.jsonl is a directory, not a pairs file");
+}
+
+TEST_CASE("nothing to learn, or nothing left to train on: exit 1 saying why") {
+  mp::test::TempDir d("cli_nothing");
+  const std::string empty = d / "empty.jsonl", cut = d / "cut.jsonl", one = d / "one.jsonl";
+  mp::test::write_file(empty, "{\"prompt\": \"\", \"completion\": \"\"}\n{\"text\": \"\"}\n");
+  std::string words;
+  for (int i = 0; i < 40; ++i) words += " word";
+  mp::test::write_file(cut, "{\"prompt\": \"" + words + "\", \"completion\": \" yes\"}\n");
+  mp::test::write_file(one, "{\"prompt\": \"a\", \"completion\": \"b\"}\n");
+  const std::string train = "train --no-progress --steps 1 --batch 1 --seq 16 --data ";
+  expect_one_error_line(train + empty + " --val-fraction 0",
+                        "empty.jsonl: nothing to learn: no example of the training part has a token to score (of its 2 "
+                        "examples, 2 are empty)");
+  expect_one_error_line(train + cut + " --val-fraction 0",
+                        "cut.jsonl: nothing to learn: no example of the training part has a token to score (of its 1 "
+                        "example, 1 has a prompt that fills all --seq 16 tokens, so its completion is cut away)");
+  expect_one_error_line("eval --model gpt2-tiny --fraction 1 --seq 16 --data " + cut,
+                        "cut.jsonl: nothing to learn: no example of the held-out part (--fraction 1) has a token to score");
+  expect_one_error_line("eval --model gpt2-tiny --fraction 1 --data " + empty,
+                        "empty.jsonl: nothing to learn: no example of the held-out part (--fraction 1) has a token");
+  expect_one_error_line(train + one + " --val-fraction 0.1",
+                        "one.jsonl: --val-fraction 0.1 holds out the last 1 of its 1 example, which leaves none to train on");
 }

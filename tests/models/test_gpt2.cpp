@@ -192,7 +192,7 @@ TEST_CASE("gpt2 config.json errors name the file and the key") {
   j = good;
   j["resid_pdrop"] = 1.5;
   CHECK(contains(error_of([&] { parse(j); }), "\"resid_pdrop\""));
-  CHECK(contains(error_of([] { models::parse_config("{ nope", "x/config.json"); }), "x/config.json: not valid JSON"));
+  CHECK(contains(error_of([] { models::parse_config("{ nope", "x/config.json"); }), "x/config.json line 1, column 4: not valid JSON"));
   CHECK(contains(error_of([] { models::load_config("/nonexistent/config.json"); }), "/nonexistent/config.json"));
 
   // n_inner: null means 4 * n_embd.

@@ -260,7 +260,11 @@ TEST_CASE("safetensors: each kind of malformed file gives an mp::Error naming th
   reject(make_bytes("{\"a\": ", ""), "not valid JSON");
   reject(make_bytes("[1, 2]", ""), "not an object");
   reject(make_bytes("\"str\"", ""), "not an object");
-  reject(make_bytes(std::string(100, '[') + std::string(100, ']'), ""), "nested too deeply");
+  reject(make_bytes(std::string(100, '[') + std::string(100, ']'), ""), "nested more than 8 deep");
+  reject(make_bytes(R"({"w": {"dtype": "F32", "shape": [1e999], "data_offsets": [0, 4]}})", eight),
+         "header line 1, column 34, key \"w.shape[0]\": the number 1e999 is out of range");
+  reject(make_bytes(R"({"w": {"dtype": "F32", "dtype": "F64", "shape": [1], "data_offsets": [0, 4]}})", eight),
+         "header line 1, column 30, key \"w.dtype\": appears twice");
   reject(make_bytes(R"({"w": 5})", ""), "'w'");
   reject(make_bytes(R"({"w": {"shape": [1], "data_offsets": [0, 4]}})", eight), "'w': missing or non-string 'dtype'");
   reject(make_bytes(R"({"w": {"dtype": "F8_E4M3", "shape": [1], "data_offsets": [0, 1]}})", eight),

@@ -91,5 +91,5 @@ TEST_CASE("minipeft eval on a pairs file: text and --json; bad lines exit 1") {
   test::write_file(d / "bad.jsonl", "{\"prompt\": \"a\", \"completion\": \"b\"}\n{\"prompt\": \"a\", \"completion\": 2}\n");
   r = test::minipeft("eval --data " + d / "bad.jsonl");
   CHECK(r.code == 1);
-  CHECK(r.output.find("bad.jsonl line 2: \"completion\" must be a string") != std::string::npos);
+  CHECK(r.output.find("bad.jsonl line 2, key \"completion\": must be a string") != std::string::npos);
 }

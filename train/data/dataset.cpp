@@ -8,6 +8,7 @@
 
 #include "engine/error.h"
 #include "nn/atomic_file.h"
+#include "train/data/line_reader.h"
 
 namespace mp::tools {
 
@@ -29,8 +30,7 @@ uint64_t fnv1a(const std::string& s) {
 }
 
 std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot read data file {}", path);
+  std::ifstream in = open_input_file(path, "data file");
   std::stringstream ss;
   ss << in.rdbuf();
   std::string text = ss.str();

@@ -6,6 +6,8 @@
 #include <random>
 
 #include "engine/error.h"
+#include "nn/json_input.h"
+#include "train/data/line_reader.h"
 
 namespace mp::tools {
 
@@ -15,38 +17,27 @@ bool blank(const std::string& s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return c == ' ' || c == '\t' || c == '\r'; });
 }
 
-std::string string_value(const nlohmann::json& obj, const char* key, const std::string& where) {
-  const nlohmann::json& v = obj.at(key);
-  if (!v.is_string()) fail("{}: \"{}\" must be a string, not {}", where, key, v.type_name());
-  return v.get<std::string>();
-}
-
-PairLine parse_line(const std::string& json_text, const std::string& where, bool allow_adapter, bool need_completion) {
-  nlohmann::json obj;
-  try {
-    obj = nlohmann::json::parse(json_text);
-  } catch (const nlohmann::json::parse_error& e) {
-    if (std::string_view(e.what()).find("UTF-8") != std::string_view::npos) fail("{}: not valid UTF-8 ({})", where, e.what());
-    fail("{}: not a JSON object ({})", where, e.what());
-  }
-  if (!obj.is_object()) fail("{}: expected a JSON object, got {}", where, obj.type_name());
+PairLine parse_line(const std::string& json_text, const nn::JsonSource& source, bool allow_adapter,
+                    bool need_completion) {
+  const nlohmann::json obj = nn::parse_json(json_text, source);
+  if (!obj.is_object()) fail("{}: expected a JSON object, got {}", source.at(), obj.type_name());
   for (const auto& [key, value] : obj.items())
     if (key != "prompt" && key != "completion" && key != "text" && !(allow_adapter && key == "adapter"))
-      fail("{}: unexpected key \"{}\" (expected \"prompt\" and \"completion\", or \"text\"{})", where, key,
-           allow_adapter ? ", and optionally \"adapter\"" : "");
+      fail("{}: unexpected key \"{}\" (expected \"prompt\" and \"completion\", or \"text\"{})", source.at(),
+           nn::printable(key), allow_adapter ? ", and optionally \"adapter\"" : "");
   PairLine out;
   const bool is_text = obj.contains("text"), pair = obj.contains("prompt") || obj.contains("completion");
-  if (is_text && pair) fail("{}: has both \"text\" and \"prompt\"/\"completion\"; give one or the other", where);
+  if (is_text && pair) fail("{}: has both \"text\" and \"prompt\"/\"completion\"; give one or the other", source.at());
   if (is_text) {
-    out.completion = string_value(obj, "text", where);
+    out.completion = nn::json_value<std::string>(obj, "text", source);
   } else {
     if (!obj.contains("prompt") || (need_completion && !obj.contains("completion")))
-      fail("{}: missing key \"{}\" (expected \"prompt\" and \"completion\", or \"text\")", where,
+      fail("{}: missing key \"{}\" (expected \"prompt\" and \"completion\", or \"text\")", source.at(),
            obj.contains("prompt") ? "completion" : "prompt");
-    out.prompt = string_value(obj, "prompt", where);
-    if (obj.contains("completion")) out.completion = string_value(obj, "completion", where);
+    out.prompt = nn::json_value<std::string>(obj, "prompt", source);
+    if (obj.contains("completion")) out.completion = nn::json_value<std::string>(obj, "completion", source);
   }
-  if (obj.contains("adapter")) out.adapter = string_value(obj, "adapter", where);
+  if (obj.contains("adapter")) out.adapter = nn::json_value<std::string>(obj, "adapter", source);
   return out;
 }
 
@@ -56,18 +47,21 @@ bool is_pairs_file(const std::string& path) {
   return path.size() >= 6 && path.compare(path.size() - 6, 6, ".jsonl") == 0;
 }
 
-std::vector<PairLine> read_pairs_file(const std::string& path, bool allow_adapter, bool need_completion) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot read pairs file {}", path);
+std::vector<PairLine> read_pairs(std::istream& in, const std::string& name, bool allow_adapter, bool need_completion) {
+  LineReader reader(in, name);
   std::vector<PairLine> lines;
-  std::string text;
-  for (int64_t number = 1; std::getline(in, text); ++number) {
+  for (std::string text; reader.next(text);) {
     if (blank(text)) continue;
-    lines.push_back(parse_line(text, fmt::format("{} line {}", path, number), allow_adapter, need_completion));
-    lines.back().line = number;
+    lines.push_back(parse_line(text, {name, reader.number()}, allow_adapter, need_completion));
+    lines.back().line = reader.number();
   }
-  if (lines.empty()) fail("pairs file {} has no examples", path);
+  if (lines.empty()) fail("pairs file {} has no examples", name);
   return lines;
+}
+
+std::vector<PairLine> read_pairs_file(const std::string& path, bool allow_adapter, bool need_completion) {
+  std::ifstream in = open_input_file(path, "pairs file");
+  return read_pairs(in, path, allow_adapter, need_completion);
 }
 
 Example make_example(std::span<const int32_t> prompt, std::span<const int32_t> completion, int32_t end_id,
@@ -80,6 +74,21 @@ Example make_example(std::span<const int32_t> prompt, std::span<const int32_t> c
   if (e.cut) e.ids.resize(size_t(max_tokens));
   e.prompt_tokens = std::min<int64_t>(int64_t(prompt.size()), int64_t(e.ids.size()));
   return e;
+}
+
+void require_scored_tokens(std::span<const Example> part, const std::string& name, std::string_view part_name) {
+  int64_t cut_away = 0, empty = 0, seq = 0;
+  for (const Example& e : part) {
+    if (e.scored_tokens() > 0) return;
+    if (e.cut) ++cut_away, seq = int64_t(e.ids.size());
+    else ++empty;  // only the end token: no prompt, no completion
+  }
+  std::string why = fmt::format("of its {} example{}", part.size(), part.size() == 1 ? "" : "s");
+  if (cut_away > 0)
+    why += fmt::format(", {} {} a prompt that fills all --seq {} tokens, so {} completion is cut away", cut_away,
+                       cut_away == 1 ? "has" : "have", seq, cut_away == 1 ? "its" : "their");
+  if (empty > 0) why += fmt::format("{} {} {} empty", cut_away > 0 ? ";" : ",", empty, empty == 1 ? "is" : "are");
+  fail("{}: nothing to learn: no example of the {} has a token to score ({})", name, part_name, why);
 }
 
 Examples tokenize_pairs(const std::vector<PairLine>& lines, const models::Tokenizer& tokenizer, int64_t max_tokens,
@@ -190,6 +199,7 @@ Batch PairsDataset::train_batch(int64_t B, uint64_t seed, int64_t step) const {
 
 std::vector<Batch> PairsDataset::val_batches(int64_t B, int64_t max_batches) const {
   if (val_examples() == 0) fail("{}: the held-out part has no examples", name_);
+  require_scored_tokens(held_out_part(), name_, "held-out part");
   std::vector<const Example*> held_out;
   for (size_t i = size_t(split_); i < examples_.size(); ++i) held_out.push_back(&examples_[i]);
   std::vector<Batch> out;

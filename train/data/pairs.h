@@ -14,9 +14,12 @@
 // attention a real token never sees a pad to its right, so padding changes
 // no real token's logits.
 #pragma once
+#include <algorithm>
 #include <cstdint>
+#include <istream>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "models/tokenizer.h"
@@ -32,13 +35,18 @@ struct PairLine {
   int64_t line = 0;        // 1-based line number in the file
 };
 
-// The lines of `path`; blank lines are skipped. mp::Error naming the file and
-// the line for a line that is not JSON (or not UTF-8), not an object, lacks
-// "prompt" and "completion" (or "text"), mixes them, has another key (only
-// "adapter" when allow_adapter), or has a value that is not a string; and for
-// a file with no example at all. Without need_completion (prompts to
-// generate from), a line may be {"prompt": ...} alone.
+// The lines of `path`; blank lines are skipped. mp::Error naming the file, the
+// line and the key (nn/json_input.h) for a line longer than 1 MiB
+// (train/data/line_reader.h), one that is not JSON (a raw NUL byte, a number
+// beyond a double, a duplicate key, a bad string) or not UTF-8, not an object,
+// lacks "prompt" and "completion" (or "text"), mixes them, has another key
+// (only "adapter" when allow_adapter), or has a value that is not a string;
+// for a file with no example at all, and for a directory. Without
+// need_completion (prompts to generate from), a line may be {"prompt": ...} alone.
 std::vector<PairLine> read_pairs_file(const std::string& path, bool allow_adapter = false, bool need_completion = true);
+// The same from a stream; `name` stands for the file in errors.
+std::vector<PairLine> read_pairs(std::istream& in, const std::string& name, bool allow_adapter = false,
+                                 bool need_completion = true);
 
 // Whether --data names a pairs file (it ends in ".jsonl").
 bool is_pairs_file(const std::string& path);
@@ -51,7 +59,20 @@ struct Example {
   int64_t prompt_tokens = 0;
   bool cut = false;  // longer than the sequence length: the tail (at least the end token) is gone
   int64_t completion_tokens() const { return int64_t(ids.size()) - prompt_tokens; }  // with the end token
+  // The tokens the loss is on: the completion and the end token, less the
+  // example's first token (no token before it predicts it). 0 for an empty
+  // example and for one whose prompt fills the whole sequence.
+  int64_t scored_tokens() const {
+    return std::max<int64_t>(0, int64_t(ids.size()) - std::max<int64_t>(prompt_tokens, 1));
+  }
 };
+
+// mp::Error unless some example of `part` has a scored token, saying why none
+// has: "x.jsonl: nothing to learn: no example of the training part has a token
+// to score (of its 3 examples, 2 have a prompt that fills all --seq 8 tokens,
+// so their completion is cut away; 1 is empty)". `name` names the file,
+// `part_name` the part of it.
+void require_scored_tokens(std::span<const Example> part, const std::string& name, std::string_view part_name);
 
 // prompt + completion + end, cut to max_tokens.
 Example make_example(std::span<const int32_t> prompt, std::span<const int32_t> completion, int32_t end_id,
@@ -89,6 +110,8 @@ class PairsDataset {
   int64_t val_examples() const { return int64_t(examples_.size()) - split_; }
   int64_t truncated() const { return truncated_; }
   const std::vector<Example>& examples() const { return examples_; }
+  std::span<const Example> training_part() const { return std::span(examples_).first(size_t(split_)); }
+  std::span<const Example> held_out_part() const { return std::span(examples_).subspan(size_t(split_)); }
   // B training examples drawn from (seed, step), so a resumed run sees the
   // same batches as an uninterrupted one. Packed: examples drawn so until the
   // next one would not fit in B rows.

@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "engine/error.h"
+
 #include "train/data/dataset.h"
 #include "train/data/pairs.h"
 
@@ -50,6 +52,11 @@ std::unique_ptr<TrainingData> load_training_data(const std::string& path, double
                  static_cast<long long>(examples.truncated), examples.examples.size(), path.c_str(),
                  static_cast<long long>(T));
   PairsDataset data(std::move(examples), val_fraction, tokenizer.eos_id(), path);
+  if (data.train_examples() == 0)
+    fail("{}: --val-fraction {} holds out the last {} of its {} example{}, which leaves none to train on (add "
+         "examples, or lower --val-fraction; 0 holds out none)",
+         path, val_fraction, data.val_examples(), data.examples().size(), data.examples().size() == 1 ? "" : "s");
+  require_scored_tokens(data.training_part(), path, "training part");
   if (packing) data.set_packing(T);
   return std::make_unique<PairsData>(std::move(data));
 }

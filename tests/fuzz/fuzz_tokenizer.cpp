@@ -5,12 +5,8 @@
 //   - the bytes read as token ids decode, or throw mp::Error for a bad id;
 // and nothing else (no crash, no other exception, no sanitizer report).
 //
-// Meson builds it only with clang. Build and run by hand from the repository root:
-//
-//   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -I. \
-//     tests/models/fuzz_tokenizer.cpp models/tokenizer.cpp -lpcre2-8 -lfmt -o /tmp/fuzz_tokenizer
-//   mkdir -p /tmp/fuzz_tokenizer_corpus && cp data/tinyshakespeare/input.txt /tmp/fuzz_tokenizer_corpus/
-//   MP_DATA=data /tmp/fuzz_tokenizer /tmp/fuzz_tokenizer_corpus -max_len=4096 -max_total_time=120
+// Built with -Dfuzz=enabled under clang (tests/fuzz/meson.build); run from the
+// repository root by scripts/fuzz.sh, from tests/fuzz/corpus/fuzz_tokenizer/.
 //
 // MP_DATA is the data/ folder (default: ./data).
 #define PCRE2_CODE_UNIT_WIDTH 8

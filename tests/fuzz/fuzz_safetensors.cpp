@@ -2,17 +2,8 @@
 // rejection must be an mp::Error. Whatever it accepts must load in every
 // dtype it claims to support without reading out of bounds.
 //
-// Build and run by hand. Only the reader is compiled with the fuzzer's
-// instrumentation; the engine library comes from a normal build:
-//
-//   meson setup build && ninja -C build engine/libmp_engine.a
-//   clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address -I. \
-//     tests/nn/fuzz_safetensors.cpp nn/safetensors.cpp nn/atomic_file.cpp \
-//     build/engine/libmp_engine.a -lfmt -lopenblas -lgomp -o /tmp/fuzz_safetensors
-//   mkdir -p /tmp/st_corpus && cp tests/fixtures/nn/tiny.safetensors /tmp/st_corpus/
-//   /tmp/fuzz_safetensors /tmp/st_corpus -max_total_time=120 -max_len=4096
-//
-// Last run: 613,847 inputs in 150 s, no crash, no sanitizer report.
+// Built with -Dfuzz=enabled under clang (tests/fuzz/meson.build); run from the
+// repository root by scripts/fuzz.sh, from tests/fuzz/corpus/fuzz_safetensors/.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>

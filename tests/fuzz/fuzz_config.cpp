@@ -2,12 +2,8 @@
 // either parse into a config that passes the checks below or throw mp::Error;
 // nothing else (no crash, no other exception, no sanitizer report).
 //
-// Not built by Meson (g++ has no libFuzzer). Build and run by hand with clang:
-//
-//   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -I. \
-//     tests/models/fuzz_config.cpp models/config.cpp -lfmt -o /tmp/fuzz_config
-//   mkdir -p /tmp/fuzz_config_corpus && cp tests/fixtures/*/config.json /tmp/fuzz_config_corpus/
-//   /tmp/fuzz_config /tmp/fuzz_config_corpus -max_total_time=120
+// Built with -Dfuzz=enabled under clang (tests/fuzz/meson.build); run from the
+// repository root by scripts/fuzz.sh, from tests/fuzz/corpus/fuzz_config/.
 #include <cstdint>
 #include <cstdlib>
 #include <string>

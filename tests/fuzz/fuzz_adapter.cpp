@@ -3,14 +3,11 @@
 //
 // The input is split at the first NUL byte: before it, adapter_config.json;
 // after it, adapter_model.safetensors. Both are written to a temporary
-// directory and loaded onto the tiny GPT-2 fixture. Not built by meson (g++
-// has no libFuzzer); with clang++, from the repository root, after building
-// the libraries in build-peft:
+// directory and loaded onto the tiny GPT-2 fixture (MP_FIXTURES, default
+// tests/fixtures).
 //
-//   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address -I. tests/peft/fuzz_adapter.cpp \
-//     peft/*.cpp models/*.cpp nn/*.cpp autograd/*.cpp autograd/ops/*.cpp engine/*.cpp engine/cpu/*.cpp \
-//     -lfmt -lopenblas -lpcre2-8 -fopenmp -o fuzz_adapter
-//   MP_FIXTURES=tests/fixtures ./fuzz_adapter -max_total_time=300 tests/fixtures/peft/*/adapter_config.json
+// Built with -Dfuzz=enabled under clang (tests/fuzz/meson.build); run from the
+// repository root by scripts/fuzz.sh, from tests/fuzz/corpus/fuzz_adapter/.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
