@@ -57,6 +57,16 @@ static Naive naive_attention(const Tensor& q, const Tensor& k, const Tensor& v, 
   return r;
 }
 
+// sum(attention(q, k, v).out * gout): the scalar whose gradient backward gives
+// for the incoming gradient gout, for finite differences.
+static double output_dot(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p,
+                         const Tensor& gout) {
+  std::vector<double> o = values(ops::attention(q, k, v, p).out), g = values(gout);
+  double s = 0;
+  for (size_t i = 0; i < o.size(); ++i) s += o[i] * g[i];
+  return s;
+}
+
 // Segments of packed rows (B = 2, T = 5): row 0 holds examples of 2 and 3
 // tokens, row 1 one of 4 tokens and a padding token (its own segment).
 static Tensor packed_segments() { return Tensor::from_vector(std::vector<int32_t>{0, 0, 1, 1, 1, 0, 0, 0, 0, 1}, {2, 5}); }
@@ -150,13 +160,7 @@ TEST_CASE("attention backward against finite differences (f64)") {
                gv = Tensor::empty(v.shape(), DType::f64);
         backend(kCPU).attention_backward(q, k, v, r.out, r.lse, gout, p, gq, gk, gv);
 
-        std::vector<double> vg = values(gout);
-        auto loss = [&] {
-          std::vector<double> o = values(ops::attention(q, k, v, p).out);
-          double s = 0;
-          for (size_t i = 0; i < o.size(); ++i) s += o[i] * vg[i];
-          return s;
-        };
+        auto loss = [&] { return output_dot(q, k, v, p, gout); };
         for (Tensor* x : {&q, &k, &v}) {
           Tensor g = x == &q ? gq : x == &k ? gk : gv;
           Tensor flat = x->view({x->numel()});
@@ -254,13 +258,7 @@ TEST_CASE("attention on a long sequence: blocks of queries, each with only the k
   Tensor gq = Tensor::empty(q.shape(), DType::f64), gk = Tensor::empty(k.shape(), DType::f64),
          gv = Tensor::empty(v.shape(), DType::f64);
   backend(kCPU).attention_backward(q, k, v, r.out, r.lse, gout, p, gq, gk, gv);
-  std::vector<double> vg = values(gout);
-  auto loss = [&] {
-    std::vector<double> o = values(ops::attention(q, k, v, p).out);
-    double s = 0;
-    for (size_t i = 0; i < o.size(); ++i) s += o[i] * vg[i];
-    return s;
-  };
+  auto loss = [&] { return output_dot(q, k, v, p, gout); };
   // Rows in each query block; keys in the prefix, in every block's range, in
   // the last block's alone, and the last key.
   for (Tensor* x : {&q, &k, &v})
