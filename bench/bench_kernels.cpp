@@ -1,7 +1,9 @@
 // Micro-benchmarks of the CPU kernels at GPT-2 124M training shapes
 // (B*T = 256 rows, C = 768, V = 50257). GEMMs report GFLOP/s and, beside each,
 // cblas_sgemm called directly on the same shape, so our overhead shows as a
-// percentage of BLAS; memory-bound kernels report GB/s of bytes touched.
+// percentage of BLAS; memory-bound kernels report GB/s of bytes touched and
+// `of_copy`, that rate over a plain parallel copy's moving the same bytes,
+// measured in the same run (the target is at least 0.6).
 // Wall-clock time (UseRealTime), since the kernels run on several threads.
 //
 //   OMP_WAIT_POLICY=passive OMP_NUM_THREADS=2 ./bench_kernels
@@ -14,7 +16,9 @@
 #include <benchmark/benchmark.h>
 #include "engine/cpu/cblas.h"
 
+#include <chrono>
 #include <cmath>
+#include <map>
 
 #include "engine/backend.h"
 #include "engine/ops.h"
@@ -129,20 +133,49 @@ BENCHMARK(BM_bf16_widen_all_then_sgemm)->Apply([](benchmark::internal::Benchmark
 // is the size of the MLP activations the elementwise kernels see (caches
 // help); 64 Mi floats (256 MiB per array) measures main memory.
 
+void parallel_copy(const float* s, float* d, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) d[i] = s[i];
+  benchmark::DoNotOptimize(d);
+  benchmark::ClobberMemory();
+}
+
 void BM_copy_bandwidth(benchmark::State& state) {
   const int64_t n = state.range(0);
   Tensor src = Tensor::full({n}, 1.0), dst = Tensor::zeros({n});
-  const float* s = src.data<float>();
-  float* d = dst.data<float>();
-  for (auto _ : state) {
-#pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < n; ++i) d[i] = s[i];
-    benchmark::DoNotOptimize(d);
-    benchmark::ClobberMemory();
-  }
+  for (auto _ : state) parallel_copy(src.data<float>(), dst.data<float>(), n);
   gbytes(state, 2.0 * double(n) * 4);
 }
 BENCHMARK(BM_copy_bandwidth)->Arg(256 * 3072)->Arg(int64_t(64) << 20)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+using Clock = std::chrono::steady_clock;
+
+// Seconds a parallel copy takes to move `bytes` (half read, half written):
+// the best of 20 after a warm-up, measured once per size in this run.
+double copy_seconds(double bytes) {
+  static std::map<double, double> measured;
+  if (auto it = measured.find(bytes); it != measured.end()) return it->second;
+  const int64_t n = std::max<int64_t>(1, int64_t(bytes / 8));
+  Tensor src = Tensor::full({n}, 1.0), dst = Tensor::zeros({n});
+  double best = 1e30;
+  for (int rep = 0; rep < 21; ++rep) {
+    const auto t0 = Clock::now();
+    parallel_copy(src.data<float>(), dst.data<float>(), n);
+    if (rep) best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  return measured[bytes] = best;
+}
+
+// Runs a memory-bound kernel and reports GB/s of `bytes` touched per call and
+// of_copy, the copy's time for those bytes over the kernel's mean time.
+template <class Kernel>
+void memory_bound(benchmark::State& state, double bytes, Kernel kernel) {
+  const auto t0 = Clock::now();
+  for (auto _ : state) kernel();
+  const double per_call = std::chrono::duration<double>(Clock::now() - t0).count() / double(state.iterations());
+  gbytes(state, bytes);
+  state.counters["of_copy"] = copy_seconds(bytes) / per_call;
+}
 
 // ------------------------------------------------------------- elementwise
 // The residual add (B*T, C) and the bias add of a Linear (a (C) row
@@ -151,16 +184,16 @@ BENCHMARK(BM_copy_bandwidth)->Arg(256 * 3072)->Arg(int64_t(64) << 20)->UseRealTi
 void BM_add(benchmark::State& state) {
   const int64_t N = 256, C = state.range(0);
   Tensor a = randn({N, C}, 15), b = randn({N, C}, 16), out = Tensor::empty({N, C});
-  for (auto _ : state) backend(kCPU).binary(BinaryOp::add, a, b, out);
-  gbytes(state, 3.0 * double(N * C) * 4);  // read a and b, write out
+  // read a and b, write out
+  memory_bound(state, 3.0 * double(N * C) * 4, [&] { backend(kCPU).binary(BinaryOp::add, a, b, out); });
 }
 BENCHMARK(BM_add)->Arg(768)->Arg(3072)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 void BM_bias_add_inplace(benchmark::State& state) {
   const int64_t N = 256, C = state.range(0);
   Tensor bias = randn({C}, 17), y = randn({N, C}, 18);
-  for (auto _ : state) ops::axpby(1.f, bias, 1.f, y);
-  gbytes(state, 2.0 * double(N * C) * 4);  // read and write y
+  // read and write y
+  memory_bound(state, 2.0 * double(N * C) * 4, [&] { ops::axpby(1.f, bias, 1.f, y); });
 }
 BENCHMARK(BM_bias_add_inplace)->Arg(768)->Arg(3072)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
@@ -170,8 +203,8 @@ void BM_layer_norm_forward(benchmark::State& state) {
   const int64_t N = 256, C = 768;
   Tensor x = randn({N, C}, 3), w = randn({C}, 4), b = randn({C}, 5);
   Tensor y = Tensor::empty({N, C}), mean = Tensor::empty({N}), rstd = Tensor::empty({N});
-  for (auto _ : state) backend(kCPU).layer_norm(x, w, b, 1e-5f, y, mean, rstd);
-  gbytes(state, 2.0 * N * C * 4);  // read x, write y
+  // read x, write y
+  memory_bound(state, 2.0 * N * C * 4, [&] { backend(kCPU).layer_norm(x, w, b, 1e-5f, y, mean, rstd); });
 }
 BENCHMARK(BM_layer_norm_forward)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
@@ -180,30 +213,46 @@ void BM_layer_norm_backward(benchmark::State& state) {
   Tensor x = randn({N, C}, 3), w = randn({C}, 4), b = randn({C}, 5), gy = randn({N, C}, 6);
   auto r = ops::layer_norm(x, w, b, 1e-5f);
   Tensor gx = Tensor::empty({N, C}), gw = Tensor::zeros({C}), gb = Tensor::zeros({C});
-  for (auto _ : state) backend(kCPU).layer_norm_backward(gy, x, w, r.mean, r.rstd, gx, gw, gb);
-  gbytes(state, 3.0 * N * C * 4);  // read gy and x, write gx
+  // read gy and x, write gx
+  memory_bound(state, 3.0 * N * C * 4, [&] { backend(kCPU).layer_norm_backward(gy, x, w, r.mean, r.rstd, gx, gw, gb); });
 }
 BENCHMARK(BM_layer_norm_backward)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 void BM_gelu_forward(benchmark::State& state) {
   Tensor x = randn({256, 3072}, 7), y = Tensor::empty({256, 3072});
-  for (auto _ : state) backend(kCPU).unary(UnaryOp::gelu, x, y);
-  gbytes(state, 2.0 * 256 * 3072 * 4);
+  memory_bound(state, 2.0 * 256 * 3072 * 4, [&] { backend(kCPU).unary(UnaryOp::gelu, x, y); });
 }
 BENCHMARK(BM_gelu_forward)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 void BM_gelu_backward(benchmark::State& state) {
   Tensor x = randn({256, 3072}, 7), gy = randn({256, 3072}, 8), gx = Tensor::empty({256, 3072});
-  for (auto _ : state) backend(kCPU).unary_backward(UnaryOp::gelu, x, gy, gx);
-  gbytes(state, 3.0 * 256 * 3072 * 4);
+  memory_bound(state, 3.0 * 256 * 3072 * 4, [&] { backend(kCPU).unary_backward(UnaryOp::gelu, x, gy, gx); });
 }
 BENCHMARK(BM_gelu_backward)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// Dropout (p = 0.1) of the MLP activations, a new mask each call: read x, write y.
+void BM_dropout(benchmark::State& state) {
+  Tensor x = randn({256, 3072}, 7), y = Tensor::empty({256, 3072});
+  uint64_t offset = 0;
+  memory_bound(state, 2.0 * 256 * 3072 * 4, [&] { backend(kCPU).dropout(x, 0.1f, 42, offset += 256 * 3072, y); });
+}
+BENCHMARK(BM_dropout)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// Mixed precision's casts, at a weight's size (768, 3072): f32 -> bf16 for a
+// bf16 GEMM (to_bf16:1) and bf16 -> f32 (to_bf16:0). 6 bytes per element.
+void BM_cast(benchmark::State& state) {
+  const bool to_bf16 = state.range(0);
+  Tensor f32 = randn({768, 3072}, 11), bf16 = f32.to(DType::bf16);
+  const Tensor& src = to_bf16 ? f32 : bf16;
+  const Tensor& dst = to_bf16 ? bf16 : f32;
+  memory_bound(state, 6.0 * 768 * 3072, [&] { backend(kCPU).copy(src, dst); });
+}
+BENCHMARK(BM_cast)->ArgName("to_bf16")->Arg(1)->Arg(0)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 void BM_softmax(benchmark::State& state) {
   const int64_t N = 256, V = 50257;
   Tensor x = randn({N, V}, 9), y = Tensor::empty({N, V});
-  for (auto _ : state) backend(kCPU).softmax(x, y, false);
-  gbytes(state, 2.0 * N * V * 4);
+  memory_bound(state, 2.0 * N * V * 4, [&] { backend(kCPU).softmax(x, y, false); });
 }
 BENCHMARK(BM_softmax)->UseRealTime()->Unit(benchmark::kMillisecond);
 
@@ -213,8 +262,7 @@ void BM_cross_entropy_forward(benchmark::State& state) {
   std::vector<int32_t> t(N);
   for (int64_t i = 0; i < N; ++i) t[size_t(i)] = int32_t(i * 193 % V);
   Tensor targets = Tensor::from_vector(t, {N}), losses = Tensor::empty({N});
-  for (auto _ : state) backend(kCPU).cross_entropy(logits, targets, -100, losses);
-  gbytes(state, 1.0 * N * V * 4);
+  memory_bound(state, 1.0 * N * V * 4, [&] { backend(kCPU).cross_entropy(logits, targets, -100, losses); });
 }
 BENCHMARK(BM_cross_entropy_forward)->UseRealTime()->Unit(benchmark::kMillisecond);
 
@@ -224,8 +272,8 @@ void BM_cross_entropy_backward(benchmark::State& state) {
   std::vector<int32_t> t(N);
   for (int64_t i = 0; i < N; ++i) t[size_t(i)] = int32_t(i * 193 % V);
   Tensor targets = Tensor::from_vector(t, {N});
-  for (auto _ : state) backend(kCPU).cross_entropy_backward(logits, targets, -100, 1.f / N, g);
-  gbytes(state, 2.0 * N * V * 4);  // read logits (counted once), write glogits
+  // read logits (counted once), write glogits
+  memory_bound(state, 2.0 * N * V * 4, [&] { backend(kCPU).cross_entropy_backward(logits, targets, -100, 1.f / N, g); });
 }
 BENCHMARK(BM_cross_entropy_backward)->UseRealTime()->Unit(benchmark::kMillisecond);
 
@@ -235,8 +283,8 @@ void BM_adamw_124M(benchmark::State& state) {
   const int64_t n = 124439808;  // GPT-2 124M parameters
   Tensor p = Tensor::zeros({n}), g = Tensor::full({n}, 0.01), m = Tensor::zeros({n}), v = Tensor::zeros({n});
   int64_t step = 0;
-  for (auto _ : state) backend(kCPU).adamw(p, g, m, v, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.1f, ++step);
-  gbytes(state, 28.0 * double(n));  // read p, g, m, v; write p, m, v
+  // read p, g, m, v; write p, m, v
+  memory_bound(state, 28.0 * double(n), [&] { backend(kCPU).adamw(p, g, m, v, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.1f, ++step); });
 }
 BENCHMARK(BM_adamw_124M)->UseRealTime()->Unit(benchmark::kMillisecond);
 

@@ -32,9 +32,10 @@
 #include <vector>
 
 #include "engine/cpu/dispatch.h"
+#include "engine/cpu/dropout_factors.h"
 #include "engine/cpu/fast_math.h"
 #include "engine/cpu/kernels.h"
-#include "engine/cpu/philox.h"
+#include "engine/cpu/row_math.h"
 
 namespace mp::cpu {
 
@@ -74,21 +75,6 @@ void check_like(const char* what, const char* name, const Tensor& t, const Shape
   if (t.shape() != shape || t.dtype() != dt || !t.is_contiguous())
     fail("{}: {} is {} {}, should be contiguous {} {}", what, name, shape_str(t.shape()), dtype_name(t.dtype()),
          shape_str(shape), dtype_name(dt));
-}
-
-// Attention dropout's factors for query row r (of B*H*T rows): f[s] = 1 / (1 - p)
-// if the Philox draw of element offset + r*S + s of the (B, H, T, S) probabilities
-// is >= p, else 0, for s in [0, end): the mask ops::dropout would draw.
-template <class R>
-void dropout_factors(uint64_t seed, float p, uint64_t offset, int64_t r, int64_t S, int64_t end, R* f) {
-  const R scale = R(1) / (R(1) - R(p));
-  const uint64_t first = offset + uint64_t(r * S);
-  for (int64_t s = 0; s < end;) {
-    const uint64_t i = first + uint64_t(s);
-    const philox::U32x4 draws = philox::block(seed, i / 4);
-    for (uint64_t lane = i % 4; lane < 4 && s < end; ++lane, ++s)
-      f[s] = philox::dropout_keeps(draws.v[lane], p) ? scale : R(0);
-  }
 }
 
 // The end of the keys query t may see, [0, end): all S without `causal`;
@@ -184,8 +170,7 @@ void probabilities(const Dims& d, const AttentionParams& p, const int32_t* mask,
       }
       R m = -INFINITY;  // the row's max (-inf: no visible key)
       if (save) {
-#pragma omp simd reduction(max : m)
-        for (int64_t s = 0; s < end; ++s) m = std::max(m, sr[s]);
+        m = row_max(sr, end);
       } else {
         m = lse[r];
       }
@@ -210,7 +195,7 @@ void probabilities(const Dims& d, const AttentionParams& p, const int32_t* mask,
       }
       if (dropped == nullptr) continue;
       R* dr = dropped + i * K;  // (keys)
-      if (dropout) dropout_factors(p.seed, p.dropout, p.dropout_offset, r, d.S, K, keep.data());
+      if (dropout) dropout_factors(p.seed, p.dropout, p.dropout_offset + uint64_t(r * d.S), K, keep.data());
       for (int64_t s = 0; s < K; ++s) dr[s] = dropout ? sr[s] * keep[s] : sr[s];
     }
   }
@@ -267,7 +252,7 @@ void backward(const Dims& d, const Tensor& q, const Tensor& k, const Tensor& v, 
         R dt = 0;
         for (int64_t j = 0; j < d.D; ++j) dt += g[i * d.D + j] * o[i * d.D + j];
         const int64_t r = (pc.h0 + i / pc.rows()) * d.T + pc.t0 + i % pc.rows();
-        if (dropout) dropout_factors(p.seed, p.dropout, p.dropout_offset, r, d.S, K, keep.data());
+        if (dropout) dropout_factors(p.seed, p.dropout, p.dropout_offset + uint64_t(r * d.S), K, keep.data());
         R* dsr = ds + i * K;        // (keys) dP, then dS
         const R* pr = pp + i * K;  // (keys)
         if (dropout) {

@@ -10,6 +10,7 @@
 #include "engine/cpu/dispatch.h"
 #include "engine/cpu/fast_math.h"
 #include "engine/cpu/kernels.h"
+#include "engine/cpu/row_math.h"
 
 namespace mp::cpu {
 
@@ -35,13 +36,8 @@ Shape2 check(const char* what, const Tensor& logits, const Tensor& targets, int 
 // log sum exp of one row.
 template <class T>
 T row_lse(const T* x, int64_t V) {
-  T m = -INFINITY;
-#pragma omp simd reduction(max : m)
-  for (int64_t v = 0; v < V; ++v) m = std::max(m, x[v]);
-  Acc s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t v = 0; v < V; ++v) s += fast_exp(x[v] - m);
-  return m + T(std::log(s));
+  const T m = row_max(x, V);
+  return m + T(std::log(sum_exp(x, V, m)));
 }
 
 }  // namespace

@@ -79,19 +79,25 @@ void check_same_dtype(const char* what, const Tensor& a, const Tensor& b) {
 
 // GELU, tanh approximation (GPT-2's gelu_new):
 //   gelu(x) = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)
+// computed as x s with s = 0.5 (1 + tanh u) = 1 / (1 + exp(-2u)): one exp
+// and one division per element, no sign folding.
+template <class T>
+MP_ALWAYS_INLINE T gelu_gate(T x) {  // s
+  const T c = T(0.7978845608028654);  // sqrt(2/pi)
+  const T u = c * (x + T(0.044715) * x * x * x);
+  return T(1) / (T(1) + fast_exp(T(-2) * u));
+}
 template <class T>
 MP_ALWAYS_INLINE T gelu(T x) {
-  const T c = T(0.7978845608028654);  // sqrt(2/pi)
-  T u = c * (x + T(0.044715) * x * x * x);
-  return T(0.5) * x * (T(1) + fast_tanh(u));
+  return x * gelu_gate(x);
 }
-// d gelu / dx = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+// d gelu / dx = s + x s (1 - s) 2 du/dx,  du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+// (0.5 (1 - tanh^2 u) = 2 s (1 - s)).
 template <class T>
 MP_ALWAYS_INLINE T gelu_grad(T x) {
   const T c = T(0.7978845608028654);
-  T u = c * (x + T(0.044715) * x * x * x);
-  T t = fast_tanh(u);
-  return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * c * (T(1) + T(3 * 0.044715) * x * x);
+  const T s = gelu_gate(x);
+  return s + T(2) * x * s * (T(1) - s) * c * (T(1) + T(3 * 0.044715) * x * x);
 }
 
 }  // namespace

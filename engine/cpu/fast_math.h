@@ -1,9 +1,9 @@
-// exp and tanh for f32 written as branch-free polynomial code, so that loops
-// calling them vectorise (the C library's expf/tanhf are scalar calls).
+// exp for f32 written as branch-free polynomial code, so that loops calling
+// it vectorise (the C library's expf is a scalar call).
 // Cephes-style exp: x = n ln2 + r with |r| <= ln2/2, exp(r) by a degree-6
 // polynomial, 2^n built in the exponent bits. Relative error about 2e-7
 // (f32 round-off); below -87.3 the result is 0, above 88.7 it is inf.
-// f64 keeps std::exp / std::tanh: it is used for checks, not speed.
+// f64 keeps std::exp: it is used for checks, not speed.
 //
 // gcc vectorises loops calling these only with -fno-trapping-math (set for
 // the engine library in engine/meson.build): otherwise it may not compute the
@@ -47,14 +47,5 @@ MP_ALWAYS_INLINE float fast_exp(float x) {
   return out;
 }
 inline double fast_exp(double x) { return std::exp(x); }
-
-// tanh(x) = 1 - 2 / (exp(2x) + 1), with the sign folded so exp never overflows.
-MP_ALWAYS_INLINE float fast_tanh(float x) {
-  const float ax = std::fabs(x);
-  const float e = fast_exp(-2.f * ax);  // in (0, 1]
-  const float t = (1.f - e) / (1.f + e);
-  return std::copysign(t, x);
-}
-inline double fast_tanh(double x) { return std::tanh(x); }
 
 }  // namespace mp::cpu

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "engine/cpu/dispatch.h"
+#include "engine/cpu/dropout_factors.h"
 #include "engine/cpu/kernels.h"
 #include "engine/cpu/philox.h"
 
@@ -12,14 +13,12 @@ namespace mp::cpu {
 
 namespace {
 
-// Calls f(i, lanes) for each block of 4 elements [i, i + 4) of [0, n), which
-// are elements [offset + i, offset + i + 4) of the stream `seed`. Unless
-// offset % 4 == 0 the first i is negative: the caller writes only indices in [0, n).
+// Calls f(i, lanes) for each block of 4 elements [i, i + 4) of [0, n), the
+// stream `seed`'s elements of the same indices; f writes only indices < n.
 template <class F>
-void for_each_block(int64_t n, uint64_t seed, uint64_t offset, F f) {
-  const int64_t first = int64_t(offset / 4), end = int64_t((offset + uint64_t(n) + 3) / 4);
+void for_each_block(int64_t n, uint64_t seed, F f) {
 #pragma omp parallel for schedule(static) if (n > (1 << 14))
-  for (int64_t g = first; g < end; ++g) f(4 * g - int64_t(offset), philox::block(seed, uint64_t(g)));
+  for (int64_t g = 0; g < (n + 3) / 4; ++g) f(4 * g, philox::block(seed, uint64_t(g)));
 }
 
 }  // namespace
@@ -39,11 +38,11 @@ void random(const Tensor& dst, Distribution dist, double a, double b, uint64_t s
       T* out = dst.data<T>();  // (n)
       const int64_t n = dst.numel();
       if (dist == Distribution::uniform) {
-        for_each_block(n, seed, 0, [&](int64_t i, philox::U32x4 r) {
+        for_each_block(n, seed, [&](int64_t i, philox::U32x4 r) {
           for (int l = 0; l < 4 && i + l < n; ++l) out[i + l] = convert<T>(a + (b - a) * double(philox::uniform01(r.v[l])));
         });
       } else {
-        for_each_block(n, seed, 0, [&](int64_t i, philox::U32x4 r) {
+        for_each_block(n, seed, [&](int64_t i, philox::U32x4 r) {
           double z[4];
           for (int p = 0; p < 2; ++p) {
             double radius = std::sqrt(-2.0 * std::log(double(philox::uniform01_open0(r.v[2 * p]))));
@@ -67,11 +66,14 @@ void dropout(const Tensor& x, float p, uint64_t seed, uint64_t offset, const Ten
     const T* in = x.data<T>();  // (n)
     T* o = out.data<T>();       // (n)
     const int64_t n = x.numel();
-    const T scale = p < 1.f ? T(1) / (T(1) - T(p)) : T(0);
-    for_each_block(n, seed, offset, [&](int64_t i, philox::U32x4 r) {
-      for (int l = std::max<int>(0, int(-i)); l < 4 && i + l < n; ++l)
-        o[i + l] = philox::dropout_keeps(r.v[l], p) ? in[i + l] * scale : T(0);
-    });
+    constexpr int64_t kChunk = 1024;  // elements per task: its factors stay in L1
+#pragma omp parallel for schedule(static) if (n > (1 << 14))
+    for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
+      const int64_t len = std::min(kChunk, n - c0);
+      T f[kChunk];  // (len) 0 or 1 / (1 - p)
+      dropout_factors(seed, p, offset + uint64_t(c0), len, f);
+      for (int64_t i = 0; i < len; ++i) o[c0 + i] = f[i] == T(0) ? T(0) : in[c0 + i] * f[i];  // a dropped inf gives 0
+    }
   });
 }
 

@@ -11,6 +11,7 @@
 #include "engine/cpu/dispatch.h"
 #include "engine/cpu/fast_math.h"
 #include "engine/cpu/kernels.h"
+#include "engine/cpu/row_math.h"
 
 namespace mp::cpu {
 
@@ -40,13 +41,10 @@ void softmax(const Tensor& x, const Tensor& y, bool log) {
     for (int64_t n = 0; n < r.N; ++n) {
       const T* xr = px + n * r.C;
       T* yr = py + n * r.C;
-      T m = -INFINITY;
-#pragma omp simd reduction(max : m)
-      for (int64_t c = 0; c < r.C; ++c) m = std::max(m, xr[c]);
+      const T m = row_max(xr, r.C);
       Acc sum = 0;
       if (log) {
-#pragma omp simd reduction(+ : sum)
-        for (int64_t c = 0; c < r.C; ++c) sum += fast_exp(xr[c] - m);
+        sum = sum_exp(xr, r.C, m);
       } else {
 #pragma omp simd reduction(+ : sum)
         for (int64_t c = 0; c < r.C; ++c) {

@@ -1,0 +1,96 @@
+// Dropout's keep factors for a run of elements of one Philox stream: the one
+// mask rule (philox::dropout_keeps) for ops::dropout and the fused
+// attention's dropout on the CPU. Element e of the stream is lane e % 4 of
+// block e / 4 (philox.h), whatever the run's bounds.
+//
+// The generator makes 16 blocks (64 elements) at a time. With AVX-512 they
+// are one register per word of the counter: a Philox round's 32 x 32 -> 64
+// bit products come from vpmuludq, which multiplies the even 32-bit lanes,
+// so the odd lanes are shifted down, multiplied, and the halves blended
+// back (gcc does not vectorise the scalar round's widening multiply). A 4 x
+// 16 transpose then puts the draws in element order. Elsewhere the 16
+// blocks are made one by one with philox::block.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+#include "engine/cpu/philox.h"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace mp::cpu {
+
+// The draws of elements 4 first .. 4 first + 63 of stream `seed`, in order:
+// draws[4 j + l] = lane l of block first + j.
+inline void sixteen_blocks(uint64_t seed, uint64_t first, uint32_t (&draws)[64]) {
+#if defined(__AVX512F__)
+  alignas(64) uint32_t lo[16], hi[16];  // each block's counter: its index's low and high words
+  for (int j = 0; j < 16; ++j) {
+    lo[j] = uint32_t(first + uint64_t(j));
+    hi[j] = uint32_t((first + uint64_t(j)) >> 32);
+  }
+  __m512i c0 = _mm512_load_si512(lo), c1 = _mm512_load_si512(hi);
+  __m512i c2 = _mm512_setzero_si512(), c3 = _mm512_setzero_si512();
+  const __m512i m0 = _mm512_set1_epi64(philox::kM0), m1 = _mm512_set1_epi64(philox::kM1);
+  // The 64-bit products of every 32-bit lane of c with m: their high and low words.
+  auto mul = [](__m512i c, __m512i m, __m512i& high, __m512i& low) {
+    const __m512i even = _mm512_mul_epu32(c, m);                         // lanes 0, 2, ...: 64-bit products
+    const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(c, 32), m);   // lanes 1, 3, ...
+    high = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+    low = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+  };
+  uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
+  for (int r = 0; r < 10; ++r) {
+    if (r > 0) {
+      k0 += philox::kW0;
+      k1 += philox::kW1;
+    }
+    __m512i hi0, lo0, hi1, lo1;
+    mul(c0, m0, hi0, lo0);
+    mul(c2, m1, hi1, lo1);
+    c0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), _mm512_set1_epi32(int(k0)));
+    c1 = lo1;
+    c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32(int(k1)));
+    c3 = lo0;
+  }
+  // c_l holds word l of blocks 0..15. Transpose 4 x 4 inside each 128-bit
+  // lane k (u_i: block 4k + i), then the 128-bit lanes, so that register k
+  // holds blocks 4k .. 4k + 3, word by word.
+  const __m512i t0 = _mm512_unpacklo_epi32(c0, c1), t1 = _mm512_unpacklo_epi32(c2, c3);
+  const __m512i t2 = _mm512_unpackhi_epi32(c0, c1), t3 = _mm512_unpackhi_epi32(c2, c3);
+  const __m512i u0 = _mm512_unpacklo_epi64(t0, t1), u1 = _mm512_unpackhi_epi64(t0, t1);
+  const __m512i u2 = _mm512_unpacklo_epi64(t2, t3), u3 = _mm512_unpackhi_epi64(t2, t3);
+  const __m512i v0 = _mm512_shuffle_i32x4(u0, u1, 0x44), v1 = _mm512_shuffle_i32x4(u2, u3, 0x44);
+  const __m512i v2 = _mm512_shuffle_i32x4(u0, u1, 0xEE), v3 = _mm512_shuffle_i32x4(u2, u3, 0xEE);
+  _mm512_storeu_si512(draws, _mm512_shuffle_i32x4(v0, v1, 0x88));
+  _mm512_storeu_si512(draws + 16, _mm512_shuffle_i32x4(v0, v1, 0xDD));
+  _mm512_storeu_si512(draws + 32, _mm512_shuffle_i32x4(v2, v3, 0x88));
+  _mm512_storeu_si512(draws + 48, _mm512_shuffle_i32x4(v2, v3, 0xDD));
+#else
+  for (int j = 0; j < 16; ++j) {
+    const philox::U32x4 r = philox::block(seed, first + uint64_t(j));
+    for (int l = 0; l < 4; ++l) draws[4 * j + l] = r.v[l];
+  }
+#endif
+}
+
+// f[s] = 1 / (1 - p) (0 when p == 1) if element first + s of stream `seed`
+// is kept, else 0, for s in [0, n).
+template <class R>
+void dropout_factors(uint64_t seed, float p, uint64_t first, int64_t n, R* f) {
+  const R scale = p < 1.f ? R(1) / (R(1) - R(p)) : R(0);
+  uint64_t block = first / 4;        // the block holding element `first`
+  int64_t s0 = -int64_t(first % 4);  // f's index of that block's lane 0
+  for (; s0 < n; s0 += 64, block += 16) {
+    uint32_t draws[64];
+    sixteen_blocks(seed, block, draws);
+    R run[64];  // the factors of elements s0 .. s0 + 63
+    for (int e = 0; e < 64; ++e) run[e] = philox::dropout_keeps(draws[e], p) ? scale : R(0);
+    const int64_t lo = std::max<int64_t>(0, -s0), hi = std::min<int64_t>(64, n - s0);
+    std::copy(run + lo, run + hi, f + s0 + lo);
+  }
+}
+
+}  // namespace mp::cpu
