@@ -33,18 +33,18 @@ static void check_shape(const Tensor& g, const Shape& shape, const std::string& 
     fail("autograd: gradient of shape {} for {} of shape {}", shape_str(g.shape()), what, shape_str(shape));
 }
 
-// Leaf gradients live under Tag::grads. A fresh gradient nobody else holds
-// is adopted (retagged) instead of copied.
+// Leaf gradients live under the leaf's grad_tag (Tag::grads for parameters).
+// A fresh gradient nobody else holds is adopted (retagged) instead of copied.
 static void accumulate_leaf_grad(VarImpl& leaf, Tensor g) {
   check_shape(g, leaf.value.shape(), "a leaf");
   if (leaf.grad.defined()) {
     ops::axpby(1.f, g, 1.f, leaf.grad);
   } else if (g.storage().use_count() == 1 && g.is_contiguous() && g.offset() == 0 &&
              g.storage()->bytes() == g.nbytes()) {
-    g.storage()->retag(Tag::grads);
+    g.storage()->retag(leaf.grad_tag);
     leaf.grad = std::move(g);
   } else {
-    leaf.grad = g.clone(Tag::grads);
+    leaf.grad = g.clone(leaf.grad_tag);
   }
 }
 

@@ -33,6 +33,7 @@ struct Node;
 struct VarImpl {
   Tensor value;
   Tensor grad;                  // accumulated by backward(); leaves only
+  Tag grad_tag = Tag::grads;    // what grad is: a parameter's, or one in flight (recompute's cut inputs)
   bool requires_grad = false;
   std::shared_ptr<Node> node;   // the op that made this; null for leaves
 };

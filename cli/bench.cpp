@@ -122,7 +122,7 @@ void run_bench(const BenchOptions& o) {
   }
   {
     ag::NoGrad no_grad;
-    ag::AutocastScope autocast(c.precision);  // the forward passes compute as the training steps do
+    ag::AutocastScope autocast = m.autocast();  // the forward passes compute as the training steps do
     m.module().eval();
     double total = 0;
     for (int64_t step = 0; step < o.warmup + c.steps; ++step) {

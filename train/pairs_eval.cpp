@@ -14,7 +14,7 @@ namespace {
 // Next-token logits of a padded batch (B, T, V), with the attention mask;
 // prompt tuning's virtual positions (in front) dropped. rows: each row's adapter, or null.
 Tensor batch_logits(const TrainedModel& m, const Batch& b, const std::vector<std::string>* rows) {
-  ag::AutocastScope scope(m.precision);
+  ag::AutocastScope scope = m.autocast();
   const int64_t T = b.ids.size(1);
   if (m.peft) {
     ag::Variable logits = rows ? m.peft->forward(b.ids, &b.attention_mask, *rows)

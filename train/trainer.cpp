@@ -95,7 +95,7 @@ std::string log_path(const std::string& out_dir) { return out_dir + "/log.jsonl"
 nn::Module& TrainedModel::module() const { return peft ? static_cast<nn::Module&>(*peft) : *base; }
 
 ag::Variable TrainedModel::loss(const Batch& batch) const {
-  ag::AutocastScope scope(precision);
+  ag::AutocastScope scope = autocast();
   const Tensor& labels = batch.labels.defined() ? batch.labels : batch.ids;
   auto given = [](const Tensor& t) { return t.defined() ? &t : nullptr; };
   models::ForwardOptions opt;
@@ -156,6 +156,11 @@ TrainedModel build_model(const TrainConfig& config, const models::Tokenizer& tok
     m.peft = peft::get_peft_model(m.base, peft_config_for(config, *type, m.base->config()), "default", &tokenizer);
   m.base->gradient_checkpointing_enable(config.recompute);
   m.precision = config.precision;
+  if (m.precision == DType::bf16 && m.peft) {  // the base is frozen: cast its weights once, not every step
+    m.frozen_casts = std::make_shared<ag::CastCache>();
+    for (const ag::Variable& p : m.base->parameters())
+      if (!p.requires_grad()) m.frozen_casts->add_frozen(p.value());
+  }
   m.module().train();
   return m;
 }

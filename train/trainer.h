@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "autograd/autocast.h"
 #include "models/base_dtype.h"
 #include "models/causal_lm.h"
 #include "peft/peft_model.h"
@@ -99,8 +100,13 @@ struct TrainedModel {
   std::shared_ptr<models::CausalLM> base;
   std::shared_ptr<peft::PeftModel> peft;  // null for full fine-tuning
   DType precision = DType::f32;           // the autocast dtype of loss()
+  // Under mixed precision with a frozen base: the base weights' bf16 copies,
+  // made once (autograd/autocast.h). Null otherwise.
+  std::shared_ptr<ag::CastCache> frozen_casts;
   nn::Module& module() const;
-  // HF's shifted loss of a batch (labels = ids for text); under an AutocastScope(precision).
+  // The scope this model's forward and backward compute under: precision, frozen_casts.
+  ag::AutocastScope autocast() const { return ag::AutocastScope(precision, frozen_casts.get()); }
+  // HF's shifted loss of a batch (labels = ids for text); under autocast().
   ag::Variable loss(const Batch& batch) const;
   std::pair<int64_t, int64_t> trainable_and_all_parameters() const;  // as PEFT counts them
 };

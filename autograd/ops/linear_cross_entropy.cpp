@@ -70,9 +70,10 @@ Variable linear_cross_entropy(const Variable& hidden, const Variable& weight, co
   const float inv_count = count > 0 ? 1.f / float(count) : 0.f;  // every row ignored: loss and gradients 0
   const bool need_h = needs_grad(hidden), need_w = needs_grad(weight);
   const DType compute = autocast_dtype();  // backward keeps the choice made here
+  CastCache* cache = autocast_cache();     // a frozen weight's kept bf16 copy
 
   Tensor h = gemm_operand(hidden.value().contiguous(), compute);  // (N, E)
-  Tensor w = gemm_operand(weight.value(), compute);               // (V, E)
+  Tensor w = gemm_operand(weight.value(), compute, cache);        // (V, E)
   const int64_t R = rows_per_chunk(chunk_rows, N, V);
   std::vector<Tensor> losses, dh;  // per chunk: (R), (R, E)
   for (int64_t r0 = 0; r0 < N; r0 += R) {
@@ -94,7 +95,7 @@ Variable linear_cross_entropy(const Variable& hidden, const Variable& weight, co
     if (need_h) gin[0] = ops::mul(keep_dh, g);  // g (1) is the loss's gradient
     if (!need_w) return;
     const float gscale = detail::gradient_scale(g, inv_count);
-    Tensor wc = gemm_operand(keep_w, compute);  // (V, E)
+    Tensor wc = gemm_operand(keep_w, compute, cache);  // (V, E)
     Tensor dw;                                  // (V, E), summed over the chunks
     for (int64_t r0 = 0; r0 < N; r0 += R) {
       const int64_t rows = std::min(R, N - r0);

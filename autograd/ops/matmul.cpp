@@ -71,10 +71,12 @@ Variable linear(const Variable& x, const Variable& w, const Variable& b, bool w_
 
   bool need_x = needs_grad(x), need_w = needs_grad(w), need_b = needs_grad(b);
   bool tw = !w_in_out;  // read (out, in) transposed as (in, out)
-  // Under autocast (autograd/autocast.h) the GEMMs read bf16 copies; the
-  // backward uses the choice made here, whatever scope it runs in.
+  // Under autocast (autograd/autocast.h) the GEMMs read bf16 copies (a
+  // frozen weight's from the scope's cache, if any); the backward uses the
+  // choice made here, whatever scope it runs in.
   const DType dt = autocast_dtype();
-  auto compute = [dt](const Tensor& t) { return gemm_operand(t, dt); };
+  CastCache* cache = autocast_cache();
+  auto compute = [dt, cache](const Tensor& t) { return gemm_operand(t, dt, cache); };
   Tensor x2 = compute(x.value().reshape({-1, in}));   // (N, in)
   Tensor y2 = ops::matmul(x2, compute(w.value()), false, tw);  // (N, out) f32
   // Then the bias, added in place (broadcast over rows): on the CPU backend
@@ -85,7 +87,7 @@ Variable linear(const Variable& x, const Variable& w, const Variable& b, bool w_
   y_shape.back() = out;
 
   Tensor keep_x = need_w ? x2 : Tensor();         // only dW needs x (its bf16 copy under autocast)
-  Tensor keep_w = need_x ? w.value() : Tensor();  // only dx needs W (alive anyway; cast again in backward)
+  Tensor keep_w = need_x ? w.value() : Tensor();  // only dx needs W (alive anyway; cast again unless cached)
   Shape x_shape = x.shape();
   return make_result(y2.view(y_shape), "linear", {x, w, b}, [=](const Tensor& g, std::span<Tensor> gin) {
     Tensor g2 = g.reshape({-1, out});  // (N, out)

@@ -80,6 +80,12 @@ TEST_CASE("planned bytes equal the ledger's measured bytes of a real step") {
       c.method = "full";
       c.precision = DType::bf16;
     }
+    SUBCASE("mixed precision, LoRA (the frozen base's bf16 copies)") { c.precision = DType::bf16; }
+    SUBCASE("mixed precision, prompt tuning with activation recompute") {
+      c.method = "prompt";
+      c.precision = DType::bf16;
+      c.recompute = true;
+    }
     SUBCASE("LoRA with activation recompute") { c.recompute = true; }
     SUBCASE("full fine-tuning with activation recompute and dropout") {
       c.method = "full";

@@ -4,7 +4,9 @@
 
 #include "engine/error.h"
 #include "tests/support/minipeft.h"
+#include "nn/adamw.h"
 #include "train/data/paths.h"
+#include "train/train_step.h"
 #include "train/trainer.h"
 
 using namespace mp;
@@ -188,4 +190,41 @@ TEST_CASE("a non-finite loss stops the run, naming the step and the checkpoint k
   // The first step's loss is finite (the weights are still sane); a later one is not.
   CHECK_THROWS_WITH_AS(tools::train(c, tokenizer()), doctest::Contains("stopped. The last good checkpoint"), Error);
   CHECK(std::filesystem::exists(tools::checkpoint_path(d.path.string())));
+}
+
+// Under mixed precision a PEFT model casts its frozen base to bf16 once and
+// keeps the copies (TrainedModel::frozen_casts). The GEMMs then read the
+// same bf16 values as when each step casts again, so the losses of steps
+// that train the adapter (which must never be taken from the cache) are
+// bit-identical to a model without the cache; and the copies are weights.
+TEST_CASE("mixed precision keeps a frozen base's bf16 copies: the same losses as casting every step") {
+  for (const char* method : {"lora", "prefix"}) {
+    CAPTURE(method);
+    tools::TrainConfig c = small_run("", method);
+    c.precision = DType::bf16;
+    tools::TrainedModel kept = tools::build_model(c, tokenizer()), cast = tools::build_model(c, tokenizer());
+    REQUIRE(kept.frozen_casts);
+    cast.frozen_casts.reset();
+    kept.module().eval();  // no dropout: the two models' masks would differ (their instances' ids do)
+    cast.module().eval();
+    nn::AdamW opt_kept(tools::trainable_parameters(kept.module())), opt_cast(tools::trainable_parameters(cast.module()));
+    tools::TokenDataset data(tools::load_token_ids(c.data, tokenizer()), c.val_fraction, c.data);
+    std::vector<Tensor> batches = data.val_batches(c.batch, c.seq, 3);  // (B, T) windows
+    REQUIRE(batches.size() == 3);
+    const size_t weights_before = Ledger::instance().current(Tag::weights);
+    std::vector<size_t> kept_bytes;  // the copies' bytes after each step
+    for (const Tensor& b : batches) {
+      const double with_cache = tools::train_step(kept, opt_kept, {b}).loss;
+      const double without = tools::train_step(cast, opt_cast, {b}).loss;
+      CHECK(with_cache == without);
+      kept_bytes.push_back(Ledger::instance().current(Tag::weights) - weights_before);
+    }
+    // Made in the first step, once: at most 2 bytes per frozen f32 element.
+    size_t frozen_halves = 0;
+    for (const ag::Variable& p : kept.base->parameters())
+      if (!p.requires_grad()) frozen_halves += size_t(p.value().numel()) * 2;
+    CHECK(kept_bytes[0] > 0);
+    CHECK(kept_bytes[0] <= frozen_halves);
+    CHECK(kept_bytes[2] == kept_bytes[0]);
+  }
 }
