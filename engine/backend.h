@@ -48,6 +48,10 @@ struct AttentionParams {
   // Element (b, h, t, s) draws as element dropout_offset + (b, h, t, s) of a
   // larger tensor (data parallelism: these rows are a shard of a bigger batch).
   uint64_t dropout_offset = 0;
+  // bf16 (mixed precision, autograd/autocast.h): the products (Q K^T, P V
+  // and backward's) read bf16 copies of their operands; scores, softmax
+  // statistics and every output stay f32. CPU (and meta); CUDA computes f32.
+  DType compute = DType::f32;
 };
 
 class Backend {

@@ -9,7 +9,9 @@
 // Every gradient needs P, i.e. q, k and lse; dQ and dK also need v and out.
 // The node keeps all five (the backend's backward takes them all; in a
 // transformer q, k and v come from one projection, so they are trainable or
-// frozen together). Gradients nobody needs are not computed.
+// frozen together). Gradients nobody needs are not computed. Under autocast
+// the products run in bf16 (AttentionParams::compute).
+#include "autograd/autocast.h"
 #include "autograd/ops.h"
 #include "engine/error.h"
 #include "engine/ops.h"
@@ -25,13 +27,14 @@ Variable attention(const Variable& q, const Variable& k, const Variable& v, cons
   Tensor qc = q.value().contiguous();  // (B, H, T, D)
   Tensor kc = k.value().contiguous();  // (B, H, S, D)
   Tensor vc = v.value().contiguous();  // (B, H, S, D)
-  ops::AttentionOut fwd = ops::attention(qc, kc, vc, p);
+  AttentionParams params = p;  // dropout and its seed too: backward redraws the same mask
+  params.compute = autocast_dtype();  // backward keeps the choice made here
+  ops::AttentionOut fwd = ops::attention(qc, kc, vc, params);
   bool need_q = needs_grad(q), need_k = needs_grad(k), need_v = needs_grad(v);
   // The key mask is captured by value (a Tensor handle), not through the
   // caller's pointer, which may be gone when backward runs.
   Tensor key_mask = p.key_mask ? *p.key_mask : Tensor();
   Tensor segment_ids = p.segment_ids ? *p.segment_ids : Tensor();
-  AttentionParams params = p;  // dropout and its seed too: backward redraws the same mask
   params.key_mask = nullptr;
   params.segment_ids = nullptr;
   return make_result(fwd.out, "attention", {q, k, v}, [=, out = fwd.out, lse = fwd.lse](const Tensor& g,

@@ -27,6 +27,10 @@
 // With dropout p, O = (F P) V where F_ts = keep_ts / (1 - p) is redrawn from
 // Philox (lse stays the undropped softmax's). Then dV = (F P)^T dO,
 // dS = scale * P (F dP - D), and D_t = dO_t . O_t still holds.
+//
+// Under mixed precision (AttentionParams::compute bf16) the GEMMs read bf16
+// copies of Q, K, V, dO and of each chunk's (F) P and dS, made in workspace;
+// the scores, the softmax, lse, D and every output stay f32.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -201,20 +205,48 @@ void probabilities(const Dims& d, const AttentionParams& p, const int32_t* mask,
   }
 }
 
+// Whether the products run in bf16; only f32 inputs can (f64 is for checks).
+template <class R>
+bool bf16_products(const AttentionParams& p) {
+  if (p.compute == DType::f32) return false;
+  if (p.compute != DType::bf16 || !std::is_same_v<R, float>)
+    fail("attention: {} products need f32 inputs and compute f32 or bf16", dtype_name(p.compute));
+  return true;
+}
+
+// A GEMM operand: t itself, or its bf16 copy in workspace.
+Tensor gemm_operand(const Tensor& t, bool bf16) {
+  if (!bf16) return t;
+  Tensor c = workspace(t.shape(), DType::bf16);
+  copy(t, c);
+  return c;
+}
+
+// A piece's (nh, rows, keys) matrix as a GEMM operand: m itself, or (with
+// bf16 products) its copy in the chunk's bf16 workspace PB.
+Tensor matrix_operand(const Tensor& m, const Tensor& PB, const Piece& pc) {
+  if (!PB.defined()) return m;
+  Tensor b = matrices(PB, pc, pc.keys);
+  copy(m, b);
+  return b;
+}
+
 template <class R>
 void forward(const Dims& d, const Tensor& q, const Tensor& k, const Tensor& v, const int32_t* mask,
              const int32_t* seg, const AttentionParams& p, const Tensor& out, R* lse) {
   const int64_t nh_max = chunk_heads(d, sizeof(R));
-  const bool dropout = p.dropout > 0.f;
+  const bool dropout = p.dropout > 0.f, bf16 = bf16_products<R>(p);
   Tensor S = workspace({nh_max * d.T * d.S}, q.dtype());                         // scores, then probabilities
   Tensor FP = dropout ? workspace({nh_max * d.T * d.S}, q.dtype()) : Tensor();  // F P
+  Tensor PB = bf16 ? workspace({nh_max * d.T * d.S}, DType::bf16) : Tensor();   // [F] P in bf16
+  Tensor qg = gemm_operand(q, bf16), kg = gemm_operand(k, bf16), vg = gemm_operand(v, bf16);
   for (const Piece& pc : pieces(d, nh_max, p.causal)) {
     Tensor s = matrices(S, pc, pc.keys);  // (nh, rows, keys)
     Tensor fp = dropout ? matrices(FP, pc, pc.keys) : Tensor();
-    matmul(piece_rows(q, pc, pc.t0, pc.t1), false, piece_rows(k, pc, 0, pc.keys), true, s, float(p.scale), 0.f);
+    matmul(piece_rows(qg, pc, pc.t0, pc.t1), false, piece_rows(kg, pc, 0, pc.keys), true, s, float(p.scale), 0.f);
     probabilities<R>(d, p, mask, seg, pc, s.data<R>(), lse, lse, dropout ? fp.data<R>() : nullptr);
-    matmul(dropout ? fp : s, false, piece_rows(v, pc, 0, pc.keys), false, piece_rows(out, pc, pc.t0, pc.t1), 1.f,
-           0.f);  // O = [F] P V
+    Tensor pv = matrix_operand(dropout ? fp : s, PB, pc);  // (nh, rows, keys) [F] P
+    matmul(pv, false, piece_rows(vg, pc, 0, pc.keys), false, piece_rows(out, pc, pc.t0, pc.t1), 1.f, 0.f);  // O = [F] P V
   }
 }
 
@@ -223,25 +255,30 @@ void backward(const Dims& d, const Tensor& q, const Tensor& k, const Tensor& v, 
               const int32_t* seg, const Tensor& out, const R* lse, const Tensor& gout, const AttentionParams& p,
               const Tensor& gq, const Tensor& gk, const Tensor& gv) {
   const int64_t nh_max = chunk_heads(d, sizeof(R));
-  const bool dropout = p.dropout > 0.f;
+  const bool dropout = p.dropout > 0.f, bf16 = bf16_products<R>(p);
   Tensor P = workspace({nh_max * d.T * d.S}, q.dtype());
   Tensor dP = workspace({nh_max * d.T * d.S}, q.dtype());  // dP, then dS
   Tensor FP = dropout && gv.defined() ? workspace({nh_max * d.T * d.S}, q.dtype()) : Tensor();
+  Tensor PB = bf16 ? workspace({nh_max * d.T * d.S}, DType::bf16) : Tensor();  // [F] P, then dS, in bf16
+  Tensor qg = gemm_operand(q, bf16), kg = gemm_operand(k, bf16), vg = gemm_operand(v, bf16);
+  Tensor gg = gemm_operand(gout, bf16);
   const R scale = R(p.scale);
   for (const Piece& pc : pieces(d, nh_max, p.causal)) {
     const int64_t rows = pc.nh * pc.rows(), K = pc.keys;
     const float beta = pc.t1 == d.T ? 0.f : 1.f;  // a head's first piece writes dK, dV; the others add
     Tensor p_ = matrices(P, pc, K), dp = matrices(dP, pc, K), fp = FP.defined() ? matrices(FP, pc, K) : Tensor();
-    Tensor qb = piece_rows(q, pc, pc.t0, pc.t1), gb = piece_rows(gout, pc, pc.t0, pc.t1);  // (nh, rows, D)
-    Tensor kk = piece_rows(k, pc, 0, K), vk = piece_rows(v, pc, 0, K);                   // (nh, keys, D)
+    Tensor qb = piece_rows(qg, pc, pc.t0, pc.t1), gb = piece_rows(gg, pc, pc.t0, pc.t1);  // (nh, rows, D)
+    Tensor kk = piece_rows(kg, pc, 0, K), vk = piece_rows(vg, pc, 0, K);                  // (nh, keys, D)
     matmul(qb, false, kk, true, p_, float(p.scale), 0.f);  // scores again
     probabilities<R>(d, p, mask, seg, pc, p_.data<R>(), lse, nullptr, fp.defined() ? fp.data<R>() : nullptr);
-    if (gv.defined())  // dV += (F P)^T dO
-      matmul(fp.defined() ? fp : p_, true, gb, false, piece_rows(gv, pc, 0, K), 1.f, beta);
+    if (gv.defined()) {  // dV += (F P)^T dO
+      Tensor pv = matrix_operand(fp.defined() ? fp : p_, PB, pc);
+      matmul(pv, true, gb, false, piece_rows(gv, pc, 0, K), 1.f, beta);
+    }
     if (!gq.defined() && !gk.defined()) continue;
     matmul(gb, false, vk, true, dp, 1.f, 0.f);  // dP = dO V^T
     const R* o = piece_rows(out, pc, pc.t0, pc.t1).data<R>();
-    const R* g = gb.data<R>();
+    const R* g = piece_rows(gout, pc, pc.t0, pc.t1).data<R>();
     const R* pp = p_.data<R>();
     R* ds = dp.data<R>();
 #pragma omp parallel if (rows * K > (1 << 14))
@@ -263,8 +300,9 @@ void backward(const Dims& d, const Tensor& q, const Tensor& k, const Tensor& v, 
         }
       }
     }
-    if (gq.defined()) matmul(dp, false, kk, false, piece_rows(gq, pc, pc.t0, pc.t1), 1.f, 0.f);  // dQ = dS K
-    if (gk.defined()) matmul(dp, true, qb, false, piece_rows(gk, pc, 0, K), 1.f, beta);           // dK += dS^T Q
+    Tensor dS = matrix_operand(dp, PB, pc);  // (nh, rows, keys)
+    if (gq.defined()) matmul(dS, false, kk, false, piece_rows(gq, pc, pc.t0, pc.t1), 1.f, 0.f);  // dQ = dS K
+    if (gk.defined()) matmul(dS, true, qb, false, piece_rows(gk, pc, 0, K), 1.f, beta);           // dK += dS^T Q
   }
 }
 
@@ -273,11 +311,16 @@ void backward(const Dims& d, const Tensor& q, const Tensor& k, const Tensor& v, 
 // largest scratchpad of its GEMMs, for the meta backend.
 int64_t workspace_bytes(const Dims& d, DType dt, const AttentionParams& p, bool backward, bool need_gv) {
   const int64_t elem = int64_t(dtype_size(dt)), nh_max = chunk_heads(d, size_t(elem));
-  const bool dropout = p.dropout > 0.f;
+  const bool dropout = p.dropout > 0.f, bf16 = p.compute == DType::bf16;
   const int64_t matrices = backward ? 2 + (dropout && need_gv) : 1 + dropout;
+  // bf16 products: the chunk's bf16 matrix, and copies of q, k, v (and dO).
+  const int64_t bf16_bytes = bf16 ? 2 * (nh_max * d.T * d.S + (1 + backward) * d.B * d.H * d.T * d.D +
+                                         2 * d.B * d.H * d.S * d.D)
+                                  : 0;
+  const DType operand = bf16 ? DType::bf16 : dt;
   int64_t scratch = 0;
   auto gemm = [&](const MatmulDims& m, bool ta, bool tb, float alpha, float beta) {
-    scratch = std::max(scratch, matmul_workspace_elements(m, ta, tb, dt, dt, dt, alpha, beta) * 4);
+    scratch = std::max(scratch, matmul_workspace_elements(m, ta, tb, operand, operand, dt, alpha, beta) * 4);
   };
   for (const Piece& pc : pieces(d, nh_max, p.causal)) {
     const int64_t nh = pc.nh, R = pc.rows(), K = pc.keys;
@@ -287,7 +330,7 @@ int64_t workspace_bytes(const Dims& d, DType dt, const AttentionParams& p, bool 
     gemm({nh, R, d.D, K, nh, nh}, false, false, 1.f, 0.f);     // O = P V, and dQ = dS K
     gemm({nh, K, d.D, R, nh, nh}, true, false, 1.f, beta);     // dV = P^T dO, and dK = dS^T Q
   }
-  return matrices * nh_max * d.T * d.S * elem + scratch;
+  return matrices * nh_max * d.T * d.S * elem + bf16_bytes + scratch;
 }
 
 }  // namespace

@@ -276,3 +276,47 @@ TEST_CASE("attention on a long sequence: blocks of queries, each with only the k
       CHECK(g.at({i}) == doctest::Approx((up - down) / (2 * h)).epsilon(1e-6));
     }
 }
+
+// Mixed precision (AttentionParams::compute bf16): the products read bf16
+// copies of q, k, v, dO, P and dS. Against the dense reference on the
+// bf16-rounded q, k, v, the only other rounding is P's before P V: each P_ts
+// moves by at most 2^-9 P_ts, so out moves by at most 2^-9 sum_s P_ts |v_s|
+// <= 2^-9 (|v| <= 1, and dropout's 1 / (1 - p) on top). The gradients
+// follow the f32 kernel's on the rounded inputs within bf16's precision.
+TEST_CASE("attention with bf16 products: the reference on rounded inputs, within P's rounding") {
+  struct Case {
+    int64_t B, H, T, S, D;
+    float dropout;
+  };
+  // Chunks of heads; and one long head in blocks of queries (T > 256).
+  for (const Case& c : {Case{2, 2, 33, 40, 16, 0.3f}, Case{1, 1, 300, 305, 8, 0.f}}) {
+    CAPTURE(c.T);
+    auto rounded = [](const Tensor& t) { return t.to(DType::bf16).to(DType::f32); };
+    Tensor q = rounded(rand_tensor({c.B, c.H, c.T, c.D}, 31)), k = rounded(rand_tensor({c.B, c.H, c.S, c.D}, 32));
+    Tensor v = rounded(rand_tensor({c.B, c.H, c.S, c.D}, 33)), gout = rand_tensor({c.B, c.H, c.T, c.D}, 34);
+    AttentionParams p;
+    p.scale = 0.3f;
+    p.dropout = c.dropout;
+    p.seed = 7;
+    AttentionParams p16 = p;
+    p16.compute = DType::bf16;
+    auto r32 = ops::attention(q, k, v, p), r16 = ops::attention(q, k, v, p16);
+    const Naive want = naive_attention(q, k, v, p);
+    check_close(r16.out, want.out, 1.0 / 512 / (1 - c.dropout));
+    check_close(r16.lse, want.lse, 1e-4);
+    CHECK(ops::max_abs_diff(r16.out, r32.out) > 1e-6);  // P was rounded: the bf16 path ran
+
+    auto grads = [&](const AttentionParams& params, const ops::AttentionOut& r) {
+      std::vector<Tensor> g{Tensor::empty(q.shape()), Tensor::empty(k.shape()), Tensor::empty(v.shape())};
+      backend(kCPU).attention_backward(q, k, v, r.out, r.lse, gout, params, g[0], g[1], g[2]);
+      return g;
+    };
+    const std::vector<Tensor> g32 = grads(p, r32), g16 = grads(p16, r16);
+    for (size_t i = 0; i < 3; ++i) {
+      CAPTURE(i);
+      const double scale = ops::max_abs_diff(g32[i], Tensor::zeros(g32[i].shape()));
+      CHECK(ops::max_abs_diff(g16[i], g32[i]) <= 2e-2 * scale);
+      CHECK(ops::max_abs_diff(g16[i], g32[i]) > 0);
+    }
+  }
+}
