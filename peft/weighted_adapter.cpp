@@ -28,7 +28,7 @@ std::vector<double> values(const Variable& v) {
   return {f.begin(), f.end()};
 }
 
-Factors linear(const std::vector<Part>& parts, int64_t r, int64_t in, int64_t out) {
+Factors linear_factors(const std::vector<Part>& parts, int64_t r, int64_t in, int64_t out) {
   Factors f{std::vector<double>(size_t(r * in)), std::vector<double>(size_t(out * r))};
   for (const Part& p : parts) {
     const double ws = p.weight * p.lora->scaling;
@@ -40,7 +40,7 @@ Factors linear(const std::vector<Part>& parts, int64_t r, int64_t in, int64_t ou
   return f;
 }
 
-Factors cat(const std::vector<Part>& parts, int64_t r, int64_t in, int64_t out) {
+Factors cat_factors(const std::vector<Part>& parts, int64_t r, int64_t in, int64_t out) {
   Factors f{std::vector<double>(size_t(r * in)), std::vector<double>(size_t(out * r))};
   int64_t row = 0;  // the first rank row of the next part
   for (const Part& p : parts) {
@@ -148,16 +148,16 @@ PeftConfig combined_config(const PeftModel& model, const std::vector<std::string
 // Each layer of the new adapter: its A and B from the inputs that wrap it.
 void fill_layers(PeftModel& model, const std::vector<std::string>& adapters, const std::vector<double>& weights,
                  const std::string& adapter_name, CombinationType type, int rank) {
-  for (const auto& [path, linear] : model.lora_layers()) {
-    auto lora = std::dynamic_pointer_cast<LoraLinear>(linear->adapter());
+  for (const auto& [path, layer] : model.lora_layers()) {
+    auto lora = std::dynamic_pointer_cast<LoraLinear>(layer->adapter());
     if (!lora || !lora->has_adapter(adapter_name)) continue;
     std::vector<Part> parts;
     for (size_t i = 0; i < adapters.size(); ++i)
       if (lora->has_adapter(adapters[i])) parts.push_back({&lora->weights(adapters[i]), weights[i]});
     const LoraWeights& target = lora->weights(adapter_name);
     const int64_t in = target.A.value().size(1), out = target.B.value().size(0);
-    const Factors f = type == CombinationType::linear ? linear(parts, rank, in, out)
-                      : type == CombinationType::cat  ? cat(parts, rank, in, out)
+    const Factors f = type == CombinationType::linear ? linear_factors(parts, rank, in, out)
+                      : type == CombinationType::cat  ? cat_factors(parts, rank, in, out)
                                                       : svd_factors(parts, rank, in, out, path);
     store(target.A, f.a);
     store(target.B, f.b);
