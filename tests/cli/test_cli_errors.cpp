@@ -120,7 +120,7 @@ TEST_CASE("merge --combine: errors, and the adapter PEFT makes") {
   Run r = minipeft(merge + "--adapter b=" + dir + "/b --weights 0.7,-0.3 --combine linear");
   CAPTURE(r.output);
   REQUIRE(r.code == 0);
-  auto ours = mp::nn::SafetensorsFile::open((d / "out" / "adapter_model.safetensors").string());
+  auto ours = mp::nn::SafetensorsFile::open(d / "out/adapter_model.safetensors");
   auto ref = mp::nn::SafetensorsFile::open(dir + "/reference.safetensors");
   CHECK(ours.names().size() == 16);  // A and B of c_attn, attn.c_proj, c_fc, mlp.c_proj in 2 layers
   for (const std::string& key : ours.names()) {

@@ -70,7 +70,8 @@ void check_case(const Fixture& f, const std::string& name, const nlohmann::json&
       CHECK(err < 1e-5);
     }
   }
-  CHECK(factors == int(std::count_if(f.ref.names().begin(), f.ref.names().end(), [&](const std::string& k) {
+  const std::vector<std::string> keys = f.ref.names();
+  CHECK(factors == int(std::count_if(keys.begin(), keys.end(), [&](const std::string& k) {
           return k.rfind(name + ".base_model.", 0) == 0;
         })));
 
