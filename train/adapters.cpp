@@ -7,21 +7,12 @@
 
 namespace mp::tools {
 
-namespace {
-
-struct AdapterSpec {
-  std::string name, dir;
-};
-
-// "name=folder" or "folder"; mp::Error for an empty name or folder.
 AdapterSpec parse_adapter_spec(const std::string& spec) {
   const size_t eq = spec.find('=');
   AdapterSpec a = eq == std::string::npos ? AdapterSpec{"default", spec} : AdapterSpec{spec.substr(0, eq), spec.substr(eq + 1)};
   if (a.name.empty() || a.dir.empty()) fail("--adapter '{}': expected name=folder or folder", spec);
   return a;
 }
-
-}  // namespace
 
 TrainedModel load_model_with_adapters(const std::string& model, const std::vector<std::string>& specs, uint64_t seed,
                                       models::BaseDType base_dtype) {

@@ -9,6 +9,14 @@
 
 namespace mp::tools {
 
+struct AdapterSpec {
+  std::string name, dir;
+};
+
+// An --adapter value: "name=folder", or "folder" named "default"; mp::Error
+// for an empty name or folder.
+AdapterSpec parse_adapter_spec(const std::string& spec);
+
 // The base (load_model's) with every adapter of `specs` (each --adapter's
 // value: "name=folder", or "folder" named "default") loaded under its name,
 // the first one active, in eval mode; mp::Error for an empty name or folder,

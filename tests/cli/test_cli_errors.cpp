@@ -8,6 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "engine/ops.h"
+#include "nn/safetensors.h"
+#include "tests/support/env.h"
 #include "tests/support/minipeft.h"
 
 using mp::test::minipeft;
@@ -95,6 +98,36 @@ TEST_CASE("eval, generate, merge, info on bad input") {
   expect_error("generate --model gpt2-tiny --prompt x --max-new-tokens 10000", "positions");
   expect_error("merge --model gpt2-tiny --adapter " + d / "nothing" + " --out " + d / "m", "nothing");
   expect_error("info --model gpt2-tiny --method lora --lora-r 0", "r");
+}
+
+// merge --combine (PEFT's add_weighted_adapter): bad input names the flag or
+// adapter; a good one writes PEFT's combined adapter (linear: A and B equal
+// the fixture's, tests/fixtures/peft/combine_gpt2_tiny/).
+TEST_CASE("merge --combine: errors, and the adapter PEFT makes") {
+  mp::test::TempDir d("cli_combine");
+  const std::string fx = mp::test::fixtures_dir(), dir = fx + "/peft/combine_gpt2_tiny";
+  const std::string merge = "merge --model " + fx + "/gpt2_tiny --out " + d / "out" + " --adapter a=" + dir + "/a ";
+  expect_error(merge + "--adapter b=" + dir + "/b --weights 1,1 --combine ties", "unknown combination type 'ties'");
+  expect_error(merge + "--adapter b=" + dir + "/b --weights 1 --combine cat", "--weights: 1 weights for 2 --adapter");
+  expect_error(merge + "--adapter c=" + dir + "/c --weights 1,1 --combine linear", "'c' has r 2");
+  expect_error(merge + "--adapter c=" + dir + "/c --weights 1,1 --combine svd --svd-rank 9", "svd_rank 9");
+  expect_error(merge + "--adapter b=" + dir + "/b", "several need --combine");
+  expect_error(merge + "--weights 1", "--weights and --svd-rank need --combine");
+  expect_error(merge + "--adapter p=" + fx + "/peft/gpt2_prompt_random --weights 1,1 --combine cat", "LoRA");
+  expect_error("merge --model " + fx + "/opt_tiny --out " + d / "o" + " --adapter a=" + dir + "/a --weights 1 --combine cat",
+               "c_attn");  // a GPT-2 adapter on OPT: its targets are not there
+
+  Run r = minipeft(merge + "--adapter b=" + dir + "/b --weights 0.7,-0.3 --combine linear");
+  CAPTURE(r.output);
+  REQUIRE(r.code == 0);
+  auto ours = mp::nn::SafetensorsFile::open(d / "out/adapter_model.safetensors");
+  auto ref = mp::nn::SafetensorsFile::open(dir + "/reference.safetensors");
+  CHECK(ours.names().size() == 16);  // A and B of c_attn, attn.c_proj, c_fc, mlp.c_proj in 2 layers
+  for (const std::string& key : ours.names()) {
+    CAPTURE(key);
+    REQUIRE(ref.contains("linear." + key));
+    CHECK(mp::ops::max_abs_diff(ours.load(key), ref.load("linear." + key)) < 1e-6);
+  }
 }
 
 // Issue 22: a careless or hostile pairs or prompts file. Each gives exit 1
