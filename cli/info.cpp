@@ -93,6 +93,8 @@ void run_info(const InfoOptions& o) {
                         {"trainable_params", plan.trainable_params},
                         {"all_params", plan.all_params},
                         {"peak_total_bytes", plan.peak_total},
+                        {"fixed_bytes", plan.fixed_bytes},
+                        {"planned_rss_bytes", plan.rss_bytes},
                         {"at_peak_bytes", tools::tag_bytes_json(plan.at_peak.by_tag)},
                         {"tag_peak_bytes", tools::tag_bytes_json(plan.tag_peaks)},
                         {"peak_phase", plan.at_peak.phase},
@@ -128,6 +130,10 @@ void run_info(const InfoOptions& o) {
   fmt::print("  {:<12} {:>8.1f} MiB   (the peak of the sum, in {}{})\n", "peak total", mib(plan.peak_total),
              plan.at_peak.phase.empty() ? "set-up" : plan.at_peak.phase,
              plan.at_peak.op.empty() ? "" : ", op " + plan.at_peak.op);
+  fmt::print("  {:<12} {:>8.1f} MiB   (program, libraries, threads, GEMM library: measured in this process)\n",
+             "fixed part", mib(plan.fixed_bytes));
+  fmt::print("  {:<12} {:>8.1f} MiB   (planned resident memory: the fixed part + the peak total)\n", "planned RSS",
+             mib(plan.rss_bytes));
   if (budget) {
     if (largest == 0) fmt::print("not even --batch 1 fits in {:.1f} MiB\n", mib(budget));
     else fmt::print("largest --batch that fits in {:.1f} MiB: {}\n", mib(budget), largest);

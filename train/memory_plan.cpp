@@ -3,6 +3,10 @@
 #include <chrono>
 #include <tuple>
 
+#include "engine/backend.h"
+#include "engine/ops.h"
+#include "engine/process_memory.h"
+
 #include "parallel/communicator.h"
 #include "parallel/grad_sync.h"
 #include "train/train_step.h"
@@ -12,11 +16,15 @@ namespace mp::tools {
 // Build the run's model on `device`, reset the peaks, run two steps (then
 // `timed_steps` more, timed) on ids of zeros (values never matter to memory),
 // and read `device`'s account, less what was allocated there before (a
-// caller's tensors are not the run's).
+// caller's tensors are not the run's). The allocator's cache is emptied
+// before and after the model is built, so that the steps start from the same
+// cache on every device whatever ran before.
 static MemoryPlan run_steps(const TrainConfig& config, const models::Tokenizer& tokenizer, Device device,
                             int timed_steps, int ranks = 1) {
   config.validate();
+  const size_t fixed = fixed_process_bytes();  // measured before the first model this process builds
   Ledger& ledger = Ledger::instance();
+  backend(device).empty_cache();
   TagBytes before{};
   for (int t = 0; t < kTags; ++t) before[size_t(t)] = ledger.current(Tag(t), device);
   const size_t before_total = ledger.current_total(device);
@@ -30,6 +38,7 @@ static MemoryPlan run_steps(const TrainConfig& config, const models::Tokenizer& 
   nn::Optimizer& opt = *optimizer;
   std::unique_ptr<dist::GradSync> sync =
       ranks > 1 ? std::make_unique<dist::GradSync>(*comm, params, !config.recompute) : nullptr;
+  backend(device).empty_cache();
   ledger.reset_peaks();
   const std::vector<Batch> micro(size_t(config.grad_accum), Tensor::zeros({config.batch, config.seq}, DType::i32, device));
   // Two steps: AdamW makes its state during the first step's update, so only
@@ -44,6 +53,8 @@ static MemoryPlan run_steps(const TrainConfig& config, const models::Tokenizer& 
     plan.step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / timed_steps;
   }
   plan.peak_total = ledger.peak_total(device) - before_total;
+  plan.fixed_bytes = fixed;
+  plan.rss_bytes = plan.fixed_bytes + plan.peak_total;
   plan.at_peak = ledger.peak_moment(device);
   for (size_t t = 0; t < kTags; ++t) {
     plan.at_peak.by_tag[t] -= before[t];
@@ -62,10 +73,22 @@ MemoryPlan measure_training_memory(const TrainConfig& config, const models::Toke
   return run_steps(config, tokenizer, kCPU, timed_steps);
 }
 
+size_t fixed_process_bytes() {
+  static const size_t fixed = [] {
+    for (DType dt : {DType::f32, DType::bf16}) {
+      const Tensor a = Tensor::zeros({64, 64}, dt, kCPU, Tag::workspace);  // (64, 64)
+      ops::matmul(a, a);
+    }
+    backend(kCPU).empty_cache();
+    return resident_bytes();
+  }();
+  return fixed;
+}
+
 int64_t largest_fitting_batch(TrainConfig config, const models::Tokenizer& tokenizer, size_t budget, int ranks) {
   auto fits = [&](int64_t batch) {
     config.batch = batch;
-    return plan_training_memory(config, tokenizer, ranks).peak_total <= budget;
+    return plan_training_memory(config, tokenizer, ranks).rss_bytes <= budget;
   };
   if (!fits(1)) return 0;
   // Peak memory grows with the batch: double until it does not fit, then bisect.

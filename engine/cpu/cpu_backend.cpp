@@ -41,6 +41,7 @@ class CpuBackend final : public Backend {
 
   void* allocate(size_t bytes, Tag) override { return blocks_.allocate(bytes); }
   void deallocate(void* p, size_t bytes, Tag) override { blocks_.deallocate(p, bytes); }
+  void empty_cache() override { blocks_.empty_cache(); }
   void copy_from_host(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void copy_to_host(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
 
