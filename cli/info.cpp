@@ -93,6 +93,7 @@ void run_info(const InfoOptions& o) {
                         {"trainable_params", plan.trainable_params},
                         {"all_params", plan.all_params},
                         {"peak_total_bytes", plan.peak_total},
+                        {"setup_peak_bytes", plan.setup_peak},
                         {"fixed_bytes", plan.fixed_bytes},
                         {"planned_rss_bytes", plan.rss_bytes},
                         {"at_peak_bytes", tools::tag_bytes_json(plan.at_peak.by_tag)},
@@ -132,7 +133,9 @@ void run_info(const InfoOptions& o) {
              plan.at_peak.op.empty() ? "" : ", op " + plan.at_peak.op);
   fmt::print("  {:<12} {:>8.1f} MiB   (program, libraries, threads, GEMM library: measured in this process)\n",
              "fixed part", mib(plan.fixed_bytes));
-  fmt::print("  {:<12} {:>8.1f} MiB   (planned resident memory: the fixed part + the peak total)\n", "planned RSS",
+  fmt::print("  {:<12} {:>8.1f} MiB   (the peak of the sum while the model is built)\n", "set-up peak",
+             mib(plan.setup_peak));
+  fmt::print("  {:<12} {:>8.1f} MiB   (planned resident memory: the fixed part + the higher peak)\n", "planned RSS",
              mib(plan.rss_bytes));
   if (budget) {
     if (largest == 0) fmt::print("not even --batch 1 fits in {:.1f} MiB\n", mib(budget));

@@ -1,18 +1,19 @@
-// The policy of the host allocator's cache of large blocks, apart from where
-// the bytes come from, so that the CPU backend (mmap) and the meta backend
-// (no bytes) run the same one and the memory planner predicts its footprint.
+// The policy of the host allocator, apart from where the bytes come from, so
+// that the CPU backend (mmap, malloc) and the meta backend (no bytes) run
+// the same one and the memory planner predicts its footprint.
 //
 // A training step frees and re-allocates the same sizes every step
 // (activations, gradients, the (B*T, V) logits), and fresh pages from the OS
 // cost a page fault and a zeroing pass each on first touch. So a freed large
-// block is kept, by size, and handed to the next request of that size. What
-// the cache holds is bounded: live + cached never exceeds the highest live
-// total since the last release_cached() (the high-water mark). A request the
-// cache cannot serve first returns cached blocks to the OS until the new block
-// fits under that mark (or the mark rises with the live bytes), so the
-// cache's footprint at its peak is the live peak: reserved = allocated at the
-// peak, as the GPU allocators report it. The cached blocks are in the Ledger
-// under Tag::cached with the bytes their tensors had (the Ledger counts what
+// block (1 MiB and up) is kept, by size, and handed to the next request of
+// that size; small blocks come from malloc and go back to it. What the cache
+// holds is bounded: live + cached bytes never exceed the highest live total
+// since the last release_cached() (the high-water mark). An allocation the
+// cache does not serve first returns cached blocks to the OS until it fits
+// under that mark (or the mark rises with the live bytes), so at the peak
+// the footprint is the live bytes: reserved = allocated, as the GPU
+// allocators report them. The cached blocks are in the Ledger under
+// Tag::cached with the bytes their tensors had (the Ledger counts what
 // tensors ask for, not the 64 KiB rounding), so that freeing a tensor moves
 // its bytes from its tag to cached and never raises the peak.
 #pragma once
@@ -25,21 +26,26 @@
 
 namespace mp {
 
+// Where a pool's bytes come from; each function returns nullptr when out of memory.
+struct BlockSource {
+  void* (*map)(size_t size);  // a large block (size: a multiple of 64 KiB)
+  void (*unmap)(void* p, size_t size);
+  void* (*small)(size_t bytes);  // a block under 1 MiB
+  void (*free_small)(void* p);
+};
+
 class BlockPool {
  public:
-  using MapFn = void* (*)(size_t bytes);  // a new block (nullptr when out of memory)
-  using UnmapFn = void (*)(void* p, size_t bytes);
-  BlockPool(Device device, MapFn map, UnmapFn unmap) : device_(device), map_(map), unmap_(unmap) {}
+  BlockPool(Device device, BlockSource source) : device_(device), source_(source) {}
   ~BlockPool();
   BlockPool(const BlockPool&) = delete;
   BlockPool& operator=(const BlockPool&) = delete;
 
-  // Blocks from 1 MiB up are pooled; smaller ones are the caller's (malloc).
+  // Blocks from 1 MiB up are cached; a request of `bytes` holds block_size(bytes).
   static bool pooled(size_t bytes) { return bytes >= kLarge; }
-  // What a pooled request of `bytes` holds: rounded up to 64 KiB.
-  static size_t block_size(size_t bytes) { return (bytes + kGranule - 1) / kGranule * kGranule; }
+  static size_t block_size(size_t bytes) { return pooled(bytes) ? (bytes + kGranule - 1) / kGranule * kGranule : bytes; }
 
-  void* allocate(size_t bytes);  // bytes: pooled(bytes)
+  void* allocate(size_t bytes);
   void deallocate(void* p, size_t bytes);
   // Return every cached block to the OS; the high-water mark drops to the live bytes.
   void release_cached();
@@ -51,22 +57,24 @@ class BlockPool {
   static constexpr size_t kLarge = size_t(1) << 20;
   static constexpr size_t kGranule = size_t(64) << 10;
 
-  // Unmap cached blocks until at most `keep` bytes stay cached (mutex held).
-  void evict_down_to(size_t keep);
   struct Cached {
     void* p;
     size_t ledgered;  // the bytes of the tensor that held it
   };
   using Bins = std::map<size_t, std::vector<Cached>>;  // block size -> cached blocks of exactly that size
+
+  void* take_cached(size_t size);  // nullptr when no block of that size is cached
+  void make_room(size_t size);     // for a new block: the mark rises or cached blocks go
+  void* new_block(size_t size, size_t bytes);
+  void evict_down_to(size_t keep);  // unmap cached blocks until at most `keep` bytes stay
   void unmap_one(Bins::iterator bin);
 
   Device device_;
-  MapFn map_;
-  UnmapFn unmap_;
+  BlockSource source_;
   std::mutex mutex_;
   Bins free_;
-  size_t cached_ = 0, live_ = 0;               // bytes of blocks (rounded sizes)
-  size_t high_water_ = 0;                      // the most live + cached may reach
+  size_t cached_ = 0, live_ = 0;  // bytes of blocks (block_size)
+  size_t high_water_ = 0;         // the most live + cached may reach
 };
 
 }  // namespace mp

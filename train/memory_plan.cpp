@@ -1,5 +1,6 @@
 #include "train/memory_plan.h"
 
+#include <algorithm>
 #include <chrono>
 #include <tuple>
 
@@ -25,6 +26,7 @@ static MemoryPlan run_steps(const TrainConfig& config, const models::Tokenizer& 
   const size_t fixed = fixed_process_bytes();  // measured before the first model this process builds
   Ledger& ledger = Ledger::instance();
   backend(device).empty_cache();
+  ledger.reset_peaks();
   TagBytes before{};
   for (int t = 0; t < kTags; ++t) before[size_t(t)] = ledger.current(Tag(t), device);
   const size_t before_total = ledger.current_total(device);
@@ -38,6 +40,7 @@ static MemoryPlan run_steps(const TrainConfig& config, const models::Tokenizer& 
   nn::Optimizer& opt = *optimizer;
   std::unique_ptr<dist::GradSync> sync =
       ranks > 1 ? std::make_unique<dist::GradSync>(*comm, params, !config.recompute) : nullptr;
+  const size_t setup_peak = ledger.peak_total(device) - before_total;
   backend(device).empty_cache();
   ledger.reset_peaks();
   const std::vector<Batch> micro(size_t(config.grad_accum), Tensor::zeros({config.batch, config.seq}, DType::i32, device));
@@ -53,8 +56,9 @@ static MemoryPlan run_steps(const TrainConfig& config, const models::Tokenizer& 
     plan.step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / timed_steps;
   }
   plan.peak_total = ledger.peak_total(device) - before_total;
+  plan.setup_peak = setup_peak;
   plan.fixed_bytes = fixed;
-  plan.rss_bytes = plan.fixed_bytes + plan.peak_total;
+  plan.rss_bytes = fixed + std::max(plan.peak_total, setup_peak);
   plan.at_peak = ledger.peak_moment(device);
   for (size_t t = 0; t < kTags; ++t) {
     plan.at_peak.by_tag[t] -= before[t];

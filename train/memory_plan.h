@@ -19,7 +19,8 @@
 // plus what every process of this program holds whatever the run: the
 // program, its libraries, thread stacks, the GEMM library's state. That
 // fixed part is measured once, in this process (fixed_process_bytes), and
-// planned_rss_bytes is their sum.
+// planned_rss_bytes is their sum, or the fixed part and the peak of building
+// the model where that is higher (an NF4 base is quantized from f32).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -33,8 +34,9 @@ namespace mp::tools {
 
 struct MemoryPlan {
   size_t peak_total = 0;    // the peak of the sum of all tags (cached included: the reserved bytes)
+  size_t setup_peak = 0;    // the peak of the sum while the model was built
   size_t fixed_bytes = 0;   // the process's fixed part (fixed_process_bytes)
-  size_t rss_bytes = 0;     // planned resident memory: fixed_bytes + peak_total
+  size_t rss_bytes = 0;     // planned resident memory: fixed_bytes + max(peak_total, setup_peak)
   PeakMoment at_peak;       // bytes per tag at that moment, and where it happened
   TagBytes tag_peaks{};     // each tag's own peak (they need not coincide)
   int64_t trainable_params = 0, all_params = 0;

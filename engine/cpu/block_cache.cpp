@@ -5,8 +5,6 @@
 
 #include <sys/mman.h>
 
-#include "engine/error.h"
-
 namespace mp::cpu {
 
 namespace {
@@ -20,7 +18,7 @@ void* map_huge_aligned(size_t size) {
   if (raw == MAP_FAILED) return nullptr;
   const uintptr_t start = uintptr_t(raw), aligned = (start + kHugePage - 1) / kHugePage * kHugePage;
   if (aligned > start) munmap(raw, aligned - start);
-  const size_t tail = start + size + kHugePage - (aligned + size);
+  const size_t tail = start + kHugePage - aligned;  // mapped after the block
   if (tail > 0) munmap(reinterpret_cast<void*>(aligned + size), tail);
   void* p = reinterpret_cast<void*>(aligned);
 #ifdef MADV_HUGEPAGE
@@ -31,22 +29,14 @@ void* map_huge_aligned(size_t size) {
 
 void unmap(void* p, size_t size) { munmap(p, size); }
 
+void* small_block(size_t bytes) {
+  constexpr size_t kAlign = 64;  // aligned_alloc wants the size to be a multiple of the alignment
+  const size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
+  return std::aligned_alloc(kAlign, rounded == 0 ? kAlign : rounded);
+}
+
 }  // namespace
 
-BlockCache::BlockCache() : large_(kCPU, map_huge_aligned, unmap) {}
-
-void* BlockCache::allocate(size_t bytes) {
-  if (BlockPool::pooled(bytes)) return large_.allocate(bytes);
-  constexpr size_t kAlign = 64;  // aligned_alloc wants the size to be a multiple of the alignment
-  size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
-  void* p = std::aligned_alloc(kAlign, rounded == 0 ? kAlign : rounded);
-  if (!p) fail("out of host memory allocating {} bytes", bytes);
-  return p;
-}
-
-void BlockCache::deallocate(void* p, size_t bytes) {
-  if (BlockPool::pooled(bytes)) large_.deallocate(p, bytes);
-  else std::free(p);
-}
+BlockSource host_memory() { return {map_huge_aligned, unmap, small_block, std::free}; }
 
 }  // namespace mp::cpu

@@ -25,16 +25,11 @@ class MetaBackend final : public Backend {
   Device device() const override { return kMeta; }
 
   // No bytes: every meta storage points at one dummy byte, never read or
-  // written. Large blocks go through the CPU's pool policy, so that the
-  // bytes it would cache are ledgered here as they are there.
-  void* allocate(size_t bytes, Tag) override {
-    if (BlockPool::pooled(bytes)) large_.allocate(bytes);
-    return &dummy_;
-  }
-  void deallocate(void* p, size_t bytes, Tag) override {
-    if (BlockPool::pooled(bytes)) large_.deallocate(p, bytes);
-  }
-  void empty_cache() override { large_.release_cached(); }
+  // written. The blocks go through the CPU's pool policy, so that the bytes
+  // it would cache are ledgered here as they are there.
+  void* allocate(size_t bytes, Tag) override { return blocks_.allocate(bytes); }
+  void deallocate(void* p, size_t bytes, Tag) override { blocks_.deallocate(p, bytes); }
+  void empty_cache() override { blocks_.release_cached(); }
   void copy_from_host(void*, const void*, size_t) override {}
   void copy_to_host(void*, const void*, size_t) override {
     fail("the meta device holds shapes only: there are no values to copy to the host");
@@ -93,7 +88,8 @@ class MetaBackend final : public Backend {
   }
 
   alignas(64) static inline char dummy_ = 0;
-  BlockPool large_{kMeta, [](size_t) -> void* { return &dummy_; }, [](void*, size_t) {}};
+  static void* dummy(size_t) { return &dummy_; }
+  BlockPool blocks_{kMeta, {dummy, [](void*, size_t) {}, dummy, [](void*) {}}};
 };
 
 }  // namespace

@@ -25,7 +25,7 @@ TEST_CASE("bench: planned_rss_bytes within 5% of the measured peak RSS for every
     const double planned = j["planned_rss_bytes"].get<double>(), measured = j["peak_rss_bytes"].get<double>();
     CAPTURE(planned);
     CAPTURE(measured);
-    CHECK(j["planned_rss_bytes"].get<size_t>() == j["fixed_bytes"].get<size_t>() + j["peak_bytes"]["total"].get<size_t>());
+    CHECK(j["planned_rss_bytes"].get<size_t>() >= j["fixed_bytes"].get<size_t>() + j["peak_bytes"]["total"].get<size_t>());
     CHECK(std::abs(planned - measured) <= 0.05 * measured);
   }
 }

@@ -1,7 +1,9 @@
 // The large-block pool (engine/block_pool.h): reuse by size, the footprint
-// bounded by the high-water mark of the live bytes, Tag::cached in the Ledger.
+// bounded by the high-water mark of the live bytes (small blocks included),
+// Tag::cached in the Ledger.
 #include <doctest/doctest.h>
 
+#include <cstdlib>
 #include <set>
 
 #include "engine/block_pool.h"
@@ -27,6 +29,7 @@ struct FakeOs {
     REQUIRE(blocks.erase(p) == 1);
     mapped -= size;
   }
+  static constexpr BlockSource source{map, unmap, std::malloc, std::free};
 };
 
 // The pool ledgers under kMeta here: the meta backend's own pool does too,
@@ -37,7 +40,7 @@ size_t ledgered_cached() { return Ledger::instance().current(Tag::cached, kMeta)
 
 TEST_CASE("a freed large block is reused for the same size, and ledgered as cached meanwhile") {
   const size_t cached0 = ledgered_cached();
-  BlockPool pool(kMeta, FakeOs::map, FakeOs::unmap);
+  BlockPool pool(kMeta, FakeOs::source);
   CHECK_FALSE(BlockPool::pooled(MiB - 1));
   CHECK(BlockPool::block_size(MiB + 1) == MiB + 64 * 1024);
   void* a = pool.allocate(3 * MiB);
@@ -57,7 +60,7 @@ TEST_CASE("a freed large block is reused for the same size, and ledgered as cach
 
 TEST_CASE("live + cached never exceeds the highest live total: a miss returns cached blocks first") {
   const size_t mapped0 = FakeOs::mapped;
-  BlockPool pool(kMeta, FakeOs::map, FakeOs::unmap);
+  BlockPool pool(kMeta, FakeOs::source);
   void* a = pool.allocate(4 * MiB);
   void* b = pool.allocate(2 * MiB);  // live 6 MiB: the high-water mark
   pool.deallocate(a, 4 * MiB);
@@ -79,7 +82,7 @@ TEST_CASE("live + cached never exceeds the highest live total: a miss returns ca
 }
 
 TEST_CASE("release_cached lowers the mark to the live bytes") {
-  BlockPool pool(kMeta, FakeOs::map, FakeOs::unmap);
+  BlockPool pool(kMeta, FakeOs::source);
   void* a = pool.allocate(8 * MiB);
   pool.deallocate(a, 8 * MiB);
   pool.release_cached();  // the mark: 0
@@ -89,5 +92,17 @@ TEST_CASE("release_cached lowers the mark to the live bytes") {
   CHECK(pool.cached_bytes() == 0);
   pool.deallocate(c, 4 * MiB);
   pool.release_cached();
+  CHECK(FakeOs::blocks.empty());
+}
+
+TEST_CASE("a small block counts toward the mark: cached large blocks make room for it") {
+  BlockPool pool(kMeta, FakeOs::source);
+  void* a = pool.allocate(4 * MiB);
+  pool.deallocate(a, 4 * MiB);  // the mark: 4 MiB, all of it cached
+  void* s = pool.allocate(512 * 1024);
+  CHECK(pool.cached_bytes() == 0);
+  CHECK(pool.live_bytes() == 512 * 1024);
+  pool.deallocate(s, 512 * 1024);
+  CHECK(pool.cached_bytes() == 0);  // small blocks go back to malloc
   CHECK(FakeOs::blocks.empty());
 }

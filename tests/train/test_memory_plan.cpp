@@ -160,7 +160,7 @@ TEST_CASE("info: takes train's options, plans, and finds the largest batch that 
   CHECK(j["peak_total_bytes"].get<size_t>() == p.peak_total);
   CHECK(j["tag_peak_bytes"]["adapter"].get<size_t>() == p.tag_peaks[size_t(Tag::adapter)]);
   const size_t fixed = j["fixed_bytes"].get<size_t>();  // info's process, not this one
-  CHECK(j["planned_rss_bytes"].get<size_t>() == fixed + p.peak_total);
+  CHECK(j["planned_rss_bytes"].get<size_t>() == fixed + std::max(p.peak_total, p.setup_peak));
 
   // --fit-in decides on the planned resident memory: a budget of info's fixed
   // part plus a peak between those of batch 5 and batch 6: the answer is 5.
