@@ -5,8 +5,10 @@
 // A training step frees and re-allocates the same sizes every step
 // (activations, gradients, the (B*T, V) logits), and fresh pages from the OS
 // cost a page fault and a zeroing pass each on first touch. So a freed large
-// block (1 MiB and up) is kept, by size, and handed to the next request of
-// that size; small blocks come from malloc and go back to it. What the cache
+// block (64 KiB and up) is kept, by size, and handed to the next request of
+// that size; small blocks come from malloc and go back to it. (The cut is
+// below malloc's own: blocks malloc maps itself it keeps in its heap once
+// freed, out of anyone's account.) What the cache
 // holds is bounded: live + cached bytes never exceed the highest live total
 // since the last release_cached() (the high-water mark). An allocation the
 // cache does not serve first returns cached blocks to the OS until it fits
@@ -28,9 +30,9 @@ namespace mp {
 
 // Where a pool's bytes come from; each function returns nullptr when out of memory.
 struct BlockSource {
-  void* (*map)(size_t size);  // a large block (size: a multiple of 64 KiB)
+  void* (*map)(size_t size);  // a large block (size: a multiple of 4 KiB)
   void (*unmap)(void* p, size_t size);
-  void* (*small)(size_t bytes);  // a block under 1 MiB
+  void* (*small)(size_t bytes);  // a block under 64 KiB
   void (*free_small)(void* p);
 };
 
@@ -41,9 +43,14 @@ class BlockPool {
   BlockPool(const BlockPool&) = delete;
   BlockPool& operator=(const BlockPool&) = delete;
 
-  // Blocks from 1 MiB up are cached; a request of `bytes` holds block_size(bytes).
+  // Blocks from 64 KiB up are cached; a request of `bytes` holds block_size(bytes):
+  // pages under 1 MiB, 64 KiB granules from there (sizes a little apart share blocks).
   static bool pooled(size_t bytes) { return bytes >= kLarge; }
-  static size_t block_size(size_t bytes) { return pooled(bytes) ? (bytes + kGranule - 1) / kGranule * kGranule : bytes; }
+  static size_t block_size(size_t bytes) {
+    if (!pooled(bytes)) return bytes;
+    const size_t granule = bytes < kMiB ? kPage : kGranule;
+    return (bytes + granule - 1) / granule * granule;
+  }
 
   void* allocate(size_t bytes);
   void deallocate(void* p, size_t bytes);
@@ -54,8 +61,8 @@ class BlockPool {
   size_t live_bytes() const { return live_; }
 
  private:
-  static constexpr size_t kLarge = size_t(1) << 20;
-  static constexpr size_t kGranule = size_t(64) << 10;
+  static constexpr size_t kPage = size_t(4) << 10, kGranule = size_t(64) << 10, kMiB = size_t(1) << 20;
+  static constexpr size_t kLarge = kGranule;
 
   struct Cached {
     void* p;

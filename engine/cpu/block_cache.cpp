@@ -11,11 +11,17 @@ namespace {
 
 constexpr size_t kHugePage = size_t(2) << 20;  // alignment of large blocks
 
-// `size` bytes (a multiple of the page size) at a 2 MiB boundary: map
-// 2 MiB more and unmap what lies before and after the aligned block.
-void* map_huge_aligned(size_t size) {
-  void* raw = mmap(nullptr, size + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (raw == MAP_FAILED) return nullptr;
+void* map_pages(size_t size) {
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+// `size` bytes (a multiple of the page size); from 2 MiB up at a 2 MiB
+// boundary: map 2 MiB more and unmap what lies before and after the block.
+void* map_block(size_t size) {
+  if (size < kHugePage) return map_pages(size);
+  void* raw = map_pages(size + kHugePage);
+  if (!raw) return nullptr;
   const uintptr_t start = uintptr_t(raw), aligned = (start + kHugePage - 1) / kHugePage * kHugePage;
   if (aligned > start) munmap(raw, aligned - start);
   const size_t tail = start + kHugePage - aligned;  // mapped after the block
@@ -37,6 +43,6 @@ void* small_block(size_t bytes) {
 
 }  // namespace
 
-BlockSource host_memory() { return {map_huge_aligned, unmap, small_block, std::free}; }
+BlockSource host_memory() { return {map_block, unmap, small_block, std::free}; }
 
 }  // namespace mp::cpu
