@@ -14,9 +14,9 @@
 
 namespace mp::tools {
 
-// Build the run's model on `device`, reset the peaks, run two steps (then
-// `timed_steps` more, timed) on ids of zeros (values never matter to memory),
-// and read `device`'s account, less what was allocated there before (a
+// Build the run's model on `device`, reset the peaks, run two steps on ids
+// of zeros (values never matter to memory), read `device`'s account (then
+// run `timed_steps` more, timed), less what was allocated there before (a
 // caller's tensors are not the run's). The allocator's cache is emptied
 // before and after the model is built, so that the steps start from the same
 // cache on every device whatever ran before.
@@ -50,11 +50,6 @@ static MemoryPlan run_steps(const TrainConfig& config, const models::Tokenizer& 
   // second again.
   for (int step = 0; step < 2; ++step) train_step(m, opt, micro, {.clip = config.clip, .sync = sync.get()});
   MemoryPlan plan;
-  if (timed_steps > 0) {
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < timed_steps; ++i) train_step(m, opt, micro, {.clip = config.clip});
-    plan.step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / timed_steps;
-  }
   plan.peak_total = ledger.peak_total(device) - before_total;
   plan.setup_peak = setup_peak;
   plan.fixed_bytes = fixed;
@@ -66,6 +61,11 @@ static MemoryPlan run_steps(const TrainConfig& config, const models::Tokenizer& 
   }
   std::tie(plan.trainable_params, plan.all_params) = m.trainable_and_all_parameters();
   plan.storage = models::base_storage(*m.base);
+  if (timed_steps > 0) {  // after the account is read: the plan is of the same two steps
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < timed_steps; ++i) train_step(m, opt, micro, {.clip = config.clip});
+    plan.step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / timed_steps;
+  }
   return plan;
 }
 
@@ -75,6 +75,12 @@ MemoryPlan plan_training_memory(const TrainConfig& config, const models::Tokeniz
 
 MemoryPlan measure_training_memory(const TrainConfig& config, const models::Tokenizer& tokenizer, int timed_steps) {
   return run_steps(config, tokenizer, kCPU, timed_steps);
+}
+
+bool same_tag_peaks(const TagBytes& planned, const TagBytes& measured) {
+  for (int t = 0; t < kTags; ++t)
+    if (Tag(t) != Tag::cached && planned[size_t(t)] != measured[size_t(t)]) return false;
+  return true;
 }
 
 size_t fixed_process_bytes() {

@@ -55,9 +55,17 @@ MemoryPlan plan_training_memory(const TrainConfig& config, const models::Tokeniz
 // The same step run on the CPU (random weights for a built-in name, the
 // folder's weights otherwise), read from the Ledger. With timed_steps > 0,
 // that many more steps follow the two and step_seconds is their mean (the
-// peaks cover them all; a step's memory does not change after the second).
+// account is read before them: the live bytes do not change after the
+// second step, but what the allocator caches between steps may, a little).
 MemoryPlan measure_training_memory(const TrainConfig& config, const models::Tokenizer& tokenizer,
                                    int timed_steps = 0);
+
+// Whether two accounts' own peaks per tag are equal, all but cached's: the
+// meta backend holds a CPU kernel's workspace as one block where the kernel
+// may hold several (attention), which the ledger adds up alike but the
+// allocator caches differently between steps, so cached's own peak may
+// differ a little (its bytes at the peak of the sum do not: about 0).
+bool same_tag_peaks(const TagBytes& planned, const TagBytes& measured);
 
 // The resident bytes of this process once the engine is up and before any
 // run: the CPU backend made, its threads started and the GEMM library loaded
