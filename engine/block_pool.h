@@ -7,16 +7,17 @@
 // cost a page fault and a zeroing pass each on first touch. So a freed large
 // block (64 KiB and up) is kept, by size, and handed to the next request of
 // that size; small blocks come from malloc and go back to it. (The cut is
-// below malloc's own: blocks malloc maps itself it keeps in its heap once
-// freed, out of anyone's account.) What the cache
-// holds is bounded: live + cached bytes never exceed the highest live total
-// since the last release_cached() (the high-water mark). An allocation the
+// below malloc's own mmap threshold: malloc keeps the larger blocks it maps
+// in its heap once freed, out of anyone's account.) What the cache holds is
+// bounded: live + cached bytes (small blocks included) never exceed the
+// highest live total since the last release_cached() (the high-water
+// mark). An allocation the
 // cache does not serve first returns cached blocks to the OS until it fits
 // under that mark (or the mark rises with the live bytes), so at the peak
 // the footprint is the live bytes: reserved = allocated, as the GPU
 // allocators report them. The cached blocks are in the Ledger under
 // Tag::cached with the bytes their tensors had (the Ledger counts what
-// tensors ask for, not the 64 KiB rounding), so that freeing a tensor moves
+// tensors ask for, not the rounding to pages), so that freeing a tensor moves
 // its bytes from its tag to cached and never raises the peak.
 #pragma once
 #include <cstddef>
