@@ -1,8 +1,9 @@
 // minipeft info: a model's shape and parameters, the method's trainable line,
 // and the planned memory of one training step (train/memory_plan.h) for
 // exactly the run a `train` command with the same options would do: change
-// `train` to `info` to see whether it fits. --fit-in finds the largest batch
-// under a memory budget.
+// `train` to `info` to see whether it fits: the planned resident memory
+// (planned_rss_bytes: the process's fixed part + the planned peak). --fit-in
+// finds the largest batch whose planned resident memory is under a budget.
 #include <fmt/format.h>
 
 #include <cctype>
