@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include "autograd/variable.h"
+#include "engine/error.h"
 #include "helpers.h"
 #include "models/load.h"
 #include "peft/config.h"
@@ -52,7 +53,7 @@ TEST_CASE("IA3: logits, loss and gradients equal HF PEFT's") {
     MESSAGE(name << ": logits max abs error " << logit_err);
     CHECK(logit_err < 1e-5);
 
-    Variable loss = pm->loss(f.i32("input_ids"), f.i32("labels"));
+    ag::Variable loss = pm->loss(f.i32("input_ids"), f.i32("labels"));
     CHECK(std::abs(loss.item() - f.f32("loss").item()) < 1e-5);
     loss.backward();
     int trainable = 0;
