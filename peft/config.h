@@ -87,8 +87,8 @@ struct PrefixTuningConfig {
 
 // IA3 (Liu et al. 2022, T-Few; PEFT's IA3Config): a learned vector per
 // target layer scales its output, or, for a feed-forward module, its input.
-// Empty target_modules: PEFT's defaults for the model type, filled in by
-// get_peft_model (gpt2: c_attn, mlp.c_proj with mlp.c_proj feed-forward;
+// Empty target_modules or feedforward_modules: PEFT's defaults for the model
+// type, each filled in by get_peft_model (gpt2: c_attn, mlp.c_proj with mlp.c_proj feed-forward;
 // opt: q_proj, k_proj, fc2 with fc2 feed-forward).
 struct Ia3Config {
   std::vector<std::string> target_modules;  // suffixes, as LoraConfig's

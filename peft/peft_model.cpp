@@ -195,12 +195,13 @@ void PeftModel::add_lora(const std::string& name, LoraConfig& c) {
   }
 }
 
-// PEFT's TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING and ..._FEEDFORWARD_MODULES_MAPPING.
+// PEFT's TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING and ..._FEEDFORWARD_MODULES_MAPPING,
+// each filled in when not given (PEFT's _prepare_adapter_config; an empty list counts as not given).
 static void ia3_defaults(Ia3Config& c, models::Arch arch) {
-  if (!c.target_modules.empty() || !c.target_modules_regex.empty()) return;
   const bool gpt2 = arch == models::Arch::gpt2;
-  c.target_modules = gpt2 ? std::vector<std::string>{"c_attn", "mlp.c_proj"}
-                          : std::vector<std::string>{"q_proj", "k_proj", "fc2"};
+  if (c.target_modules.empty() && c.target_modules_regex.empty())
+    c.target_modules = gpt2 ? std::vector<std::string>{"c_attn", "mlp.c_proj"}
+                            : std::vector<std::string>{"q_proj", "k_proj", "fc2"};
   if (c.feedforward_modules.empty() && c.feedforward_modules_regex.empty())
     c.feedforward_modules = {gpt2 ? "mlp.c_proj" : "fc2"};
 }
