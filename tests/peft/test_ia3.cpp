@@ -43,7 +43,7 @@ std::string param_name(std::string key) {
 }  // namespace
 
 TEST_CASE("IA3: logits, loss and gradients equal HF PEFT's") {
-  for (const char* name : {"gpt2_ia3", "opt_ia3"}) {
+  for (const std::string name : {"gpt2_ia3", "opt_ia3"}) {
     INFO(name);
     const Ia3Fixture f(name);
     auto pm = f.load(/*trainable=*/true);
@@ -73,7 +73,7 @@ TEST_CASE("IA3: logits, loss and gradients equal HF PEFT's") {
 }
 
 TEST_CASE("IA3: saved here, PEFT's tensors and config; loaded back, the same logits") {
-  for (const char* name : {"gpt2_ia3", "opt_ia3"}) {
+  for (const std::string name : {"gpt2_ia3", "opt_ia3"}) {
     INFO(name);
     const Ia3Fixture f(name);
     auto pm = f.load();
@@ -92,7 +92,7 @@ TEST_CASE("IA3: saved here, PEFT's tensors and config; loaded back, the same log
 }
 
 TEST_CASE("IA3: merge equals PEFT's merge_and_unload; unmerge restores the base") {
-  for (const char* name : {"gpt2_ia3", "opt_ia3"}) {
+  for (const std::string name : {"gpt2_ia3", "opt_ia3"}) {
     INFO(name);
     const Ia3Fixture f(name);
     auto pm = f.load();
