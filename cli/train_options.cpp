@@ -9,13 +9,19 @@ void add_method_options(CLI::App* cmd, tools::TrainConfig& c) {
       ->capture_default_str();
   add_shape_options(cmd, c.shape);
   add_base_dtype_option(cmd, c.base_dtype);
-  cmd->add_option("--method", c.method, "full | lora | prompt | prefix")->capture_default_str();
+  cmd->add_option("--method", c.method, "full | lora | prompt | prefix | ia3")->capture_default_str();
   cmd->add_option("--lora-r", c.lora_r, "LoRA rank")->capture_default_str();
   cmd->add_option("--lora-alpha", c.lora_alpha, "LoRA alpha (scale alpha/r)")->capture_default_str();
   cmd->add_option("--lora-dropout", c.lora_dropout, "dropout on the LoRA path")->capture_default_str();
   cmd->add_option("--lora-targets", c.lora_targets, "module names or suffixes (default: c_attn for GPT-2, q_proj,v_proj for OPT)")
       ->delimiter(',');
   cmd->add_flag("--rslora", c.use_rslora, "scale alpha/sqrt(r) (rsLoRA)");
+  cmd->add_option("--ia3-targets", c.ia3_targets,
+                  "IA3 target modules (default PEFT's: c_attn,mlp.c_proj for GPT-2, q_proj,k_proj,fc2 for OPT)")
+      ->delimiter(',');
+  cmd->add_option("--ia3-feedforward", c.ia3_feedforward,
+                  "IA3 targets whose input is scaled (default PEFT's: mlp.c_proj; fc2)")
+      ->delimiter(',');
   cmd->add_option("--virtual-tokens", c.num_virtual_tokens, "prompt/prefix tuning: number of virtual tokens")
       ->capture_default_str();
   cmd->add_option("--prompt-init-text", c.prompt_init_text, "prompt tuning: initialise from this text's embeddings");

@@ -77,9 +77,9 @@ void Linear::dequantize_nf4() {
 }
 
 Variable Linear::forward(const Variable& x) {
-  Variable out = base_forward(x);  // (..., out)
-  if (adapter_ && adapter_->enabled) return adapter_->forward(x, out, *this);
-  return out;
+  if (!adapter_ || !adapter_->enabled) return base_forward(x);  // (..., out)
+  Variable out = base_forward(adapter_->input(x));                // (..., out)
+  return adapter_->forward(x, out, *this);
 }
 
 void Linear::set_adapter(const std::string& name, std::shared_ptr<LinearAdapter> adapter) {

@@ -32,6 +32,9 @@ class Linear;
 // turn the adapter off (Linear::forward then returns the base output).
 struct LinearAdapter : Module {
   bool enabled = true;
+  // x (..., in) -> what the base layer computes on (IA3 scales a
+  // feed-forward layer's input here); x itself by default.
+  virtual Variable input(const Variable& x) { return x; }
   // x (..., in), base_out (..., out) = the Linear's own output -> (..., out).
   virtual Variable forward(const Variable& x, const Variable& base_out, const Linear& base) = 0;
 };

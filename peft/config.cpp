@@ -21,6 +21,7 @@ std::string_view peft_type_name(PeftType t) {
     case PeftType::lora: return "LORA";
     case PeftType::prompt_tuning: return "PROMPT_TUNING";
     case PeftType::prefix_tuning: return "PREFIX_TUNING";
+    case PeftType::ia3: return "IA3";
   }
   return "?";
 }
@@ -44,6 +45,16 @@ int PeftConfig::num_virtual_tokens() const {
   return 0;
 }
 
+// A regular expression std::regex accepts ("" = none given).
+static void check_regex(const char* key, const std::string& re) {
+  if (re.empty()) return;
+  try {
+    std::regex compiled(re);
+  } catch (const std::regex_error& e) {
+    fail("{} regex '{}' is not valid: {}", key, re, e.what());
+  }
+}
+
 void PeftConfig::validate() const {
   if (auto* c = as_lora()) {
     if (c->r <= 0) fail("LoRA rank r must be > 0, got {}", c->r);
@@ -51,13 +62,16 @@ void PeftConfig::validate() const {
     if (!(c->lora_dropout >= 0 && c->lora_dropout < 1)) fail("lora_dropout must be in [0, 1), got {}", c->lora_dropout);
     if (c->target_modules.empty() && c->target_modules_regex.empty())
       fail("LoRA needs target_modules (e.g. [\"c_attn\"] for GPT-2, [\"q_proj\", \"v_proj\"] for OPT)");
-    if (!c->target_modules_regex.empty()) {
-      try {
-        std::regex re(c->target_modules_regex);
-      } catch (const std::regex_error& e) {
-        fail("target_modules regex '{}' is not valid: {}", c->target_modules_regex, e.what());
-      }
-    }
+    check_regex("target_modules", c->target_modules_regex);
+  } else if (auto* c = as_ia3()) {
+    check_regex("target_modules", c->target_modules_regex);
+    check_regex("feedforward_modules", c->feedforward_modules_regex);
+    // PEFT's IA3Config.__post_init__: with both lists, feed-forward modules are targets.
+    const bool both_lists = c->target_modules_regex.empty() && c->feedforward_modules_regex.empty();
+    if (both_lists && !c->target_modules.empty())
+      for (const std::string& f : c->feedforward_modules)
+        if (std::find(c->target_modules.begin(), c->target_modules.end(), f) == c->target_modules.end())
+          fail("feedforward_modules: '{}' is not in target_modules (feedforward_modules must be a subset)", f);
   } else {
     const int n = num_virtual_tokens();
     if (n <= 0) fail("num_virtual_tokens must be > 0, got {}", n);
@@ -170,6 +184,10 @@ json hf_defaults(PeftType t) {
                 {"num_transformer_submodules", 1}, {"num_virtual_tokens", nullptr},
                 {"prefix_projection", false}, {"token_dim", nullptr}});
       break;
+    case PeftType::ia3:
+      j.update({{"exclude_modules", nullptr}, {"fan_in_fan_out", false}, {"feedforward_modules", nullptr},
+                {"init_ia3_weights", true}, {"modules_to_save", nullptr}, {"target_modules", nullptr}});
+      break;
   }
   return j;
 }
@@ -179,17 +197,21 @@ const char* const kInterpreted[] = {
     "peft_type", "base_model_name_or_path", "task_type", "inference_mode", "r", "lora_alpha", "lora_dropout",
     "target_modules", "bias", "use_rslora", "fan_in_fan_out", "init_lora_weights", "modules_to_save",
     "num_virtual_tokens", "prompt_tuning_init", "prompt_tuning_init_text", "tokenizer_name_or_path",
-    "token_dim", "num_layers", "num_attention_heads", "prefix_projection", "encoder_hidden_size"};
+    "token_dim", "num_layers", "num_attention_heads", "prefix_projection", "encoder_hidden_size",
+    "feedforward_modules", "init_ia3_weights"};
+
+// A module list as PEFT takes it: a list of names, or one string (a regex).
+void get_modules(const Reader& r, const char* key, std::vector<std::string>& names, std::string& regex) {
+  if (r.has(key) && r.j.at(key).is_string()) regex = r.get_string(key);
+  else names = r.get_strings(key);
+}
 
 LoraConfig parse_lora(const Reader& r) {
   LoraConfig c;
   c.r = r.get_int("r", 8);
   c.lora_alpha = r.get_float("lora_alpha", 8.f);
   c.lora_dropout = r.get_float("lora_dropout", 0.f);
-  if (r.has("target_modules") && r.j.at("target_modules").is_string())
-    c.target_modules_regex = r.get_string("target_modules");
-  else
-    c.target_modules = r.get_strings("target_modules");
+  get_modules(r, "target_modules", c.target_modules, c.target_modules_regex);
   const std::string bias = r.get_string("bias", "none");
   if (bias == "none") c.bias = LoraBias::none;
   else if (bias == "all") c.bias = LoraBias::all;
@@ -222,6 +244,17 @@ LoraConfig parse_lora(const Reader& r) {
   r.require_unset("kasa_config", "KaSA");
   r.require_unset("monteclora_config", "MonteCLoRA");
   r.require_unset("velora_config", "VeLoRA");
+  return c;
+}
+
+Ia3Config parse_ia3(const Reader& r) {
+  Ia3Config c;
+  get_modules(r, "target_modules", c.target_modules, c.target_modules_regex);
+  get_modules(r, "feedforward_modules", c.feedforward_modules, c.feedforward_modules_regex);
+  c.fan_in_fan_out = r.get_bool("fan_in_fan_out", false);
+  c.init_ia3_weights = r.get_bool("init_ia3_weights", true);
+  c.modules_to_save = r.get_strings("modules_to_save");
+  r.require_unset("exclude_modules", "excluding modules");
   return c;
 }
 
@@ -258,6 +291,10 @@ json number(float x) {
 }
 json number_or_null(int x) { return x > 0 ? json(x) : json(nullptr); }
 json string_or_null(const std::string& s) { return s.empty() ? json(nullptr) : json(s); }
+json modules(const std::vector<std::string>& names, const std::string& regex) {
+  return regex.empty() ? json(names) : json(regex);
+}
+json list_or_null(const std::vector<std::string>& names) { return names.empty() ? json(nullptr) : json(names); }
 
 }  // namespace
 
@@ -272,12 +309,13 @@ PeftConfig config_of(const json& j, const std::string& source) {
   if (type == "LORA") c.method = parse_lora(r);
   else if (type == "PROMPT_TUNING") c.method = parse_prompt(r);
   else if (type == "PREFIX_TUNING") c.method = parse_prefix(r);
-  else fail("{}: unknown peft_type \"{}\" (supported: LORA, PROMPT_TUNING, PREFIX_TUNING)", source, type);
+  else if (type == "IA3") c.method = parse_ia3(r);
+  else fail("{}: unknown peft_type \"{}\" (supported: LORA, PROMPT_TUNING, PREFIX_TUNING, IA3)", source, type);
   c.base_model_name_or_path = r.get_string("base_model_name_or_path");
   c.task_type = r.get_string("task_type", "CAUSAL_LM");
   if (c.task_type != "CAUSAL_LM") fail("{}: task_type \"{}\" is not supported (CAUSAL_LM only)", source, c.task_type);
   c.inference_mode = r.get_bool("inference_mode", false);
-  if (c.peft_type() != PeftType::lora && r.get_int("num_transformer_submodules", 1) != 1)
+  if (c.is_prompt_method() && r.get_int("num_transformer_submodules", 1) != 1)
     fail("{}: num_transformer_submodules must be 1 for a causal LM", source);
   for (const auto& [key, value] : j.items()) {
     if (std::find(std::begin(kInterpreted), std::end(kInterpreted), key) == std::end(kInterpreted))
@@ -307,13 +345,19 @@ std::string adapter_config_json(const PeftConfig& c) {
     j["r"] = l->r;
     j["lora_alpha"] = number(l->lora_alpha);
     j["lora_dropout"] = double(l->lora_dropout);
-    j["target_modules"] = l->target_modules_regex.empty() ? json(l->target_modules) : json(l->target_modules_regex);
+    j["target_modules"] = modules(l->target_modules, l->target_modules_regex);
     j["bias"] = std::string(lora_bias_name(l->bias));
     j["use_rslora"] = l->use_rslora;
     j["fan_in_fan_out"] = l->fan_in_fan_out;
     j["init_lora_weights"] = l->init_lora_weights == LoraInit::gaussian ? json("gaussian")
                                                                         : json(l->init_lora_weights == LoraInit::kaiming);
-    j["modules_to_save"] = l->modules_to_save.empty() ? json(nullptr) : json(l->modules_to_save);
+    j["modules_to_save"] = list_or_null(l->modules_to_save);
+  } else if (auto* a = c.as_ia3()) {
+    j["target_modules"] = modules(a->target_modules, a->target_modules_regex);
+    j["feedforward_modules"] = modules(a->feedforward_modules, a->feedforward_modules_regex);
+    j["fan_in_fan_out"] = a->fan_in_fan_out;
+    j["init_ia3_weights"] = a->init_ia3_weights;
+    j["modules_to_save"] = list_or_null(a->modules_to_save);
   } else if (auto* p = c.as_prompt_tuning()) {
     j["num_virtual_tokens"] = p->num_virtual_tokens;
     j["prompt_tuning_init"] = p->prompt_tuning_init == PromptTuningInit::text ? "TEXT" : "RANDOM";

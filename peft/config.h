@@ -25,8 +25,8 @@
 
 namespace mp::peft {
 
-enum class PeftType : uint8_t { lora, prompt_tuning, prefix_tuning };
-std::string_view peft_type_name(PeftType t);  // "LORA", "PROMPT_TUNING", "PREFIX_TUNING"
+enum class PeftType : uint8_t { lora, prompt_tuning, prefix_tuning, ia3 };
+std::string_view peft_type_name(PeftType t);  // "LORA", "PROMPT_TUNING", "PREFIX_TUNING", "IA3"
 
 // Which biases LoRA trains: none, every bias in the model, or only the biases
 // of the layers that carry a LoRA adapter.
@@ -85,8 +85,27 @@ struct PrefixTuningConfig {
   int num_attention_heads = 0;
 };
 
+// IA3 (Liu et al. 2022, T-Few; PEFT's IA3Config): a learned vector per
+// target layer scales its output, or, for a feed-forward module, its input.
+// Empty target_modules or feedforward_modules: PEFT's defaults for the model
+// type, each filled in by get_peft_model (gpt2: c_attn, mlp.c_proj with mlp.c_proj feed-forward;
+// opt: q_proj, k_proj, fc2 with fc2 feed-forward).
+struct Ia3Config {
+  std::vector<std::string> target_modules;  // suffixes, as LoraConfig's
+  std::string target_modules_regex;         // one string: a full-match regex
+  // Which targets scale their input. A list: a module whose name ends with
+  // one of them (PEFT's str.endswith); a string: a full-match regex. A list
+  // must be a subset of a list target_modules.
+  std::vector<std::string> feedforward_modules;
+  std::string feedforward_modules_regex;
+  bool fan_in_fan_out = false;   // set from the layer kind, as for LoRA
+  bool init_ia3_weights = true;  // vectors start at one (false: N(0, 1), PEFT's test init)
+  std::vector<std::string> modules_to_save;  // recorded only; a non-empty list is refused
+};
+
 struct PeftConfig {
-  std::variant<LoraConfig, PromptTuningConfig, PrefixTuningConfig> method;
+  // The order is PeftType's.
+  std::variant<LoraConfig, PromptTuningConfig, PrefixTuningConfig, Ia3Config> method;
   std::string base_model_name_or_path;  // "" = unknown (written as null)
   std::string task_type = "CAUSAL_LM";
   bool inference_mode = false;
@@ -96,6 +115,7 @@ struct PeftConfig {
   static PeftConfig lora(LoraConfig c) { return PeftConfig{std::move(c)}; }
   static PeftConfig prompt_tuning(PromptTuningConfig c) { return PeftConfig{std::move(c)}; }
   static PeftConfig prefix_tuning(PrefixTuningConfig c) { return PeftConfig{std::move(c)}; }
+  static PeftConfig ia3(Ia3Config c) { return PeftConfig{std::move(c)}; }
 
   PeftType peft_type() const { return PeftType(method.index()); }
   LoraConfig* as_lora() { return std::get_if<LoraConfig>(&method); }
@@ -104,12 +124,17 @@ struct PeftConfig {
   const PromptTuningConfig* as_prompt_tuning() const { return std::get_if<PromptTuningConfig>(&method); }
   PrefixTuningConfig* as_prefix_tuning() { return std::get_if<PrefixTuningConfig>(&method); }
   const PrefixTuningConfig* as_prefix_tuning() const { return std::get_if<PrefixTuningConfig>(&method); }
-  // num_virtual_tokens of a prompt method, 0 for LoRA.
+  Ia3Config* as_ia3() { return std::get_if<Ia3Config>(&method); }
+  const Ia3Config* as_ia3() const { return std::get_if<Ia3Config>(&method); }
+  // Prompt tuning or prefix tuning (adapters outside the model's layers).
+  bool is_prompt_method() const { return as_prompt_tuning() || as_prefix_tuning(); }
+  // num_virtual_tokens of a prompt method, 0 for LoRA and IA3.
   int num_virtual_tokens() const;
 
   // Throws mp::Error for values no model could take (r <= 0, alpha <= 0,
   // dropout outside [0, 1), no target modules, a bad regex, num_virtual_tokens <= 0,
-  // TEXT init without text, projection without encoder_hidden_size).
+  // TEXT init without text, projection without encoder_hidden_size,
+  // IA3 feedforward_modules not within target_modules).
   void validate() const;
   // The checks that need the model: prompt/prefix shapes (token_dim,
   // num_layers, num_attention_heads) when already filled in. `source` names

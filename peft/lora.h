@@ -30,6 +30,7 @@
 #include "nn/rng.h"
 #include "peft/config.h"
 #include "peft/modules.h"
+#include "peft/tuner_layer.h"
 
 namespace mp::peft {
 
@@ -48,7 +49,7 @@ struct LoraWeights {
   float dropout = 0.f;
 };
 
-class LoraLinear : public nn::LinearAdapter {
+class LoraLinear : public TunerLayer {
  public:
   // The name LoraLinear is registered under in its Linear.
   static constexpr const char* kSeamName = "lora";
@@ -57,13 +58,13 @@ class LoraLinear : public nn::LinearAdapter {
   void add_adapter(const std::string& name, const LoraConfig& config, int64_t in_features, int64_t out_features,
                    uint64_t seed);
   // Remove adapter `name` (it must not be merged); the active one falls back to none.
-  void delete_adapter(const std::string& name);
-  bool has_adapter(const std::string& name) const { return adapters_.count(name) != 0; }
+  void delete_adapter(const std::string& name) override;
+  bool has_adapter(const std::string& name) const override { return adapters_.count(name) != 0; }
   const LoraWeights& weights(const std::string& name) const;
   std::vector<std::string> adapter_names() const;
 
   // Which adapter forward() adds ("" = none: the base output passes through).
-  void set_active(const std::string& name);
+  void set_active(const std::string& name) override;
   const std::string& active() const { return active_; }
 
   // Mixed batches (HF PEFT's adapter_names=): row b of the next forwards
@@ -81,9 +82,9 @@ class LoraLinear : public nn::LinearAdapter {
   // Fold the active adapter into base.weight (W0 += scale * B A, transposed
   // for a Conv1D layout) / take it out again. While merged, forward() skips
   // the LoRA path (the base output already contains it).
-  void merge(nn::Linear& base);
-  void unmerge(nn::Linear& base);
-  bool merged() const { return !merged_.empty(); }
+  void merge(nn::Linear& base) override;
+  void unmerge(nn::Linear& base) override;
+  bool merged() const override { return !merged_.empty(); }
   const std::string& merged_adapter() const { return merged_; }
 
  private:

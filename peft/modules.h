@@ -4,6 +4,7 @@
 //   ModuleDict    children by name (nn/containers.h): "lora_A.default"
 //   WeightModule  one parameter "weight" (a bias-free nn.Linear or an
 //                 nn.Embedding as far as its state is concerned)
+//   ParameterDict parameters by name: IA3's "ia3_l.default"
 #pragma once
 #include <utility>
 
@@ -21,6 +22,15 @@ class WeightModule : public nn::Module {
   explicit WeightModule(Tensor value, bool requires_grad = true)
       : weight(add_parameter("weight", std::move(value), requires_grad)) {}
   Variable weight;
+};
+
+class ParameterDict : public nn::Module {
+ public:
+  // value keeps its tag, as in WeightModule.
+  Variable insert(std::string name, Tensor value, bool requires_grad = true) {
+    return add_parameter(std::move(name), std::move(value), requires_grad);
+  }
+  bool erase(std::string_view name) { return remove_parameter(name); }
 };
 
 }  // namespace mp::peft

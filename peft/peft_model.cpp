@@ -18,10 +18,11 @@ namespace {
 
 const std::string kBasePrefix = "base_model.model.";
 
-// PEFT's target rule: the module's name is the target, or ends in "." + target.
-bool is_target(const std::string& module_name, const LoraConfig& c) {
-  if (!c.target_modules_regex.empty()) return std::regex_match(module_name, std::regex(c.target_modules_regex));
-  for (const std::string& t : c.target_modules) {
+// PEFT's target rule: the module's name is the target, or ends in "." + target;
+// a regex (when given) must match the whole name.
+bool is_target(const std::string& module_name, const std::vector<std::string>& targets, const std::string& regex) {
+  if (!regex.empty()) return std::regex_match(module_name, std::regex(regex));
+  for (const std::string& t : targets) {
     if (module_name == t) return true;
     if (module_name.size() > t.size() && module_name.ends_with(t) && module_name[module_name.size() - t.size() - 1] == '.')
       return true;
@@ -82,7 +83,7 @@ PeftModel::PeftModel(std::shared_ptr<models::CausalLM> model, PeftConfig config,
 }
 
 bool PeftModel::is_prompt_family() const {
-  return !configs_.empty() && configs_.begin()->second.peft_type() != PeftType::lora;
+  return !configs_.empty() && configs_.begin()->second.is_prompt_method();
 }
 
 void PeftModel::create_adapter(const std::string& name, PeftConfig c, const models::Tokenizer* tokenizer) {
@@ -91,13 +92,16 @@ void PeftModel::create_adapter(const std::string& name, PeftConfig c, const mode
   if (configs_.count(name)) fail("adapter '{}' already exists", name);
   c.validate();
   const models::ModelConfig& mc = model_->config();
-  const bool prompt_family = c.peft_type() != PeftType::lora;
-  if (!configs_.empty() && prompt_family != is_prompt_family())
-    fail("adapter '{}': a PeftModel holds either LoRA adapters or prompt/prefix adapters, not both", name);
+  const bool prompt_family = c.is_prompt_method();
+  if (!configs_.empty() && (prompt_family != is_prompt_family() ||
+                            (!prompt_family && c.peft_type() != configs_.begin()->second.peft_type())))
+    fail("adapter '{}': a PeftModel holds adapters of one kind (LoRA, IA3, or prompt/prefix), not a mix", name);
   const uint64_t seed = nn::next_init_seed();
 
   if (auto* lora = c.as_lora()) {
     add_lora(name, *lora);
+  } else if (auto* ia3 = c.as_ia3()) {
+    add_ia3(name, *ia3);
   } else {
     if (!prompt_encoder_) prompt_encoder_ = add_module("prompt_encoder", std::make_shared<ModuleDict>());
     // PEFT's _prepare_prompt_learning_config: dimensions come from the model.
@@ -134,7 +138,16 @@ LoraLinear& PeftModel::lora_of(nn::Linear& layer) const {
   return *lora;
 }
 
-void PeftModel::add_lora(const std::string& name, LoraConfig& c) {
+std::vector<std::pair<nn::Linear*, TunerLayer*>> PeftModel::tuned_layers() const {
+  std::vector<std::pair<nn::Linear*, TunerLayer*>> out;
+  for (const auto* layers : {&lora_layers_, &ia3_layers_})
+    for (const auto& [path, linear] : *layers) out.emplace_back(linear, static_cast<TunerLayer*>(linear->adapter().get()));
+  return out;
+}
+
+std::vector<std::pair<std::string, nn::Linear*>> PeftModel::find_targets(const std::vector<std::string>& target_modules,
+                                                                          const std::string& regex,
+                                                                          const char* method) const {
   // Every Linear the targets name, and every Linear there is (for the error).
   std::vector<std::pair<std::string, nn::Linear*>> targets;
   std::set<std::string> available;
@@ -142,20 +155,25 @@ void PeftModel::add_lora(const std::string& name, LoraConfig& c) {
   for (auto& [path, module] : model_->named_modules()) {
     auto* linear = dynamic_cast<nn::Linear*>(module);
     if (linear) available.insert(last_component(path));
-    if (path.empty() || !is_target(path, c)) continue;
-    if (!linear) fail("target module '{}' is not a Linear layer; LoRA can only wrap Linear layers", path);
+    if (path.empty() || !is_target(path, target_modules, regex)) continue;
+    if (!linear) fail("target module '{}' is not a Linear layer; {} can only wrap Linear layers", path, method);
     targets.emplace_back(path, linear);
-    for (const std::string& t : c.target_modules)
-      if (is_target(path, LoraConfig{.target_modules = {t}})) matched_targets.insert(t);
+    for (const std::string& t : target_modules)
+      if (is_target(path, {t}, "")) matched_targets.insert(t);
   }
   std::vector<std::string> unknown;
-  for (const std::string& t : c.target_modules)
+  for (const std::string& t : target_modules)
     if (!matched_targets.count(t)) unknown.push_back(t);
   if (targets.empty() || !unknown.empty()) {
-    const std::string asked = c.target_modules_regex.empty() ? join(unknown) : c.target_modules_regex;
+    const std::string asked = regex.empty() ? join(unknown) : regex;
     fail("target modules [{}] not found in the {} model; its linear modules are: {}", asked,
          models::arch_name(model_->config().arch), join(available));
   }
+  return targets;
+}
+
+void PeftModel::add_lora(const std::string& name, LoraConfig& c) {
+  const auto targets = find_targets(c.target_modules, c.target_modules_regex, "LoRA");
   // PEFT corrects fan_in_fan_out to the layer kind (with a warning): true for
   // GPT-2's Conv1D, false for torch.nn.Linear. The layout decides here.
   c.fan_in_fan_out = targets.front().second->layout() == nn::Layout::conv1d;
@@ -163,7 +181,7 @@ void PeftModel::add_lora(const std::string& name, LoraConfig& c) {
 
   const uint64_t seed = nn::next_init_seed();
   for (size_t i = 0; i < targets.size(); ++i) {
-    auto& [path, linear] = targets[i];
+    const auto& [path, linear] = targets[i];
     if (!linear->adapter()) {
       linear->set_adapter(LoraLinear::kSeamName, std::make_shared<LoraLinear>());
       lora_layers_.emplace_back(path, linear);
@@ -174,6 +192,49 @@ void PeftModel::add_lora(const std::string& name, LoraConfig& c) {
     // A new adapter is not active (unless it is the first): the layer keeps running the active one.
     LoraLinear& l = lora_of(*linear);
     if (!active_.empty() && active_ != name) l.set_active(l.has_adapter(active_) ? active_ : "");
+  }
+}
+
+// PEFT's TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING and ..._FEEDFORWARD_MODULES_MAPPING,
+// each filled in when not given (PEFT's _prepare_adapter_config; an empty list counts as not given).
+static void ia3_defaults(Ia3Config& c, models::Arch arch) {
+  const bool gpt2 = arch == models::Arch::gpt2;
+  if (c.target_modules.empty() && c.target_modules_regex.empty())
+    c.target_modules = gpt2 ? std::vector<std::string>{"c_attn", "mlp.c_proj"}
+                            : std::vector<std::string>{"q_proj", "k_proj", "fc2"};
+  if (c.feedforward_modules.empty() && c.feedforward_modules_regex.empty())
+    c.feedforward_modules = {gpt2 ? "mlp.c_proj" : "fc2"};
+}
+
+// PEFT's _check_target_module_feedforward: a regex matches the whole name, a
+// list entry the end of it (str.endswith, no "." needed).
+static bool is_feedforward(const std::string& path, const Ia3Config& c) {
+  if (!c.feedforward_modules_regex.empty()) return std::regex_match(path, std::regex(c.feedforward_modules_regex));
+  return std::any_of(c.feedforward_modules.begin(), c.feedforward_modules.end(),
+                     [&](const std::string& f) { return path.ends_with(f); });
+}
+
+void PeftModel::add_ia3(const std::string& name, Ia3Config& c) {
+  ia3_defaults(c, model_->config().arch);
+  const auto targets = find_targets(c.target_modules, c.target_modules_regex, "IA3");
+  c.fan_in_fan_out = targets.front().second->layout() == nn::Layout::conv1d;  // as for LoRA
+  if (!c.modules_to_save.empty()) fail("modules_to_save is not supported");
+
+  const uint64_t seed = nn::next_init_seed();
+  for (size_t i = 0; i < targets.size(); ++i) {
+    const auto& [path, linear] = targets[i];
+    const bool feedforward = is_feedforward(path, c);
+    if (!linear->adapter()) {
+      linear->set_adapter(Ia3Linear::kSeamName, std::make_shared<Ia3Linear>(feedforward));
+      ia3_layers_.emplace_back(path, linear);
+    }
+    auto ia3 = std::dynamic_pointer_cast<Ia3Linear>(linear->adapter());
+    if (!ia3) fail("layer '{}' already carries a non-IA3 adapter", path);
+    if (ia3->is_feedforward() != feedforward)
+      fail("feedforward_modules: layer '{}' is {} feed-forward in adapter '{}' but not in the others", path,
+           feedforward ? "" : "not", name);
+    ia3->add_adapter(name, c, linear->in_features(), linear->out_features(), nn::mix_seed(seed, i, 0));
+    if (!active_.empty() && active_ != name) ia3->set_active(ia3->has_adapter(active_) ? active_ : "");
   }
 }
 
@@ -192,6 +253,11 @@ void PeftModel::mark_trainable() {
       if (lora->bias == LoraBias::lora_only && linear->bias.defined()) linear->bias.set_requires_grad(true);
     }
     if (lora->bias == LoraBias::all) model_->set_requires_grad("*bias*", true);  // PEFT: "bias" in the name
+  } else if (c.as_ia3()) {
+    for (auto& [path, linear] : ia3_layers_) {
+      auto& ia3 = static_cast<Ia3Linear&>(*linear->adapter());
+      if (ia3.has_adapter(active_)) Variable(ia3.vector(active_)).set_requires_grad(true);
+    }
   } else {
     prompt_encoder_->set_requires_grad(active_ + ".*", true);
   }
@@ -204,15 +270,15 @@ void PeftModel::add_adapter(const std::string& name, PeftConfig config, const mo
 
 void PeftModel::set_adapter(const std::string& name) {
   if (!configs_.count(name)) fail("no adapter '{}' (have: {})", name, join(adapter_names()));
-  for (auto& [path, linear] : lora_layers_) lora_of(*linear).set_active(lora_of(*linear).has_adapter(name) ? name : "");
+  for (auto& [linear, tuner] : tuned_layers()) tuner->set_active(tuner->has_adapter(name) ? name : "");
   active_ = name;
   mark_trainable();
 }
 
 void PeftModel::delete_adapter(const std::string& name) {
   if (!configs_.count(name)) fail("no adapter '{}' to delete", name);
-  for (auto& [path, linear] : lora_layers_)
-    if (lora_of(*linear).has_adapter(name)) lora_of(*linear).delete_adapter(name);
+  for (auto& [linear, tuner] : tuned_layers())
+    if (tuner->has_adapter(name)) tuner->delete_adapter(name);
   if (prompt_encoder_) prompt_encoder_->erase(name);
   configs_.erase(name);
   if (active_ == name) {
@@ -236,12 +302,12 @@ const PeftConfig& PeftModel::peft_config(const std::string& name) const {
 
 void PeftModel::disable_adapters() {
   enabled_ = false;
-  for (auto& [path, linear] : lora_layers_) lora_of(*linear).enabled = false;
+  for (auto& [linear, tuner] : tuned_layers()) tuner->enabled = false;
 }
 
 void PeftModel::enable_adapters() {
   enabled_ = true;
-  for (auto& [path, linear] : lora_layers_) lora_of(*linear).enabled = true;
+  for (auto& [linear, tuner] : tuned_layers()) tuner->enabled = true;
 }
 
 // ---------------------------------------------------------------------------
@@ -387,12 +453,16 @@ std::vector<std::pair<std::string, Tensor>> PeftModel::adapter_state_dict(const 
         out.emplace_back(kBasePrefix + key, p.value());
       }
     }
-  } else {
+  } else if (c.is_prompt_method()) {
     nn::Module* encoder = prompt_encoder_->find_module(name);
     ag::NoGrad no_grad;
     Tensor table = c.as_prompt_tuning() ? static_cast<PromptEmbedding*>(encoder)->weight().value()
                                         : static_cast<PrefixEncoder*>(encoder)->table().value();
     out.emplace_back("prompt_embeddings", table);  // (P, E) or (P, L*2*C)
+  }
+  for (const auto& [path, linear] : ia3_layers_) {
+    const auto& ia3 = static_cast<const Ia3Linear&>(*linear->adapter());
+    if (ia3.has_adapter(name)) out.emplace_back(kBasePrefix + path + ".ia3_l", ia3.vector(name).value());  // (out, 1) or (1, in)
   }
   return out;
 }
@@ -459,23 +529,24 @@ std::shared_ptr<PeftModel> load_peft_model(std::shared_ptr<models::CausalLM> mod
 // Merging
 
 void PeftModel::merge_adapter() {
-  if (is_prompt_family() || configs_.empty()) fail("only LoRA adapters can be merged");
-  for (auto& [path, linear] : lora_layers_) lora_of(*linear).merge(*linear);
+  if (is_prompt_family() || configs_.empty()) fail("only LoRA and IA3 adapters can be merged");
+  for (auto& [linear, tuner] : tuned_layers()) tuner->merge(*linear);
 }
 
 void PeftModel::unmerge_adapter() {
-  for (auto& [path, linear] : lora_layers_) lora_of(*linear).unmerge(*linear);
+  for (auto& [linear, tuner] : tuned_layers()) tuner->unmerge(*linear);
 }
 
 bool PeftModel::merged() const {
-  return std::any_of(lora_layers_.begin(), lora_layers_.end(),
-                     [this](const auto& l) { return lora_of(*l.second).merged(); });
+  const auto layers = tuned_layers();
+  return std::any_of(layers.begin(), layers.end(), [](const auto& l) { return l.second->merged(); });
 }
 
 std::shared_ptr<models::CausalLM> PeftModel::merge_and_unload() {
   if (!merged()) merge_adapter();
-  for (auto& [path, linear] : lora_layers_) linear->clear_adapter();
+  for (auto& [linear, tuner] : tuned_layers()) linear->clear_adapter();
   lora_layers_.clear();
+  ia3_layers_.clear();
   configs_.clear();
   active_.clear();
   return model_;

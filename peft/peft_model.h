@@ -18,9 +18,10 @@
 // prompt and prefix tuning. Saved adapter keys are PEFT's too:
 //   LoRA           base_model.model.transformer.h.0.attn.c_attn.lora_A.weight, ...lora_B.weight,
 //                  plus "...<layer>.bias" (bias="lora_only") or every bias (bias="all")
+//   IA3            base_model.model.transformer.h.0.attn.c_attn.ia3_l (out, 1), or (1, in) feed-forward
 //   prompt/prefix  prompt_embeddings (P, E) / (P, L*2*C)
 //
-// All adapters of one PeftModel are of one family: LoRA, or prompt methods.
+// All adapters of one PeftModel are of one family: LoRA, IA3, or prompt methods.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -34,10 +35,12 @@
 #include "models/tokenizer.h"
 #include "nn/linear.h"
 #include "peft/config.h"
+#include "peft/ia3.h"
 #include "peft/lora.h"
 #include "peft/modules.h"
 #include "peft/prefix_tuning.h"
 #include "peft/prompt_tuning.h"
+#include "peft/tuner_layer.h"
 
 namespace mp::peft {
 
@@ -66,6 +69,8 @@ class PeftModel : public nn::Module {
   bool adapters_enabled() const { return enabled_; }
   // The Linear layers that carry LoRA adapters, with their names in the base model.
   const std::vector<std::pair<std::string, nn::Linear*>>& lora_layers() const { return lora_layers_; }
+  // The Linear layers that carry IA3 adapters (an Ia3Linear each).
+  const std::vector<std::pair<std::string, nn::Linear*>>& ia3_layers() const { return ia3_layers_; }
 
   // ---- forward, as PeftModelForCausalLM
   // ids (B, T) i32, attention_mask (B, T) i32 or null -> logits. Prompt
@@ -117,9 +122,9 @@ class PeftModel : public nn::Module {
   // modules, other dimensions), missing, unexpected or mis-shaped tensors.
   void load_adapter(const std::string& dir, const std::string& name, bool is_trainable = false);
 
-  // ---- LoRA merging
-  void merge_adapter();    // W0 += scale B A in every LoRA layer (the active adapter)
-  void unmerge_adapter();  // W0 -= scale B A
+  // ---- merging LoRA and IA3
+  void merge_adapter();    // LoRA: W0 += scale B A in every layer (the active adapter); IA3: W0 (and b) *= l
+  void unmerge_adapter();  // W0 -= scale B A; W0 /= l
   bool merged() const;
   // Merge, remove every LoRA module and return the plain model (its parameters
   // still frozen; unfreeze to train it). This PeftModel is empty afterwards.
@@ -146,7 +151,15 @@ class PeftModel : public nn::Module {
   // Build adapter `name`. In inference_mode (a loaded adapter) a prompt is
   // not initialised from text and a prefix has no MLP: the file holds the table.
   void create_adapter(const std::string& name, PeftConfig config, const models::Tokenizer* tokenizer);
+  // The Linears target_modules (or the regex) names; mp::Error naming the
+  // targets not found. `method` names the method in errors.
+  std::vector<std::pair<std::string, nn::Linear*>> find_targets(const std::vector<std::string>& target_modules,
+                                                                const std::string& regex, const char* method) const;
   void add_lora(const std::string& name, LoraConfig& config);
+  // IA3; empty target_modules get PEFT's defaults for the model type.
+  void add_ia3(const std::string& name, Ia3Config& config);
+  // Every LoRA and IA3 layer with its adapter seam.
+  std::vector<std::pair<nn::Linear*, TunerLayer*>> tuned_layers() const;
   void mark_trainable();  // only the active adapter (and its biases) require grad
   LoraLinear& lora_of(nn::Linear& layer) const;
   bool is_prompt_family() const;
@@ -158,6 +171,7 @@ class PeftModel : public nn::Module {
   std::string active_;
   bool enabled_ = true;
   std::vector<std::pair<std::string, nn::Linear*>> lora_layers_;
+  std::vector<std::pair<std::string, nn::Linear*>> ia3_layers_;
 };
 
 // Freeze every parameter of `model` and add the adapter `config` describes,

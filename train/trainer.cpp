@@ -40,11 +40,14 @@ std::optional<peft::PeftType> TrainConfig::peft_type() const {
   if (method == "lora") return peft::PeftType::lora;
   if (method == "prompt") return peft::PeftType::prompt_tuning;
   if (method == "prefix") return peft::PeftType::prefix_tuning;
-  fail("unknown method '{}' (expected full, lora, prompt or prefix)", method);
+  if (method == "ia3") return peft::PeftType::ia3;
+  fail("unknown method '{}' (expected full, lora, prompt, prefix or ia3)", method);
 }
 
-// Prompt and prefix tuning put virtual tokens before the input; LoRA and full fine-tuning none.
-static bool has_virtual_tokens(std::optional<peft::PeftType> type) { return type && *type != peft::PeftType::lora; }
+// Prompt and prefix tuning put virtual tokens before the input; LoRA, IA3 and full fine-tuning none.
+static bool has_virtual_tokens(std::optional<peft::PeftType> type) {
+  return type == peft::PeftType::prompt_tuning || type == peft::PeftType::prefix_tuning;
+}
 
 void TrainConfig::validate() const {
   const std::optional<peft::PeftType> type = peft_type();
@@ -67,18 +70,20 @@ void TrainConfig::validate() const {
   if (stop_after < 0) fail("--stop-after must be >= 0, got {}", stop_after);
   if (packing && !is_pairs_file(data)) fail("--packing packs the examples of a pairs file (.jsonl), not {}", data);
   if (packing && has_virtual_tokens(type))
-    fail("--packing works with --method full or lora: a soft prompt or prefix per row would cross the examples");
+    fail("--packing works with --method full, lora or ia3: a soft prompt or prefix per row would cross the examples");
   if (zero != 0 && zero != 1) fail("--zero {}: only stage 1 (the optimizer state sharded) is implemented, or 0", zero);
   if (base_dtype != models::BaseDType::f32 && !type)
     fail("--base-dtype {} keeps the base frozen: use it with --method lora, prompt or prefix, not full",
          models::base_dtype_name(base_dtype));
 }
 
-// PEFT methods train far fewer parameters and take larger steps.
+// PEFT methods train far fewer parameters and take larger steps (IA3: T-Few's 3e-3).
 double TrainConfig::effective_lr() const {
   if (lr > 0) return lr;
   const std::optional<peft::PeftType> type = peft_type();
-  return !type ? 3e-4 : *type == peft::PeftType::lora ? 1e-3 : 3e-2;
+  if (!type) return 3e-4;
+  if (*type == peft::PeftType::lora) return 1e-3;
+  return *type == peft::PeftType::ia3 ? 3e-3 : 3e-2;
 }
 
 // QLoRA: freeze the base and quantize its Linear weights before PEFT attaches
@@ -126,6 +131,12 @@ static peft::PeftConfig peft_config_for(const TrainConfig& c, peft::PeftType typ
     if (lora.target_modules.empty())
       lora.target_modules = gpt2 ? std::vector<std::string>{"c_attn"} : std::vector<std::string>{"q_proj", "v_proj"};
     return peft::PeftConfig::lora(lora);
+  }
+  if (type == peft::PeftType::ia3) {  // empty lists: PEFT's defaults for the model type (get_peft_model)
+    peft::Ia3Config ia3;
+    ia3.target_modules = c.ia3_targets;
+    ia3.feedforward_modules = c.ia3_feedforward;
+    return peft::PeftConfig::ia3(ia3);
   }
   if (type == peft::PeftType::prompt_tuning) {
     peft::PromptTuningConfig prompt;

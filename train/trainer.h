@@ -26,12 +26,14 @@ struct TrainConfig {
   // What to train.
   std::string model = "gpt2-tiny";  // a built-in name (random init from seed) or an HF model folder
   ModelShape shape;                  // a built-in model's sizes changed (--layers/--width/--heads)
-  std::string method = "full";      // full | lora | prompt | prefix
+  std::string method = "full";      // full | lora | prompt | prefix | ia3
   int lora_r = 8;
   float lora_alpha = 16.f;
   float lora_dropout = 0.f;
   std::vector<std::string> lora_targets;  // empty: c_attn (GPT-2), q_proj + v_proj (OPT)
   bool use_rslora = false;
+  std::vector<std::string> ia3_targets;      // empty: PEFT's (GPT-2 c_attn, mlp.c_proj; OPT q_proj, k_proj, fc2)
+  std::vector<std::string> ia3_feedforward;  // empty with empty targets: PEFT's (mlp.c_proj; fc2)
   int num_virtual_tokens = 20;       // prompt and prefix tuning
   std::string prompt_init_text;      // prompt tuning: TEXT init when not empty
   bool prefix_projection = false;    // prefix tuning: the MLP reparameterisation
@@ -66,7 +68,7 @@ struct TrainConfig {
   // Checks the values no run could use; mp::Error naming the option.
   void validate() const;
   // The PEFT method `method` names, nullopt for full fine-tuning; mp::Error
-  // for a name that is none of full, lora, prompt, prefix.
+  // for a name that is none of full, lora, prompt, prefix, ia3.
   std::optional<peft::PeftType> peft_type() const;
   double effective_lr() const;
 };

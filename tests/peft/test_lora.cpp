@@ -95,8 +95,8 @@ TEST_CASE("peft errors: clear mp::Error messages") {
                     Error);
   }
   SUBCASE("unknown peft_type") {
-    CHECK_THROWS_WITH_AS(peft::parse_adapter_config(R"({"peft_type": "IA3"})", "cfg.json"),
-                         doctest::Contains("unknown peft_type \"IA3\""), Error);
+    CHECK_THROWS_WITH_AS(peft::parse_adapter_config(R"({"peft_type": "LOHA"})", "cfg.json"),
+                         doctest::Contains("unknown peft_type \"LOHA\""), Error);
   }
   SUBCASE("not JSON, wrong types") {
     CHECK_THROWS_AS(peft::parse_adapter_config("{", "cfg.json"), Error);

@@ -56,12 +56,16 @@ void check_plan_equals_measurement(const tools::TrainConfig& c) {
 TEST_CASE("planned bytes equal the ledger's measured bytes of a real step") {
   for (const char* model : {"gpt2-tiny", "opt-tiny"}) {
     CAPTURE(model);
-    for (const char* method : {"full", "lora", "prompt", "prefix"}) {
+    for (const char* method : {"full", "lora", "prompt", "prefix", "ia3"}) {
       CAPTURE(method);
       check_plan_equals_measurement(run(model, method));
     }
     tools::TrainConfig c = run(model, "lora");
     SUBCASE("LoRA with dropout") { c.lora_dropout = 0.1f; }
+    SUBCASE("IA3 with activation recompute") {
+      c.method = "ia3";
+      c.recompute = true;
+    }
     SUBCASE("prefix tuning with its MLP") {
       c.method = "prefix";
       c.prefix_projection = true;

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Make tests/fixtures/peft/<base>_ia3/: an HF PEFT IA3 adapter (T-Few's
+learned scaling vectors) on a tiny base, with PEFT's logits, loss, every
+trainable gradient and the merged model's logits.
+
+    /work/.venv-ref/bin/python reference/make_ia3_fixture.py [--fixtures tests/fixtures]
+
+Pinned to reference/requirements-current.txt (torch 2.15.0, transformers
+5.24.0, peft 0.21.2) as make_combine_fixture.py is; other versions are
+refused unless given --skip-version-check.
+
+For each base (gpt2_tiny, opt_tiny) get_peft_model(IA3Config()) with PEFT's
+default target_modules / feedforward_modules for the model type
+(TRANSFORMERS_MODELS_TO_IA3_*_MAPPING: gpt2 c_attn + mlp.c_proj, feedforward
+mlp.c_proj; opt q_proj, k_proj, fc2, feedforward fc2). Every ia3_l vector is
+then set to 1 + N(0, 0.2^2), so a fresh adapter (all ones, a no-op) would
+fail the test. Writes:
+
+  <dir>/adapter_config.json, adapter_model.safetensors   save_pretrained
+  <dir>/reference.safetensors  input_ids, labels (B, T) i32; logits (B, T, V);
+                               loss (); grad.<key> for every saved key (the
+                               gradient of that ia3_l); merged.logits (B, T, V)
+                               after merge_and_unload
+  <dir>/reference.json         versions, base, target/feedforward modules
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+import peft  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from peft import IA3Config, get_peft_model  # noqa: E402
+from peft.utils import get_peft_model_state_dict  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+from transformers import GPT2LMHeadModel, OPTForCausalLM  # noqa: E402
+
+PINNED = {"torch": "2.15.0", "transformers": "5.24.0", "peft": "0.21.2"}
+B, T, VOCAB = 2, 8, 256
+SEEDS = {"gpt2_tiny": 2601, "opt_tiny": 2611}
+
+
+def load_base(fixtures: str, base: str):
+    cls = GPT2LMHeadModel if base.startswith("gpt2") else OPTForCausalLM
+    model = cls.from_pretrained(os.path.join(fixtures, base), attn_implementation="eager", dtype=torch.float32)
+    model.eval()
+    model.config._name_or_path = base  # adapter_config.json's base_model_name_or_path (a sibling dir)
+    model.name_or_path = base
+    return model
+
+
+def sort_config_lists(path: str) -> None:
+    """PEFT writes target_modules / feedforward_modules from a set, in hash
+    order; sort them so that reruns are byte-identical."""
+    with open(path) as f:
+        cfg = json.load(f)
+    for key in ("target_modules", "feedforward_modules"):
+        cfg[key] = sorted(cfg[key])
+    with open(path, "w") as f:
+        f.write(json.dumps(cfg, indent=2, sort_keys=True))
+
+
+def make_base(fixtures: str, base: str, got: dict) -> None:
+    out = os.path.join(fixtures, "peft", base.split("_")[0] + "_ia3")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    seed = SEEDS[base]
+    pm = get_peft_model(load_base(fixtures, base), IA3Config(task_type="CAUSAL_LM"))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if ".ia3_l." in n:
+                p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=g))
+    pm.eval()
+    pm.save_pretrained(out)
+    sort_config_lists(os.path.join(out, "adapter_config.json"))
+    ids = torch.randint(3, VOCAB, (B, T), generator=torch.Generator().manual_seed(seed + 1))
+    labels = ids.clone()
+    labels[0, :2] = -100  # ignored positions count too
+    result = pm(input_ids=ids, labels=labels)
+    result.loss.backward()
+    ref = {"input_ids": ids.to(torch.int32), "labels": labels.to(torch.int32),
+           "logits": result.logits.detach().clone(), "loss": result.loss.detach().clone()}
+    grads = {n.replace(".default", ""): p.grad for n, p in pm.named_parameters() if p.requires_grad}
+    keys = sorted(get_peft_model_state_dict(pm).keys())
+    assert sorted(grads) == keys, (sorted(grads), keys)
+    for key in keys:
+        ref["grad." + key] = grads[key].detach().clone()
+    merged = pm.merge_and_unload()
+    with torch.no_grad():
+        ref["merged.logits"] = merged(input_ids=ids).logits.detach().clone()
+    save_file({k: v.contiguous() for k, v in ref.items()}, os.path.join(out, "reference.safetensors"),
+              metadata={"format": "pt"})
+    info = {"versions": got, "base": base, "keys": keys}
+    with open(os.path.join(out, "adapter_config.json")) as f:
+        cfg = json.load(f)
+    info["target_modules"] = sorted(cfg["target_modules"])
+    info["feedforward_modules"] = sorted(cfg["feedforward_modules"])
+    with open(os.path.join(out, "reference.json"), "w") as f:
+        json.dump(info, f, indent=2, sort_keys=True)
+        f.write("\n")
+    print("wrote", out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--fixtures", default="tests/fixtures")
+    ap.add_argument("--skip-version-check", action="store_true",
+                    help="run even if torch/transformers/peft differ from the pinned versions")
+    args = ap.parse_args()
+    got = {"torch": torch.__version__.split("+")[0], "transformers": transformers.__version__, "peft": peft.__version__}
+    if got != PINNED and not args.skip_version_check:
+        print(f"error: versions {got} differ from the pinned {PINNED} (pass --skip-version-check to go on)",
+              file=sys.stderr)
+        return 1
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    for base in SEEDS:
+        make_base(args.fixtures, base, got)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
