@@ -28,7 +28,6 @@ svd_rank) and, with that adapter active, the logits of one batch. Writes:
                                r, lora_alpha and target_modules
 """
 
-import argparse
 import json
 import os
 import shutil
@@ -38,15 +37,13 @@ import tempfile
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
-import peft  # noqa: E402
+import fixture_main  # noqa: E402
 import torch  # noqa: E402
-import transformers  # noqa: E402
 from peft import LoraConfig, get_peft_model  # noqa: E402
 from peft.utils import get_peft_model_state_dict  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 from transformers import GPT2LMHeadModel, OPTForCausalLM  # noqa: E402
 
-PINNED = {"torch": "2.15.0", "transformers": "5.24.0", "peft": "0.21.2"}
 B, T, VOCAB = 2, 8, 256
 
 # base -> {adapter: (r, lora_alpha, target_modules, seed)}
@@ -135,23 +132,5 @@ def make_base(fixtures: str, base: str, got: dict) -> None:
     print("wrote", out)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--fixtures", default="tests/fixtures")
-    ap.add_argument("--skip-version-check", action="store_true",
-                    help="run even if torch/transformers/peft differ from the pinned versions")
-    args = ap.parse_args()
-    got = {"torch": torch.__version__.split("+")[0], "transformers": transformers.__version__, "peft": peft.__version__}
-    if got != PINNED and not args.skip_version_check:
-        print(f"error: versions {got} differ from the pinned {PINNED} (pass --skip-version-check to go on)",
-              file=sys.stderr)
-        return 1
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    for base in ADAPTERS:
-        make_base(args.fixtures, base, got)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(fixture_main.run(__doc__, ADAPTERS, make_base))

@@ -24,7 +24,6 @@ fail the test. Writes:
   <dir>/reference.json         versions, base, target/feedforward modules
 """
 
-import argparse
 import json
 import os
 import shutil
@@ -33,15 +32,13 @@ import sys
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
-import peft  # noqa: E402
+import fixture_main  # noqa: E402
 import torch  # noqa: E402
-import transformers  # noqa: E402
 from peft import IA3Config, get_peft_model  # noqa: E402
 from peft.utils import get_peft_model_state_dict  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 from transformers import GPT2LMHeadModel, OPTForCausalLM  # noqa: E402
 
-PINNED = {"torch": "2.15.0", "transformers": "5.24.0", "peft": "0.21.2"}
 B, T, VOCAB = 2, 8, 256
 SEEDS = {"gpt2_tiny": 2601, "opt_tiny": 2611}
 
@@ -108,23 +105,5 @@ def make_base(fixtures: str, base: str, got: dict) -> None:
     print("wrote", out)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--fixtures", default="tests/fixtures")
-    ap.add_argument("--skip-version-check", action="store_true",
-                    help="run even if torch/transformers/peft differ from the pinned versions")
-    args = ap.parse_args()
-    got = {"torch": torch.__version__.split("+")[0], "transformers": transformers.__version__, "peft": peft.__version__}
-    if got != PINNED and not args.skip_version_check:
-        print(f"error: versions {got} differ from the pinned {PINNED} (pass --skip-version-check to go on)",
-              file=sys.stderr)
-        return 1
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    for base in SEEDS:
-        make_base(args.fixtures, base, got)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(fixture_main.run(__doc__, SEEDS, make_base))
