@@ -1,16 +1,30 @@
-"""The command line the PEFT 0.21 fixture scripts share (make_combine_fixture.py,
+"""What the PEFT 0.21 fixture scripts share (make_combine_fixture.py,
 make_ia3_fixture.py): --fixtures and --skip-version-check, the check of torch,
 transformers and peft against the pinned versions (requirements-current.txt),
-and a deterministic single-threaded torch before each base's fixture is made."""
+a deterministic single-threaded torch before each base's fixture is made,
+and the writing of its reference files."""
 
 import argparse
+import json
+import os
 import sys
 
 import peft
 import torch
 import transformers
+from safetensors.torch import save_file
 
 PINNED = {"torch": "2.15.0", "transformers": "5.24.0", "peft": "0.21.2"}
+
+
+def write_reference(out: str, tensors: dict, info: dict) -> None:
+    """The fixture's reference.safetensors (the tensors, contiguous) and reference.json (sorted keys)."""
+    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(out, "reference.safetensors"),
+              metadata={"format": "pt"})
+    with open(os.path.join(out, "reference.json"), "w") as f:
+        json.dump(info, f, indent=2, sort_keys=True)
+        f.write("\n")
+    print("wrote", out)
 
 
 def run(description: str, bases, make_base) -> int:

@@ -28,7 +28,6 @@ svd_rank) and, with that adapter active, the logits of one batch. Writes:
                                r, lora_alpha and target_modules
 """
 
-import json
 import os
 import shutil
 import sys
@@ -41,7 +40,6 @@ import fixture_main  # noqa: E402
 import torch  # noqa: E402
 from peft import LoraConfig, get_peft_model  # noqa: E402
 from peft.utils import get_peft_model_state_dict  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
 from transformers import GPT2LMHeadModel, OPTForCausalLM  # noqa: E402
 
 B, T, VOCAB = 2, 8, 256
@@ -124,12 +122,7 @@ def make_base(fixtures: str, base: str, got: dict) -> None:
         info["cases"][case] = {"adapters": adapters, "weights": weights, "combination_type": kind,
                                "svd_rank": svd_rank, "r": c.r, "lora_alpha": c.lora_alpha,
                                "target_modules": sorted(c.target_modules)}
-    save_file({k: v.contiguous() for k, v in ref.items()}, os.path.join(out, "reference.safetensors"),
-              metadata={"format": "pt"})
-    with open(os.path.join(out, "reference.json"), "w") as f:
-        json.dump(info, f, indent=2, sort_keys=True)
-        f.write("\n")
-    print("wrote", out)
+    fixture_main.write_reference(out, ref, info)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ import fixture_main  # noqa: E402
 import torch  # noqa: E402
 from peft import IA3Config, get_peft_model  # noqa: E402
 from peft.utils import get_peft_model_state_dict  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
 from transformers import GPT2LMHeadModel, OPTForCausalLM  # noqa: E402
 
 B, T, VOCAB = 2, 8, 256
@@ -92,17 +91,12 @@ def make_base(fixtures: str, base: str, got: dict) -> None:
     merged = pm.merge_and_unload()
     with torch.no_grad():
         ref["merged.logits"] = merged(input_ids=ids).logits.detach().clone()
-    save_file({k: v.contiguous() for k, v in ref.items()}, os.path.join(out, "reference.safetensors"),
-              metadata={"format": "pt"})
     info = {"versions": got, "base": base, "keys": keys}
     with open(os.path.join(out, "adapter_config.json")) as f:
         cfg = json.load(f)
     info["target_modules"] = sorted(cfg["target_modules"])
     info["feedforward_modules"] = sorted(cfg["feedforward_modules"])
-    with open(os.path.join(out, "reference.json"), "w") as f:
-        json.dump(info, f, indent=2, sort_keys=True)
-        f.write("\n")
-    print("wrote", out)
+    fixture_main.write_reference(out, ref, info)
 
 
 if __name__ == "__main__":
