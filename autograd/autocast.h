@@ -14,7 +14,7 @@
 // A frozen weight never changes, yet its bf16 copy would be made twice a
 // step (forward and backward). A CastCache given to the scope keeps the copy
 // of each weight declared frozen, made on first use: 2 bytes per frozen
-// parameter, tagged weights, for the cache's life (tools::TrainedModel holds
+// parameter, tagged weights, for the cache's life (train::TrainedModel holds
 // one for a run of a PEFT method under mixed precision).
 #pragma once
 #include <map>

@@ -92,7 +92,7 @@ DType parse_dtype(const char* what, const std::string& s) {
 }  // namespace
 
 static int run(int argc, char** argv) {
-  tools::TrainConfig c;
+  train::TrainConfig c;
   c.model = argc > 1 ? argv[1] : "gpt2";
   c.method = argc > 2 ? argv[2] : "full";
   c.batch = argc > 3 ? std::stoll(argv[3]) : 4;
@@ -103,8 +103,8 @@ static int run(int argc, char** argv) {
   c.base_dtype = models::parse_base_dtype(argc > 8 ? argv[8] : "f32");
   c.progress = false;
   c.validate();
-  models::Tokenizer tok = models::Tokenizer::from_dir(tools::default_tokenizer_dir());
-  tools::TrainedModel m = tools::build_model(c, tok);
+  models::Tokenizer tok = models::Tokenizer::from_dir(train::default_tokenizer_dir());
+  train::TrainedModel m = train::build_model(c, tok);
   m.module().to(device);
   Backend& dev = backend(device);
 
@@ -119,7 +119,7 @@ static int run(int argc, char** argv) {
   const double forward_flops = 2 * matmul_weights(mc) + attention / 3;
   const double train_flops = (m.peft ? 4 : 6) * matmul_weights(mc) + attention;
 
-  nn::AdamW opt(tools::trainable_parameters(m.module()), {.lr = c.effective_lr(), .weight_decay = c.weight_decay});
+  nn::AdamW opt(train::trainable_parameters(m.module()), {.lr = c.effective_lr(), .weight_decay = c.weight_decay});
   Times train;
   for (int step = 0; step <= steps; ++step) {  // step 0 warms up
     double w0 = wall_now(), c0 = cpu_now();

@@ -20,33 +20,33 @@ namespace {
 
 struct Method {
   const char* title;
-  tools::TrainConfig config;
+  train::TrainConfig config;
 };
 
 std::vector<Method> methods(const std::string& model, int64_t B, int64_t T) {
-  tools::TrainConfig base;
+  train::TrainConfig base;
   base.model = model;
   base.batch = B;
   base.seq = T;
   auto with = [&](const char* method, auto&& change) {
-    tools::TrainConfig c = base;
+    train::TrainConfig c = base;
     c.method = method;
     change(c);
     return c;
   };
-  auto nothing = [](tools::TrainConfig&) {};
+  auto nothing = [](train::TrainConfig&) {};
   return {
       {"full fine-tuning", with("full", nothing)},
-      {"full, mixed precision", with("full", [](tools::TrainConfig& c) { c.precision = DType::bf16; })},
-      {"full, grad-accum 2", with("full", [](tools::TrainConfig& c) { c.grad_accum = 2; })},
+      {"full, mixed precision", with("full", [](train::TrainConfig& c) { c.precision = DType::bf16; })},
+      {"full, grad-accum 2", with("full", [](train::TrainConfig& c) { c.grad_accum = 2; })},
       {"LoRA r=8", with("lora", nothing)},
-      {"LoRA r=8, dropout 0.1", with("lora", [](tools::TrainConfig& c) { c.lora_dropout = 0.1f; })},
-      {"LoRA r=8, bf16 base", with("lora", [](tools::TrainConfig& c) { c.base_dtype = models::BaseDType::bf16; })},
-      {"LoRA r=8, nf4 base", with("lora", [](tools::TrainConfig& c) { c.base_dtype = models::BaseDType::nf4; })},
-      {"LoRA r=8, recompute", with("lora", [](tools::TrainConfig& c) { c.recompute = true; })},
+      {"LoRA r=8, dropout 0.1", with("lora", [](train::TrainConfig& c) { c.lora_dropout = 0.1f; })},
+      {"LoRA r=8, bf16 base", with("lora", [](train::TrainConfig& c) { c.base_dtype = models::BaseDType::bf16; })},
+      {"LoRA r=8, nf4 base", with("lora", [](train::TrainConfig& c) { c.base_dtype = models::BaseDType::nf4; })},
+      {"LoRA r=8, recompute", with("lora", [](train::TrainConfig& c) { c.recompute = true; })},
       {"prompt, 20 tokens", with("prompt", nothing)},
       {"prefix, 20 tokens", with("prefix", nothing)},
-      {"prefix + MLP", with("prefix", [](tools::TrainConfig& c) { c.prefix_projection = true; })},
+      {"prefix + MLP", with("prefix", [](train::TrainConfig& c) { c.prefix_projection = true; })},
   };
 }
 
@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
     else models.push_back(a);
   }
   if (models.empty()) models = {"gpt2", "opt-125m", "opt-350m"};
-  models::Tokenizer tok = models::Tokenizer::from_dir(tools::default_tokenizer_dir());
+  models::Tokenizer tok = models::Tokenizer::from_dir(train::default_tokenizer_dir());
   int mismatches = 0;
   for (const std::string& model : models) {
     std::printf("\n%s, B=%lld, T=%lld: MiB at the peak of the sum, planned = measured?\n", model.c_str(),
@@ -74,10 +74,10 @@ int main(int argc, char** argv) {
                 "activ", "worksp", "adapter", "peak", "same", "plan s", "real s", "peak in");
     for (const Method& m : methods(model, B, T)) {
       auto t0 = Clock::now();
-      tools::MemoryPlan plan = tools::plan_training_memory(m.config, tok);
+      train::MemoryPlan plan = train::plan_training_memory(m.config, tok);
       const double plan_s = since(t0);
       t0 = Clock::now();
-      tools::MemoryPlan real = tools::measure_training_memory(m.config, tok);
+      train::MemoryPlan real = train::measure_training_memory(m.config, tok);
       const double real_s = since(t0);
       const bool same = plan.peak_total == real.peak_total && plan.at_peak.by_tag == real.at_peak.by_tag &&
                         plan.tag_peaks == real.tag_peaks;

@@ -62,16 +62,16 @@ double gemm_peak_gflops(DType dt) {
 }
 
 struct BenchOptions {
-  tools::TrainConfig train;
+  train::TrainConfig train;
   int warmup = 1;
   bool json = false, forward_only = false;
 };
 
 void run_bench(const BenchOptions& o) {
-  const tools::TrainConfig& c = o.train;
+  const train::TrainConfig& c = o.train;
   c.validate();
-  models::Tokenizer tok = models::Tokenizer::from_dir(tools::default_tokenizer_dir());
-  tools::TrainedModel m = tools::build_model(c, tok);
+  models::Tokenizer tok = models::Tokenizer::from_dir(train::default_tokenizer_dir());
+  train::TrainedModel m = train::build_model(c, tok);
   Tensor ids = random_ids(c.batch, c.seq, m.base->vocab_size(), c.seed);
   const int64_t tokens = c.batch * c.seq;  // per forward pass (a training step: grad_accum of them)
   nlohmann::json out = {{"framework", "minipeft"}, {"model", c.model}, {"method", c.method},
@@ -82,21 +82,21 @@ void run_bench(const BenchOptions& o) {
   out["gemm"] = {{"f32", ops::gemm_implementation(DType::f32, kCPU)},
                  {"bf16", ops::gemm_implementation(DType::bf16, kCPU)}};
   out["gemm_peak_gflops"] = {{"f32", gemm_peak_gflops(DType::f32)}, {"bf16", gemm_peak_gflops(DType::bf16)}};
-  dist::Communicator& comm = dist::world();
+  parallel::Communicator& comm = parallel::world();
   const int ranks = comm.size();
   out["ranks"] = ranks;
   if (!o.forward_only) {
-    const std::vector<nn::NamedParameter> params = tools::trainable_parameters(m.module());
-    std::unique_ptr<nn::Optimizer> opt = tools::make_optimizer(c, params, comm);
-    dist::GradSync sync(comm, params, !c.recompute);  // sends only with more than one rank
-    const std::vector<tools::Batch> micro(size_t(c.grad_accum), ids);  // the same ids for every micro-batch
+    const std::vector<nn::NamedParameter> params = train::trainable_parameters(m.module());
+    std::unique_ptr<nn::Optimizer> opt = train::make_optimizer(c, params, comm);
+    parallel::GradSync sync(comm, params, !c.recompute);  // sends only with more than one rank
+    const std::vector<train::Batch> micro(size_t(c.grad_accum), ids);  // the same ids for every micro-batch
     Ledger::instance().reset_peaks();
     double total = 0, loss = 0;
     uint64_t sent = 0, flops = 0;
     for (int64_t step = 0; step < o.warmup + c.steps; ++step) {  // the trainer's step: clip and grad-accum included
       auto t0 = Clock::now();
       const uint64_t before = comm.bytes(), flops_before = ops::matmul_flops();
-      loss = tools::train_step(m, *opt, micro, {.clip = c.clip, .sync = ranks > 1 ? &sync : nullptr}).loss;
+      loss = train::train_step(m, *opt, micro, {.clip = c.clip, .sync = ranks > 1 ? &sync : nullptr}).loss;
       if (step >= o.warmup) {
         total += seconds_since(t0);
         sent += comm.bytes() - before;
@@ -118,7 +118,7 @@ void run_bench(const BenchOptions& o) {
     for (int t = 0; t < kTags; ++t) peaks[std::string(tag_name(Tag(t)))] = ledger.peak(Tag(t));
     peaks["total"] = ledger.peak_total();  // the peak of the sum; the tags' entries are their own peaks
     out["peak_bytes"] = peaks;
-    out["at_peak_bytes"] = tools::tag_bytes_json(ledger.peak_moment().by_tag);
+    out["at_peak_bytes"] = cli::tag_bytes_json(ledger.peak_moment().by_tag);
   }
   {
     ag::NoGrad no_grad;

@@ -12,7 +12,7 @@
 namespace mp::cli {
 
 void add_compare(CLI::App& app) {
-  auto o = std::make_shared<tools::CompareOptions>();
+  auto o = std::make_shared<cli::CompareOptions>();
   auto quick = std::make_shared<bool>(false);
   auto no_progress = std::make_shared<bool>(false);
   CLI::App* cmd = app.add_subcommand(
@@ -41,10 +41,10 @@ void add_compare(CLI::App& app) {
   cmd->add_flag("--quick", *quick, "a small preset (pretrain 60, adapt 30 steps, batch 4): under 2 minutes");
   cmd->add_flag("--no-progress", *no_progress, "no progress lines");
   cmd->callback([o, quick, no_progress, cmd] {
-    dist::require_one_process("compare");
-    tools::CompareOptions opts = *o;
+    parallel::require_one_process("compare");
+    cli::CompareOptions opts = *o;
     if (*quick) {  // the preset, except for what was given explicitly
-      tools::CompareOptions q = opts;
+      cli::CompareOptions q = opts;
       q.apply_quick();
       auto given = [&](const char* name) { return cmd->get_option(name)->count() > 0; };
       if (!given("--pretrain-steps")) opts.pretrain_steps = q.pretrain_steps;
@@ -56,12 +56,12 @@ void add_compare(CLI::App& app) {
       if (!given("--scale-model")) opts.scale_model = q.scale_model;
     }
     opts.train.progress = !*no_progress;
-    models::Tokenizer tok = models::Tokenizer::from_dir(tools::default_tokenizer_dir());
-    tools::CompareResult r = tools::run_compare(opts, tok);
-    fmt::print("\n{}", tools::format_table(r));
-    tools::write_results_json(r, opts.out_dir + "/results.json");
+    models::Tokenizer tok = models::Tokenizer::from_dir(train::default_tokenizer_dir());
+    cli::CompareResult r = cli::run_compare(opts, tok);
+    fmt::print("\n{}", cli::format_table(r));
+    cli::write_results_json(r, opts.out_dir + "/results.json");
     fmt::print("wrote {}/results.json\n", opts.out_dir);
-    fmt::print("{}\n", tools::write_plots(r, opts.out_dir));
+    fmt::print("{}\n", cli::write_plots(r, opts.out_dir));
   });
 }
 

@@ -18,7 +18,7 @@ namespace {
 
 struct Options {
   ModelChoice m;
-  std::string data = tools::data_dir() + "/tinyshakespeare/input.txt";
+  std::string data = train::data_dir() + "/tinyshakespeare/input.txt";
   double fraction = 0.1;
   int64_t batch = 4, seq = 64, batches = 16;
   bool seq_given = false, json = false;
@@ -27,11 +27,11 @@ struct Options {
   }
 };
 
-void eval_text(const Options& o, const tools::TrainedModel& m, const models::Tokenizer& tok) {
+void eval_text(const Options& o, const train::TrainedModel& m, const models::Tokenizer& tok) {
   if (o.seq > m.base->max_positions()) fail("--seq {} exceeds the model's {} positions", o.seq, m.base->max_positions());
-  tools::TokenDataset data(tools::load_token_ids(o.data, tok), o.fraction, o.data);
+  train::TokenDataset data(train::load_token_ids(o.data, tok), o.fraction, o.data);
   std::vector<Tensor> batches = data.val_batches(o.batch, o.seq, o.batches);
-  double loss = tools::evaluate(m, batches);
+  double loss = train::evaluate(m, batches);
   if (o.json) {
     fmt::print("{}\n", nlohmann::json{{"loss", loss}, {"perplexity", std::exp(loss)}, {"batches", batches.size()},
                                       {"batch", o.batch}, {"seq", o.seq}}.dump());
@@ -41,23 +41,23 @@ void eval_text(const Options& o, const tools::TrainedModel& m, const models::Tok
              o.batch, o.seq);
 }
 
-void eval_pairs(const Options& o, const tools::TrainedModel& m, const models::Tokenizer& tok) {
+void eval_pairs(const Options& o, const train::TrainedModel& m, const models::Tokenizer& tok) {
   // Without --seq, examples may be as long as the model's positions (less a prompt method's virtual tokens).
   int64_t room = m.base->max_positions();
   if (m.peft) room -= m.peft->peft_config().num_virtual_tokens();
   const int64_t seq = o.seq_given ? o.seq : room;
   if (seq > room) fail("--seq {} exceeds the {} positions the model has for a sequence", seq, room);
-  tools::PairsDataset data(tools::tokenize_pairs(tools::read_pairs_file(o.data, o.mixed()), tok, seq, o.data),
+  train::PairsDataset data(train::tokenize_pairs(train::read_pairs_file(o.data, o.mixed()), tok, seq, o.data),
                            o.fraction, tok.eos_id(), o.data);
   if (data.val_examples() == 0) fail("{}: the held-out part (--fraction {}) has no examples", o.data, o.fraction);
-  tools::require_scored_tokens(data.held_out_part(), o.data, fmt::format("held-out part (--fraction {})", o.fraction));
-  std::vector<const tools::Example*> held_out;
+  train::require_scored_tokens(data.held_out_part(), o.data, fmt::format("held-out part (--fraction {})", o.fraction));
+  std::vector<const train::Example*> held_out;
   int64_t cut = 0;
   for (size_t i = size_t(data.train_examples()); i < data.examples().size(); ++i) {
     held_out.push_back(&data.examples()[i]);
     cut += data.examples()[i].cut;
   }
-  const tools::PairsScore s = tools::score_pairs(m, held_out, o.batch, tok.eos_id(), o.mixed());
+  const train::PairsScore s = train::score_pairs(m, held_out, o.batch, tok.eos_id(), o.mixed());
   if (o.json) {
     fmt::print("{}\n", nlohmann::json{{"loss", s.loss()}, {"exact_match", s.accuracy()}, {"exact", s.exact},
                                       {"examples", s.examples}, {"completion_tokens", s.tokens}, {"cut", cut}}.dump());
@@ -88,9 +88,9 @@ void add_eval(CLI::App& app) {
   cmd->callback([o, seq] {
     if (o->batch <= 0 || o->seq <= 0 || o->batches <= 0) fail("--batch, --seq and --eval-batches must be positive");
     o->seq_given = seq->count() > 0;
-    models::Tokenizer tok = models::Tokenizer::from_dir(tools::default_tokenizer_dir());
-    tools::TrainedModel m = tools::load_model_with_adapters(o->m.model, o->m.adapters, o->m.seed, o->m.base_dtype);
-    if (tools::is_pairs_file(o->data)) eval_pairs(*o, m, tok);
+    models::Tokenizer tok = models::Tokenizer::from_dir(train::default_tokenizer_dir());
+    train::TrainedModel m = train::load_model_with_adapters(o->m.model, o->m.adapters, o->m.seed, o->m.base_dtype);
+    if (train::is_pairs_file(o->data)) eval_pairs(*o, m, tok);
     else if (o->mixed()) fail("several (or named) --adapter need a pairs file (.jsonl) whose rows name theirs");
     else eval_text(*o, m, tok);
   });

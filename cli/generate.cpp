@@ -23,17 +23,17 @@ using Clock = std::chrono::steady_clock;
 // Greedy continuations of a --prompts file in one mixed batch, one JSON line
 // per prompt; with `compare`, the same prompts again one at a time, switching
 // adapters between them, and both throughputs.
-void generate_mixed(tools::TrainedModel& m, const models::Tokenizer& tok, const std::string& path, int max_new_tokens,
+void generate_mixed(train::TrainedModel& m, const models::Tokenizer& tok, const std::string& path, int max_new_tokens,
                     int eos, bool compare) {
   if (!m.peft) fail("--prompts needs at least one --adapter");
   std::vector<std::vector<int32_t>> prompts;
   std::vector<std::string> names;
-  for (const tools::PairLine& l : tools::read_pairs_file(path, /*allow_adapter=*/true, /*need_completion=*/false)) {
+  for (const train::PairLine& l : train::read_pairs_file(path, /*allow_adapter=*/true, /*need_completion=*/false)) {
     prompts.push_back(tok.encode(l.prompt));
     if (prompts.back().empty()) fail("{} line {}: the prompt is empty", path, l.line);
     names.push_back(l.adapter);
   }
-  names = tools::row_adapters(names, m, path);
+  names = train::row_adapters(names, m, path);
   auto t0 = Clock::now();
   const std::vector<std::vector<int32_t>> out = m.peft->generate(prompts, names, max_new_tokens, eos);
   const double mixed_s = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -92,8 +92,8 @@ void add_generate(CLI::App& app) {
     if (o->gen.max_new_tokens <= 0) fail("--max-new-tokens must be positive");
     if (!(o->gen.temperature > 0)) fail("--temperature must be > 0");
     if (o->gen.top_k < 0 || !(o->gen.top_p > 0 && o->gen.top_p <= 1)) fail("--top-k must be >= 0 and --top-p in (0, 1]");
-    models::Tokenizer tok = models::Tokenizer::from_dir(tools::default_tokenizer_dir());
-    tools::TrainedModel m = tools::load_model_with_adapters(o->m.model, o->m.adapters, o->m.seed, o->m.base_dtype);
+    models::Tokenizer tok = models::Tokenizer::from_dir(train::default_tokenizer_dir());
+    train::TrainedModel m = train::load_model_with_adapters(o->m.model, o->m.adapters, o->m.seed, o->m.base_dtype);
     o->gen.eos_token_id = o->no_eos ? -1 : tok.eos_id();
     if (!o->prompts.empty()) {
       if (o->sample) fail("--prompts generates greedily; --sample is for a single --prompt");

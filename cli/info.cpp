@@ -46,7 +46,7 @@ size_t parse_bytes(const std::string& text) {
 }
 
 struct InfoOptions {
-  tools::TrainConfig train;
+  train::TrainConfig train;
   bool no_progress = false;  // accepted as train accepts it
   std::string adapter;
   std::string fit_in;
@@ -55,13 +55,13 @@ struct InfoOptions {
 };
 
 void print_adapter_summary(const InfoOptions& o) {
-  tools::TrainedModel m = tools::load_model(o.train.model, o.adapter, o.train.seed, o.train.base_dtype);
+  train::TrainedModel m = train::load_model(o.train.model, o.adapter, o.train.seed, o.train.base_dtype);
   fmt::print("adapter {}: {}\n{}\n", o.adapter, peft::peft_type_name(m.peft->peft_config().peft_type()),
              m.peft->trainable_parameters_line());
 }
 
 void run_info(const InfoOptions& o) {
-  const tools::TrainConfig& c = o.train;
+  const train::TrainConfig& c = o.train;
   c.validate();
   if (o.ranks < 1) fail("--ranks must be at least 1, got {}", o.ranks);
   const models::ModelConfig mc = models::config_of(c.model);
@@ -71,10 +71,10 @@ void run_info(const InfoOptions& o) {
     print_adapter_summary(o);
     return;
   }
-  models::Tokenizer tok = models::Tokenizer::from_dir(tools::default_tokenizer_dir());
-  const tools::MemoryPlan plan = tools::plan_training_memory(c, tok, o.ranks);
+  models::Tokenizer tok = models::Tokenizer::from_dir(train::default_tokenizer_dir());
+  const train::MemoryPlan plan = train::plan_training_memory(c, tok, o.ranks);
   const size_t budget = o.fit_in.empty() ? 0 : parse_bytes(o.fit_in);
-  const int64_t largest = budget ? tools::largest_fitting_batch(c, tok, budget, o.ranks) : 0;
+  const int64_t largest = budget ? train::largest_fitting_batch(c, tok, budget, o.ranks) : 0;
 
   // What runs the step's GEMMs on this machine (the workspace above is theirs).
   const nlohmann::json gemm_json = {{"f32", ops::gemm_implementation(DType::f32, kCPU)},
@@ -93,8 +93,8 @@ void run_info(const InfoOptions& o) {
                         {"trainable_params", plan.trainable_params},
                         {"all_params", plan.all_params},
                         {"peak_total_bytes", plan.peak_total},
-                        {"at_peak_bytes", tools::tag_bytes_json(plan.at_peak.by_tag)},
-                        {"tag_peak_bytes", tools::tag_bytes_json(plan.tag_peaks)},
+                        {"at_peak_bytes", cli::tag_bytes_json(plan.at_peak.by_tag)},
+                        {"tag_peak_bytes", cli::tag_bytes_json(plan.tag_peaks)},
                         {"peak_phase", plan.at_peak.phase},
                         {"peak_op", plan.at_peak.op},
                         {"gemm", gemm_json}};

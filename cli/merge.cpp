@@ -32,7 +32,7 @@ struct Options {
 // The adapter names of --adapter values, in their order.
 std::vector<std::string> adapter_names(const std::vector<std::string>& specs) {
   std::vector<std::string> names;
-  for (const std::string& s : specs) names.push_back(tools::parse_adapter_spec(s).name);
+  for (const std::string& s : specs) names.push_back(train::parse_adapter_spec(s).name);
   return names;
 }
 
@@ -40,7 +40,7 @@ void combine(const Options& o) {
   const peft::CombinationType type = peft::parse_combination_type(o.combine);
   if (o.weights.size() != o.m.adapters.size())
     fail("--weights: {} weights for {} --adapter", o.weights.size(), o.m.adapters.size());
-  tools::TrainedModel m = tools::load_model_with_adapters(o.m.model, o.m.adapters, o.m.seed, o.m.base_dtype);
+  train::TrainedModel m = train::load_model_with_adapters(o.m.model, o.m.adapters, o.m.seed, o.m.base_dtype);
   const std::string name = "__combined__";
   peft::add_weighted_adapter(*m.peft, adapter_names(o.m.adapters), o.weights, name, type, o.svd_rank);
   m.peft->save_pretrained(o.out, name);
@@ -51,7 +51,7 @@ void combine(const Options& o) {
 void merge_into_base(const Options& o) {
   if (o.m.adapters.size() != 1) fail("merge: {} --adapter given; several need --combine", o.m.adapters.size());
   if (!o.weights.empty() || o.svd_rank != 0) fail("--weights and --svd-rank need --combine");
-  tools::TrainedModel m = tools::load_model_with_adapters(o.m.model, o.m.adapters, o.m.seed, o.m.base_dtype);
+  train::TrainedModel m = train::load_model_with_adapters(o.m.model, o.m.adapters, o.m.seed, o.m.base_dtype);
   if (m.peft->peft_config().peft_type() != peft::PeftType::lora)
     fail("only LoRA adapters can be merged; {} holds a {} adapter", o.m.adapters[0],
          peft::peft_type_name(m.peft->peft_config().peft_type()));
@@ -86,7 +86,7 @@ void add_merge(CLI::App& app) {
       ->delimiter(',');
   cmd->add_option("--svd-rank", o->svd_rank, "rank of the svd combination (default: the largest input rank)");
   cmd->callback([o] {
-    dist::require_one_process("merge");
+    parallel::require_one_process("merge");
     if (o->combine.empty()) merge_into_base(*o);
     else combine(*o);
   });

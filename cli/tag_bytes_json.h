@@ -6,7 +6,7 @@
 
 #include "engine/memory.h"
 
-namespace mp::tools {
+namespace mp::cli {
 
 inline nlohmann::json tag_bytes_json(const TagBytes& bytes) {
   nlohmann::json j;
@@ -14,4 +14,4 @@ inline nlohmann::json tag_bytes_json(const TagBytes& bytes) {
   return j;
 }
 
-}  // namespace mp::tools
+}  // namespace mp::cli

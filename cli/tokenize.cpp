@@ -15,7 +15,7 @@ namespace mp::cli {
 
 void add_tokenize(CLI::App& app) {
   struct Options {
-    std::string text, tokenizer_dir = tools::default_tokenizer_dir();
+    std::string text, tokenizer_dir = train::default_tokenizer_dir();
     bool has_text = false, decode = false, bos = false;
   };
   auto opt = std::make_shared<Options>();

@@ -8,8 +8,8 @@
 namespace mp::cli {
 
 void add_train(CLI::App& app) {
-  auto c = std::make_shared<tools::TrainConfig>();
-  c->data = tools::data_dir() + "/tinyshakespeare/input.txt";
+  auto c = std::make_shared<train::TrainConfig>();
+  c->data = train::data_dir() + "/tinyshakespeare/input.txt";
   auto no_progress = std::make_shared<bool>(false);
   CLI::App* cmd = app.add_subcommand("train", "train a model: full fine-tuning, LoRA, prompt or prefix tuning");
   add_method_options(cmd, *c);
@@ -17,8 +17,8 @@ void add_train(CLI::App& app) {
   add_run_options(cmd, *c, *no_progress);
   cmd->callback([c, no_progress] {
     c->progress = !*no_progress;
-    models::Tokenizer tok = models::Tokenizer::from_dir(tools::default_tokenizer_dir());
-    tools::TrainResult r = tools::train(*c, tok);
+    models::Tokenizer tok = models::Tokenizer::from_dir(train::default_tokenizer_dir());
+    train::TrainResult r = train::train(*c, tok);
     if (r.rank != 0) return;  // the other ranks of a data-parallel run print only errors
     fmt::print("{} on {}: {} steps, final loss {:.4f}", c->method, c->model, r.steps.size(),
                r.steps.empty() ? 0.0 : r.steps.back().loss);
@@ -31,8 +31,8 @@ void add_train(CLI::App& app) {
                  c->zero ? " with ZeRO-1" : "", r.comm_bytes_per_step, by_rank);
     }
     if (!c->out_dir.empty())
-      fmt::print("wrote {}\n", r.steps.empty() || r.steps.back().step < c->steps ? tools::checkpoint_path(c->out_dir)
-                                                                                  : tools::final_model_dir(c->out_dir));
+      fmt::print("wrote {}\n", r.steps.empty() || r.steps.back().step < c->steps ? train::checkpoint_path(c->out_dir)
+                                                                                  : train::final_model_dir(c->out_dir));
   });
 }
 

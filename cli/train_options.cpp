@@ -4,7 +4,7 @@
 
 namespace mp::cli {
 
-void add_method_options(CLI::App* cmd, tools::TrainConfig& c) {
+void add_method_options(CLI::App* cmd, train::TrainConfig& c) {
   cmd->add_option("--model", c.model, "built-in name (gpt2[-medium|-large|-xl|-tiny], opt-125m|350m|1.3b|2.7b|6.7b|tiny) or HF model folder")
       ->capture_default_str();
   add_shape_options(cmd, c.shape);
@@ -29,13 +29,13 @@ void add_method_options(CLI::App* cmd, tools::TrainConfig& c) {
   cmd->add_option("--encoder-hidden-size", c.encoder_hidden_size, "prefix tuning: the MLP's width (default: the model's)");
 }
 
-void add_shape_options(CLI::App* cmd, tools::ModelShape& s) {
+void add_shape_options(CLI::App* cmd, train::ModelShape& s) {
   cmd->add_option("--layers", s.layers, "a built-in --model's layer count, changed (random init)");
   cmd->add_option("--width", s.width, "a built-in --model's width, changed (MLP 4x; random init)");
   cmd->add_option("--heads", s.heads, "a built-in --model's head count, changed (random init)");
 }
 
-void add_run_options(CLI::App* cmd, tools::TrainConfig& c, bool& no_progress) {
+void add_run_options(CLI::App* cmd, train::TrainConfig& c, bool& no_progress) {
   cmd->add_option("--data", c.data, "UTF-8 text file (tokenized once, cached next to it), or pairs file (.jsonl)")
       ->capture_default_str();
   cmd->add_flag("--packing", c.packing, "pairs: pack examples into full rows (attention and positions per example)");
@@ -50,7 +50,7 @@ void add_run_options(CLI::App* cmd, tools::TrainConfig& c, bool& no_progress) {
   cmd->add_flag("--no-progress", no_progress, "no progress line on the terminal");
 }
 
-void add_optim_options(CLI::App* cmd, tools::TrainConfig& c) {
+void add_optim_options(CLI::App* cmd, train::TrainConfig& c) {
   cmd->add_option("--batch", c.batch, "sequences per micro-batch")->capture_default_str();
   cmd->add_option("--seq", c.seq, "tokens per sequence")->capture_default_str();
   cmd->add_option("--grad-accum", c.grad_accum, "micro-batches per optimizer step")->capture_default_str();

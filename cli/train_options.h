@@ -8,13 +8,13 @@
 namespace mp::cli {
 
 // --model, --base-dtype and the method options (--method, --lora-*, --virtual-tokens, ...).
-void add_method_options(CLI::App* cmd, tools::TrainConfig& c);
+void add_method_options(CLI::App* cmd, train::TrainConfig& c);
 // --layers, --width, --heads: a random model of a built-in shape with these sizes changed.
-void add_shape_options(CLI::App* cmd, tools::ModelShape& s);
+void add_shape_options(CLI::App* cmd, train::ModelShape& s);
 // --batch, --seq, --grad-accum, --steps, --lr, --schedule, --warmup, --clip, --seed, --precision, ...
-void add_optim_options(CLI::App* cmd, tools::TrainConfig& c);
+void add_optim_options(CLI::App* cmd, train::TrainConfig& c);
 // --data, --val-fraction, --eval-every, --eval-batches, --checkpoint-every, --out, --resume, --stop-after,
 // --no-progress: what a run reads and writes.
-void add_run_options(CLI::App* cmd, tools::TrainConfig& c, bool& no_progress);
+void add_run_options(CLI::App* cmd, train::TrainConfig& c, bool& no_progress);
 
 }  // namespace mp::cli

@@ -1,5 +1,5 @@
 // NCCL collectives on CUDA tensors: plain C++, no CUDA or NCCL header, so
-// that parallel/nccl_communicator.h can offer them behind dist::Communicator
+// that parallel/nccl_communicator.h can offer them behind parallel::Communicator
 // without knowing CUDA (and this folder knows nothing of parallel/).
 //
 // As llm.c does, the ranks are started by mpirun and bootstrapped over MPI:

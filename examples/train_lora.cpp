@@ -7,9 +7,9 @@
 
 using namespace mp;
 
-struct PrintLoss : tools::TrainerCallback {
+struct PrintLoss : train::TrainerCallback {
   double first = -1, last = -1;
-  void on_step_end(const tools::StepRecord& r, int64_t tokens) override {
+  void on_step_end(const train::StepRecord& r, int64_t tokens) override {
     if (first < 0) first = r.loss;
     last = r.loss;
     std::printf("step %lld  loss %.4f  (%lld tokens)\n", static_cast<long long>(r.step), r.loss,
@@ -18,7 +18,7 @@ struct PrintLoss : tools::TrainerCallback {
 };
 
 int main() {
-  tools::TrainConfig config;  // the fields `minipeft train` sets from its flags
+  train::TrainConfig config;  // the fields `minipeft train` sets from its flags
   config.model = "gpt2-tiny";
   config.method = "lora";
   config.lora_targets = {"c_attn", "c_proj"};
@@ -26,12 +26,12 @@ int main() {
   config.steps = 30;
   config.batch = 4;
   config.seq = 32;
-  const auto tokenizer = models::Tokenizer::from_dir(tools::default_tokenizer_dir());
-  tools::TrainedModel model = tools::build_model(config, tokenizer);  // get_peft_model: base + LoRA
-  auto data = tools::load_training_data(tools::data_dir() + "/tinyshakespeare/input.txt", 0.1, config.seq,
+  const auto tokenizer = models::Tokenizer::from_dir(train::default_tokenizer_dir());
+  train::TrainedModel model = train::build_model(config, tokenizer);  // get_peft_model: base + LoRA
+  auto data = train::load_training_data(train::data_dir() + "/tinyshakespeare/input.txt", 0.1, config.seq,
                                         /*packing=*/false, tokenizer);
   PrintLoss print;
-  tools::train(model, *data, config, {&print});
+  train::train(model, *data, config, {&print});
   std::printf("loss %.4f -> %.4f\n", print.first, print.last);
   return print.last < print.first ? 0 : 1;  // LoRA learned something
 }

@@ -10,7 +10,7 @@
 #include "parallel/mpi_communicator.h"
 #include "engine/error.h"
 
-namespace mp::dist {
+namespace mp::parallel {
 
 namespace {
 
@@ -124,4 +124,4 @@ std::vector<double> all_gather(Communicator& comm, double value) {
   return {all.data<double>(), all.data<double>() + comm.size()};
 }
 
-}  // namespace mp::dist
+}  // namespace mp::parallel

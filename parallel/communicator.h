@@ -2,7 +2,7 @@
 // needs between them. Each process (a "rank") holds a whole model; the
 // trainer splits every batch across ranks and averages the gradients.
 //
-//   dist::Communicator& comm = dist::world();    // MPI under mpirun, else one process
+//   parallel::Communicator& comm = parallel::world();    // MPI under mpirun, else one process
 //   auto pending = comm.all_reduce_sum(grads);  // starts; returns at once
 //   ... more backward ...
 //   pending->wait();                            // grads now hold the sum over ranks
@@ -21,7 +21,7 @@
 
 #include "engine/tensor.h"
 
-namespace mp::dist {
+namespace mp::parallel {
 
 // A collective in flight. wait() returns when its result is in place, or
 // throws mp::Error when the other ranks do not take part within the
@@ -98,4 +98,4 @@ double all_reduce_sum(Communicator& comm, double value);
 // Every rank's `value`, in rank order (exact below 2^53).
 std::vector<double> all_gather(Communicator& comm, double value);
 
-}  // namespace mp::dist
+}  // namespace mp::parallel

@@ -3,7 +3,7 @@
 #include "engine/error.h"
 #include "engine/ops.h"
 
-namespace mp::dist {
+namespace mp::parallel {
 
 GradSync::GradSync(Communicator& comm, const std::vector<nn::NamedParameter>& params, bool overlap,
                    size_t bucket_bytes)
@@ -78,4 +78,4 @@ void GradSync::finish() {
   }
 }
 
-}  // namespace mp::dist
+}  // namespace mp::parallel

@@ -20,7 +20,7 @@
 #include "parallel/communicator.h"
 #include "nn/module.h"
 
-namespace mp::dist {
+namespace mp::parallel {
 
 class GradSync {
  public:
@@ -57,4 +57,4 @@ class GradSync {
   size_t bytes_per_step_ = 0;
 };
 
-}  // namespace mp::dist
+}  // namespace mp::parallel

@@ -10,7 +10,7 @@
 
 #include "engine/error.h"
 
-namespace mp::dist {
+namespace mp::parallel {
 
 namespace {
 
@@ -134,4 +134,4 @@ class MpiCommunicator : public Communicator {
 
 std::unique_ptr<Communicator> mpi_world() { return std::make_unique<MpiCommunicator>(); }
 
-}  // namespace mp::dist
+}  // namespace mp::parallel

@@ -9,11 +9,11 @@
 
 #include "parallel/communicator.h"
 
-namespace mp::dist {
+namespace mp::parallel {
 
 // MPI_COMM_WORLD (MPI_Init at the first call, MPI_Finalize at exit). A
 // collective not complete after MP_DIST_TIMEOUT seconds (default 600) is an
 // mp::Error naming the rank.
 std::unique_ptr<Communicator> mpi_world();
 
-}  // namespace mp::dist
+}  // namespace mp::parallel

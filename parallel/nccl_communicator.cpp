@@ -5,7 +5,7 @@
 #include "cuda/nccl_comm.h"
 #include "engine/error.h"
 
-namespace mp::dist {
+namespace mp::parallel {
 
 namespace {
 
@@ -66,4 +66,4 @@ std::unique_ptr<Communicator> nccl(Communicator& bootstrap) {
   return std::make_unique<NcclCommunicator>(id, bootstrap.rank(), bootstrap.size(), bootstrap);
 }
 
-}  // namespace mp::dist
+}  // namespace mp::parallel

@@ -5,17 +5,17 @@
 //
 // The trainer does not run on the GPU yet, so nothing selects this
 // communicator on its own: it is the piece a GPU data-parallel trainer plugs
-// in where dist::world() stands for the CPU.
+// in where parallel::world() stands for the CPU.
 #pragma once
 #include <memory>
 
 #include "parallel/communicator.h"
 
-namespace mp::dist {
+namespace mp::parallel {
 
 // A communicator over the same ranks as `bootstrap` (every rank calls it
 // together). A collective not complete after MP_DIST_TIMEOUT seconds (600)
 // aborts the NCCL communicator and is an mp::Error naming the rank.
 std::unique_ptr<Communicator> nccl(Communicator& bootstrap);
 
-}  // namespace mp::dist
+}  // namespace mp::parallel

@@ -4,7 +4,7 @@
 
 #include "engine/error.h"
 
-namespace mp::dist {
+namespace mp::parallel {
 
 // The elements of a (contiguous) tensor as one row: (numel).
 static Tensor flat(const Tensor& t) { return t.view({t.numel()}); }
@@ -116,4 +116,4 @@ void ZeroAdamW::load_state_dict(const nn::TensorMap& state) {
   inner_->load_state_dict(shard);
 }
 
-}  // namespace mp::dist
+}  // namespace mp::parallel

@@ -21,7 +21,7 @@
 #include "parallel/communicator.h"
 #include "nn/adamw.h"
 
-namespace mp::dist {
+namespace mp::parallel {
 
 class ZeroAdamW : public nn::Optimizer {
  public:
@@ -56,4 +56,4 @@ class ZeroAdamW : public nn::Optimizer {
   std::unique_ptr<nn::AdamW> inner_;  // over the pieces' views: the shard's m and v
 };
 
-}  // namespace mp::dist
+}  // namespace mp::parallel

@@ -5,7 +5,7 @@
 #include "engine/error.h"
 #include "models/load.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 AdapterSpec parse_adapter_spec(const std::string& spec) {
   const size_t eq = spec.find('=');
@@ -43,4 +43,4 @@ std::vector<std::string> row_adapters(const std::vector<std::string>& names, con
   return rows;
 }
 
-}  // namespace mp::tools
+}  // namespace mp::train

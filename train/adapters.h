@@ -7,7 +7,7 @@
 
 #include "train/trainer.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 struct AdapterSpec {
   std::string name, dir;
@@ -32,4 +32,4 @@ TrainedModel load_model_with_adapters(const std::string& model, const std::vecto
 std::vector<std::string> row_adapters(const std::vector<std::string>& names, const TrainedModel& m,
                                       const std::string& where);
 
-}  // namespace mp::tools
+}  // namespace mp::train

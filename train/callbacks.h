@@ -3,8 +3,8 @@
 // line (train/progress.h) and the kill-and-resume test hook
 // (train/kill_hook.h) are callbacks, and so can be a user's own:
 //
-//   struct PrintLoss : tools::TrainerCallback {
-//     void on_step_end(const tools::StepRecord& r, int64_t) override { std::printf("%.4f\n", r.loss); }
+//   struct PrintLoss : train::TrainerCallback {
+//     void on_step_end(const train::StepRecord& r, int64_t) override { std::printf("%.4f\n", r.loss); }
 //   };
 //
 // Every rank of a data-parallel run calls its callbacks; rank 0 writes.
@@ -12,7 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace mp::tools {
+namespace mp::train {
 
 struct StepRecord;
 
@@ -33,4 +33,4 @@ class TrainerCallback {
   virtual void on_train_end() {}
 };
 
-}  // namespace mp::tools
+}  // namespace mp::train

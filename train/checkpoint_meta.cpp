@@ -5,7 +5,7 @@
 #include "engine/error.h"
 #include "nn/json_input.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 std::string checkpoint_meta_json(const CheckpointMeta& m) {
   const nn::RngState& r = m.rng;
@@ -49,4 +49,4 @@ CheckpointMeta read_checkpoint_meta(const nn::SafetensorsFile& file, const std::
   return parse_checkpoint_meta(it->second, path);
 }
 
-}  // namespace mp::tools
+}  // namespace mp::train

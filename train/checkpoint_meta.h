@@ -15,7 +15,7 @@
 #include "nn/rng.h"
 #include "nn/safetensors.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 inline constexpr const char* kCheckpointMetaKey = "minipeft_checkpoint";
 
@@ -37,4 +37,4 @@ CheckpointMeta parse_checkpoint_meta(std::string_view text, const std::string& p
 // minipeft checkpoint).
 CheckpointMeta read_checkpoint_meta(const nn::SafetensorsFile& file, const std::string& path);
 
-}  // namespace mp::tools
+}  // namespace mp::train

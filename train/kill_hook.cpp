@@ -9,7 +9,7 @@
 
 #include "engine/error.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 KillHook KillHook::from_env(int rank) {
   KillHook hook;
@@ -48,4 +48,4 @@ void KillHook::before_checkpoint(int64_t step, size_t bytes) const {
   ::setrlimit(RLIMIT_FSIZE, &half);
 }
 
-}  // namespace mp::tools
+}  // namespace mp::train

@@ -17,7 +17,7 @@
 #include "train/callbacks.h"
 #include "train/trainer.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 enum class KillPoint { after_log, in_checkpoint, after_checkpoint };
 
@@ -42,4 +42,4 @@ class KillHook : public TrainerCallback {
   int64_t step_ = 0;
 };
 
-}  // namespace mp::tools
+}  // namespace mp::train

@@ -7,7 +7,7 @@
 #include "parallel/grad_sync.h"
 #include "train/train_step.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 // Build the run's model on `device`, reset the peaks, run two steps (then
 // `timed_steps` more, timed) on ids of zeros (values never matter to memory),
@@ -24,12 +24,12 @@ static MemoryPlan run_steps(const TrainConfig& config, const models::Tokenizer& 
   check_sequence_fits(config, *m.base);
   // Data parallel (planned on meta only): rank 0 of `ranks`, its gradient
   // buckets and, with ZeRO-1, its shard of AdamW's state.
-  std::unique_ptr<dist::Communicator> comm = ranks > 1 ? dist::planning(ranks) : dist::single_process();
+  std::unique_ptr<parallel::Communicator> comm = ranks > 1 ? parallel::planning(ranks) : parallel::single_process();
   const std::vector<nn::NamedParameter> params = trainable_parameters(m.module());
   std::unique_ptr<nn::Optimizer> optimizer = make_optimizer(config, params, *comm);
   nn::Optimizer& opt = *optimizer;
-  std::unique_ptr<dist::GradSync> sync =
-      ranks > 1 ? std::make_unique<dist::GradSync>(*comm, params, !config.recompute) : nullptr;
+  std::unique_ptr<parallel::GradSync> sync =
+      ranks > 1 ? std::make_unique<parallel::GradSync>(*comm, params, !config.recompute) : nullptr;
   ledger.reset_peaks();
   const std::vector<Batch> micro(size_t(config.grad_accum), Tensor::zeros({config.batch, config.seq}, DType::i32, device));
   // Two steps: AdamW makes its state during the first step's update, so only
@@ -79,4 +79,4 @@ int64_t largest_fitting_batch(TrainConfig config, const models::Tokenizer& token
   return lo;
 }
 
-}  // namespace mp::tools
+}  // namespace mp::train

@@ -21,7 +21,7 @@
 #include "models/tokenizer.h"
 #include "train/trainer.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 struct MemoryPlan {
   size_t peak_total = 0;    // the peak of the sum of all tags
@@ -51,4 +51,4 @@ MemoryPlan measure_training_memory(const TrainConfig& config, const models::Toke
 // 0 when even one sequence does not fit.
 int64_t largest_fitting_batch(TrainConfig config, const models::Tokenizer& tokenizer, size_t budget, int ranks = 1);
 
-}  // namespace mp::tools
+}  // namespace mp::train

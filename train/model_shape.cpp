@@ -3,7 +3,7 @@
 #include "engine/error.h"
 #include "models/load.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 models::ModelConfig shaped_config(const std::string& model, const ModelShape& s) {
   if (!s.any()) return models::config_of(model);
@@ -24,4 +24,4 @@ models::ModelConfig shaped_config(const std::string& model, const ModelShape& s)
   return c;
 }
 
-}  // namespace mp::tools
+}  // namespace mp::train

@@ -5,7 +5,7 @@
 
 #include "models/config.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 struct ModelShape {
   int layers = 0, width = 0, heads = 0;  // 0: keep the built-in's
@@ -18,4 +18,4 @@ struct ModelShape {
 // `model` is a folder while the shape changes something.
 models::ModelConfig shaped_config(const std::string& model, const ModelShape& shape);
 
-}  // namespace mp::tools
+}  // namespace mp::train

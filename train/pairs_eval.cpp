@@ -7,7 +7,7 @@
 #include "autograd/ops.h"
 #include "train/adapters.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 namespace {
 
@@ -71,4 +71,4 @@ PairsScore score_pairs(const TrainedModel& m, const std::vector<const Example*>&
   return score;
 }
 
-}  // namespace mp::tools
+}  // namespace mp::train

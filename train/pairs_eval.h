@@ -20,7 +20,7 @@
 #include "train/data/pairs.h"
 #include "train/trainer.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 struct PairsScore {
   double nll = 0;        // summed over completion tokens
@@ -37,4 +37,4 @@ struct PairsScore {
 PairsScore score_pairs(const TrainedModel& m, const std::vector<const Example*>& examples, int64_t B, int32_t pad_id,
                        bool mixed = false);
 
-}  // namespace mp::tools
+}  // namespace mp::train

@@ -7,7 +7,7 @@
 #include "engine/memory.h"
 #include "train/trainer.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 Progress::Progress(bool enabled, int64_t total_steps) : enabled_(enabled), total_(total_steps) {}
 
@@ -28,4 +28,4 @@ void Progress::on_train_end() {
   if (enabled_ && seconds_ > 0) std::fputs("\n", stderr);
 }
 
-}  // namespace mp::tools
+}  // namespace mp::train

@@ -6,7 +6,7 @@
 
 #include "train/callbacks.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 class Progress : public TrainerCallback {
  public:
@@ -21,4 +21,4 @@ class Progress : public TrainerCallback {
   double seconds_ = 0;
 };
 
-}  // namespace mp::tools
+}  // namespace mp::train

@@ -14,7 +14,7 @@
 #include "nn/atomic_file.h"
 #include "nn/json_input.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 TrainLog::TrainLog(const std::string& path, int flags) : path_(path) {
   fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | flags, 0644);
@@ -74,4 +74,4 @@ void TrainLog::sync() {
   if (fd_ >= 0 && ::fsync(fd_) != 0) fail("{}: fsync of the training log failed: {}", path_, std::strerror(errno));
 }
 
-}  // namespace mp::tools
+}  // namespace mp::train

@@ -11,7 +11,7 @@
 #include "train/callbacks.h"
 #include "train/trainer.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 class TrainLog {
  public:
@@ -59,4 +59,4 @@ class TrainLogCallback : public TrainerCallback {
   TrainLog log_;
 };
 
-}  // namespace mp::tools
+}  // namespace mp::train

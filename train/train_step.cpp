@@ -7,21 +7,21 @@
 #include "nn/adamw.h"
 #include "nn/clip_grad.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 std::unique_ptr<nn::Optimizer> make_optimizer(const TrainConfig& config, const std::vector<nn::NamedParameter>& params,
-                                              dist::Communicator& comm) {
+                                              parallel::Communicator& comm) {
   const nn::AdamWOptions options{.lr = config.effective_lr(), .weight_decay = config.weight_decay};
-  if (config.zero == 1) return std::make_unique<dist::ZeroAdamW>(comm, params, options);
+  if (config.zero == 1) return std::make_unique<parallel::ZeroAdamW>(comm, params, options);
   return std::make_unique<nn::AdamW>(params, options);
 }
 
-std::vector<double> micro_batch_weights(const std::vector<Batch>& micro, dist::Communicator& comm) {
+std::vector<double> micro_batch_weights(const std::vector<Batch>& micro, parallel::Communicator& comm) {
   if (micro.empty() || !micro.front().labels.defined()) return {};
   std::vector<double> w;
   double here = 0;
   for (const Batch& b : micro) here += w.emplace_back(double(b.targets()));
-  const double all = comm.size() > 1 ? dist::all_reduce_sum(comm, here) : here;
+  const double all = comm.size() > 1 ? parallel::all_reduce_sum(comm, here) : here;
   for (double& n : w) n = all > 0 ? n * double(comm.size()) * double(micro.size()) / all : 0;
   return w;
 }
@@ -68,4 +68,4 @@ StepOutcome train_step(const TrainedModel& m, nn::Optimizer& opt, const std::vec
   return out;
 }
 
-}  // namespace mp::tools
+}  // namespace mp::train

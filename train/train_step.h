@@ -18,12 +18,12 @@
 #include "nn/optimizer.h"
 #include "train/trainer.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 // The run's optimizer: AdamW, or with config.zero == 1 AdamW with its state
 // sharded across comm's ranks (parallel/zero_adamw.h).
 std::unique_ptr<nn::Optimizer> make_optimizer(const TrainConfig& config, const std::vector<nn::NamedParameter>& params,
-                                              dist::Communicator& comm);
+                                              parallel::Communicator& comm);
 
 // Pairs: a micro-batch's loss is the mean over its own targets (completion
 // tokens), and their number differs from one micro-batch (and rank) to the
@@ -35,7 +35,7 @@ std::unique_ptr<nn::Optimizer> make_optimizer(const TrainConfig& config, const s
 // global batch's loss, whatever the split (HF Trainer's num_items_in_batch).
 // One all-reduce of a number when comm has several ranks. Empty for text
 // windows, where every micro-batch has B (T - 1) targets and w_k = 1.
-std::vector<double> micro_batch_weights(const std::vector<Batch>& micro, dist::Communicator& comm);
+std::vector<double> micro_batch_weights(const std::vector<Batch>& micro, parallel::Communicator& comm);
 
 struct StepOutcome {
   double loss = 0;             // the weighted mean over micro-batches (NaN on the meta device: no values)
@@ -45,7 +45,7 @@ struct StepOutcome {
 
 struct StepOptions {
   double clip = 1.0;               // clip the gradient norm to this; 0 measures it only
-  dist::GradSync* sync = nullptr;  // data parallel: averages the gradients over the ranks; null in one process
+  parallel::GradSync* sync = nullptr;  // data parallel: averages the gradients over the ranks; null in one process
   std::vector<double> weights;     // from micro_batch_weights, or empty (each 1)
   // Sees each micro-batch's loss before its backward and may throw (a non-finite loss).
   std::function<void(double loss)> check_loss;
@@ -58,4 +58,4 @@ struct StepOptions {
 StepOutcome train_step(const TrainedModel& m, nn::Optimizer& opt, const std::vector<Batch>& micro,
                        const StepOptions& options = {});
 
-}  // namespace mp::tools
+}  // namespace mp::train

@@ -30,7 +30,7 @@
 #include "train/train_log.h"
 #include "train/data/training_data.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
@@ -266,7 +266,7 @@ static int64_t load_checkpoint(const std::string& path, const TrainConfig& c, in
     fail("{} was written by a different run ({}); this run is {}", path, meta.run.dump(),
          identity_of(c, ranks).dump());
   const int saved_ranks = meta.ranks;
-  if (saved_ranks != ranks && dist::world().rank() == 0)
+  if (saved_ranks != ranks && parallel::world().rank() == 0)
     std::fprintf(stderr, "note: resuming on %d rank(s) a run checkpointed on %d: the same global batch of %lld, resharded\n",
                  ranks, saved_ranks, static_cast<long long>(c.batch * ranks));
   for (const auto& [name, p] : params) {
@@ -308,13 +308,13 @@ static void remove_stale_temporaries(const std::string& path) {
 // evaluate() with the batches dealt out to the ranks (rank r takes batches r,
 // r + N, ...): the mean over all of them, in 1/N of the time, and no rank
 // idles in a collective while another evaluates.
-static double evaluate_shared(const TrainedModel& m, const std::vector<Batch>& batches, dist::Communicator& comm) {
+static double evaluate_shared(const TrainedModel& m, const std::vector<Batch>& batches, parallel::Communicator& comm) {
   if (comm.size() == 1 || batches.empty()) return evaluate(m, batches);
   std::vector<Batch> mine;
   for (size_t k = size_t(comm.rank()); k < batches.size(); k += size_t(comm.size())) mine.push_back(batches[k]);
   LossSum s = held_out_loss(m, mine);
-  s.sum = dist::all_reduce_sum(comm, s.sum);
-  s.weight = dist::all_reduce_sum(comm, s.weight);
+  s.sum = parallel::all_reduce_sum(comm, s.sum);
+  s.weight = parallel::all_reduce_sum(comm, s.weight);
   return s.mean();
 }
 
@@ -329,7 +329,7 @@ static size_t checkpoint_bytes(const std::vector<nn::NamedParameter>& params, co
 // Runs f on every rank; under mpirun an error on one rank stops them all
 // (the others would wait for it in a collective).
 template <class F>
-static TrainResult on_every_rank(dist::Communicator& comm, F f) {
+static TrainResult on_every_rank(parallel::Communicator& comm, F f) {
   if (comm.size() == 1) return f();
   try {
     return f();
@@ -340,7 +340,7 @@ static TrainResult on_every_rank(dist::Communicator& comm, F f) {
 }
 
 static TrainResult train_loop(TrainedModel& m, TrainingData& data, const TrainConfig& config,
-                              const std::vector<TrainerCallback*>& callbacks, dist::Communicator& comm) {
+                              const std::vector<TrainerCallback*>& callbacks, parallel::Communicator& comm) {
   config.validate();
   const int ranks = comm.size();
   const bool writer = comm.rank() == 0;  // of checkpoints and the final model
@@ -362,8 +362,8 @@ static TrainResult train_loop(TrainedModel& m, TrainingData& data, const TrainCo
   std::vector<Batch> val = config.eval_every > 0 || !config.out_dir.empty()
                                ? data.val_batches(config.batch, config.seq, config.eval_batches)
                                : std::vector<Batch>{};
-  std::unique_ptr<dist::GradSync> sync =
-      ranks > 1 ? std::make_unique<dist::GradSync>(comm, params, !config.recompute) : nullptr;
+  std::unique_ptr<parallel::GradSync> sync =
+      ranks > 1 ? std::make_unique<parallel::GradSync>(comm, params, !config.recompute) : nullptr;
   if (ranks > 1 && writer)
     std::fprintf(stderr, "data parallel: %d ranks (%s) x batch %lld = global batch %lld\n", ranks, comm.name().c_str(),
                  static_cast<long long>(config.batch), static_cast<long long>(config.batch * ranks));
@@ -401,7 +401,7 @@ static TrainResult train_loop(TrainedModel& m, TrainingData& data, const TrainCo
                                  : std::string("No checkpoint was written."));
     };
     StepOutcome out = train_step(m, opt, micro, so);
-    if (ranks > 1) out.loss = dist::all_reduce_sum(comm, out.loss) / ranks;  // weighted: the global batch's mean
+    if (ranks > 1) out.loss = parallel::all_reduce_sum(comm, out.loss) / ranks;  // weighted: the global batch's mean
     double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     train_seconds += seconds;
     StepRecord rec{step, out.loss, lr, out.grad_norm, seconds};
@@ -428,7 +428,7 @@ static TrainResult train_loop(TrainedModel& m, TrainingData& data, const TrainCo
   for (TrainerCallback* c : callbacks) c->on_train_end();
   result.peaks = ledger_peaks();
   if (ranks > 1)
-    for (double bytes : dist::all_gather(comm, double(result.peaks.by_tag[int(Tag::optimizer)])))
+    for (double bytes : parallel::all_gather(comm, double(result.peaks.by_tag[int(Tag::optimizer)])))
       result.optimizer_peak_by_rank.push_back(size_t(bytes));
   if (!result.steps.empty()) {
     result.final_val_loss = result.steps.back().val_loss;
@@ -443,12 +443,12 @@ static TrainResult train_loop(TrainedModel& m, TrainingData& data, const TrainCo
 
 TrainResult train(TrainedModel& model, TrainingData& data, const TrainConfig& config,
                   const std::vector<TrainerCallback*>& callbacks) {
-  dist::Communicator& comm = dist::world();
+  parallel::Communicator& comm = parallel::world();
   return on_every_rank(comm, [&] { return train_loop(model, data, config, callbacks, comm); });
 }
 
 TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer, TrainedModel* model_out) {
-  dist::Communicator& comm = dist::world();
+  parallel::Communicator& comm = parallel::world();
   return on_every_rank(comm, [&] {
     config.validate();
     const bool writer = comm.rank() == 0;  // of the log and the progress line
@@ -470,4 +470,4 @@ TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer,
   });
 }
 
-}  // namespace mp::tools
+}  // namespace mp::train

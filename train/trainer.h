@@ -20,7 +20,7 @@
 #include "train/data/training_data.h"
 #include "train/model_shape.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 struct TrainConfig {
   // What to train.
@@ -142,7 +142,7 @@ double evaluate(const TrainedModel& m, const std::vector<Tensor>& windows);
 // With config.out_dir it writes checkpoints there (resumable with
 // config.resume) and the final model or adapter in final/.
 //
-// Under mpirun (dist::world() has N > 1 ranks) every rank computes rows
+// Under mpirun (parallel::world() has N > 1 ranks) every rank computes rows
 // [rank * batch, (rank + 1) * batch) of each global batch of N * batch rows
 // (examples and dropout masks keyed by the global row: the same run as one
 // process at batch N * batch, up to rounding), the gradients are averaged
@@ -164,4 +164,4 @@ std::string checkpoint_path(const std::string& out_dir);
 std::string final_model_dir(const std::string& out_dir);
 std::string log_path(const std::string& out_dir);
 
-}  // namespace mp::tools
+}  // namespace mp::train

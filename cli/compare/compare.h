@@ -24,24 +24,24 @@
 #include "train/memory_plan.h"
 #include "train/trainer.h"
 
-namespace mp::tools {
+namespace mp::cli {
 
-// The settings every run of compare shares are a TrainConfig, spelled on
+// The settings every run of compare shares are a train::TrainConfig, spelled on
 // the command line as `train`'s options: its model (the built-in shape to
 // pretrain), data (the adaptation text), batch, seq, steps, lr (adaptation;
 // 0: the trainer's default per method), LoRA and virtual-token sizes,
 // precision, recompute, seed... Each run copies it and sets its method,
 // data and output folder; pretraining also its steps and LR.
-TrainConfig compare_defaults();
+train::TrainConfig compare_defaults();
 
 struct CompareOptions {
   std::string out_dir = "compare-out";
   std::string base;                   // an HF model folder; "" pretrains one (train.model's shape)
-  std::string pretrain_data;          // "" : tools::data_dir()/tinyshakespeare/input.txt
+  std::string pretrain_data;          // "" : train::data_dir()/tinyshakespeare/input.txt
   int64_t pretrain_steps = 400;
   double pretrain_lr = 1e-3;
   std::vector<std::string> methods = {"full", "lora", "prefix", "prompt"};
-  TrainConfig train = compare_defaults();  // train.data "": tools::data_dir()/legal/licenses.txt
+  train::TrainConfig train = compare_defaults();  // train.data "": train::data_dir()/legal/licenses.txt
   int64_t evals = 8;                  // held-out evaluations along each adaptation run
   bool serving = false;
   std::string scale_model = "gpt2";  // the real shape of the scale section ("none": skip it)
@@ -54,7 +54,7 @@ struct CompareOptions {
 
 struct MethodResult {
   std::string method;
-  TrainResult train;
+  train::TrainResult train;
   double licence_loss_before = -1;   // the base's held-out licence loss (same batches)
   double licence_loss_init = -1;     // the same with this method's freshly initialised adapter
   double shakespeare_loss_after = -1;
@@ -79,7 +79,7 @@ struct ServingResult {
 // The scale section: each method at a real shape, planned and measured.
 struct ScaleRow {
   std::string title;
-  MemoryPlan planned, measured;  // measured has step_seconds
+  train::MemoryPlan planned, measured;  // measured has step_seconds
   double tokens_per_s = 0;
 };
 // One model's planned peak per method (in ScaleResult::methods' order).
@@ -104,7 +104,7 @@ struct CompareResult {
   CompareOptions options;
   std::string base_dir;              // the model every method starts from
   bool pretrained = false;
-  TrainResult pretrain;              // when pretrained here
+  train::TrainResult pretrain;              // when pretrained here
   double pretrain_wall_s = 0;
   int64_t base_params = 0;
   models::ModelConfig base_config;
@@ -130,7 +130,7 @@ void write_results_json(const CompareResult& r, const std::string& path);
 std::string write_plots(const CompareResult& r, const std::string& out_dir);
 
 // Shared by the table and the plots: a run's bytes of one tag at the peak of the sum; bytes in MiB.
-inline size_t at_peak(const TrainResult& t, Tag tag) { return t.peaks.at_peak[size_t(tag)]; }
+inline size_t at_peak(const train::TrainResult& t, Tag tag) { return t.peaks.at_peak[size_t(tag)]; }
 inline double mib(size_t bytes) { return double(bytes) / (1 << 20); }
 
-}  // namespace mp::tools
+}  // namespace mp::cli

@@ -6,18 +6,18 @@
 #include "cli/compare/compare.h"
 #include "cli/tag_bytes_json.h"
 
-namespace mp::tools {
+namespace mp::cli {
 
-static nlohmann::json peaks_json(const MemoryPeaks& p) {
+static nlohmann::json peaks_json(const train::MemoryPeaks& p) {
   nlohmann::json j;
   for (int t = 0; t < kTags; ++t) j[std::string(tag_name(Tag(t)))] = p.by_tag[t];
   j["total"] = p.total;
   return j;
 }
 
-static nlohmann::json steps_json(const TrainResult& t) {
+static nlohmann::json steps_json(const train::TrainResult& t) {
   nlohmann::json a = nlohmann::json::array();
-  for (const StepRecord& s : t.steps) {
+  for (const train::StepRecord& s : t.steps) {
     nlohmann::json j = {{"step", s.step}, {"loss", s.loss}, {"lr", s.lr}, {"seconds", s.seconds}};
     if (s.val_loss >= 0) j["val_loss"] = s.val_loss;
     a.push_back(j);
@@ -44,7 +44,7 @@ void write_results_json(const CompareResult& r, const std::string& path) {
   j["shakespeare_ppl_before"] = std::exp(r.shakespeare_loss_before);
   j["methods"] = nlohmann::json::array();
   for (const MethodResult& m : r.methods) {
-    const TrainResult& t = m.train;
+    const train::TrainResult& t = m.train;
     j["methods"].push_back({{"method", m.method},
                             {"trainable_params", t.trainable_params},
                             {"all_params", t.all_params},
@@ -98,4 +98,4 @@ void write_results_json(const CompareResult& r, const std::string& path) {
   nn::write_file_atomically(path, j.dump(1) + "\n");
 }
 
-}  // namespace mp::tools
+}  // namespace mp::cli

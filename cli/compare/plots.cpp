@@ -9,7 +9,7 @@
 #include "cli/compare/compare.h"
 #include "cli/compare/run_program.h"
 
-namespace mp::tools {
+namespace mp::cli {
 
 namespace fs = std::filesystem;
 
@@ -34,7 +34,7 @@ std::string write_plots(const CompareResult& r, const std::string& out_dir) {
   for (const MethodResult& m : r.methods) {
     std::string data = "# tokens step loss ema val_loss\n";
     double ema = 0, w = 0;
-    for (const StepRecord& s : m.train.steps) {
+    for (const train::StepRecord& s : m.train.steps) {
       ema = 0.9 * ema + 0.1 * s.loss;
       w = 0.9 * w + 0.1;
       data += fmt::format("{} {} {:.6f} {:.6f} {}\n", s.step * tokens_per_step, s.step, s.loss, ema / w,
@@ -48,7 +48,7 @@ std::string write_plots(const CompareResult& r, const std::string& out_dir) {
   }
   std::string mem = "# method weights grads optimizer activations workspace (MiB)\n";
   for (const MethodResult& m : r.methods) {
-    const TrainResult& t = m.train;
+    const train::TrainResult& t = m.train;
     mem += fmt::format("{} {:.3f} {:.3f} {:.3f} {:.3f} {:.3f}\n", m.method,
                        mib(at_peak(t, Tag::weights) + at_peak(t, Tag::adapter)), mib(at_peak(t, Tag::grads)),
                        mib(at_peak(t, Tag::optimizer)), mib(at_peak(t, Tag::activations)),
@@ -99,4 +99,4 @@ std::string write_plots(const CompareResult& r, const std::string& out_dir) {
   return fmt::format("wrote {0}/loss.png, {0}/memory.png{1}", dir, s.done ? fmt::format(" and {}/scale.png", dir) : "");
 }
 
-}  // namespace mp::tools
+}  // namespace mp::cli

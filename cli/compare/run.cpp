@@ -15,7 +15,7 @@
 #include "models/load.h"
 #include "train/data/paths.h"
 
-namespace mp::tools {
+namespace mp::cli {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
@@ -29,8 +29,8 @@ const std::vector<std::string>& known_methods() {
   return m;
 }
 
-std::string default_pretrain_data() { return tools::data_dir() + "/tinyshakespeare/input.txt"; }
-std::string default_adapt_data() { return tools::data_dir() + "/legal/licenses.txt"; }
+std::string default_pretrain_data() { return train::data_dir() + "/tinyshakespeare/input.txt"; }
+std::string default_adapt_data() { return train::data_dir() + "/legal/licenses.txt"; }
 
 int64_t dir_bytes(const std::string& dir) {
   int64_t n = 0;
@@ -47,10 +47,10 @@ void ensure_writable_dir(const std::string& dir) {
     fail("output folder {} is not writable{}", dir, ec ? " (" + ec.message() + ")" : std::string());
 }
 
-// The adaptation run of one method, as TrainConfig.
-TrainConfig adapt_config(const CompareOptions& o, const std::string& base_dir, const std::string& method,
+// The adaptation run of one method, as train::TrainConfig.
+train::TrainConfig adapt_config(const CompareOptions& o, const std::string& base_dir, const std::string& method,
                          const std::string& data, const std::string& out_dir) {
-  TrainConfig c = o.train;
+  train::TrainConfig c = o.train;
   c.model = base_dir;
   c.shape = {};
   c.method = method == "qlora" ? "lora" : method;  // qlora: LoRA on the base quantized to NF4
@@ -77,26 +77,26 @@ void say(const CompareOptions& o, const std::string& line) {
 ServingResult run_serving(const CompareOptions& o, const CompareResult& r, const models::Tokenizer& tok,
                           const std::vector<Tensor>& licence_val, const std::vector<Tensor>& shakespeare_val) {
   ServingResult s;
-  const std::string licence_adapter = final_model_dir(o.out_dir + "/lora");
+  const std::string licence_adapter = train::final_model_dir(o.out_dir + "/lora");
   const std::string shakespeare_run = o.out_dir + "/serving-lora-shakespeare";
   say(o, fmt::format("serving: training a second LoRA adapter on {} ({} steps)", o.pretrain_data, o.train.steps));
   auto t0 = Clock::now();
-  train(adapt_config(o, r.base_dir, "lora", o.pretrain_data, shakespeare_run), tok);
+  train::train(adapt_config(o, r.base_dir, "lora", o.pretrain_data, shakespeare_run), tok);
   s.second_adapter_wall_s = seconds_since(t0);
 
   auto base = std::shared_ptr<models::CausalLM>(models::create_model(r.base_dir, o.train.seed));
   std::shared_ptr<peft::PeftModel> pm = peft::load_peft_model(base, licence_adapter, "licence");
-  pm->load_adapter(final_model_dir(shakespeare_run), "shakespeare");
+  pm->load_adapter(train::final_model_dir(shakespeare_run), "shakespeare");
   pm->eval();
-  TrainedModel m{base, pm};
+  train::TrainedModel m{base, pm};
   const char* names[2] = {"licence", "shakespeare"};
   const std::vector<Tensor>* tasks[2] = {&licence_val, &shakespeare_val};
   for (int a = 0; a < 2; ++a) {
     pm->set_adapter(names[a]);
-    for (int t = 0; t < 2; ++t) s.loss[a][t] = evaluate(m, *tasks[t]);
+    for (int t = 0; t < 2; ++t) s.loss[a][t] = train::evaluate(m, *tasks[t]);
   }
   pm->disable_adapters();
-  for (int t = 0; t < 2; ++t) s.base_loss[t] = evaluate(m, *tasks[t]);
+  for (int t = 0; t < 2; ++t) s.base_loss[t] = train::evaluate(m, *tasks[t]);
   pm->enable_adapters();
 
   // Switching: set_adapter back and forth, as a server would between requests.
@@ -127,8 +127,8 @@ ServingResult run_serving(const CompareOptions& o, const CompareResult& r, const
 
 }  // namespace
 
-TrainConfig compare_defaults() {
-  TrainConfig c;
+train::TrainConfig compare_defaults() {
+  train::TrainConfig c;
   c.steps = 200;
   c.batch = 8;
   c.seq = 64;
@@ -187,8 +187,8 @@ CompareResult run_compare(const CompareOptions& options, const models::Tokenizer
 
   CompareResult r;
   // Read both corpora first: a bad file fails before any training.
-  TokenDataset shakespeare(load_token_ids(o.pretrain_data, tok), 0.1, o.pretrain_data);
-  TokenDataset licence(load_token_ids(o.train.data, tok), 0.1, o.train.data);
+  train::TokenDataset shakespeare(train::load_token_ids(o.pretrain_data, tok), 0.1, o.pretrain_data);
+  train::TokenDataset licence(train::load_token_ids(o.train.data, tok), 0.1, o.train.data);
   std::vector<Tensor> shakespeare_val = shakespeare.val_batches(o.train.batch, o.train.seq, o.train.eval_batches);
   std::vector<Tensor> licence_val = licence.val_batches(o.train.batch, o.train.seq, o.train.eval_batches);
 
@@ -197,7 +197,7 @@ CompareResult run_compare(const CompareOptions& options, const models::Tokenizer
     r.base_dir = o.base;
   } else {
     auto t0 = Clock::now();
-    TrainConfig pc = o.train;
+    train::TrainConfig pc = o.train;
     pc.method = "full";
     pc.data = o.pretrain_data;
     pc.steps = o.pretrain_steps;
@@ -206,21 +206,21 @@ CompareResult run_compare(const CompareOptions& options, const models::Tokenizer
     pc.out_dir = o.out_dir + "/pretrain";
     say(o, fmt::format("pretraining {} on {} ({} steps of {}x{} tokens)", o.train.model, o.pretrain_data, o.pretrain_steps,
                        o.train.batch, o.train.seq));
-    r.pretrain = train(pc, tok);
+    r.pretrain = train::train(pc, tok);
     r.pretrain_wall_s = seconds_since(t0);
     r.pretrained = true;
-    r.base_dir = final_model_dir(pc.out_dir);
+    r.base_dir = train::final_model_dir(pc.out_dir);
   }
 
   // Before adapting: the base on both held-out sets.
   double licence_before;
   {
-    TrainedModel base{std::shared_ptr<models::CausalLM>(models::create_model(r.base_dir, o.train.seed)), nullptr};
+    train::TrainedModel base{std::shared_ptr<models::CausalLM>(models::create_model(r.base_dir, o.train.seed)), nullptr};
     base.module().eval();
     r.base_config = base.base->config();
     r.base_params = base.base->num_parameters();
-    r.shakespeare_loss_before = evaluate(base, shakespeare_val);
-    licence_before = evaluate(base, licence_val);
+    r.shakespeare_loss_before = train::evaluate(base, shakespeare_val);
+    licence_before = train::evaluate(base, licence_val);
   }
 
   // (2) Each method, one at a time (the previous model freed, so the ledger
@@ -233,18 +233,18 @@ CompareResult run_compare(const CompareOptions& options, const models::Tokenizer
     mr.method = method;
     mr.licence_loss_before = licence_before;
     std::string dir = o.out_dir + "/" + method;
-    TrainConfig tc = adapt_config(o, r.base_dir, method, o.train.data, dir);
+    train::TrainConfig tc = adapt_config(o, r.base_dir, method, o.train.data, dir);
     {  // the method's starting point (prompt and prefix tuning change the output before any step)
-      TrainedModel init = build_model(tc, tok);
-      mr.licence_loss_init = evaluate(init, licence_val);
+      train::TrainedModel init = build_model(tc, tok);
+      mr.licence_loss_init = train::evaluate(init, licence_val);
     }
     {
-      TrainedModel m;
-      mr.train = train(tc, tok, &m);
-      mr.shakespeare_loss_after = evaluate(m, shakespeare_val);
+      train::TrainedModel m;
+      mr.train = train::train(tc, tok, &m);
+      mr.shakespeare_loss_after = train::evaluate(m, shakespeare_val);
     }
     mr.wall_s = seconds_since(t0);
-    mr.disk_bytes = dir_bytes(final_model_dir(dir));
+    mr.disk_bytes = dir_bytes(train::final_model_dir(dir));
     mr.tokens = int64_t(mr.train.steps.size()) * o.train.batch * o.train.seq;
     r.methods.push_back(std::move(mr));
   }
@@ -256,4 +256,4 @@ CompareResult run_compare(const CompareOptions& options, const models::Tokenizer
   return r;
 }
 
-}  // namespace mp::tools
+}  // namespace mp::cli

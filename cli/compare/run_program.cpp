@@ -9,7 +9,7 @@
 
 extern char** environ;
 
-namespace mp::tools {
+namespace mp::cli {
 
 int run_program(const std::vector<std::string>& argv, const std::string& dir, const std::string& output) {
   std::vector<char*> args;
@@ -31,4 +31,4 @@ int run_program(const std::vector<std::string>& argv, const std::string& dir, co
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-}  // namespace mp::tools
+}  // namespace mp::cli

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-namespace mp::tools {
+namespace mp::cli {
 
 // Runs argv[0] (looked up in PATH) with arguments argv[1..] in the folder
 // `dir`, its stdout and stderr going to the file `output` (a path relative
@@ -12,4 +12,4 @@ namespace mp::tools {
 // it could not be started (not installed) or was killed by a signal.
 int run_program(const std::vector<std::string>& argv, const std::string& dir, const std::string& output);
 
-}  // namespace mp::tools
+}  // namespace mp::cli

@@ -10,7 +10,7 @@
 #include "cli/compare/compare.h"
 #include "train/memory_plan.h"
 
-namespace mp::tools {
+namespace mp::cli {
 
 namespace {
 
@@ -20,23 +20,23 @@ using Clock = std::chrono::steady_clock;
 struct ScaleMethod {
   const char* title;
   const char* method;
-  void (*adjust)(TrainConfig&);
+  void (*adjust)(train::TrainConfig&);
 };
 
 const std::vector<ScaleMethod>& scale_methods() {
   static const std::vector<ScaleMethod> m = {
-      {"full", "full", [](TrainConfig&) {}},
-      {"lora", "lora", [](TrainConfig&) {}},
-      {"prefix", "prefix", [](TrainConfig&) {}},
-      {"prompt", "prompt", [](TrainConfig&) {}},
-      {"lora+bf16", "lora", [](TrainConfig& c) { c.base_dtype = models::BaseDType::bf16; }},
-      {"lora+recomp", "lora", [](TrainConfig& c) { c.recompute = true; }},
+      {"full", "full", [](train::TrainConfig&) {}},
+      {"lora", "lora", [](train::TrainConfig&) {}},
+      {"prefix", "prefix", [](train::TrainConfig&) {}},
+      {"prompt", "prompt", [](train::TrainConfig&) {}},
+      {"lora+bf16", "lora", [](train::TrainConfig& c) { c.base_dtype = models::BaseDType::bf16; }},
+      {"lora+recomp", "lora", [](train::TrainConfig& c) { c.recompute = true; }},
   };
   return m;
 }
 
-TrainConfig scale_config(const std::string& model, const ScaleMethod& m, int64_t batch, int64_t seq, uint64_t seed) {
-  TrainConfig c;
+train::TrainConfig scale_config(const std::string& model, const ScaleMethod& m, int64_t batch, int64_t seq, uint64_t seed) {
+  train::TrainConfig c;
   c.model = model;
   c.method = m.method;
   c.batch = batch;
@@ -54,8 +54,8 @@ ScaleResult run_scale(const CompareOptions& o, const models::Tokenizer& tok) {
   s.model = o.scale_model;
   for (const ScaleMethod& m : scale_methods()) {
     if (o.train.progress) std::fprintf(stderr, "at %s shape: planning and measuring %s\n", s.model.c_str(), m.title);
-    TrainConfig c = scale_config(s.model, m, s.batch, s.seq, o.train.seed);
-    ScaleRow row{m.title, plan_training_memory(c, tok), measure_training_memory(c, tok, s.timed_steps)};
+    train::TrainConfig c = scale_config(s.model, m, s.batch, s.seq, o.train.seed);
+    ScaleRow row{m.title, train::plan_training_memory(c, tok), train::measure_training_memory(c, tok, s.timed_steps)};
     row.tokens_per_s = double(s.batch * s.seq) / row.measured.step_seconds;
     s.rows.push_back(std::move(row));
   }
@@ -64,7 +64,7 @@ ScaleResult run_scale(const CompareOptions& o, const models::Tokenizer& tok) {
                             "opt-2.7b", "opt-6.7b"}) {
     SizePoint p{model, 0, {}};
     for (const ScaleMethod& m : scale_methods()) {
-      MemoryPlan plan = plan_training_memory(scale_config(model, m, s.size_batch, s.size_seq, o.train.seed), tok);
+      train::MemoryPlan plan = train::plan_training_memory(scale_config(model, m, s.size_batch, s.size_seq, o.train.seed), tok);
       p.all_params = plan.all_params;
       p.peak.push_back(plan.peak_total);
     }
@@ -115,4 +115,4 @@ std::string format_scale_table(const ScaleResult& s) {
   return out;
 }
 
-}  // namespace mp::tools
+}  // namespace mp::cli

@@ -4,7 +4,7 @@
 
 #include "cli/compare/compare.h"
 
-namespace mp::tools {
+namespace mp::cli {
 
 using peft::with_commas;
 
@@ -43,7 +43,7 @@ std::string format_table(const CompareResult& r) {
                    "licence", "Shakesp.", "on disk", "wall");
   s += fmt::format(fmt::runtime(row), "", "params", "MiB", "MiB", "MiB", "MiB", "MiB", "", "loss", "ppl", "", "s");
   for (const MethodResult& m : r.methods) {
-    const TrainResult& t = m.train;
+    const train::TrainResult& t = m.train;
     s += fmt::format(fmt::runtime(row), m.method, with_commas(t.trainable_params),
                      mib_cell(at_peak(t, Tag::weights) + at_peak(t, Tag::adapter)),
                      mib_cell(at_peak(t, Tag::grads)),
@@ -73,4 +73,4 @@ std::string format_table(const CompareResult& r) {
   return s;
 }
 
-}  // namespace mp::tools
+}  // namespace mp::cli

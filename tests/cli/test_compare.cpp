@@ -24,12 +24,12 @@ namespace {
 namespace fs = std::filesystem;
 
 const models::Tokenizer& tokenizer() {
-  static models::Tokenizer tok = models::Tokenizer::from_dir(tools::default_tokenizer_dir());
+  static models::Tokenizer tok = models::Tokenizer::from_dir(train::default_tokenizer_dir());
   return tok;
 }
 
-tools::CompareOptions tiny_options(const std::string& out) {
-  tools::CompareOptions o;
+cli::CompareOptions tiny_options(const std::string& out) {
+  cli::CompareOptions o;
   o.out_dir = out;
   o.pretrain_steps = 10;
   o.train.steps = 6;
@@ -44,7 +44,7 @@ tools::CompareOptions tiny_options(const std::string& out) {
   return o;
 }
 
-size_t peak(const tools::MethodResult& m, Tag t) { return m.train.peaks.by_tag[int(t)]; }
+size_t peak(const cli::MethodResult& m, Tag t) { return m.train.peaks.by_tag[int(t)]; }
 
 // write_plots drew both plots under out/plots (where gnuplot is installed).
 void check_plots_drawn(const std::string& note, const std::string& out) {
@@ -57,32 +57,32 @@ void check_plots_drawn(const std::string& note, const std::string& out) {
 TEST_CASE("compare: the table's invariants at a tiny budget") {
   const TempDir tmp("compare_main");
   const std::string out = tmp.str();
-  tools::CompareOptions o = tiny_options(out);
+  cli::CompareOptions o = tiny_options(out);
   o.serving = true;
   o.scale_model = "gpt2-tiny";  // the scale section at a shape that runs in a second
-  tools::CompareResult r = tools::run_compare(o, tokenizer());
+  cli::CompareResult r = cli::run_compare(o, tokenizer());
 
   // The scale section: each method planned on meta equals its measured step, to the byte.
   REQUIRE(r.scale.done);
   REQUIRE(r.scale.rows.size() == 6);
-  for (const tools::ScaleRow& row : r.scale.rows) {
+  for (const cli::ScaleRow& row : r.scale.rows) {
     CAPTURE(row.title);
     CHECK(row.planned.peak_total == row.measured.peak_total);
     CHECK(row.planned.at_peak.by_tag == row.measured.at_peak.by_tag);
     CHECK(row.tokens_per_s > 0);
   }
   REQUIRE(r.scale.sizes.size() == 9);
-  for (const tools::SizePoint& p : r.scale.sizes) {
+  for (const cli::SizePoint& p : r.scale.sizes) {
     CAPTURE(p.model);
     REQUIRE(p.peak.size() == r.scale.methods.size());
     CHECK(p.peak[1] < p.peak[0]);  // LoRA below full fine-tuning at every size
   }
-  CHECK(tools::format_table(r).find("Every planned byte equals the measured one") != std::string::npos);
+  CHECK(cli::format_table(r).find("Every planned byte equals the measured one") != std::string::npos);
 
   REQUIRE(r.methods.size() == 4);
-  std::map<std::string, const tools::MethodResult*> by;
+  std::map<std::string, const cli::MethodResult*> by;
   for (const auto& m : r.methods) by[m.method] = &m;
-  const tools::MethodResult& full = *by.at("full");
+  const cli::MethodResult& full = *by.at("full");
   CHECK(r.pretrained);
   CHECK(r.pretrain.steps.size() == 10);
   CHECK(full.train.trainable_params == r.base_params);
@@ -130,7 +130,7 @@ TEST_CASE("compare: the table's invariants at a tiny budget") {
   CHECK(r.serving.forward_merged_s > 0);
 
   // The table: one row per method, readable at 100 columns.
-  std::string table = tools::format_table(r);
+  std::string table = cli::format_table(r);
   std::istringstream lines(table);
   std::string line;
   int rows = 0;
@@ -143,14 +143,14 @@ TEST_CASE("compare: the table's invariants at a tiny budget") {
   }
   CHECK(rows == 4);
 
-  tools::write_results_json(r, out + "/results.json");
+  cli::write_results_json(r, out + "/results.json");
   std::ifstream in(out + "/results.json");
   nlohmann::json j = nlohmann::json::parse(in);
   CHECK(j["methods"].size() == 4);
   CHECK(j["methods"][0]["steps"].size() == 6);
   CHECK(j["serving"]["switch_us"].get<double>() > 0);
 
-  check_plots_drawn(tools::write_plots(r, out), out);
+  check_plots_drawn(cli::write_plots(r, out), out);
 }
 
 TEST_CASE("compare: the plots run gnuplot without a shell, whatever the --out path") {
@@ -159,16 +159,16 @@ TEST_CASE("compare: the plots run gnuplot without a shell, whatever the --out pa
   const std::string injected = base + "/injected";
   const std::string out = base + "/q'x; touch " + injected + "; echo '";
   // A result small enough to draw in no time: two methods, three steps each.
-  tools::CompareResult r;
+  cli::CompareResult r;
   r.options = tiny_options(out);
   for (const char* method : {"full", "lora"}) {
-    tools::MethodResult m;
+    cli::MethodResult m;
     m.method = method;
     m.train.steps = {{1, 3.0, 1e-3, 1.0, 0.1}, {2, 2.5, 1e-3, 1.0, 0.1, 2.7}, {3, 2.25, 1e-3, 1.0, 0.1}};
     m.train.peaks.by_tag[int(Tag::weights)] = size_t(3) << 20;
     r.methods.push_back(m);
   }
-  const std::string note = tools::write_plots(r, out);
+  const std::string note = cli::write_plots(r, out);
   CHECK_FALSE(fs::exists(injected));
   check_plots_drawn(note, out);
 }
@@ -176,14 +176,14 @@ TEST_CASE("compare: the plots run gnuplot without a shell, whatever the --out pa
 TEST_CASE("compare: --base and a subset of methods") {
   const TempDir tmp("compare_base");
   const std::string out = tmp.str();
-  tools::CompareOptions o = tiny_options(out);
+  cli::CompareOptions o = tiny_options(out);
   o.pretrain_steps = 2;
   o.methods = {"lora"};
-  tools::CompareResult first = tools::run_compare(o, tokenizer());
-  tools::CompareOptions again = tiny_options(out + "/again");
+  cli::CompareResult first = cli::run_compare(o, tokenizer());
+  cli::CompareOptions again = tiny_options(out + "/again");
   again.base = first.base_dir;
   again.methods = {"prompt", "lora"};
-  tools::CompareResult r = tools::run_compare(again, tokenizer());
+  cli::CompareResult r = cli::run_compare(again, tokenizer());
   CHECK_FALSE(r.pretrained);
   REQUIRE(r.methods.size() == 2);
   CHECK(r.methods[0].method == "prompt");
@@ -193,8 +193,8 @@ TEST_CASE("compare: --base and a subset of methods") {
 TEST_CASE("compare: bad input is an mp::Error") {
   const TempDir tmp("compare_bad");
   const std::string out = tmp.str();
-  auto fails = [&](tools::CompareOptions o) { CHECK_THROWS_AS(tools::run_compare(o, tokenizer()), mp::Error); };
-  tools::CompareOptions o = tiny_options(out + "/run");
+  auto fails = [&](cli::CompareOptions o) { CHECK_THROWS_AS(cli::run_compare(o, tokenizer()), mp::Error); };
+  cli::CompareOptions o = tiny_options(out + "/run");
   {
     auto b = o;
     b.methods = {"lora", "adapterfusion"};

@@ -13,8 +13,8 @@
 using namespace mp;
 
 TEST_CASE("NCCL on one rank: all-reduce and all-gather of CUDA tensors") {
-  std::unique_ptr<dist::Communicator> single = dist::single_process();
-  std::unique_ptr<dist::Communicator> comm = dist::nccl(*single);
+  std::unique_ptr<parallel::Communicator> single = parallel::single_process();
+  std::unique_ptr<parallel::Communicator> comm = parallel::nccl(*single);
   CHECK(comm->rank() == 0);
   CHECK(comm->size() == 1);
   CHECK(comm->name() == "NCCL");

@@ -14,8 +14,8 @@ using namespace mp;
 
 namespace {
 
-void round_trip(const tools::CheckpointMeta& m) {
-  const tools::CheckpointMeta again = tools::parse_checkpoint_meta(tools::checkpoint_meta_json(m), "again");
+void round_trip(const train::CheckpointMeta& m) {
+  const train::CheckpointMeta again = train::parse_checkpoint_meta(train::checkpoint_meta_json(m), "again");
   if (again.step != m.step || again.ranks != m.ranks || again.run != m.run || again.rng.seed != m.rng.seed ||
       again.rng.dropout_instances != m.rng.dropout_instances || m.step < 0 || m.ranks < 1 || !m.run.is_object())
     std::abort();
@@ -26,12 +26,12 @@ void round_trip(const tools::CheckpointMeta& m) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text = fuzz::as_text(data, size);
   try {
-    round_trip(tools::parse_checkpoint_meta(text, "fuzz.safetensors"));
+    round_trip(train::parse_checkpoint_meta(text, "fuzz.safetensors"));
   } catch (const Error&) {
   }
   try {
     const nn::SafetensorsFile file = nn::SafetensorsFile::from_bytes(text, "fuzz.safetensors");
-    round_trip(tools::read_checkpoint_meta(file, "fuzz.safetensors"));
+    round_trip(train::read_checkpoint_meta(file, "fuzz.safetensors"));
   } catch (const Error&) {
   }
   return 0;

@@ -15,7 +15,7 @@ using namespace mp;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::istringstream in{std::string(fuzz::as_text(data, size))};
   try {
-    for (const tools::PairLine& l : tools::read_pairs(in, "prompts.jsonl", /*allow_adapter=*/true,
+    for (const train::PairLine& l : train::read_pairs(in, "prompts.jsonl", /*allow_adapter=*/true,
                                                       /*need_completion=*/false)) {
       if (l.line <= 0) std::abort();
       const std::vector<int32_t> ids = fuzz::gpt2_tokenizer().encode(l.prompt);

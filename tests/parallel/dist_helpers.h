@@ -38,7 +38,7 @@ inline Run mpirun(int ranks, const std::string& args, const std::string& env = "
 }
 
 inline std::vector<double> logged_losses(const std::string& out_dir) {
-  std::ifstream in(tools::log_path(out_dir));
+  std::ifstream in(train::log_path(out_dir));
   std::vector<double> losses;
   for (std::string line; std::getline(in, line);) losses.push_back(nlohmann::json::parse(line)["loss"].get<double>());
   return losses;

@@ -17,7 +17,7 @@
 using namespace mp;
 
 TEST_CASE("one process: all-reduce leaves the tensor, all-gather copies it") {
-  std::unique_ptr<dist::Communicator> comm = dist::single_process();
+  std::unique_ptr<parallel::Communicator> comm = parallel::single_process();
   CHECK(comm->size() == 1);
   Tensor x = Tensor::from_vector(std::vector<float>{1, -2, 3}, {3});
   Tensor copy = x.clone();
@@ -26,21 +26,21 @@ TEST_CASE("one process: all-reduce leaves the tensor, all-gather copies it") {
   Tensor whole = Tensor::zeros({3});
   comm->all_gather(x, whole)->wait();
   CHECK(ops::max_abs_diff(whole, copy) == 0);
-  CHECK(dist::all_reduce_sum(*comm, 2.5) == 2.5);
+  CHECK(parallel::all_reduce_sum(*comm, 2.5) == 2.5);
   CHECK_THROWS_AS(comm->all_gather(x, Tensor::zeros({4})), Error);
 }
 
 TEST_CASE("a collective that never completes fails after the timeout, naming the rank") {
   bool gave_up = false;
-  CHECK_THROWS_WITH_AS(dist::wait_for([] { return false; }, 3, "an all-reduce", 0.05, [&] { gave_up = true; }),
+  CHECK_THROWS_WITH_AS(parallel::wait_for([] { return false; }, 3, "an all-reduce", 0.05, [&] { gave_up = true; }),
                        doctest::Contains("rank 3: an all-reduce did not complete in 0.05 s"), Error);
   CHECK(gave_up);
   setenv("MP_DIST_TIMEOUT", "soon", 1);
-  CHECK_THROWS_WITH_AS(dist::collective_timeout(), doctest::Contains("MP_DIST_TIMEOUT=soon"), Error);
+  CHECK_THROWS_WITH_AS(parallel::collective_timeout(), doctest::Contains("MP_DIST_TIMEOUT=soon"), Error);
   setenv("MP_DIST_TIMEOUT", "2.5", 1);
-  CHECK(dist::collective_timeout() == 2.5);
+  CHECK(parallel::collective_timeout() == 2.5);
   unsetenv("MP_DIST_TIMEOUT");
-  CHECK(dist::collective_timeout() == 600);
+  CHECK(parallel::collective_timeout() == 600);
 }
 
 TEST_CASE("ZeRO-1 on one rank is AdamW, bit for bit, and speaks AdamW's state keys") {
@@ -54,10 +54,10 @@ TEST_CASE("ZeRO-1 on one rank is AdamW, bit for bit, and speaks AdamW's state ke
     return ps;
   };
   std::vector<nn::NamedParameter> a = make(1), b = make(1);
-  std::unique_ptr<dist::Communicator> comm = dist::single_process();
+  std::unique_ptr<parallel::Communicator> comm = parallel::single_process();
   nn::AdamWOptions options{.lr = 0.1, .weight_decay = 0.01};
   nn::AdamW plain(a, options);
-  dist::ZeroAdamW zero(*comm, b, options);
+  parallel::ZeroAdamW zero(*comm, b, options);
   CHECK(zero.total_elements() == 2 * 3 + 3 * 3 + 4 * 3);
   for (int step = 0; step < 3; ++step) {
     for (size_t k = 0; k < a.size(); ++k) {
@@ -78,7 +78,7 @@ TEST_CASE("ZeRO-1 on one rank is AdamW, bit for bit, and speaks AdamW's state ke
     CHECK(ops::max_abs_diff(t, sb.at(key)) == 0);
   }
   // AdamW's state loads into ZeRO (a checkpoint resumes either way); a wrong key is named.
-  dist::ZeroAdamW again(*comm, b, options);
+  parallel::ZeroAdamW again(*comm, b, options);
   again.load_state_dict(sa);
   CHECK(ops::max_abs_diff(again.state_dict().at("m.p1"), sa.at("m.p1")) == 0);
   nn::TensorMap bad = sa;

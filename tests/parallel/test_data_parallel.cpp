@@ -40,7 +40,7 @@ std::string read_bytes(const std::string& path) {
 }
 
 std::string final_weights(const std::string& method, const std::string& out) {
-  return tools::final_model_dir(out) + (method == "full" ? "/model.safetensors" : "/adapter_model.safetensors");
+  return train::final_model_dir(out) + (method == "full" ? "/model.safetensors" : "/adapter_model.safetensors");
 }
 
 void check_two_ranks_match_one(const std::string& method, const std::string& data = data_path("legal/licenses.txt")) {
@@ -173,7 +173,7 @@ TEST_CASE("data parallel: a rank killed mid-run stops the job; a 2-rank resume m
     INFO(killed.output);
     CHECK(killed.output.find(c.says) != std::string::npos);
     CHECK(seconds < 60);
-    nn::SafetensorsFile f = nn::SafetensorsFile::open(tools::checkpoint_path(out));  // whole: it opens
+    nn::SafetensorsFile f = nn::SafetensorsFile::open(train::checkpoint_path(out));  // whole: it opens
     CHECK(nlohmann::json::parse(f.metadata().at("minipeft_checkpoint"))["step"].get<int64_t>() == c.checkpointed);
 
     Run resumed = mpirun(2, args(out) + " --resume");

@@ -13,12 +13,12 @@
 using namespace mp;
 
 TEST_CASE("checkpoint metadata: written and read back; each damage an error naming the key") {
-  tools::CheckpointMeta m;
+  train::CheckpointMeta m;
   m.step = 40;
   m.rng = {1, 2, 3, 4};
   m.run = {{"model", "gpt2-tiny"}, {"batch", 4}};
   m.ranks = 2;
-  const tools::CheckpointMeta back = tools::parse_checkpoint_meta(tools::checkpoint_meta_json(m), "c.safetensors");
+  const train::CheckpointMeta back = train::parse_checkpoint_meta(train::checkpoint_meta_json(m), "c.safetensors");
   CHECK(back.step == 40);
   CHECK(back.rng.dropout_counter == 3);
   CHECK(back.rng.dropout_instances == 4);
@@ -28,7 +28,7 @@ TEST_CASE("checkpoint metadata: written and read back; each damage an error nami
   auto expect = [](const std::string& text, const std::string& what) {
     CAPTURE(text);
     const std::string message = "c.safetensors metadata \"minipeft_checkpoint\"" + what;
-    CHECK_THROWS_WITH_AS(tools::parse_checkpoint_meta(text, "c.safetensors"), message.c_str(), Error);
+    CHECK_THROWS_WITH_AS(train::parse_checkpoint_meta(text, "c.safetensors"), message.c_str(), Error);
   };
   const std::string rest = R"("rng": [1, 2, 3, 4], "run": {})";
   expect(R"({"step": 1e999, )" + rest + "}", " line 1, column 10, key \"step\": the number 1e999 is out of range");
@@ -47,11 +47,11 @@ TEST_CASE("a resumed run's training log: a damaged line is an error naming the l
   test::TempDir d("train_log_bad");
   const std::string path = d / "log.jsonl";
   test::write_file(path, "{\"step\": 1, \"loss\": 2.5}\n{\"step\": 2.5, \"loss\": 1e999}\n");
-  CHECK_THROWS_WITH_AS(tools::TrainLog::resume(path, 1),
+  CHECK_THROWS_WITH_AS(train::TrainLog::resume(path, 1),
                        (path + " line 2, column 23, key \"loss\": the number 1e999 is out of range").c_str(), Error);
   test::write_file(path, "{\"step\": 1, \"loss\": 2.5}\n{\"step\": \"2\"}\n");
-  CHECK_THROWS_WITH_AS(tools::TrainLog::resume(path, 1), (path + " line 2, key \"step\": must be an integer, not string").c_str(),
+  CHECK_THROWS_WITH_AS(train::TrainLog::resume(path, 1), (path + " line 2, key \"step\": must be an integer, not string").c_str(),
                        Error);
   test::write_file(path, "{\"step\": 1, \"loss\": 2.5}\n{\"step\": 2}\n{\"step\": 3, \"lo");  // torn last line: dropped
-  tools::TrainLog::resume(path, 1);
+  train::TrainLog::resume(path, 1);
 }

@@ -17,12 +17,12 @@ using namespace mp;
 namespace {
 
 const models::Tokenizer& tokenizer() {
-  static models::Tokenizer tok = models::Tokenizer::from_dir(tools::default_tokenizer_dir());
+  static models::Tokenizer tok = models::Tokenizer::from_dir(train::default_tokenizer_dir());
   return tok;
 }
 
-tools::TrainConfig run(const std::string& model, const std::string& method) {
-  tools::TrainConfig c;
+train::TrainConfig run(const std::string& model, const std::string& method) {
+  train::TrainConfig c;
   c.model = model;
   c.method = method;
   c.batch = 2;
@@ -33,9 +33,9 @@ tools::TrainConfig run(const std::string& model, const std::string& method) {
   return c;
 }
 
-void check_plan_equals_measurement(const tools::TrainConfig& c) {
-  const tools::MemoryPlan plan = tools::plan_training_memory(c, tokenizer());
-  const tools::MemoryPlan real = tools::measure_training_memory(c, tokenizer());
+void check_plan_equals_measurement(const train::TrainConfig& c) {
+  const train::MemoryPlan plan = train::plan_training_memory(c, tokenizer());
+  const train::MemoryPlan real = train::measure_training_memory(c, tokenizer());
   CHECK(plan.peak_total == real.peak_total);
   for (int t = 0; t < kTags; ++t) {
     CAPTURE(tag_name(Tag(t)));
@@ -59,7 +59,7 @@ TEST_CASE("planned bytes equal the ledger's measured bytes of a real step") {
       CAPTURE(method);
       check_plan_equals_measurement(run(model, method));
     }
-    tools::TrainConfig c = run(model, "lora");
+    train::TrainConfig c = run(model, "lora");
     SUBCASE("LoRA with dropout") { c.lora_dropout = 0.1f; }
     SUBCASE("IA3 with activation recompute") {
       c.method = "ia3";
@@ -104,21 +104,21 @@ TEST_CASE("planned bytes equal the ledger's measured bytes of a real step") {
 }
 
 TEST_CASE("plan: LoRA's adapter, grads and optimizer bytes are exactly the adapter's") {
-  tools::TrainConfig c = run("gpt2-tiny", "lora");
+  train::TrainConfig c = run("gpt2-tiny", "lora");
   c.lora_targets = {"c_attn"};
   const int64_t C = 64, layers = 2, r = 8;
   const size_t adapter_bytes = size_t(layers * r * (C + 3 * C) * 4);  // A (r, C) + B (3C, r) per layer
-  const tools::MemoryPlan p = tools::plan_training_memory(c, tokenizer());
+  const train::MemoryPlan p = train::plan_training_memory(c, tokenizer());
   CHECK(p.tag_peaks[size_t(Tag::adapter)] == adapter_bytes);
   CHECK(p.tag_peaks[size_t(Tag::grads)] == adapter_bytes);
   CHECK(p.tag_peaks[size_t(Tag::optimizer)] == 2 * adapter_bytes);
 }
 
 TEST_CASE("plan: LoRA dropout keeps no mask (no more activation bytes than without)") {
-  tools::TrainConfig c = run("gpt2-tiny", "lora");
-  const size_t without = tools::plan_training_memory(c, tokenizer()).tag_peaks[size_t(Tag::activations)];
+  train::TrainConfig c = run("gpt2-tiny", "lora");
+  const size_t without = train::plan_training_memory(c, tokenizer()).tag_peaks[size_t(Tag::activations)];
   c.lora_dropout = 0.1f;
-  const size_t with = tools::plan_training_memory(c, tokenizer()).tag_peaks[size_t(Tag::activations)];
+  const size_t with = train::plan_training_memory(c, tokenizer()).tag_peaks[size_t(Tag::activations)];
   CHECK(with == without);
 }
 
@@ -127,10 +127,10 @@ TEST_CASE("plan: large shapes without weights, with HF's published parameter cou
   using Count = std::pair<const char*, int64_t>;
   for (auto [model, params] : {Count{"opt-6.7b", 6'658'473'984}, Count{"gpt2-xl", 1'557'611'200}}) {
     CAPTURE(model);
-    tools::TrainConfig c = run(model, "full");
+    train::TrainConfig c = run(model, "full");
     c.batch = 1;
     c.seq = 128;
-    const tools::MemoryPlan p = tools::plan_training_memory(c, tokenizer());
+    const train::MemoryPlan p = train::plan_training_memory(c, tokenizer());
     CHECK(p.all_params == params);
     CHECK(p.trainable_params == params);
     CHECK(p.tag_peaks[size_t(Tag::weights)] == size_t(params) * 4);
@@ -141,14 +141,14 @@ TEST_CASE("plan: large shapes without weights, with HF's published parameter cou
 }
 
 TEST_CASE("plan: errors name what a run cannot take") {
-  tools::TrainConfig c = run("gpt2-tiny", "lora");
+  train::TrainConfig c = run("gpt2-tiny", "lora");
   c.seq = 300;  // gpt2-tiny has 256 positions
-  CHECK_THROWS_WITH_AS(tools::plan_training_memory(c, tokenizer()), doctest::Contains("--seq 300"), Error);
+  CHECK_THROWS_WITH_AS(train::plan_training_memory(c, tokenizer()), doctest::Contains("--seq 300"), Error);
   c = run("gpt2-tiny", "lora");
   c.lora_targets = {"q_proj"};
-  CHECK_THROWS_WITH_AS(tools::plan_training_memory(c, tokenizer()), doctest::Contains("q_proj"), Error);
+  CHECK_THROWS_WITH_AS(train::plan_training_memory(c, tokenizer()), doctest::Contains("q_proj"), Error);
   c = run("gpt3", "full");
-  CHECK_THROWS_WITH_AS(tools::plan_training_memory(c, tokenizer()), doctest::Contains("gpt3"), Error);
+  CHECK_THROWS_WITH_AS(train::plan_training_memory(c, tokenizer()), doctest::Contains("gpt3"), Error);
 }
 
 TEST_CASE("info: takes train's options, plans, and finds the largest batch that fits") {
@@ -159,22 +159,22 @@ TEST_CASE("info: takes train's options, plans, and finds the largest batch that 
   CAPTURE(r.output);
   REQUIRE(r.code == 0);
   const nlohmann::json j = nlohmann::json::parse(r.output);
-  tools::TrainConfig c = run("gpt2-tiny", "lora");
+  train::TrainConfig c = run("gpt2-tiny", "lora");
   c.lora_targets = {};
   c.lora_r = 4;
   c.lora_alpha = 32;
   c.lora_dropout = 0.1f;
   c.batch = 3;
   c.seq = 32;
-  const tools::MemoryPlan p = tools::plan_training_memory(c, tokenizer());
+  const train::MemoryPlan p = train::plan_training_memory(c, tokenizer());
   CHECK(j["peak_total_bytes"].get<size_t>() == p.peak_total);
   CHECK(j["tag_peak_bytes"]["adapter"].get<size_t>() == p.tag_peaks[size_t(Tag::adapter)]);
 
   // A budget between the peaks of batch 5 and batch 6: the answer is 5.
   c.batch = 5;
-  const size_t five = tools::plan_training_memory(c, tokenizer()).peak_total;
+  const size_t five = train::plan_training_memory(c, tokenizer()).peak_total;
   c.batch = 6;
-  const size_t six = tools::plan_training_memory(c, tokenizer()).peak_total;
+  const size_t six = train::plan_training_memory(c, tokenizer()).peak_total;
   REQUIRE(six > five);
   r = test::minipeft("info " + run_options + " --json --fit-in " + std::to_string((five + six) / 2) + "B");
   CAPTURE(r.output);

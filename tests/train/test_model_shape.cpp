@@ -13,7 +13,7 @@ using namespace mp;
 
 TEST_CASE("train --layers/--width/--heads: a random model of that shape, trained and saved") {
   test::TempDir d("model_shape");
-  tools::TrainConfig c;
+  train::TrainConfig c;
   c.model = "gpt2-tiny";  // 2 layers, width 64, 4 heads
   c.shape = {3, 32, 2};
   c.data = test::data_path("legal/licenses.txt");
@@ -22,8 +22,8 @@ TEST_CASE("train --layers/--width/--heads: a random model of that shape, trained
   c.steps = 1;
   c.out_dir = d.path.string();
   c.progress = false;
-  tools::train(c, models::Tokenizer::from_dir(tools::default_tokenizer_dir()));
-  const models::ModelConfig saved = models::config_of(tools::final_model_dir(c.out_dir));
+  train::train(c, models::Tokenizer::from_dir(train::default_tokenizer_dir()));
+  const models::ModelConfig saved = models::config_of(train::final_model_dir(c.out_dir));
   CHECK(saved.num_layers == 3);
   CHECK(saved.hidden_size == 32);
   CHECK(saved.ffn_dim == 128);
@@ -33,9 +33,9 @@ TEST_CASE("train --layers/--width/--heads: a random model of that shape, trained
 }
 
 TEST_CASE("a shape that cannot be built is an error naming the option") {
-  auto error_of = [](const std::string& model, tools::ModelShape s) {
+  auto error_of = [](const std::string& model, train::ModelShape s) {
     try {
-      tools::shaped_config(model, s);
+      train::shaped_config(model, s);
     } catch (const Error& e) {
       return std::string(e.what());
     }
@@ -45,5 +45,5 @@ TEST_CASE("a shape that cannot be built is an error naming the option") {
   CHECK(error_of("gpt2-tiny", {-1, 0, 0}).find(">= 0") != std::string::npos);
   CHECK(error_of("gpt2-tiny", {1000, 0, 0}).find("absurdly large") != std::string::npos);
   CHECK(error_of(test::data_path("legal"), {2, 0, 0}).find("not one") != std::string::npos);  // a folder keeps its shape
-  CHECK(tools::shaped_config("gpt2-tiny", {}).num_layers == 2);                          // nothing changed
+  CHECK(train::shaped_config("gpt2-tiny", {}).num_layers == 2);                          // nothing changed
 }

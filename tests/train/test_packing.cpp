@@ -21,20 +21,20 @@ std::vector<int32_t> values(const Tensor& t) {
 }
 
 // Six examples of mixed lengths (3 to 11 tokens), ids below the tiny vocabulary.
-std::vector<tools::Example> mixed_examples(int32_t eos) {
-  std::vector<tools::Example> ex;
+std::vector<train::Example> mixed_examples(int32_t eos) {
+  std::vector<train::Example> ex;
   for (int i = 0; i < 6; ++i) {
     std::vector<int32_t> p, c;
     for (int j = 0; j < 1 + (i * 5) % 7; ++j) p.push_back(int32_t(3 + (i * 31 + j * 17) % 240));
     for (int j = 0; j < 1 + (i * 3) % 4; ++j) c.push_back(int32_t(3 + (i * 13 + j * 29) % 240));
-    ex.push_back(tools::make_example(p, c, eos, 64));
+    ex.push_back(train::make_example(p, c, eos, 64));
   }
   return ex;
 }
 
-std::vector<const tools::Example*> pointers(const std::vector<tools::Example>& v) {
-  std::vector<const tools::Example*> out;
-  for (const tools::Example& e : v) out.push_back(&e);
+std::vector<const train::Example*> pointers(const std::vector<train::Example>& v) {
+  std::vector<const train::Example*> out;
+  for (const train::Example& e : v) out.push_back(&e);
   return out;
 }
 
@@ -42,10 +42,10 @@ std::vector<const tools::Example*> pointers(const std::vector<tools::Example>& v
 
 TEST_CASE("pack_batch: examples in order, a new row when one does not fit, positions and segments per example") {
   const std::vector<int32_t> p1{1, 2}, c1{3}, p2{4}, c2{5, 6}, none{}, c3{7};
-  tools::Example a = tools::make_example(p1, c1, 9, 64), b = tools::make_example(p2, c2, 9, 64),
-                 c = tools::make_example(none, c3, 9, 64);
-  const tools::Example* rows[] = {&a, &b, &c};
-  tools::Batch batch = tools::pack_batch(rows, 6, 0);
+  train::Example a = train::make_example(p1, c1, 9, 64), b = train::make_example(p2, c2, 9, 64),
+                 c = train::make_example(none, c3, 9, 64);
+  const train::Example* rows[] = {&a, &b, &c};
+  train::Batch batch = train::pack_batch(rows, 6, 0);
   REQUIRE(batch.ids.shape() == Shape{2, 6});
   CHECK(values(batch.ids) == std::vector<int32_t>{1, 2, 3, 9, 0, 0, /**/ 4, 5, 6, 9, 7, 9});
   CHECK(values(batch.labels) == std::vector<int32_t>{-100, -100, 3, 9, -100, -100, /**/ -100, 5, 6, 9, -100, 9});
@@ -64,27 +64,27 @@ TEST_CASE("packed rows give each example its unpacked loss (GPT-2, OPT, LoRA), a
                         Case{"opt_tiny", "opt_lora", 2, 1}}) {
     CAPTURE(c.base);
     CAPTURE(c.adapter);
-    tools::TrainedModel m;
+    train::TrainedModel m;
     m.base = models::load_pretrained(test::fixtures_dir() + "/" + c.base);
     if (*c.adapter) m.peft = peft::load_peft_model(m.base, test::fixtures_dir() + "/peft/" + c.adapter, "default", true);
     m.module().eval();
-    const std::vector<tools::Example> ex = mixed_examples(c.eos);
-    const std::vector<const tools::Example*> all = pointers(ex);
-    const tools::Batch packed = tools::pack_batch(all, 24, c.pad);
+    const std::vector<train::Example> ex = mixed_examples(c.eos);
+    const std::vector<const train::Example*> all = pointers(ex);
+    const train::Batch packed = train::pack_batch(all, 24, c.pad);
     REQUIRE(packed.ids.size(0) < int64_t(ex.size()));  // some rows do hold several examples
     double worst = 0;
     for (size_t i = 0; i < ex.size(); ++i) {
-      const tools::Example* one[] = {&ex[i]};
-      const double alone = m.loss(tools::pad_batch(one, c.pad)).item();
+      const train::Example* one[] = {&ex[i]};
+      const double alone = m.loss(train::pad_batch(one, c.pad)).item();
       // The packed batch with every other example's labels ignored. Example
       // i's tokens are its segment in its row: the last segment when the
       // first i + 1 examples are packed alone.
       const int64_t T = 24;
-      const tools::Batch upto = tools::pack_batch(std::span(all).first(i + 1), T, c.pad);
+      const train::Batch upto = train::pack_batch(std::span(all).first(i + 1), T, c.pad);
       const int64_t row = upto.ids.size(0) - 1;
       const int32_t* upto_segments = upto.segment_ids.data<int32_t>() + row * T;
       const int32_t segment = *std::max_element(upto_segments, upto_segments + T);
-      tools::Batch only = packed;
+      train::Batch only = packed;
       only.labels = packed.labels.clone();
       const std::vector<int32_t> seg = values(packed.segment_ids);
       for (int64_t k = 0; k < only.labels.numel(); ++k)
@@ -95,7 +95,7 @@ TEST_CASE("packed rows give each example its unpacked loss (GPT-2, OPT, LoRA), a
     }
     MESSAGE(std::string(c.base) << " " << std::string(c.adapter) << ": per-example loss, packed vs alone, max abs difference " << worst);
     // All together: the packed loss is the padded batch's (both token-weighted).
-    ag::Variable padded = m.loss(tools::pad_batch(all, c.pad));
+    ag::Variable padded = m.loss(train::pad_batch(all, c.pad));
     CHECK(m.loss(packed).item() == doctest::Approx(padded.item()).epsilon(1e-5));
     if (!m.peft) continue;
     padded.backward();
@@ -110,17 +110,17 @@ TEST_CASE("packed rows give each example its unpacked loss (GPT-2, OPT, LoRA), a
 }
 
 TEST_CASE("packed batches: training rows are full, held-out rows cover every example once") {
-  tools::Examples ex;
-  const std::vector<tools::Example> six = mixed_examples(255);
+  train::Examples ex;
+  const std::vector<train::Example> six = mixed_examples(255);
   for (int i = 0; i < 5; ++i) ex.examples.insert(ex.examples.end(), six.begin(), six.end());
-  tools::PairsDataset data(ex, 0.5, 0, "f.jsonl");  // 15 training, 15 held out
+  train::PairsDataset data(ex, 0.5, 0, "f.jsonl");  // 15 training, 15 held out
   data.set_packing(16);
   for (int step = 0; step < 5; ++step) {
-    tools::Batch b = data.train_batch(3, 1, step);
+    train::Batch b = data.train_batch(3, 1, step);
     CHECK(b.ids.shape() == Shape{3, 16});
   }
   int64_t examples = 0;
-  for (const tools::Batch& b : data.val_batches(2, 100)) {
+  for (const train::Batch& b : data.val_batches(2, 100)) {
     CHECK(b.ids.size(0) <= 2);
     for (int32_t id : values(b.ids)) examples += id == 255;  // one end token per example
   }

@@ -28,7 +28,7 @@ TEST_CASE("pairs lines: a NUL byte, a number out of range, a duplicate key, a ba
     const std::string path = d / "bad.jsonl";
     test::write_file(path, good + second_line + "\n" + good);  // the bad line is line 2
     const std::string message = path + " line 2, " + what;
-    CHECK_THROWS_WITH_AS(tools::read_pairs_file(path), doctest::Contains(message.c_str()), Error);
+    CHECK_THROWS_WITH_AS(train::read_pairs_file(path), doctest::Contains(message.c_str()), Error);
   };
   using namespace std::string_literals;
   // The parser takes a NUL for the end of the text: the rest of the line was silently dropped.
@@ -50,13 +50,13 @@ TEST_CASE("a pairs file: a line over 1 MiB is refused as soon as the limit is pa
   test::TempDir d("pairs_long");
   const std::string good = "{\"prompt\": \"a\", \"completion\": \"b\"}\n";
   test::write_file(d / "long.jsonl", good + "{\"prompt\": \"" + std::string(1 << 20, 'x') + "\", \"completion\": \"b\"}\n");
-  CHECK_THROWS_WITH_AS(tools::read_pairs_file(d / "long.jsonl"),
+  CHECK_THROWS_WITH_AS(train::read_pairs_file(d / "long.jsonl"),
                        doctest::Contains((d / "long.jsonl line 2: longer than 1 MiB, the limit for one line").c_str()),
                        Error);
   // A line of exactly the limit is read.
-  const std::string fill(tools::LineReader::kMaxLineBytes - good.size() + 1, ' ');
+  const std::string fill(train::LineReader::kMaxLineBytes - good.size() + 1, ' ');
   test::write_file(d / "limit.jsonl", good.substr(0, good.size() - 1) + fill + "\n" + good);
-  CHECK(tools::read_pairs_file(d / "limit.jsonl").size() == 2);
+  CHECK(train::read_pairs_file(d / "limit.jsonl").size() == 2);
 
   // An endless line of NULs (a gigabyte of them, say) is refused after 1 MiB, not read whole.
   struct Nuls : std::streambuf {
@@ -70,65 +70,65 @@ TEST_CASE("a pairs file: a line over 1 MiB is refused as soon as the limit is pa
     }
   } nuls;
   std::istream in(&nuls);
-  CHECK_THROWS_WITH_AS(tools::read_pairs(in, "nuls.jsonl"), "nuls.jsonl line 1: longer than 1 MiB, the limit for one line",
+  CHECK_THROWS_WITH_AS(train::read_pairs(in, "nuls.jsonl"), "nuls.jsonl line 1: longer than 1 MiB, the limit for one line",
                        Error);
   CHECK(nuls.given < 2 << 20);
 
   std::filesystem::create_directories(d / "dir.jsonl");
-  CHECK_THROWS_WITH_AS(tools::read_pairs_file(d / "dir.jsonl"),
+  CHECK_THROWS_WITH_AS(train::read_pairs_file(d / "dir.jsonl"),
                        (d / "dir.jsonl is a directory, not a pairs file").c_str(), Error);
 }
 
 TEST_CASE("nothing to learn: no example with a scored token is an error that says why") {
   const int32_t end = 50256;
   const std::vector<int32_t> none, long_prompt(20, 7), word{5};
-  CHECK(tools::make_example(none, none, end, 8).scored_tokens() == 0);         // only the end token
-  CHECK(tools::make_example(word, none, end, 8).scored_tokens() == 1);         // the end token after the prompt
-  CHECK(tools::make_example(none, word, end, 8).scored_tokens() == 1);         // the end token after the text
-  CHECK(tools::make_example(long_prompt, word, end, 8).scored_tokens() == 0);  // the completion cut away
-  CHECK(tools::make_example(word, word, end, 8).scored_tokens() == 2);
+  CHECK(train::make_example(none, none, end, 8).scored_tokens() == 0);         // only the end token
+  CHECK(train::make_example(word, none, end, 8).scored_tokens() == 1);         // the end token after the prompt
+  CHECK(train::make_example(none, word, end, 8).scored_tokens() == 1);         // the end token after the text
+  CHECK(train::make_example(long_prompt, word, end, 8).scored_tokens() == 0);  // the completion cut away
+  CHECK(train::make_example(word, word, end, 8).scored_tokens() == 2);
 
-  std::vector<tools::Example> part{tools::make_example(long_prompt, word, end, 8), tools::make_example(none, none, end, 8),
-                                   tools::make_example(long_prompt, none, end, 8)};
-  CHECK_THROWS_WITH_AS(tools::require_scored_tokens(part, "x.jsonl", "training part"),
+  std::vector<train::Example> part{train::make_example(long_prompt, word, end, 8), train::make_example(none, none, end, 8),
+                                   train::make_example(long_prompt, none, end, 8)};
+  CHECK_THROWS_WITH_AS(train::require_scored_tokens(part, "x.jsonl", "training part"),
                        "x.jsonl: nothing to learn: no example of the training part has a token to score (of its 3 "
                        "examples, 2 have a prompt that fills all --seq 8 tokens, so their completion is cut away; 1 is "
                        "empty)",
                        Error);
-  CHECK_THROWS_WITH_AS(tools::require_scored_tokens(std::span(part).first(1), "x.jsonl", "held-out part"),
+  CHECK_THROWS_WITH_AS(train::require_scored_tokens(std::span(part).first(1), "x.jsonl", "held-out part"),
                        doctest::Contains("(of its 1 example, 1 has a prompt that fills all --seq 8 tokens, so its "
                                          "completion is cut away)"),
                        Error);
-  part.push_back(tools::make_example(word, none, end, 8));
-  tools::require_scored_tokens(part, "x.jsonl", "training part");  // one scored token is enough
+  part.push_back(train::make_example(word, none, end, 8));
+  train::require_scored_tokens(part, "x.jsonl", "training part");  // one scored token is enough
 }
 
 TEST_CASE("training data: nothing to learn, or a held-out split that leaves nothing to train on") {
   test::TempDir d("pairs_nothing");
-  const models::Tokenizer tok = models::Tokenizer::from_dir(tools::default_tokenizer_dir());
+  const models::Tokenizer tok = models::Tokenizer::from_dir(train::default_tokenizer_dir());
   test::write_file(d / "empty.jsonl", "{\"prompt\": \"\", \"completion\": \"\"}\n{\"text\": \"\"}\n");
-  CHECK_THROWS_WITH_AS(tools::load_training_data(d / "empty.jsonl", 0, 16, false, tok),
+  CHECK_THROWS_WITH_AS(train::load_training_data(d / "empty.jsonl", 0, 16, false, tok),
                        doctest::Contains("empty.jsonl: nothing to learn: no example of the training part has a token "
                                          "to score (of its 2 examples, 2 are empty)"),
                        Error);
   std::string words;
   for (int i = 0; i < 40; ++i) words += " word";
   test::write_file(d / "long.jsonl", "{\"prompt\": \"" + words + "\", \"completion\": \" yes\"}\n");
-  CHECK_THROWS_WITH_AS(tools::load_training_data(d / "long.jsonl", 0, 16, true, tok),
+  CHECK_THROWS_WITH_AS(train::load_training_data(d / "long.jsonl", 0, 16, true, tok),
                        doctest::Contains("long.jsonl: nothing to learn: no example of the training part has a token "
                                          "to score (of its 1 example, 1 has a prompt that fills all --seq 16 tokens"),
                        Error);
   test::write_file(d / "one.jsonl", "{\"prompt\": \"a\", \"completion\": \"b\"}\n");
-  CHECK_THROWS_WITH_AS(tools::load_training_data(d / "one.jsonl", 0.1, 16, false, tok),
+  CHECK_THROWS_WITH_AS(train::load_training_data(d / "one.jsonl", 0.1, 16, false, tok),
                        doctest::Contains("one.jsonl: --val-fraction 0.1 holds out the last 1 of its 1 example, which "
                                          "leaves none to train on"),
                        Error);
-  CHECK(tools::load_training_data(d / "one.jsonl", 0, 16, false, tok) != nullptr);
+  CHECK(train::load_training_data(d / "one.jsonl", 0, 16, false, tok) != nullptr);
 
   // The held-out part, when the trainer evaluates on it: its loss would be 0/0.
   test::write_file(d / "held.jsonl", "{\"prompt\": \"a\", \"completion\": \"b\"}\n{\"prompt\": \"" + words +
                                          "\", \"completion\": \" yes\"}\n");
-  const auto held = tools::load_training_data(d / "held.jsonl", 0.5, 16, false, tok);
+  const auto held = train::load_training_data(d / "held.jsonl", 0.5, 16, false, tok);
   CHECK_THROWS_WITH_AS(held->val_batches(1, 16, 1),
                        doctest::Contains("held.jsonl: nothing to learn: no example of the held-out part has a token "
                                          "to score (of its 1 example, 1 has a prompt that fills all --seq 16 tokens"),

@@ -23,18 +23,18 @@ TEST_CASE("pairs parity: padded, masked loss and adapter gradients as HF PEFT") 
       return std::vector<int32_t>(t.data<int32_t>(), t.data<int32_t>() + t.numel());
     };
     const std::vector<int32_t> prompts = ints("prompt_ids"), completions = ints("completion_ids");
-    std::vector<tools::Example> examples;
+    std::vector<train::Example> examples;
     size_t p = 0, q = 0;
     for (const auto& lengths : info["lengths"]) {
       const size_t np = lengths[0].get<size_t>(), nc = lengths[1].get<size_t>();
-      examples.push_back(tools::make_example(std::span(prompts).subspan(p, np), std::span(completions).subspan(q, nc),
+      examples.push_back(train::make_example(std::span(prompts).subspan(p, np), std::span(completions).subspan(q, nc),
                                              c["eos_id"].get<int32_t>(), 64));
       p += np;
       q += nc;
     }
-    std::vector<const tools::Example*> rows;
-    for (const tools::Example& e : examples) rows.push_back(&e);
-    tools::Batch batch = tools::pad_batch(rows, c["pad_id"].get<int32_t>());
+    std::vector<const train::Example*> rows;
+    for (const train::Example& e : examples) rows.push_back(&e);
+    train::Batch batch = train::pad_batch(rows, c["pad_id"].get<int32_t>());
     CHECK(ints("input_ids") == std::vector<int32_t>(batch.ids.data<int32_t>(), batch.ids.data<int32_t>() + batch.ids.numel()));
     CHECK(ints("labels") == std::vector<int32_t>(batch.labels.data<int32_t>(), batch.labels.data<int32_t>() + batch.labels.numel()));
     CHECK(ints("attention_mask") == std::vector<int32_t>(batch.attention_mask.data<int32_t>(),

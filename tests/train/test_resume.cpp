@@ -65,7 +65,7 @@ struct LogLine {
 };
 
 std::vector<LogLine> read_log(const std::string& out_dir) {
-  std::ifstream in(tools::log_path(out_dir));
+  std::ifstream in(train::log_path(out_dir));
   std::vector<LogLine> lines;
   for (std::string line; std::getline(in, line);) {
     nlohmann::json j = nlohmann::json::parse(line);
@@ -75,7 +75,7 @@ std::vector<LogLine> read_log(const std::string& out_dir) {
 }
 
 int64_t checkpoint_step(const std::string& out_dir) {
-  nn::SafetensorsFile f = nn::SafetensorsFile::open(tools::checkpoint_path(out_dir));
+  nn::SafetensorsFile f = nn::SafetensorsFile::open(train::checkpoint_path(out_dir));
   return nlohmann::json::parse(f.metadata().at("minipeft_checkpoint"))["step"].get<int64_t>();
 }
 
@@ -136,10 +136,10 @@ TEST_CASE("killed at any point and resumed: every step logged once, losses as an
 
 TEST_CASE("a resumed log keeps the lines up to the checkpoint's step and drops a torn last line") {
   test::TempDir d("resume_log");
-  const std::string path = tools::log_path(d.path.string());
+  const std::string path = train::log_path(d.path.string());
   test::write_file(path, "{\"step\":1,\"loss\":3.5}\n{\"step\":2,\"loss\":3.25}\n{\"step\":3,\"loss\":3.0}\n{\"step\":4,\"lo");
   auto lines_after_resume = [&](int64_t step) {
-    { tools::TrainLog log = tools::TrainLog::resume(path, step); }
+    { train::TrainLog log = train::TrainLog::resume(path, step); }
     return read_log(d.path.string());
   };
   std::vector<LogLine> kept = lines_after_resume(3);  // the torn line of step 4 is dropped
@@ -149,5 +149,5 @@ TEST_CASE("a resumed log keeps the lines up to the checkpoint's step and drops a
   REQUIRE(kept.size() == 2);
   CHECK(kept.back().loss == 3.25);
   test::write_file(path, "{\"step\":1,\"loss\":3.5}\nnot json\n");
-  CHECK_THROWS_WITH_AS(tools::TrainLog::resume(path, 1), doctest::Contains("line 2"), Error);
+  CHECK_THROWS_WITH_AS(train::TrainLog::resume(path, 1), doctest::Contains("line 2"), Error);
 }

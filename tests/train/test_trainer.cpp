@@ -13,8 +13,8 @@ using namespace mp;
 
 namespace {
 
-tools::TrainConfig small_run(const std::string& out, const std::string& method) {
-  tools::TrainConfig c;
+train::TrainConfig small_run(const std::string& out, const std::string& method) {
+  train::TrainConfig c;
   c.model = "gpt2-tiny";
   c.method = method;
   c.data = test::data_path("legal/licenses.txt");
@@ -30,7 +30,7 @@ tools::TrainConfig small_run(const std::string& out, const std::string& method) 
 }
 
 const models::Tokenizer& tokenizer() {
-  static models::Tokenizer tok = models::Tokenizer::from_dir(tools::default_tokenizer_dir());
+  static models::Tokenizer tok = models::Tokenizer::from_dir(train::default_tokenizer_dir());
   return tok;
 }
 
@@ -40,16 +40,16 @@ TEST_CASE("a resumed run gives bit-identical losses to an uninterrupted one") {
   for (const char* method : {"full", "lora", "prefix"}) {
     CAPTURE(method);
     test::TempDir a("resume_a"), b("resume_b");
-    tools::TrainResult whole = tools::train(small_run(a.path.string(), method), tokenizer());
+    train::TrainResult whole = train::train(small_run(a.path.string(), method), tokenizer());
     REQUIRE(whole.steps.size() == 6);
 
-    tools::TrainConfig first = small_run(b.path.string(), method);
+    train::TrainConfig first = small_run(b.path.string(), method);
     first.stop_after = 3;
-    tools::TrainResult part1 = tools::train(first, tokenizer());
+    train::TrainResult part1 = train::train(first, tokenizer());
     REQUIRE(part1.steps.size() == 3);
-    tools::TrainConfig second = small_run(b.path.string(), method);
+    train::TrainConfig second = small_run(b.path.string(), method);
     second.resume = true;
-    tools::TrainResult part2 = tools::train(second, tokenizer());
+    train::TrainResult part2 = train::train(second, tokenizer());
     REQUIRE(part2.steps.size() == 3);
 
     for (int i = 0; i < 3; ++i) CHECK(part1.steps[size_t(i)].loss == whole.steps[size_t(i)].loss);
@@ -62,9 +62,9 @@ TEST_CASE("a resumed run gives bit-identical losses to an uninterrupted one") {
       // The LoRA dropout masks the resume replayed did act: another p, which
       // draws as many masks, gives other losses. (gpt2-tiny's own dropout
       // would make p = 0 differ even if LoRA dropout did nothing.)
-      tools::TrainConfig other_p = small_run(b.path.string(), method);
+      train::TrainConfig other_p = small_run(b.path.string(), method);
       other_p.lora_dropout = 0.2f;
-      CHECK(tools::train(other_p, tokenizer()).steps.back().loss != whole.steps.back().loss);
+      CHECK(train::train(other_p, tokenizer()).steps.back().loss != whole.steps.back().loss);
     }
   }
 }
@@ -73,17 +73,17 @@ TEST_CASE("--recompute gives the same losses, and a run resumes across the switc
   for (const char* method : {"full", "lora"}) {  // both with dropout (model and LoRA)
     CAPTURE(method);
     test::TempDir a("recompute_a"), b("recompute_b");
-    tools::TrainResult plain = tools::train(small_run(a.path.string(), method), tokenizer());
+    train::TrainResult plain = train::train(small_run(a.path.string(), method), tokenizer());
     REQUIRE(plain.steps.size() == 6);
 
-    tools::TrainConfig first = small_run(b.path.string(), method);
+    train::TrainConfig first = small_run(b.path.string(), method);
     first.recompute = true;
     first.stop_after = 3;
-    CHECK(tools::build_model(first, tokenizer()).base->gradient_checkpointing());  // the switch reaches the model
-    tools::TrainResult part1 = tools::train(first, tokenizer());
-    tools::TrainConfig second = small_run(b.path.string(), method);  // resumes without recompute
+    CHECK(train::build_model(first, tokenizer()).base->gradient_checkpointing());  // the switch reaches the model
+    train::TrainResult part1 = train::train(first, tokenizer());
+    train::TrainConfig second = small_run(b.path.string(), method);  // resumes without recompute
     second.resume = true;
-    tools::TrainResult part2 = tools::train(second, tokenizer());
+    train::TrainResult part2 = train::train(second, tokenizer());
     REQUIRE(part1.steps.size() == 3);
     REQUIRE(part2.steps.size() == 3);
     for (size_t i = 0; i < 3; ++i) {
@@ -96,61 +96,61 @@ TEST_CASE("--recompute gives the same losses, and a run resumes across the switc
 
 TEST_CASE("resume refuses a checkpoint of another run") {
   test::TempDir d("resume_other");
-  tools::TrainConfig c = small_run(d.path.string(), "lora");
+  train::TrainConfig c = small_run(d.path.string(), "lora");
   c.stop_after = 1;
-  tools::train(c, tokenizer());
-  tools::TrainConfig other = small_run(d.path.string(), "lora");
+  train::train(c, tokenizer());
+  train::TrainConfig other = small_run(d.path.string(), "lora");
   other.lora_r = 4;
   other.resume = true;
-  CHECK_THROWS_WITH_AS(tools::train(other, tokenizer()), doctest::Contains("different run"), Error);
+  CHECK_THROWS_WITH_AS(train::train(other, tokenizer()), doctest::Contains("different run"), Error);
 }
 
 TEST_CASE("a LoRA run on an nf4 base trains; its adapter loads on the nf4 base and on the f32 base; merge dequantizes") {
   test::TempDir d("nf4_base");
-  tools::TrainConfig c = small_run(d.path.string(), "lora");
+  train::TrainConfig c = small_run(d.path.string(), "lora");
   c.base_dtype = models::BaseDType::nf4;
   c.steps = 12;
-  tools::TrainResult run = tools::train(c, tokenizer());
+  train::TrainResult run = train::train(c, tokenizer());
   REQUIRE(run.steps.size() == 12);
   CHECK(run.steps.front().loss - run.steps.back().loss > 0.05);
-  tools::TokenDataset data(tools::load_token_ids(c.data, tokenizer()), c.val_fraction, c.data);
+  train::TokenDataset data(train::load_token_ids(c.data, tokenizer()), c.val_fraction, c.data);
   const auto val = data.val_batches(c.batch, c.seq, c.eval_batches);
   // The saved adapter evaluates on an nf4 base to the loss the run reported,
   // and on the f32 base (the same adapter files) to nearly that.
-  const std::string adapter = tools::final_model_dir(d.path.string());
-  tools::TrainedModel q = tools::load_model("gpt2-tiny", adapter, c.seed, models::BaseDType::nf4);
-  CHECK(tools::evaluate(q, val) == doctest::Approx(run.final_val_loss).epsilon(1e-6));
-  tools::TrainedModel f = tools::load_model("gpt2-tiny", adapter, c.seed, models::BaseDType::f32);
-  CHECK(tools::evaluate(f, val) == doctest::Approx(run.final_val_loss).epsilon(2e-2));
+  const std::string adapter = train::final_model_dir(d.path.string());
+  train::TrainedModel q = train::load_model("gpt2-tiny", adapter, c.seed, models::BaseDType::nf4);
+  CHECK(train::evaluate(q, val) == doctest::Approx(run.final_val_loss).epsilon(1e-6));
+  train::TrainedModel f = train::load_model("gpt2-tiny", adapter, c.seed, models::BaseDType::f32);
+  CHECK(train::evaluate(f, val) == doctest::Approx(run.final_val_loss).epsilon(2e-2));
   // merge on an nf4 base: an f32 model that says so, and evaluates as the nf4 run.
   test::Run r = test::minipeft("merge --model gpt2-tiny --base-dtype nf4 --adapter " + adapter + " --out " +
                                (d / "merged"));
   CAPTURE(r.output);
   REQUIRE(r.code == 0);
   CHECK(r.output.find("the nf4 base was dequantized") != std::string::npos);
-  tools::TrainedModel merged = tools::load_model(d / "merged", "", 0);
+  train::TrainedModel merged = train::load_model(d / "merged", "", 0);
   for (const auto& [name, p] : merged.base->named_parameters()) CHECK(p.value().dtype() == DType::f32);
-  CHECK(tools::evaluate(merged, val) == doctest::Approx(run.final_val_loss).epsilon(1e-4));
+  CHECK(train::evaluate(merged, val) == doctest::Approx(run.final_val_loss).epsilon(1e-4));
 }
 
 TEST_CASE("a LoRA run on a bf16 base follows the f32 run, and its checkpoint resumes only on a bf16 base") {
   test::TempDir d("bf16_base"), d32("f32_base");
-  tools::TrainConfig reference = small_run(d32.path.string(), "lora");
+  train::TrainConfig reference = small_run(d32.path.string(), "lora");
   reference.steps = 12;
-  tools::TrainResult f32_run = tools::train(reference, tokenizer());
-  tools::TrainConfig c = small_run(d.path.string(), "lora");
+  train::TrainResult f32_run = train::train(reference, tokenizer());
+  train::TrainConfig c = small_run(d.path.string(), "lora");
   c.base_dtype = models::BaseDType::bf16;
   c.steps = 12;
   c.stop_after = 6;
-  tools::TrainResult first = tools::train(c, tokenizer());
+  train::TrainResult first = train::train(c, tokenizer());
   REQUIRE(first.steps.size() == 6);
-  tools::TrainConfig f32_base = c;
+  train::TrainConfig f32_base = c;
   f32_base.base_dtype = models::BaseDType::f32;
   f32_base.resume = true;
-  CHECK_THROWS_WITH_AS(tools::train(f32_base, tokenizer()), doctest::Contains("different run"), Error);
+  CHECK_THROWS_WITH_AS(train::train(f32_base, tokenizer()), doctest::Contains("different run"), Error);
   c.resume = true;
   c.stop_after = 0;
-  tools::TrainResult second = tools::train(c, tokenizer());
+  train::TrainResult second = train::train(c, tokenizer());
   REQUIRE(second.steps.size() == 6);
   // Rounding the base's weights to bf16 moves the losses by far less than training does.
   for (size_t i = 0; i < 12; ++i) {
@@ -159,18 +159,18 @@ TEST_CASE("a LoRA run on a bf16 base follows the f32 run, and its checkpoint res
   }
   CHECK(f32_run.steps.front().loss - f32_run.steps.back().loss > 0.05);
   // The saved adapter evaluates on a bf16 base to the loss the run reported.
-  tools::TrainedModel m = tools::load_model("gpt2-tiny", tools::final_model_dir(d.path.string()), c.seed, models::BaseDType::bf16);
-  tools::TokenDataset data(tools::load_token_ids(c.data, tokenizer()), c.val_fraction, c.data);
-  CHECK(tools::evaluate(m, data.val_batches(c.batch, c.seq, c.eval_batches)) == doctest::Approx(second.final_val_loss).epsilon(1e-6));
+  train::TrainedModel m = train::load_model("gpt2-tiny", train::final_model_dir(d.path.string()), c.seed, models::BaseDType::bf16);
+  train::TokenDataset data(train::load_token_ids(c.data, tokenizer()), c.val_fraction, c.data);
+  CHECK(train::evaluate(m, data.val_batches(c.batch, c.seq, c.eval_batches)) == doctest::Approx(second.final_val_loss).epsilon(1e-6));
 }
 
 TEST_CASE("full fine-tuning in mixed precision (bf16 GEMMs, f32 master weights) follows the f32 run") {
   test::TempDir d32("f32_run"), d16("bf16_run");
-  tools::TrainConfig c = small_run(d32.path.string(), "full");
-  tools::TrainResult f32_run = tools::train(c, tokenizer());
+  train::TrainConfig c = small_run(d32.path.string(), "full");
+  train::TrainResult f32_run = train::train(c, tokenizer());
   c.out_dir = d16.path.string();
   c.precision = DType::bf16;
-  tools::TrainResult bf16_run = tools::train(c, tokenizer());
+  train::TrainResult bf16_run = train::train(c, tokenizer());
   REQUIRE(bf16_run.steps.size() == f32_run.steps.size());
   bool moved = false;
   for (size_t i = 0; i < f32_run.steps.size(); ++i) {
@@ -183,13 +183,13 @@ TEST_CASE("full fine-tuning in mixed precision (bf16 GEMMs, f32 master weights) 
 
 TEST_CASE("a non-finite loss stops the run, naming the step and the checkpoint kept") {
   test::TempDir d("nan");
-  tools::TrainConfig c = small_run(d.path.string(), "full");
+  train::TrainConfig c = small_run(d.path.string(), "full");
   c.lr = 1e30;  // the first update sends the weights to inf
   c.clip = 0;
   c.checkpoint_every = 1;
   // The first step's loss is finite (the weights are still sane); a later one is not.
-  CHECK_THROWS_WITH_AS(tools::train(c, tokenizer()), doctest::Contains("stopped. The last good checkpoint"), Error);
-  CHECK(std::filesystem::exists(tools::checkpoint_path(d.path.string())));
+  CHECK_THROWS_WITH_AS(train::train(c, tokenizer()), doctest::Contains("stopped. The last good checkpoint"), Error);
+  CHECK(std::filesystem::exists(train::checkpoint_path(d.path.string())));
 }
 
 // Under mixed precision a PEFT model casts its frozen base to bf16 once and
@@ -200,22 +200,22 @@ TEST_CASE("a non-finite loss stops the run, naming the step and the checkpoint k
 TEST_CASE("mixed precision keeps a frozen base's bf16 copies: the same losses as casting every step") {
   for (const char* method : {"lora", "prefix"}) {
     CAPTURE(method);
-    tools::TrainConfig c = small_run("", method);
+    train::TrainConfig c = small_run("", method);
     c.precision = DType::bf16;
-    tools::TrainedModel kept = tools::build_model(c, tokenizer()), cast = tools::build_model(c, tokenizer());
+    train::TrainedModel kept = train::build_model(c, tokenizer()), cast = train::build_model(c, tokenizer());
     REQUIRE(kept.frozen_casts);
     cast.frozen_casts.reset();
     kept.module().eval();  // no dropout: the two models' masks would differ (their instances' ids do)
     cast.module().eval();
-    nn::AdamW opt_kept(tools::trainable_parameters(kept.module())), opt_cast(tools::trainable_parameters(cast.module()));
-    tools::TokenDataset data(tools::load_token_ids(c.data, tokenizer()), c.val_fraction, c.data);
+    nn::AdamW opt_kept(train::trainable_parameters(kept.module())), opt_cast(train::trainable_parameters(cast.module()));
+    train::TokenDataset data(train::load_token_ids(c.data, tokenizer()), c.val_fraction, c.data);
     std::vector<Tensor> batches = data.val_batches(c.batch, c.seq, 3);  // (B, T) windows
     REQUIRE(batches.size() == 3);
     const size_t weights_before = Ledger::instance().current(Tag::weights);
     std::vector<size_t> kept_bytes;  // the copies' bytes after each step
     for (const Tensor& b : batches) {
-      const double with_cache = tools::train_step(kept, opt_kept, {b}).loss;
-      const double without = tools::train_step(cast, opt_cast, {b}).loss;
+      const double with_cache = train::train_step(kept, opt_kept, {b}).loss;
+      const double without = train::train_step(cast, opt_cast, {b}).loss;
       CHECK(with_cache == without);
       kept_bytes.push_back(Ledger::instance().current(Tag::weights) - weights_before);
     }

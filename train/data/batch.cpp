@@ -2,7 +2,7 @@
 
 #include "engine/error.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 int64_t Batch::targets() const {
   const int64_t B = ids.size(0), T = ids.size(1);
@@ -29,4 +29,4 @@ Batch Batch::rows(nn::BatchRows part) const {
   return out;
 }
 
-}  // namespace mp::tools
+}  // namespace mp::train

@@ -5,7 +5,7 @@
 #include "engine/tensor.h"
 #include "nn/rng.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 struct Batch {
   Tensor ids;             // (B, T) i32
@@ -28,4 +28,4 @@ struct Batch {
   Batch rows(nn::BatchRows part) const;
 };
 
-}  // namespace mp::tools
+}  // namespace mp::train

@@ -10,7 +10,7 @@
 #include "nn/atomic_file.h"
 #include "train/data/line_reader.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 namespace {
 
@@ -126,4 +126,4 @@ std::vector<Tensor> TokenDataset::val_batches(int64_t B, int64_t T, int64_t max_
   return out;
 }
 
-}  // namespace mp::tools
+}  // namespace mp::train

@@ -10,7 +10,7 @@
 #include "models/tokenizer.h"
 #include "nn/rng.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 // The ids of a text file. The cache is reused when the text's size and hash
 // match; when it cannot be written (read-only folder) the ids are still
@@ -41,4 +41,4 @@ class TokenDataset {
   std::string name_;
 };
 
-}  // namespace mp::tools
+}  // namespace mp::train

@@ -6,7 +6,7 @@
 
 #include "engine/error.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 std::ifstream open_input_file(const std::string& path, std::string_view what) {
   std::error_code ec;
@@ -43,4 +43,4 @@ bool LineReader::next(std::string& line) {
   }
 }
 
-}  // namespace mp::tools
+}  // namespace mp::train

@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-namespace mp::tools {
+namespace mp::train {
 
 // `path` opened for reading as a `what` ("pairs file"), or an mp::Error that
 // says why not: missing, unreadable, or a directory.
@@ -37,4 +37,4 @@ class LineReader {
   size_t begin_ = 0, end_ = 0;  // the unread part of buffer_
 };
 
-}  // namespace mp::tools
+}  // namespace mp::train

@@ -9,7 +9,7 @@
 #include "nn/json_input.h"
 #include "train/data/line_reader.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 namespace {
 
@@ -219,4 +219,4 @@ std::vector<Batch> PairsDataset::val_batches(int64_t B, int64_t max_batches) con
   return out;
 }
 
-}  // namespace mp::tools
+}  // namespace mp::train

@@ -25,7 +25,7 @@
 #include "models/tokenizer.h"
 #include "train/data/batch.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 // One line of a pairs file as written.
 struct PairLine {
@@ -129,4 +129,4 @@ class PairsDataset {
   std::string name_;
 };
 
-}  // namespace mp::tools
+}  // namespace mp::train

@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <string>
 
-namespace mp::tools {
+namespace mp::train {
 
 inline std::string data_dir() {
   if (const char* env = std::getenv("MP_DATA")) return env;
@@ -12,4 +12,4 @@ inline std::string data_dir() {
 }
 inline std::string default_tokenizer_dir() { return data_dir() + "/gpt2-tokenizer"; }
 
-}  // namespace mp::tools
+}  // namespace mp::train

@@ -7,7 +7,7 @@
 #include "train/data/dataset.h"
 #include "train/data/pairs.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 namespace {
 
@@ -61,4 +61,4 @@ std::unique_ptr<TrainingData> load_training_data(const std::string& path, double
   return std::make_unique<PairsData>(std::move(data));
 }
 
-}  // namespace mp::tools
+}  // namespace mp::train

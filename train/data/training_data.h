@@ -10,7 +10,7 @@
 #include "nn/rng.h"
 #include "train/data/batch.h"
 
-namespace mp::tools {
+namespace mp::train {
 
 class TrainingData {
  public:
@@ -28,4 +28,4 @@ class TrainingData {
 std::unique_ptr<TrainingData> load_training_data(const std::string& path, double val_fraction, int64_t T, bool packing,
                                                  const models::Tokenizer& tokenizer);
 
-}  // namespace mp::tools
+}  // namespace mp::train
