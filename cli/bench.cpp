@@ -6,20 +6,21 @@
 // rank a batch of --batch, gradients averaged, --zero 1 shards AdamW) and
 // rank 0 reports tokens/s of the global batch; in one process as under
 // mpirun it reports the gradient bytes each rank all-reduces per step.
-#include <sys/resource.h>
-
 #include <chrono>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <random>
 
 #include "autograd/autocast.h"
+#include "engine/backend.h"
 #include "engine/ops.h"
+#include "engine/process_memory.h"
 #include "parallel/communicator.h"
 #include "parallel/grad_sync.h"
 #include "cli/command.h"
 #include "cli/train_options.h"
 #include "train/data/paths.h"
+#include "train/memory_plan.h"
 #include "cli/tag_bytes_json.h"
 #include "train/train_step.h"
 
@@ -30,12 +31,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-size_t peak_rss_bytes() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return size_t(u.ru_maxrss) * 1024;
-}
 
 Tensor random_ids(int64_t B, int64_t T, int vocab, uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -71,6 +66,8 @@ void run_bench(const BenchOptions& o) {
   const train::TrainConfig& c = o.train;
   c.validate();
   models::Tokenizer tok = models::Tokenizer::from_dir(train::default_tokenizer_dir());
+  // The training step's plan (planned_rss_bytes), made before the model: it measures the fixed part first.
+  const train::MemoryPlan plan = o.forward_only ? train::MemoryPlan{} : train::plan_training_memory(c, tok, parallel::world().size());
   train::TrainedModel m = train::build_model(c, tok);
   Tensor ids = random_ids(c.batch, c.seq, m.base->vocab_size(), c.seed);
   const int64_t tokens = c.batch * c.seq;  // per forward pass (a training step: grad_accum of them)
@@ -90,6 +87,7 @@ void run_bench(const BenchOptions& o) {
     std::unique_ptr<nn::Optimizer> opt = train::make_optimizer(c, params, comm);
     parallel::GradSync sync(comm, params, !c.recompute);  // sends only with more than one rank
     const std::vector<train::Batch> micro(size_t(c.grad_accum), ids);  // the same ids for every micro-batch
+    backend(kCPU).empty_cache();  // as the planner does: the steps start from an empty cache
     Ledger::instance().reset_peaks();
     double total = 0, loss = 0;
     uint64_t sent = 0, flops = 0;
@@ -119,6 +117,9 @@ void run_bench(const BenchOptions& o) {
     peaks["total"] = ledger.peak_total();  // the peak of the sum; the tags' entries are their own peaks
     out["peak_bytes"] = peaks;
     out["at_peak_bytes"] = cli::tag_bytes_json(ledger.peak_moment().by_tag);
+    // The process's peak so far: what planned_rss_bytes plans. The forward
+    // passes below may go higher (without grad the LM head's logits are whole).
+    out["train_peak_rss_bytes"] = peak_resident_bytes();
   }
   {
     ag::NoGrad no_grad;
@@ -133,7 +134,11 @@ void run_bench(const BenchOptions& o) {
     out["forward_s"] = total / double(c.steps);
     out["forward_tokens_per_s"] = double(tokens * c.steps) / total;
   }
-  out["peak_rss_bytes"] = peak_rss_bytes();
+  out["peak_rss_bytes"] = peak_resident_bytes();
+  if (!o.forward_only) {
+    out["fixed_bytes"] = plan.fixed_bytes;
+    out["planned_rss_bytes"] = plan.rss_bytes;
+  }
   auto [trainable, all] = m.trainable_and_all_parameters();
   out["trainable_params"] = trainable;
   out["all_params"] = all;
@@ -168,7 +173,13 @@ void run_bench(const BenchOptions& o) {
     }
     fmt::print("  peak total   {:10.1f} MiB   (the peak of the sum)\n", out["peak_bytes"]["total"].get<double>() / (1 << 20));
   }
-  fmt::print("  peak RSS          {:10.1f} MiB\n", double(out["peak_rss_bytes"].get<size_t>()) / (1 << 20));
+  fmt::print("  peak RSS     {:10.1f} MiB", double(out["peak_rss_bytes"].get<size_t>()) / (1 << 20));
+  if (out.contains("train_peak_rss_bytes")) {
+    const double rss = double(out["train_peak_rss_bytes"].get<size_t>()), planned = double(plan.rss_bytes);
+    fmt::print("   (training steps {:.1f} MiB; planned {:.1f} MiB, {:+.1f}%; fixed part {:.1f} MiB)", rss / (1 << 20),
+               planned / (1 << 20), 100 * (planned - rss) / rss, double(plan.fixed_bytes) / (1 << 20));
+  }
+  fmt::print("\n");
 }
 
 }  // namespace

@@ -1,8 +1,9 @@
 // minipeft info: a model's shape and parameters, the method's trainable line,
 // and the planned memory of one training step (train/memory_plan.h) for
 // exactly the run a `train` command with the same options would do: change
-// `train` to `info` to see whether it fits. --fit-in finds the largest batch
-// under a memory budget.
+// `train` to `info` to see whether it fits: the planned resident memory
+// (planned_rss_bytes: the process's fixed part + the planned peak). --fit-in
+// finds the largest batch whose planned resident memory is under a budget.
 #include <fmt/format.h>
 
 #include <cctype>
@@ -93,6 +94,9 @@ void run_info(const InfoOptions& o) {
                         {"trainable_params", plan.trainable_params},
                         {"all_params", plan.all_params},
                         {"peak_total_bytes", plan.peak_total},
+                        {"setup_peak_bytes", plan.setup_peak},
+                        {"fixed_bytes", plan.fixed_bytes},
+                        {"planned_rss_bytes", plan.rss_bytes},
                         {"at_peak_bytes", cli::tag_bytes_json(plan.at_peak.by_tag)},
                         {"tag_peak_bytes", cli::tag_bytes_json(plan.tag_peaks)},
                         {"peak_phase", plan.at_peak.phase},
@@ -128,6 +132,12 @@ void run_info(const InfoOptions& o) {
   fmt::print("  {:<12} {:>8.1f} MiB   (the peak of the sum, in {}{})\n", "peak total", mib(plan.peak_total),
              plan.at_peak.phase.empty() ? "set-up" : plan.at_peak.phase,
              plan.at_peak.op.empty() ? "" : ", op " + plan.at_peak.op);
+  fmt::print("  {:<12} {:>8.1f} MiB   (program, libraries, threads, GEMM library: measured in this process)\n",
+             "fixed part", mib(plan.fixed_bytes));
+  fmt::print("  {:<12} {:>8.1f} MiB   (the peak of the sum while the model is built)\n", "set-up peak",
+             mib(plan.setup_peak));
+  fmt::print("  {:<12} {:>8.1f} MiB   (planned resident memory: the fixed part + the higher peak)\n", "planned RSS",
+             mib(plan.rss_bytes));
   if (budget) {
     if (largest == 0) fmt::print("not even --batch 1 fits in {:.1f} MiB\n", mib(budget));
     else fmt::print("largest --batch that fits in {:.1f} MiB: {}\n", mib(budget), largest);

@@ -168,7 +168,7 @@ class CudaBackend final : public Backend {
     std::lock_guard lock(mutex_);
     return cached_;
   }
-  void empty_cache() {
+  void empty_cache() override {
     std::lock_guard lock(mutex_);
     release_cached();
   }

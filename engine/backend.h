@@ -62,6 +62,8 @@ class Backend {
   // Memory. The tag is for allocators that pool per tag; the Ledger is kept by Storage.
   virtual void* allocate(size_t bytes, Tag tag) = 0;
   virtual void deallocate(void* p, size_t bytes, Tag tag) = 0;
+  // Give every block the allocator caches back to the OS (or the driver).
+  virtual void empty_cache() {}
   // Host <-> device copies of raw bytes (the CPU backend: memcpy).
   virtual void copy_from_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;

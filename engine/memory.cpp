@@ -7,7 +7,7 @@
 namespace mp {
 
 std::string_view tag_name(Tag t) {
-  static constexpr std::string_view names[kTags] = {"weights", "grads", "optimizer", "activations", "workspace", "adapter"};
+  static constexpr std::string_view names[kTags] = {"weights", "grads", "optimizer", "activations", "workspace", "adapter", "cached"};
   return names[int(t)];
 }
 
@@ -71,8 +71,9 @@ std::shared_ptr<Storage> Storage::allocate(size_t bytes, Device d, Tag t) {
 }
 
 Storage::~Storage() {
-  backend(device_).deallocate(data_, bytes_, tag_);
+  // Un-ledgered first: the allocator may ledger the block as cached.
   Ledger::instance().on_free(device_, tag_, bytes_);
+  backend(device_).deallocate(data_, bytes_, tag_);
 }
 
 void Storage::retag(Tag t) {

@@ -15,8 +15,10 @@
 
 namespace mp {
 
-enum class Tag : uint8_t { weights, grads, optimizer, activations, workspace, adapter };
-constexpr int kTags = 6;
+// cached: blocks the allocator holds for reuse, not in any tensor (engine/block_pool.h);
+// the other tags together are the allocated bytes, all of them the reserved bytes.
+enum class Tag : uint8_t { weights, grads, optimizer, activations, workspace, adapter, cached };
+constexpr int kTags = 7;
 std::string_view tag_name(Tag t);
 
 using TagBytes = std::array<size_t, kTags>;

@@ -1,7 +1,12 @@
 #include "train/memory_plan.h"
 
+#include <algorithm>
 #include <chrono>
 #include <tuple>
+
+#include "engine/backend.h"
+#include "engine/ops.h"
+#include "engine/process_memory.h"
 
 #include "parallel/communicator.h"
 #include "parallel/grad_sync.h"
@@ -9,14 +14,19 @@
 
 namespace mp::train {
 
-// Build the run's model on `device`, reset the peaks, run two steps (then
-// `timed_steps` more, timed) on ids of zeros (values never matter to memory),
-// and read `device`'s account, less what was allocated there before (a
-// caller's tensors are not the run's).
+// Build the run's model on `device`, reset the peaks, run two steps on ids
+// of zeros (values never matter to memory), read `device`'s account (then
+// run `timed_steps` more, timed), less what was allocated there before (a
+// caller's tensors are not the run's). The allocator's cache is emptied
+// before and after the model is built, so that the steps start from the same
+// cache on every device whatever ran before.
 static MemoryPlan run_steps(const TrainConfig& config, const models::Tokenizer& tokenizer, Device device,
                             int timed_steps, int ranks = 1) {
   config.validate();
+  const size_t fixed = fixed_process_bytes();  // measured before the first model this process builds
   Ledger& ledger = Ledger::instance();
+  backend(device).empty_cache();
+  ledger.reset_peaks();
   TagBytes before{};
   for (int t = 0; t < kTags; ++t) before[size_t(t)] = ledger.current(Tag(t), device);
   const size_t before_total = ledger.current_total(device);
@@ -30,6 +40,8 @@ static MemoryPlan run_steps(const TrainConfig& config, const models::Tokenizer& 
   nn::Optimizer& opt = *optimizer;
   std::unique_ptr<parallel::GradSync> sync =
       ranks > 1 ? std::make_unique<parallel::GradSync>(*comm, params, !config.recompute) : nullptr;
+  const size_t setup_peak = ledger.peak_total(device) - before_total;
+  backend(device).empty_cache();
   ledger.reset_peaks();
   const std::vector<Batch> micro(size_t(config.grad_accum), Tensor::zeros({config.batch, config.seq}, DType::i32, device));
   // Two steps: AdamW makes its state during the first step's update, so only
@@ -38,12 +50,10 @@ static MemoryPlan run_steps(const TrainConfig& config, const models::Tokenizer& 
   // second again.
   for (int step = 0; step < 2; ++step) train_step(m, opt, micro, {.clip = config.clip, .sync = sync.get()});
   MemoryPlan plan;
-  if (timed_steps > 0) {
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < timed_steps; ++i) train_step(m, opt, micro, {.clip = config.clip});
-    plan.step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / timed_steps;
-  }
   plan.peak_total = ledger.peak_total(device) - before_total;
+  plan.setup_peak = setup_peak;
+  plan.fixed_bytes = fixed;
+  plan.rss_bytes = fixed + std::max(plan.peak_total, setup_peak);
   plan.at_peak = ledger.peak_moment(device);
   for (size_t t = 0; t < kTags; ++t) {
     plan.at_peak.by_tag[t] -= before[t];
@@ -51,6 +61,11 @@ static MemoryPlan run_steps(const TrainConfig& config, const models::Tokenizer& 
   }
   std::tie(plan.trainable_params, plan.all_params) = m.trainable_and_all_parameters();
   plan.storage = models::base_storage(*m.base);
+  if (timed_steps > 0) {  // after the account is read: the plan is of the same two steps
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < timed_steps; ++i) train_step(m, opt, micro, {.clip = config.clip});
+    plan.step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / timed_steps;
+  }
   return plan;
 }
 
@@ -62,10 +77,28 @@ MemoryPlan measure_training_memory(const TrainConfig& config, const models::Toke
   return run_steps(config, tokenizer, kCPU, timed_steps);
 }
 
+bool same_tag_peaks(const TagBytes& planned, const TagBytes& measured) {
+  for (int t = 0; t < kTags; ++t)
+    if (Tag(t) != Tag::cached && planned[size_t(t)] != measured[size_t(t)]) return false;
+  return true;
+}
+
+size_t fixed_process_bytes() {
+  static const size_t fixed = [] {
+    for (DType dt : {DType::f32, DType::bf16}) {
+      const Tensor a = Tensor::zeros({64, 64}, dt, kCPU, Tag::workspace);  // (64, 64)
+      ops::matmul(a, a);
+    }
+    backend(kCPU).empty_cache();
+    return resident_bytes();
+  }();
+  return fixed;
+}
+
 int64_t largest_fitting_batch(TrainConfig config, const models::Tokenizer& tokenizer, size_t budget, int ranks) {
   auto fits = [&](int64_t batch) {
     config.batch = batch;
-    return plan_training_memory(config, tokenizer, ranks).peak_total <= budget;
+    return plan_training_memory(config, tokenizer, ranks).rss_bytes <= budget;
   };
   if (!fits(1)) return 0;
   // Peak memory grows with the batch: double until it does not fit, then bisect.

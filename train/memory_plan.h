@@ -11,7 +11,16 @@
 // Every allocation and free goes through the Ledger as on the CPU, so the
 // meta account is the plan. measure_training_memory runs the same step on
 // the CPU with real (random) weights; the tests hold the two equal per tag,
-// at the peak of the sum, to the byte.
+// at the peak of the sum, to the byte. The sum includes Tag::cached, the
+// blocks the allocator keeps (engine/block_pool.h, run on meta too), so the
+// peak is the allocator's footprint, not only the live bytes.
+//
+// What the machine sees, the process's resident memory, is that footprint
+// plus what every process of this program holds whatever the run: the
+// program, its libraries, thread stacks, the GEMM library's state. That
+// fixed part is measured once, in this process (fixed_process_bytes), and
+// planned_rss_bytes is their sum, or the fixed part and the peak of building
+// the model where that is higher (an NF4 base is quantized from f32).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -24,7 +33,10 @@
 namespace mp::train {
 
 struct MemoryPlan {
-  size_t peak_total = 0;    // the peak of the sum of all tags
+  size_t peak_total = 0;    // the peak of the sum of all tags (cached included: the reserved bytes)
+  size_t setup_peak = 0;    // the peak of the sum while the model was built
+  size_t fixed_bytes = 0;   // the process's fixed part (fixed_process_bytes)
+  size_t rss_bytes = 0;     // planned resident memory: fixed_bytes + max(peak_total, setup_peak)
   PeakMoment at_peak;       // bytes per tag at that moment, and where it happened
   TagBytes tag_peaks{};     // each tag's own peak (they need not coincide)
   int64_t trainable_params = 0, all_params = 0;
@@ -43,11 +55,25 @@ MemoryPlan plan_training_memory(const TrainConfig& config, const models::Tokeniz
 // The same step run on the CPU (random weights for a built-in name, the
 // folder's weights otherwise), read from the Ledger. With timed_steps > 0,
 // that many more steps follow the two and step_seconds is their mean (the
-// peaks cover them all; a step's memory does not change after the second).
+// account is read before them: the live bytes do not change after the
+// second step, but what the allocator caches between steps may, a little).
 MemoryPlan measure_training_memory(const TrainConfig& config, const models::Tokenizer& tokenizer,
                                    int timed_steps = 0);
 
-// The largest --batch (from 1 up) whose planned peak fits in `budget` bytes;
+// Whether two accounts' own peaks per tag are equal, all but cached's: the
+// meta backend holds a CPU kernel's workspace as one block where the kernel
+// may hold several (attention), which the ledger adds up alike but the
+// allocator caches differently between steps, so cached's own peak may
+// differ a little (its bytes at the peak of the sum do not: about 0).
+bool same_tag_peaks(const TagBytes& planned, const TagBytes& measured);
+
+// The resident bytes of this process once the engine is up and before any
+// run: the CPU backend made, its threads started and the GEMM library loaded
+// (one small f32 and one bf16 product). Measured at the first call, then
+// remembered; call it before building a model.
+size_t fixed_process_bytes();
+
+// The largest --batch (from 1 up) whose planned resident memory fits in `budget` bytes;
 // 0 when even one sequence does not fit.
 int64_t largest_fitting_batch(TrainConfig config, const models::Tokenizer& tokenizer, size_t budget, int ranks = 1);
 

@@ -1,79 +1,48 @@
 #include "engine/cpu/block_cache.h"
 
+#include <cstdint>
 #include <cstdlib>
 
 #include <sys/mman.h>
 
-#include "engine/error.h"
-
 namespace mp::cpu {
 
-BlockCache::BlockCache() {
-  const char* env = std::getenv("MP_CPU_CACHE_MB");
-  if (env) max_cached_ = size_t(std::strtoull(env, nullptr, 10)) << 20;
+namespace {
+
+constexpr size_t kHugePage = size_t(2) << 20;  // alignment of large blocks
+
+void* map_pages(size_t size) {
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
 }
 
-BlockCache::~BlockCache() {
-  for (auto& [size, blocks] : free_)
-    for (void* p : blocks) std::free(p);
-}
-
-void* BlockCache::allocate(size_t bytes) {
-  if (bytes < kLarge) {
-    constexpr size_t kAlign = 64;  // aligned_alloc wants the size to be a multiple of the alignment
-    size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
-    void* p = std::aligned_alloc(kAlign, rounded == 0 ? kAlign : rounded);
-    if (!p) fail("out of host memory allocating {} bytes", bytes);
-    return p;
-  }
-  const size_t size = round_large(bytes);
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = free_.find(size);
-    if (it != free_.end() && !it->second.empty()) {
-      void* p = it->second.back();
-      it->second.pop_back();
-      cached_ -= size;
-      return p;
-    }
-  }
-  // posix_memalign, not aligned_alloc: the size is a multiple of 64 KiB,
-  // not of the 2 MiB alignment, which aligned_alloc requires (ASan checks).
-  void* p = huge_aligned(size);
-  if (!p) {
-    release_all();  // the cache may hold what this request needs
-    p = huge_aligned(size);
-  }
-  if (!p) fail("out of host memory allocating {} bytes", bytes);
+// `size` bytes (a multiple of the page size); from 2 MiB up at a 2 MiB
+// boundary: map 2 MiB more and unmap what lies before and after the block.
+void* map_block(size_t size) {
+  if (size < kHugePage) return map_pages(size);
+  void* raw = map_pages(size + kHugePage);
+  if (!raw) return nullptr;
+  const uintptr_t start = uintptr_t(raw), aligned = (start + kHugePage - 1) / kHugePage * kHugePage;
+  if (aligned > start) munmap(raw, aligned - start);
+  const size_t tail = start + kHugePage - aligned;  // mapped after the block
+  if (tail > 0) munmap(reinterpret_cast<void*>(aligned + size), tail);
+  void* p = reinterpret_cast<void*>(aligned);
 #ifdef MADV_HUGEPAGE
   madvise(p, size, MADV_HUGEPAGE);  // advice only: ignore failure
 #endif
   return p;
 }
 
-void BlockCache::deallocate(void* p, size_t bytes) {
-  if (bytes < kLarge) {
-    std::free(p);
-    return;
-  }
-  const size_t size = round_large(bytes);
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (cached_ + size <= max_cached_) {
-      free_[size].push_back(p);
-      cached_ += size;
-      return;
-    }
-  }
-  std::free(p);
+void unmap(void* p, size_t size) { munmap(p, size); }
+
+void* small_block(size_t bytes) {
+  constexpr size_t kAlign = 64;  // aligned_alloc wants the size to be a multiple of the alignment
+  const size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
+  return std::aligned_alloc(kAlign, rounded == 0 ? kAlign : rounded);
 }
 
-void BlockCache::release_all() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  for (auto& [size, blocks] : free_)
-    for (void* p : blocks) std::free(p);
-  free_.clear();
-  cached_ = 0;
-}
+}  // namespace
+
+BlockSource host_memory() { return {map_block, unmap, small_block, std::free}; }
 
 }  // namespace mp::cpu

@@ -1,4 +1,5 @@
-// The CPU backend: host memory from the block cache (block_cache.h), every
+// The CPU backend: host memory from a BlockPool (engine/block_pool.h) over
+// mmap and malloc (block_cache.h), every
 // kernel forwarded to its family's file (elementwise.cpp, matmul.cpp, ...)
 // and timed when MP_PROFILE is set (profile.h).
 #include <cstring>
@@ -41,6 +42,7 @@ class CpuBackend final : public Backend {
 
   void* allocate(size_t bytes, Tag) override { return blocks_.allocate(bytes); }
   void deallocate(void* p, size_t bytes, Tag) override { blocks_.deallocate(p, bytes); }
+  void empty_cache() override { blocks_.release_cached(); }
   void copy_from_host(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void copy_to_host(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
 
@@ -160,7 +162,7 @@ class CpuBackend final : public Backend {
   }
 
  private:
-  BlockCache blocks_;
+  BlockPool blocks_{kCPU, host_memory()};
 };
 
 }  // namespace cpu

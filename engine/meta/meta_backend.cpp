@@ -11,6 +11,7 @@
 // allocates as much for the duration of the call. Reading values (item(),
 // to(kCPU)) is an mp::Error naming the tensor's shape (engine/tensor.cpp).
 #include "engine/backend.h"
+#include "engine/block_pool.h"
 #include "engine/cpu/kernels.h"
 #include "engine/error.h"
 #include "engine/tensor.h"
@@ -23,9 +24,12 @@ class MetaBackend final : public Backend {
  public:
   Device device() const override { return kMeta; }
 
-  // No bytes: every meta storage points at one dummy byte, never read or written.
-  void* allocate(size_t, Tag) override { return &dummy_; }
-  void deallocate(void*, size_t, Tag) override {}
+  // No bytes: every meta storage points at one dummy byte, never read or
+  // written. The blocks go through the CPU's pool policy, so that the bytes
+  // it would cache are ledgered here as they are there.
+  void* allocate(size_t bytes, Tag) override { return blocks_.allocate(bytes); }
+  void deallocate(void* p, size_t bytes, Tag) override { blocks_.deallocate(p, bytes); }
+  void empty_cache() override { blocks_.release_cached(); }
   void copy_from_host(void*, const void*, size_t) override {}
   void copy_to_host(void*, const void*, size_t) override {
     fail("the meta device holds shapes only: there are no values to copy to the host");
@@ -84,6 +88,8 @@ class MetaBackend final : public Backend {
   }
 
   alignas(64) static inline char dummy_ = 0;
+  static void* dummy(size_t) { return &dummy_; }
+  BlockPool blocks_{kMeta, {dummy, [](void*, size_t) {}, dummy, [](void*) {}}};
 };
 
 }  // namespace

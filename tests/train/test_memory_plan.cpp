@@ -169,14 +169,17 @@ TEST_CASE("info: takes train's options, plans, and finds the largest batch that 
   const train::MemoryPlan p = train::plan_training_memory(c, tokenizer());
   CHECK(j["peak_total_bytes"].get<size_t>() == p.peak_total);
   CHECK(j["tag_peak_bytes"]["adapter"].get<size_t>() == p.tag_peaks[size_t(Tag::adapter)]);
+  const size_t fixed = j["fixed_bytes"].get<size_t>();  // info's process, not this one
+  CHECK(j["planned_rss_bytes"].get<size_t>() == fixed + std::max(p.peak_total, p.setup_peak));
 
-  // A budget between the peaks of batch 5 and batch 6: the answer is 5.
+  // --fit-in decides on the planned resident memory: a budget of info's fixed
+  // part plus a peak between those of batch 5 and batch 6: the answer is 5.
   c.batch = 5;
   const size_t five = train::plan_training_memory(c, tokenizer()).peak_total;
   c.batch = 6;
   const size_t six = train::plan_training_memory(c, tokenizer()).peak_total;
   REQUIRE(six > five);
-  r = test::minipeft("info " + run_options + " --json --fit-in " + std::to_string((five + six) / 2) + "B");
+  r = test::minipeft("info " + run_options + " --json --fit-in " + std::to_string(fixed + (five + six) / 2) + "B");
   CAPTURE(r.output);
   REQUIRE(r.code == 0);
   CHECK(nlohmann::json::parse(r.output)["largest_batch"] == 5);
