@@ -31,6 +31,10 @@
 // Under mixed precision (AttentionParams::compute bf16) the GEMMs read bf16
 // copies of Q, K, V, dO and of each chunk's (F) P and dS, made in workspace;
 // the scores, the softmax, lse, D and every output stay f32.
+//
+// On meta tensors both are dry runs (kernels.h): the same workspace, block
+// by block, and each product's scratchpad as the meta backend's matmul holds
+// it, but nothing computed.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -214,11 +218,23 @@ bool bf16_products(const AttentionParams& p) {
   return true;
 }
 
+// One of the kernel's products: in a dry run, only the workspace the CPU's
+// holds for it (the meta backend's matmul).
+void product(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out, float alpha, float beta) {
+  if (dry_run(a)) backend(kMeta).matmul(a, trans_a, b, trans_b, out, alpha, beta);
+  else matmul(a, trans_a, b, trans_b, out, alpha, beta);
+}
+
+// A chunk's (nh_max * T * S) matrix of dt in workspace, on the inputs' device.
+Tensor chunk_matrix(const Dims& d, int64_t nh_max, DType dt, Device device) {
+  return workspace({nh_max * d.T * d.S}, dt, device);
+}
+
 // A GEMM operand: t itself, or its bf16 copy in workspace.
 Tensor gemm_operand(const Tensor& t, bool bf16) {
   if (!bf16) return t;
-  Tensor c = workspace(t.shape(), DType::bf16);
-  copy(t, c);
+  Tensor c = workspace(t.shape(), DType::bf16, t.device());
+  if (!dry_run(t)) copy(t, c);
   return c;
 }
 
@@ -227,7 +243,7 @@ Tensor gemm_operand(const Tensor& t, bool bf16) {
 Tensor matrix_operand(const Tensor& m, const Tensor& PB, const Piece& pc) {
   if (!PB.defined()) return m;
   Tensor b = matrices(PB, pc, pc.keys);
-  copy(m, b);
+  if (!dry_run(m)) copy(m, b);
   return b;
 }
 
@@ -235,18 +251,52 @@ template <class R>
 void forward(const Dims& d, const Tensor& q, const Tensor& k, const Tensor& v, const int32_t* mask,
              const int32_t* seg, const AttentionParams& p, const Tensor& out, R* lse) {
   const int64_t nh_max = chunk_heads(d, sizeof(R));
-  const bool dropout = p.dropout > 0.f, bf16 = bf16_products<R>(p);
-  Tensor S = workspace({nh_max * d.T * d.S}, q.dtype());                         // scores, then probabilities
-  Tensor FP = dropout ? workspace({nh_max * d.T * d.S}, q.dtype()) : Tensor();  // F P
-  Tensor PB = bf16 ? workspace({nh_max * d.T * d.S}, DType::bf16) : Tensor();   // [F] P in bf16
+  const bool dropout = p.dropout > 0.f, bf16 = bf16_products<R>(p), dry = dry_run(q);
+  const Device dev = q.device();
+  Tensor S = chunk_matrix(d, nh_max, q.dtype(), dev);                         // scores, then probabilities
+  Tensor FP = dropout ? chunk_matrix(d, nh_max, q.dtype(), dev) : Tensor();  // F P
+  Tensor PB = bf16 ? chunk_matrix(d, nh_max, DType::bf16, dev) : Tensor();   // [F] P in bf16
   Tensor qg = gemm_operand(q, bf16), kg = gemm_operand(k, bf16), vg = gemm_operand(v, bf16);
   for (const Piece& pc : pieces(d, nh_max, p.causal)) {
     Tensor s = matrices(S, pc, pc.keys);  // (nh, rows, keys)
     Tensor fp = dropout ? matrices(FP, pc, pc.keys) : Tensor();
-    matmul(piece_rows(qg, pc, pc.t0, pc.t1), false, piece_rows(kg, pc, 0, pc.keys), true, s, float(p.scale), 0.f);
-    probabilities<R>(d, p, mask, seg, pc, s.data<R>(), lse, lse, dropout ? fp.data<R>() : nullptr);
+    product(piece_rows(qg, pc, pc.t0, pc.t1), false, piece_rows(kg, pc, 0, pc.keys), true, s, float(p.scale), 0.f);
+    if (!dry) probabilities<R>(d, p, mask, seg, pc, s.data<R>(), lse, lse, dropout ? fp.data<R>() : nullptr);
     Tensor pv = matrix_operand(dropout ? fp : s, PB, pc);  // (nh, rows, keys) [F] P
-    matmul(pv, false, piece_rows(vg, pc, 0, pc.keys), false, piece_rows(out, pc, pc.t0, pc.t1), 1.f, 0.f);  // O = [F] P V
+    product(pv, false, piece_rows(vg, pc, 0, pc.keys), false, piece_rows(out, pc, pc.t0, pc.t1), 1.f, 0.f);  // O = [F] P V
+  }
+}
+
+// dS = scale * P (F dP - D) in place of a piece's dP (nh, rows, keys), with
+// D_t = dO_t . O_t and F the dropout factors (none without dropout).
+template <class R>
+void score_gradients(const Dims& d, const AttentionParams& p, const Piece& pc, const Tensor& out, const Tensor& gout,
+                     const Tensor& P, const Tensor& dP) {
+  const bool dropout = p.dropout > 0.f;
+  const R scale = R(p.scale);
+  const int64_t rows = pc.nh * pc.rows(), K = pc.keys;
+  const R* o = piece_rows(out, pc, pc.t0, pc.t1).data<R>();
+  const R* g = piece_rows(gout, pc, pc.t0, pc.t1).data<R>();
+  const R* pp = P.data<R>();
+  R* ds = dP.data<R>();
+#pragma omp parallel if (rows * K > (1 << 14))
+  {
+    std::vector<R> keep(dropout ? size_t(K) : size_t(0));  // (keys)
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < rows; ++i) {
+      R dt = 0;
+      for (int64_t j = 0; j < d.D; ++j) dt += g[i * d.D + j] * o[i * d.D + j];
+      const int64_t r = (pc.h0 + i / pc.rows()) * d.T + pc.t0 + i % pc.rows();
+      if (dropout) dropout_factors(p.seed, p.dropout, p.dropout_offset + uint64_t(r * d.S), K, keep.data());
+      R* dsr = ds + i * K;        // (keys) dP, then dS
+      const R* pr = pp + i * K;  // (keys)
+      if (dropout) {
+        for (int64_t s = 0; s < K; ++s) dsr[s] = scale * pr[s] * (keep[s] * dsr[s] - dt);
+      } else {
+#pragma omp simd
+        for (int64_t s = 0; s < K; ++s) dsr[s] = scale * pr[s] * (dsr[s] - dt);
+      }
+    }
   }
 }
 
@@ -255,91 +305,36 @@ void backward(const Dims& d, const Tensor& q, const Tensor& k, const Tensor& v, 
               const int32_t* seg, const Tensor& out, const R* lse, const Tensor& gout, const AttentionParams& p,
               const Tensor& gq, const Tensor& gk, const Tensor& gv) {
   const int64_t nh_max = chunk_heads(d, sizeof(R));
-  const bool dropout = p.dropout > 0.f, bf16 = bf16_products<R>(p);
-  Tensor P = workspace({nh_max * d.T * d.S}, q.dtype());
-  Tensor dP = workspace({nh_max * d.T * d.S}, q.dtype());  // dP, then dS
-  Tensor FP = dropout && gv.defined() ? workspace({nh_max * d.T * d.S}, q.dtype()) : Tensor();
-  Tensor PB = bf16 ? workspace({nh_max * d.T * d.S}, DType::bf16) : Tensor();  // [F] P, then dS, in bf16
+  const bool dropout = p.dropout > 0.f, bf16 = bf16_products<R>(p), dry = dry_run(q);
+  const Device dev = q.device();
+  Tensor P = chunk_matrix(d, nh_max, q.dtype(), dev);
+  Tensor dP = chunk_matrix(d, nh_max, q.dtype(), dev);  // dP, then dS
+  Tensor FP = dropout && gv.defined() ? chunk_matrix(d, nh_max, q.dtype(), dev) : Tensor();
+  Tensor PB = bf16 ? chunk_matrix(d, nh_max, DType::bf16, dev) : Tensor();  // [F] P, then dS, in bf16
   Tensor qg = gemm_operand(q, bf16), kg = gemm_operand(k, bf16), vg = gemm_operand(v, bf16);
   Tensor gg = gemm_operand(gout, bf16);
-  const R scale = R(p.scale);
   for (const Piece& pc : pieces(d, nh_max, p.causal)) {
-    const int64_t rows = pc.nh * pc.rows(), K = pc.keys;
+    const int64_t K = pc.keys;
     const float beta = pc.t1 == d.T ? 0.f : 1.f;  // a head's first piece writes dK, dV; the others add
     Tensor p_ = matrices(P, pc, K), dp = matrices(dP, pc, K), fp = FP.defined() ? matrices(FP, pc, K) : Tensor();
     Tensor qb = piece_rows(qg, pc, pc.t0, pc.t1), gb = piece_rows(gg, pc, pc.t0, pc.t1);  // (nh, rows, D)
     Tensor kk = piece_rows(kg, pc, 0, K), vk = piece_rows(vg, pc, 0, K);                  // (nh, keys, D)
-    matmul(qb, false, kk, true, p_, float(p.scale), 0.f);  // scores again
-    probabilities<R>(d, p, mask, seg, pc, p_.data<R>(), lse, nullptr, fp.defined() ? fp.data<R>() : nullptr);
+    product(qb, false, kk, true, p_, float(p.scale), 0.f);  // scores again
+    if (!dry) probabilities<R>(d, p, mask, seg, pc, p_.data<R>(), lse, nullptr, fp.defined() ? fp.data<R>() : nullptr);
     if (gv.defined()) {  // dV += (F P)^T dO
       Tensor pv = matrix_operand(fp.defined() ? fp : p_, PB, pc);
-      matmul(pv, true, gb, false, piece_rows(gv, pc, 0, K), 1.f, beta);
+      product(pv, true, gb, false, piece_rows(gv, pc, 0, K), 1.f, beta);
     }
     if (!gq.defined() && !gk.defined()) continue;
-    matmul(gb, false, vk, true, dp, 1.f, 0.f);  // dP = dO V^T
-    const R* o = piece_rows(out, pc, pc.t0, pc.t1).data<R>();
-    const R* g = piece_rows(gout, pc, pc.t0, pc.t1).data<R>();
-    const R* pp = p_.data<R>();
-    R* ds = dp.data<R>();
-#pragma omp parallel if (rows * K > (1 << 14))
-    {
-      std::vector<R> keep(dropout ? size_t(K) : size_t(0));  // (keys)
-#pragma omp for schedule(static)
-      for (int64_t i = 0; i < rows; ++i) {
-        R dt = 0;
-        for (int64_t j = 0; j < d.D; ++j) dt += g[i * d.D + j] * o[i * d.D + j];
-        const int64_t r = (pc.h0 + i / pc.rows()) * d.T + pc.t0 + i % pc.rows();
-        if (dropout) dropout_factors(p.seed, p.dropout, p.dropout_offset + uint64_t(r * d.S), K, keep.data());
-        R* dsr = ds + i * K;        // (keys) dP, then dS
-        const R* pr = pp + i * K;  // (keys)
-        if (dropout) {
-          for (int64_t s = 0; s < K; ++s) dsr[s] = scale * pr[s] * (keep[s] * dsr[s] - dt);
-        } else {
-#pragma omp simd
-          for (int64_t s = 0; s < K; ++s) dsr[s] = scale * pr[s] * (dsr[s] - dt);
-        }
-      }
-    }
+    product(gb, false, vk, true, dp, 1.f, 0.f);  // dP = dO V^T
+    if (!dry) score_gradients<R>(d, p, pc, out, gout, p_, dp);  // dp: dP, then dS
     Tensor dS = matrix_operand(dp, PB, pc);  // (nh, rows, keys)
-    if (gq.defined()) matmul(dS, false, kk, false, piece_rows(gq, pc, pc.t0, pc.t1), 1.f, 0.f);  // dQ = dS K
-    if (gk.defined()) matmul(dS, true, qb, false, piece_rows(gk, pc, 0, K), 1.f, beta);           // dK += dS^T Q
+    if (gq.defined()) product(dS, false, kk, false, piece_rows(gq, pc, pc.t0, pc.t1), 1.f, 0.f);  // dQ = dS K
+    if (gk.defined()) product(dS, true, qb, false, piece_rows(gk, pc, 0, K), 1.f, beta);           // dK += dS^T Q
   }
-}
-
-// The workspace bytes of a call: the chunk's (T, S) matrices (forward: S, and
-// F P with dropout; backward: P, dP, and F P with dropout and dV) and the
-// largest scratchpad of its GEMMs, for the meta backend.
-int64_t workspace_bytes(const Dims& d, DType dt, const AttentionParams& p, bool backward, bool need_gv) {
-  const int64_t elem = int64_t(dtype_size(dt)), nh_max = chunk_heads(d, size_t(elem));
-  const bool dropout = p.dropout > 0.f, bf16 = p.compute == DType::bf16;
-  const int64_t matrices = backward ? 2 + (dropout && need_gv) : 1 + dropout;
-  // bf16 products: the chunk's bf16 matrix, and copies of q, k, v (and dO).
-  const int64_t bf16_bytes = bf16 ? 2 * (nh_max * d.T * d.S + (1 + backward) * d.B * d.H * d.T * d.D +
-                                         2 * d.B * d.H * d.S * d.D)
-                                  : 0;
-  const DType operand = bf16 ? DType::bf16 : dt;
-  int64_t scratch = 0;
-  auto gemm = [&](const MatmulDims& m, bool ta, bool tb, float alpha, float beta) {
-    scratch = std::max(scratch, matmul_workspace_elements(m, ta, tb, operand, operand, dt, alpha, beta) * 4);
-  };
-  for (const Piece& pc : pieces(d, nh_max, p.causal)) {
-    const int64_t nh = pc.nh, R = pc.rows(), K = pc.keys;
-    const float beta = pc.t1 == d.T ? 0.f : 1.f;
-    gemm({nh, R, K, d.D, nh, nh}, false, true, p.scale, 0.f);  // S = scale Q K^T
-    gemm({nh, R, K, d.D, nh, nh}, false, true, 1.f, 0.f);      // dP = dO V^T
-    gemm({nh, R, d.D, K, nh, nh}, false, false, 1.f, 0.f);     // O = P V, and dQ = dS K
-    gemm({nh, K, d.D, R, nh, nh}, true, false, 1.f, beta);     // dV = P^T dO, and dK = dS^T Q
-  }
-  return matrices * nh_max * d.T * d.S * elem + bf16_bytes + scratch;
 }
 
 }  // namespace
-
-int64_t attention_workspace_bytes(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p,
-                                  bool backward, bool need_gv) {
-  const Dims d = check("attention", q, k, v, p);
-  return workspace_bytes(d, q.dtype(), p, backward, need_gv);
-}
 
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p, const Tensor& out,
                const Tensor& lse) {

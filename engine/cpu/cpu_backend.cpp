@@ -23,7 +23,7 @@ int max_threads() {
 #endif
 }
 
-Tensor workspace(const Shape& shape, DType dt) { return Tensor::empty(shape, dt, kCPU, Tag::workspace); }
+Tensor workspace(const Shape& shape, DType dt, Device device) { return Tensor::empty(shape, dt, device, Tag::workspace); }
 
 namespace {
 

@@ -16,7 +16,15 @@ namespace mp::cpu {
 // Threads OpenMP will use in a parallel region (1 without OpenMP).
 int max_threads();
 // A contiguous scratch tensor counted under Tag::workspace.
-Tensor workspace(const Shape& shape, DType dt = DType::f32);
+Tensor workspace(const Shape& shape, DType dt = DType::f32, Device device = kCPU);
+
+// Dry runs. attention, attention_backward and nf4_matmul also take meta
+// tensors (engine/meta/: shapes, no bytes), as the meta backend's kernels:
+// then they allocate their workspace on meta, block by block in the order
+// and sizes they do on the CPU (each GEMM's scratchpad included), and compute
+// nothing. So the allocator the planner runs on meta (engine/block_pool.h)
+// sees the same allocations and frees as the CPU's, and caches the same.
+inline bool dry_run(const Tensor& t) { return t.device() == kMeta; }
 
 // elementwise.cpp
 void copy(const Tensor& src, const Tensor& dst);
@@ -41,9 +49,6 @@ void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const 
 // allocates as many, so that a plan counts them.
 int64_t matmul_workspace_elements(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out,
                                   float alpha, float beta);
-// The same from the call's sizes and dtypes (a, b, out).
-int64_t matmul_workspace_elements(const MatmulDims& d, bool trans_a, bool trans_b, DType a, DType b, DType out,
-                                  float alpha, float beta);
 // What runs a GEMM whose operands are both dt (f32 or bf16) at a GPT-2
 // layer's shape: "onednn <kernel>", or "openblas <core>" (bf16: "widened to
 // f32, openblas <core>").
@@ -63,10 +68,8 @@ int64_t weight_block_width(int64_t K, int64_t N);
 // nf4.cpp (engine/nf4.h)
 void nf4_quantize(const Tensor& w, Nf4Tensor& q);
 void nf4_dequantize(const Nf4Tensor& q, const Tensor& out);
+// Also a dry run on meta tensors (see above).
 void nf4_matmul(const Tensor& x, const Nf4Tensor& w, bool transpose_w, const Tensor& out);
-// The workspace bytes nf4_matmul holds at once (one panel of the weight's
-// rows, a widened input, a GEMM's scratchpad), allocated by the meta backend too.
-int64_t nf4_matmul_workspace_bytes(const Tensor& x, const Nf4Tensor& w, bool transpose_w);
 
 // softmax.cpp
 void softmax(const Tensor& x, const Tensor& y, bool log);
@@ -87,12 +90,9 @@ void cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index
 void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int ignore_index, float gscale,
                             const Tensor& glogits);
 
-// attention.cpp
+// attention.cpp; both also dry runs on meta tensors (see above).
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p, const Tensor& out,
                const Tensor& lse);
-// The workspace bytes attention (or its backward) holds at once, for the meta backend.
-int64_t attention_workspace_bytes(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p,
-                                  bool backward, bool need_gv);
 void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                         const Tensor& gout, const AttentionParams& p, const Tensor& gq, const Tensor& gk,
                         const Tensor& gv);

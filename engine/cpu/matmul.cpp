@@ -133,22 +133,16 @@ int64_t weight_block_width(int64_t K, int64_t N) {
   return std::min(N, ((N + blocks - 1) / blocks + 15) / 16 * 16);
 }
 
-int64_t matmul_workspace_elements(const MatmulDims& md, bool trans_a, bool trans_b, DType a, DType b, DType out,
-                                  float alpha, float beta) {
-  const Dims d{md, trans_a, trans_b};
-  if (d.batch == 0 || d.M == 0 || d.N == 0 || d.K == 0) return 0;
-  if (auto s = onednn_call(d, a, b, out, alpha, beta))
-    return (onednn_gemm_scratchpad_bytes(*s) + 3) / 4;  // the scratchpad, as f32 elements
-  int64_t n = 0;
-  if (a == DType::bf16) n += d.batch_a * d.M * d.K;                  // a widened whole
-  if (b == DType::bf16) n += d.K * weight_block_width(d.K, d.N);  // one block of b at a time
-  return n;
-}
-
 int64_t matmul_workspace_elements(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out,
                                   float alpha, float beta) {
-  return matmul_workspace_elements(matmul_dims(a, trans_a, b, trans_b, out), trans_a, trans_b, a.dtype(), b.dtype(),
-                                   out.dtype(), alpha, beta);
+  const Dims d{matmul_dims(a, trans_a, b, trans_b, out), trans_a, trans_b};
+  if (d.batch == 0 || d.M == 0 || d.N == 0 || d.K == 0) return 0;
+  if (auto s = onednn_call(d, a.dtype(), b.dtype(), out.dtype(), alpha, beta))
+    return (onednn_gemm_scratchpad_bytes(*s) + 3) / 4;  // the scratchpad, as f32 elements
+  int64_t n = 0;
+  if (a.dtype() == DType::bf16) n += d.batch_a * d.M * d.K;                  // a widened whole
+  if (b.dtype() == DType::bf16) n += d.K * weight_block_width(d.K, d.N);  // one block of b at a time
+  return n;
 }
 
 std::string gemm_implementation(DType dt) {

@@ -164,27 +164,26 @@ struct Nf4Plan {
 
 }  // namespace
 
-int64_t nf4_matmul_workspace_bytes(const Tensor& x, const Nf4Tensor& w, bool transpose_w) {
-  const Nf4Plan p(x, w, transpose_w);
-  if (p.O == 0 || p.K == 0) return 0;
-  int64_t scratch = 0;  // the largest GEMM scratchpad of a panel (each freed before the next)
-  for (int64_t r0 = 0; r0 < p.O; r0 += p.nb) scratch = std::max(scratch, gemm_2d_workspace_elements(p.panel(r0)) * 4);
-  return p.panel_bytes() + (p.widen_x ? x.numel() * 4 : 0) + scratch;
-}
-
-// W (O, K), one panel of rows r0 .. r0 + r at a time as P (r, K).
+// W (O, K), one panel of rows r0 .. r0 + r at a time as P (r, K). A dry run
+// (meta tensors, kernels.h) holds each panel's GEMM scratchpad in turn as
+// gemm_2d does.
 void nf4_matmul(const Tensor& x, const Nf4Tensor& w, bool transpose_w, const Tensor& out) {
   const Nf4Plan p(x, w, transpose_w);
+  const bool dry = dry_run(x);
   if (p.O == 0 || p.K == 0) {
-    fill(out, 0.0);
+    if (!dry) fill(out, 0.0);
     return;
   }
-  Tensor x32 = p.widen_x ? workspace(x.shape()) : Tensor();  // (N, K or O) f32
-  if (p.widen_x) copy(x, x32);
+  Tensor x32 = p.widen_x ? workspace(x.shape(), DType::f32, x.device()) : Tensor();  // (N, K or O) f32
+  if (p.widen_x && !dry) copy(x, x32);
   const Tensor& xs = p.widen_x ? x32 : x;
-  Tensor ws = workspace({p.nb * p.K}, p.dt);  // (nb, K)
+  Tensor ws = workspace({p.nb * p.K}, p.dt, x.device());  // (nb, K)
   const size_t elem = dtype_size(p.dt);
   for (int64_t r0 = 0; r0 < p.O; r0 += p.nb) {
+    if (dry) {
+      if (const int64_t n = gemm_2d_workspace_elements(p.panel(r0))) workspace({n}, DType::f32, kMeta);
+      continue;
+    }
     const int64_t r = std::min(p.nb, p.O - r0);
     if (p.dt == DType::bf16) dequantize_range(w, r0 * p.K, (r0 + r) * p.K, ws.data<bf16>());
     else dequantize_range(w, r0 * p.K, (r0 + r) * p.K, ws.data<float>());

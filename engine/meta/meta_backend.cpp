@@ -6,10 +6,13 @@
 // planner (train/memory_plan.h) predicts a training step without doing it.
 //
 // It mirrors the CPU backend's memory, not its maths: where a CPU kernel
-// holds ledgered workspace (matmul widening bf16 operands, a panel of an NF4
-// weight), this backend
-// allocates as much for the duration of the call. Reading values (item(),
-// to(kCPU)) is an mp::Error naming the tensor's shape (engine/tensor.cpp).
+// holds ledgered workspace (a GEMM's scratchpad, bf16 operands widened),
+// this backend allocates as much for the duration of the call; attention and
+// nf4_matmul, which hold several blocks, run the CPU kernels' dry runs
+// (engine/cpu/kernels.h), which allocate them one by one as on the CPU, so
+// that the allocator (engine/block_pool.h) caches the same blocks here as
+// there. Reading values (item(), to(kCPU)) is an mp::Error naming the
+// tensor's shape (engine/tensor.cpp).
 #include "engine/backend.h"
 #include "engine/block_pool.h"
 #include "engine/cpu/kernels.h"
@@ -62,13 +65,15 @@ class MetaBackend final : public Backend {
   void cross_entropy(const Tensor&, const Tensor&, int, const Tensor&) override {}
   void cross_entropy_backward(const Tensor&, const Tensor&, int, float, const Tensor&) override {}
   void dropout(const Tensor&, float, uint64_t, uint64_t, const Tensor&) override {}
-  void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p, const Tensor&,
-                 const Tensor&) override {
-    hold_workspace(cpu::attention_workspace_bytes(q, k, v, p, false, false));
+  // The CPU kernels' dry runs (engine/cpu/kernels.h): their workspace, block by block.
+  void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p, const Tensor& out,
+                 const Tensor& lse) override {
+    cpu::attention(q, k, v, p, out, lse);
   }
-  void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor&, const Tensor&, const Tensor&,
-                          const AttentionParams& p, const Tensor&, const Tensor&, const Tensor& gv) override {
-    hold_workspace(cpu::attention_workspace_bytes(q, k, v, p, true, gv.defined()));
+  void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                          const Tensor& gout, const AttentionParams& p, const Tensor& gq, const Tensor& gk,
+                          const Tensor& gv) override {
+    cpu::attention_backward(q, k, v, out, lse, gout, p, gq, gk, gv);
   }
   void adamw(const Tensor&, const Tensor&, const Tensor&, const Tensor&, float, float, float, float, float,
              int64_t) override {}
@@ -77,15 +82,11 @@ class MetaBackend final : public Backend {
     Tensor::empty({nf4_blocks(w.numel())}, DType::f32, kMeta, Tag::workspace);  // the absmax before its quantization
   }
   void nf4_dequantize(const Nf4Tensor&, const Tensor&) override {}
-  void nf4_matmul(const Tensor& x, const Nf4Tensor& w, bool transpose_w, const Tensor&) override {
-    hold_workspace(cpu::nf4_matmul_workspace_bytes(x, w, transpose_w));
+  void nf4_matmul(const Tensor& x, const Nf4Tensor& w, bool transpose_w, const Tensor& out) override {
+    cpu::nf4_matmul(x, w, transpose_w, out);  // a dry run, as attention's
   }
 
  private:
-  // The workspace a CPU kernel holds during the call, as the same bytes here.
-  static void hold_workspace(int64_t bytes) {
-    if (bytes > 0) Tensor::empty({bytes}, DType::u8, kMeta, Tag::workspace);
-  }
 
   alignas(64) static inline char dummy_ = 0;
   static void* dummy(size_t) { return &dummy_; }
