@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
       train::MemoryPlan real = train::measure_training_memory(m.config, tok);
       const double real_s = since(t0);
       const bool same = plan.peak_total == real.peak_total && plan.at_peak.by_tag == real.at_peak.by_tag &&
-                        train::same_tag_peaks(plan.tag_peaks, real.tag_peaks);
+                        plan.tag_peaks == real.tag_peaks;
       mismatches += !same;
       const TagBytes& b = real.at_peak.by_tag;
       std::printf("  %-24s %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %10.1f  %-4s  %7.2f %7.2f  %s %s\n", m.title,

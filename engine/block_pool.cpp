@@ -56,7 +56,7 @@ void* BlockPool::take_cached(size_t size) {
 
 void BlockPool::make_room(size_t size) {
   high_water_ = std::max(high_water_, live_ + size);
-  evict_down_to(high_water_ - live_ - size);
+  evict_down_to(high_water_ + high_water_ / kSlackDivisor - live_ - size);
 }
 
 void* BlockPool::new_block(size_t size, size_t bytes) {

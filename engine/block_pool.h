@@ -10,12 +10,15 @@
 // below malloc's own mmap threshold: malloc keeps the larger blocks it maps
 // in its heap once freed, out of anyone's account.) What the cache holds is
 // bounded: live + cached bytes (small blocks included) never exceed the
-// highest live total since the last release_cached() (the high-water
-// mark). An allocation the
-// cache does not serve first returns cached blocks to the OS until it fits
-// under that mark (or the mark rises with the live bytes), so at the peak
-// the footprint is the live bytes: reserved = allocated, as the GPU
-// allocators report them. The cached blocks are in the Ledger under
+// highest live total since the last release_cached() (the high-water mark)
+// plus a quarter of it (the slack). An allocation the cache does not serve
+// first returns cached blocks to the OS until it fits under that bound (or
+// the mark rises with the live bytes). The slack is for full fine-tuning:
+// within a step the same bytes change role (activations in the forward,
+// gradients in the backward, sizes that differ), and without it the pool
+// unmaps one role's blocks to make room for the other's every step (53,000
+// more page faults a step at GPT-2 124M B=4 T=128, docs/benchmarks.md).
+// The cached blocks are in the Ledger under
 // Tag::cached with the bytes their tensors had (the Ledger counts what
 // tensors ask for, not the rounding to pages), so that freeing a tensor moves
 // its bytes from its tag to cached and never raises the peak.
@@ -64,6 +67,7 @@ class BlockPool {
  private:
   static constexpr size_t kPage = size_t(4) << 10, kGranule = size_t(64) << 10, kMiB = size_t(1) << 20;
   static constexpr size_t kLarge = kGranule;
+  static constexpr size_t kSlackDivisor = 4;  // the slack: a quarter of the mark
 
   struct Cached {
     void* p;
@@ -82,7 +86,7 @@ class BlockPool {
   std::mutex mutex_;
   Bins free_;
   size_t cached_ = 0, live_ = 0;  // bytes of blocks (block_size)
-  size_t high_water_ = 0;         // the most live + cached may reach
+  size_t high_water_ = 0;         // the highest live total: live + cached stay within it plus the slack
 };
 
 }  // namespace mp

@@ -77,12 +77,6 @@ MemoryPlan measure_training_memory(const TrainConfig& config, const models::Toke
   return run_steps(config, tokenizer, kCPU, timed_steps);
 }
 
-bool same_tag_peaks(const TagBytes& planned, const TagBytes& measured) {
-  for (int t = 0; t < kTags; ++t)
-    if (Tag(t) != Tag::cached && planned[size_t(t)] != measured[size_t(t)]) return false;
-  return true;
-}
-
 size_t fixed_process_bytes() {
   static const size_t fixed = [] {
     for (DType dt : {DType::f32, DType::bf16}) {

@@ -60,13 +60,6 @@ MemoryPlan plan_training_memory(const TrainConfig& config, const models::Tokeniz
 MemoryPlan measure_training_memory(const TrainConfig& config, const models::Tokenizer& tokenizer,
                                    int timed_steps = 0);
 
-// Whether two accounts' own peaks per tag are equal, all but cached's: the
-// meta backend holds a CPU kernel's workspace as one block where the kernel
-// may hold several (attention), which the ledger adds up alike but the
-// allocator caches differently between steps, so cached's own peak may
-// differ a little (its bytes at the peak of the sum do not: about 0).
-bool same_tag_peaks(const TagBytes& planned, const TagBytes& measured);
-
 // The resident bytes of this process once the engine is up and before any
 // run: the CPU backend made, its threads started and the GEMM library loaded
 // (one small f32 and one bf16 product). Measured at the first call, then

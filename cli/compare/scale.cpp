@@ -100,8 +100,7 @@ std::string format_scale_table(const ScaleResult& s) {
   bool all_equal = true;
   for (const ScaleRow& r : s.rows)
     all_equal = all_equal && r.planned.peak_total == r.measured.peak_total &&
-                r.planned.at_peak.by_tag == r.measured.at_peak.by_tag &&
-                same_tag_peaks(r.planned.tag_peaks, r.measured.tag_peaks);
+                r.planned.at_peak.by_tag == r.measured.at_peak.by_tag && r.planned.tag_peaks == r.measured.tag_peaks;
   out += all_equal ? "Every planned byte equals the measured one (one figure per cell).\n"
                    : "A cell with two figures is planned/measured: they differ.\n";
   out += fmt::format("Planned peak (GiB) at B={} T={}, by model size:\n{:<12}{:>8}", s.size_batch, s.size_seq, "model",
