@@ -7,7 +7,6 @@
 
 #include "engine/backend.h"
 #include "engine/cpu/onednn_gemm.h"
-#include "engine/matmul_dims.h"
 #include "engine/nf4.h"
 #include "engine/tensor.h"
 

@@ -159,7 +159,6 @@ struct Nf4Plan {
     if (transpose_w) return {dt, false, true, 1, N, r, K, 1, 1, 1.f, 0.f, K, K, O};
     return {dt, false, false, 1, N, K, r, 1, 1, 1.f, r0 == 0 ? 0.f : 1.f, O, K, K};
   }
-  int64_t panel_bytes() const { return nb * K * int64_t(dtype_size(dt)); }
 };
 
 }  // namespace
