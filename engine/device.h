@@ -26,24 +26,4 @@ inline constexpr Device kCPU{DeviceType::cpu, 0};
 inline constexpr Device kCUDA{DeviceType::cuda, 0};
 inline constexpr Device kMeta{DeviceType::meta, 0};
 
-// The device that tensor factories use when none is given: the CPU unless a
-// DeviceScope says otherwise (thread-local). A model built inside
-//
-//   { DeviceScope scope(kMeta); model = models::make_model(config); }
-//
-// has every parameter on that device, and ops put their outputs on their
-// inputs' device. Code that fills a host buffer names kCPU itself.
-Device default_device();
-
-class DeviceScope {
- public:
-  explicit DeviceScope(Device d);
-  ~DeviceScope();
-  DeviceScope(const DeviceScope&) = delete;
-  DeviceScope& operator=(const DeviceScope&) = delete;
-
- private:
-  Device saved_;
-};
-
 }  // namespace mp

@@ -11,6 +11,7 @@
 
 #include "engine/dtype.h"
 #include "engine/memory.h"
+#include "engine/thread_state.h"
 
 namespace mp {
 
