@@ -11,7 +11,6 @@
 #include <chrono>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
-#include <random>
 
 #include "autograd/autocast.h"
 #include "engine/ops.h"
@@ -20,6 +19,7 @@
 #include "cli/command.h"
 #include "cli/train_options.h"
 #include "train/data/paths.h"
+#include "train/data/random_tokens.h"
 #include "cli/tag_bytes_json.h"
 #include "train/train_step.h"
 
@@ -35,14 +35,6 @@ size_t peak_rss_bytes() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
   return size_t(u.ru_maxrss) * 1024;
-}
-
-Tensor random_ids(int64_t B, int64_t T, int vocab, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int32_t> id(0, vocab - 1);
-  Tensor ids = Tensor::empty({B, T}, DType::i32);  // (B, T)
-  for (int64_t i = 0; i < B * T; ++i) ids.data<int32_t>()[i] = id(rng);
-  return ids;
 }
 
 // The machine's GEMM peak for operands of dtype dt, measured now: the best of
@@ -72,7 +64,7 @@ void run_bench(const BenchOptions& o) {
   c.validate();
   models::Tokenizer tok = models::Tokenizer::from_dir(train::default_tokenizer_dir());
   train::TrainedModel m = train::build_model(c, tok);
-  Tensor ids = random_ids(c.batch, c.seq, m.base->vocab_size(), c.seed);
+  Tensor ids = train::random_token_ids(c.batch, c.seq, m.base->vocab_size(), c.seed);
   const int64_t tokens = c.batch * c.seq;  // per forward pass (a training step: grad_accum of them)
   nlohmann::json out = {{"framework", "minipeft"}, {"model", c.model}, {"method", c.method},
                         {"base_dtype", models::base_dtype_name(c.base_dtype)}, {"precision", dtype_name(c.precision)},

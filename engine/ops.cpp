@@ -29,6 +29,15 @@ void check_same_shape(const char* what, const Tensor& a, const Tensor& b) {
   if (a.shape() != b.shape()) fail("{}: shapes {} and {} differ", what, shape_str(a.shape()), shape_str(b.shape()));
 }
 
+// A gradient and the tensor it belongs to: both defined, on one device, of one dtype and shape.
+void check_alike(const char* what, const Tensor& a, const Tensor& b) {
+  check_defined(what, a);
+  check_defined(what, b);
+  check_same_device(what, a, b);
+  check_same_dtype(what, a, b);
+  check_same_shape(what, a, b);
+}
+
 int wrap_axis(const char* what, int axis, int dim) {
   int w = axis < 0 ? axis + dim : axis;
   if (w < 0 || w >= dim) fail("{}: axis {} out of range for {} dimensions", what, axis, dim);
@@ -77,11 +86,7 @@ Tensor unary(UnaryOp op, const Tensor& a) {
 }
 
 Tensor unary_backward(UnaryOp op, const Tensor& x_or_y, const Tensor& gy) {
-  check_defined("unary_backward", x_or_y);
-  check_defined("unary_backward", gy);
-  check_same_device("unary_backward", x_or_y, gy);
-  check_same_dtype("unary_backward", x_or_y, gy);
-  check_same_shape("unary_backward", x_or_y, gy);
+  check_alike("unary_backward", x_or_y, gy);
   Tensor gx = Tensor::empty(gy.shape(), gy.dtype(), gy.device());
   backend_of(gy).unary_backward(op, x_or_y, gy, gx);
   return gx;
@@ -269,11 +274,7 @@ Tensor log_softmax(const Tensor& x) {
 }
 
 Tensor softmax_backward(const Tensor& y, const Tensor& gy, bool log) {
-  check_defined("softmax_backward", y);
-  check_defined("softmax_backward", gy);
-  check_same_shape("softmax_backward", y, gy);
-  check_same_dtype("softmax_backward", y, gy);
-  check_same_device("softmax_backward", y, gy);
+  check_alike("softmax_backward", y, gy);
   Tensor gx = Tensor::empty(y.shape(), y.dtype(), y.device());
   backend_of(y).softmax_backward(y.contiguous(), gy.contiguous(), gx, log);
   return gx;

@@ -10,6 +10,7 @@
 #include "engine/error.h"
 #include "tests/support/minipeft.h"
 #include "train/memory_plan.h"
+#include "train/method_variants.h"
 #include "train/data/paths.h"
 
 using namespace mp;
@@ -101,6 +102,19 @@ TEST_CASE("planned bytes equal the ledger's measured bytes of a real step") {
     }
     check_plan_equals_measurement(c);
   }
+}
+
+TEST_CASE("the benchmarks' method variants plan what they measure; an unknown variant is refused") {
+  for (const train::MethodVariant& v : train::method_variants()) {
+    CAPTURE(v.name);
+    train::TrainConfig c = run("gpt2-tiny", "");
+    v.apply(c);
+    CHECK_FALSE(c.method.empty());  // each variant names its method
+    check_plan_equals_measurement(c);
+  }
+  CHECK(train::method_variant("lora+recomp").title == std::string("LoRA r=8, recompute"));
+  CHECK_THROWS_WITH_AS(train::method_variant("lora+dora"),
+                       doctest::Contains("unknown method variant 'lora+dora' (one of full, full+mixed"), Error);
 }
 
 TEST_CASE("plan: LoRA's adapter, grads and optimizer bytes are exactly the adapter's") {
