@@ -13,22 +13,6 @@
 using namespace mp;
 using namespace mp::test;
 
-// sum(f(x) * g) differentiated by central differences with respect to x (f64).
-static std::vector<double> numeric_grad(const Tensor& x, const std::function<double()>& loss, double h = 1e-6) {
-  std::vector<double> g;
-  Tensor flat = x.view({x.numel()});
-  for (int64_t i = 0; i < x.numel(); ++i) {
-    const double v = flat.at({i});
-    flat.set({i}, v + h);
-    const double up = loss();
-    flat.set({i}, v - h);
-    const double down = loss();
-    flat.set({i}, v);
-    g.push_back((up - down) / (2 * h));
-  }
-  return g;
-}
-
 static double dot(const Tensor& a, const Tensor& b) {
   std::vector<double> va = values(a), vb = values(b);
   double s = 0;
