@@ -13,8 +13,31 @@ import peft
 import torch
 import transformers
 from safetensors.torch import save_file
+from transformers import GPT2LMHeadModel, OPTForCausalLM
 
 PINNED = {"torch": "2.15.0", "transformers": "5.24.0", "peft": "0.21.2"}
+
+
+def load_base(fixtures: str, base: str):
+    """The tiny HF checkpoint fixtures/<base> in f32 eval mode, named as a sibling dir."""
+    cls = GPT2LMHeadModel if base.startswith("gpt2") else OPTForCausalLM
+    model = cls.from_pretrained(os.path.join(fixtures, base), attn_implementation="eager", dtype=torch.float32)
+    model.eval()
+    model.config._name_or_path = base  # adapter_config.json's base_model_name_or_path (a sibling dir)
+    model.name_or_path = base
+    return model
+
+
+def sort_config_lists(path: str) -> None:
+    """PEFT writes target_modules / feedforward_modules from a set, in hash
+    order; sort them so that reruns are byte-identical."""
+    with open(path) as f:
+        cfg = json.load(f)
+    for key in ("target_modules", "feedforward_modules"):
+        if isinstance(cfg.get(key), list):
+            cfg[key] = sorted(cfg[key])
+    with open(path, "w") as f:
+        f.write(json.dumps(cfg, indent=2, sort_keys=True))
 
 
 def write_reference(out: str, tensors: dict, info: dict) -> None:
