@@ -77,12 +77,6 @@ double matmul_weights(const models::ModelConfig& m) {
   return L * (4 * C * C + 2 * C * m.ffn_dim) + double(m.vocab_size) * C;
 }
 
-Device parse_device(const std::string& s) {
-  if (s == "cpu") return kCPU;
-  if (s == "cuda") return kCUDA;
-  fail("device must be cpu or cuda, not '{}'", s);
-}
-
 DType parse_dtype(const char* what, const std::string& s) {
   if (s == "f32") return DType::f32;
   if (s == "bf16") return DType::bf16;

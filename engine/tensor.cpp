@@ -179,9 +179,15 @@ Tensor Tensor::to(Device d) const {
     fail("a meta tensor {} has no values to copy to {} (the meta device holds shapes only)", shape_str(shape_), d.str());
   Tensor src = contiguous();
   Tensor t = empty(shape_, dtype_, d, tag());
+  KernelScope copying;  // a host <-> device copy is a kernel
   if (d.is_cpu()) backend(src.device()).copy_to_host(t.raw(), src.raw(), src.nbytes());
   else backend(d).copy_from_host(t.raw(), src.raw(), src.nbytes());
   return t;
+}
+
+void Tensor::refuse_host_access() const {
+  fail("host code read a tensor of shape {} on device {}: copy it with .to(kCPU) first (or read .item())",
+       shape_str(shape_), device().str());
 }
 
 void Tensor::copy_from(const Tensor& src) {

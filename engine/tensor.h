@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/dtype.h"
+#include "engine/host_access.h"
 #include "engine/memory.h"
 #include "engine/thread_state.h"
 
@@ -48,8 +49,12 @@ class Tensor {
   bool is_contiguous() const;
   int wrap_dim(int d) const;  // -1 -> dim()-1; asserts range
 
-  // Pointer to element 0 of this view (the storage's bytes + offset).
-  void* raw() const { return static_cast<char*>(storage_->data()) + offset_ * int64_t(dtype_size(dtype_)); }
+  // Pointer to element 0 of this view (the storage's bytes + offset). On the
+  // sim device only a running kernel may ask (engine/host_access.h).
+  void* raw() const {
+    if (storage_->device().type == DeviceType::sim && !inside_kernel()) refuse_host_access();
+    return static_cast<char*>(storage_->data()) + offset_ * int64_t(dtype_size(dtype_));
+  }
   template <class T> T* data() const {
     assert(dtype_of<T>() == dtype_);
     return static_cast<T*>(raw());
@@ -82,6 +87,7 @@ class Tensor {
  private:
   Tensor(std::shared_ptr<Storage> s, Shape shape, Shape strides, int64_t offset, DType dt);
   int64_t element_offset(std::initializer_list<int64_t> index) const;
+  [[noreturn]] void refuse_host_access() const;
   std::shared_ptr<Storage> storage_;
   Shape shape_, strides_;
   int64_t offset_ = 0;
