@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "autograd/autocast.h"
+#include "engine/backend.h"
 #include "engine/ops.h"
 #include "parallel/communicator.h"
 #include "parallel/grad_sync.h"
@@ -64,15 +65,16 @@ void run_bench(const BenchOptions& o) {
   c.validate();
   models::Tokenizer tok = models::Tokenizer::from_dir(train::default_tokenizer_dir());
   train::TrainedModel m = train::build_model(c, tok);
-  Tensor ids = train::random_token_ids(c.batch, c.seq, m.base->vocab_size(), c.seed);
+  Tensor ids = train::random_token_ids(c.batch, c.seq, m.base->vocab_size(), c.seed).to(c.device);  // (B, T)
+  Backend& device = backend(c.device);
   const int64_t tokens = c.batch * c.seq;  // per forward pass (a training step: grad_accum of them)
   nlohmann::json out = {{"framework", "minipeft"}, {"model", c.model}, {"method", c.method},
                         {"base_dtype", models::base_dtype_name(c.base_dtype)}, {"precision", dtype_name(c.precision)},
-                        {"recompute", c.recompute},
+                        {"recompute", c.recompute}, {"device", c.device.str()},
                         {"batch", c.batch}, {"seq", c.seq}, {"steps", c.steps}};
 
-  out["gemm"] = {{"f32", ops::gemm_implementation(DType::f32, kCPU)},
-                 {"bf16", ops::gemm_implementation(DType::bf16, kCPU)}};
+  out["gemm"] = {{"f32", ops::gemm_implementation(DType::f32, c.device)},
+                 {"bf16", ops::gemm_implementation(DType::bf16, c.device)}};
   out["gemm_peak_gflops"] = {{"f32", gemm_peak_gflops(DType::f32)}, {"bf16", gemm_peak_gflops(DType::bf16)}};
   parallel::Communicator& comm = parallel::world();
   const int ranks = comm.size();
@@ -89,6 +91,7 @@ void run_bench(const BenchOptions& o) {
       auto t0 = Clock::now();
       const uint64_t before = comm.bytes(), flops_before = ops::matmul_flops();
       loss = train::train_step(m, *opt, micro, {.clip = c.clip, .sync = ranks > 1 ? &sync : nullptr}).loss;
+      device.synchronize();
       if (step >= o.warmup) {
         total += seconds_since(t0);
         sent += comm.bytes() - before;
@@ -107,10 +110,10 @@ void run_bench(const BenchOptions& o) {
     out["final_loss"] = loss;
     nlohmann::json peaks;
     const Ledger& ledger = Ledger::instance();
-    for (int t = 0; t < kTags; ++t) peaks[std::string(tag_name(Tag(t)))] = ledger.peak(Tag(t));
-    peaks["total"] = ledger.peak_total();  // the peak of the sum; the tags' entries are their own peaks
+    for (int t = 0; t < kTags; ++t) peaks[std::string(tag_name(Tag(t)))] = ledger.peak(Tag(t), c.device);
+    peaks["total"] = ledger.peak_total(c.device);  // the peak of the sum; the tags' entries are their own peaks
     out["peak_bytes"] = peaks;
-    out["at_peak_bytes"] = cli::tag_bytes_json(ledger.peak_moment().by_tag);
+    out["at_peak_bytes"] = cli::tag_bytes_json(ledger.peak_moment(c.device).by_tag);
   }
   {
     ag::NoGrad no_grad;
@@ -120,6 +123,7 @@ void run_bench(const BenchOptions& o) {
     for (int64_t step = 0; step < o.warmup + c.steps; ++step) {
       auto t0 = Clock::now();
       m.peft ? m.peft->forward(ids) : m.base->forward(ids);
+      device.synchronize();
       if (step >= o.warmup) total += seconds_since(t0);
     }
     out["forward_s"] = total / double(c.steps);
@@ -172,6 +176,7 @@ void add_bench(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("bench", "time training steps and measure memory by category for one method");
   add_method_options(cmd, o->train);
   add_optim_options(cmd, o->train);
+  add_device_option(cmd, o->train);
   cmd->add_option("--warmup-steps", o->warmup, "untimed steps first")->capture_default_str();
   cmd->add_flag("--json", o->json, "print one JSON object");
   cmd->add_flag("--forward-only", o->forward_only, "skip the training steps");

@@ -48,6 +48,14 @@ void add_run_options(CLI::App* cmd, train::TrainConfig& c, bool& no_progress) {
   cmd->add_flag("--resume", c.resume, "continue from --out's checkpoint, bit for bit");
   cmd->add_option("--stop-after", c.stop_after, "stop after this step, checkpointed, as if interrupted (resume later)");
   cmd->add_flag("--no-progress", no_progress, "no progress line on the terminal");
+  add_device_option(cmd, c);
+}
+
+void add_device_option(CLI::App* cmd, train::TrainConfig& c) {
+  cmd->add_option_function<std::string>(
+         "--device", [&c](const std::string& name) { c.device = parse_device(name); },
+         "cpu | cuda | cuda:N | sim (the CPU's kernels on a device whose bytes host code may not read)")
+      ->default_str("cpu");
 }
 
 void add_optim_options(CLI::App* cmd, train::TrainConfig& c) {

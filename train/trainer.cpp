@@ -12,6 +12,7 @@
 #include "autograd/ops.h"
 #include "parallel/communicator.h"
 #include "parallel/grad_sync.h"
+#include "engine/backend.h"
 #include "engine/error.h"
 #include "engine/ops.h"
 #include "models/load.h"
@@ -71,6 +72,9 @@ void TrainConfig::validate() const {
   if (packing && !is_pairs_file(data)) fail("--packing packs the examples of a pairs file (.jsonl), not {}", data);
   if (packing && has_virtual_tokens(type))
     fail("--packing works with --method full, lora or ia3: a soft prompt or prefix per row would cross the examples");
+  if (device.is_meta()) fail("--device meta holds shapes, not values: `minipeft info` plans a run on it");
+  if (packing && device.type == DeviceType::cuda)
+    fail("--packing runs on the CPU (and sim) only: the CUDA attention kernel has no segment ids");
   if (zero != 0 && zero != 1) fail("--zero {}: only stage 1 (the optimizer state sharded) is implemented, or 0", zero);
   if (base_dtype != models::BaseDType::f32 && !type)
     fail("--base-dtype {} keeps the base frozen: use it with --method lora, prompt or prefix, not full",
@@ -154,14 +158,19 @@ static peft::PeftConfig peft_config_for(const TrainConfig& c, peft::PeftType typ
   return peft::PeftConfig::prefix_tuning(prefix);
 }
 
-TrainedModel build_model(const TrainConfig& config, const models::Tokenizer& tokenizer, Device device) {
+TrainedModel build_model(const TrainConfig& config, const models::Tokenizer& tokenizer) {
   nn::manual_seed(config.seed);
-  DeviceScope scope(device);
+  const Device device = config.device;
   TrainedModel m;
-  m.base = std::shared_ptr<models::CausalLM>(
-      device.is_meta() || config.shape.any()
-          ? models::make_model(shaped_config(config.model, config.shape), config.seed, weight_dtype(config.base_dtype))
-          : models::create_model(config.model, config.seed, weight_dtype(config.base_dtype)));
+  {
+    DeviceScope made_on(device.is_meta() ? kMeta : kCPU);  // weights are read on the host
+    m.base = std::shared_ptr<models::CausalLM>(
+        device.is_meta() || config.shape.any()
+            ? models::make_model(shaped_config(config.model, config.shape), config.seed, weight_dtype(config.base_dtype))
+            : models::create_model(config.model, config.seed, weight_dtype(config.base_dtype)));
+  }
+  DeviceScope scope(device);
+  m.base->to(device);
   if (config.base_dtype == models::BaseDType::nf4) quantize_frozen_base(*m.base);
   if (const std::optional<peft::PeftType> type = config.peft_type())
     m.peft = peft::get_peft_model(m.base, peft_config_for(config, *type, m.base->config()), "default", &tokenizer);
@@ -286,12 +295,12 @@ static int64_t load_checkpoint(const std::string& path, const TrainConfig& c, in
   return meta.step;
 }
 
-static MemoryPeaks ledger_peaks() {
+static MemoryPeaks ledger_peaks(Device d) {
   MemoryPeaks p;
   const Ledger& l = Ledger::instance();
-  for (int t = 0; t < kTags; ++t) p.by_tag[t] = l.peak(Tag(t));
-  p.total = l.peak_total();
-  p.at_peak = l.peak_moment().by_tag;
+  for (int t = 0; t < kTags; ++t) p.by_tag[t] = l.peak(Tag(t), d);
+  p.total = l.peak_total(d);
+  p.at_peak = l.peak_moment(d).by_tag;
   return p;
 }
 
@@ -362,6 +371,7 @@ static TrainResult train_loop(TrainedModel& m, TrainingData& data, const TrainCo
   std::vector<Batch> val = config.eval_every > 0 || !config.out_dir.empty()
                                ? data.val_batches(config.batch, config.seq, config.eval_batches)
                                : std::vector<Batch>{};
+  for (Batch& b : val) b = b.to(config.device);
   std::unique_ptr<parallel::GradSync> sync =
       ranks > 1 ? std::make_unique<parallel::GradSync>(comm, params, !config.recompute) : nullptr;
   if (ranks > 1 && writer)
@@ -385,7 +395,7 @@ static TrainResult train_loop(TrainedModel& m, TrainingData& data, const TrainCo
     double lr = schedule.lr(config.effective_lr(), step - 1);
     opt.set_lr(lr);
     int64_t step_tokens = 0;
-    std::vector<Batch> micro;
+    std::vector<Batch> micro;  // made on the host, counted there, then moved to the device
     for (int64_t k = 0; k < config.grad_accum; ++k) {
       const Batch& b = micro.emplace_back(data.train_batch(config.batch * ranks, config.seq, config.seed,
                                                            (step - 1) * config.grad_accum + k, rows));
@@ -393,6 +403,7 @@ static TrainResult train_loop(TrainedModel& m, TrainingData& data, const TrainCo
                                                 : b.ids.numel();
     }
     StepOptions so{.clip = config.clip, .sync = sync.get(), .weights = micro_batch_weights(micro, comm)};
+    for (Batch& b : micro) b = b.to(config.device);
     so.check_loss = [&](double value) {
       if (!std::isfinite(value))
         fail("loss is {} at step {}; stopped. {}", value, step,
@@ -405,6 +416,7 @@ static TrainResult train_loop(TrainedModel& m, TrainingData& data, const TrainCo
     double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     train_seconds += seconds;
     StepRecord rec{step, out.loss, lr, out.grad_norm, seconds};
+    rec.mem_bytes = Ledger::instance().current_total(config.device);
     bool last = step == end;
     // Evaluation draws no random numbers (eval mode: no dropout), so the
     // checkpoint below saves the same state whether or not this step evaluates.
@@ -426,7 +438,7 @@ static TrainResult train_loop(TrainedModel& m, TrainingData& data, const TrainCo
     result.steps.push_back(rec);
   }
   for (TrainerCallback* c : callbacks) c->on_train_end();
-  result.peaks = ledger_peaks();
+  result.peaks = ledger_peaks(config.device);
   if (ranks > 1)
     for (double bytes : parallel::all_gather(comm, double(result.peaks.by_tag[int(Tag::optimizer)])))
       result.optimizer_peak_by_rank.push_back(size_t(bytes));
@@ -451,6 +463,7 @@ TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer,
   parallel::Communicator& comm = parallel::world();
   return on_every_rank(comm, [&] {
     config.validate();
+    backend(config.device);  // no such device (CUDA not built, no GPU): an error naming it, before any work
     const bool writer = comm.rank() == 0;  // of the log and the progress line
     std::unique_ptr<TrainingData> data =
         load_training_data(config.data, config.val_fraction, config.seq, config.packing, tokenizer);

@@ -55,6 +55,7 @@ struct TrainConfig {
   double clip = 1.0;                 // 0: no clipping
   uint64_t seed = 0;
   DType precision = DType::f32;      // bf16: mixed precision (autograd/autocast.h)
+  Device device = kCPU;              // where the model, its batches and the optimizer state live (cpu, cuda:N, sim)
   bool recompute = false;            // activation recompute (CausalLM::gradient_checkpointing_enable)
   int zero = 0;                      // 1: ZeRO-1, AdamW's state sharded across the ranks (parallel/zero_adamw.h)
 
@@ -78,6 +79,7 @@ struct StepRecord {
   int64_t step;         // 1-based
   double loss, lr, grad_norm, seconds;
   double val_loss = -1; // when evaluated after this step
+  size_t mem_bytes = 0; // the run's device's ledgered bytes after the step
 };
 
 struct MemoryPeaks {
@@ -113,10 +115,11 @@ struct TrainedModel {
   std::pair<int64_t, int64_t> trainable_and_all_parameters() const;  // as PEFT counts them
 };
 
-// Build the model a config names (base, then the adapter), seeded. On the
-// meta device (the memory planner) only shapes are made: a folder's
-// config.json is read, its weights are not.
-TrainedModel build_model(const TrainConfig& config, const models::Tokenizer& tokenizer, Device device = kCPU);
+// Build the model a config names (base, then the adapter), seeded, on
+// config.device: made on the CPU (weights read, NF4 quantized, adapter
+// added) and moved there. On the meta device (the memory planner) only
+// shapes are made: a folder's config.json is read, its weights are not.
+TrainedModel build_model(const TrainConfig& config, const models::Tokenizer& tokenizer);
 
 // mp::Error when --seq (plus prompt/prefix tuning's virtual tokens) exceeds the model's positions.
 void check_sequence_fits(const TrainConfig& config, const models::CausalLM& base);

@@ -1,0 +1,104 @@
+// Training on a device that is not the host: the sim device (engine/device.h)
+// runs the CPU's kernels, so every loss must equal the CPU run's bit for bit,
+// and it refuses host reads, so a forgotten .to(device) or a host read in the
+// trainer fails here instead of on the first GPU.
+#include <doctest/doctest.h>
+
+#include "engine/backend.h"
+#include "engine/error.h"
+#include "tests/support/minipeft.h"
+#include "train/data/paths.h"
+#include "train/memory_plan.h"
+#include "train/trainer.h"
+
+using namespace mp;
+
+namespace {
+
+const models::Tokenizer& tokenizer() {
+  static models::Tokenizer tok = models::Tokenizer::from_dir(train::default_tokenizer_dir());
+  return tok;
+}
+
+train::TrainConfig small_run(const std::string& out, const std::string& method, Device device) {
+  train::TrainConfig c;
+  c.model = "gpt2-tiny";
+  c.method = method;
+  c.data = test::data_path("legal/licenses.txt");
+  c.batch = 2;
+  c.seq = 32;
+  c.steps = 4;
+  c.eval_every = 2;
+  c.lora_dropout = 0.1f;
+  c.num_virtual_tokens = 4;
+  c.out_dir = out;
+  c.progress = false;
+  c.device = device;
+  return c;
+}
+
+void check_same_run(const train::TrainResult& sim, const train::TrainResult& cpu) {
+  REQUIRE(sim.steps.size() == cpu.steps.size());
+  for (size_t i = 0; i < cpu.steps.size(); ++i) {
+    CAPTURE(i);
+    CHECK(sim.steps[i].loss == cpu.steps[i].loss);  // exactly: the same kernels on the same values
+    // The CPU sums the squares in its own loop, a device through ops (another order).
+    CHECK(sim.steps[i].grad_norm == doctest::Approx(cpu.steps[i].grad_norm).epsilon(1e-12));
+    CHECK(sim.steps[i].val_loss == cpu.steps[i].val_loss);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("train on the sim device: the CPU's losses, bit for bit, for every method") {
+  for (const char* method : {"full", "lora", "prompt", "prefix", "ia3"}) {
+    CAPTURE(method);
+    test::TempDir a("device_cpu"), b("device_sim");
+    check_same_run(train::train(small_run(b.path.string(), method, kSim), tokenizer()),
+                   train::train(small_run(a.path.string(), method, kCPU), tokenizer()));
+  }
+}
+
+TEST_CASE("train on the sim device: NF4 base, mixed precision, recompute, pairs") {
+  test::TempDir a("device_cpu"), b("device_sim");
+  train::TrainConfig c = small_run("", "lora", kCPU);
+  SUBCASE("nf4 base") { c.base_dtype = models::BaseDType::nf4; }
+  SUBCASE("mixed precision") { c.precision = DType::bf16; }
+  SUBCASE("recompute, grad-accum 2") {
+    c.recompute = true;
+    c.grad_accum = 2;
+  }
+  SUBCASE("prompt/completion pairs") { c.data = test::data_path("pairs_example.jsonl"); }
+  train::TrainConfig on_sim = c;
+  c.out_dir = a.path.string();
+  on_sim.out_dir = b.path.string();
+  on_sim.device = kSim;
+  check_same_run(train::train(on_sim, tokenizer()), train::train(c, tokenizer()));
+}
+
+TEST_CASE("train on the sim device: a resumed run continues bit for bit") {
+  test::TempDir a("device_whole"), b("device_resumed");
+  train::TrainResult whole = train::train(small_run(a.path.string(), "lora", kSim), tokenizer());
+  train::TrainConfig first = small_run(b.path.string(), "lora", kSim);
+  first.stop_after = 2;
+  train::train(first, tokenizer());
+  train::TrainConfig second = small_run(b.path.string(), "lora", kSim);
+  second.resume = true;
+  train::TrainResult rest = train::train(second, tokenizer());
+  REQUIRE(rest.steps.size() == 2);
+  for (size_t i = 0; i < 2; ++i) CHECK(rest.steps[i].loss == whole.steps[i + 2].loss);
+}
+
+TEST_CASE("a device the machine does not have is refused before any work, by name") {
+  train::TrainConfig c = small_run("", "lora", kCPU);
+  c.device = kMeta;
+  CHECK_THROWS_WITH_AS(c.validate(), doctest::Contains("--device meta holds shapes"), Error);
+  if (!has_backend(DeviceType::cuda)) {
+    c.device = kCUDA;
+    c.data = "/nonexistent/never-read.txt";  // refused before the data is read
+    CHECK_THROWS_WITH_AS(train::train(c, tokenizer()), doctest::Contains("no backend for device cuda:0"), Error);
+    // The planner still plans a CUDA run (on the meta device).
+    c.data.clear();
+    CHECK(train::plan_training_memory(c, tokenizer()).peak_total > 0);
+  }
+}
