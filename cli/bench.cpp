@@ -86,16 +86,17 @@ void run_bench(const BenchOptions& o) {
     const std::vector<train::Batch> micro(size_t(c.grad_accum), ids);  // the same ids for every micro-batch
     Ledger::instance().reset_peaks();
     double total = 0, loss = 0;
-    uint64_t sent = 0, flops = 0;
+    uint64_t sent = 0, flops = 0, transfers = 0;
     for (int64_t step = 0; step < o.warmup + c.steps; ++step) {  // the trainer's step: clip and grad-accum included
       auto t0 = Clock::now();
-      const uint64_t before = comm.bytes(), flops_before = ops::matmul_flops();
+      const uint64_t before = comm.bytes(), flops_before = ops::matmul_flops(), transfers_before = host_transfers();
       loss = train::train_step(m, *opt, micro, {.clip = c.clip, .sync = ranks > 1 ? &sync : nullptr}).loss;
       device.synchronize();
       if (step >= o.warmup) {
         total += seconds_since(t0);
         sent += comm.bytes() - before;
         flops += ops::matmul_flops() - flops_before;
+        transfers += host_transfers() - transfers_before;
       }
     }
     // How much of the GEMM peak of the dtype the step multiplies in a step reaches.
@@ -103,6 +104,8 @@ void run_bench(const BenchOptions& o) {
     out["train_gemm_gflops"] = double(flops) / total / 1e9;
     out["train_fraction_of_gemm_peak"] = double(flops) / total / 1e9 / out["gemm_peak_gflops"][dtype_name(gemm_dtype)].get<double>();
     out["train_step_s"] = total / double(c.steps);
+    // Copies between the host and the device in a step (0 on the CPU): where a GPU waits for the host.
+    out["host_transfers_per_step"] = double(transfers) / double(c.steps);
     out["train_tokens_per_s"] = double(tokens * ranks * c.grad_accum * c.steps) / total;  // the global batch
     out["allreduce_bytes_per_step"] = sync.bytes_per_step();  // the trainable gradients, f32: what each rank sends
     out["comm_bytes_per_step"] = sent / uint64_t(c.steps);    // measured: all-reduce plus ZeRO's all-gather

@@ -1,6 +1,7 @@
 #include "engine/tensor.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <numeric>
 
@@ -173,6 +174,9 @@ Tensor Tensor::to(DType dt) const {
   return t;
 }
 
+static std::atomic<uint64_t> g_host_transfers{0};
+uint64_t host_transfers() { return g_host_transfers.load(std::memory_order_relaxed); }
+
 Tensor Tensor::to(Device d) const {
   if (d == device()) return *this;
   if (device().is_meta())
@@ -180,6 +184,7 @@ Tensor Tensor::to(Device d) const {
   Tensor src = contiguous();
   Tensor t = empty(shape_, dtype_, d, tag());
   KernelScope copying;  // a host <-> device copy is a kernel
+  if (!d.is_meta()) g_host_transfers.fetch_add(1, std::memory_order_relaxed);
   if (d.is_cpu()) backend(src.device()).copy_to_host(t.raw(), src.raw(), src.nbytes());
   else backend(d).copy_from_host(t.raw(), src.raw(), src.nbytes());
   return t;

@@ -74,7 +74,7 @@ class Tensor {
   Tensor contiguous() const;  // itself if already contiguous
   Tensor clone(Tag tag = current_tag()) const;
   Tensor to(DType dt) const;
-  Tensor to(Device d) const;
+  Tensor to(Device d) const;  // a copy between the host and a device counts in host_transfers()
   void copy_from(const Tensor& src);  // same shape; converts dtype and device
 
   // Element access for tests and small host-side code (any dtype, as double).
@@ -97,5 +97,10 @@ class Tensor {
 Shape contiguous_strides(const Shape& shape);
 // The shape two shapes broadcast to (NumPy rules); throws mp::Error naming both.
 Shape broadcast_shapes(const Shape& a, const Shape& b);
+
+// How many copies between the host and a device (CUDA, sim) Tensor::to has
+// made so far: each is a point where the host waits for the device, so a
+// training step on a GPU should make as few as it can (bench reports them).
+uint64_t host_transfers();
 
 }  // namespace mp
