@@ -103,6 +103,8 @@ std::string log_path(const std::string& out_dir) { return out_dir + "/log.jsonl"
 
 nn::Module& TrainedModel::module() const { return peft ? static_cast<nn::Module&>(*peft) : *base; }
 
+Device TrainedModel::device() const { return base->token_embedding_weight().value().device(); }
+
 ag::Variable TrainedModel::loss(const Batch& batch) const {
   ag::AutocastScope scope = autocast();
   const Tensor& labels = batch.labels.defined() ? batch.labels : batch.ids;
@@ -193,11 +195,13 @@ void check_sequence_fits(const TrainConfig& config, const models::CausalLM& base
 }
 
 TrainedModel load_model(const std::string& model, const std::string& adapter_dir, uint64_t seed,
-                        models::BaseDType base_dtype) {
+                        models::BaseDType base_dtype, Device device) {
   TrainedModel m;
   m.base = std::shared_ptr<models::CausalLM>(models::create_model(model, seed, weight_dtype(base_dtype)));
+  m.base->to(device);  // then NF4-quantized there; an adapter is read on the host and moved
   if (base_dtype == models::BaseDType::nf4) quantize_frozen_base(*m.base);
   if (!adapter_dir.empty()) m.peft = peft::load_peft_model(m.base, adapter_dir);
+  m.module().to(device);
   m.module().eval();
   return m;
 }

@@ -108,6 +108,7 @@ struct TrainedModel {
   // made once (autograd/autocast.h). Null otherwise.
   std::shared_ptr<ag::CastCache> frozen_casts;
   nn::Module& module() const;
+  Device device() const;  // where its weights are
   // The scope this model's forward and backward compute under: precision, frozen_casts.
   ag::AutocastScope autocast() const { return ag::AutocastScope(precision, frozen_casts.get()); }
   // HF's shifted loss of a batch (labels = ids for text); under autocast().
@@ -130,7 +131,7 @@ std::vector<nn::NamedParameter> trainable_parameters(const nn::Module& m);
 // A model to evaluate or generate with: a built-in name or HF folder, plus
 // optionally an HF PEFT adapter folder. In eval mode.
 TrainedModel load_model(const std::string& model, const std::string& adapter_dir, uint64_t seed = 0,
-                        models::BaseDType base_dtype = models::BaseDType::f32);
+                        models::BaseDType base_dtype = models::BaseDType::f32, Device device = kCPU);
 
 // Loss over held-out batches, without gradients, in eval mode: for text
 // windows the mean of the batches' losses; for batches with labels (pairs)

@@ -8,7 +8,10 @@
 #include "engine/error.h"
 #include "tests/support/minipeft.h"
 #include "train/data/paths.h"
+#include "models/generate.h"
+#include "train/data/pairs.h"
 #include "train/memory_plan.h"
+#include "train/pairs_eval.h"
 #include "train/trainer.h"
 
 using namespace mp;
@@ -101,4 +104,32 @@ TEST_CASE("a device the machine does not have is refused before any work, by nam
     c.data.clear();
     CHECK(train::plan_training_memory(c, tokenizer()).peak_total > 0);
   }
+}
+
+TEST_CASE("a saved adapter evaluates, scores pairs and generates on the sim device as on the CPU") {
+  test::TempDir out("device_adapter");
+  train::TrainConfig c = small_run(out.path.string(), "lora", kCPU);
+  train::train(c, tokenizer());
+  const std::string adapter = train::final_model_dir(out.path.string());
+  train::TrainedModel cpu = train::load_model("gpt2-tiny", adapter, 0, models::BaseDType::f32, kCPU);
+  train::TrainedModel sim = train::load_model("gpt2-tiny", adapter, 0, models::BaseDType::f32, kSim);
+  CHECK(sim.device() == kSim);
+
+  const std::vector<int32_t> ids = tokenizer().encode("Permission is hereby granted, free of charge, to any person");
+  Tensor window = Tensor::from_vector(ids, {1, int64_t(ids.size())});  // (1, T)
+  CHECK(train::evaluate(sim, std::vector<Tensor>{window.to(kSim)}) == train::evaluate(cpu, std::vector<Tensor>{window}));
+
+  train::Examples ex = train::tokenize_pairs(train::read_pairs_file(test::data_path("pairs_example.jsonl")), tokenizer(),
+                                             64, "pairs_example.jsonl");
+  std::vector<const train::Example*> rows;
+  for (size_t i = 0; i < 6; ++i) rows.push_back(&ex.examples[i]);
+  const train::PairsScore on_sim = train::score_pairs(sim, rows, 4, tokenizer().eos_id());
+  const train::PairsScore on_cpu = train::score_pairs(cpu, rows, 4, tokenizer().eos_id());
+  CHECK(on_sim.nll == on_cpu.nll);
+  CHECK(on_sim.exact == on_cpu.exact);
+
+  models::GenerateOptions gen;
+  gen.max_new_tokens = 8;
+  gen.eos_token_id = -1;
+  CHECK(models::generate(*sim.base, ids, gen) == models::generate(*cpu.base, ids, gen));
 }
