@@ -52,9 +52,9 @@ TEST_CASE("a whole-state scope replaces every field and restores them after an e
 
 TEST_CASE("a state the engine cannot run under is refused and changes nothing") {
   const ThreadState start = thread_state();
-  CHECK_THROWS_WITH_AS(FieldScope<&ThreadState::autocast>(Autocast{DType::i32}),
+  CHECK_THROWS_WITH_AS([] { FieldScope<&ThreadState::autocast> s(Autocast{DType::i32}); }(),
                        doctest::Contains("autocast dtype must be f32 or bf16, not i32"), Error);
-  CHECK_THROWS_WITH_AS(FieldScope<&ThreadState::weight_dtype>(DType::i32),
+  CHECK_THROWS_WITH_AS([] { FieldScope<&ThreadState::weight_dtype> s(DType::i32); }(),
                        doctest::Contains("weight dtype must be f32, bf16 or f64, not i32"), Error);
   CHECK(same(thread_state(), start));
 }
