@@ -39,16 +39,11 @@ Tensor shift_labels(const Tensor& labels) {
   if (labels.dim() != 2 || labels.dtype() != DType::i32)
     fail("labels must be (B, T) i32, not {} {}", shape_str(labels.shape()), dtype_name(labels.dtype()));
   const int64_t B = labels.size(0), T = labels.size(1);
-  if (labels.device().is_meta()) return Tensor::empty({B, T}, DType::i32, kMeta);  // shapes only
-  Tensor in = labels.to(kCPU).contiguous();   // (B, T)
-  Tensor out = Tensor::empty({B, T}, DType::i32, kCPU);  // (B, T)
-  const int32_t* src = in.data<int32_t>();
-  int32_t* dst = out.data<int32_t>();
-  for (int64_t b = 0; b < B; ++b) {
-    for (int64_t t = 0; t + 1 < T; ++t) dst[b * T + t] = src[b * T + t + 1];
-    dst[b * T + T - 1] = -100;  // the last position has nothing to predict
-  }
-  return out.to(labels.device());
+  // On the labels' device (no host round trip): labels[:, 1:], then -100
+  // where the last position has nothing to predict.
+  Tensor nothing = Tensor::full({B, 1}, -100, DType::i32, labels.device());  // (B, 1)
+  if (T == 1) return nothing;
+  return ops::cat({labels.narrow(1, 1, T - 1), nothing}, 1);  // (B, T)
 }
 
 // ---- initialisation ----
