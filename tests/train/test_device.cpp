@@ -13,6 +13,7 @@
 #include "train/memory_plan.h"
 #include "train/pairs_eval.h"
 #include "train/trainer.h"
+#include "tests/train/small_run.h"
 
 using namespace mp;
 
@@ -24,18 +25,9 @@ const models::Tokenizer& tokenizer() {
 }
 
 train::TrainConfig small_run(const std::string& out, const std::string& method, Device device) {
-  train::TrainConfig c;
-  c.model = "gpt2-tiny";
-  c.method = method;
-  c.data = test::data_path("legal/licenses.txt");
-  c.batch = 2;
-  c.seq = 32;
+  train::TrainConfig c = test::small_run(out, method);
   c.steps = 4;
   c.eval_every = 2;
-  c.lora_dropout = 0.1f;
-  c.num_virtual_tokens = 4;
-  c.out_dir = out;
-  c.progress = false;
   c.device = device;
   return c;
 }
