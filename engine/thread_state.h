@@ -71,8 +71,8 @@ class FieldScope : public StateScope {
 
  public:
   using Value = typename field_type<decltype(Field)>::type;
-  template <class... Args>
-  explicit FieldScope(Args... args) : StateScope(changed(Value{args...})) {}
+  template <class First, class... Rest>  // the field's value, or what makes it (AutocastScope: dtype, cache)
+  explicit FieldScope(First first, Rest... rest) : StateScope(changed(Value{first, rest...})) {}
 
  private:
   static ThreadState changed(Value v) {
