@@ -327,13 +327,14 @@ void embedding_backward(const Tensor& ids, const Tensor& gout, const Tensor& gta
   backend_of(gout).embedding_backward(ids, gout, gtable, padding_idx);
 }
 
-void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int ignore_index, float gscale,
-                            const Tensor& glogits) {
+void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, int ignore_index,
+                            float gscale, const Tensor& glogits) {
   check_same_device("cross_entropy_backward", logits, glogits);
-  backend_of(logits).cross_entropy_backward(logits, targets, ignore_index, gscale, glogits);
+  check_same_device("cross_entropy_backward", logits, lse);
+  backend_of(logits).cross_entropy_backward(logits, targets, lse, ignore_index, gscale, glogits);
 }
 
-Tensor cross_entropy_rows(const Tensor& logits, const Tensor& targets, int ignore_index) {
+CrossEntropyRows cross_entropy_rows(const Tensor& logits, const Tensor& targets, int ignore_index) {
   check_defined("cross_entropy", logits);
   check_defined("cross_entropy", targets);
   if (logits.dim() != 2) fail("cross_entropy: logits must be (N, V), got {}", shape_str(logits.shape()));
@@ -342,9 +343,10 @@ Tensor cross_entropy_rows(const Tensor& logits, const Tensor& targets, int ignor
          shape_str(logits.shape()), logits.size(0));
   if (targets.dtype() != DType::i32) fail("cross_entropy: targets must be i32, got {}", dtype_name(targets.dtype()));
   check_same_device("cross_entropy", logits, targets);
-  Tensor losses = Tensor::empty({logits.size(0)}, logits.dtype(), logits.device());
-  backend_of(logits).cross_entropy(logits.contiguous(), targets.contiguous(), ignore_index, losses);
-  return losses;
+  CrossEntropyRows rows{Tensor::empty({logits.size(0)}, logits.dtype(), logits.device()),
+                        Tensor::empty({logits.size(0)}, logits.dtype(), logits.device())};
+  backend_of(logits).cross_entropy(logits.contiguous(), targets.contiguous(), ignore_index, rows.losses, rows.lse);
+  return rows;
 }
 
 Tensor dropout(const Tensor& x, float p, uint64_t seed, uint64_t offset) {

@@ -116,14 +116,15 @@ class CpuBackend final : public Backend {
     cpu::embedding_backward(ids, gout, gtable, padding_idx);
   }
 
-  void cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index, const Tensor& losses) override {
+  void cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index, const Tensor& losses,
+                     const Tensor& lse) override {
     KernelCall t("cross_entropy");
-    cpu::cross_entropy(logits, targets, ignore_index, losses);
+    cpu::cross_entropy(logits, targets, ignore_index, losses, lse);
   }
-  void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int ignore_index, float gscale,
-                              const Tensor& glogits) override {
+  void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, int ignore_index,
+                              float gscale, const Tensor& glogits) override {
     KernelCall t("cross_entropy_backward");
-    cpu::cross_entropy_backward(logits, targets, ignore_index, gscale, glogits);
+    cpu::cross_entropy_backward(logits, targets, lse, ignore_index, gscale, glogits);
   }
 
   void dropout(const Tensor& x, float p, uint64_t seed, uint64_t offset, const Tensor& out) override {
