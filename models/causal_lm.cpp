@@ -232,9 +232,23 @@ Tensor CausalLM::position_ids(int64_t B, int64_t T, const ForwardOptions& opt, b
   return pos.to(dev);
 }
 
+AttentionParams CausalLM::attention_params(int64_t queries, int64_t keys, float scale, const ForwardOptions& opt) const {
+  AttentionParams params;
+  params.scale = scale;
+  params.causal = true;  // query t sees keys up to t + (S - T): all earlier keys
+  params.key_mask = opt.attention_mask;
+  params.segment_ids = opt.segment_ids;
+  if (is_training() && config_.attn_pdrop > 0.f) {
+    params.dropout = config_.attn_pdrop;
+    params.seed = nn::next_dropout_seed(attn_dropout_instance_);
+    params.dropout_offset = nn::dropout_offset(queries * keys);  // of the (B, H, T, S) probabilities
+  }
+  return params;
+}
+
 Variable CausalLM::self_attention(const Variable& q, const Variable& k, const Variable& v, int layer, float scale,
                                   const ForwardOptions& opt) const {
-  const int64_t B = q.size(0), T = q.size(1), C = q.size(2);
+  const int64_t B = q.size(0), T = q.size(1);
   const int64_t H = num_heads(), D = head_dim();
   // (B, T, C) -> (B, T, H, D) -> (B, H, T, D): views, no copy.
   auto split_heads = [&](const Variable& x) { return ag::permute(ag::reshape(x, {B, T, H, D}), {0, 2, 1, 3}); };
@@ -254,19 +268,25 @@ Variable CausalLM::self_attention(const Variable& q, const Variable& k, const Va
     kh = Variable(keys);    // (B, H, S, D), S = everything so far
     vh = Variable(values);  // (B, H, S, D)
   }
+  const AttentionParams params = attention_params(B * H * T, kh.size(2), scale, opt);
+  return merge_heads(ag::attention(qh, kh, vh, params));  // (B, T, C)
+}
 
-  AttentionParams params;
-  params.scale = scale;
-  params.causal = true;  // query t sees keys up to t + (S - T): all earlier keys
-  params.key_mask = opt.attention_mask;
-  params.segment_ids = opt.segment_ids;
-  if (is_training() && config_.attn_pdrop > 0.f) {
-    params.dropout = config_.attn_pdrop;
-    params.seed = nn::next_dropout_seed(attn_dropout_instance_);
-    params.dropout_offset = nn::dropout_offset(B * H * T * kh.size(2));  // of the (B, H, T, S) probabilities
-  }
-  Variable y = ag::attention(qh, kh, vh, params);                 // (B, H, T, D)
-  return ag::reshape(ag::permute(y, {0, 2, 1, 3}), {B, T, C});  // (B, T, C)
+Variable CausalLM::self_attention(const Variable& qkv, int layer, float scale, const ForwardOptions& opt) const {
+  const int64_t B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3;
+  if (opt.prefix || opt.cache)  // keys and values grow in front or across calls: one at a time
+    return self_attention(ag::narrow(qkv, 2, 0, C), ag::narrow(qkv, 2, C, C), ag::narrow(qkv, 2, 2 * C, C), layer,
+                          scale, opt);
+  const int64_t H = num_heads(), D = head_dim();
+  // (B, T, 3C) -> (B, T, 3, H, D) -> (3, B, H, T, D): a view; ag::attention makes it contiguous once.
+  Variable heads = ag::permute(ag::reshape(qkv, {B, T, 3, H, D}), {2, 0, 3, 1, 4});
+  const AttentionParams params = attention_params(B * H * T, T, scale, opt);
+  return merge_heads(ag::attention(heads, params));  // (B, T, C)
+}
+
+Variable CausalLM::merge_heads(const Variable& y) const {
+  const int64_t B = y.size(0), H = y.size(1), T = y.size(2), D = y.size(3);
+  return ag::reshape(ag::permute(y, {0, 2, 1, 3}), {B, T, H * D});  // (B, H, T, D) -> (B, T, C)
 }
 
 }  // namespace mp::models
