@@ -28,10 +28,15 @@ Tensor dora_weight_norm(const nn::Linear& base, const LoraWeights& w) {
   TagScope scope(Tag::workspace);
   // W0 + s B A as (out, in) in the adapter's dtype: PEFT transposes a Conv1D weight before adding.
   const Tensor& A = w.A.value();
-  Tensor W = Tensor::empty({base.out_features(), base.in_features()}, A.dtype(), A.device());  // (out, in)
-  if (base.nf4_weight()) W.copy_from(nf4_dequantize(*base.nf4_weight()));
-  else W.copy_from(base.layout() == nn::Layout::conv1d ? base.weight.value().transpose(0, 1) : base.weight.value());
-  add_lora_delta(W, nn::Layout::torch, w, 1.f);
+  Tensor W;  // (out, in)
+  if (base.nf4_weight()) {
+    W = nf4_dequantize(*base.nf4_weight());  // f32
+    if (W.dtype() != A.dtype()) W = W.to(A.dtype());
+  } else {
+    W = Tensor::empty({base.out_features(), base.in_features()}, A.dtype(), A.device());
+    W.copy_from(base.layout() == nn::Layout::conv1d ? base.weight.value().transpose(0, 1) : base.weight.value());
+  }
+  add_lora_delta(W, nn::Layout::torch, w, w.scaling);
   return ops::unary(UnaryOp::sqrt, ops::sum(ops::unary(UnaryOp::square, W), 1));  // (out)
 }
 
@@ -63,7 +68,7 @@ Tensor dora_merge(nn::Linear& base, const LoraWeights& w) {
   Tensor W = base.weight.value();  // shares the parameter's storage
   Tensor norm = dora_weight_norm(base, w);  // of the unmerged weight, as forward and PEFT's merge
   TagScope scope(Tag::weights);
-  add_lora_delta(W, base.layout(), w, 1.f);
+  add_lora_delta(W, base.layout(), w, w.scaling);
   W.copy_from(ops::mul(W, channel_factor(base, ops::div(w.magnitude.value(), norm))));
   return norm;
 }
@@ -72,7 +77,7 @@ void dora_unmerge(nn::Linear& base, const LoraWeights& w, const Tensor& norm) {
   Tensor W = base.weight.value();  // shares the parameter's storage
   TagScope scope(Tag::weights);
   W.copy_from(ops::div(W, channel_factor(base, ops::div(w.magnitude.value(), norm))));
-  add_lora_delta(W, base.layout(), w, -1.f);
+  add_lora_delta(W, base.layout(), w, -w.scaling);
 }
 
 }  // namespace mp::peft

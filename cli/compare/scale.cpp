@@ -18,7 +18,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // The method variants (train/method_variants.h) of the scale section.
-constexpr const char* kScaleVariants[] = {"full", "lora", "prefix", "prompt", "lora+bf16", "lora+recomp"};
+constexpr const char* kScaleVariants[] = {"full", "lora", "lora+dora", "prefix", "prompt", "lora+bf16", "lora+recomp"};
 
 train::TrainConfig scale_config(const std::string& model, const char* variant, int64_t batch, int64_t seq,
                                 uint64_t seed) {
