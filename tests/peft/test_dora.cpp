@@ -10,7 +10,6 @@
 
 #include "autograd/variable.h"
 #include "engine/error.h"
-#include "helpers.h"
 #include "models/load.h"
 #include "models/nf4_base.h"
 #include "nn/rng.h"
@@ -19,31 +18,14 @@
 #include "peft/dora.h"
 #include "peft/peft_model.h"
 #include "peft/weighted_adapter.h"
+#include "peft_fixture.h"
+#include "tests/support/error_of.h"
 #include "tests/autograd/helpers.h"
 
 namespace mp::test {
 namespace {
 
 using ag::Variable;
-
-struct DoraFixture {
-  std::string dir;
-  nlohmann::json info;
-  nn::SafetensorsFile ref;
-  explicit DoraFixture(const std::string& name)
-      : dir(fixtures_dir() + "/peft/" + name), info(read_json(dir + "/reference.json")),
-        ref(nn::SafetensorsFile::open(dir + "/reference.safetensors")) {}
-  std::shared_ptr<models::CausalLM> base(DType weight_dtype = DType::f32) const {
-    return models::load_pretrained(fixtures_dir() + "/" + info["base"].get<std::string>(), weight_dtype);
-  }
-  std::shared_ptr<peft::PeftModel> load(std::shared_ptr<models::CausalLM> model, bool trainable = false) const {
-    auto pm = peft::load_peft_model(std::move(model), dir, "default", trainable);
-    pm->eval();
-    return pm;
-  }
-  Tensor f32(const std::string& key) const { return ref.load(key, DType::f32, Tag::workspace); }
-  Tensor i32(const std::string& key) const { return ref.load(key, DType::i32, Tag::workspace); }
-};
 
 // Our parameter name of a saved key: "<layer>.lora_A.weight" -> "<layer>.lora.lora_A.default.weight",
 // "<layer>.lora_magnitude_vector" -> "<layer>.lora.lora_magnitude_vector.default.weight".
@@ -54,16 +36,6 @@ std::string param_name(std::string key) {
   return key;
 }
 
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
-
 const char* const kFixtures[] = {"gpt2_dora", "opt_dora"};
 
 }  // namespace
@@ -71,45 +43,20 @@ const char* const kFixtures[] = {"gpt2_dora", "opt_dora"};
 TEST_CASE("DoRA: logits, loss and every gradient equal HF PEFT's") {
   for (const std::string name : kFixtures) {
     INFO(name);
-    const DoraFixture f(name);
-    auto pm = f.load(f.base(), /*trainable=*/true);
-    const auto& keys = f.info["keys"];
-    CHECK(3 * pm->lora_layers().size() == keys.size());  // A, B and the magnitude per layer
-    const double logit_err = ops::max_abs_diff(pm->forward(f.i32("input_ids")).value(), f.f32("logits"));
-    MESSAGE(name << ": logits max abs error " << logit_err);
-    CHECK(logit_err < 1e-5);
-
-    Variable loss = pm->loss(f.i32("input_ids"), f.i32("labels"));
-    CHECK(std::abs(loss.item() - f.f32("loss").item()) < 1e-5);
-    loss.backward();
-    int trainable = 0;
-    for (const auto& [pname, p] : pm->named_parameters()) {
-      if (!p.requires_grad()) continue;
-      ++trainable;
-      INFO(pname);
-      std::string hf;
-      for (const auto& k : keys)
-        if (param_name(k.get<std::string>()) == pname) hf = k.get<std::string>();
-      REQUIRE_MESSAGE(!hf.empty(), "a trainable parameter PEFT does not train: " << pname);
-      const double err = rel_error(p.grad(), f.f32("grad." + hf));
-      CHECK_MESSAGE(err < 1e-4, hf << " gradient relative error " << err);
-    }
-    CHECK(trainable == int(keys.size()));
+    const PeftFixture f(name);
+    auto pm = f.load(/*trainable=*/true);
+    CHECK(3 * pm->lora_layers().size() == f.info["keys"].size());  // A, B and the magnitude per layer
+    check_against_peft(*pm, f, param_name);
   }
 }
 
 TEST_CASE("DoRA: saved here, PEFT's tensors and config; loaded back, the same logits and loss") {
   for (const std::string name : kFixtures) {
     INFO(name);
-    const DoraFixture f(name);
-    auto pm = f.load(f.base());
+    const PeftFixture f(name);
+    auto pm = f.load();
     TempDir out("dora");
-    pm->save_pretrained(out.path.string());
-    nn::SafetensorsFile ours = nn::SafetensorsFile::open(out.path.string() + "/adapter_model.safetensors");
-    nn::SafetensorsFile theirs = nn::SafetensorsFile::open(f.dir + "/adapter_model.safetensors");
-    CHECK(ours.names() == theirs.names());
-    for (const std::string& key : theirs.names()) CHECK(ops::max_abs_diff(ours.load(key), theirs.load(key)) == 0.0);
-    CHECK(read_json(out.path.string() + "/adapter_config.json") == read_json(f.dir + "/adapter_config.json"));
+    check_saved_as_peft(*pm, f, out.path.string());
 
     auto reloaded = peft::load_peft_model(f.base(), out.path.string());
     reloaded->eval();
@@ -122,8 +69,8 @@ TEST_CASE("DoRA: saved here, PEFT's tensors and config; loaded back, the same lo
 TEST_CASE("DoRA: merge equals PEFT's merge_and_unload; unmerge restores the base") {
   for (const std::string name : kFixtures) {
     INFO(name);
-    const DoraFixture f(name);
-    auto pm = f.load(f.base());
+    const PeftFixture f(name);
+    auto pm = f.load();
     const Tensor ids = f.i32("input_ids");
     nn::Linear& layer = *pm->lora_layers().front().second;
     const Tensor w0 = layer.weight.value().clone(Tag::workspace);
@@ -142,7 +89,7 @@ TEST_CASE("DoRA: merge equals PEFT's merge_and_unload; unmerge restores the base
 }
 
 TEST_CASE("DoRA: a fresh adapter starts as the base model; its magnitude is each output channel's norm") {
-  const DoraFixture f("gpt2_dora");
+  const PeftFixture f("gpt2_dora");
   const Tensor ids = f.i32("input_ids");
   auto base = f.base();
   base->eval();
@@ -208,7 +155,7 @@ TEST_CASE("DoRA on a bf16 and an NF4 base: the f32 base holding the same values 
   for (const std::string name : kFixtures) {
     for (const bool nf4 : {false, true}) {
       INFO(name << (nf4 ? " nf4" : " bf16"));
-      const DoraFixture f(name);
+      const PeftFixture f(name);
       std::shared_ptr<models::CausalLM> low = f.base(nf4 ? DType::f32 : DType::bf16), high = f.base();
       if (nf4) {
         low->freeze("*");
@@ -222,7 +169,7 @@ TEST_CASE("DoRA on a bf16 and an NF4 base: the f32 base holding the same values 
           for (const auto& [lname, l] : lows)
             if (lname == pname) p.value().copy_from(l.value());  // bf16 -> f32 is exact
       }
-      auto pm_low = f.load(low, true), pm_high = f.load(high, true);
+      auto pm_low = f.load(true, low), pm_high = f.load(true, high);
       const Tensor ids = f.i32("input_ids"), labels = f.i32("labels");
       Variable loss_low = pm_low->loss(ids, labels), loss_high = pm_high->loss(ids, labels);
       CHECK(std::abs(loss_low.item() - loss_high.item()) < 1e-5);
@@ -240,7 +187,7 @@ TEST_CASE("DoRA on a bf16 and an NF4 base: the f32 base holding the same values 
 }
 
 TEST_CASE("DoRA: bad input is an error naming the key") {
-  const DoraFixture f("gpt2_dora");
+  const PeftFixture f("gpt2_dora");
   // A magnitude of another length than the layer's output features.
   TempDir dir("dora_bad");
   std::filesystem::copy_file(f.dir + "/adapter_config.json", dir.path / "adapter_config.json");
@@ -273,7 +220,7 @@ TEST_CASE("DoRA: bad input is an error naming the key") {
   });
   CHECK_MESSAGE(type.find("use_dora") != std::string::npos, type);
 
-  auto pm = f.load(f.base());
+  auto pm = f.load();
   const std::string mixed = error_of([&] { pm->forward(f.i32("input_ids"), nullptr, {"default", peft::PeftModel::kBaseName}); });
   CHECK_MESSAGE(mixed.find("DoRA") != std::string::npos, mixed);
   const std::string combine = error_of([&] { peft::add_weighted_adapter(*pm, {"default"}, {1.0}, "sum", peft::CombinationType::linear, 0); });
