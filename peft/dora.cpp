@@ -1,7 +1,6 @@
 #include "peft/dora.h"
 
 #include "autograd/ops.h"
-#include "engine/error.h"
 #include "engine/nf4.h"
 #include "engine/ops.h"
 

@@ -78,10 +78,12 @@ class LoraLinear : public TunerLayer {
 
   // Mixed batches (HF PEFT's adapter_names=): row b of the next forwards
   // runs with adapter names[b] ("" = none); empty: the active adapter for
-  // every row. A DoRA adapter cannot be named (PEFT refuses it too). PeftModel sets and clears this around a mixed forward.
+  // every row. PeftModel sets and clears this around a mixed forward. A
+  // DoRA adapter cannot be named (PEFT refuses it too).
   void set_row_adapters(std::vector<std::string> names);
 
-  // base_out + scale * B A dropout(x) for the active adapter, unless merged.
+  // base_out + scale * B A dropout(x) for the active adapter, unless merged
+  // (a DoRA adapter: dora_forward's output).
   // x (..., in), base_out (..., out) -> (..., out). With row adapters, x
   // (B, ..., in): each adapter's update is computed for the batch and added
   // to its own rows only (times a 0/1 row mask), so a row gets exactly
