@@ -112,10 +112,11 @@ TEST_CASE("DoRA: a fresh adapter starts as the base model; its magnitude is each
 }
 
 TEST_CASE("DoRA dropout: PEFT's formula under one mask; gradcheck with the mask held fixed") {
-  // A small Linear with bias, an adapter with non-zero B and a magnitude away from the norm.
+  // A small Conv1D with a bias, an adapter with non-zero B and a magnitude away from the norm.
   const float p = 0.4f;
   nn::Linear base(5, 4, true, nn::Layout::conv1d, 11);
   base.freeze("*");
+  ops::fill(base.bias.value(), 0.3);  // HF's Conv1D starts it at 0
   peft::LoraWeights w{Variable(ag::test::rand64({3, 5}, 1).to(DType::f32)), Variable(ag::test::rand64({4, 3}, 2).to(DType::f32)),
                       3, 1.5f, p, Variable()};
   w.magnitude = Variable(ops::scale(peft::dora_weight_norm(base, w), 1.3f));
