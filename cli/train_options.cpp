@@ -16,6 +16,7 @@ void add_method_options(CLI::App* cmd, train::TrainConfig& c) {
   cmd->add_option("--lora-targets", c.lora_targets, "module names or suffixes (default: c_attn for GPT-2, q_proj,v_proj for OPT)")
       ->delimiter(',');
   cmd->add_flag("--rslora", c.use_rslora, "scale alpha/sqrt(r) (rsLoRA)");
+  cmd->add_flag("--use-dora", c.use_dora, "LoRA as DoRA: a trained magnitude per output channel (PEFT's use_dora)");
   cmd->add_option("--ia3-targets", c.ia3_targets,
                   "IA3 target modules (default PEFT's: c_attn,mlp.c_proj for GPT-2, q_proj,k_proj,fc2 for OPT)")
       ->delimiter(',');

@@ -195,7 +195,7 @@ json hf_defaults(PeftType t) {
 // The keys we interpret; everything else in a parsed file goes to `extra`.
 const char* const kInterpreted[] = {
     "peft_type", "base_model_name_or_path", "task_type", "inference_mode", "r", "lora_alpha", "lora_dropout",
-    "target_modules", "bias", "use_rslora", "fan_in_fan_out", "init_lora_weights", "modules_to_save",
+    "target_modules", "bias", "use_rslora", "use_dora", "fan_in_fan_out", "init_lora_weights", "modules_to_save",
     "num_virtual_tokens", "prompt_tuning_init", "prompt_tuning_init_text", "tokenizer_name_or_path",
     "token_dim", "num_layers", "num_attention_heads", "prefix_projection", "encoder_hidden_size",
     "feedforward_modules", "init_ia3_weights"};
@@ -218,6 +218,7 @@ LoraConfig parse_lora(const Reader& r) {
   else if (bias == "lora_only") c.bias = LoraBias::lora_only;
   else fail("{}: bias should be \"none\", \"all\" or \"lora_only\", got \"{}\"", r.source, bias);
   c.use_rslora = r.get_bool("use_rslora", false);
+  c.use_dora = r.get_bool("use_dora", false);
   c.fan_in_fan_out = r.get_bool("fan_in_fan_out", false);
   if (r.has("init_lora_weights")) {
     const json& v = r.j.at("init_lora_weights");
@@ -226,7 +227,6 @@ LoraConfig parse_lora(const Reader& r) {
     else fail("{}: init_lora_weights {} is not supported (true, false or \"gaussian\")", r.source, v.dump());
   }
   c.modules_to_save = r.get_strings("modules_to_save");
-  r.require_unset("use_dora", "DoRA");
   r.require_unset("rank_pattern", "a per-module rank");
   r.require_unset("alpha_pattern", "a per-module alpha");
   r.require_unset("layers_to_transform", "layers_to_transform");
@@ -348,6 +348,7 @@ std::string adapter_config_json(const PeftConfig& c) {
     j["target_modules"] = modules(l->target_modules, l->target_modules_regex);
     j["bias"] = std::string(lora_bias_name(l->bias));
     j["use_rslora"] = l->use_rslora;
+    j["use_dora"] = l->use_dora;
     j["fan_in_fan_out"] = l->fan_in_fan_out;
     j["init_lora_weights"] = l->init_lora_weights == LoraInit::gaussian ? json("gaussian")
                                                                         : json(l->init_lora_weights == LoraInit::kaiming);

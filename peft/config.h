@@ -52,6 +52,7 @@ struct LoraConfig {
   std::string target_modules_regex;
   LoraBias bias = LoraBias::none;
   bool use_rslora = false;      // scale alpha / sqrt(r) instead of alpha / r
+  bool use_dora = false;        // DoRA (peft/dora.h): a trained magnitude per output channel
   bool fan_in_fan_out = false;  // the target stores W as (in, out) (GPT-2's Conv1D)
   LoraInit init_lora_weights = LoraInit::kaiming;
   // Modules (by name suffix) trained in full next to the adapter. Recorded

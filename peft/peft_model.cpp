@@ -188,7 +188,7 @@ void PeftModel::add_lora(const std::string& name, LoraConfig& c) {
     } else if (!std::dynamic_pointer_cast<LoraLinear>(linear->adapter())) {
       fail("layer '{}' already carries a non-LoRA adapter", path);
     }
-    lora_of(*linear).add_adapter(name, c, linear->in_features(), linear->out_features(), nn::mix_seed(seed, i, 0));
+    lora_of(*linear).add_adapter(name, c, *linear, nn::mix_seed(seed, i, 0));
     // A new adapter is not active (unless it is the first): the layer keeps running the active one.
     LoraLinear& l = lora_of(*linear);
     if (!active_.empty() && active_ != name) l.set_active(l.has_adapter(active_) ? active_ : "");
@@ -248,8 +248,8 @@ void PeftModel::mark_trainable() {
     for (auto& [path, linear] : lora_layers_) {
       LoraLinear& l = lora_of(*linear);
       if (!l.has_adapter(active_)) continue;
-      Variable(l.weights(active_).A).set_requires_grad(true);
-      Variable(l.weights(active_).B).set_requires_grad(true);
+      for (Variable p : {l.weights(active_).A, l.weights(active_).B, l.weights(active_).magnitude})
+        if (p.defined()) p.set_requires_grad(true);
       if (lora->bias == LoraBias::lora_only && linear->bias.defined()) linear->bias.set_requires_grad(true);
     }
     if (lora->bias == LoraBias::all) model_->set_requires_grad("*bias*", true);  // PEFT: "bias" in the name
@@ -439,6 +439,8 @@ std::vector<std::pair<std::string, Tensor>> PeftModel::adapter_state_dict(const 
       if (!l.has_adapter(name)) continue;
       out.emplace_back(kBasePrefix + path + ".lora_A.weight", l.weights(name).A.value());
       out.emplace_back(kBasePrefix + path + ".lora_B.weight", l.weights(name).B.value());
+      if (l.weights(name).magnitude.defined())  // PEFT's key has no ".weight" (its older ParameterDict's)
+        out.emplace_back(kBasePrefix + path + ".lora_magnitude_vector", l.weights(name).magnitude.value());  // (out)
       // bias="lora_only": PEFT 0.13 looks for "<layer>.bias", but the wrapped
       // layer's bias is "<layer>.base_layer.bias", so it saves no bias at all.
       // We write exactly what PEFT writes (the trained biases are not saved).

@@ -18,6 +18,7 @@
 // prompt and prefix tuning. Saved adapter keys are PEFT's too:
 //   LoRA           base_model.model.transformer.h.0.attn.c_attn.lora_A.weight, ...lora_B.weight,
 //                  plus "...<layer>.bias" (bias="lora_only") or every bias (bias="all")
+//                  DoRA: also ...c_attn.lora_magnitude_vector (out)
 //   IA3            base_model.model.transformer.h.0.attn.c_attn.ia3_l (out, 1), or (1, in) feed-forward
 //   prompt/prefix  prompt_embeddings (P, E) / (P, L*2*C)
 //

@@ -1,8 +1,9 @@
 """What the PEFT 0.21 fixture scripts share (make_combine_fixture.py,
-make_ia3_fixture.py): --fixtures and --skip-version-check, the check of torch,
-transformers and peft against the pinned versions (requirements-current.txt),
-a deterministic single-threaded torch before each base's fixture is made,
-and the writing of its reference files."""
+make_ia3_fixture.py, make_dora_fixture.py): --fixtures and
+--skip-version-check, the check of torch, transformers and peft against the
+pinned versions (requirements-current.txt), a deterministic single-threaded
+torch before each base's fixture is made, one adapter's reference run, and
+the writing of its reference files."""
 
 import argparse
 import json
@@ -38,6 +39,32 @@ def sort_config_lists(path: str) -> None:
             cfg[key] = sorted(cfg[key])
     with open(path, "w") as f:
         f.write(json.dumps(cfg, indent=2, sort_keys=True))
+
+
+def reference_run(pm, seed: int, vocab: int, batch: int, seq: int, saved_key=lambda name: name.replace(".default", "")):
+    """One batch through the PEFT model pm (its adapter saved already):
+    input_ids, labels (the first two of row 0 ignored), logits, loss,
+    grad.<key> for every key of get_peft_model_state_dict (saved_key maps a
+    trainable parameter's name to its key; PEFT must train exactly those),
+    and merged.logits after merge_and_unload. Returns (tensors, keys)."""
+    from peft.utils import get_peft_model_state_dict
+
+    ids = torch.randint(3, vocab, (batch, seq), generator=torch.Generator().manual_seed(seed + 1))
+    labels = ids.clone()
+    labels[0, :2] = -100  # ignored positions count too
+    result = pm(input_ids=ids, labels=labels)
+    result.loss.backward()
+    ref = {"input_ids": ids.to(torch.int32), "labels": labels.to(torch.int32),
+           "logits": result.logits.detach().clone(), "loss": result.loss.detach().clone()}
+    grads = {saved_key(n): p.grad for n, p in pm.named_parameters() if p.requires_grad}
+    keys = sorted(get_peft_model_state_dict(pm).keys())
+    assert sorted(grads) == keys, (sorted(grads), keys)
+    for key in keys:
+        ref["grad." + key] = grads[key].detach().clone()
+    merged = pm.merge_and_unload()
+    with torch.no_grad():
+        ref["merged.logits"] = merged(input_ids=ids).logits.detach().clone()
+    return ref, keys
 
 
 def write_reference(out: str, tensors: dict, info: dict) -> None:

@@ -35,7 +35,6 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 import fixture_main  # noqa: E402
 import torch  # noqa: E402
 from peft import IA3Config, get_peft_model  # noqa: E402
-from peft.utils import get_peft_model_state_dict  # noqa: E402
 
 B, T, VOCAB = 2, 8, 256
 SEEDS = {"gpt2_tiny": 2601, "opt_tiny": 2611}
@@ -55,21 +54,7 @@ def make_base(fixtures: str, base: str, got: dict) -> None:
     pm.eval()
     pm.save_pretrained(out)
     fixture_main.sort_config_lists(os.path.join(out, "adapter_config.json"))
-    ids = torch.randint(3, VOCAB, (B, T), generator=torch.Generator().manual_seed(seed + 1))
-    labels = ids.clone()
-    labels[0, :2] = -100  # ignored positions count too
-    result = pm(input_ids=ids, labels=labels)
-    result.loss.backward()
-    ref = {"input_ids": ids.to(torch.int32), "labels": labels.to(torch.int32),
-           "logits": result.logits.detach().clone(), "loss": result.loss.detach().clone()}
-    grads = {n.replace(".default", ""): p.grad for n, p in pm.named_parameters() if p.requires_grad}
-    keys = sorted(get_peft_model_state_dict(pm).keys())
-    assert sorted(grads) == keys, (sorted(grads), keys)
-    for key in keys:
-        ref["grad." + key] = grads[key].detach().clone()
-    merged = pm.merge_and_unload()
-    with torch.no_grad():
-        ref["merged.logits"] = merged(input_ids=ids).logits.detach().clone()
+    ref, keys = fixture_main.reference_run(pm, seed, VOCAB, B, T)
     info = {"versions": got, "base": base, "keys": keys}
     with open(os.path.join(out, "adapter_config.json")) as f:
         cfg = json.load(f)

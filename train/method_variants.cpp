@@ -33,6 +33,11 @@ const std::vector<MethodVariant>& method_variants() {
          c.method = "lora";
          c.base_dtype = models::BaseDType::nf4;
        }},
+      {"lora+dora", "DoRA r=8",
+       [](TrainConfig& c) {
+         c.method = "lora";
+         c.use_dora = true;
+       }},
       {"lora+recomp", "LoRA r=8, recompute",
        [](TrainConfig& c) {
          c.method = "lora";

@@ -76,6 +76,7 @@ void TrainConfig::validate() const {
   if (packing && device.type == DeviceType::cuda)
     fail("--packing runs on the CPU (and sim) only: the CUDA attention kernel has no segment ids");
   if (zero != 0 && zero != 1) fail("--zero {}: only stage 1 (the optimizer state sharded) is implemented, or 0", zero);
+  if (use_dora && type != peft::PeftType::lora) fail("--use-dora is a LoRA option: use it with --method lora, not {}", method);
   if (base_dtype != models::BaseDType::f32 && !type)
     fail("--base-dtype {} keeps the base frozen: use it with --method lora, prompt or prefix, not full",
          models::base_dtype_name(base_dtype));
@@ -131,6 +132,7 @@ static peft::PeftConfig peft_config_for(const TrainConfig& c, peft::PeftType typ
     lora.lora_alpha = c.lora_alpha;
     lora.lora_dropout = c.lora_dropout;
     lora.use_rslora = c.use_rslora;
+    lora.use_dora = c.use_dora;
     bool gpt2 = model.arch == models::Arch::gpt2;
     lora.fan_in_fan_out = gpt2;
     lora.target_modules = c.lora_targets;

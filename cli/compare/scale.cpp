@@ -4,7 +4,9 @@
 // CPU (two steps, then timed ones), so the table shows the planner's bytes
 // beside the Ledger's and the step's speed; then the planner alone gives the
 // peak of every method for the GPT-2 and OPT sizes up to 6.7B parameters.
+#include <algorithm>
 #include <chrono>
+#include <vector>
 #include <fmt/format.h>
 
 #include "cli/compare/compare.h"
@@ -18,7 +20,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // The method variants (train/method_variants.h) of the scale section.
-constexpr const char* kScaleVariants[] = {"full", "lora", "prefix", "prompt", "lora+bf16", "lora+recomp"};
+constexpr const char* kScaleVariants[] = {"full", "lora", "lora+dora", "prefix", "prompt", "lora+bf16", "lora+recomp"};
 
 train::TrainConfig scale_config(const std::string& model, const char* variant, int64_t batch, int64_t seq,
                                 uint64_t seed) {
@@ -90,11 +92,14 @@ std::string format_scale_table(const ScaleResult& s) {
                    : "A cell with two figures is planned/measured: they differ.\n";
   out += fmt::format("Planned peak (GiB) at B={} T={}, by model size:\n{:<12}{:>8}", s.size_batch, s.size_seq, "model",
                      "params");
-  for (const std::string& m : s.methods) out += fmt::format("{:>12}", m);
+  // Each method's column: its name and a space, at least 10 wide (the table stays within 100 columns).
+  std::vector<size_t> width;
+  for (const std::string& m : s.methods) width.push_back(std::max<size_t>(10, m.size() + 1));
+  for (size_t i = 0; i < s.methods.size(); ++i) out += fmt::format("{:>{}}", s.methods[i], width[i]);
   out += "\n";
   for (const SizePoint& p : s.sizes) {
     out += fmt::format("{:<12}{:>7.2f}B", p.model, double(p.all_params) / 1e9);
-    for (size_t peak : p.peak) out += fmt::format("{:>12.2f}", double(peak) / (1 << 30));
+    for (size_t i = 0; i < p.peak.size(); ++i) out += fmt::format("{:>{}.2f}", double(p.peak[i]) / (1 << 30), width[i]);
     out += "\n";
   }
   return out;

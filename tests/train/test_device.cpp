@@ -54,10 +54,15 @@ TEST_CASE("train on the sim device: the CPU's losses, bit for bit, for every met
   }
 }
 
-TEST_CASE("train on the sim device: NF4 base, mixed precision, recompute, pairs") {
+TEST_CASE("train on the sim device: NF4 base, DoRA, mixed precision, recompute, pairs") {
   test::TempDir a("device_cpu"), b("device_sim");
   train::TrainConfig c = small_run("", "lora", kCPU);
   SUBCASE("nf4 base") { c.base_dtype = models::BaseDType::nf4; }
+  SUBCASE("DoRA with dropout, nf4 base") {
+    c.use_dora = true;
+    c.lora_dropout = 0.1f;
+    c.base_dtype = models::BaseDType::nf4;
+  }
   SUBCASE("mixed precision") { c.precision = DType::bf16; }
   SUBCASE("recompute, grad-accum 2") {
     c.recompute = true;
