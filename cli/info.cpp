@@ -84,6 +84,7 @@ void run_info(const InfoOptions& o) {
                         {"arch", models::arch_name(mc.arch)},
                         {"method", c.method},
                         {"use_dora", c.use_dora},
+                        {"modules_to_save", c.modules_to_save},
                         {"batch", c.batch},
                         {"seq", c.seq},
                         {"grad_accum", c.grad_accum},

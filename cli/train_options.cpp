@@ -17,6 +17,10 @@ void add_method_options(CLI::App* cmd, train::TrainConfig& c) {
       ->delimiter(',');
   cmd->add_flag("--rslora", c.use_rslora, "scale alpha/sqrt(r) (rsLoRA)");
   cmd->add_flag("--use-dora", c.use_dora, "LoRA as DoRA: a trained magnitude per output channel (PEFT's use_dora)");
+  cmd->add_option("--modules-to-save", c.modules_to_save,
+                  "LoRA, IA3: modules trained in full beside the adapter and saved with it, by name suffix "
+                  "(PEFT's modules_to_save: ln_f; OPT's decoder.final_layer_norm)")
+      ->delimiter(',');
   cmd->add_option("--ia3-targets", c.ia3_targets,
                   "IA3 target modules (default PEFT's: c_attn,mlp.c_proj for GPT-2, q_proj,k_proj,fc2 for OPT)")
       ->delimiter(',');

@@ -45,6 +45,13 @@ int PeftConfig::num_virtual_tokens() const {
   return 0;
 }
 
+const std::vector<std::string>& PeftConfig::modules_to_save() const {
+  static const std::vector<std::string> none;
+  if (auto* c = as_lora()) return c->modules_to_save;
+  if (auto* c = as_ia3()) return c->modules_to_save;
+  return none;
+}
+
 // A regular expression std::regex accepts ("" = none given).
 static void check_regex(const char* key, const std::string& re) {
   if (re.empty()) return;
@@ -81,6 +88,8 @@ void PeftConfig::validate() const {
     if (auto* p = as_prefix_tuning(); p && p->prefix_projection && p->encoder_hidden_size <= 0)
       fail("prefix_projection needs encoder_hidden_size > 0, got {}", p->encoder_hidden_size);
   }
+  for (const std::string& name : modules_to_save())
+    if (name.empty()) fail("modules_to_save: an empty name would pick every module");
 }
 
 // The width, depth and heads a prompt method was made for must be the model's.
@@ -270,6 +279,7 @@ PromptTuningConfig parse_prompt(const Reader& r) {
   c.token_dim = r.get_int("token_dim", 0);
   c.num_layers = r.get_int("num_layers", 0);
   c.num_attention_heads = r.get_int("num_attention_heads", 0);
+  r.require_unset("modules_to_save", "modules_to_save with prompt tuning");
   return c;
 }
 
@@ -281,6 +291,7 @@ PrefixTuningConfig parse_prefix(const Reader& r) {
   c.token_dim = r.get_int("token_dim", 0);
   c.num_layers = r.get_int("num_layers", 0);
   c.num_attention_heads = r.get_int("num_attention_heads", 0);
+  r.require_unset("modules_to_save", "modules_to_save with prefix tuning");
   return c;
 }
 

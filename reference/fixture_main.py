@@ -1,5 +1,5 @@
 """What the PEFT 0.21 fixture scripts share (make_combine_fixture.py,
-make_ia3_fixture.py, make_dora_fixture.py): --fixtures and
+make_ia3_fixture.py, make_dora_fixture.py, make_modules_to_save_fixture.py): --fixtures and
 --skip-version-check, the check of torch, transformers and peft against the
 pinned versions (requirements-current.txt), a deterministic single-threaded
 torch before each base's fixture is made, one adapter's reference run, and

@@ -1,6 +1,7 @@
 #include "train/method_variants.h"
 
 #include "engine/error.h"
+#include "models/load.h"
 
 namespace mp::train {
 
@@ -37,6 +38,12 @@ const std::vector<MethodVariant>& method_variants() {
        [](TrainConfig& c) {
          c.method = "lora";
          c.use_dora = true;
+       }},
+      {"lora+save", "LoRA r=8, final LN trained",
+       [](TrainConfig& c) {  // PEFT's modules_to_save: the final layer norm
+         c.method = "lora";
+         const bool gpt2 = models::config_of(c.model).arch == models::Arch::gpt2;
+         c.modules_to_save = {gpt2 ? "ln_f" : "decoder.final_layer_norm"};
        }},
       {"lora+recomp", "LoRA r=8, recompute",
        [](TrainConfig& c) {

@@ -77,6 +77,8 @@ void TrainConfig::validate() const {
     fail("--packing runs on the CPU (and sim) only: the CUDA attention kernel has no segment ids");
   if (zero != 0 && zero != 1) fail("--zero {}: only stage 1 (the optimizer state sharded) is implemented, or 0", zero);
   if (use_dora && type != peft::PeftType::lora) fail("--use-dora is a LoRA option: use it with --method lora, not {}", method);
+  if (!modules_to_save.empty() && type != peft::PeftType::lora && type != peft::PeftType::ia3)
+    fail("--modules-to-save trains modules beside an adapter: use it with --method lora or ia3, not {}", method);
   if (base_dtype != models::BaseDType::f32 && !type)
     fail("--base-dtype {} keeps the base frozen: use it with --method lora, prompt or prefix, not full",
          models::base_dtype_name(base_dtype));
@@ -136,6 +138,7 @@ static peft::PeftConfig peft_config_for(const TrainConfig& c, peft::PeftType typ
     bool gpt2 = model.arch == models::Arch::gpt2;
     lora.fan_in_fan_out = gpt2;
     lora.target_modules = c.lora_targets;
+    lora.modules_to_save = c.modules_to_save;
     if (lora.target_modules.empty())
       lora.target_modules = gpt2 ? std::vector<std::string>{"c_attn"} : std::vector<std::string>{"q_proj", "v_proj"};
     return peft::PeftConfig::lora(lora);
@@ -144,6 +147,7 @@ static peft::PeftConfig peft_config_for(const TrainConfig& c, peft::PeftType typ
     peft::Ia3Config ia3;
     ia3.target_modules = c.ia3_targets;
     ia3.feedforward_modules = c.ia3_feedforward;
+    ia3.modules_to_save = c.modules_to_save;
     return peft::PeftConfig::ia3(ia3);
   }
   if (type == peft::PeftType::prompt_tuning) {

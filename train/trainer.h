@@ -33,6 +33,7 @@ struct TrainConfig {
   std::vector<std::string> lora_targets;  // empty: c_attn (GPT-2), q_proj + v_proj (OPT)
   bool use_rslora = false;
   bool use_dora = false;                  // LoRA as DoRA (peft/dora.h)
+  std::vector<std::string> modules_to_save;  // LoRA and IA3: modules trained in full beside it (peft/modules_to_save.h)
   std::vector<std::string> ia3_targets;      // empty: PEFT's (GPT-2 c_attn, mlp.c_proj; OPT q_proj, k_proj, fc2)
   std::vector<std::string> ia3_feedforward;  // empty with empty targets: PEFT's (mlp.c_proj; fc2)
   int num_virtual_tokens = 20;       // prompt and prefix tuning
