@@ -8,7 +8,7 @@ namespace mp::peft {
 
 namespace {
 
-bool same(const Variable& a, const Variable& b) { return a.impl() == b.impl(); }
+bool same(const ag::Variable& a, const ag::Variable& b) { return a.impl() == b.impl(); }
 
 // The distinct last parts of the model's module paths, digits left out ("attn, c_attn, h, ln_1, ...").
 std::string module_kinds(models::CausalLM& model) {
@@ -31,7 +31,12 @@ std::vector<nn::NamedParameter> modules_to_save_parameters(models::CausalLM& mod
   for (const std::string& name : names) {
     const size_t before = picked.size();
     for (const auto& [path, module] : model.named_modules())
-      if (!path.empty() && path.ends_with(name)) picked.push_back(path);
+      if (!path.empty() && path.ends_with(name)) {
+        auto* linear = dynamic_cast<nn::Linear*>(module);
+        if (linear && linear->nf4_weight())
+          fail("modules_to_save '{}': '{}' holds an NF4 weight, which is frozen storage (QLoRA's base)", name, path);
+        picked.push_back(path);
+      }
     if (picked.size() > before) continue;
     if (tied && std::string("lm_head").ends_with(name))
       fail("modules_to_save '{}': this {} model ties lm_head to {} (tie_word_embeddings); PEFT 0.21 trains an "
@@ -51,6 +56,9 @@ std::vector<nn::NamedParameter> modules_to_save_parameters(models::CausalLM& mod
       fail("modules_to_save: '{}' (of module '{}') is tied to the lm_head (tie_word_embeddings); PEFT 0.21 trains "
            "an untied copy of it, which minipeft does not do",
            pname, owner);
+    if (p.value().dtype() != DType::f32)
+      fail("modules_to_save: '{}' (of module '{}') is stored in {}, a frozen base's dtype; train it on an f32 base",
+           pname, owner, dtype_name(p.value().dtype()));
     out.emplace_back(pname, p);
   }
   return out;

@@ -99,6 +99,7 @@ TEST_CASE("modules_to_save: trained in place beside LoRA; saved and reloaded on 
   const Tensor ids = f.i32("input_ids"), labels = f.i32("labels");
   auto base = f.base();
   auto pm = peft::get_peft_model(base, lora_saving({"ln_f"}));
+  pm->eval();  // no dropout: the losses compare exactly
   // 2 layers x (A 4 x 64 + B 192 x 4) + ln_f (64 + 64): the base's own ln_f, no copy.
   CHECK(pm->trainable_and_all_parameters().first == 2 * (4 * 64 + 192 * 4) + 2 * 64);
   const auto saved = pm->saved_parameters("default");
@@ -126,6 +127,7 @@ TEST_CASE("modules_to_save: trained in place beside LoRA; saved and reloaded on 
   CHECK(file.contains("base_model.model.transformer.ln_f.weight"));
   CHECK(file.contains("base_model.model.transformer.ln_f.bias"));
   auto reloaded = peft::load_peft_model(f.base(), out.path.string());
+  reloaded->eval();
   CHECK(reloaded->loss(ids, labels).item() == doctest::Approx(loss).epsilon(1e-6));
 }
 
