@@ -8,6 +8,7 @@ the writing of its reference files."""
 import argparse
 import json
 import os
+import shutil
 import sys
 
 import peft
@@ -65,6 +66,35 @@ def reference_run(pm, seed: int, vocab: int, batch: int, seq: int, saved_key=lam
     with torch.no_grad():
         ref["merged.logits"] = merged(input_ids=ids).logits.detach().clone()
     return ref, keys
+
+
+def lora_fixture(fixtures: str, base: str, got: dict, name: str, seed: int, config, perturb, saved_key,
+                 info: dict, vocab: int, batch: int, seq: int) -> None:
+    """tests/fixtures/peft/<name>/ for a LoRA-family config (DoRA, modules_to_save):
+    get_peft_model(config) on the tiny base (torch seeded with seed: lora_A's
+    init), every lora_B set to N(0, 0.1^2) and perturb(param_name, p,
+    generator) called on each other parameter (under no_grad, in order), then
+    save_pretrained, reference_run and reference.json (info plus versions,
+    base and the saved keys)."""
+    from peft import get_peft_model
+
+    out = os.path.join(fixtures, "peft", name)
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    torch.manual_seed(seed)  # lora_A's Kaiming init
+    pm = get_peft_model(load_base(fixtures, base), config)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if ".lora_B." in n:
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+            else:
+                perturb(n, p, g)
+    pm.eval()
+    pm.save_pretrained(out)
+    sort_config_lists(os.path.join(out, "adapter_config.json"))
+    ref, keys = reference_run(pm, seed, vocab, batch, seq, saved_key)
+    write_reference(out, ref, {"versions": got, "base": base, "keys": keys, **info})
 
 
 def write_reference(out: str, tensors: dict, info: dict) -> None:

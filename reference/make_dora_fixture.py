@@ -25,7 +25,6 @@ LoRA path nor an untrained magnitude (m = ||W0 + s B A||) passes. Writes:
 """
 
 import os
-import shutil
 import sys
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -33,7 +32,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 import fixture_main  # noqa: E402
 import torch  # noqa: E402
-from peft import LoraConfig, get_peft_model  # noqa: E402
+from peft import LoraConfig  # noqa: E402
 
 B, T, VOCAB = 2, 8, 256
 SEEDS = {"gpt2_tiny": 2501, "opt_tiny": 2511}
@@ -47,28 +46,17 @@ def saved_key(param_name: str) -> str:
     return key[: -len(".weight")] if key.endswith("lora_magnitude_vector.weight") else key
 
 
+def perturb(name: str, p, g) -> None:
+    """Each magnitude m becomes m * (1 + N(0, 0.2^2))."""
+    if ".lora_magnitude_vector." in name:
+        p.mul_(1.0 + 0.2 * torch.randn(p.shape, generator=g))
+
+
 def make_base(fixtures: str, base: str, got: dict) -> None:
-    out = os.path.join(fixtures, "peft", base.split("_")[0] + "_dora")
-    shutil.rmtree(out, ignore_errors=True)
-    os.makedirs(out)
-    seed = SEEDS[base]
-    torch.manual_seed(seed)  # lora_A's Kaiming init
     config = LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=8, lora_dropout=0.0, use_dora=True,
                         target_modules=TARGETS[base])
-    pm = get_peft_model(fixture_main.load_base(fixtures, base), config)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for n, p in pm.named_parameters():
-            if ".lora_B." in n:
-                p.copy_(0.1 * torch.randn(p.shape, generator=g))
-            elif ".lora_magnitude_vector." in n:
-                p.mul_(1.0 + 0.2 * torch.randn(p.shape, generator=g))
-    pm.eval()
-    pm.save_pretrained(out)
-    fixture_main.sort_config_lists(os.path.join(out, "adapter_config.json"))
-    ref, keys = fixture_main.reference_run(pm, seed, VOCAB, B, T, saved_key)
-    info = {"versions": got, "base": base, "keys": keys, "target_modules": sorted(TARGETS[base])}
-    fixture_main.write_reference(out, ref, info)
+    fixture_main.lora_fixture(fixtures, base, got, base.split("_")[0] + "_dora", SEEDS[base], config, perturb,
+                              saved_key, {"target_modules": sorted(TARGETS[base])}, VOCAB, B, T)
 
 
 if __name__ == "__main__":

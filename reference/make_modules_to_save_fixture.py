@@ -27,7 +27,6 @@ nor an untrained (or unsaved) module passes. Writes:
 """
 
 import os
-import shutil
 import sys
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -35,7 +34,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 import fixture_main  # noqa: E402
 import torch  # noqa: E402
-from peft import LoraConfig, get_peft_model  # noqa: E402
+from peft import LoraConfig  # noqa: E402
 
 B, T, VOCAB = 2, 8, 256
 SEEDS = {"gpt2_tiny": 2521, "opt_tiny": 2531}
@@ -50,29 +49,18 @@ def saved_key(param_name: str) -> str:
     return param_name.replace(".modules_to_save.default", "").replace(".default", "")
 
 
+def perturb(name: str, p, g) -> None:
+    """Each saved module's parameter moves by N(0, 0.1^2)."""
+    if ".modules_to_save.default." in name:
+        p.add_(0.1 * torch.randn(p.shape, generator=g))
+
+
 def make_base(fixtures: str, base: str, got: dict) -> None:
-    out = os.path.join(fixtures, "peft", base.split("_")[0] + "_lora_save")
-    shutil.rmtree(out, ignore_errors=True)
-    os.makedirs(out)
-    seed = SEEDS[base]
-    torch.manual_seed(seed)  # lora_A's Kaiming init
     config = LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=8, lora_dropout=0.0, target_modules=TARGETS[base],
                         modules_to_save=SAVED[base])
-    pm = get_peft_model(fixture_main.load_base(fixtures, base), config)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for n, p in pm.named_parameters():
-            if ".lora_B." in n:
-                p.copy_(0.1 * torch.randn(p.shape, generator=g))
-            elif ".modules_to_save.default." in n:
-                p.add_(0.1 * torch.randn(p.shape, generator=g))
-    pm.eval()
-    pm.save_pretrained(out)
-    fixture_main.sort_config_lists(os.path.join(out, "adapter_config.json"))
-    ref, keys = fixture_main.reference_run(pm, seed, VOCAB, B, T, saved_key)
-    info = {"versions": got, "base": base, "keys": keys, "target_modules": sorted(TARGETS[base]),
-            "modules_to_save": SAVED[base]}
-    fixture_main.write_reference(out, ref, info)
+    info = {"target_modules": sorted(TARGETS[base]), "modules_to_save": SAVED[base]}
+    fixture_main.lora_fixture(fixtures, base, got, base.split("_")[0] + "_lora_save", SEEDS[base], config, perturb,
+                              saved_key, info, VOCAB, B, T)
 
 
 if __name__ == "__main__":

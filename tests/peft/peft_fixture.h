@@ -71,4 +71,13 @@ inline void check_saved_as_peft(const peft::PeftModel& pm, const PeftFixture& f,
   CHECK(read_json(out_dir + "/adapter_config.json") == read_json(f.dir + "/adapter_config.json"));
 }
 
+// The adapter saved in dir, loaded on a fresh base (eval mode): the fixture's logits and loss.
+inline std::shared_ptr<peft::PeftModel> check_reloaded(const PeftFixture& f, const std::string& dir) {
+  auto reloaded = peft::load_peft_model(f.base(), dir);
+  reloaded->eval();
+  CHECK(ops::max_abs_diff(reloaded->forward(f.i32("input_ids")).value(), f.f32("logits")) < 1e-5);
+  CHECK(std::abs(reloaded->loss(f.i32("input_ids"), f.i32("labels")).item() - f.f32("loss").item()) < 1e-5);
+  return reloaded;
+}
+
 }  // namespace mp::test

@@ -71,11 +71,8 @@ TEST_CASE("modules_to_save: saved here, PEFT's tensors and config; loaded back o
     TempDir out("lora_save");
     check_saved_as_peft(*pm, f, out.path.string());
 
-    auto reloaded = peft::load_peft_model(f.base(), out.path.string());
-    reloaded->eval();
+    auto reloaded = check_reloaded(f, out.path.string());
     CHECK(reloaded->peft_config().modules_to_save() == f.info["modules_to_save"].get<std::vector<std::string>>());
-    CHECK(ops::max_abs_diff(reloaded->forward(f.i32("input_ids")).value(), f.f32("logits")) < 1e-5);
-    CHECK(std::abs(reloaded->loss(f.i32("input_ids"), f.i32("labels")).item() - f.f32("loss").item()) < 1e-5);
   }
 }
 
