@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "autograd/variable.h"
 #include "engine/error.h"
@@ -126,6 +127,23 @@ TEST_CASE("modules_to_save: trained in place beside LoRA; saved and reloaded on 
   auto reloaded = peft::load_peft_model(f.base(), out.path.string());
   reloaded->eval();
   CHECK(reloaded->loss(ids, labels).item() == doctest::Approx(loss).epsilon(1e-6));
+}
+
+TEST_CASE("modules_to_save beside IA3: PEFT 0.21's keys, the modules trainable") {
+  const PeftFixture f("gpt2_lora_save");
+  peft::Ia3Config ia3;  // PEFT's default targets
+  ia3.modules_to_save = {"ln_f"};
+  auto pm = peft::get_peft_model(f.base(), peft::PeftConfig::ia3(ia3));
+  // What PEFT 0.21's get_peft_model_state_dict gives for IA3Config(modules_to_save=["ln_f"]) on this base.
+  std::set<std::string> keys;
+  for (const auto& [key, t] : pm->adapter_state_dict("default")) keys.insert(key);
+  CHECK(keys == std::set<std::string>{"base_model.model.transformer.h.0.attn.c_attn.ia3_l",
+                                      "base_model.model.transformer.h.0.mlp.c_proj.ia3_l",
+                                      "base_model.model.transformer.h.1.attn.c_attn.ia3_l",
+                                      "base_model.model.transformer.h.1.mlp.c_proj.ia3_l",
+                                      "base_model.model.transformer.ln_f.bias", "base_model.model.transformer.ln_f.weight"});
+  pm->loss(f.i32("input_ids"), f.i32("labels")).backward();
+  for (const auto& [pname, p] : pm->saved_parameters("default")) CHECK_MESSAGE(p.grad().defined(), pname);
 }
 
 TEST_CASE("modules_to_save: bad input is an error naming the name, key or shapes") {
