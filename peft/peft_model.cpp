@@ -103,7 +103,8 @@ void PeftModel::create_adapter(const std::string& name, PeftConfig c, const mode
   const uint64_t seed = nn::next_init_seed();
 
   if (c.as_lora() || c.as_ia3()) {
-    // Picked before the adapter's own modules exist, so that none of them matches.
+    // Picked before the adapter's own modules exist, so that none of them matches. Only a
+    // model's first adapter gets here with modules_to_save: a failed check discards the model.
     std::vector<nn::NamedParameter> saved = modules_to_save_parameters(*model_, c.modules_to_save());
     if (auto* lora = c.as_lora()) add_lora(name, *lora);
     else add_ia3(name, *c.as_ia3());

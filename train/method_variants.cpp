@@ -39,7 +39,7 @@ const std::vector<MethodVariant>& method_variants() {
          c.method = "lora";
          c.use_dora = true;
        }},
-      {"lora+save", "LoRA r=8, final LN trained",
+      {"lora+save", "LoRA r=8 + final norm",
        [](TrainConfig& c) {  // PEFT's modules_to_save: the final layer norm
          c.method = "lora";
          const bool gpt2 = models::config_of(c.model).arch == models::Arch::gpt2;
