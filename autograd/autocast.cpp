@@ -5,14 +5,6 @@
 
 namespace mp::ag {
 
-namespace {
-thread_local DType g_autocast = DType::f32;
-thread_local CastCache* g_cache = nullptr;
-}  // namespace
-
-DType autocast_dtype() { return g_autocast; }
-CastCache* autocast_cache() { return g_cache; }
-
 void CastCache::add_frozen(const Tensor& t) {
   if (t.dtype() == DType::f32) entries_[key(t)] = Entry{t, Tensor()};
 }
@@ -34,17 +26,6 @@ Tensor gemm_operand(const Tensor& t, DType compute, CastCache* cache) {
   if (cache)
     if (Tensor kept = cache->bf16_copy(t); kept.defined()) return kept;
   return t.to(DType::bf16);
-}
-
-AutocastScope::AutocastScope(DType t, CastCache* cache) : saved_(g_autocast), saved_cache_(g_cache) {
-  if (t != DType::f32 && t != DType::bf16) fail("autocast dtype must be f32 or bf16, not {}", dtype_name(t));
-  g_autocast = t;
-  g_cache = cache;
-}
-
-AutocastScope::~AutocastScope() {
-  g_autocast = saved_;
-  g_cache = saved_cache_;
 }
 
 }  // namespace mp::ag

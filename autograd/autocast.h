@@ -26,7 +26,7 @@
 namespace mp::ag {
 
 // The dtype linear layers compute in: f32 unless an AutocastScope is active.
-DType autocast_dtype();
+inline DType autocast_dtype() { return thread_state().autocast.dtype; }
 
 // bf16 copies of frozen f32 weights, each made once.
 class CastCache {
@@ -47,25 +47,15 @@ class CastCache {
 };
 
 // The cache of the innermost AutocastScope (null: none).
-CastCache* autocast_cache();
+inline CastCache* autocast_cache() { return thread_state().autocast.cache; }
 
 // A GEMM operand as a layer computing in `compute` reads it: a bf16 copy of t
 // when compute is bf16 (t itself if already bf16), else t itself. With a
 // cache, a weight declared frozen there gives its kept copy.
 Tensor gemm_operand(const Tensor& t, DType compute, CastCache* cache = nullptr);
 
-class AutocastScope {
- public:
-  // f32 (off) or bf16; another dtype is an mp::Error. `cache` (optional)
-  // must outlive the backward of what runs in the scope.
-  explicit AutocastScope(DType t, CastCache* cache = nullptr);
-  ~AutocastScope();
-  AutocastScope(const AutocastScope&) = delete;
-  AutocastScope& operator=(const AutocastScope&) = delete;
-
- private:
-  DType saved_;
-  CastCache* saved_cache_;
-};
+// AutocastScope(dtype, cache = nullptr): dtype f32 (off) or bf16, else an
+// mp::Error. The cache must outlive the backward of what runs in the scope.
+using AutocastScope = FieldScope<&ThreadState::autocast>;
 
 }  // namespace mp::ag

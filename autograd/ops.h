@@ -68,5 +68,9 @@ Variable linear_cross_entropy(const Variable& hidden, const Variable& weight, co
 Variable dropout(const Variable& x, float p, uint64_t seed, uint64_t offset = 0);
 // q (B, H, T, D), k and v (B, H, S, D) -> (B, H, T, D). See engine/backend.h.
 Variable attention(const Variable& q, const Variable& k, const Variable& v, const AttentionParams& p);
+// The same with q, k and v stacked in one qkv (3, B, H, T, D), as one fused
+// projection makes them (self-attention without a prefix or cache): the
+// backward writes dq, dk and dv into one gradient of qkv's shape.
+Variable attention(const Variable& qkv, const AttentionParams& p);
 
 }  // namespace mp::ag

@@ -2,7 +2,6 @@
 
 #include <memory>
 
-#include "autograd/autocast.h"
 
 namespace mp::ag {
 
@@ -25,20 +24,20 @@ Variable recompute(RecomputeFn fn, const std::vector<Variable>& inputs) {
     wanted.push_back(needs_grad(v));
   }
 
-  const DType compute = autocast_dtype();  // backward runs outside the forward's AutocastScope
-  CastCache* cache = autocast_cache();
+  // The replay runs as the first run did (autocast, weight dtype, device),
+  // recording a graph (backward() runs under NoGrad) of activations.
+  ThreadState replay = thread_state();
+  replay.grad_enabled = true;
+  replay.tag = Tag::activations;
 
   auto node = std::make_shared<Node>();
   node->name = "recompute";
   node->shape = value.shape();
   for (const Variable& v : inputs) node->inputs.push_back(edge_to(v));
-  node->backward = [fn = std::move(fn), saved, wanted, compute, cache](const Tensor& gout, std::span<Tensor> gin) {
+  node->backward = [fn = std::move(fn), saved, wanted, replay](const Tensor& gout, std::span<Tensor> gin) {
     Tag in_flight = current_tag();  // the tag of gradients in flight (workspace)
-    // backward() runs under NoGrad; the recompute must record its graph.
-    EnableGrad enable;
-    TagScope tag(Tag::activations);  // what it recomputes are activations again
-    AutocastScope cast(compute, cache);  // the replay computes as the first run did
-    std::vector<Variable> fresh;     // the inputs, cut from the outer graph
+    StateScope state(replay);
+    std::vector<Variable> fresh;  // the inputs, cut from the outer graph
     for (size_t i = 0; i < saved.size(); ++i) {
       fresh.emplace_back(saved[i], bool(wanted[i]));
       fresh.back().impl()->grad_tag = in_flight;  // their gradients are in flight, not parameters'

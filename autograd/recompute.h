@@ -9,9 +9,10 @@
 // through that fresh subgraph, which is freed right after. Peak memory is
 // then one block's activations instead of every block's.
 //
-// The replay runs under the autocast dtype (autograd/autocast.h) of the
-// first run, so it computes the same values even though backward() is
-// usually called outside the forward's AutocastScope.
+// The replay runs under the thread state (engine/thread_state.h) of the
+// first run (its autocast dtype and cache, weight dtype, device), so it
+// computes the same values even though backward() is usually called outside
+// the forward's scopes; only the tag (activations) and grad mode (on) differ.
 //
 // Rules for fn:
 //  - it must be deterministic (dropout is: its mask comes from a seed);

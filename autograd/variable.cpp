@@ -19,12 +19,6 @@ void Variable::zero_grad() const { impl_->grad = Tensor(); }
 
 Variable Variable::detach() const { return Variable(impl_->value, false); }
 
-static thread_local bool g_grad_enabled = true;
-bool grad_enabled() { return g_grad_enabled; }
-NoGrad::NoGrad() : saved_(g_grad_enabled) { g_grad_enabled = false; }
-NoGrad::~NoGrad() { g_grad_enabled = saved_; }
-EnableGrad::EnableGrad() : saved_(g_grad_enabled) { g_grad_enabled = true; }
-EnableGrad::~EnableGrad() { g_grad_enabled = saved_; }
 
 Edge edge_to(const Variable& v) {
   if (!needs_grad(v)) return {};

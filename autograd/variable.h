@@ -100,28 +100,13 @@ struct Node {
 };
 
 // Whether gradients are recorded at all (false inside a NoGrad scope).
-bool grad_enabled();
-class NoGrad {
- public:
-  NoGrad();
-  ~NoGrad();
-  NoGrad(const NoGrad&) = delete;
-  NoGrad& operator=(const NoGrad&) = delete;
-
- private:
-  bool saved_;
+inline bool grad_enabled() { return thread_state().grad_enabled; }
+struct NoGrad : FieldScope<&ThreadState::grad_enabled> {
+  NoGrad() : FieldScope(false) {}
 };
-// The opposite: record again inside a NoGrad region (activation recompute
-// re-runs a forward from inside backward(), which runs under NoGrad).
-class EnableGrad {
- public:
-  EnableGrad();
-  ~EnableGrad();
-  EnableGrad(const EnableGrad&) = delete;
-  EnableGrad& operator=(const EnableGrad&) = delete;
-
- private:
-  bool saved_;
+// The opposite: record again inside a NoGrad region.
+struct EnableGrad : FieldScope<&ThreadState::grad_enabled> {
+  EnableGrad() : FieldScope(true) {}
 };
 
 // Whether an op must prepare the gradient of this input (grad mode on and

@@ -28,7 +28,6 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -37,6 +36,7 @@
 #include "nn/adamw.h"
 #include "cli/omp_wait.h"
 #include "train/data/paths.h"
+#include "train/data/random_tokens.h"
 #include "train/trainer.h"
 
 using namespace mp;
@@ -77,12 +77,6 @@ double matmul_weights(const models::ModelConfig& m) {
   return L * (4 * C * C + 2 * C * m.ffn_dim) + double(m.vocab_size) * C;
 }
 
-Device parse_device(const std::string& s) {
-  if (s == "cpu") return kCPU;
-  if (s == "cuda") return kCUDA;
-  fail("device must be cpu or cuda, not '{}'", s);
-}
-
 DType parse_dtype(const char* what, const std::string& s) {
   if (s == "f32") return DType::f32;
   if (s == "bf16") return DType::bf16;
@@ -108,11 +102,7 @@ static int run(int argc, char** argv) {
   m.module().to(device);
   Backend& dev = backend(device);
 
-  Tensor ids = Tensor::empty({c.batch, c.seq}, DType::i32);  // (B, T) random tokens
-  std::mt19937_64 rng(c.seed);
-  std::uniform_int_distribution<int32_t> id(0, int32_t(m.base->vocab_size()) - 1);
-  for (int64_t i = 0; i < ids.numel(); ++i) ids.data<int32_t>()[i] = id(rng);
-  ids = ids.to(device);
+  Tensor ids = train::random_token_ids(c.batch, c.seq, m.base->vocab_size(), c.seed).to(device);  // (B, T)
   const int64_t tokens = c.batch * c.seq;
   const models::ModelConfig& mc = m.base->config();
   const double attention = 12.0 * mc.num_layers * double(c.seq) * mc.hidden_size;

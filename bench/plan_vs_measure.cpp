@@ -11,44 +11,13 @@
 #include <vector>
 
 #include "train/memory_plan.h"
+#include "train/method_variants.h"
 #include "train/data/paths.h"
 
 using namespace mp;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-struct Method {
-  const char* title;
-  train::TrainConfig config;
-};
-
-std::vector<Method> methods(const std::string& model, int64_t B, int64_t T) {
-  train::TrainConfig base;
-  base.model = model;
-  base.batch = B;
-  base.seq = T;
-  auto with = [&](const char* method, auto&& change) {
-    train::TrainConfig c = base;
-    c.method = method;
-    change(c);
-    return c;
-  };
-  auto nothing = [](train::TrainConfig&) {};
-  return {
-      {"full fine-tuning", with("full", nothing)},
-      {"full, mixed precision", with("full", [](train::TrainConfig& c) { c.precision = DType::bf16; })},
-      {"full, grad-accum 2", with("full", [](train::TrainConfig& c) { c.grad_accum = 2; })},
-      {"LoRA r=8", with("lora", nothing)},
-      {"LoRA r=8, dropout 0.1", with("lora", [](train::TrainConfig& c) { c.lora_dropout = 0.1f; })},
-      {"LoRA r=8, bf16 base", with("lora", [](train::TrainConfig& c) { c.base_dtype = models::BaseDType::bf16; })},
-      {"LoRA r=8, nf4 base", with("lora", [](train::TrainConfig& c) { c.base_dtype = models::BaseDType::nf4; })},
-      {"LoRA r=8, recompute", with("lora", [](train::TrainConfig& c) { c.recompute = true; })},
-      {"prompt, 20 tokens", with("prompt", nothing)},
-      {"prefix, 20 tokens", with("prefix", nothing)},
-      {"prefix + MLP", with("prefix", [](train::TrainConfig& c) { c.prefix_projection = true; })},
-  };
-}
 
 double mib(size_t b) { return double(b) / (1 << 20); }
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
@@ -72,18 +41,23 @@ int main(int argc, char** argv) {
                 (long long)B, (long long)T);
     std::printf("  %-24s %9s %9s %9s %9s %9s %9s %10s  %s  %7s %7s  %s\n", "method", "weights", "grads", "optim",
                 "activ", "worksp", "adapter", "peak", "same", "plan s", "real s", "peak in");
-    for (const Method& m : methods(model, B, T)) {
+    for (const train::MethodVariant& v : train::method_variants()) {
+      train::TrainConfig config;
+      config.model = model;
+      config.batch = B;
+      config.seq = T;
+      v.apply(config);
       auto t0 = Clock::now();
-      train::MemoryPlan plan = train::plan_training_memory(m.config, tok);
+      train::MemoryPlan plan = train::plan_training_memory(config, tok);
       const double plan_s = since(t0);
       t0 = Clock::now();
-      train::MemoryPlan real = train::measure_training_memory(m.config, tok);
+      train::MemoryPlan real = train::measure_training_memory(config, tok);
       const double real_s = since(t0);
       const bool same = plan.peak_total == real.peak_total && plan.at_peak.by_tag == real.at_peak.by_tag &&
                         plan.tag_peaks == real.tag_peaks;
       mismatches += !same;
       const TagBytes& b = real.at_peak.by_tag;
-      std::printf("  %-24s %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %10.1f  %-4s  %7.2f %7.2f  %s %s\n", m.title,
+      std::printf("  %-24s %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %10.1f  %-4s  %7.2f %7.2f  %s %s\n", v.title,
                   mib(b[size_t(Tag::weights)]), mib(b[size_t(Tag::grads)]), mib(b[size_t(Tag::optimizer)]),
                   mib(b[size_t(Tag::activations)]), mib(b[size_t(Tag::workspace)]), mib(b[size_t(Tag::adapter)]),
                   mib(real.peak_total), same ? "yes" : "NO", plan_s, real_s, real.at_peak.phase.c_str(),

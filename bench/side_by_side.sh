@@ -9,7 +9,7 @@
 # GEMMs reach.
 #
 #   bench/side_by_side.sh [model] [batch] [seq] [steps] [methods...]
-#   PRECISIONS="f32 bf16" bench/side_by_side.sh gpt2 4 64 5 full lora prompt prefix
+#   PRECISIONS="f32 bf16" bench/side_by_side.sh gpt2 4 64 5 full lora dora ia3 prompt prefix
 #
 # Needs a built tree (BUILD=dir, default build-perf if it exists, else build) and, for the PyTorch side,
 # `pip install -r reference/requirements.txt`.
@@ -32,7 +32,9 @@ grep -o 'avx512_bf16\|amx_bf16\|avx512f\|avx2' /proc/cpuinfo | sort -u | tr '\n'
 for round in $(seq "${ROUNDS:-2}"); do
 for precision in ${PRECISIONS:-f32 bf16}; do
 for method in "${methods[@]}"; do
-  ours=$("$build"/cli/minipeft bench --model "$model" --method "$method" --batch "$batch" --seq "$seq" \
+  ours_method=(--method "$method")
+  [[ $method == dora ]] && ours_method=(--method lora --use-dora)  # hf_bench.py's dora: LoRA with use_dora
+  ours=$("$build"/cli/minipeft bench --model "$model" "${ours_method[@]}" --batch "$batch" --seq "$seq" \
          --steps "$steps" --precision "$precision" --json)
   theirs=$("$python" reference/hf_bench.py --model "$model" --method "$method" --batch "$batch" \
            --seq "$seq" --steps "$steps" --threads "$threads" --precision "$precision")
@@ -41,7 +43,7 @@ for method in "${methods[@]}"; do
   python3 - "$ours" "$theirs" "$round" <<'PY'
 import json, sys
 a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-tag = f"round {sys.argv[3]} {a['precision']:4s} {a['method']:7s}"
+tag = f"round {sys.argv[3]} {a['precision']:4s} {b['method']:7s}"
 print(f"  {tag} gemm peak GFLOP/s f32 {a['gemm_peak_gflops']['f32']:.0f} bf16 {a['gemm_peak_gflops']['bf16']:.0f}"
       f" ({a['gemm']['f32']}; {a['gemm']['bf16']}); the step's GEMMs {a['train_gemm_gflops']:.0f} GFLOP/s,"
       f" {a['train_fraction_of_gemm_peak']:.2f} of the peak")

@@ -9,7 +9,6 @@
 #include <chrono>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
-#include <random>
 
 #include "autograd/autocast.h"
 #include "engine/backend.h"
@@ -20,6 +19,7 @@
 #include "cli/command.h"
 #include "cli/train_options.h"
 #include "train/data/paths.h"
+#include "train/data/random_tokens.h"
 #include "train/memory_plan.h"
 #include "cli/tag_bytes_json.h"
 #include "train/train_step.h"
@@ -31,14 +31,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-Tensor random_ids(int64_t B, int64_t T, int vocab, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int32_t> id(0, vocab - 1);
-  Tensor ids = Tensor::empty({B, T}, DType::i32);  // (B, T)
-  for (int64_t i = 0; i < B * T; ++i) ids.data<int32_t>()[i] = id(rng);
-  return ids;
-}
 
 // The machine's GEMM peak for operands of dtype dt, measured now: the best of
 // a few (1024, 1024) @ (1024, 1024) products through the engine's matmul.
@@ -69,15 +61,16 @@ void run_bench(const BenchOptions& o) {
   // The training step's plan (planned_rss_bytes), made before the model: it measures the fixed part first.
   const train::MemoryPlan plan = o.forward_only ? train::MemoryPlan{} : train::plan_training_memory(c, tok, parallel::world().size());
   train::TrainedModel m = train::build_model(c, tok);
-  Tensor ids = random_ids(c.batch, c.seq, m.base->vocab_size(), c.seed);
+  Tensor ids = train::random_token_ids(c.batch, c.seq, m.base->vocab_size(), c.seed).to(c.device);  // (B, T)
+  Backend& device = backend(c.device);
   const int64_t tokens = c.batch * c.seq;  // per forward pass (a training step: grad_accum of them)
   nlohmann::json out = {{"framework", "minipeft"}, {"model", c.model}, {"method", c.method},
                         {"base_dtype", models::base_dtype_name(c.base_dtype)}, {"precision", dtype_name(c.precision)},
-                        {"recompute", c.recompute},
+                        {"recompute", c.recompute}, {"device", c.device.str()},
                         {"batch", c.batch}, {"seq", c.seq}, {"steps", c.steps}};
 
-  out["gemm"] = {{"f32", ops::gemm_implementation(DType::f32, kCPU)},
-                 {"bf16", ops::gemm_implementation(DType::bf16, kCPU)}};
+  out["gemm"] = {{"f32", ops::gemm_implementation(DType::f32, c.device)},
+                 {"bf16", ops::gemm_implementation(DType::bf16, c.device)}};
   out["gemm_peak_gflops"] = {{"f32", gemm_peak_gflops(DType::f32)}, {"bf16", gemm_peak_gflops(DType::bf16)}};
   parallel::Communicator& comm = parallel::world();
   const int ranks = comm.size();
@@ -87,18 +80,20 @@ void run_bench(const BenchOptions& o) {
     std::unique_ptr<nn::Optimizer> opt = train::make_optimizer(c, params, comm);
     parallel::GradSync sync(comm, params, !c.recompute);  // sends only with more than one rank
     const std::vector<train::Batch> micro(size_t(c.grad_accum), ids);  // the same ids for every micro-batch
-    backend(kCPU).empty_cache();  // as the planner does: the steps start from an empty cache
+    device.empty_cache();  // as the planner does: the steps start from an empty cache
     Ledger::instance().reset_peaks();
     double total = 0, loss = 0;
-    uint64_t sent = 0, flops = 0;
+    uint64_t sent = 0, flops = 0, transfers = 0;
     for (int64_t step = 0; step < o.warmup + c.steps; ++step) {  // the trainer's step: clip and grad-accum included
       auto t0 = Clock::now();
-      const uint64_t before = comm.bytes(), flops_before = ops::matmul_flops();
+      const uint64_t before = comm.bytes(), flops_before = ops::matmul_flops(), transfers_before = host_transfers();
       loss = train::train_step(m, *opt, micro, {.clip = c.clip, .sync = ranks > 1 ? &sync : nullptr}).loss;
+      device.synchronize();
       if (step >= o.warmup) {
         total += seconds_since(t0);
         sent += comm.bytes() - before;
         flops += ops::matmul_flops() - flops_before;
+        transfers += host_transfers() - transfers_before;
       }
     }
     // How much of the GEMM peak of the dtype the step multiplies in a step reaches.
@@ -106,6 +101,8 @@ void run_bench(const BenchOptions& o) {
     out["train_gemm_gflops"] = double(flops) / total / 1e9;
     out["train_fraction_of_gemm_peak"] = double(flops) / total / 1e9 / out["gemm_peak_gflops"][dtype_name(gemm_dtype)].get<double>();
     out["train_step_s"] = total / double(c.steps);
+    // Copies between the host and the device in a step (0 on the CPU): where a GPU waits for the host.
+    out["host_transfers_per_step"] = double(transfers) / double(c.steps);
     out["train_tokens_per_s"] = double(tokens * ranks * c.grad_accum * c.steps) / total;  // the global batch
     out["allreduce_bytes_per_step"] = sync.bytes_per_step();  // the trainable gradients, f32: what each rank sends
     out["comm_bytes_per_step"] = sent / uint64_t(c.steps);    // measured: all-reduce plus ZeRO's all-gather
@@ -113,10 +110,10 @@ void run_bench(const BenchOptions& o) {
     out["final_loss"] = loss;
     nlohmann::json peaks;
     const Ledger& ledger = Ledger::instance();
-    for (int t = 0; t < kTags; ++t) peaks[std::string(tag_name(Tag(t)))] = ledger.peak(Tag(t));
-    peaks["total"] = ledger.peak_total();  // the peak of the sum; the tags' entries are their own peaks
+    for (int t = 0; t < kTags; ++t) peaks[std::string(tag_name(Tag(t)))] = ledger.peak(Tag(t), c.device);
+    peaks["total"] = ledger.peak_total(c.device);  // the peak of the sum; the tags' entries are their own peaks
     out["peak_bytes"] = peaks;
-    out["at_peak_bytes"] = cli::tag_bytes_json(ledger.peak_moment().by_tag);
+    out["at_peak_bytes"] = cli::tag_bytes_json(ledger.peak_moment(c.device).by_tag);
     // The process's peak so far: what planned_rss_bytes plans. The forward
     // passes below may go higher (without grad the LM head's logits are whole).
     out["train_peak_rss_bytes"] = peak_resident_bytes();
@@ -129,6 +126,7 @@ void run_bench(const BenchOptions& o) {
     for (int64_t step = 0; step < o.warmup + c.steps; ++step) {
       auto t0 = Clock::now();
       m.peft ? m.peft->forward(ids) : m.base->forward(ids);
+      device.synchronize();
       if (step >= o.warmup) total += seconds_since(t0);
     }
     out["forward_s"] = total / double(c.steps);
@@ -191,6 +189,7 @@ void add_bench(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("bench", "time training steps and measure memory by category for one method");
   add_method_options(cmd, o->train);
   add_optim_options(cmd, o->train);
+  add_device_option(cmd, o->train);
   cmd->add_option("--warmup-steps", o->warmup, "untimed steps first")->capture_default_str();
   cmd->add_flag("--json", o->json, "print one JSON object");
   cmd->add_flag("--forward-only", o->forward_only, "skip the training steps");

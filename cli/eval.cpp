@@ -31,6 +31,7 @@ void eval_text(const Options& o, const train::TrainedModel& m, const models::Tok
   if (o.seq > m.base->max_positions()) fail("--seq {} exceeds the model's {} positions", o.seq, m.base->max_positions());
   train::TokenDataset data(train::load_token_ids(o.data, tok), o.fraction, o.data);
   std::vector<Tensor> batches = data.val_batches(o.batch, o.seq, o.batches);
+  for (Tensor& b : batches) b = b.to(m.device());
   double loss = train::evaluate(m, batches);
   if (o.json) {
     fmt::print("{}\n", nlohmann::json{{"loss", loss}, {"perplexity", std::exp(loss)}, {"batches", batches.size()},
@@ -89,7 +90,7 @@ void add_eval(CLI::App& app) {
     if (o->batch <= 0 || o->seq <= 0 || o->batches <= 0) fail("--batch, --seq and --eval-batches must be positive");
     o->seq_given = seq->count() > 0;
     models::Tokenizer tok = models::Tokenizer::from_dir(train::default_tokenizer_dir());
-    train::TrainedModel m = train::load_model_with_adapters(o->m.model, o->m.adapters, o->m.seed, o->m.base_dtype);
+    train::TrainedModel m = train::load_model_with_adapters(o->m.model, o->m.adapters, o->m.seed, o->m.base_dtype, o->m.device);
     if (train::is_pairs_file(o->data)) eval_pairs(*o, m, tok);
     else if (o->mixed()) fail("several (or named) --adapter need a pairs file (.jsonl) whose rows name theirs");
     else eval_text(*o, m, tok);

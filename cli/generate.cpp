@@ -93,7 +93,7 @@ void add_generate(CLI::App& app) {
     if (!(o->gen.temperature > 0)) fail("--temperature must be > 0");
     if (o->gen.top_k < 0 || !(o->gen.top_p > 0 && o->gen.top_p <= 1)) fail("--top-k must be >= 0 and --top-p in (0, 1]");
     models::Tokenizer tok = models::Tokenizer::from_dir(train::default_tokenizer_dir());
-    train::TrainedModel m = train::load_model_with_adapters(o->m.model, o->m.adapters, o->m.seed, o->m.base_dtype);
+    train::TrainedModel m = train::load_model_with_adapters(o->m.model, o->m.adapters, o->m.seed, o->m.base_dtype, o->m.device);
     o->gen.eos_token_id = o->no_eos ? -1 : tok.eos_id();
     if (!o->prompts.empty()) {
       if (o->sample) fail("--prompts generates greedily; --sample is for a single --prompt");

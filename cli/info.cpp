@@ -84,6 +84,8 @@ void run_info(const InfoOptions& o) {
     nlohmann::json j = {{"model", c.model},
                         {"arch", models::arch_name(mc.arch)},
                         {"method", c.method},
+                        {"use_dora", c.use_dora},
+                        {"modules_to_save", c.modules_to_save},
                         {"batch", c.batch},
                         {"seq", c.seq},
                         {"grad_accum", c.grad_accum},
@@ -114,7 +116,10 @@ void run_info(const InfoOptions& o) {
   }
   fmt::print("{}: {} layers, {} heads, width {}, MLP {}, vocab {}, {} positions\n", models::arch_name(mc.arch),
              mc.num_layers, mc.num_heads, mc.hidden_size, mc.ffn_dim, mc.vocab_size, mc.max_positions);
-  fmt::print("{}: {}\n", c.method, peft::trainable_line(plan.trainable_params, plan.all_params));
+  std::string saved;  // " + modules_to_save ln_f,mlp.c_proj"
+  for (const std::string& m : c.modules_to_save) saved += (saved.empty() ? " + modules_to_save " : ",") + m;
+  fmt::print("{}{}{}: {}\n", c.method, c.use_dora ? " (DoRA)" : "", saved,
+             peft::trainable_line(plan.trainable_params, plan.all_params));
   if (c.base_dtype == models::BaseDType::nf4)
     fmt::print("base weights: {} Linear matrices in nf4 {:.1f} MiB (codes and constants), bf16 {:.1f} MiB "
                "(embeddings), f32 {:.1f} MiB (layer norms, biases)\n",

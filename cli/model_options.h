@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/device.h"
 #include "engine/dtype.h"
 #include "models/base_dtype.h"
 
@@ -16,6 +17,7 @@ struct ModelChoice {
   std::vector<std::string> adapters;  // with several_adapters: "name=folder" (or "folder") each
   uint64_t seed = 0;    // for built-in names: the random init
   models::BaseDType base_dtype = models::BaseDType::f32;
+  Device device = kCPU;
 };
 
 // An option taking f32 or bf16 (anything else is a usage error), default f32.
@@ -53,6 +55,9 @@ inline void add_model_options(CLI::App* cmd, ModelChoice& m, bool adapter_requir
   if (adapter_required) a->required();
   cmd->add_option("--seed", m.seed, "seed of a built-in model's random weights")->capture_default_str();
   add_base_dtype_option(cmd, m.base_dtype);
+  cmd->add_option_function<std::string>(
+         "--device", [&m](const std::string& name) { m.device = parse_device(name); }, "cpu | cuda | cuda:N | sim")
+      ->default_str("cpu");
 }
 
 }  // namespace mp::cli

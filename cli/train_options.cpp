@@ -16,6 +16,11 @@ void add_method_options(CLI::App* cmd, train::TrainConfig& c) {
   cmd->add_option("--lora-targets", c.lora_targets, "module names or suffixes (default: c_attn for GPT-2, q_proj,v_proj for OPT)")
       ->delimiter(',');
   cmd->add_flag("--rslora", c.use_rslora, "scale alpha/sqrt(r) (rsLoRA)");
+  cmd->add_flag("--use-dora", c.use_dora, "LoRA as DoRA: a trained magnitude per output channel (PEFT's use_dora)");
+  cmd->add_option("--modules-to-save", c.modules_to_save,
+                  "LoRA, IA3: modules trained in full beside the adapter and saved with it, by name suffix "
+                  "(PEFT's modules_to_save: ln_f; OPT's decoder.final_layer_norm)")
+      ->delimiter(',');
   cmd->add_option("--ia3-targets", c.ia3_targets,
                   "IA3 target modules (default PEFT's: c_attn,mlp.c_proj for GPT-2, q_proj,k_proj,fc2 for OPT)")
       ->delimiter(',');
@@ -48,6 +53,14 @@ void add_run_options(CLI::App* cmd, train::TrainConfig& c, bool& no_progress) {
   cmd->add_flag("--resume", c.resume, "continue from --out's checkpoint, bit for bit");
   cmd->add_option("--stop-after", c.stop_after, "stop after this step, checkpointed, as if interrupted (resume later)");
   cmd->add_flag("--no-progress", no_progress, "no progress line on the terminal");
+  add_device_option(cmd, c);
+}
+
+void add_device_option(CLI::App* cmd, train::TrainConfig& c) {
+  cmd->add_option_function<std::string>(
+         "--device", [&c](const std::string& name) { c.device = parse_device(name); },
+         "cpu | cuda | cuda:N | sim (the CPU's kernels on a device whose bytes host code may not read)")
+      ->default_str("cpu");
 }
 
 void add_optim_options(CLI::App* cmd, train::TrainConfig& c) {

@@ -14,7 +14,9 @@ void add_shape_options(CLI::App* cmd, train::ModelShape& s);
 // --batch, --seq, --grad-accum, --steps, --lr, --schedule, --warmup, --clip, --seed, --precision, ...
 void add_optim_options(CLI::App* cmd, train::TrainConfig& c);
 // --data, --val-fraction, --eval-every, --eval-batches, --checkpoint-every, --out, --resume, --stop-after,
-// --no-progress: what a run reads and writes.
+// --no-progress, --device: what a run reads and writes, and where it runs.
 void add_run_options(CLI::App* cmd, train::TrainConfig& c, bool& no_progress);
+// --device cpu|cuda|cuda:N|sim (bench takes it without the run options).
+void add_device_option(CLI::App* cmd, train::TrainConfig& c);
 
 }  // namespace mp::cli

@@ -397,22 +397,25 @@ class CudaBackend final : public Backend {
     check_launch("embedding_backward");
   }
 
-  void cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index, const Tensor& losses) override {
+  void cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index, const Tensor& losses,
+                     const Tensor& lse) override {
     const auto [N, V] = check_ce("cross_entropy", logits, targets);
-    if (losses.numel() != N || !losses.is_contiguous())
-      fail("cross_entropy: losses {} must be ({})", shape_str(losses.shape()), N);
-    launch_cross_entropy(N, V, ptr(logits), targets.data<int32_t>(), ignore_index, ptr(losses), flag_);
+    for (const Tensor* t : {&losses, &lse})
+      if (t->numel() != N || !t->is_contiguous())
+        fail("cross_entropy: losses and lse {} must be ({})", shape_str(t->shape()), N);
+    launch_cross_entropy(N, V, ptr(logits), targets.data<int32_t>(), ignore_index, ptr(losses), ptr(lse), flag_);
     check_launch("cross_entropy");
     if (flagged("cross_entropy")) name_bad_index("cross_entropy", "target", targets, V, ignore_index);
   }
 
-  void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int ignore_index, float gscale,
-                              const Tensor& glogits) override {
+  void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, int ignore_index,
+                              float gscale, const Tensor& glogits) override {
     const auto [N, V] = check_ce("cross_entropy_backward", logits, targets);
     check_shape("cross_entropy_backward", logits, glogits);
-    check_contiguous("cross_entropy_backward", {&glogits});
-    launch_cross_entropy_backward(N, V, ptr(logits), targets.data<int32_t>(), ignore_index, gscale, ptr(glogits),
-                                  flag_);
+    check_contiguous("cross_entropy_backward", {&glogits, &lse});
+    if (lse.numel() != N) fail("cross_entropy_backward: lse {} must be ({})", shape_str(lse.shape()), N);
+    launch_cross_entropy_backward(N, V, ptr(logits), targets.data<int32_t>(), ptr(lse), ignore_index, gscale,
+                                  ptr(glogits), flag_);
     check_launch("cross_entropy_backward");
     if (flagged("cross_entropy_backward")) name_bad_index("cross_entropy_backward", "target", targets, V, ignore_index);
   }

@@ -65,10 +65,11 @@ void launch_layer_norm(int64_t N, int64_t C, Ptr x, Ptr w, Ptr b, float eps, Ptr
 void launch_layer_norm_backward(int64_t N, int64_t C, Ptr gy, Ptr x, Ptr w, Ptr mean, Ptr rstd, Ptr gx, Ptr gw,
                                 Ptr gb);
 // Targets outside [0, V) other than ignore_index set *err to 1.
+// lse (N) is each row's log-sum-exp, written by the forward and read by the backward.
 void launch_cross_entropy(int64_t N, int64_t V, Ptr logits, const int32_t* targets, int ignore_index, Ptr losses,
-                          int* err);
-void launch_cross_entropy_backward(int64_t N, int64_t V, Ptr logits, const int32_t* targets, int ignore_index,
-                                   float gscale, Ptr glogits, int* err);
+                          Ptr lse, int* err);
+void launch_cross_entropy_backward(int64_t N, int64_t V, Ptr logits, const int32_t* targets, Ptr lse,
+                                   int ignore_index, float gscale, Ptr glogits, int* err);
 
 // Attention sizes: q (B, H, T, D), k and v (B, H, S, D), S >= T, D <= kMaxHeadDim.
 constexpr int kMaxHeadDim = 128;

@@ -137,10 +137,12 @@ __global__ void layer_norm_backward_wb_kernel(int64_t N, int64_t C, Ptr gy, Ptr 
 }
 
 // ============================================================================
-// Fused softmax + cross-entropy: logits (N, V), targets (N), losses (N);
-// one block per row, online softmax, so no probabilities are ever stored.
-//   loss = (m + log s) - x[target]
-//   glogits = gscale * (exp(x - lse) - onehot(target)), 0 for ignored rows
+// Fused softmax + cross-entropy: logits (N, V), targets (N), losses (N),
+// lse (N); one block per row, online softmax, so no probabilities are ever
+// stored.
+//   lse = m + log s,  loss = lse - x[target]
+//   glogits = gscale * (exp(x - lse) - onehot(target)) with the forward's lse,
+//   0 for ignored rows
 
 __device__ inline bool bad_target(int32_t t, int ignore_index, int64_t V) {
   return t != ignore_index && (t < 0 || t >= V);
@@ -155,25 +157,28 @@ __device__ inline F row_lse(Ptr x, int64_t base, int64_t V, kmath::MaxSum<F>* sc
 
 template <class F>
 __global__ void cross_entropy_kernel(int64_t V, Ptr logits, const int32_t* targets, int ignore_index, Ptr losses,
-                                     int* err) {
+                                     Ptr lse, int* err) {
   __shared__ kmath::MaxSum<F> scratch[32];
   const int64_t row = blockIdx.x, base = row * V;
   const int32_t t = targets[row];
   if (t == ignore_index || bad_target(t, ignore_index, V)) {  // uniform over the block
     if (threadIdx.x == 0) {
       store<F>(losses, row, F(0));
+      store<F>(lse, row, F(0));
       if (t != ignore_index) *err = 1;
     }
     return;
   }
-  const F lse = row_lse(logits, base, V, scratch);
-  if (threadIdx.x == 0) store<F>(losses, row, lse - load<F>(logits, base + t));
+  const F row_log_sum = row_lse(logits, base, V, scratch);
+  if (threadIdx.x == 0) {
+    store<F>(lse, row, row_log_sum);
+    store<F>(losses, row, row_log_sum - load<F>(logits, base + t));
+  }
 }
 
 template <class F>
-__global__ void cross_entropy_backward_kernel(int64_t V, Ptr logits, const int32_t* targets, int ignore_index,
-                                              float gscale, Ptr glogits, int* err) {
-  __shared__ kmath::MaxSum<F> scratch[32];
+__global__ void cross_entropy_backward_kernel(int64_t V, Ptr logits, const int32_t* targets, Ptr lse_rows,
+                                              int ignore_index, float gscale, Ptr glogits, int* err) {
   const int64_t row = blockIdx.x, base = row * V;
   const int32_t t = targets[row];
   if (t == ignore_index || bad_target(t, ignore_index, V)) {
@@ -181,7 +186,7 @@ __global__ void cross_entropy_backward_kernel(int64_t V, Ptr logits, const int32
     if (threadIdx.x == 0 && t != ignore_index) *err = 1;
     return;
   }
-  const F lse = row_lse(logits, base, V, scratch);
+  const F lse = load<F>(lse_rows, row);
   for (int64_t c = threadIdx.x; c < V; c += blockDim.x) {
     F g = F(gscale) * kmath::k_exp(load<F>(logits, base + c) - lse);
     if (c == t) g -= F(gscale);
@@ -508,16 +513,17 @@ void launch_layer_norm_backward(int64_t N, int64_t C, Ptr gy, Ptr x, Ptr w, Ptr 
 }
 
 void launch_cross_entropy(int64_t N, int64_t V, Ptr logits, const int32_t* targets, int ignore_index, Ptr losses,
-                          int* err) {
+                          Ptr lse, int* err) {
   if (N > 0)
-    MP_LAUNCH_F(logits.dt, cross_entropy_kernel, unsigned(N), kThreads, 0, V, logits, targets, ignore_index, losses, err);
+    MP_LAUNCH_F(logits.dt, cross_entropy_kernel, unsigned(N), kThreads, 0, V, logits, targets, ignore_index, losses,
+                lse, err);
 }
 
-void launch_cross_entropy_backward(int64_t N, int64_t V, Ptr logits, const int32_t* targets, int ignore_index,
-                                   float gscale, Ptr glogits, int* err) {
+void launch_cross_entropy_backward(int64_t N, int64_t V, Ptr logits, const int32_t* targets, Ptr lse,
+                                   int ignore_index, float gscale, Ptr glogits, int* err) {
   if (N > 0)
-    MP_LAUNCH_F(logits.dt, cross_entropy_backward_kernel, unsigned(N), kThreads, 0, V, logits, targets, ignore_index,
-                gscale, glogits, err);
+    MP_LAUNCH_F(logits.dt, cross_entropy_backward_kernel, unsigned(N), kThreads, 0, V, logits, targets, lse,
+                ignore_index, gscale, glogits, err);
 }
 
 void launch_attention(const AttnDims& d, Ptr q, Ptr k, Ptr v, Ptr out, Ptr lse) {

@@ -9,11 +9,12 @@ namespace mp {
 
 Backend* cpu_backend();   // engine/cpu/cpu_backend.cpp
 Backend* meta_backend();  // engine/meta/meta_backend.cpp
+Backend* sim_backend();   // engine/cpu/cpu_backend.cpp
 
 namespace {
 
 struct Registry {
-  std::array<Backend*, kDeviceTypes> backends{cpu_backend(), nullptr, meta_backend()};
+  std::array<Backend*, kDeviceTypes> backends{cpu_backend(), nullptr, meta_backend(), sim_backend()};
   std::array<Backend* (*)(), kDeviceTypes> loaders{};
   std::array<std::once_flag, kDeviceTypes> loaded;
 };

@@ -118,12 +118,14 @@ class Backend {
   virtual void embedding_backward(const Tensor& ids, const Tensor& gout, const Tensor& gtable, int padding_idx) = 0;
 
   // Fused softmax + cross-entropy, never storing probabilities for all rows:
-  // logits (N, V), targets (N) i32 (ignore_index rows give loss 0) -> losses (N).
-  virtual void cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index,
-                             const Tensor& losses) = 0;
-  // glogits (N, V) = gscale * (softmax(logits) - onehot(target)), 0 for ignored rows.
-  virtual void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int ignore_index,
-                                      float gscale, const Tensor& glogits) = 0;
+  // logits (N, V), targets (N) i32 (ignore_index rows give loss 0) -> losses (N)
+  // and lse (N), each row's log-sum-exp, which the backward reads (0 in ignored rows).
+  virtual void cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index, const Tensor& losses,
+                             const Tensor& lse) = 0;
+  // glogits (N, V) = gscale * (exp(logits - lse) - onehot(target)), 0 for ignored rows;
+  // lse (N) is the forward's, so the softmax costs one pass over the logits.
+  virtual void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
+                                      int ignore_index, float gscale, const Tensor& glogits) = 0;
 
   // out = x * keep / (1 - p), keep from Philox(seed, element index) so that
   // the same call on gy gives the backward (no mask is stored).

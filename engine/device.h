@@ -2,14 +2,18 @@
 // its kernels do nothing and its allocations only go through the Ledger, so
 // running the real code on it counts the bytes a CPU run would use
 // (engine/meta/meta_backend.cpp; the memory planner runs a training step there).
+// The sim device is an accelerator without one: host memory and the CPU
+// kernels, but host code may not read its bytes (engine/host_access.h), so a
+// forgotten .to(device) or host read fails on every machine, not on a GPU.
 #pragma once
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace mp {
 
-enum class DeviceType : uint8_t { cpu, cuda, meta };
-constexpr int kDeviceTypes = 3;
+enum class DeviceType : uint8_t { cpu, cuda, meta, sim };
+constexpr int kDeviceTypes = 4;
 
 struct Device {
   DeviceType type = DeviceType::cpu;
@@ -18,32 +22,22 @@ struct Device {
   bool is_cpu() const { return type == DeviceType::cpu; }
   bool is_meta() const { return type == DeviceType::meta; }
   std::string str() const {
-    return type == DeviceType::cpu ? "cpu" : type == DeviceType::meta ? "meta" : "cuda:" + std::to_string(index);
+    switch (type) {
+      case DeviceType::cpu: return "cpu";
+      case DeviceType::meta: return "meta";
+      case DeviceType::sim: return "sim";
+      case DeviceType::cuda: break;
+    }
+    return "cuda:" + std::to_string(index);
   }
 };
 
 inline constexpr Device kCPU{DeviceType::cpu, 0};
 inline constexpr Device kCUDA{DeviceType::cuda, 0};
 inline constexpr Device kMeta{DeviceType::meta, 0};
+inline constexpr Device kSim{DeviceType::sim, 0};
 
-// The device that tensor factories use when none is given: the CPU unless a
-// DeviceScope says otherwise (thread-local). A model built inside
-//
-//   { DeviceScope scope(kMeta); model = models::make_model(config); }
-//
-// has every parameter on that device, and ops put their outputs on their
-// inputs' device. Code that fills a host buffer names kCPU itself.
-Device default_device();
-
-class DeviceScope {
- public:
-  explicit DeviceScope(Device d);
-  ~DeviceScope();
-  DeviceScope(const DeviceScope&) = delete;
-  DeviceScope& operator=(const DeviceScope&) = delete;
-
- private:
-  Device saved_;
-};
+// "cpu", "cuda", "cuda:N", "sim" or "meta"; anything else is an mp::Error naming it.
+Device parse_device(std::string_view name);
 
 }  // namespace mp

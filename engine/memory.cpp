@@ -59,11 +59,6 @@ void Ledger::reset_peaks() {
   }
 }
 
-static thread_local Tag g_tag = Tag::activations;
-Tag current_tag() { return g_tag; }
-TagScope::TagScope(Tag t) : saved_(g_tag) { g_tag = t; }
-TagScope::~TagScope() { g_tag = saved_; }
-
 std::shared_ptr<Storage> Storage::allocate(size_t bytes, Device d, Tag t) {
   void* data = backend(d).allocate(bytes, t);
   Ledger::instance().on_alloc(d, t, bytes);

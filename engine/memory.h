@@ -66,20 +66,6 @@ class Ledger {
   std::string_view phase_, op_;  // literals / names that outlive their use (see set_phase)
 };
 
-// The tag new storage gets when none is given (thread-local; default activations).
-Tag current_tag();
-
-class TagScope {
- public:
-  explicit TagScope(Tag t);
-  ~TagScope();
-  TagScope(const TagScope&) = delete;
-  TagScope& operator=(const TagScope&) = delete;
-
- private:
-  Tag saved_;
-};
-
 // A block of device memory with its tag, freed (and un-ledgered) on destruction.
 class Storage {
  public:

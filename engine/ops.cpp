@@ -29,6 +29,15 @@ void check_same_shape(const char* what, const Tensor& a, const Tensor& b) {
   if (a.shape() != b.shape()) fail("{}: shapes {} and {} differ", what, shape_str(a.shape()), shape_str(b.shape()));
 }
 
+// A gradient and the tensor it belongs to: both defined, on one device, of one dtype and shape.
+void check_alike(const char* what, const Tensor& a, const Tensor& b) {
+  check_defined(what, a);
+  check_defined(what, b);
+  check_same_device(what, a, b);
+  check_same_dtype(what, a, b);
+  check_same_shape(what, a, b);
+}
+
 int wrap_axis(const char* what, int axis, int dim) {
   int w = axis < 0 ? axis + dim : axis;
   if (w < 0 || w >= dim) fail("{}: axis {} out of range for {} dimensions", what, axis, dim);
@@ -77,11 +86,7 @@ Tensor unary(UnaryOp op, const Tensor& a) {
 }
 
 Tensor unary_backward(UnaryOp op, const Tensor& x_or_y, const Tensor& gy) {
-  check_defined("unary_backward", x_or_y);
-  check_defined("unary_backward", gy);
-  check_same_device("unary_backward", x_or_y, gy);
-  check_same_dtype("unary_backward", x_or_y, gy);
-  check_same_shape("unary_backward", x_or_y, gy);
+  check_alike("unary_backward", x_or_y, gy);
   Tensor gx = Tensor::empty(gy.shape(), gy.dtype(), gy.device());
   backend_of(gy).unary_backward(op, x_or_y, gy, gx);
   return gx;
@@ -269,11 +274,7 @@ Tensor log_softmax(const Tensor& x) {
 }
 
 Tensor softmax_backward(const Tensor& y, const Tensor& gy, bool log) {
-  check_defined("softmax_backward", y);
-  check_defined("softmax_backward", gy);
-  check_same_shape("softmax_backward", y, gy);
-  check_same_dtype("softmax_backward", y, gy);
-  check_same_device("softmax_backward", y, gy);
+  check_alike("softmax_backward", y, gy);
   Tensor gx = Tensor::empty(y.shape(), y.dtype(), y.device());
   backend_of(y).softmax_backward(y.contiguous(), gy.contiguous(), gx, log);
   return gx;
@@ -326,13 +327,14 @@ void embedding_backward(const Tensor& ids, const Tensor& gout, const Tensor& gta
   backend_of(gout).embedding_backward(ids, gout, gtable, padding_idx);
 }
 
-void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int ignore_index, float gscale,
-                            const Tensor& glogits) {
+void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, int ignore_index,
+                            float gscale, const Tensor& glogits) {
   check_same_device("cross_entropy_backward", logits, glogits);
-  backend_of(logits).cross_entropy_backward(logits, targets, ignore_index, gscale, glogits);
+  check_same_device("cross_entropy_backward", logits, lse);
+  backend_of(logits).cross_entropy_backward(logits, targets, lse, ignore_index, gscale, glogits);
 }
 
-Tensor cross_entropy_rows(const Tensor& logits, const Tensor& targets, int ignore_index) {
+CrossEntropyRows cross_entropy_rows(const Tensor& logits, const Tensor& targets, int ignore_index) {
   check_defined("cross_entropy", logits);
   check_defined("cross_entropy", targets);
   if (logits.dim() != 2) fail("cross_entropy: logits must be (N, V), got {}", shape_str(logits.shape()));
@@ -341,9 +343,10 @@ Tensor cross_entropy_rows(const Tensor& logits, const Tensor& targets, int ignor
          shape_str(logits.shape()), logits.size(0));
   if (targets.dtype() != DType::i32) fail("cross_entropy: targets must be i32, got {}", dtype_name(targets.dtype()));
   check_same_device("cross_entropy", logits, targets);
-  Tensor losses = Tensor::empty({logits.size(0)}, logits.dtype(), logits.device());
-  backend_of(logits).cross_entropy(logits.contiguous(), targets.contiguous(), ignore_index, losses);
-  return losses;
+  CrossEntropyRows rows{Tensor::empty({logits.size(0)}, logits.dtype(), logits.device()),
+                        Tensor::empty({logits.size(0)}, logits.dtype(), logits.device())};
+  backend_of(logits).cross_entropy(logits.contiguous(), targets.contiguous(), ignore_index, rows.losses, rows.lse);
+  return rows;
 }
 
 Tensor dropout(const Tensor& x, float p, uint64_t seed, uint64_t offset) {

@@ -58,11 +58,16 @@ void layer_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& w, con
 Tensor embedding(const Tensor& ids, const Tensor& table);  // ids (...) i32 -> (..., C)
 // gtable (V, C) += the rows of gout (N, C) at ids (N), except padding_idx's.
 void embedding_backward(const Tensor& ids, const Tensor& gout, const Tensor& gtable, int padding_idx);
-// Per-row losses (N) of logits (N, V) against targets (N); ignored rows are 0.
-Tensor cross_entropy_rows(const Tensor& logits, const Tensor& targets, int ignore_index);
-// glogits (N, V) = gscale * (softmax(logits) - onehot(targets)), 0 on ignored rows.
-void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int ignore_index, float gscale,
-                            const Tensor& glogits);
+// Per-row losses (N) of logits (N, V) against targets (N), and each row's
+// log-sum-exp (N) for the backward; ignored rows are 0 in both.
+struct CrossEntropyRows {
+  Tensor losses, lse;
+};
+CrossEntropyRows cross_entropy_rows(const Tensor& logits, const Tensor& targets, int ignore_index);
+// glogits (N, V) = gscale * (exp(logits - lse) - onehot(targets)), 0 on ignored rows;
+// lse is cross_entropy_rows' of the same logits.
+void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, int ignore_index,
+                            float gscale, const Tensor& glogits);
 Tensor dropout(const Tensor& x, float p, uint64_t seed, uint64_t offset = 0);
 
 struct AttentionOut {

@@ -1,6 +1,7 @@
 #include "engine/tensor.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <numeric>
 
@@ -173,15 +174,25 @@ Tensor Tensor::to(DType dt) const {
   return t;
 }
 
+static std::atomic<uint64_t> g_host_transfers{0};
+uint64_t host_transfers() { return g_host_transfers.load(std::memory_order_relaxed); }
+
 Tensor Tensor::to(Device d) const {
   if (d == device()) return *this;
   if (device().is_meta())
     fail("a meta tensor {} has no values to copy to {} (the meta device holds shapes only)", shape_str(shape_), d.str());
   Tensor src = contiguous();
   Tensor t = empty(shape_, dtype_, d, tag());
+  KernelScope copying;  // a host <-> device copy is a kernel
+  if (!d.is_meta()) g_host_transfers.fetch_add(1, std::memory_order_relaxed);
   if (d.is_cpu()) backend(src.device()).copy_to_host(t.raw(), src.raw(), src.nbytes());
   else backend(d).copy_from_host(t.raw(), src.raw(), src.nbytes());
   return t;
+}
+
+void Tensor::refuse_host_access() const {
+  fail("host code read a tensor of shape {} on device {}: copy it with .to(kCPU) first (or read .item())",
+       shape_str(shape_), device().str());
 }
 
 void Tensor::copy_from(const Tensor& src) {

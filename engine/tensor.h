@@ -10,7 +10,9 @@
 #include <vector>
 
 #include "engine/dtype.h"
+#include "engine/host_access.h"
 #include "engine/memory.h"
+#include "engine/thread_state.h"
 
 namespace mp {
 
@@ -47,8 +49,12 @@ class Tensor {
   bool is_contiguous() const;
   int wrap_dim(int d) const;  // -1 -> dim()-1; asserts range
 
-  // Pointer to element 0 of this view (the storage's bytes + offset).
-  void* raw() const { return static_cast<char*>(storage_->data()) + offset_ * int64_t(dtype_size(dtype_)); }
+  // Pointer to element 0 of this view (the storage's bytes + offset). On the
+  // sim device only a running kernel may ask (engine/host_access.h).
+  void* raw() const {
+    if (storage_->device().type == DeviceType::sim && !inside_kernel()) refuse_host_access();
+    return static_cast<char*>(storage_->data()) + offset_ * int64_t(dtype_size(dtype_));
+  }
   template <class T> T* data() const {
     assert(dtype_of<T>() == dtype_);
     return static_cast<T*>(raw());
@@ -68,7 +74,7 @@ class Tensor {
   Tensor contiguous() const;  // itself if already contiguous
   Tensor clone(Tag tag = current_tag()) const;
   Tensor to(DType dt) const;
-  Tensor to(Device d) const;
+  Tensor to(Device d) const;  // a copy between the host and a device counts in host_transfers()
   void copy_from(const Tensor& src);  // same shape; converts dtype and device
 
   // Element access for tests and small host-side code (any dtype, as double).
@@ -81,6 +87,7 @@ class Tensor {
  private:
   Tensor(std::shared_ptr<Storage> s, Shape shape, Shape strides, int64_t offset, DType dt);
   int64_t element_offset(std::initializer_list<int64_t> index) const;
+  [[noreturn]] void refuse_host_access() const;
   std::shared_ptr<Storage> storage_;
   Shape shape_, strides_;
   int64_t offset_ = 0;
@@ -90,5 +97,10 @@ class Tensor {
 Shape contiguous_strides(const Shape& shape);
 // The shape two shapes broadcast to (NumPy rules); throws mp::Error naming both.
 Shape broadcast_shapes(const Shape& a, const Shape& b);
+
+// How many copies between the host and a device (CUDA, sim) Tensor::to has
+// made so far: each is a point where the host waits for the device, so a
+// training step on a GPU should make as few as it can (bench reports them).
+uint64_t host_transfers();
 
 }  // namespace mp

@@ -39,16 +39,11 @@ Tensor shift_labels(const Tensor& labels) {
   if (labels.dim() != 2 || labels.dtype() != DType::i32)
     fail("labels must be (B, T) i32, not {} {}", shape_str(labels.shape()), dtype_name(labels.dtype()));
   const int64_t B = labels.size(0), T = labels.size(1);
-  if (labels.device().is_meta()) return Tensor::empty({B, T}, DType::i32, kMeta);  // shapes only
-  Tensor in = labels.to(kCPU).contiguous();   // (B, T)
-  Tensor out = Tensor::empty({B, T}, DType::i32, kCPU);  // (B, T)
-  const int32_t* src = in.data<int32_t>();
-  int32_t* dst = out.data<int32_t>();
-  for (int64_t b = 0; b < B; ++b) {
-    for (int64_t t = 0; t + 1 < T; ++t) dst[b * T + t] = src[b * T + t + 1];
-    dst[b * T + T - 1] = -100;  // the last position has nothing to predict
-  }
-  return out.to(labels.device());
+  // On the labels' device (no host round trip): labels[:, 1:], then -100
+  // where the last position has nothing to predict.
+  Tensor nothing = Tensor::full({B, 1}, -100, DType::i32, labels.device());  // (B, 1)
+  if (T == 1) return nothing;
+  return ops::cat({labels.narrow(1, 1, T - 1), nothing}, 1);  // (B, T)
 }
 
 // ---- initialisation ----
@@ -237,9 +232,23 @@ Tensor CausalLM::position_ids(int64_t B, int64_t T, const ForwardOptions& opt, b
   return pos.to(dev);
 }
 
+AttentionParams CausalLM::attention_params(int64_t queries, int64_t keys, float scale, const ForwardOptions& opt) const {
+  AttentionParams params;
+  params.scale = scale;
+  params.causal = true;  // query t sees keys up to t + (S - T): all earlier keys
+  params.key_mask = opt.attention_mask;
+  params.segment_ids = opt.segment_ids;
+  if (is_training() && config_.attn_pdrop > 0.f) {
+    params.dropout = config_.attn_pdrop;
+    params.seed = nn::next_dropout_seed(attn_dropout_instance_);
+    params.dropout_offset = nn::dropout_offset(queries * keys);  // of the (B, H, T, S) probabilities
+  }
+  return params;
+}
+
 Variable CausalLM::self_attention(const Variable& q, const Variable& k, const Variable& v, int layer, float scale,
                                   const ForwardOptions& opt) const {
-  const int64_t B = q.size(0), T = q.size(1), C = q.size(2);
+  const int64_t B = q.size(0), T = q.size(1);
   const int64_t H = num_heads(), D = head_dim();
   // (B, T, C) -> (B, T, H, D) -> (B, H, T, D): views, no copy.
   auto split_heads = [&](const Variable& x) { return ag::permute(ag::reshape(x, {B, T, H, D}), {0, 2, 1, 3}); };
@@ -259,19 +268,25 @@ Variable CausalLM::self_attention(const Variable& q, const Variable& k, const Va
     kh = Variable(keys);    // (B, H, S, D), S = everything so far
     vh = Variable(values);  // (B, H, S, D)
   }
+  const AttentionParams params = attention_params(B * H * T, kh.size(2), scale, opt);
+  return merge_heads(ag::attention(qh, kh, vh, params));  // (B, T, C)
+}
 
-  AttentionParams params;
-  params.scale = scale;
-  params.causal = true;  // query t sees keys up to t + (S - T): all earlier keys
-  params.key_mask = opt.attention_mask;
-  params.segment_ids = opt.segment_ids;
-  if (is_training() && config_.attn_pdrop > 0.f) {
-    params.dropout = config_.attn_pdrop;
-    params.seed = nn::next_dropout_seed(attn_dropout_instance_);
-    params.dropout_offset = nn::dropout_offset(B * H * T * kh.size(2));  // of the (B, H, T, S) probabilities
-  }
-  Variable y = ag::attention(qh, kh, vh, params);                 // (B, H, T, D)
-  return ag::reshape(ag::permute(y, {0, 2, 1, 3}), {B, T, C});  // (B, T, C)
+Variable CausalLM::self_attention(const Variable& qkv, int layer, float scale, const ForwardOptions& opt) const {
+  const int64_t B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3;
+  if (opt.prefix || opt.cache)  // keys and values grow in front or across calls: one at a time
+    return self_attention(ag::narrow(qkv, 2, 0, C), ag::narrow(qkv, 2, C, C), ag::narrow(qkv, 2, 2 * C, C), layer,
+                          scale, opt);
+  const int64_t H = num_heads(), D = head_dim();
+  // (B, T, 3C) -> (B, T, 3, H, D) -> (3, B, H, T, D): a view; ag::attention makes it contiguous once.
+  Variable heads = ag::permute(ag::reshape(qkv, {B, T, 3, H, D}), {2, 0, 3, 1, 4});
+  const AttentionParams params = attention_params(B * H * T, T, scale, opt);
+  return merge_heads(ag::attention(heads, params));  // (B, T, C)
+}
+
+Variable CausalLM::merge_heads(const Variable& y) const {
+  const int64_t B = y.size(0), H = y.size(1), T = y.size(2), D = y.size(3);
+  return ag::reshape(ag::permute(y, {0, 2, 1, 3}), {B, T, H * D});  // (B, H, T, D) -> (B, T, C)
 }
 
 }  // namespace mp::models

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "autograd/variable.h"
+#include "engine/backend.h"
 #include "models/config.h"
 #include "nn/containers.h"
 #include "nn/module.h"
@@ -159,10 +160,19 @@ class CausalLM : public nn::Module {
   // the fused kernel, as HF applies attn_dropout to the probabilities.
   Variable self_attention(const Variable& q, const Variable& k, const Variable& v, int layer, float scale,
                           const ForwardOptions& opt) const;
+  // The same from q, k and v side by side in qkv (B, T, 3C), as one fused
+  // projection makes them (GPT-2's c_attn): without a prefix or a cache they
+  // go to the kernel stacked, so their gradients come back in one pass.
+  Variable self_attention(const Variable& qkv, int layer, float scale, const ForwardOptions& opt) const;
 
   ModelConfig config_;
 
  private:
+  // The kernel's parameters: scale, causal, opt's masks, and in training
+  // attention dropout over the queries x keys probabilities.
+  AttentionParams attention_params(int64_t queries, int64_t keys, float scale, const ForwardOptions& opt) const;
+  // y (B, H, T, D) -> (B, T, H D).
+  Variable merge_heads(const Variable& y) const;
   // block_forward(layer) through nn::recompute.
   Variable recomputed_block(int layer, const Variable& x, const ForwardOptions& opt);
 

@@ -217,29 +217,28 @@ std::string ModelConfig::to_json() const {
 
 namespace {
 
-ModelConfig gpt2_config(int layers, int heads, int width, int positions) {
+// What both families share: a transformer of this size with a 4x feed-forward.
+ModelConfig sized_config(Arch arch, int layers, int heads, int width, int positions, int vocab) {
   ModelConfig c;
-  c.arch = Arch::gpt2;
+  c.arch = arch;
   c.num_layers = layers;
   c.num_heads = heads;
   c.hidden_size = width;
   c.ffn_dim = 4 * width;
   c.max_positions = positions;
-  c.vocab_size = 50257;
+  c.vocab_size = vocab;
   c.word_embed_proj_dim = width;
+  return c;
+}
+
+ModelConfig gpt2_config(int layers, int heads, int width, int positions) {
+  ModelConfig c = sized_config(Arch::gpt2, layers, heads, width, positions, 50257);
   c.bos_token_id = c.eos_token_id = 50256;
   return c;
 }
 
 ModelConfig opt_config(int layers, int heads, int width, int positions, int proj_dim, bool pre_ln) {
-  ModelConfig c;
-  c.arch = Arch::opt;
-  c.num_layers = layers;
-  c.num_heads = heads;
-  c.hidden_size = width;
-  c.ffn_dim = 4 * width;
-  c.max_positions = positions;
-  c.vocab_size = 50272;
+  ModelConfig c = sized_config(Arch::opt, layers, heads, width, positions, 50272);
   c.word_embed_proj_dim = proj_dim;
   c.do_layer_norm_before = pre_ln;
   c.embd_pdrop = c.resid_pdrop = 0.1f;

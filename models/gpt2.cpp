@@ -62,15 +62,10 @@ Variable GPT2::embed_tokens(const Tensor& ids) const {
 
 Variable GPT2::block_forward(int layer, const Variable& x, const ForwardOptions& opt) {
   GPT2Block& block = (*transformer->h)[size_t(layer)];
-  const int64_t C = hidden_size();
-
-  // Attention: one GEMM makes q, k and v side by side; narrow takes views.
+  // Attention: one GEMM makes q, k and v side by side.
   Variable qkv = block.attn->c_attn->forward(block.ln_1->forward(x));  // (B, T, 3C)
-  Variable q = ag::narrow(qkv, 2, 0, C);                                 // (B, T, C)
-  Variable k = ag::narrow(qkv, 2, C, C);                                 // (B, T, C)
-  Variable v = ag::narrow(qkv, 2, 2 * C, C);                             // (B, T, C)
   const float scale = 1.f / std::sqrt(float(head_dim()));
-  Variable y = self_attention(q, k, v, layer, scale, opt);          // (B, T, C)
+  Variable y = self_attention(qkv, layer, scale, opt);  // (B, T, C)
   y = block.attn->resid_dropout->forward(block.attn->c_proj->forward(y));  // (B, T, C)
   Variable x1 = ag::add(x, y);                                            // (B, T, C)
 

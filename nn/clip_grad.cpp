@@ -28,23 +28,25 @@ static double squared_norm(const float* x, int64_t n) {
   return sum;
 }
 
-// Sum of squares of one gradient, in f64 (0 for a meta gradient, which has no
-// values: its allocations are those of the same branch on the CPU).
-static double squared_norm(const Tensor& g) {
-  const bool host = g.device().is_cpu() || g.device().is_meta();
-  if (host && g.dtype() == DType::f32 && g.is_contiguous())
-    return g.device().is_meta() ? 0 : squared_norm(g.data<float>(), g.numel());
-  // Other devices and dtypes: widen to f64 there and reduce there.
-  Tensor g64 = g.to(DType::f64);
-  Tensor sum = ops::sum_all(ops::mul(g64, g64));
-  return sum.device().is_meta() ? 0 : sum.item();
-}
-
 double grad_norm(const std::vector<Variable>& params) {
   TagScope scope(Tag::workspace);
   double sum = 0;
-  for (const Variable& p : params)
-    if (p.defined() && p.grad().defined()) sum += squared_norm(p.grad());
+  Tensor on_device;  // (1) f64: the device's gradients' sum of squares, read once at the end
+  for (const Variable& p : params) {
+    if (!p.defined() || !p.grad().defined()) continue;
+    const Tensor& g = p.grad();
+    const bool host = g.device().is_cpu() || g.device().is_meta();
+    if (host && g.dtype() == DType::f32 && g.is_contiguous()) {
+      // A meta gradient has no values: 0, with the CPU branch's allocations (none).
+      if (!g.device().is_meta()) sum += squared_norm(g.data<float>(), g.numel());
+      continue;
+    }
+    // Other devices and dtypes: widen to f64 there and reduce there.
+    Tensor g64 = g.to(DType::f64);
+    Tensor s = ops::sum_all(ops::mul(g64, g64));
+    on_device = on_device.defined() ? ops::add(on_device, s) : s;
+  }
+  if (on_device.defined() && !on_device.device().is_meta()) sum += on_device.item();
   return std::sqrt(sum);
 }
 

@@ -11,22 +11,13 @@
 // bf16 parameter (they keep f32 master weights), so a bf16 base is trained
 // only through an adapter.
 #pragma once
-#include "engine/dtype.h"
+#include "engine/thread_state.h"
 
 namespace mp::nn {
 
-DType weight_dtype();
+inline DType weight_dtype() { return thread_state().weight_dtype; }
 
-class WeightDTypeScope {
- public:
-  // f32, bf16 or f64 (gradient checks); another dtype is an mp::Error.
-  explicit WeightDTypeScope(DType t);
-  ~WeightDTypeScope();
-  WeightDTypeScope(const WeightDTypeScope&) = delete;
-  WeightDTypeScope& operator=(const WeightDTypeScope&) = delete;
-
- private:
-  DType saved_;
-};
+// WeightDTypeScope(dtype): f32, bf16 or f64 (gradient checks); another dtype is an mp::Error.
+using WeightDTypeScope = FieldScope<&ThreadState::weight_dtype>;
 
 }  // namespace mp::nn

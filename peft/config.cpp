@@ -45,6 +45,13 @@ int PeftConfig::num_virtual_tokens() const {
   return 0;
 }
 
+const std::vector<std::string>& PeftConfig::modules_to_save() const {
+  static const std::vector<std::string> none;
+  if (auto* c = as_lora()) return c->modules_to_save;
+  if (auto* c = as_ia3()) return c->modules_to_save;
+  return none;
+}
+
 // A regular expression std::regex accepts ("" = none given).
 static void check_regex(const char* key, const std::string& re) {
   if (re.empty()) return;
@@ -81,6 +88,8 @@ void PeftConfig::validate() const {
     if (auto* p = as_prefix_tuning(); p && p->prefix_projection && p->encoder_hidden_size <= 0)
       fail("prefix_projection needs encoder_hidden_size > 0, got {}", p->encoder_hidden_size);
   }
+  for (const std::string& name : modules_to_save())
+    if (name.empty()) fail("modules_to_save: an empty name would pick every module");
 }
 
 // The width, depth and heads a prompt method was made for must be the model's.
@@ -195,7 +204,7 @@ json hf_defaults(PeftType t) {
 // The keys we interpret; everything else in a parsed file goes to `extra`.
 const char* const kInterpreted[] = {
     "peft_type", "base_model_name_or_path", "task_type", "inference_mode", "r", "lora_alpha", "lora_dropout",
-    "target_modules", "bias", "use_rslora", "fan_in_fan_out", "init_lora_weights", "modules_to_save",
+    "target_modules", "bias", "use_rslora", "use_dora", "fan_in_fan_out", "init_lora_weights", "modules_to_save",
     "num_virtual_tokens", "prompt_tuning_init", "prompt_tuning_init_text", "tokenizer_name_or_path",
     "token_dim", "num_layers", "num_attention_heads", "prefix_projection", "encoder_hidden_size",
     "feedforward_modules", "init_ia3_weights"};
@@ -218,6 +227,7 @@ LoraConfig parse_lora(const Reader& r) {
   else if (bias == "lora_only") c.bias = LoraBias::lora_only;
   else fail("{}: bias should be \"none\", \"all\" or \"lora_only\", got \"{}\"", r.source, bias);
   c.use_rslora = r.get_bool("use_rslora", false);
+  c.use_dora = r.get_bool("use_dora", false);
   c.fan_in_fan_out = r.get_bool("fan_in_fan_out", false);
   if (r.has("init_lora_weights")) {
     const json& v = r.j.at("init_lora_weights");
@@ -226,7 +236,6 @@ LoraConfig parse_lora(const Reader& r) {
     else fail("{}: init_lora_weights {} is not supported (true, false or \"gaussian\")", r.source, v.dump());
   }
   c.modules_to_save = r.get_strings("modules_to_save");
-  r.require_unset("use_dora", "DoRA");
   r.require_unset("rank_pattern", "a per-module rank");
   r.require_unset("alpha_pattern", "a per-module alpha");
   r.require_unset("layers_to_transform", "layers_to_transform");
@@ -270,6 +279,7 @@ PromptTuningConfig parse_prompt(const Reader& r) {
   c.token_dim = r.get_int("token_dim", 0);
   c.num_layers = r.get_int("num_layers", 0);
   c.num_attention_heads = r.get_int("num_attention_heads", 0);
+  r.require_unset("modules_to_save", "modules_to_save with prompt tuning");
   return c;
 }
 
@@ -281,6 +291,7 @@ PrefixTuningConfig parse_prefix(const Reader& r) {
   c.token_dim = r.get_int("token_dim", 0);
   c.num_layers = r.get_int("num_layers", 0);
   c.num_attention_heads = r.get_int("num_attention_heads", 0);
+  r.require_unset("modules_to_save", "modules_to_save with prefix tuning");
   return c;
 }
 
@@ -348,6 +359,7 @@ std::string adapter_config_json(const PeftConfig& c) {
     j["target_modules"] = modules(l->target_modules, l->target_modules_regex);
     j["bias"] = std::string(lora_bias_name(l->bias));
     j["use_rslora"] = l->use_rslora;
+    j["use_dora"] = l->use_dora;
     j["fan_in_fan_out"] = l->fan_in_fan_out;
     j["init_lora_weights"] = l->init_lora_weights == LoraInit::gaussian ? json("gaussian")
                                                                         : json(l->init_lora_weights == LoraInit::kaiming);

@@ -52,11 +52,11 @@ struct LoraConfig {
   std::string target_modules_regex;
   LoraBias bias = LoraBias::none;
   bool use_rslora = false;      // scale alpha / sqrt(r) instead of alpha / r
+  bool use_dora = false;        // DoRA (peft/dora.h): a trained magnitude per output channel
   bool fan_in_fan_out = false;  // the target stores W as (in, out) (GPT-2's Conv1D)
   LoraInit init_lora_weights = LoraInit::kaiming;
-  // Modules (by name suffix) trained in full next to the adapter. Recorded
-  // in adapter_config.json; training them is not supported (get_peft_model
-  // rejects a non-empty list).
+  // Modules trained in full next to the adapter and saved with it: a module
+  // whose path ends with a name ("ln_f"), as PEFT's str.endswith (peft/modules_to_save.h).
   std::vector<std::string> modules_to_save;
 
   float scaling() const;  // alpha / r, or alpha / sqrt(r) with use_rslora
@@ -100,7 +100,7 @@ struct Ia3Config {
   std::string feedforward_modules_regex;
   bool fan_in_fan_out = false;   // set from the layer kind, as for LoRA
   bool init_ia3_weights = true;  // vectors start at one (false: N(0, 1), PEFT's test init)
-  std::vector<std::string> modules_to_save;  // recorded only; a non-empty list is refused
+  std::vector<std::string> modules_to_save;  // as LoraConfig's
 };
 
 struct PeftConfig {
@@ -130,11 +130,13 @@ struct PeftConfig {
   bool is_prompt_method() const { return as_prompt_tuning() || as_prefix_tuning(); }
   // num_virtual_tokens of a prompt method, 0 for LoRA and IA3.
   int num_virtual_tokens() const;
+  // LoRA's or IA3's modules_to_save; empty for the prompt methods (their files are refused with one).
+  const std::vector<std::string>& modules_to_save() const;
 
   // Throws mp::Error for values no model could take (r <= 0, alpha <= 0,
   // dropout outside [0, 1), no target modules, a bad regex, num_virtual_tokens <= 0,
   // TEXT init without text, projection without encoder_hidden_size,
-  // IA3 feedforward_modules not within target_modules).
+  // IA3 feedforward_modules not within target_modules, an empty modules_to_save name).
   void validate() const;
   // The checks that need the model: prompt/prefix shapes (token_dim,
   // num_layers, num_attention_heads) when already filled in. `source` names

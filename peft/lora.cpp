@@ -8,6 +8,7 @@
 #include "engine/ops.h"
 #include "nn/init.h"
 #include "nn/rng.h"
+#include "peft/dora.h"
 
 namespace mp::peft {
 
@@ -39,7 +40,17 @@ Variable lora_down(const Variable& x, const Variable& a, float p, uint64_t seed,
   });
 }
 
-void LoraLinear::add_adapter(const std::string& name, const LoraConfig& c, int64_t in, int64_t out, uint64_t seed) {
+void add_lora_delta(const Tensor& W, nn::Layout layout, const LoraWeights& w, float alpha) {
+  // torch layout W (out, in) += alpha * B (out, r) A (r, in)
+  // conv1d layout W (in, out) += alpha * A^T (in, r) B^T (r, out)
+  if (layout == nn::Layout::torch)
+    ops::matmul_into(w.B.value(), false, w.A.value(), false, W, alpha, 1.f);
+  else
+    ops::matmul_into(w.A.value(), true, w.B.value(), true, W, alpha, 1.f);
+}
+
+void LoraLinear::add_adapter(const std::string& name, const LoraConfig& c, const nn::Linear& base, uint64_t seed) {
+  const int64_t in = base.in_features(), out = base.out_features();
   if (name.empty() || name.find('.') != std::string::npos)
     fail("adapter name '{}' must be non-empty and contain no '.'", name);
   if (has_adapter(name)) fail("adapter '{}' already exists", name);
@@ -58,7 +69,10 @@ void LoraLinear::add_adapter(const std::string& name, const LoraConfig& c, int64
   }
   auto ma = lora_A_->insert(name, std::make_shared<WeightModule>(a));
   auto mb = lora_B_->insert(name, std::make_shared<WeightModule>(b));
-  adapters_[name] = LoraWeights{ma->weight, mb->weight, c.r, c.scaling(), c.lora_dropout};
+  LoraWeights w{ma->weight, mb->weight, c.r, c.scaling(), c.lora_dropout};
+  if (c.use_dora)  // m = ||W0 + s B A||: the adapter starts as the base (plus s B A)
+    w.magnitude = magnitudes_->insert(name, std::make_shared<WeightModule>(dora_weight_norm(base, w).clone()))->weight;
+  adapters_[name] = w;
   if (active_.empty()) active_ = name;
 }
 
@@ -67,6 +81,7 @@ void LoraLinear::delete_adapter(const std::string& name) {
   if (merged_ == name) fail("adapter '{}' is merged; unmerge it before deleting it", name);
   lora_A_->erase(name);
   lora_B_->erase(name);
+  magnitudes_->erase(name);
   adapters_.erase(name);
   if (active_ == name) active_.clear();
 }
@@ -90,31 +105,45 @@ void LoraLinear::set_active(const std::string& name) {
 }
 
 void LoraLinear::set_row_adapters(std::vector<std::string> names) {
-  for (const std::string& n : names)
+  for (const std::string& n : names) {
     if (!n.empty() && !has_adapter(n)) fail("no LoRA adapter '{}'", n);
+    if (!n.empty() && adapters_.at(n).magnitude.defined())
+      fail("mixed batch: adapter '{}' uses DoRA, which a mixed batch cannot run (as in PEFT)", n);
+  }
   if (!names.empty() && merged()) fail("adapter '{}' is merged; unmerge it before a mixed batch", merged_);
   row_adapters_ = std::move(names);
 }
 
-Variable LoraLinear::update(const Variable& x, const LoraWeights& w) {
+LoraLinear::Dropout LoraLinear::draw_dropout(const Variable& x, const LoraWeights& w) {
   const float p = is_training() ? w.dropout : 0.f;
-  const uint64_t seed = p > 0.f ? nn::next_dropout_seed(dropout_instance_) : 0;
-  Variable h = lora_down(x, w.A, p, seed, p > 0.f ? nn::dropout_offset(x.value().numel()) : 0);  // (..., r)
-  Variable up = ag::linear(h, w.B, Variable());  // (..., out)
-  return ag::scale(up, w.scaling);               // (..., out)
+  if (p == 0.f) return {};
+  return {p, nn::next_dropout_seed(dropout_instance_), nn::dropout_offset(x.value().numel())};
 }
 
-Variable LoraLinear::forward(const Variable& x, const Variable& base_out, const nn::Linear&) {
+Variable LoraLinear::update(const Variable& x, const LoraWeights& w) {
+  const Dropout d = draw_dropout(x, w);
+  Variable h = lora_down(x, w.A, d.p, d.seed, d.offset);  // (..., r)
+  Variable up = ag::linear(h, w.B, Variable());           // (..., out)
+  return ag::scale(up, w.scaling);                        // (..., out)
+}
+
+Variable LoraLinear::apply(const Variable& x, const Variable& base_out, const nn::Linear& base, const LoraWeights& w) {
+  if (!w.magnitude.defined()) return ag::add(base_out, update(x, w));  // (..., out)
+  const Dropout d = draw_dropout(x, w);
+  return dora_forward(x, base_out, base, w, d.p, d.seed, d.offset);  // (..., out)
+}
+
+Variable LoraLinear::forward(const Variable& x, const Variable& base_out, const nn::Linear& base) {
   if (row_adapters_.empty()) {
     if (active_.empty() || merged()) return base_out;
-    return ag::add(base_out, update(x, adapters_.at(active_)));  // (..., out)
+    return apply(x, base_out, base, adapters_.at(active_));  // (..., out)
   }
   const int64_t B = x.size(0);
   if (int64_t(row_adapters_.size()) != B)
     fail("mixed batch: {} adapter names for a batch of {} rows", row_adapters_.size(), B);
   const std::string& first = row_adapters_[0];
   if (std::all_of(row_adapters_.begin(), row_adapters_.end(), [&](const std::string& n) { return n == first; }))
-    return first.empty() ? base_out : ag::add(base_out, update(x, adapters_.at(first)));  // one adapter: no masks
+    return first.empty() ? base_out : apply(x, base_out, base, adapters_.at(first));  // one adapter: no masks
   Variable out = base_out;  // (B, ..., out)
   std::vector<std::string> done;
   for (const std::string& name : row_adapters_) {
@@ -132,27 +161,31 @@ Variable LoraLinear::forward(const Variable& x, const Variable& base_out, const 
   return out;
 }
 
-void LoraLinear::add_delta(nn::Linear& base, const LoraWeights& w, float sign) const {
+// The f32 base weight a merge rewrites in place.
+static const Tensor& merge_target(const nn::Linear& base) {
+  if (!base.weight.defined()) fail("LoRA merge needs an f32 base weight, got nf4 (dequantize it first)");
   const Tensor& W = base.weight.value();
   if (W.dtype() != DType::f32) fail("LoRA merge needs an f32 base weight, got {}", dtype_name(W.dtype()));
-  // torch layout W (out, in) += s * B (out, r) A (r, in)
-  // conv1d layout W (in, out) += s * A^T (in, r) B^T (r, out)
-  if (base.layout() == nn::Layout::torch)
-    ops::matmul_into(w.B.value(), false, w.A.value(), false, W, sign * w.scaling, 1.f);
-  else
-    ops::matmul_into(w.A.value(), true, w.B.value(), true, W, sign * w.scaling, 1.f);
+  return W;
 }
 
 void LoraLinear::merge(nn::Linear& base) {
   if (merged()) fail("adapter '{}' is already merged", merged_);
   if (active_.empty()) return;  // nothing to merge
-  add_delta(base, adapters_.at(active_), +1.f);
+  const Tensor& W = merge_target(base);
+  const LoraWeights& w = adapters_.at(active_);
+  if (w.magnitude.defined()) merged_norm_ = dora_merge(base, w);
+  else add_lora_delta(W, base.layout(), w, w.scaling);
   merged_ = active_;
 }
 
 void LoraLinear::unmerge(nn::Linear& base) {
   if (!merged()) return;
-  add_delta(base, adapters_.at(merged_), -1.f);
+  const Tensor& W = merge_target(base);
+  const LoraWeights& w = adapters_.at(merged_);
+  if (w.magnitude.defined()) dora_unmerge(base, w, merged_norm_);
+  else add_lora_delta(W, base.layout(), w, -w.scaling);
+  merged_norm_ = Tensor();
   merged_.clear();
 }
 

@@ -14,6 +14,9 @@ namespace mp::peft {
 void PeftModel::set_lora_rows(const std::vector<std::string>& adapter_names) {
   if (!ia3_layers_.empty() && !adapter_names.empty())
     fail("mixed batch: IA3 adapters run one adapter per batch (mixed batches are for LoRA and prompt adapters)");
+  if (!saved_.empty() && !adapter_names.empty())
+    fail("mixed batch: adapter '{}' trains modules_to_save in place, so no row can run another adapter or the base",
+         saved_.begin()->first);
   std::vector<std::string> rows;
   for (const std::string& n : adapter_names) {
     if (n != kBaseName && !configs_.count(n)) fail("mixed batch: no adapter '{}'", n);

@@ -96,12 +96,20 @@ void PeftModel::create_adapter(const std::string& name, PeftConfig c, const mode
   if (!configs_.empty() && (prompt_family != is_prompt_family() ||
                             (!prompt_family && c.peft_type() != configs_.begin()->second.peft_type())))
     fail("adapter '{}': a PeftModel holds adapters of one kind (LoRA, IA3, or prompt/prefix), not a mix", name);
+  if (!configs_.empty() && (!saved_.empty() || !c.modules_to_save().empty()))
+    fail("adapter '{}': modules_to_save trains its modules in place (peft/modules_to_save.h), so a model with "
+         "modules_to_save holds one adapter",
+         name);
   const uint64_t seed = nn::next_init_seed();
 
-  if (auto* lora = c.as_lora()) {
-    add_lora(name, *lora);
-  } else if (auto* ia3 = c.as_ia3()) {
-    add_ia3(name, *ia3);
+  if (c.as_lora() || c.as_ia3()) {
+    // Picked before the adapter's own modules exist, so that none of them matches. Only a
+    // model's first adapter gets here with modules_to_save: a failed check discards the model.
+    std::vector<nn::NamedParameter> saved = modules_to_save_parameters(*model_, c.modules_to_save());
+    if (auto* lora = c.as_lora()) add_lora(name, *lora);
+    else add_ia3(name, *c.as_ia3());
+    check_not_adapted(saved, c.as_lora() ? lora_layers_ : ia3_layers_, c.as_lora() ? "LoRA" : "IA3");
+    if (!saved.empty()) saved_[name] = std::move(saved);
   } else {
     if (!prompt_encoder_) prompt_encoder_ = add_module("prompt_encoder", std::make_shared<ModuleDict>());
     // PEFT's _prepare_prompt_learning_config: dimensions come from the model.
@@ -177,7 +185,6 @@ void PeftModel::add_lora(const std::string& name, LoraConfig& c) {
   // PEFT corrects fan_in_fan_out to the layer kind (with a warning): true for
   // GPT-2's Conv1D, false for torch.nn.Linear. The layout decides here.
   c.fan_in_fan_out = targets.front().second->layout() == nn::Layout::conv1d;
-  if (!c.modules_to_save.empty()) fail("modules_to_save is not supported");
 
   const uint64_t seed = nn::next_init_seed();
   for (size_t i = 0; i < targets.size(); ++i) {
@@ -188,7 +195,7 @@ void PeftModel::add_lora(const std::string& name, LoraConfig& c) {
     } else if (!std::dynamic_pointer_cast<LoraLinear>(linear->adapter())) {
       fail("layer '{}' already carries a non-LoRA adapter", path);
     }
-    lora_of(*linear).add_adapter(name, c, linear->in_features(), linear->out_features(), nn::mix_seed(seed, i, 0));
+    lora_of(*linear).add_adapter(name, c, *linear, nn::mix_seed(seed, i, 0));
     // A new adapter is not active (unless it is the first): the layer keeps running the active one.
     LoraLinear& l = lora_of(*linear);
     if (!active_.empty() && active_ != name) l.set_active(l.has_adapter(active_) ? active_ : "");
@@ -218,7 +225,6 @@ void PeftModel::add_ia3(const std::string& name, Ia3Config& c) {
   ia3_defaults(c, model_->config().arch);
   const auto targets = find_targets(c.target_modules, c.target_modules_regex, "IA3");
   c.fan_in_fan_out = targets.front().second->layout() == nn::Layout::conv1d;  // as for LoRA
-  if (!c.modules_to_save.empty()) fail("modules_to_save is not supported");
 
   const uint64_t seed = nn::next_init_seed();
   for (size_t i = 0; i < targets.size(); ++i) {
@@ -244,12 +250,13 @@ void PeftModel::mark_trainable() {
   if (active_.empty() || !configs_.count(active_)) return;
   const PeftConfig& c = configs_.at(active_);
   if (c.inference_mode) return;  // a loaded adapter that is not is_trainable
+  for (auto [pname, p] : saved_parameters(active_)) p.set_requires_grad(true);
   if (const LoraConfig* lora = c.as_lora()) {
     for (auto& [path, linear] : lora_layers_) {
       LoraLinear& l = lora_of(*linear);
       if (!l.has_adapter(active_)) continue;
-      Variable(l.weights(active_).A).set_requires_grad(true);
-      Variable(l.weights(active_).B).set_requires_grad(true);
+      for (Variable p : {l.weights(active_).A, l.weights(active_).B, l.weights(active_).magnitude})
+        if (p.defined()) p.set_requires_grad(true);
       if (lora->bias == LoraBias::lora_only && linear->bias.defined()) linear->bias.set_requires_grad(true);
     }
     if (lora->bias == LoraBias::all) model_->set_requires_grad("*bias*", true);  // PEFT: "bias" in the name
@@ -281,6 +288,7 @@ void PeftModel::delete_adapter(const std::string& name) {
     if (tuner->has_adapter(name)) tuner->delete_adapter(name);
   if (prompt_encoder_) prompt_encoder_->erase(name);
   configs_.erase(name);
+  saved_.erase(name);  // its modules keep their trained values
   if (active_ == name) {
     active_ = configs_.empty() ? "" : configs_.begin()->first;
     if (!active_.empty()) set_adapter(active_);
@@ -300,7 +308,15 @@ const PeftConfig& PeftModel::peft_config(const std::string& name) const {
   return it->second;
 }
 
+std::vector<nn::NamedParameter> PeftModel::saved_parameters(const std::string& name) const {
+  auto it = saved_.find(name);
+  return it == saved_.end() ? std::vector<nn::NamedParameter>{} : it->second;
+}
+
 void PeftModel::disable_adapters() {
+  if (!saved_.empty())
+    fail("disable_adapters: adapter '{}' trains modules_to_save in place; the base model's own values are gone",
+         saved_.begin()->first);
   enabled_ = false;
   for (auto& [linear, tuner] : tuned_layers()) tuner->enabled = false;
 }
@@ -439,6 +455,8 @@ std::vector<std::pair<std::string, Tensor>> PeftModel::adapter_state_dict(const 
       if (!l.has_adapter(name)) continue;
       out.emplace_back(kBasePrefix + path + ".lora_A.weight", l.weights(name).A.value());
       out.emplace_back(kBasePrefix + path + ".lora_B.weight", l.weights(name).B.value());
+      if (l.weights(name).magnitude.defined())  // PEFT's key has no ".weight" (its older ParameterDict's)
+        out.emplace_back(kBasePrefix + path + ".lora_magnitude_vector", l.weights(name).magnitude.value());  // (out)
       // bias="lora_only": PEFT 0.13 looks for "<layer>.bias", but the wrapped
       // layer's bias is "<layer>.base_layer.bias", so it saves no bias at all.
       // We write exactly what PEFT writes (the trained biases are not saved).
@@ -464,6 +482,10 @@ std::vector<std::pair<std::string, Tensor>> PeftModel::adapter_state_dict(const 
     const auto& ia3 = static_cast<const Ia3Linear&>(*linear->adapter());
     if (ia3.has_adapter(name)) out.emplace_back(kBasePrefix + path + ".ia3_l", ia3.vector(name).value());  // (out, 1) or (1, in)
   }
+  std::set<std::string> keys;  // bias="all" may have saved a module's bias already
+  for (const auto& [key, value] : out) keys.insert(key);
+  for (const auto& [pname, p] : saved_parameters(name))
+    if (!keys.count(kBasePrefix + pname)) out.emplace_back(kBasePrefix + pname, p.value());
   return out;
 }
 
@@ -547,6 +569,7 @@ std::shared_ptr<models::CausalLM> PeftModel::merge_and_unload() {
   for (auto& [linear, tuner] : tuned_layers()) linear->clear_adapter();
   lora_layers_.clear();
   ia3_layers_.clear();
+  saved_.clear();  // trained in place: already where they belong
   configs_.clear();
   active_.clear();
   return model_;

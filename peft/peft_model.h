@@ -18,6 +18,8 @@
 // prompt and prefix tuning. Saved adapter keys are PEFT's too:
 //   LoRA           base_model.model.transformer.h.0.attn.c_attn.lora_A.weight, ...lora_B.weight,
 //                  plus "...<layer>.bias" (bias="lora_only") or every bias (bias="all")
+//                  DoRA: also ...c_attn.lora_magnitude_vector (out)
+//                  modules_to_save: base_model.model.transformer.ln_f.weight, ...bias (peft/modules_to_save.h)
 //   IA3            base_model.model.transformer.h.0.attn.c_attn.ia3_l (out, 1), or (1, in) feed-forward
 //   prompt/prefix  prompt_embeddings (P, E) / (P, L*2*C)
 //
@@ -38,6 +40,7 @@
 #include "peft/ia3.h"
 #include "peft/lora.h"
 #include "peft/modules.h"
+#include "peft/modules_to_save.h"
 #include "peft/prefix_tuning.h"
 #include "peft/prompt_tuning.h"
 #include "peft/tuner_layer.h"
@@ -63,7 +66,8 @@ class PeftModel : public nn::Module {
   std::vector<std::string> adapter_names() const;
   const PeftConfig& peft_config(const std::string& name) const;
   const PeftConfig& peft_config() const { return peft_config(active_); }
-  // Run the base model alone / with the active adapter again.
+  // Run the base model alone / with the active adapter again. mp::Error with
+  // modules_to_save: the modules are trained in place, the base's values are gone.
   void disable_adapters();
   void enable_adapters();
   bool adapters_enabled() const { return enabled_; }
@@ -71,6 +75,9 @@ class PeftModel : public nn::Module {
   const std::vector<std::pair<std::string, nn::Linear*>>& lora_layers() const { return lora_layers_; }
   // The Linear layers that carry IA3 adapters (an Ia3Linear each).
   const std::vector<std::pair<std::string, nn::Linear*>>& ia3_layers() const { return ia3_layers_; }
+  // The base model's parameters that adapter `name`'s modules_to_save trains in place
+  // ("transformer.ln_f.weight", ...); empty without modules_to_save.
+  std::vector<nn::NamedParameter> saved_parameters(const std::string& name) const;
 
   // ---- forward, as PeftModelForCausalLM
   // ids (B, T) i32, attention_mask (B, T) i32 or null -> logits. Prompt
@@ -172,6 +179,8 @@ class PeftModel : public nn::Module {
   bool enabled_ = true;
   std::vector<std::pair<std::string, nn::Linear*>> lora_layers_;
   std::vector<std::pair<std::string, nn::Linear*>> ia3_layers_;
+  // Per adapter, the base parameters its modules_to_save trains in place (at most one adapter has any).
+  std::map<std::string, std::vector<nn::NamedParameter>> saved_;
 };
 
 // Freeze every parameter of `model` and add the adapter `config` describes,

@@ -93,6 +93,8 @@ std::vector<const LoraConfig*> lora_configs(const PeftModel& model, const std::v
     if (!c.as_lora())
       fail("add_weighted_adapter: adapter '{}' is {}, only LoRA adapters can be combined", name,
            peft_type_name(c.peft_type()));
+    if (c.as_lora()->use_dora)
+      fail("add_weighted_adapter: adapter '{}' uses DoRA; combining DoRA adapters is not supported", name);
     const PeftConfig& first = model.peft_config(adapters[0]);
     if (!c.base_model_name_or_path.empty() && !first.base_model_name_or_path.empty() &&
         c.base_model_name_or_path != first.base_model_name_or_path)

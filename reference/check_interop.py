@@ -4,7 +4,9 @@
 For the base fixtures tests/fixtures/gpt2_tiny and tests/fixtures/opt_tiny:
 
   adapter  `minipeft train --method lora|prompt|prefix` writes <out>/final
-           (also lora-wide: rsLoRA on every linear layer, --lr 1e-2);
+           (also lora-wide: rsLoRA on every linear layer, --lr 1e-2; and
+           lora-dora: --use-dora on every linear layer, --lr 1e-2; and
+           lora-save: --modules-to-save with the final layer norm, --lr 1e-2);
            HF PEFT loads it with PeftModel.from_pretrained on the same base and
            its loss on the eval windows must equal `minipeft eval --adapter`.
   merge    `minipeft merge` of each LoRA adapter writes an HF model folder;
@@ -17,8 +19,10 @@ For the base fixtures tests/fixtures/gpt2_tiny and tests/fixtures/opt_tiny:
            `minipeft eval --model`, gives transformers' loss.
   peft-*   the other way: HF PEFT's get_peft_model + save_pretrained writes an
            adapter (LoRA on the default targets and on "all-linear" with
-           rsLoRA, prompt, prefix, prefix with projection; LoRA B and every
-           table random, so that it has an effect); `minipeft eval --adapter`
+           rsLoRA, DoRA on the default targets, LoRA with the final layer
+           norm in modules_to_save, prompt, prefix, prefix
+           with projection; LoRA B and every table random, so that it has
+           an effect); `minipeft eval --adapter`
            must give HF PEFT's loss of the saved adapter.
   qlora    `minipeft train --method lora --base-dtype nf4` (every linear layer,
            rsLoRA, --lr 1e-2) writes an adapter; HF loads the base in 4-bit
@@ -85,7 +89,9 @@ TOL = 1e-4
 WIDE_TARGETS = {"gpt2": ["c_attn", "c_proj", "c_fc"], "opt": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]}
 # HF PEFT's own default LoRA targets for the two architectures.
 PEFT_LORA_TARGETS = {"gpt2": ["c_attn"], "opt": ["q_proj", "v_proj"]}
-PEFT_METHODS = ["lora", "lora-all-linear", "prompt", "prefix", "prefix-proj"]
+# modules_to_save of the lora-save cases: the final layer norm.
+SAVED_MODULES = {"gpt2": ["ln_f"], "opt": ["decoder.final_layer_norm"]}
+PEFT_METHODS = ["lora", "lora-all-linear", "lora-dora", "lora-save", "prompt", "prefix", "prefix-proj"]
 # transformers 5 renamed from_pretrained's torch_dtype= to dtype= (the old name warns).
 F32 = {"dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype": torch.float32}
 QLORA_4BIT = dict(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
@@ -191,6 +197,12 @@ def peft_config(method, arch):
     if method == "lora-all-linear":
         return LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=8, target_modules="all-linear", use_rslora=True,
                           fan_in_fan_out=arch == "gpt2")
+    if method == "lora-dora":
+        return LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=8, target_modules=PEFT_LORA_TARGETS[arch],
+                          fan_in_fan_out=arch == "gpt2", use_dora=True)
+    if method == "lora-save":
+        return LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=8, target_modules=PEFT_LORA_TARGETS[arch],
+                          fan_in_fan_out=arch == "gpt2", modules_to_save=SAVED_MODULES[arch])
     if method == "prompt":
         return PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)
     if method == "prefix":
@@ -202,7 +214,8 @@ def peft_config(method, arch):
 
 
 def write_peft_adapter(method, base_dir, out):
-    """HF PEFT's save_pretrained of a fresh adapter; LoRA B, zero at PEFT's init, drawn at random."""
+    """HF PEFT's save_pretrained of a fresh adapter; LoRA B, zero at PEFT's init, drawn at random, and
+    the copies of modules_to_save moved."""
     torch.manual_seed(0)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir, **F32),
                            peft_config(method, os.path.basename(base_dir).split("_")[0]))
@@ -210,6 +223,8 @@ def write_peft_adapter(method, base_dir, out):
         for name, p in model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.1)
+            elif "modules_to_save" in name:
+                p.add_(0.1 * torch.randn_like(p))
     model.save_pretrained(out)
 
 
@@ -265,8 +280,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minipeft", default=os.path.join(ROOT, "build-main/cli/minipeft"))
     ap.add_argument("--fixtures", nargs="+", default=["gpt2_tiny", "opt_tiny"])
-    ap.add_argument("--methods", nargs="+", default=["lora", "prompt", "prefix", "lora-wide"],
-                    help="lora-wide: LoRA with rsLoRA on every linear layer and --lr 1e-2 (a larger effect)")
+    ap.add_argument("--methods", nargs="+", default=["lora", "prompt", "prefix", "lora-wide", "lora-dora", "lora-save"],
+                    help="lora-wide: LoRA with rsLoRA on every linear layer and --lr 1e-2 (a larger effect); "
+                         "lora-dora: DoRA (--use-dora) on every linear layer, --lr 1e-2; "
+                         "lora-save: --modules-to-save the final layer norm, --lr 1e-2")
     ap.add_argument("--peft-methods", nargs="*", default=PEFT_METHODS,
                     help="adapters written by HF PEFT and read by minipeft")
     ap.add_argument("--no-qlora", action="store_true", help="skip the QLoRA cases")
@@ -346,6 +363,10 @@ def main():
             extra = ["--virtual-tokens", 4] if method in ("prompt", "prefix") else []
             if method == "lora-wide":
                 extra = ["--rslora", "--lr", 1e-2, "--lora-targets", *WIDE_TARGETS[arch]]
+            if method == "lora-dora":
+                extra = ["--use-dora", "--lr", 1e-2, "--lora-targets", *WIDE_TARGETS[arch]]
+            if method == "lora-save":
+                extra = ["--modules-to-save", ",".join(SAVED_MODULES[arch]), "--lr", 1e-2]
             try:
                 mp("train", "--model", base_dir, "--method", method.split("-")[0], "--out", out, *train_common, *extra)
                 final = os.path.join(out, "final")

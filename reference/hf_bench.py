@@ -8,6 +8,9 @@ peak RSS. bench/side_by_side.sh runs it next to `minipeft bench --json`
 with the same shapes and thread count.
 
   python3 reference/hf_bench.py --model gpt2 --method lora --batch 4 --seq 64 --steps 5
+
+--method dora is LoraConfig(use_dora=True), minipeft's `bench --method lora
+--use-dora`; --method ia3 is IA3Config with PEFT's defaults for the model type.
 """
 import argparse
 import json
@@ -32,10 +35,13 @@ def peft_wrap(model, args):
         return model
     import peft
     gpt2 = isinstance(model, GPT2LMHeadModel)
-    if args.method == "lora":
+    if args.method in ("lora", "dora"):  # dora: LoRA with use_dora (minipeft's --method lora --use-dora)
         targets = args.targets.split(",") if args.targets else (["c_attn"] if gpt2 else ["q_proj", "v_proj"])
         cfg = peft.LoraConfig(r=args.r, lora_alpha=args.alpha, lora_dropout=args.lora_dropout,
-                              target_modules=targets, fan_in_fan_out=gpt2, task_type="CAUSAL_LM")
+                              target_modules=targets, fan_in_fan_out=gpt2, task_type="CAUSAL_LM",
+                              use_dora=args.method == "dora")
+    elif args.method == "ia3":  # PEFT's default targets and feed-forward modules for the model type
+        cfg = peft.IA3Config(task_type="CAUSAL_LM")
     elif args.method == "prompt":
         cfg = peft.PromptTuningConfig(num_virtual_tokens=args.virtual_tokens, task_type="CAUSAL_LM")
     elif args.method == "prefix":
@@ -48,7 +54,7 @@ def peft_wrap(model, args):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--model", default="gpt2", choices=sorted(CONFIGS))
-    p.add_argument("--method", default="full", choices=["full", "lora", "prompt", "prefix"])
+    p.add_argument("--method", default="full", choices=["full", "lora", "dora", "ia3", "prompt", "prefix"])
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--seq", type=int, default=64)
     p.add_argument("--steps", type=int, default=5)

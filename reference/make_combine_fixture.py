@@ -40,7 +40,6 @@ import fixture_main  # noqa: E402
 import torch  # noqa: E402
 from peft import LoraConfig, get_peft_model  # noqa: E402
 from peft.utils import get_peft_model_state_dict  # noqa: E402
-from transformers import GPT2LMHeadModel, OPTForCausalLM  # noqa: E402
 
 B, T, VOCAB = 2, 8, 256
 
@@ -67,15 +66,6 @@ CASES = {
 }
 
 
-def load_base(fixtures: str, base: str):
-    cls = GPT2LMHeadModel if base.startswith("gpt2") else OPTForCausalLM
-    model = cls.from_pretrained(os.path.join(fixtures, base), attn_implementation="eager", dtype=torch.float32)
-    model.eval()
-    model.config._name_or_path = base  # adapter_config.json's base_model_name_or_path (a sibling dir)
-    model.name_or_path = base
-    return model
-
-
 def add_lora(pm, model, name: str, spec):
     r, alpha, targets, seed = spec
     config = LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0, task_type="CAUSAL_LM")
@@ -97,7 +87,7 @@ def make_base(fixtures: str, base: str, got: dict) -> None:
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     pm = None
-    model = load_base(fixtures, base)
+    model = fixture_main.load_base(fixtures, base)
     for name, spec in ADAPTERS[base].items():
         pm = add_lora(pm, model, name, spec)
     pm.eval()
@@ -106,6 +96,7 @@ def make_base(fixtures: str, base: str, got: dict) -> None:
         for name in ADAPTERS[base]:
             src = os.path.join(tmp, name) if name != "default" else tmp
             shutil.copytree(src, os.path.join(out, name))
+            fixture_main.sort_config_lists(os.path.join(out, name, "adapter_config.json"))
     ids = torch.randint(3, VOCAB, (B, T), generator=torch.Generator().manual_seed(2520))
     ref = {"input_ids": ids.to(torch.int32)}
     info = {"versions": got, "base": base,

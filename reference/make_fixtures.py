@@ -355,6 +355,19 @@ def check_greedy(model, out_ids: torch.Tensor, prompt_len: int) -> float:
     return margin
 
 
+def step_reference(model: torch.nn.Module, ids, labels, trainable_only: bool) -> dict:
+    """One forward and backward on (ids, labels): logits, loss and gradients;
+    then the losses of AdamW steps run on a copy made before them."""
+    train_copy = copy.deepcopy(model)
+    model.zero_grad(set_to_none=True)
+    out = model(input_ids=ids, labels=labels)
+    out.loss.backward()
+    ref = {"logits": out.logits.detach().clone(), "loss": out.loss.detach().reshape(1).clone()}
+    ref.update(grads_of(model, trainable_only=trainable_only))
+    ref["adamw_losses"] = adamw_losses(train_copy, ids, labels)
+    return ref
+
+
 def base_fixture(out_dir: str, name: str, kind: str, model, notes: list) -> None:
     mdir = os.path.join(out_dir, name)
     os.makedirs(mdir, exist_ok=True)
@@ -366,17 +379,8 @@ def base_fixture(out_dir: str, name: str, kind: str, model, notes: list) -> None
     ids, labels = fixed_batch()
     ref = {"input_ids": ids.to(torch.int32), "labels": labels.to(torch.int32)}
 
-    train_copy = copy.deepcopy(model)
     gen_copy = copy.deepcopy(model)
-
-    model.zero_grad(set_to_none=True)
-    out = model(input_ids=ids, labels=labels)
-    out.loss.backward()
-    ref["logits"] = out.logits.detach().clone()
-    ref["loss"] = out.loss.detach().reshape(1).clone()
-    ref.update(grads_of(model, trainable_only=False))
-
-    ref["adamw_losses"] = adamw_losses(train_copy, ids, labels)
+    ref.update(step_reference(model, ids, labels, trainable_only=False))
 
     m_ids, m_mask, pad = masked_batch(kind)
     with torch.no_grad():
@@ -576,15 +580,7 @@ def peft_case(out_dir: str, name: str, base: str, config, seed: int, notes: list
     for n, p in trainable:
         ref["param." + n] = p.detach().clone()
 
-    train_copy = copy.deepcopy(pm)
-
-    pm.zero_grad(set_to_none=True)
-    out = pm(input_ids=ids, labels=labels)
-    out.loss.backward()
-    ref["logits"] = out.logits.detach().clone()
-    ref["loss"] = out.loss.detach().reshape(1).clone()
-    ref.update(grads_of(pm, trainable_only=True))
-    ref["adamw_losses"] = adamw_losses(train_copy, ids, labels)
+    ref.update(step_reference(pm, ids, labels, trainable_only=True))
 
     nvt = getattr(config, "num_virtual_tokens", None)
     if config.peft_type.value == "PROMPT_TUNING":

@@ -35,31 +35,9 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 import fixture_main  # noqa: E402
 import torch  # noqa: E402
 from peft import IA3Config, get_peft_model  # noqa: E402
-from peft.utils import get_peft_model_state_dict  # noqa: E402
-from transformers import GPT2LMHeadModel, OPTForCausalLM  # noqa: E402
 
 B, T, VOCAB = 2, 8, 256
 SEEDS = {"gpt2_tiny": 2601, "opt_tiny": 2611}
-
-
-def load_base(fixtures: str, base: str):
-    cls = GPT2LMHeadModel if base.startswith("gpt2") else OPTForCausalLM
-    model = cls.from_pretrained(os.path.join(fixtures, base), attn_implementation="eager", dtype=torch.float32)
-    model.eval()
-    model.config._name_or_path = base  # adapter_config.json's base_model_name_or_path (a sibling dir)
-    model.name_or_path = base
-    return model
-
-
-def sort_config_lists(path: str) -> None:
-    """PEFT writes target_modules / feedforward_modules from a set, in hash
-    order; sort them so that reruns are byte-identical."""
-    with open(path) as f:
-        cfg = json.load(f)
-    for key in ("target_modules", "feedforward_modules"):
-        cfg[key] = sorted(cfg[key])
-    with open(path, "w") as f:
-        f.write(json.dumps(cfg, indent=2, sort_keys=True))
 
 
 def make_base(fixtures: str, base: str, got: dict) -> None:
@@ -67,7 +45,7 @@ def make_base(fixtures: str, base: str, got: dict) -> None:
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     seed = SEEDS[base]
-    pm = get_peft_model(load_base(fixtures, base), IA3Config(task_type="CAUSAL_LM"))
+    pm = get_peft_model(fixture_main.load_base(fixtures, base), IA3Config(task_type="CAUSAL_LM"))
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for n, p in pm.named_parameters():
@@ -75,22 +53,8 @@ def make_base(fixtures: str, base: str, got: dict) -> None:
                 p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=g))
     pm.eval()
     pm.save_pretrained(out)
-    sort_config_lists(os.path.join(out, "adapter_config.json"))
-    ids = torch.randint(3, VOCAB, (B, T), generator=torch.Generator().manual_seed(seed + 1))
-    labels = ids.clone()
-    labels[0, :2] = -100  # ignored positions count too
-    result = pm(input_ids=ids, labels=labels)
-    result.loss.backward()
-    ref = {"input_ids": ids.to(torch.int32), "labels": labels.to(torch.int32),
-           "logits": result.logits.detach().clone(), "loss": result.loss.detach().clone()}
-    grads = {n.replace(".default", ""): p.grad for n, p in pm.named_parameters() if p.requires_grad}
-    keys = sorted(get_peft_model_state_dict(pm).keys())
-    assert sorted(grads) == keys, (sorted(grads), keys)
-    for key in keys:
-        ref["grad." + key] = grads[key].detach().clone()
-    merged = pm.merge_and_unload()
-    with torch.no_grad():
-        ref["merged.logits"] = merged(input_ids=ids).logits.detach().clone()
+    fixture_main.sort_config_lists(os.path.join(out, "adapter_config.json"))
+    ref, keys = fixture_main.reference_run(pm, seed, VOCAB, B, T)
     info = {"versions": got, "base": base, "keys": keys}
     with open(os.path.join(out, "adapter_config.json")) as f:
         cfg = json.load(f)

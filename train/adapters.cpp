@@ -15,10 +15,10 @@ AdapterSpec parse_adapter_spec(const std::string& spec) {
 }
 
 TrainedModel load_model_with_adapters(const std::string& model, const std::vector<std::string>& specs, uint64_t seed,
-                                      models::BaseDType base_dtype) {
+                                      models::BaseDType base_dtype, Device device) {
   std::vector<AdapterSpec> adapters;
   for (const std::string& spec : specs) adapters.push_back(parse_adapter_spec(spec));
-  TrainedModel m = load_model(model, "", seed, base_dtype);
+  TrainedModel m = load_model(model, "", seed, base_dtype, device);
   if (adapters.empty()) return m;
   m.peft = peft::load_peft_model(m.base, adapters[0].dir, adapters[0].name);
   for (size_t i = 1; i < adapters.size(); ++i) {
@@ -27,6 +27,7 @@ TrainedModel load_model_with_adapters(const std::string& model, const std::vecto
     m.peft->load_adapter(adapters[i].dir, adapters[i].name);
   }
   m.peft->set_adapter(adapters[0].name);
+  m.module().to(device);  // the adapters were read on the host
   m.module().eval();
   return m;
 }

@@ -24,7 +24,7 @@ AdapterSpec parse_adapter_spec(const std::string& spec);
 // methods cannot share a batch).
 TrainedModel load_model_with_adapters(const std::string& model, const std::vector<std::string>& specs,
                                       uint64_t seed = 0,
-                                      models::BaseDType base_dtype = models::BaseDType::f32);
+                                      models::BaseDType base_dtype = models::BaseDType::f32, Device device = kCPU);
 
 // Each row's adapter for PeftModel's mixed forward: its own name, or
 // PeftModel::kBaseName when it names none. mp::Error naming `where` and the

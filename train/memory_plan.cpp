@@ -30,7 +30,9 @@ static MemoryPlan run_steps(const TrainConfig& config, const models::Tokenizer& 
   TagBytes before{};
   for (int t = 0; t < kTags; ++t) before[size_t(t)] = ledger.current(Tag(t), device);
   const size_t before_total = ledger.current_total(device);
-  TrainedModel m = build_model(config, tokenizer, device);
+  TrainConfig on_device = config;
+  on_device.device = device;
+  TrainedModel m = build_model(on_device, tokenizer);
   check_sequence_fits(config, *m.base);
   // Data parallel (planned on meta only): rank 0 of `ranks`, its gradient
   // buckets and, with ZeRO-1, its shard of AdamW's state.

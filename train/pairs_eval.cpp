@@ -44,7 +44,7 @@ PairsScore score_pairs(const TrainedModel& m, const std::vector<const Example*>&
   PairsScore score;
   for (size_t first = 0; first < examples.size(); first += size_t(B)) {
     const std::span<const Example* const> rows(examples.data() + first, std::min(examples.size() - first, size_t(B)));
-    const Batch batch = pad_batch(rows, pad_id);
+    const Batch batch = pad_batch(rows, pad_id).to(m.device());
     std::vector<std::string> names;
     for (const Example* e : rows) names.push_back(e->adapter);
     if (mixed) names = row_adapters(names, m, "pairs");

@@ -4,7 +4,6 @@
 
 #include <cstdio>
 
-#include "engine/memory.h"
 #include "train/trainer.h"
 
 namespace mp::train {
@@ -19,7 +18,7 @@ void Progress::on_step_end(const StepRecord& r, int64_t tokens_per_step) {
   int eta = int(per_step * double(total_ - r.step));
   std::string line = fmt::format("\rstep {}/{} | loss {:.4f} | {:.0f} tok/s | mem {} MiB | ETA {}m{:02d}s", r.step,
                                  total_, r.loss, double(tokens_per_step) / per_step,
-                                 Ledger::instance().current_total() >> 20, eta / 60, eta % 60);
+                                 r.mem_bytes >> 20, eta / 60, eta % 60);
   if (r.val_loss >= 0) line += fmt::format(" | val {:.4f}", r.val_loss);
   std::fputs((line + "\033[K").c_str(), stderr);
 }

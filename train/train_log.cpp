@@ -59,7 +59,7 @@ TrainLog::~TrainLog() {
 
 void TrainLog::append(const StepRecord& r) {
   nlohmann::json j = {{"step", r.step}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm},
-                      {"seconds", r.seconds}, {"mem_bytes", Ledger::instance().current_total()}};
+                      {"seconds", r.seconds}, {"mem_bytes", r.mem_bytes}};
   if (r.val_loss >= 0) j["val_loss"] = r.val_loss;
   const std::string line = j.dump() + "\n";
   for (size_t done = 0; done < line.size();) {

@@ -12,6 +12,7 @@
 #include "autograd/ops.h"
 #include "parallel/communicator.h"
 #include "parallel/grad_sync.h"
+#include "engine/backend.h"
 #include "engine/error.h"
 #include "engine/ops.h"
 #include "models/load.h"
@@ -71,7 +72,13 @@ void TrainConfig::validate() const {
   if (packing && !is_pairs_file(data)) fail("--packing packs the examples of a pairs file (.jsonl), not {}", data);
   if (packing && has_virtual_tokens(type))
     fail("--packing works with --method full, lora or ia3: a soft prompt or prefix per row would cross the examples");
+  if (device.is_meta()) fail("--device meta holds shapes, not values: `minipeft info` plans a run on it");
+  if (packing && device.type == DeviceType::cuda)
+    fail("--packing runs on the CPU (and sim) only: the CUDA attention kernel has no segment ids");
   if (zero != 0 && zero != 1) fail("--zero {}: only stage 1 (the optimizer state sharded) is implemented, or 0", zero);
+  if (use_dora && type != peft::PeftType::lora) fail("--use-dora is a LoRA option: use it with --method lora, not {}", method);
+  if (!modules_to_save.empty() && type != peft::PeftType::lora && type != peft::PeftType::ia3)
+    fail("--modules-to-save trains modules beside an adapter: use it with --method lora or ia3, not {}", method);
   if (base_dtype != models::BaseDType::f32 && !type)
     fail("--base-dtype {} keeps the base frozen: use it with --method lora, prompt or prefix, not full",
          models::base_dtype_name(base_dtype));
@@ -99,6 +106,8 @@ std::string log_path(const std::string& out_dir) { return out_dir + "/log.jsonl"
 
 nn::Module& TrainedModel::module() const { return peft ? static_cast<nn::Module&>(*peft) : *base; }
 
+Device TrainedModel::device() const { return base->token_embedding_weight().value().device(); }
+
 ag::Variable TrainedModel::loss(const Batch& batch) const {
   ag::AutocastScope scope = autocast();
   const Tensor& labels = batch.labels.defined() ? batch.labels : batch.ids;
@@ -125,9 +134,11 @@ static peft::PeftConfig peft_config_for(const TrainConfig& c, peft::PeftType typ
     lora.lora_alpha = c.lora_alpha;
     lora.lora_dropout = c.lora_dropout;
     lora.use_rslora = c.use_rslora;
+    lora.use_dora = c.use_dora;
     bool gpt2 = model.arch == models::Arch::gpt2;
     lora.fan_in_fan_out = gpt2;
     lora.target_modules = c.lora_targets;
+    lora.modules_to_save = c.modules_to_save;
     if (lora.target_modules.empty())
       lora.target_modules = gpt2 ? std::vector<std::string>{"c_attn"} : std::vector<std::string>{"q_proj", "v_proj"};
     return peft::PeftConfig::lora(lora);
@@ -136,6 +147,7 @@ static peft::PeftConfig peft_config_for(const TrainConfig& c, peft::PeftType typ
     peft::Ia3Config ia3;
     ia3.target_modules = c.ia3_targets;
     ia3.feedforward_modules = c.ia3_feedforward;
+    ia3.modules_to_save = c.modules_to_save;
     return peft::PeftConfig::ia3(ia3);
   }
   if (type == peft::PeftType::prompt_tuning) {
@@ -154,14 +166,19 @@ static peft::PeftConfig peft_config_for(const TrainConfig& c, peft::PeftType typ
   return peft::PeftConfig::prefix_tuning(prefix);
 }
 
-TrainedModel build_model(const TrainConfig& config, const models::Tokenizer& tokenizer, Device device) {
+TrainedModel build_model(const TrainConfig& config, const models::Tokenizer& tokenizer) {
   nn::manual_seed(config.seed);
-  DeviceScope scope(device);
+  const Device device = config.device;
   TrainedModel m;
-  m.base = std::shared_ptr<models::CausalLM>(
-      device.is_meta() || config.shape.any()
-          ? models::make_model(shaped_config(config.model, config.shape), config.seed, weight_dtype(config.base_dtype))
-          : models::create_model(config.model, config.seed, weight_dtype(config.base_dtype)));
+  {
+    DeviceScope made_on(device.is_meta() ? kMeta : kCPU);  // weights are read on the host
+    m.base = std::shared_ptr<models::CausalLM>(
+        device.is_meta() || config.shape.any()
+            ? models::make_model(shaped_config(config.model, config.shape), config.seed, weight_dtype(config.base_dtype))
+            : models::create_model(config.model, config.seed, weight_dtype(config.base_dtype)));
+  }
+  DeviceScope scope(device);
+  m.base->to(device);
   if (config.base_dtype == models::BaseDType::nf4) quantize_frozen_base(*m.base);
   if (const std::optional<peft::PeftType> type = config.peft_type())
     m.peft = peft::get_peft_model(m.base, peft_config_for(config, *type, m.base->config()), "default", &tokenizer);
@@ -184,11 +201,13 @@ void check_sequence_fits(const TrainConfig& config, const models::CausalLM& base
 }
 
 TrainedModel load_model(const std::string& model, const std::string& adapter_dir, uint64_t seed,
-                        models::BaseDType base_dtype) {
+                        models::BaseDType base_dtype, Device device) {
   TrainedModel m;
   m.base = std::shared_ptr<models::CausalLM>(models::create_model(model, seed, weight_dtype(base_dtype)));
+  m.base->to(device);  // then NF4-quantized there; an adapter is read on the host and moved
   if (base_dtype == models::BaseDType::nf4) quantize_frozen_base(*m.base);
   if (!adapter_dir.empty()) m.peft = peft::load_peft_model(m.base, adapter_dir);
+  m.module().to(device);
   m.module().eval();
   return m;
 }
@@ -286,12 +305,12 @@ static int64_t load_checkpoint(const std::string& path, const TrainConfig& c, in
   return meta.step;
 }
 
-static MemoryPeaks ledger_peaks() {
+static MemoryPeaks ledger_peaks(Device d) {
   MemoryPeaks p;
   const Ledger& l = Ledger::instance();
-  for (int t = 0; t < kTags; ++t) p.by_tag[t] = l.peak(Tag(t));
-  p.total = l.peak_total();
-  p.at_peak = l.peak_moment().by_tag;
+  for (int t = 0; t < kTags; ++t) p.by_tag[t] = l.peak(Tag(t), d);
+  p.total = l.peak_total(d);
+  p.at_peak = l.peak_moment(d).by_tag;
   return p;
 }
 
@@ -362,6 +381,7 @@ static TrainResult train_loop(TrainedModel& m, TrainingData& data, const TrainCo
   std::vector<Batch> val = config.eval_every > 0 || !config.out_dir.empty()
                                ? data.val_batches(config.batch, config.seq, config.eval_batches)
                                : std::vector<Batch>{};
+  for (Batch& b : val) b = b.to(config.device);
   std::unique_ptr<parallel::GradSync> sync =
       ranks > 1 ? std::make_unique<parallel::GradSync>(comm, params, !config.recompute) : nullptr;
   if (ranks > 1 && writer)
@@ -385,7 +405,7 @@ static TrainResult train_loop(TrainedModel& m, TrainingData& data, const TrainCo
     double lr = schedule.lr(config.effective_lr(), step - 1);
     opt.set_lr(lr);
     int64_t step_tokens = 0;
-    std::vector<Batch> micro;
+    std::vector<Batch> micro;  // made on the host, counted there, then moved to the device
     for (int64_t k = 0; k < config.grad_accum; ++k) {
       const Batch& b = micro.emplace_back(data.train_batch(config.batch * ranks, config.seq, config.seed,
                                                            (step - 1) * config.grad_accum + k, rows));
@@ -393,6 +413,7 @@ static TrainResult train_loop(TrainedModel& m, TrainingData& data, const TrainCo
                                                 : b.ids.numel();
     }
     StepOptions so{.clip = config.clip, .sync = sync.get(), .weights = micro_batch_weights(micro, comm)};
+    for (Batch& b : micro) b = b.to(config.device);
     so.check_loss = [&](double value) {
       if (!std::isfinite(value))
         fail("loss is {} at step {}; stopped. {}", value, step,
@@ -405,6 +426,7 @@ static TrainResult train_loop(TrainedModel& m, TrainingData& data, const TrainCo
     double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     train_seconds += seconds;
     StepRecord rec{step, out.loss, lr, out.grad_norm, seconds};
+    rec.mem_bytes = Ledger::instance().current_total(config.device);
     bool last = step == end;
     // Evaluation draws no random numbers (eval mode: no dropout), so the
     // checkpoint below saves the same state whether or not this step evaluates.
@@ -426,7 +448,7 @@ static TrainResult train_loop(TrainedModel& m, TrainingData& data, const TrainCo
     result.steps.push_back(rec);
   }
   for (TrainerCallback* c : callbacks) c->on_train_end();
-  result.peaks = ledger_peaks();
+  result.peaks = ledger_peaks(config.device);
   if (ranks > 1)
     for (double bytes : parallel::all_gather(comm, double(result.peaks.by_tag[int(Tag::optimizer)])))
       result.optimizer_peak_by_rank.push_back(size_t(bytes));
@@ -451,6 +473,7 @@ TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer,
   parallel::Communicator& comm = parallel::world();
   return on_every_rank(comm, [&] {
     config.validate();
+    backend(config.device);  // no such device (CUDA not built, no GPU): an error naming it, before any work
     const bool writer = comm.rank() == 0;  // of the log and the progress line
     std::unique_ptr<TrainingData> data =
         load_training_data(config.data, config.val_fraction, config.seq, config.packing, tokenizer);

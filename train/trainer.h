@@ -32,6 +32,8 @@ struct TrainConfig {
   float lora_dropout = 0.f;
   std::vector<std::string> lora_targets;  // empty: c_attn (GPT-2), q_proj + v_proj (OPT)
   bool use_rslora = false;
+  bool use_dora = false;                  // LoRA as DoRA (peft/dora.h)
+  std::vector<std::string> modules_to_save;  // LoRA and IA3: modules trained in full beside it (peft/modules_to_save.h)
   std::vector<std::string> ia3_targets;      // empty: PEFT's (GPT-2 c_attn, mlp.c_proj; OPT q_proj, k_proj, fc2)
   std::vector<std::string> ia3_feedforward;  // empty with empty targets: PEFT's (mlp.c_proj; fc2)
   int num_virtual_tokens = 20;       // prompt and prefix tuning
@@ -55,6 +57,7 @@ struct TrainConfig {
   double clip = 1.0;                 // 0: no clipping
   uint64_t seed = 0;
   DType precision = DType::f32;      // bf16: mixed precision (autograd/autocast.h)
+  Device device = kCPU;              // where the model, its batches and the optimizer state live (cpu, cuda:N, sim)
   bool recompute = false;            // activation recompute (CausalLM::gradient_checkpointing_enable)
   int zero = 0;                      // 1: ZeRO-1, AdamW's state sharded across the ranks (parallel/zero_adamw.h)
 
@@ -78,6 +81,7 @@ struct StepRecord {
   int64_t step;         // 1-based
   double loss, lr, grad_norm, seconds;
   double val_loss = -1; // when evaluated after this step
+  size_t mem_bytes = 0; // the run's device's ledgered bytes after the step
 };
 
 struct MemoryPeaks {
@@ -106,6 +110,7 @@ struct TrainedModel {
   // made once (autograd/autocast.h). Null otherwise.
   std::shared_ptr<ag::CastCache> frozen_casts;
   nn::Module& module() const;
+  Device device() const;  // where its weights are
   // The scope this model's forward and backward compute under: precision, frozen_casts.
   ag::AutocastScope autocast() const { return ag::AutocastScope(precision, frozen_casts.get()); }
   // HF's shifted loss of a batch (labels = ids for text); under autocast().
@@ -113,10 +118,11 @@ struct TrainedModel {
   std::pair<int64_t, int64_t> trainable_and_all_parameters() const;  // as PEFT counts them
 };
 
-// Build the model a config names (base, then the adapter), seeded. On the
-// meta device (the memory planner) only shapes are made: a folder's
-// config.json is read, its weights are not.
-TrainedModel build_model(const TrainConfig& config, const models::Tokenizer& tokenizer, Device device = kCPU);
+// Build the model a config names (base, then the adapter), seeded, on
+// config.device: made on the CPU (weights read, NF4 quantized, adapter
+// added) and moved there. On the meta device (the memory planner) only
+// shapes are made: a folder's config.json is read, its weights are not.
+TrainedModel build_model(const TrainConfig& config, const models::Tokenizer& tokenizer);
 
 // mp::Error when --seq (plus prompt/prefix tuning's virtual tokens) exceeds the model's positions.
 void check_sequence_fits(const TrainConfig& config, const models::CausalLM& base);
@@ -127,7 +133,7 @@ std::vector<nn::NamedParameter> trainable_parameters(const nn::Module& m);
 // A model to evaluate or generate with: a built-in name or HF folder, plus
 // optionally an HF PEFT adapter folder. In eval mode.
 TrainedModel load_model(const std::string& model, const std::string& adapter_dir, uint64_t seed = 0,
-                        models::BaseDType base_dtype = models::BaseDType::f32);
+                        models::BaseDType base_dtype = models::BaseDType::f32, Device device = kCPU);
 
 // Loss over held-out batches, without gradients, in eval mode: for text
 // windows the mean of the batches' losses; for batches with labels (pairs)

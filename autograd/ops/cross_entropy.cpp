@@ -41,13 +41,15 @@ Variable cross_entropy(const Variable& logits, const Tensor& targets, int ignore
   // Every row ignored: the loss is 0 and so is every gradient (not 0/0).
   float inv_count = count > 0 ? 1.f / float(count) : 0.f;
   Tensor keep_logits = logits.value().contiguous();  // (N, V): backward recomputes softmax from these
-  Tensor losses = ops::cross_entropy_rows(keep_logits, keep_targets, ignore_index);  // (N)
-  Tensor loss = ops::scale(ops::sum_all(losses), inv_count);                          // (1)
+  ops::CrossEntropyRows rows = ops::cross_entropy_rows(keep_logits, keep_targets, ignore_index);  // (N), (N)
+  Tensor loss = ops::scale(ops::sum_all(rows.losses), inv_count);                                // (1)
+  Tensor keep_lse = rows.lse;                                                                     // (N)
   return make_result(loss, "cross_entropy", {logits},
-                     [keep_logits, keep_targets, ignore_index, inv_count](const Tensor& g, std::span<Tensor> gin) {
+                     [keep_logits, keep_targets, keep_lse, ignore_index, inv_count](const Tensor& g,
+                                                                                    std::span<Tensor> gin) {
                        Tensor glogits = Tensor::empty(keep_logits.shape(), keep_logits.dtype(), keep_logits.device());
                        const float gscale = detail::gradient_scale(g, inv_count);
-                       ops::cross_entropy_backward(keep_logits, keep_targets, ignore_index, gscale, glogits);
+                       ops::cross_entropy_backward(keep_logits, keep_targets, keep_lse, ignore_index, gscale, glogits);
                        gin[0] = glogits;
                      });
 }

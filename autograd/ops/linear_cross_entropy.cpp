@@ -50,9 +50,9 @@ int64_t rows_per_chunk(int64_t requested, int64_t N, int64_t V) {
 }
 
 // glogits (R, V) = gscale (softmax(logits) - onehot(targets)), 0 in ignored rows.
-Tensor grad_logits(const Tensor& logits, const Tensor& targets, int ignore_index, float gscale) {
+Tensor grad_logits(const Tensor& logits, const Tensor& targets, const Tensor& lse, int ignore_index, float gscale) {
   Tensor g = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
-  ops::cross_entropy_backward(logits, targets, ignore_index, gscale, g);
+  ops::cross_entropy_backward(logits, targets, lse, ignore_index, gscale, g);
   return g;
 }
 
@@ -75,21 +75,24 @@ Variable linear_cross_entropy(const Variable& hidden, const Variable& weight, co
   Tensor h = gemm_operand(hidden.value().contiguous(), compute);  // (N, E)
   Tensor w = gemm_operand(weight.value(), compute, cache);        // (V, E)
   const int64_t R = rows_per_chunk(chunk_rows, N, V);
-  std::vector<Tensor> losses, dh;  // per chunk: (R), (R, E)
+  std::vector<Tensor> losses, lses, dh;  // per chunk: (R), (R), (R, E)
   for (int64_t r0 = 0; r0 < N; r0 += R) {
     TagScope scratch(Tag::workspace);  // a chunk's tensors are scratch; what backward keeps is made below
     const int64_t rows = std::min(R, N - r0);
     Tensor t_r = t.narrow(0, r0, rows);                                    // (rows)
     Tensor logits = ops::matmul(h.narrow(0, r0, rows), w, false, true);    // (rows, V)
-    losses.push_back(ops::cross_entropy_rows(logits, t_r, ignore_index));  // (rows)
+    ops::CrossEntropyRows rows_ce = ops::cross_entropy_rows(logits, t_r, ignore_index);  // (rows), (rows)
+    losses.push_back(rows_ce.losses);
+    if (need_w) lses.push_back(rows_ce.lse);
     if (need_h) {
-      Tensor gl = gemm_operand(grad_logits(logits, t_r, ignore_index, inv_count), compute);  // (rows, V)
+      Tensor gl = gemm_operand(grad_logits(logits, t_r, rows_ce.lse, ignore_index, inv_count), compute);  // (rows, V)
       dh.push_back(ops::matmul(gl, w));                                                       // (rows, E)
     }
   }
   Tensor loss = ops::scale(ops::sum_all(ops::cat(losses, 0)), inv_count);  // (1)
   Tensor keep_dh = need_h ? ops::cat(dh, 0) : Tensor();  // (N, E) for g = 1
   Tensor keep_h = need_w ? h : Tensor();                 // (N, E): dW recomputes the logits from it
+  Tensor keep_lse = need_w ? ops::cat(lses, 0) : Tensor();  // (N): and their softmax from this
   Tensor keep_w = need_w ? weight.value() : Tensor();    // (V, E): alive anyway (not its bf16 copy, as ag::linear)
   return make_result(loss, "linear_cross_entropy", {hidden, weight}, [=](const Tensor& g, std::span<Tensor> gin) {
     if (need_h) gin[0] = ops::mul(keep_dh, g);  // g (1) is the loss's gradient
@@ -101,7 +104,8 @@ Variable linear_cross_entropy(const Variable& hidden, const Variable& weight, co
       const int64_t rows = std::min(R, N - r0);
       Tensor h_r = keep_h.narrow(0, r0, rows);                                     // (rows, E)
       Tensor logits = ops::matmul(h_r, wc, false, true);                           // (rows, V)
-      Tensor gl = gemm_operand(grad_logits(logits, t.narrow(0, r0, rows), ignore_index, gscale), compute);
+      Tensor gl = gemm_operand(
+          grad_logits(logits, t.narrow(0, r0, rows), keep_lse.narrow(0, r0, rows), ignore_index, gscale), compute);
       if (!dw.defined()) dw = ops::matmul(gl, h_r, true, false);  // (V, E) = glogits^T h_r
       else ops::matmul_into(gl, true, h_r, false, dw, 1.f, 1.f);
     }

@@ -4,11 +4,14 @@
 // CPU (two steps, then timed ones), so the table shows the planner's bytes
 // beside the Ledger's and the step's speed; then the planner alone gives the
 // peak of every method for the GPT-2 and OPT sizes up to 6.7B parameters.
+#include <algorithm>
 #include <chrono>
+#include <vector>
 #include <fmt/format.h>
 
 #include "cli/compare/compare.h"
 #include "train/memory_plan.h"
+#include "train/method_variants.h"
 
 namespace mp::cli {
 
@@ -16,33 +19,17 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// A method of the scale section: its row title and how it changes the run.
-struct ScaleMethod {
-  const char* title;
-  const char* method;
-  void (*adjust)(train::TrainConfig&);
-};
+// The method variants (train/method_variants.h) of the scale section.
+constexpr const char* kScaleVariants[] = {"full", "lora", "lora+dora", "prefix", "prompt", "lora+bf16", "lora+recomp"};
 
-const std::vector<ScaleMethod>& scale_methods() {
-  static const std::vector<ScaleMethod> m = {
-      {"full", "full", [](train::TrainConfig&) {}},
-      {"lora", "lora", [](train::TrainConfig&) {}},
-      {"prefix", "prefix", [](train::TrainConfig&) {}},
-      {"prompt", "prompt", [](train::TrainConfig&) {}},
-      {"lora+bf16", "lora", [](train::TrainConfig& c) { c.base_dtype = models::BaseDType::bf16; }},
-      {"lora+recomp", "lora", [](train::TrainConfig& c) { c.recompute = true; }},
-  };
-  return m;
-}
-
-train::TrainConfig scale_config(const std::string& model, const ScaleMethod& m, int64_t batch, int64_t seq, uint64_t seed) {
+train::TrainConfig scale_config(const std::string& model, const char* variant, int64_t batch, int64_t seq,
+                                uint64_t seed) {
   train::TrainConfig c;
   c.model = model;
-  c.method = m.method;
   c.batch = batch;
   c.seq = seq;
   c.seed = seed;
-  m.adjust(c);
+  train::method_variant(variant).apply(c);
   return c;
 }
 
@@ -52,10 +39,10 @@ ScaleResult run_scale(const CompareOptions& o, const models::Tokenizer& tok) {
   auto t0 = Clock::now();
   ScaleResult s;
   s.model = o.scale_model;
-  for (const ScaleMethod& m : scale_methods()) {
-    if (o.train.progress) std::fprintf(stderr, "at %s shape: planning and measuring %s\n", s.model.c_str(), m.title);
-    train::TrainConfig c = scale_config(s.model, m, s.batch, s.seq, o.train.seed);
-    ScaleRow row{m.title, train::plan_training_memory(c, tok), train::measure_training_memory(c, tok, s.timed_steps)};
+  for (const char* v : kScaleVariants) {
+    if (o.train.progress) std::fprintf(stderr, "at %s shape: planning and measuring %s\n", s.model.c_str(), v);
+    train::TrainConfig c = scale_config(s.model, v, s.batch, s.seq, o.train.seed);
+    ScaleRow row{v, train::plan_training_memory(c, tok), train::measure_training_memory(c, tok, s.timed_steps)};
     row.tokens_per_s = double(s.batch * s.seq) / row.measured.step_seconds;
     s.rows.push_back(std::move(row));
   }
@@ -63,14 +50,14 @@ ScaleResult run_scale(const CompareOptions& o, const models::Tokenizer& tok) {
   for (const char* model : {"gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "opt-125m", "opt-350m", "opt-1.3b",
                             "opt-2.7b", "opt-6.7b"}) {
     SizePoint p{model, 0, {}};
-    for (const ScaleMethod& m : scale_methods()) {
-      train::MemoryPlan plan = train::plan_training_memory(scale_config(model, m, s.size_batch, s.size_seq, o.train.seed), tok);
+    for (const char* v : kScaleVariants) {
+      train::MemoryPlan plan = train::plan_training_memory(scale_config(model, v, s.size_batch, s.size_seq, o.train.seed), tok);
       p.all_params = plan.all_params;
       p.peak.push_back(plan.peak_total);
     }
     s.sizes.push_back(std::move(p));
   }
-  for (const ScaleMethod& m : scale_methods()) s.methods.push_back(m.title);
+  for (const char* v : kScaleVariants) s.methods.push_back(v);
   s.wall_s = std::chrono::duration<double>(Clock::now() - t0).count();
   s.done = true;
   return s;
@@ -105,11 +92,14 @@ std::string format_scale_table(const ScaleResult& s) {
                    : "A cell with two figures is planned/measured: they differ.\n";
   out += fmt::format("Planned peak (GiB) at B={} T={}, by model size:\n{:<12}{:>8}", s.size_batch, s.size_seq, "model",
                      "params");
-  for (const std::string& m : s.methods) out += fmt::format("{:>12}", m);
+  // Each method's column: its name and a space, at least 10 wide (the table stays within 100 columns).
+  std::vector<size_t> width;
+  for (const std::string& m : s.methods) width.push_back(std::max<size_t>(10, m.size() + 1));
+  for (size_t i = 0; i < s.methods.size(); ++i) out += fmt::format("{:>{}}", s.methods[i], width[i]);
   out += "\n";
   for (const SizePoint& p : s.sizes) {
     out += fmt::format("{:<12}{:>7.2f}B", p.model, double(p.all_params) / 1e9);
-    for (size_t peak : p.peak) out += fmt::format("{:>12.2f}", double(peak) / (1 << 30));
+    for (size_t i = 0; i < p.peak.size(); ++i) out += fmt::format("{:>{}.2f}", double(p.peak[i]) / (1 << 30), width[i]);
     out += "\n";
   }
   return out;

@@ -1,7 +1,8 @@
 // The CPU backend: host memory from a BlockPool (engine/block_pool.h) over
 // mmap and malloc (block_cache.h), every
 // kernel forwarded to its family's file (elementwise.cpp, matmul.cpp, ...)
-// and timed when MP_PROFILE is set (profile.h).
+// and timed when MP_PROFILE is set (profile.h). A second instance serves the
+// sim device (engine/device.h): the same kernels on its own pool.
 #include <cstring>
 
 #ifdef _OPENMP
@@ -38,7 +39,8 @@ constexpr const char* kUnaryBackwardNames[] = {
 
 class CpuBackend final : public Backend {
  public:
-  Device device() const override { return kCPU; }
+  explicit CpuBackend(Device device) : device_(device) {}
+  Device device() const override { return device_; }
 
   void* allocate(size_t bytes, Tag) override { return blocks_.allocate(bytes); }
   void deallocate(void* p, size_t bytes, Tag) override { blocks_.deallocate(p, bytes); }
@@ -47,128 +49,135 @@ class CpuBackend final : public Backend {
   void copy_to_host(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
 
   void copy(const Tensor& src, const Tensor& dst) override {
-    Timed t("copy", dst, src);
+    KernelCall t("copy", dst, src);
     cpu::copy(src, dst);
   }
   void fill(const Tensor& dst, double value) override {
-    Timed t("fill", dst, Tensor());
+    KernelCall t("fill", dst, Tensor());
     cpu::fill(dst, value);
   }
   void random(const Tensor& dst, Distribution dist, double a, double b, uint64_t seed) override {
-    Timed t("random");
+    KernelCall t("random");
     cpu::random(dst, dist, a, b, seed);
   }
 
   void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) override {
-    Timed t(kBinaryNames[int(op)], out, a.is_contiguous() ? b : a);
+    KernelCall t(kBinaryNames[int(op)], out, a.is_contiguous() ? b : a);
     cpu::binary(op, a, b, out);
   }
   void unary(UnaryOp op, const Tensor& a, const Tensor& out) override {
-    Timed t(kUnaryNames[int(op)]);
+    KernelCall t(kUnaryNames[int(op)]);
     cpu::unary(op, a, out);
   }
   void unary_backward(UnaryOp op, const Tensor& x_or_y, const Tensor& gy, const Tensor& gx) override {
-    Timed t(kUnaryBackwardNames[int(op)]);
+    KernelCall t(kUnaryBackwardNames[int(op)]);
     cpu::unary_backward(op, x_or_y, gy, gx);
   }
   void axpby(float alpha, const Tensor& a, float beta, const Tensor& out) override {
-    Timed t("axpby", out, a);
+    KernelCall t("axpby", out, a);
     cpu::axpby(alpha, a, beta, out);
   }
   void reduce(ReduceOp op, const Tensor& a, int axis, const Tensor& out) override {
-    Timed t(op == ReduceOp::sum ? "reduce sum" : "reduce max");
+    KernelCall t(op == ReduceOp::sum ? "reduce sum" : "reduce max");
     cpu::reduce(op, a, axis, out);
   }
 
   void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out, float alpha,
               float beta) override {
-    Timed t("matmul", a, trans_a, b, trans_b, out);
+    KernelCall t("matmul", a, trans_a, b, trans_b, out);
     cpu::matmul(a, trans_a, b, trans_b, out, alpha, beta);
   }
   std::string gemm_implementation(DType dt) const override { return cpu::gemm_implementation(dt); }
 
   void softmax(const Tensor& x, const Tensor& y, bool log) override {
-    Timed t("softmax");
+    KernelCall t("softmax");
     cpu::softmax(x, y, log);
   }
   void softmax_backward(const Tensor& y, const Tensor& gy, const Tensor& gx, bool log) override {
-    Timed t("softmax_backward");
+    KernelCall t("softmax_backward");
     cpu::softmax_backward(y, gy, gx, log);
   }
 
   void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, const Tensor& y, const Tensor& mean,
                   const Tensor& rstd) override {
-    Timed t("layer_norm");
+    KernelCall t("layer_norm");
     cpu::layer_norm(x, w, b, eps, y, mean, rstd);
   }
   void layer_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& w, const Tensor& mean,
                            const Tensor& rstd, const Tensor& gx, const Tensor& gw, const Tensor& gb) override {
-    Timed t("layer_norm_backward");
+    KernelCall t("layer_norm_backward");
     cpu::layer_norm_backward(gy, x, w, mean, rstd, gx, gw, gb);
   }
 
   void embedding(const Tensor& ids, const Tensor& table, const Tensor& out) override {
-    Timed t("embedding");
+    KernelCall t("embedding");
     cpu::embedding(ids, table, out);
   }
   void embedding_backward(const Tensor& ids, const Tensor& gout, const Tensor& gtable, int padding_idx) override {
-    Timed t("embedding_backward");
+    KernelCall t("embedding_backward");
     cpu::embedding_backward(ids, gout, gtable, padding_idx);
   }
 
-  void cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index, const Tensor& losses) override {
-    Timed t("cross_entropy");
-    cpu::cross_entropy(logits, targets, ignore_index, losses);
+  void cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index, const Tensor& losses,
+                     const Tensor& lse) override {
+    KernelCall t("cross_entropy");
+    cpu::cross_entropy(logits, targets, ignore_index, losses, lse);
   }
-  void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int ignore_index, float gscale,
-                              const Tensor& glogits) override {
-    Timed t("cross_entropy_backward");
-    cpu::cross_entropy_backward(logits, targets, ignore_index, gscale, glogits);
+  void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, int ignore_index,
+                              float gscale, const Tensor& glogits) override {
+    KernelCall t("cross_entropy_backward");
+    cpu::cross_entropy_backward(logits, targets, lse, ignore_index, gscale, glogits);
   }
 
   void dropout(const Tensor& x, float p, uint64_t seed, uint64_t offset, const Tensor& out) override {
-    Timed t("dropout");
+    KernelCall t("dropout");
     cpu::dropout(x, p, seed, offset, out);
   }
 
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p, const Tensor& out,
                  const Tensor& lse) override {
-    Timed t("attention");
+    KernelCall t("attention");
     cpu::attention(q, k, v, p, out, lse);
   }
   void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                           const Tensor& gout, const AttentionParams& p, const Tensor& gq, const Tensor& gk,
                           const Tensor& gv) override {
-    Timed t("attention_backward");
+    KernelCall t("attention_backward");
     cpu::attention_backward(q, k, v, out, lse, gout, p, gq, gk, gv);
   }
 
   void adamw(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, float lr, float beta1,
              float beta2, float eps, float weight_decay, int64_t step) override {
-    Timed t("adamw");
+    KernelCall t("adamw");
     cpu::adamw(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step);
   }
   void nf4_quantize(const Tensor& w, Nf4Tensor& q) override {
-    Timed t("nf4_quantize", w, Tensor());
+    KernelCall t("nf4_quantize", w, Tensor());
     cpu::nf4_quantize(w, q);
   }
   void nf4_dequantize(const Nf4Tensor& q, const Tensor& out) override {
-    Timed t("nf4_dequantize", out, Tensor());
+    KernelCall t("nf4_dequantize", out, Tensor());
     cpu::nf4_dequantize(q, out);
   }
   void nf4_matmul(const Tensor& x, const Nf4Tensor& w, bool transpose_w, const Tensor& out) override {
-    Timed t("nf4_matmul", out, x);
+    KernelCall t("nf4_matmul", out, x);
     cpu::nf4_matmul(x, w, transpose_w, out);
   }
 
  private:
-  BlockPool blocks_{kCPU, host_memory()};
+  Device device_;
+  BlockPool blocks_{device_, host_memory()};
 };
 
 }  // namespace cpu
 
 Backend* cpu_backend() {
-  static cpu::CpuBackend instance;
+  static cpu::CpuBackend instance(kCPU);
+  return &instance;
+}
+
+Backend* sim_backend() {
+  static cpu::CpuBackend instance(kSim);
   return &instance;
 }
 

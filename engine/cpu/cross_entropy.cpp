@@ -2,9 +2,10 @@
 //
 // Per row of logits x (V) with target y:
 //   m = max x,  lse = m + log sum exp(x - m),  loss = lse - x[y]
-// Backward: glogits = gscale * (softmax(x) - onehot(y)), the softmax recomputed
-// from the logits, so (N, V) probabilities are never stored besides glogits.
-// Rows whose target is ignore_index give loss 0 and gradient 0.
+// Backward: glogits = gscale * (exp(x - lse) - onehot(y)) with the forward's
+// lse, so the softmax is one pass over the logits and (N, V) probabilities
+// are never stored besides glogits. Rows whose target is ignore_index give
+// loss 0 and gradient 0.
 #include <cmath>
 
 #include "engine/cpu/dispatch.h"
@@ -40,40 +41,50 @@ T row_lse(const T* x, int64_t V) {
   return m + T(std::log(sum_exp(x, V, m)));
 }
 
+void check_row_values(const char* what, const char* name, const Tensor& t, int64_t N, DType dtype) {
+  if (t.numel() != N || t.dtype() != dtype || !t.is_contiguous())
+    fail("{}: {} {} must be ({}) of dtype {}", what, name, shape_str(t.shape()), N, dtype_name(dtype));
+}
+
 }  // namespace
 
-void cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index, const Tensor& losses) {
+void cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index, const Tensor& losses,
+                   const Tensor& lse) {
   const Shape2 nv = check("cross_entropy", logits, targets, ignore_index);
   const int64_t N = nv.N, V = nv.V;  // not a structured binding: clang < 16 cannot capture those
-  if (losses.numel() != N || losses.dtype() != logits.dtype() || !losses.is_contiguous())
-    fail("cross_entropy: losses {} must be ({}) of dtype {}", shape_str(losses.shape()), N, dtype_name(logits.dtype()));
+  check_row_values("cross_entropy", "losses", losses, N, logits.dtype());
+  check_row_values("cross_entropy", "lse", lse, N, logits.dtype());
   visit_float(logits.dtype(), "cross_entropy", [&]<class T>() {
-    const T* px = logits.data<T>();           // (N, V)
+    const T* px = logits.data<T>();               // (N, V)
     const int32_t* pt = targets.data<int32_t>();  // (N)
-    T* pl = losses.data<T>();                 // (N)
+    T* pl = losses.data<T>();                     // (N)
+    T* plse = lse.data<T>();                      // (N)
 #pragma omp parallel for schedule(static) if (N * V > (1 << 14))
     for (int64_t n = 0; n < N; ++n) {
       if (pt[n] == ignore_index) {
-        pl[n] = T(0);
+        pl[n] = plse[n] = T(0);
         continue;
       }
       const T* x = px + n * V;
-      pl[n] = row_lse(x, V) - x[pt[n]];
+      plse[n] = row_lse(x, V);
+      pl[n] = plse[n] - x[pt[n]];
     }
   });
 }
 
-void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int ignore_index, float gscale,
-                            const Tensor& glogits) {
+void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, int ignore_index,
+                            float gscale, const Tensor& glogits) {
   const Shape2 nv = check("cross_entropy_backward", logits, targets, ignore_index);
   const int64_t N = nv.N, V = nv.V;
+  check_row_values("cross_entropy_backward", "lse", lse, N, logits.dtype());
   if (glogits.shape() != logits.shape() || glogits.dtype() != logits.dtype() || !glogits.is_contiguous())
     fail("cross_entropy_backward: glogits {} must match logits {}", shape_str(glogits.shape()),
          shape_str(logits.shape()));
   visit_float(logits.dtype(), "cross_entropy_backward", [&]<class T>() {
-    const T* px = logits.data<T>();           // (N, V)
+    const T* px = logits.data<T>();               // (N, V)
     const int32_t* pt = targets.data<int32_t>();  // (N)
-    T* pg = glogits.data<T>();                // (N, V)
+    const T* plse = lse.data<T>();                // (N)
+    T* pg = glogits.data<T>();                    // (N, V)
 #pragma omp parallel for schedule(static) if (N * V > (1 << 14))
     for (int64_t n = 0; n < N; ++n) {
       T* g = pg + n * V;
@@ -82,9 +93,8 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int ign
         continue;
       }
       const T* x = px + n * V;
-      const T lse = row_lse(x, V);
-      const T s = T(gscale);
-      for (int64_t v = 0; v < V; ++v) g[v] = s * fast_exp(x[v] - lse);  // gscale * softmax
+      const T row_lse = plse[n], s = T(gscale);
+      for (int64_t v = 0; v < V; ++v) g[v] = s * fast_exp(x[v] - row_lse);  // gscale * softmax
       g[pt[n]] -= s;
     }
   });

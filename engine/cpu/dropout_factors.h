@@ -14,21 +14,12 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "engine/cpu/avx512.h"
 #include "engine/cpu/philox.h"
-
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 namespace mp::cpu {
 
-// gcc 12's AVX-512 headers build some intrinsics' results from an
-// "undefined" register and then warn that it may be used uninitialized
-// (GCC bug 105593, fixed in 12.3): silenced for this function only.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+MP_AVX512_BEGIN
 // The draws of elements 4 first .. 4 first + 63 of stream `seed`, in order:
 // draws[4 j + l] = lane l of block first + j.
 inline void sixteen_blocks(uint64_t seed, uint64_t first, uint32_t (&draws)[64]) {
@@ -82,9 +73,7 @@ inline void sixteen_blocks(uint64_t seed, uint64_t first, uint32_t (&draws)[64])
   }
 #endif
 }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+MP_AVX512_END
 
 // f[s] = 1 / (1 - p) (0 when p == 1) if element first + s of stream `seed`
 // is kept, else 0, for s in [0, n).

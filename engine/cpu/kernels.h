@@ -85,9 +85,10 @@ void embedding(const Tensor& ids, const Tensor& table, const Tensor& out);
 void embedding_backward(const Tensor& ids, const Tensor& gout, const Tensor& gtable, int padding_idx);
 
 // cross_entropy.cpp
-void cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index, const Tensor& losses);
-void cross_entropy_backward(const Tensor& logits, const Tensor& targets, int ignore_index, float gscale,
-                            const Tensor& glogits);
+void cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index, const Tensor& losses,
+                   const Tensor& lse);
+void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, int ignore_index,
+                            float gscale, const Tensor& glogits);
 
 // attention.cpp; both also dry runs on meta tensors (see above).
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p, const Tensor& out,

@@ -50,11 +50,11 @@ class Profile {
 
 }  // namespace
 
-Timed::Timed(const char* kind) : on_(Profile::instance().level() > 0), kind_(kind) {
+KernelCall::KernelCall(const char* kind) : on_(Profile::instance().level() > 0), kind_(kind) {
   if (on_) t0_ = std::chrono::steady_clock::now();
 }
 
-Timed::Timed(const char* kind, const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor& out) : Timed(kind) {
+KernelCall::KernelCall(const char* kind, const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor& out) : KernelCall(kind) {
   if (on_ && Profile::instance().level() > 1) {
     // "matmul 1x256x2304 K768 NN f32"
     detail_ = std::string(kind) + " " + std::to_string(out.size(0)) + "x" + std::to_string(out.size(1)) + "x" +
@@ -63,14 +63,14 @@ Timed::Timed(const char* kind, const Tensor& a, bool ta, const Tensor& b, bool t
   }
 }
 
-Timed::Timed(const char* kind, const Tensor& out, const Tensor& in) : Timed(kind) {
+KernelCall::KernelCall(const char* kind, const Tensor& out, const Tensor& in) : KernelCall(kind) {
   if (on_ && Profile::instance().level() > 1) {
     detail_ = std::string(kind) + " " + shape_str(out.shape());
     if (!out.is_contiguous() || (in.defined() && !in.is_contiguous())) detail_ += " strided";
   }
 }
 
-Timed::~Timed() {
+KernelCall::~KernelCall() {
   if (!on_) return;
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
   Profile::instance().add(detail_.empty() ? std::string(kind_) : detail_, s);

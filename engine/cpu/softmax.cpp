@@ -42,17 +42,7 @@ void softmax(const Tensor& x, const Tensor& y, bool log) {
       const T* xr = px + n * r.C;
       T* yr = py + n * r.C;
       const T m = row_max(xr, r.C);
-      Acc sum = 0;
-      if (log) {
-        sum = sum_exp(xr, r.C, m);
-      } else {
-#pragma omp simd reduction(+ : sum)
-        for (int64_t c = 0; c < r.C; ++c) {
-          T e = fast_exp(xr[c] - m);
-          sum += e;
-          yr[c] = e;
-        }
-      }
+      const Acc sum = sum_exp(xr, r.C, m, log ? nullptr : yr);  // softmax keeps exp(x - m) in y
       if (log) {
         const T shift = m + T(std::log(sum));
         for (int64_t c = 0; c < r.C; ++c) yr[c] = xr[c] - shift;

@@ -11,6 +11,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #ifdef _OPENMP
@@ -20,6 +21,16 @@
 #include "engine/tensor.h"
 
 namespace mp::cpu {
+
+// Inside an OpenMP parallel region: this thread's equal share [begin, end) of n items.
+inline std::pair<int64_t, int64_t> thread_share(int64_t n) {
+#ifdef _OPENMP
+  const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+  const int t = 0, nt = 1;
+#endif
+  return {n * t / nt, n * (t + 1) / nt};
+}
 
 template <size_t N>
 struct StridedLayout {
@@ -103,12 +114,7 @@ void for_each_row(const StridedLayout<N>& L, RowFn row) {
   if (rows == 1) {  // one long row: split it into pieces instead
 #pragma omp parallel
     {
-#ifdef _OPENMP
-      int t = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-      int t = 0, nt = 1;
-#endif
-      int64_t c0 = n * t / nt, c1 = n * (t + 1) / nt;
+      const auto [c0, c1] = thread_share(n);
       std::array<int64_t, N> off;
       for (size_t k = 0; k < N; ++k) off[k] = c0 * inner_strides[k];
       if (c1 > c0) row(off, c1 - c0, inner_strides);
@@ -117,12 +123,8 @@ void for_each_row(const StridedLayout<N>& L, RowFn row) {
   }
 #pragma omp parallel
   {
-#ifdef _OPENMP
-    int t = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-    int t = 0, nt = 1;
-#endif
-    run_range(rows * t / nt, rows * (t + 1) / nt);
+    const auto [r0, r1] = thread_share(rows);
+    run_range(r0, r1);
   }
 }
 

@@ -62,8 +62,8 @@ class MetaBackend final : public Backend {
                            const Tensor&, const Tensor&) override {}
   void embedding(const Tensor&, const Tensor&, const Tensor&) override {}
   void embedding_backward(const Tensor&, const Tensor&, const Tensor&, int) override {}
-  void cross_entropy(const Tensor&, const Tensor&, int, const Tensor&) override {}
-  void cross_entropy_backward(const Tensor&, const Tensor&, int, float, const Tensor&) override {}
+  void cross_entropy(const Tensor&, const Tensor&, int, const Tensor&, const Tensor&) override {}
+  void cross_entropy_backward(const Tensor&, const Tensor&, const Tensor&, int, float, const Tensor&) override {}
   void dropout(const Tensor&, float, uint64_t, uint64_t, const Tensor&) override {}
   // The CPU kernels' dry runs (engine/cpu/kernels.h): their workspace, block by block.
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p, const Tensor& out,

@@ -45,6 +45,10 @@ TEST_CASE("bad input to minipeft train: clear errors, exit 1") {
   expect_error(train + "--lora-r 0 --method lora", "r");
   expect_error(train + "--base-dtype bf16", "keeps the base frozen");  // full fine-tuning of a bf16 base
   expect_error(train + "--base-dtype nf4", "--base-dtype nf4 keeps the base frozen");
+  expect_error(train + "--method prefix --use-dora", "--use-dora is a LoRA option");
+  expect_error(train + "--method prefix --modules-to-save ln_f", "--modules-to-save trains modules beside an adapter");
+  expect_error("info --method lora --modules-to-save ln_z", "modules_to_save 'ln_z' matches no module");
+  expect_error("info --method lora --modules-to-save lm_head", "tie_word_embeddings");
   expect_error(train + "--width 100 --heads 3", "--width 100 is not divisible by --heads 3");
 }
 

@@ -64,7 +64,7 @@ TEST_CASE("compare: the table's invariants at a tiny budget") {
 
   // The scale section: each method planned on meta equals its measured step, to the byte.
   REQUIRE(r.scale.done);
-  REQUIRE(r.scale.rows.size() == 6);
+  REQUIRE(r.scale.rows.size() == 7);
   for (const cli::ScaleRow& row : r.scale.rows) {
     CAPTURE(row.title);
     CHECK(row.planned.peak_total == row.measured.peak_total);

@@ -276,15 +276,17 @@ TEST_CASE("fused cross-entropy forward and backward with ignore_index, f32 and f
     CAPTURE(dtype_name(dt));
     Tensor logits = uniform({N, V}, 60, -8, 8, dt);
     Tensor wl = Tensor::empty({N}, dt), gl = Tensor::empty({N}, dt, kCUDA);
-    cpu().cross_entropy(logits, targets, -100, wl);
-    gpu().cross_entropy(dev(logits), dev(targets), -100, gl);
+    Tensor wlse = Tensor::empty({N}, dt), glse = Tensor::empty({N}, dt, kCUDA);
+    cpu().cross_entropy(logits, targets, -100, wl, wlse);
+    gpu().cross_entropy(dev(logits), dev(targets), -100, gl, glse);
     expect_close(gl, wl, tol_of(dt), "losses");
+    expect_close(glse, wlse, tol_of(dt), "lse");
     Tensor wg = empty_like(logits, kCPU), gg = empty_like(logits, kCUDA);
-    cpu().cross_entropy_backward(logits, targets, -100, 0.25f, wg);
-    gpu().cross_entropy_backward(dev(logits), dev(targets), -100, 0.25f, gg);
+    cpu().cross_entropy_backward(logits, targets, wlse, -100, 0.25f, wg);
+    gpu().cross_entropy_backward(dev(logits), dev(targets), glse, -100, 0.25f, gg);
     expect_close(gg, wg, tol_of(dt), "glogits");
     Tensor bad = dev(Tensor::from_vector(std::vector<int32_t>{5, V, 0, 0, 0, 0}, {N}));
-    CHECK_THROWS_AS(gpu().cross_entropy(dev(logits), bad, -100, gl), Error);
+    CHECK_THROWS_AS(gpu().cross_entropy(dev(logits), bad, -100, gl, glse), Error);
   }
 }
 

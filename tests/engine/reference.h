@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <vector>
 
@@ -27,6 +28,25 @@ inline std::vector<double> values(const Tensor& t) {
   Tensor c = t.to(kCPU).to(DType::f64).contiguous();
   const double* p = c.data<double>();
   return std::vector<double>(p, p + c.numel());
+}
+
+// d loss / d x[i] (x viewed flat, f64) by central differences; x[i] is left as it was.
+inline double central_difference(const Tensor& x, int64_t i, const std::function<double()>& loss, double h = 1e-6) {
+  Tensor flat = x.view({x.numel()});
+  const double x0 = flat.at({i});
+  flat.set({i}, x0 + h);
+  const double up = loss();
+  flat.set({i}, x0 - h);
+  const double down = loss();
+  flat.set({i}, x0);
+  return (up - down) / (2 * h);
+}
+
+// The whole gradient of loss with respect to x by central differences.
+inline std::vector<double> numeric_grad(const Tensor& x, const std::function<double()>& loss, double h = 1e-6) {
+  std::vector<double> g;
+  for (int64_t i = 0; i < x.numel(); ++i) g.push_back(central_difference(x, i, loss, h));
+  return g;
 }
 
 // Largest |a - b| / (atol + |b|)-style check: |a - b| <= atol + rtol |b| everywhere.

@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "engine/backend.h"
+#include "engine/cpu/row_math.h"
 #include "engine/error.h"
 #include "engine/ops.h"
 #include "tests/engine/reference.h"
@@ -13,27 +14,27 @@
 using namespace mp;
 using namespace mp::test;
 
-// sum(f(x) * g) differentiated by central differences with respect to x (f64).
-static std::vector<double> numeric_grad(const Tensor& x, const std::function<double()>& loss, double h = 1e-6) {
-  std::vector<double> g;
-  Tensor flat = x.view({x.numel()});
-  for (int64_t i = 0; i < x.numel(); ++i) {
-    const double v = flat.at({i});
-    flat.set({i}, v + h);
-    const double up = loss();
-    flat.set({i}, v - h);
-    const double down = loss();
-    flat.set({i}, v);
-    g.push_back((up - down) / (2 * h));
-  }
-  return g;
-}
-
 static double dot(const Tensor& a, const Tensor& b) {
   std::vector<double> va = values(a), vb = values(b);
   double s = 0;
   for (size_t i = 0; i < va.size(); ++i) s += va[i] * vb[i];
   return s;
+}
+
+TEST_CASE("row max: every length around the vector width, NaN skipped, the max anywhere") {
+  for (int64_t n : {1, 15, 16, 31, 32, 33, 47, 64, 100, 1000}) {
+    for (int64_t at : {int64_t(0), n / 2, n - 1}) {
+      CAPTURE(n);
+      CAPTURE(at);
+      std::vector<float> x(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) x[size_t(i)] = float(-1000 + (i * 37) % 101);  // all below -899
+      x[size_t(at)] = 7.5f;
+      if (n > 2) x[size_t((at + 1) % n)] = NAN;
+      CHECK(cpu::row_max(x.data(), n) == 7.5f);
+    }
+  }
+  std::vector<float> all_nan(40, NAN);
+  CHECK(cpu::row_max(all_nan.data(), 40) == -INFINITY);
 }
 
 TEST_CASE("softmax and log_softmax against a naive reference") {
@@ -175,8 +176,8 @@ TEST_CASE("cross entropy against a naive log-softmax, and its backward") {
   const int ignore = -100;
   Tensor logits = rand_tensor({N, V}, 13, DType::f32, -4, 4);
   Tensor targets = Tensor::from_vector(std::vector<int32_t>{0, 10, ignore, 5, 5, 3}, {N});
-  Tensor losses = ops::cross_entropy_rows(logits, targets, ignore);
-  std::vector<double> vx = values(logits), want, gwant;
+  ops::CrossEntropyRows rows = ops::cross_entropy_rows(logits, targets, ignore);
+  std::vector<double> vx = values(logits), want, want_lse, gwant;
   const int tg[N] = {0, 10, ignore, 5, 5, 3};
   const float gscale = 0.2f;
   for (int64_t n = 0; n < N; ++n) {
@@ -185,12 +186,14 @@ TEST_CASE("cross entropy against a naive log-softmax, and its backward") {
     for (int64_t v = 0; v < V; ++v) s += std::exp(vx[size_t(n * V + v)] - m);
     const double lse = m + std::log(s);
     want.push_back(tg[n] == ignore ? 0 : lse - vx[size_t(n * V + tg[n])]);
+    want_lse.push_back(tg[n] == ignore ? 0 : lse);
     for (int64_t v = 0; v < V; ++v)
       gwant.push_back(tg[n] == ignore ? 0 : gscale * (std::exp(vx[size_t(n * V + v)] - lse) - (v == tg[n] ? 1 : 0)));
   }
-  check_close(losses, want, 1e-5);
+  check_close(rows.losses, want, 1e-5);
+  check_close(rows.lse, want_lse, 1e-5);
   Tensor g = Tensor::empty({N, V});
-  backend(kCPU).cross_entropy_backward(logits, targets, ignore, gscale, g);
+  backend(kCPU).cross_entropy_backward(logits, targets, rows.lse, ignore, gscale, g);
   check_close(g, gwant, 1e-6);
 
   Tensor bad = Tensor::from_vector(std::vector<int32_t>{0, 11, 0, 0, 0, 0}, {N});
@@ -203,7 +206,7 @@ TEST_CASE("cross entropy on a large vocabulary stays finite") {
   Tensor logits = rand_tensor({N, V}, 14, DType::f32, -30, 30);
   std::vector<int32_t> t(N);
   for (int64_t i = 0; i < N; ++i) t[size_t(i)] = int32_t(i * 6000);
-  Tensor losses = ops::cross_entropy_rows(logits, Tensor::from_vector(t, {N}), -100);
+  Tensor losses = ops::cross_entropy_rows(logits, Tensor::from_vector(t, {N}), -100).losses;
   for (double l : values(losses)) {
     CHECK(std::isfinite(l));
     CHECK(l >= 0);

@@ -26,6 +26,7 @@
 #include "nn/adamw.h"
 #include "nn/safetensors.h"
 #include "tests/support/env.h"
+#include "tests/support/error_of.h"
 #include "tests/support/temp_dir.h"
 
 namespace mp::test {
@@ -192,17 +193,6 @@ inline void check_generate(const std::string& name) {
 }  // namespace mp::test
 
 namespace mp::test {
-
-// The message of the mp::Error that `f` throws ("" if it throws none).
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 inline bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;

@@ -7,32 +7,12 @@
 
 #include "autograd/variable.h"
 #include "engine/error.h"
-#include "helpers.h"
-#include "models/load.h"
+#include "peft_fixture.h"
 #include "peft/config.h"
 #include "peft/peft_model.h"
 
 namespace mp::test {
 namespace {
-
-struct Ia3Fixture {
-  std::string dir;
-  nlohmann::json info;
-  nn::SafetensorsFile ref;
-  explicit Ia3Fixture(const std::string& name)
-      : dir(fixtures_dir() + "/peft/" + name), info(read_json(dir + "/reference.json")),
-        ref(nn::SafetensorsFile::open(dir + "/reference.safetensors")) {}
-  std::shared_ptr<models::CausalLM> base() const {
-    return models::load_pretrained(fixtures_dir() + "/" + info["base"].get<std::string>());
-  }
-  std::shared_ptr<peft::PeftModel> load(bool trainable = false) const {
-    auto pm = peft::load_peft_model(base(), dir, "default", trainable);
-    pm->eval();
-    return pm;
-  }
-  Tensor f32(const std::string& key) const { return ref.load(key, DType::f32, Tag::workspace); }
-  Tensor i32(const std::string& key) const { return ref.load(key, DType::i32, Tag::workspace); }
-};
 
 // Our parameter name of a saved key: "base_model.model.<layer>.ia3_l" -> "<...>.ia3.ia3_l.default".
 std::string param_name(std::string key) {
@@ -45,56 +25,29 @@ std::string param_name(std::string key) {
 TEST_CASE("IA3: logits, loss and gradients equal HF PEFT's") {
   for (const std::string name : {"gpt2_ia3", "opt_ia3"}) {
     INFO(name);
-    const Ia3Fixture f(name);
+    const PeftFixture f(name);
     auto pm = f.load(/*trainable=*/true);
-    const auto& keys = f.info["keys"];
-    CHECK(pm->ia3_layers().size() == keys.size());
-    const double logit_err = ops::max_abs_diff(pm->forward(f.i32("input_ids")).value(), f.f32("logits"));
-    MESSAGE(name << ": logits max abs error " << logit_err);
-    CHECK(logit_err < 1e-5);
-
-    ag::Variable loss = pm->loss(f.i32("input_ids"), f.i32("labels"));
-    CHECK(std::abs(loss.item() - f.f32("loss").item()) < 1e-5);
-    loss.backward();
-    int trainable = 0;
-    for (const auto& [pname, p] : pm->named_parameters()) {
-      if (!p.requires_grad()) continue;
-      ++trainable;
-      INFO(pname);
-      std::string hf;
-      for (const auto& k : keys)
-        if (param_name(k.get<std::string>()) == pname) hf = k.get<std::string>();
-      REQUIRE_MESSAGE(!hf.empty(), "a trainable parameter PEFT does not train: " << pname);
-      const double err = rel_error(p.grad(), f.f32("grad." + hf));
-      CHECK_MESSAGE(err < 1e-4, hf << " gradient relative error " << err);
-    }
-    CHECK(trainable == int(keys.size()));
+    CHECK(pm->ia3_layers().size() == f.info["keys"].size());
+    check_against_peft(*pm, f, param_name);
   }
 }
 
-TEST_CASE("IA3: saved here, PEFT's tensors and config; loaded back, the same logits") {
+TEST_CASE("IA3: saved here, PEFT's tensors and config; loaded back, the same logits and loss") {
   for (const std::string name : {"gpt2_ia3", "opt_ia3"}) {
     INFO(name);
-    const Ia3Fixture f(name);
+    const PeftFixture f(name);
     auto pm = f.load();
     TempDir out("ia3");
-    pm->save_pretrained(out.path.string());
-    nn::SafetensorsFile ours = nn::SafetensorsFile::open(out.path.string() + "/adapter_model.safetensors");
-    nn::SafetensorsFile theirs = nn::SafetensorsFile::open(f.dir + "/adapter_model.safetensors");
-    CHECK(ours.names() == theirs.names());
-    for (const std::string& key : theirs.names()) CHECK(ops::max_abs_diff(ours.load(key), theirs.load(key)) == 0.0);
-    CHECK(read_json(out.path.string() + "/adapter_config.json") == read_json(f.dir + "/adapter_config.json"));
+    check_saved_as_peft(*pm, f, out.path.string());
 
-    auto reloaded = peft::load_peft_model(f.base(), out.path.string());
-    reloaded->eval();
-    CHECK(ops::max_abs_diff(reloaded->forward(f.i32("input_ids")).value(), f.f32("logits")) < 1e-5);
+    check_reloaded(f, out.path.string());
   }
 }
 
 TEST_CASE("IA3: merge equals PEFT's merge_and_unload; unmerge restores the base") {
   for (const std::string name : {"gpt2_ia3", "opt_ia3"}) {
     INFO(name);
-    const Ia3Fixture f(name);
+    const PeftFixture f(name);
     auto pm = f.load();
     const Tensor ids = f.i32("input_ids");
     pm->merge_adapter();
@@ -114,7 +67,7 @@ TEST_CASE("IA3: merge equals PEFT's merge_and_unload; unmerge restores the base"
 }
 
 TEST_CASE("IA3: get_peft_model with PEFT's defaults starts as the base model") {
-  const Ia3Fixture f("gpt2_ia3");
+  const PeftFixture f("gpt2_ia3");
   const Tensor ids = f.i32("input_ids");
   auto base = f.base();
   base->eval();

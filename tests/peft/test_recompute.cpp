@@ -18,7 +18,10 @@ std::vector<std::pair<std::string, peft::PeftConfig>> methods(const models::Mode
   peft::LoraConfig lora{.r = 4, .lora_alpha = 8.f, .lora_dropout = 0.1f};
   lora.target_modules = model.arch == models::Arch::gpt2 ? std::vector<std::string>{"c_attn", "c_fc"}
                                                          : std::vector<std::string>{"q_proj", "v_proj", "fc1"};
+  peft::LoraConfig dora = lora;
+  dora.use_dora = true;
   return {{"lora", peft::PeftConfig::lora(lora)},
+          {"dora", peft::PeftConfig::lora(dora)},
           {"prefix", peft::PeftConfig::prefix_tuning({.num_virtual_tokens = 3})},
           {"prefix with projection",
            peft::PeftConfig::prefix_tuning({.num_virtual_tokens = 3, .prefix_projection = true, .encoder_hidden_size = 16})},
@@ -27,7 +30,7 @@ std::vector<std::pair<std::string, peft::PeftConfig>> methods(const models::Mode
 
 }  // namespace
 
-TEST_CASE("recompute: LoRA, prefix and prompt tuning give the same loss and gradients, bit for bit") {
+TEST_CASE("recompute: LoRA, DoRA, prefix and prompt tuning give the same loss and gradients, bit for bit") {
   for (const auto& [model_name, config] : recompute_configs()) {
     for (const auto& [method, peft_config] : methods(config)) {
       CAPTURE(model_name);

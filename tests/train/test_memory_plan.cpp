@@ -10,6 +10,7 @@
 #include "engine/error.h"
 #include "tests/support/minipeft.h"
 #include "train/memory_plan.h"
+#include "train/method_variants.h"
 #include "train/data/paths.h"
 
 using namespace mp;
@@ -103,11 +104,36 @@ TEST_CASE("planned bytes equal the ledger's measured bytes of a real step") {
   }
 }
 
+TEST_CASE("the benchmarks' method variants plan what they measure; an unknown variant is refused") {
+  for (const train::MethodVariant& v : train::method_variants()) {
+    CAPTURE(v.name);
+    train::TrainConfig c = run("gpt2-tiny", "");
+    v.apply(c);
+    CHECK_FALSE(c.method.empty());  // each variant names its method
+    check_plan_equals_measurement(c);
+  }
+  CHECK(train::method_variant("lora+recomp").title == std::string("LoRA r=8, recompute"));
+  CHECK_THROWS_WITH_AS(train::method_variant("lora+vera"),
+                       doctest::Contains("unknown method variant 'lora+vera' (one of full, full+mixed"), Error);
+}
+
 TEST_CASE("plan: LoRA's adapter, grads and optimizer bytes are exactly the adapter's") {
   train::TrainConfig c = run("gpt2-tiny", "lora");
   c.lora_targets = {"c_attn"};
   const int64_t C = 64, layers = 2, r = 8;
   const size_t adapter_bytes = size_t(layers * r * (C + 3 * C) * 4);  // A (r, C) + B (3C, r) per layer
+  const train::MemoryPlan p = train::plan_training_memory(c, tokenizer());
+  CHECK(p.tag_peaks[size_t(Tag::adapter)] == adapter_bytes);
+  CHECK(p.tag_peaks[size_t(Tag::grads)] == adapter_bytes);
+  CHECK(p.tag_peaks[size_t(Tag::optimizer)] == 2 * adapter_bytes);
+}
+
+TEST_CASE("plan: DoRA's adapter, grads and optimizer bytes are LoRA's plus a magnitude per output channel") {
+  train::TrainConfig c = run("gpt2-tiny", "lora");
+  c.lora_targets = {"c_attn"};
+  c.use_dora = true;
+  const int64_t C = 64, layers = 2, r = 8;
+  const size_t adapter_bytes = size_t(layers * (r * (C + 3 * C) + 3 * C) * 4);  // A, B and m (3C) per layer
   const train::MemoryPlan p = train::plan_training_memory(c, tokenizer());
   CHECK(p.tag_peaks[size_t(Tag::adapter)] == adapter_bytes);
   CHECK(p.tag_peaks[size_t(Tag::grads)] == adapter_bytes);

@@ -8,26 +8,13 @@
 #include "train/data/paths.h"
 #include "train/train_step.h"
 #include "train/trainer.h"
+#include "tests/train/small_run.h"
 
 using namespace mp;
 
 namespace {
 
-train::TrainConfig small_run(const std::string& out, const std::string& method) {
-  train::TrainConfig c;
-  c.model = "gpt2-tiny";
-  c.method = method;
-  c.data = test::data_path("legal/licenses.txt");
-  c.batch = 2;
-  c.seq = 32;
-  c.steps = 6;
-  c.warmup = 2;
-  c.lora_dropout = 0.1f;  // dropout masks must be replayed exactly after a resume
-  c.num_virtual_tokens = 4;
-  c.out_dir = out;
-  c.progress = false;
-  return c;
-}
+using test::small_run;
 
 const models::Tokenizer& tokenizer() {
   static models::Tokenizer tok = models::Tokenizer::from_dir(train::default_tokenizer_dir());

@@ -15,18 +15,28 @@ int64_t Batch::targets() const {
   return count;
 }
 
+// f applied to each defined tensor of b.
+template <class F>
+static Batch each_tensor(const Batch& b, F f) {
+  auto g = [&](const Tensor& t) { return t.defined() ? f(t) : t; };
+  Batch out;
+  out.ids = g(b.ids);
+  out.labels = g(b.labels);
+  out.attention_mask = g(b.attention_mask);
+  out.position_ids = g(b.position_ids);
+  out.segment_ids = g(b.segment_ids);
+  return out;
+}
+
 Batch Batch::rows(nn::BatchRows part) const {
   if (part.count == 0) return *this;
   const int64_t B = ids.size(0);
   if (part.first < 0 || part.first + part.count > B) fail("rows [{}, +{}) of a batch of {}", part.first, part.count, B);
-  auto narrow = [&](const Tensor& t) { return t.defined() ? t.narrow(0, part.first, part.count).contiguous() : t; };
-  Batch out;
-  out.ids = narrow(ids);  // (count, T)
-  out.labels = narrow(labels);
-  out.attention_mask = narrow(attention_mask);
-  out.position_ids = narrow(position_ids);
-  out.segment_ids = narrow(segment_ids);
-  return out;
+  return each_tensor(*this, [&](const Tensor& t) { return t.narrow(0, part.first, part.count).contiguous(); });
+}
+
+Batch Batch::to(Device d) const {
+  return each_tensor(*this, [&](const Tensor& t) { return t.to(d); });
 }
 
 }  // namespace mp::train

@@ -26,6 +26,8 @@ struct Batch {
   // Rows [first, first + count) of every tensor (data parallelism: this
   // rank's part of the global batch); count 0: the whole batch.
   Batch rows(nn::BatchRows part) const;
+  // Every tensor copied to device d (batches are made on the host).
+  Batch to(Device d) const;
 };
 
 }  // namespace mp::train

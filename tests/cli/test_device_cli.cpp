@@ -1,0 +1,39 @@
+// --device on the command line: train, eval and generate on the sim device
+// print what they print on the CPU; a device that does not exist is refused.
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/support/minipeft.h"
+
+using mp::test::minipeft;
+using mp::test::Run;
+
+TEST_CASE("train, eval and generate with --device sim give the CPU's output") {
+  mp::test::TempDir d("device_cli");
+  const std::string pairs = mp::test::data_path("pairs_example.jsonl");
+  std::string out[2];
+  for (int i = 0; i < 2; ++i) {
+    const std::string device = i == 0 ? "cpu" : "sim";
+    Run r = minipeft("train --no-progress --method lora --steps 3 --seq 16 --device " + device + " --data " + pairs +
+                     " --out " + d / device);
+    REQUIRE_MESSAGE(r.code == 0, r.output);
+    const std::string adapter = " --device " + device + " --adapter " + d / (device + "/final");
+    Run e = minipeft("eval --json --val-fraction 1 --data " + pairs + adapter);
+    REQUIRE_MESSAGE(e.code == 0, e.output);
+    Run g = minipeft("generate --max-new-tokens 6 --no-eos --prompt 'Permission is'" + adapter);
+    REQUIRE_MESSAGE(g.code == 0, g.output);
+    out[i] = e.output + g.output;
+  }
+  CHECK(out[1] == out[0]);
+  CHECK(nlohmann::json::parse(out[0].substr(0, out[0].find('\n')))["loss"].get<double>() > 0);
+}
+
+TEST_CASE("--device names a device the program has, or the run stops before any work") {
+  Run r = minipeft("train --no-progress --steps 1 --device gpu");
+  CHECK(r.code == 1);
+  CHECK(r.output.find("device 'gpu': expected cpu, cuda, cuda:N") != std::string::npos);
+  r = minipeft("eval --device cuda:x");
+  CHECK(r.code == 1);
+  CHECK(r.output.find("device 'cuda:x'") != std::string::npos);
+}
