@@ -1,24 +1,31 @@
 #!/usr/bin/env bash
 # The one-command GPU check: whoever is lent a GPU runs this first.
 #
-#   bench/gpu_check.sh            (from anywhere; about 6 minutes on one H200 with 16 cores)
+#   bench/gpu_check.sh            (from anywhere; about 10 minutes on one H100 with 16 cores)
 #
 # On a machine with an NVIDIA GPU it
 #   1. builds with CUDA in build-gpu/ (reused if present; only the targets below),
 #   2. runs the CUDA suite: every kernel against the CPU backend (cuda_backend),
 #      the kernels' host maths (kernel_math), GPT-2 HF parity on the GPU (cuda_gpt2),
 #   3. runs compute-sanitizer (memcheck) on the kernel tests,
-#   4. times GPT-2 124M training steps on the GPU (bench/bench_step: random init,
-#      random tokens, AdamW), B=8 T=1024, fp32 and bf16 autocast, full fine-tuning
-#      and LoRA: tokens/s and MFU,
+#   4. trains gpt2-tiny on tinyshakespeare for 20 steps with `minipeft train`, on
+#      the CPU and with --device cuda, for full fine-tuning, LoRA, prefix, prompt
+#      tuning and QLoRA (LoRA on an NF4 base), and checks that every step's loss
+#      agrees within 1e-4 relative (f32),
+#   5. times GPT-2 124M training steps on the GPU with `minipeft bench --device
+#      cuda` (random init and tokens, AdamW), B=8 T=1024, fp32 and bf16 autocast,
+#      full fine-tuning and LoRA: tokens/s, MFU, and the device's ledger peak
+#      beside the planner's (the planner mirrors the CPU backend's allocations,
+#      so on the GPU it is a lower bound until it plans CUDA's own),
 # and prints one summary table. Logs go to build-gpu/gpu_check/. Without a GPU
 # it says so and exits 77 (a skip); otherwise it exits 1 if any step failed.
 #
-# MFU is the model TFLOP/s bench_step reports (its header says which FLOPs are
-# counted) over the GPU's dense peak: for the fp32 runs the FP32 (non-tensor-core)
-# peak, as TF32 stays off (MP_CUDA_TF32 unset); for bf16 the BF16 tensor-core peak.
-# The peaks are known for H100/H200 SXM; elsewhere set MP_PEAK_F32_TFLOPS and
-# MP_PEAK_BF16_TFLOPS, or the MFU column says n/a.
+# MFU is bench's train_model_tflops (model FLOPs as llm.c and PaLM count them:
+# cli/bench.cpp, model_flops_per_token) over the GPU's dense peak: for the fp32
+# runs the FP32 (non-tensor-core) peak, as TF32 stays off (MP_CUDA_TF32 unset);
+# for bf16 the BF16 tensor-core peak. The peaks are known for H100/H200 SXM;
+# elsewhere set MP_PEAK_F32_TFLOPS and MP_PEAK_BF16_TFLOPS, or the MFU column
+# says n/a.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
@@ -60,7 +67,7 @@ if [ ! -f $build/build.ninja ]; then
   meson setup $build -Dcuda=enabled -Dbenchmarks=disabled >"$logs/setup.log" 2>&1 ||
     { echo "gpu_check: meson setup failed, see $logs/setup.log"; exit 1; }
 fi
-targets=(test_cuda_backend test_cuda_gpt2 test_kernel_math bench_step)
+targets=(test_cuda_backend test_cuda_gpt2 test_kernel_math minipeft)
 if ! run build 300 meson compile -C $build "${targets[@]}"; then
   echo "gpu_check: the build failed; see $logs/build.log"
   exit 1
@@ -79,6 +86,31 @@ else
   failed=1
 fi
 
+minipeft=$build/cli/minipeft
+
+# json_number FILE KEY: the first number after "KEY": in a one-line JSON file.
+json_number() { grep -o "\"$2\":[-0-9.e+]*" "$1" | head -n 1 | cut -d: -f2; }
+
+# same_losses A B: every step's "loss" in two log.jsonl files agrees within 1e-4 relative.
+same_losses() {
+  paste -d' ' <(grep -o '"loss":[-0-9.e+]*' "$1" | cut -d: -f2) <(grep -o '"loss":[-0-9.e+]*' "$2" | cut -d: -f2) |
+    awk 'NF != 2 { bad = 1 } { d = $1 - $2; if (d < 0) d = -d; a = $1 < 0 ? -$1 : $1;
+         if (d > 1e-4 * a) { bad = 1; printf "step %d: %s against %s\n", NR, $1, $2 } n++ }
+         END { if (n != 20) { print n " steps, not 20"; bad = 1 } exit bad }'
+}
+export -f same_losses  # run's timeout starts it in a new bash
+
+# 20 training steps of gpt2-tiny on tinyshakespeare, the CPU's against the GPU's.
+for method in full lora prefix prompt qlora; do
+  args=(--model gpt2-tiny --data data/tinyshakespeare/input.txt --steps 20 --batch 4 --seq 64 --no-progress)
+  if [ $method = qlora ]; then args+=(--method lora --base-dtype nf4); else args+=(--method $method); fi
+  rm -rf "$logs/train_${method}_cpu" "$logs/train_${method}_cuda"
+  run "train_${method}_cpu" 300 "$minipeft" train "${args[@]}" --device cpu --out "$logs/train_${method}_cpu" &&
+    run "train_${method}_cuda" 120 "$minipeft" train "${args[@]}" --device cuda --out "$logs/train_${method}_cuda" &&
+    run "losses_${method}" 10 bash -c 'same_losses "$0" "$1"' "$logs/train_${method}_cpu/log.jsonl" \
+      "$logs/train_${method}_cuda/log.jsonl"
+done
+
 # Peak dense TFLOP/s of this GPU for the MFU column.
 peak_f32=${MP_PEAK_F32_TFLOPS:-}
 peak_bf16=${MP_PEAK_BF16_TFLOPS:-}
@@ -86,21 +118,24 @@ case "$gpu" in
   *H100*SXM* | *H100\ 80GB* | *H200*) peak_f32=${peak_f32:-66.9} peak_bf16=${peak_bf16:-989.4} ;;
 esac
 
-bench_rows=()  # "method precision|tokens/s|TFLOP/s|MFU"
+bench_rows=()  # "method precision|tokens/s|TFLOP/s|MFU|peak MiB|planned MiB"
 for method in full lora; do
   for precision in f32 bf16; do
     name="bench_${method}_${precision}"
-    if run "$name" 150 $build/bench/bench_step gpt2 $method 8 1024 5 cuda $precision; then
-      # "train    wall min   0.512 s  median ... (  16000.0 tokens/s at the min, 12.34 model TFLOP/s) ..."
-      line=$(grep '^train ' "$logs/$name.log")
-      tps=$(sed -E 's/.*\( *([0-9.]+) tokens\/s.*/\1/' <<<"$line")
-      tflops=$(sed -E 's/.*, ([0-9.]+) model TFLOP\/s.*/\1/' <<<"$line")
+    json=$logs/$name.log  # run logs stdout there: bench's one JSON line
+    if run "$name" 300 "$minipeft" bench --model gpt2 --method $method --batch 8 --seq 1024 --steps 5 \
+        --device cuda --precision $precision --json; then
+      tps=$(json_number "$json" train_tokens_per_s)
+      tflops=$(json_number "$json" train_model_tflops)
+      peak_mib=$(awk -v b="$(grep -o '"peak_bytes":{[^}]*}' "$json" | grep -o '"total":[0-9]*' | cut -d: -f2)" \
+        'BEGIN { printf "%.1f", b / 1048576 }')
+      planned_mib=$(awk -v b="$(json_number "$json" planned_peak_bytes)" 'BEGIN { printf "%.1f", b / 1048576 }')
       peak=$([ $precision = bf16 ] && echo "$peak_bf16" || echo "$peak_f32")
       mfu=n/a
       [ -n "$peak" ] && mfu=$(awk -v a="$tflops" -v p="$peak" 'BEGIN { printf "%.1f%%", 100 * a / p }')
-      bench_rows+=("$method $precision|$tps|$tflops|$mfu")
+      bench_rows+=("$method $precision|$tps|$tflops|$mfu|$peak_mib|$planned_mib")
     else
-      bench_rows+=("$method $precision|-|-|-")
+      bench_rows+=("$method $precision|-|-|-|-|-")
     fi
   done
 done
@@ -114,9 +149,9 @@ for r in "${rows[@]}"; do
 done
 echo
 echo "GPT-2 124M training step, B=8 T=1024, AdamW (peaks: fp32 ${peak_f32:-?}, bf16 ${peak_bf16:-?} TFLOP/s)"
-printf '%-12s %12s %14s %8s\n' run tokens/s "model TFLOP/s" MFU
+printf '%-12s %12s %14s %8s %14s %14s\n' run tokens/s "model TFLOP/s" MFU "peak MiB" "planned MiB"
 for r in "${bench_rows[@]}"; do
-  IFS='|' read -r a b c d <<<"$r"
-  printf '%-12s %12s %14s %8s\n' "$a" "$b" "$c" "$d"
+  IFS='|' read -r a b c d e f <<<"$r"
+  printf '%-12s %12s %14s %8s %14s %14s\n' "$a" "$b" "$c" "$d" "$e" "$f"
 done
 exit $failed

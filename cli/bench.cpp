@@ -32,20 +32,38 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// The machine's GEMM peak for operands of dtype dt, measured now: the best of
+// The device's GEMM peak for operands of dtype dt, measured now: the best of
 // a few (1024, 1024) @ (1024, 1024) products through the engine's matmul.
-double gemm_peak_gflops(DType dt) {
+double gemm_peak_gflops(DType dt, Device device) {
   constexpr int64_t n = 1024;
-  Tensor a = Tensor::empty({n, n}, dt), b = Tensor::empty({n, n}, dt), c = Tensor::empty({n, n});
+  Tensor a = Tensor::empty({n, n}, dt, device), b = Tensor::empty({n, n}, dt, device),
+         c = Tensor::empty({n, n}, DType::f32, device);
   ops::fill(a, 0.5);
   ops::fill(b, 0.25);
   double best = 0;
   for (int rep = 0; rep < 6; ++rep) {
     auto t0 = Clock::now();
     ops::matmul_into(a, false, b, false, c, 1.f, 0.f);
+    backend(device).synchronize();
     best = std::max(best, 2.0 * n * n * n / seconds_since(t0) / 1e9);
   }
   return best;
+}
+
+// Model FLOPs per token, as llm.c and PaLM count them for MFU: 2 per weight
+// of every matmul (the layers' projections and the LM head) forward, twice
+// that backward with the weights trained (input and weight gradients) but
+// once for a frozen base (input gradients; the adapters are left out), plus
+// 12 L T C for attention's scores and weighted sums forward and backward
+// (causal blocks counted in full), a third of that forward.
+struct ModelFlops {
+  double train, forward;
+};
+ModelFlops model_flops_per_token(const models::ModelConfig& m, int64_t T, bool frozen_base) {
+  const double C = double(m.hidden_size), L = double(m.num_layers);
+  const double weights = L * (4 * C * C + 2 * C * double(m.ffn_dim)) + double(m.vocab_size) * C;
+  const double attention = 12 * L * double(T) * C;
+  return {(frozen_base ? 4 : 6) * weights + attention, 2 * weights + attention / 3};
 }
 
 struct BenchOptions {
@@ -71,7 +89,10 @@ void run_bench(const BenchOptions& o) {
 
   out["gemm"] = {{"f32", ops::gemm_implementation(DType::f32, c.device)},
                  {"bf16", ops::gemm_implementation(DType::bf16, c.device)}};
-  out["gemm_peak_gflops"] = {{"f32", gemm_peak_gflops(DType::f32)}, {"bf16", gemm_peak_gflops(DType::bf16)}};
+  out["gemm_peak_gflops"] = {{"f32", gemm_peak_gflops(DType::f32, c.device)},
+                             {"bf16", gemm_peak_gflops(DType::bf16, c.device)}};
+  const ModelFlops per_token = model_flops_per_token(m.base->config(), c.seq, m.peft != nullptr);
+  out["model_flops_per_token"] = {{"train", per_token.train}, {"forward", per_token.forward}};
   parallel::Communicator& comm = parallel::world();
   const int ranks = comm.size();
   out["ranks"] = ranks;
@@ -104,6 +125,7 @@ void run_bench(const BenchOptions& o) {
     // Copies between the host and the device in a step (0 on the CPU): where a GPU waits for the host.
     out["host_transfers_per_step"] = double(transfers) / double(c.steps);
     out["train_tokens_per_s"] = double(tokens * ranks * c.grad_accum * c.steps) / total;  // the global batch
+    out["train_model_tflops"] = out["train_tokens_per_s"].get<double>() * per_token.train / 1e12;  // MFU's numerator
     out["allreduce_bytes_per_step"] = sync.bytes_per_step();  // the trainable gradients, f32: what each rank sends
     out["comm_bytes_per_step"] = sent / uint64_t(c.steps);    // measured: all-reduce plus ZeRO's all-gather
     out["zero"] = c.zero;
@@ -131,11 +153,13 @@ void run_bench(const BenchOptions& o) {
     }
     out["forward_s"] = total / double(c.steps);
     out["forward_tokens_per_s"] = double(tokens * c.steps) / total;
+    out["forward_model_tflops"] = out["forward_tokens_per_s"].get<double>() * per_token.forward / 1e12;
   }
   out["peak_rss_bytes"] = peak_resident_bytes();
   if (!o.forward_only) {
     out["fixed_bytes"] = plan.fixed_bytes;
     out["planned_rss_bytes"] = plan.rss_bytes;
+    out["planned_peak_bytes"] = plan.peak_total;  // beside peak_bytes.total, the measured one
   }
   auto [trainable, all] = m.trainable_and_all_parameters();
   out["trainable_params"] = trainable;
@@ -152,16 +176,17 @@ void run_bench(const BenchOptions& o) {
              out["gemm_peak_gflops"]["f32"].get<double>(), out["gemm"]["bf16"].get<std::string>(),
              out["gemm_peak_gflops"]["bf16"].get<double>());
   if (out.contains("train_tokens_per_s")) {
-    fmt::print("  train step  {:8.3f} s   {:9.1f} tokens/s{}\n", out["train_step_s"].get<double>(),
-               out["train_tokens_per_s"].get<double>(), ranks > 1 ? fmt::format(" ({} ranks)", ranks) : "");
+    fmt::print("  train step  {:8.3f} s   {:9.1f} tokens/s   {:.3f} model TFLOP/s{}\n", out["train_step_s"].get<double>(),
+               out["train_tokens_per_s"].get<double>(), out["train_model_tflops"].get<double>(),
+               ranks > 1 ? fmt::format(" ({} ranks)", ranks) : "");
     fmt::print("  GEMMs in the step {:.0f} GFLOP/s, {:.2f} of the peak\n", out["train_gemm_gflops"].get<double>(),
                out["train_fraction_of_gemm_peak"].get<double>());
     fmt::print("  data parallel: {:.3f} MiB of gradients all-reduced per step ({:.3f} MiB measured here)\n",
                out["allreduce_bytes_per_step"].get<double>() / (1 << 20),
                out["comm_bytes_per_step"].get<double>() / (1 << 20));
   }
-  fmt::print("  forward     {:8.3f} s   {:9.1f} tokens/s\n", out["forward_s"].get<double>(),
-             out["forward_tokens_per_s"].get<double>());
+  fmt::print("  forward     {:8.3f} s   {:9.1f} tokens/s   {:.3f} model TFLOP/s\n", out["forward_s"].get<double>(),
+             out["forward_tokens_per_s"].get<double>(), out["forward_model_tflops"].get<double>());
   if (out.contains("peak_bytes")) {
     fmt::print("  ledger         at the peak    own peak\n");
     for (int t = 0; t < kTags; ++t) {
@@ -169,7 +194,8 @@ void run_bench(const BenchOptions& o) {
       fmt::print("  {:<12} {:10.1f} MiB {:7.1f} MiB\n", tag, out["at_peak_bytes"][tag].get<double>() / (1 << 20),
                  out["peak_bytes"][tag].get<double>() / (1 << 20));
     }
-    fmt::print("  peak total   {:10.1f} MiB   (the peak of the sum)\n", out["peak_bytes"]["total"].get<double>() / (1 << 20));
+    fmt::print("  peak total   {:10.1f} MiB   (the peak of the sum; planned {:.1f} MiB)\n",
+               out["peak_bytes"]["total"].get<double>() / (1 << 20), double(plan.peak_total) / (1 << 20));
   }
   fmt::print("  peak RSS     {:10.1f} MiB", double(out["peak_rss_bytes"].get<size_t>()) / (1 << 20));
   if (out.contains("train_peak_rss_bytes")) {

@@ -28,5 +28,12 @@ TEST_CASE("bench: planned_rss_bytes within 5% of the measured peak RSS for every
     CAPTURE(measured);
     CHECK(j["planned_rss_bytes"].get<size_t>() >= j["fixed_bytes"].get<size_t>() + j["peak_bytes"]["total"].get<size_t>());
     CHECK(std::abs(planned - measured) <= 0.05 * measured);
+    // The ledger's peak is planned to the byte (the planner runs the same step on meta).
+    CHECK(j["planned_peak_bytes"].get<size_t>() == j["peak_bytes"]["total"].get<size_t>());
+    // Model FLOPs (MFU's numerator): a training step of a trained base is three
+    // forward passes (forward, input and weight gradients), of a frozen base two.
+    const double train = j["model_flops_per_token"]["train"].get<double>(),
+                 forward = j["model_flops_per_token"]["forward"].get<double>();
+    CHECK(train == doctest::Approx((std::string(run) == "--method full" ? 3 : 2) * forward).epsilon(0.02));
   }
 }
