@@ -1,4 +1,5 @@
-// The CUDA backend: device memory from a caching allocator, host <-> device
+// The CUDA backend: device memory from a caching allocator (its cached
+// blocks in the Ledger under Tag::cached), host <-> device
 // copies, GEMMs through cuBLAS, and every other kernel in elementwise.cu and
 // nn.cu (through the launchers of kernels.h). This file checks shapes and
 // dtypes on Tensors, as the CPU backend does, and turns them into raw device
@@ -121,15 +122,20 @@ class CudaBackend final : public Backend {
 
   // ---- memory: a caching allocator. Blocks are kept by rounded size in free
   // lists; each live block remembers its size and the tag it was asked for.
+  // A cached block is in the Ledger under Tag::cached with the bytes of the
+  // tensor that held it (as the host's BlockPool counts them), so that the
+  // device's account shows reserved beside allocated, as PyTorch's does.
   void* allocate(size_t bytes, Tag tag) override {
     const size_t size = round_size(bytes);
     std::lock_guard lock(mutex_);
     void* p = nullptr;
     auto it = free_.find(size);
     if (it != free_.end() && !it->second.empty()) {
-      p = it->second.back();
+      const Cached b = it->second.back();
       it->second.pop_back();
       cached_ -= size;
+      Ledger::instance().on_free(kCUDA, Tag::cached, b.ledgered);
+      p = b.p;
     } else {
       if (cudaMalloc(&p, size) != cudaSuccess) {
         (void)cudaGetLastError();
@@ -145,15 +151,16 @@ class CudaBackend final : public Backend {
     return p;
   }
 
-  void deallocate(void* p, size_t, Tag) override {
+  void deallocate(void* p, size_t bytes, Tag) override {
     std::lock_guard lock(mutex_);
     auto it = live_.find(p);
     if (it == live_.end()) return;
     const size_t size = it->second.size;
     live_.erase(it);
     in_use_ -= size;
-    free_[size].push_back(p);
+    free_[size].push_back({p, bytes});
     cached_ += size;
+    Ledger::instance().on_alloc(kCUDA, Tag::cached, bytes);
   }
 
   void copy_from_host(void* dst, const void* src, size_t bytes) override {
@@ -505,15 +512,20 @@ class CudaBackend final : public Backend {
     size_t size;  // rounded size, the free list it goes back to
     Tag tag;      // the tag it was allocated for
   };
+  struct Cached {
+    void* p;
+    size_t ledgered;  // the bytes of the tensor that held it
+  };
 
   // Frees every cached block (mutex_ held); the first failure, after trying
   // them all, is an mp::Error.
   void release_cached() {
     cudaError_t first = cudaDeviceSynchronize();
     for (auto& [size, blocks] : free_)
-      for (void* p : blocks) {
-        const cudaError_t e = cudaFree(p);
+      for (const Cached& b : blocks) {
+        const cudaError_t e = cudaFree(b.p);
         if (first == cudaSuccess) first = e;
+        Ledger::instance().on_free(kCUDA, Tag::cached, b.ledgered);
       }
     free_.clear();
     cached_ = 0;
@@ -600,7 +612,7 @@ class CudaBackend final : public Backend {
 
   std::mutex mutex_;
   std::unordered_map<void*, Block> live_;
-  std::map<size_t, std::vector<void*>> free_;  // rounded size -> free blocks
+  std::map<size_t, std::vector<Cached>> free_;  // rounded size -> free blocks
   size_t cached_ = 0, in_use_ = 0;
   int* flag_ = nullptr;  // device int set by kernels that find a bad index
   std::once_flag cublas_once_;

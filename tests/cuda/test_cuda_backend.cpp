@@ -69,12 +69,22 @@ TEST_CASE("memory: allocate, copy to and from the host, the cache reuses blocks"
   Tensor d = dev(h);
   CHECK(d.device() == kCUDA);
   expect_close(d.to(kCPU), h, 0, "round trip");
-  const size_t before = Ledger::instance().current_total(kCUDA);
+  const Ledger& ledger = Ledger::instance();
+  cuda::empty_cache();
+  const size_t workspace = ledger.current(Tag::workspace, kCUDA), total = ledger.current_total(kCUDA);
+  CHECK(ledger.current(Tag::cached, kCUDA) == 0);
   { Tensor t = Tensor::empty({1 << 20}, DType::f32, kCUDA, Tag::workspace); }
   CHECK(cuda::cached_bytes() >= (size_t(4) << 20));
-  CHECK(Ledger::instance().current_total(kCUDA) == before);
+  // The freed block is reserved, not allocated: its bytes moved from workspace to cached.
+  CHECK(ledger.current(Tag::workspace, kCUDA) == workspace);
+  CHECK(ledger.current(Tag::cached, kCUDA) == (size_t(4) << 20));
+  CHECK(ledger.current_total(kCUDA) == total + (size_t(4) << 20));
+  { Tensor t = Tensor::empty({1 << 20}, DType::f32, kCUDA, Tag::activations); }  // the same block again
+  CHECK(ledger.current(Tag::cached, kCUDA) == (size_t(4) << 20));
   cuda::empty_cache();
   CHECK(cuda::cached_bytes() == 0);
+  CHECK(ledger.current(Tag::cached, kCUDA) == 0);
+  CHECK(ledger.current_total(kCUDA) == total);
 }
 
 TEST_CASE("copy with dtype conversion and any strides; fill") {
