@@ -14,8 +14,9 @@ namespace mp::cpu {
 
 // Threads OpenMP will use in a parallel region (1 without OpenMP).
 int max_threads();
-// A contiguous scratch tensor counted under Tag::workspace.
-Tensor workspace(const Shape& shape, DType dt = DType::f32, Device device = kCPU);
+// A contiguous scratch tensor counted under Tag::workspace, from the pool of
+// `device`: the one the kernel's operands are on (cpu, sim, or meta in a dry run).
+Tensor workspace(const Shape& shape, DType dt, Device device);
 
 // Dry runs. attention, attention_backward and nf4_matmul also take meta
 // tensors (engine/meta/: shapes, no bytes), as the meta backend's kernels:
@@ -54,8 +55,9 @@ int64_t matmul_workspace_elements(const Tensor& a, bool trans_a, const Tensor& b
 std::string gemm_implementation(DType dt);
 // One GEMM on raw buffers (onednn_gemm.h's shapes) for the other kernels:
 // oneDNN where it has a real kernel for the call, else OpenBLAS sgemm (f32
-// only: bf16 operands only where bf16_gemm_native()).
-void gemm_2d(const GemmShape& s, const void* A, const void* B, float* C);
+// only: bf16 operands only where bf16_gemm_native()). Its scratchpad comes
+// from `device`'s pool.
+void gemm_2d(const GemmShape& s, const void* A, const void* B, float* C, Device device);
 // The f32 workspace elements gemm_2d holds for s (oneDNN's scratchpad).
 int64_t gemm_2d_workspace_elements(const GemmShape& s);
 // Whether this CPU multiplies bf16 natively (AVX512-BF16, AMX) here.

@@ -97,9 +97,9 @@ void widen(const bf16* src, float* dst, int64_t n) {
 // a f32, b bf16, out f32. For each batch entry of b and each block of nb
 // output columns: widen b's block into a (K, nb) or (nb, K) f32 workspace and
 // run sgemm on it, writing out[:, n0:n0+nb].
-void matmul_bf16_b(const Dims& d, const float* A, const bf16* B, float* C, float alpha, float beta) {
+void matmul_bf16_b(const Dims& d, const float* A, const bf16* B, float* C, float alpha, float beta, Device device) {
   const int64_t nb = weight_block_width(d.K, d.N);
-  Tensor ws = workspace({d.K * nb});
+  Tensor ws = workspace({d.K * nb}, DType::f32, device);
   float* W = ws.data<float>();  // (K, nb) or (nb, K)
   // When b is shared and a is not transposed, all of a is one (batch*M, K) matrix.
   const bool flatten = d.batch_b == 1 && d.batch_a == d.batch && !d.ta;
@@ -161,9 +161,9 @@ int64_t gemm_2d_workspace_elements(const GemmShape& s) {
   return onednn_allowed() && onednn_gemm_available(s) ? (onednn_gemm_scratchpad_bytes(s) + 3) / 4 : 0;
 }
 
-void gemm_2d(const GemmShape& s, const void* A, const void* B, float* C) {
+void gemm_2d(const GemmShape& s, const void* A, const void* B, float* C, Device device) {
   if (onednn_allowed() && onednn_gemm_available(s)) {
-    onednn_gemm(s, A, B, C);
+    onednn_gemm(s, A, B, C, device);
     return;
   }
   assert(s.dtype == DType::f32 && s.batch == 1);
@@ -182,16 +182,16 @@ void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const 
 
   const DType ta = a.dtype(), tb = b.dtype(), to = out.dtype();
   if (auto s = onednn_call(d, ta, tb, to, alpha, beta)) {
-    onednn_gemm(*s, a.raw(), b.raw(), out.data<float>());
+    onednn_gemm(*s, a.raw(), b.raw(), out.data<float>(), out.device());
   } else if (ta == DType::f32 && tb == DType::f32 && to == DType::f32) {
     matmul_same_type(d, a.data<float>(), b.data<float>(), out.data<float>(), alpha, beta);
   } else if (ta == DType::f64 && tb == DType::f64 && to == DType::f64) {
     matmul_same_type(d, a.data<double>(), b.data<double>(), out.data<double>(), alpha, beta);
   } else if (ta == DType::f32 && tb == DType::bf16 && to == DType::f32) {
-    matmul_bf16_b(d, a.data<float>(), b.data<bf16>(), out.data<float>(), alpha, beta);
+    matmul_bf16_b(d, a.data<float>(), b.data<bf16>(), out.data<float>(), alpha, beta, out.device());
   } else if (ta == DType::bf16 && to == DType::f32 && (tb == DType::f32 || tb == DType::bf16)) {
     // bf16 activations are rare: widen all of a once, then as above.
-    Tensor a32 = workspace(a.shape());
+    Tensor a32 = workspace(a.shape(), DType::f32, a.device());
     widen(a.data<bf16>(), a32.data<float>(), a.numel());
     matmul(a32, trans_a, b, trans_b, out, alpha, beta);
   } else {

@@ -119,7 +119,7 @@ void dequantize_range(const Nf4Tensor& w, int64_t begin, int64_t end, Out* out) 
 void nf4_quantize(const Tensor& w, Nf4Tensor& q) {
   const int64_t n = w.numel(), blocks = nf4_blocks(n);
   uint8_t* packed = q.packed.data<uint8_t>();
-  Tensor absmax = workspace({blocks});  // (blocks) f32, before the nested quantization
+  Tensor absmax = workspace({blocks}, DType::f32, w.device());  // (blocks) f32, before the nested quantization
   float* a = absmax.data<float>();
   quantize_nf4_blocks(w.data<float>(), n, a, packed);
 
@@ -188,7 +188,7 @@ void nf4_matmul(const Tensor& x, const Nf4Tensor& w, bool transpose_w, const Ten
     else dequantize_range(w, r0 * p.K, (r0 + r) * p.K, ws.data<float>());
     const char* X = static_cast<const char*>(xs.raw()) + (transpose_w ? 0 : r0 * int64_t(elem));
     float* Y = out.data<float>() + (transpose_w ? r0 : 0);
-    gemm_2d(p.panel(r0), X, ws.raw(), Y);
+    gemm_2d(p.panel(r0), X, ws.raw(), Y, x.device());
   }
 }
 

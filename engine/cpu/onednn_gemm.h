@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <string>
 
+#include "engine/device.h"
 #include "engine/dtype.h"
 
 namespace mp::cpu {
@@ -35,8 +36,9 @@ bool onednn_gemm_available(const GemmShape& s);
 // The scratchpad oneDNN needs for this call (0 when unavailable).
 int64_t onednn_gemm_scratchpad_bytes(const GemmShape& s);
 
-// Runs the call; onednn_gemm_available(s) must be true.
-void onednn_gemm(const GemmShape& s, const void* A, const void* B, float* C);
+// Runs the call; onednn_gemm_available(s) must be true. The scratchpad comes
+// from `device`'s pool (the host's: cpu, or the sim device's).
+void onednn_gemm(const GemmShape& s, const void* A, const void* B, float* C, Device device);
 
 // The kernel oneDNN chose, e.g. "brg:avx512_core_bf16", or "" when unavailable.
 std::string onednn_gemm_impl(const GemmShape& s);

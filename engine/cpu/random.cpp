@@ -27,7 +27,7 @@ void for_each_block(int64_t n, uint64_t seed, F f) {
 // lanes (0, 1) and (2, 3): r = sqrt(-2 ln u1), z = r cos(2 pi u2) and r sin(2 pi u2).
 void random(const Tensor& dst, Distribution dist, double a, double b, uint64_t seed) {
   if (!dst.is_contiguous()) {  // fill a contiguous scratch, then copy into the view
-    Tensor t = workspace(dst.shape(), dst.dtype());
+    Tensor t = workspace(dst.shape(), dst.dtype(), dst.device());
     random(t, dist, a, b, seed);
     copy(t, dst);
     return;
