@@ -181,6 +181,7 @@ Tensor Tensor::to(Device d) const {
   if (d == device()) return *this;
   if (device().is_meta())
     fail("a meta tensor {} has no values to copy to {} (the meta device holds shapes only)", shape_str(shape_), d.str());
+  if (!device().is_cpu() && !d.is_cpu() && !d.is_meta()) return to(kCPU).to(d);  // two devices: through the host
   Tensor src = contiguous();
   Tensor t = empty(shape_, dtype_, d, tag());
   KernelScope copying;  // a host <-> device copy is a kernel

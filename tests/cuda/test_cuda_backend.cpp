@@ -87,6 +87,15 @@ TEST_CASE("memory: allocate, copy to and from the host, the cache reuses blocks"
   CHECK(ledger.current_total(kCUDA) == total);
 }
 
+TEST_CASE("a tensor moves between the GPU and the sim device, through the host") {
+  Tensor h = uniform({5, 7}, 3);
+  Tensor on_sim = dev(h).to(kSim);  // cuda -> sim
+  CHECK(on_sim.device() == kSim);
+  Tensor back = on_sim.to(kCUDA);  // sim -> cuda
+  CHECK(back.device() == kCUDA);
+  expect_close(back.to(kCPU), h, 0, "cuda -> sim -> cuda");
+}
+
 TEST_CASE("copy with dtype conversion and any strides; fill") {
   Tensor a = uniform({5, 7, 9}, 2, -50, 50);
   Tensor at = a.permute({2, 0, 1});  // a strided view
