@@ -282,8 +282,9 @@ TEST_CASE("fused cross-entropy forward and backward with ignore_index, f32 and f
     expect_close(gl, wl, tol_of(dt), "losses");
     expect_close(glse, wlse, tol_of(dt), "lse");
     Tensor wg = empty_like(logits, kCPU), gg = empty_like(logits, kCUDA);
-    cpu().cross_entropy_backward(logits, targets, wlse, -100, 0.25f, wg);
-    gpu().cross_entropy_backward(dev(logits), dev(targets), glse, -100, 0.25f, gg);
+    Tensor gscale = Tensor::from_vector(std::vector<float>{0.25f}, {1});  // (1)
+    cpu().cross_entropy_backward(logits, targets, wlse, -100, gscale, wg);
+    gpu().cross_entropy_backward(dev(logits), dev(targets), glse, -100, dev(gscale), gg);
     expect_close(gg, wg, tol_of(dt), "glogits");
     Tensor bad = dev(Tensor::from_vector(std::vector<int32_t>{5, V, 0, 0, 0, 0}, {N}));
     CHECK_THROWS_AS(gpu().cross_entropy(dev(logits), bad, -100, gl, glse), Error);

@@ -193,7 +193,8 @@ TEST_CASE("cross entropy against a naive log-softmax, and its backward") {
   check_close(rows.losses, want, 1e-5);
   check_close(rows.lse, want_lse, 1e-5);
   Tensor g = Tensor::empty({N, V});
-  backend(kCPU).cross_entropy_backward(logits, targets, rows.lse, ignore, gscale, g);
+  Tensor gs = Tensor::from_vector(std::vector<float>{gscale}, {1});  // (1)
+  backend(kCPU).cross_entropy_backward(logits, targets, rows.lse, ignore, gs, g);
   check_close(g, gwant, 1e-6);
 
   Tensor bad = Tensor::from_vector(std::vector<int32_t>{0, 11, 0, 0, 0, 0}, {N});
