@@ -202,6 +202,13 @@ TEST_CASE("cross entropy against a naive log-softmax, and its backward") {
                        "cross_entropy: target 11 (row 1) is out of range for 11 classes", Error);
 }
 
+TEST_CASE("inverse_target_count: 1 / the targets that count, 0 when none does") {
+  Tensor some = Tensor::from_vector(std::vector<int32_t>{3, -100, 0, -100, 7}, {5});
+  CHECK(ops::inverse_target_count(some, -100).item() == double(1.f / 3.f));
+  Tensor none = Tensor::from_vector(std::vector<int32_t>{-100, -100}, {2});
+  CHECK(ops::inverse_target_count(none, -100).item() == 0.0);  // the loss and its gradients are then 0, not 0/0
+}
+
 TEST_CASE("cross entropy on a large vocabulary stays finite") {
   const int64_t N = 8, V = 50257;
   Tensor logits = rand_tensor({N, V}, 14, DType::f32, -30, 30);
