@@ -246,6 +246,22 @@ class CudaBackend final : public Backend {
                  out.dtype() == DType::f64);
     check_launch("axpby");
   }
+  void arange(const Tensor& dst, int64_t start) override {
+    if (dst.dtype() != DType::i32 || dst.dim() == 0)
+      fail("arange: dst must be (..., T) i32, not {} {}", shape_str(dst.shape()), dtype_name(dst.dtype()));
+    check_contiguous("arange", {&dst});
+    const int64_t T = dst.size(dst.dim() - 1);
+    launch_arange(T > 0 ? dst.numel() / T : 0, T, dst.data<int32_t>(), start);
+    check_launch("arange");
+  }
+  void clip_by_norm(const Tensor& grad, const Tensor& norm, double max_norm, double eps) override {
+    check_float("clip_by_norm", grad);
+    check_contiguous("clip_by_norm", {&grad, &norm});
+    if (norm.numel() != 1 || norm.dtype() != DType::f64)
+      fail("clip_by_norm: norm must be (1) f64, not {} {}", shape_str(norm.shape()), dtype_name(norm.dtype()));
+    launch_clip_by_norm(grad.numel(), ptr(grad), norm.data<double>(), max_norm, eps);
+    check_launch("clip_by_norm");
+  }
 
   void reduce(ReduceOp op, const Tensor& a, int axis, const Tensor& out) override {
     if (axis < 0) axis += a.dim();
@@ -416,15 +432,24 @@ class CudaBackend final : public Backend {
   }
 
   void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, int ignore_index,
-                              float gscale, const Tensor& glogits) override {
+                              const Tensor& gscale, const Tensor& glogits) override {
     const auto [N, V] = check_ce("cross_entropy_backward", logits, targets);
     check_shape("cross_entropy_backward", logits, glogits);
     check_contiguous("cross_entropy_backward", {&glogits, &lse});
     if (lse.numel() != N) fail("cross_entropy_backward: lse {} must be ({})", shape_str(lse.shape()), N);
-    launch_cross_entropy_backward(N, V, ptr(logits), targets.data<int32_t>(), ptr(lse), ignore_index, gscale,
-                                  ptr(glogits), flag_);
+    if (gscale.numel() != 1 || gscale.dtype() != DType::f32)
+      fail("cross_entropy_backward: gscale {} must be (1) f32", shape_str(gscale.shape()));
+    launch_cross_entropy_backward(N, V, ptr(logits), targets.data<int32_t>(), ptr(lse), ignore_index,
+                                  gscale.data<float>(), ptr(glogits), flag_);
     check_launch("cross_entropy_backward");
     if (flagged("cross_entropy_backward")) name_bad_index("cross_entropy_backward", "target", targets, V, ignore_index);
+  }
+  void inverse_target_count(const Tensor& targets, int ignore_index, const Tensor& out) override {
+    if (targets.dtype() != DType::i32 || out.numel() != 1 || out.dtype() != DType::f32)
+      fail("inverse_target_count: targets {} must be i32 and out (1) f32", shape_str(targets.shape()));
+    check_contiguous("inverse_target_count", {&targets});
+    launch_inverse_target_count(targets.numel(), targets.data<int32_t>(), ignore_index, out.data<float>());
+    check_launch("inverse_target_count");
   }
 
   void dropout(const Tensor& x, float p, uint64_t seed, uint64_t offset, const Tensor& out) override {

@@ -1,5 +1,6 @@
-// Elementwise kernels (copy with dtype conversion, fill, random, binary,
-// unary and its backward, axpby, dropout, AdamW), the axis reduction and the
+// Elementwise kernels (copy with dtype conversion, fill, arange, random,
+// binary, unary and its backward, axpby and the gradient clip, dropout,
+// AdamW), the axis reduction and the
 // embedding lookup with its scatter-add backward.
 //
 // Parallel scheme for the strided kernels: one thread per output element,
@@ -37,6 +38,10 @@ __global__ void fill_kernel(Strided<1> L, Ptr dst, double value) {
     offsets(L, i, off);
     store<double>(dst, off[0], value);
   }
+}
+
+__global__ void arange_kernel(int64_t n, int64_t T, int32_t* dst, int64_t start) {
+  MP_GRID_STRIDE(i, n) dst[i] = int32_t(start + i % T);
 }
 
 __global__ void random_kernel(Strided<1> L, Ptr dst, Distribution dist, double a, double b, uint64_t seed) {
@@ -87,6 +92,16 @@ __global__ void axpby_kernel(Strided<2> L, T alpha, Ptr a, T beta, Ptr out) {
     if (beta != T(0)) r += beta * load<T>(out, off[1]);
     store<T>(out, off[1], r);
   }
+}
+
+// grad *= coef, coef read from the device's norm; the same f64 maths and
+// float(coef) multiply as the CPU's clip_by_norm (axpby with beta 0).
+template <class T>
+__global__ void clip_by_norm_kernel(int64_t n, Ptr grad, const double* norm, double max_norm, double eps) {
+  const double coef = max_norm / (*norm + eps);
+  if (!(coef < 1.0 || isnan(coef))) return;
+  const T alpha = T(float(coef));
+  MP_GRID_STRIDE(i, n) store<T>(grad, i, alpha * load<T>(grad, i));
 }
 
 // ---- reduce over one axis
@@ -192,6 +207,11 @@ void launch_fill(const Strided<1>& L, Ptr dst, double value) {
   fill_kernel<<<blocks_for(L.numel), kThreads>>>(L, dst, value);
 }
 
+void launch_arange(int64_t rows, int64_t T, int32_t* dst, int64_t start) {
+  const int64_t n = rows * T;
+  if (n > 0) arange_kernel<<<blocks_for(n), kThreads>>>(n, T, dst, start);
+}
+
 void launch_random(const Strided<1>& L, Ptr dst, Distribution dist, double a, double b, uint64_t seed) {
   random_kernel<<<blocks_for(L.numel), kThreads>>>(L, dst, dist, a, b, seed);
 }
@@ -214,6 +234,12 @@ void launch_unary_backward(UnaryOp op, const Strided<3>& L, Ptr v, Ptr gy, Ptr g
 void launch_axpby(const Strided<2>& L, float alpha, Ptr a, float beta, Ptr out, bool dbl) {
   if (dbl) axpby_kernel<double><<<blocks_for(L.numel), kThreads>>>(L, alpha, a, beta, out);
   else axpby_kernel<float><<<blocks_for(L.numel), kThreads>>>(L, alpha, a, beta, out);
+}
+
+void launch_clip_by_norm(int64_t n, Ptr grad, const double* norm, double max_norm, double eps) {
+  if (n == 0) return;
+  if (grad.dt == DType::f64) clip_by_norm_kernel<double><<<blocks_for(n), kThreads>>>(n, grad, norm, max_norm, eps);
+  else clip_by_norm_kernel<float><<<blocks_for(n), kThreads>>>(n, grad, norm, max_norm, eps);
 }
 
 void launch_reduce(ReduceOp op, const Strided<2>& L, int64_t len, int64_t sax, Ptr a, Ptr out, bool dbl) {

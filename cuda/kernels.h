@@ -44,6 +44,10 @@ void launch_unary(UnaryOp op, const Strided<2>& L, Ptr a, Ptr out, bool dbl);
 void launch_unary_backward(UnaryOp op, const Strided<3>& L, Ptr v, Ptr gy, Ptr gx, bool dbl);
 // Operands (a, out); beta == 0 does not read out.
 void launch_axpby(const Strided<2>& L, float alpha, Ptr a, float beta, Ptr out, bool dbl);
+// dst (rows, T) i32: every row start .. start + T - 1.
+void launch_arange(int64_t rows, int64_t T, int32_t* dst, int64_t start);
+// grad (n, contiguous) *= coef = max_norm / (*norm + eps) where coef < 1 or NaN; norm on the device.
+void launch_clip_by_norm(int64_t n, Ptr grad, const double* norm, double max_norm, double eps);
 // L walks out's shape (operand 0: a with the reduced axis removed, 1: out);
 // each output reduces `len` elements of a `axis_stride` apart.
 void launch_reduce(ReduceOp op, const Strided<2>& L, int64_t len, int64_t axis_stride, Ptr a, Ptr out, bool dbl);
@@ -68,8 +72,11 @@ void launch_layer_norm_backward(int64_t N, int64_t C, Ptr gy, Ptr x, Ptr w, Ptr 
 // lse (N) is each row's log-sum-exp, written by the forward and read by the backward.
 void launch_cross_entropy(int64_t N, int64_t V, Ptr logits, const int32_t* targets, int ignore_index, Ptr losses,
                           Ptr lse, int* err);
+// gscale: (1) on the device, read by the kernel.
 void launch_cross_entropy_backward(int64_t N, int64_t V, Ptr logits, const int32_t* targets, Ptr lse,
-                                   int ignore_index, float gscale, Ptr glogits, int* err);
+                                   int ignore_index, const float* gscale, Ptr glogits, int* err);
+// *out = 1 / (targets (N) that are not ignore_index), 0 if none.
+void launch_inverse_target_count(int64_t N, const int32_t* targets, int ignore_index, float* out);
 
 // Attention sizes: q (B, H, T, D), k and v (B, H, S, D), S >= T, D <= kMaxHeadDim.
 constexpr int kMaxHeadDim = 128;

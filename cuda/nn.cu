@@ -178,7 +178,7 @@ __global__ void cross_entropy_kernel(int64_t V, Ptr logits, const int32_t* targe
 
 template <class F>
 __global__ void cross_entropy_backward_kernel(int64_t V, Ptr logits, const int32_t* targets, Ptr lse_rows,
-                                              int ignore_index, float gscale, Ptr glogits, int* err) {
+                                              int ignore_index, const float* gscale_p, Ptr glogits, int* err) {
   const int64_t row = blockIdx.x, base = row * V;
   const int32_t t = targets[row];
   if (t == ignore_index || bad_target(t, ignore_index, V)) {
@@ -186,12 +186,22 @@ __global__ void cross_entropy_backward_kernel(int64_t V, Ptr logits, const int32
     if (threadIdx.x == 0 && t != ignore_index) *err = 1;
     return;
   }
-  const F lse = load<F>(lse_rows, row);
+  const F lse = load<F>(lse_rows, row), gscale = F(*gscale_p);
   for (int64_t c = threadIdx.x; c < V; c += blockDim.x) {
-    F g = F(gscale) * kmath::k_exp(load<F>(logits, base + c) - lse);
-    if (c == t) g -= F(gscale);
+    F g = gscale * kmath::k_exp(load<F>(logits, base + c) - lse);
+    if (c == t) g -= gscale;
     store<F>(glogits, base + c, g);
   }
+}
+
+// The scale of the loss's mean: one block counts the targets that are not
+// ignore_index (in double: exact) and writes 1 / count, or 0 if none.
+__global__ void inverse_target_count_kernel(int64_t N, const int32_t* targets, int ignore_index, float* out) {
+  __shared__ double scratch[32];
+  double count = 0;
+  for (int64_t n = threadIdx.x; n < N; n += blockDim.x) count += targets[n] != ignore_index ? 1.0 : 0.0;
+  count = block_reduce(count, SumOp{}, 0.0, scratch);
+  if (threadIdx.x == 0) *out = count > 0 ? 1.f / float(count) : 0.f;
 }
 
 // ============================================================================
@@ -520,10 +530,14 @@ void launch_cross_entropy(int64_t N, int64_t V, Ptr logits, const int32_t* targe
 }
 
 void launch_cross_entropy_backward(int64_t N, int64_t V, Ptr logits, const int32_t* targets, Ptr lse,
-                                   int ignore_index, float gscale, Ptr glogits, int* err) {
+                                   int ignore_index, const float* gscale, Ptr glogits, int* err) {
   if (N > 0)
     MP_LAUNCH_F(logits.dt, cross_entropy_backward_kernel, unsigned(N), kThreads, 0, V, logits, targets, lse,
                 ignore_index, gscale, glogits, err);
+}
+
+void launch_inverse_target_count(int64_t N, const int32_t* targets, int ignore_index, float* out) {
+  inverse_target_count_kernel<<<1, kThreads>>>(N, targets, ignore_index, out);
 }
 
 void launch_attention(const AttnDims& d, Ptr q, Ptr k, Ptr v, Ptr out, Ptr lse) {

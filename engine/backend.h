@@ -85,6 +85,11 @@ class Backend {
   virtual void unary_backward(UnaryOp op, const Tensor& x_or_y, const Tensor& gy, const Tensor& gx) = 0;
   // out = alpha * a + beta * out   (axpby; used for gradient accumulation and scaling)
   virtual void axpby(float alpha, const Tensor& a, float beta, const Tensor& out) = 0;
+  // dst (..., T) i32: every row start, start + 1, ..., start + T - 1 (default position ids).
+  virtual void arange(const Tensor& dst, int64_t start) = 0;
+  // Gradient clipping, read on the device: grad *= coef where coef = max_norm / (norm + eps)
+  // is < 1 (or NaN), computed in f64 from norm (1) f64 and applied as axpby(float(coef), grad, 0, grad).
+  virtual void clip_by_norm(const Tensor& grad, const Tensor& norm, double max_norm, double eps) = 0;
 
   // Reduce a (any strides) over one axis into out (a's shape with that axis 1).
   virtual void reduce(ReduceOp op, const Tensor& a, int axis, const Tensor& out) = 0;
@@ -123,9 +128,13 @@ class Backend {
   virtual void cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index, const Tensor& losses,
                              const Tensor& lse) = 0;
   // glogits (N, V) = gscale * (exp(logits - lse) - onehot(target)), 0 for ignored rows;
-  // lse (N) is the forward's, so the softmax costs one pass over the logits.
+  // lse (N) is the forward's, so the softmax costs one pass over the logits;
+  // gscale (1) f32 stays on the device (the loss's incoming gradient over the count).
   virtual void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
-                                      int ignore_index, float gscale, const Tensor& glogits) = 0;
+                                      int ignore_index, const Tensor& gscale, const Tensor& glogits) = 0;
+  // out (1) f32 = 1 / (the targets (N) i32 that are not ignore_index), 0 if
+  // none: the scale of the loss's mean, counted on the device.
+  virtual void inverse_target_count(const Tensor& targets, int ignore_index, const Tensor& out) = 0;
 
   // out = x * keep / (1 - p), keep from Philox(seed, element index) so that
   // the same call on gy gives the backward (no mask is stored).

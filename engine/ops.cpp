@@ -113,6 +113,19 @@ void random(const Tensor& t, Distribution dist, double a, double b, uint64_t see
   backend_of(t).random(t, dist, a, b, seed);
 }
 
+Tensor arange(const Shape& shape, int64_t start, Device d) {
+  if (shape.empty()) fail("arange: the shape must have a last axis");
+  Tensor out = Tensor::empty(shape, DType::i32, d);
+  backend(d).arange(out, start);
+  return out;
+}
+
+void clip_by_norm(const Tensor& grad, const Tensor& norm, double max_norm, double eps) {
+  check_defined("clip_by_norm", grad);
+  check_same_device("clip_by_norm", grad, norm);
+  backend_of(grad).clip_by_norm(grad, norm, max_norm, eps);
+}
+
 // ----------------------------------------------------------------- reductions
 
 static Tensor reduce(ReduceOp op, const char* what, const Tensor& a, int axis, bool keepdim) {
@@ -328,10 +341,18 @@ void embedding_backward(const Tensor& ids, const Tensor& gout, const Tensor& gta
 }
 
 void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, int ignore_index,
-                            float gscale, const Tensor& glogits) {
+                            const Tensor& gscale, const Tensor& glogits) {
   check_same_device("cross_entropy_backward", logits, glogits);
   check_same_device("cross_entropy_backward", logits, lse);
+  check_same_device("cross_entropy_backward", logits, gscale);
   backend_of(logits).cross_entropy_backward(logits, targets, lse, ignore_index, gscale, glogits);
+}
+
+Tensor inverse_target_count(const Tensor& targets, int ignore_index) {
+  check_defined("inverse_target_count", targets);
+  Tensor out = Tensor::empty({1}, DType::f32, targets.device());
+  backend_of(targets).inverse_target_count(targets.contiguous(), ignore_index, out);
+  return out;
 }
 
 CrossEntropyRows cross_entropy_rows(const Tensor& logits, const Tensor& targets, int ignore_index) {

@@ -22,6 +22,10 @@ Tensor unary_backward(UnaryOp op, const Tensor& x_or_y, const Tensor& gy);
 void axpby(float alpha, const Tensor& a, float beta, const Tensor& out);  // out = alpha*a + beta*out
 void fill(const Tensor& t, double value);
 void random(const Tensor& t, Distribution dist, double a, double b, uint64_t seed);
+// (..., T) i32 on d: every row start .. start + T - 1 (position ids made where they are used).
+Tensor arange(const Shape& shape, int64_t start, Device d);
+// grad *= max_norm / (norm + eps) where that is < 1 (or NaN), norm (1) f64 read on grad's device.
+void clip_by_norm(const Tensor& grad, const Tensor& norm, double max_norm, double eps);
 
 // Reductions over one axis (negative counts from the end) or all.
 Tensor sum(const Tensor& a, int axis, bool keepdim = false);
@@ -65,9 +69,12 @@ struct CrossEntropyRows {
 };
 CrossEntropyRows cross_entropy_rows(const Tensor& logits, const Tensor& targets, int ignore_index);
 // glogits (N, V) = gscale * (exp(logits - lse) - onehot(targets)), 0 on ignored rows;
-// lse is cross_entropy_rows' of the same logits.
+// lse is cross_entropy_rows' of the same logits, gscale (1) f32 on their device.
 void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, int ignore_index,
-                            float gscale, const Tensor& glogits);
+                            const Tensor& gscale, const Tensor& glogits);
+// (1) f32: 1 / the number of targets (N) i32 that are not ignore_index (0 if none),
+// counted on the targets' device: the scale of cross-entropy's mean.
+Tensor inverse_target_count(const Tensor& targets, int ignore_index);
 Tensor dropout(const Tensor& x, float p, uint64_t seed, uint64_t offset = 0);
 
 struct AttentionOut {

@@ -11,6 +11,16 @@
 
 namespace mp::models {
 
+namespace {
+
+[[noreturn]] void fail_beyond(int64_t position, int64_t max_positions) {
+  fail("position {} is beyond the model's {} positions (n_positions / max_position_embeddings): "
+       "the sequence is too long",
+       position, max_positions);
+}
+
+}  // namespace
+
 // ---- KVCache ----
 
 std::pair<Tensor, Tensor> KVCache::append(int layer, const Tensor& k, const Tensor& v) {
@@ -190,13 +200,20 @@ std::pair<int64_t, int64_t> CausalLM::check_inputs(const Tensor& ids, const Forw
 Tensor CausalLM::position_ids(int64_t B, int64_t T, const ForwardOptions& opt, bool from_mask,
                               int32_t offset) const {
   Device dev = token_embedding_weight().value().device();
-  Tensor pos;  // (B, T) i32
   // Meta ids and masks have no values: the positions then take the default
   // rule (same shape, same bytes), which also checks the length.
   auto on_host = [](const Tensor* t) { return t && !t->device().is_meta(); };
-  if (on_host(opt.position_ids)) {
+  const bool given = on_host(opt.position_ids), masked = from_mask && on_host(opt.attention_mask);
+  if (!given && !masked) {
+    // past .. past + T - 1 for every row, made on the device: nothing to copy there.
+    const int64_t last = past_length(opt) + T - 1;
+    if (T > 0 && last >= max_positions()) fail_beyond(last, max_positions());
+    return ops::arange({B, T}, past_length(opt) + offset, dev);
+  }
+  Tensor pos;  // (B, T) i32
+  if (given) {
     pos = opt.position_ids->to(kCPU).clone();  // a copy: the offset is added in place below
-  } else if (from_mask && on_host(opt.attention_mask)) {
+  } else {
     // OPT: pos = cumsum(mask) * mask - 1 over all S keys, then the last T.
     // A padding token gets -1 (the model adds an offset before the lookup).
     Tensor mask = opt.attention_mask->to(kCPU).contiguous();  // (B, S)
@@ -212,20 +229,10 @@ Tensor CausalLM::position_ids(int64_t B, int64_t T, const ForwardOptions& opt, b
         if (s >= S - T) p[b * T + (s - (S - T))] = running * keep - 1;
       }
     }
-  } else {
-    // past .. past + T - 1 for every row.
-    const int64_t past = past_length(opt);
-    pos = Tensor::empty({B, T}, DType::i32, kCPU);
-    int32_t* p = pos.data<int32_t>();
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t t = 0; t < T; ++t) p[b * T + t] = int32_t(past + t);
   }
   int32_t* p = pos.data<int32_t>();
   for (int64_t i = 0; i < B * T; ++i) {
-    if (p[i] >= max_positions())
-      fail("position {} is beyond the model's {} positions (n_positions / max_position_embeddings): "
-           "the sequence is too long",
-           p[i], max_positions());
+    if (p[i] >= max_positions()) fail_beyond(p[i], max_positions());
     if (p[i] + offset < 0) fail("position ids must be >= {}, got {}", -offset, p[i]);
     p[i] += offset;
   }

@@ -141,8 +141,9 @@ class CausalLM : public nn::Module {
   int64_t past_length(const ForwardOptions& opt) const;
   // The position of each of T tokens (B, T) i32 by HF's rule: `opt.position_ids`
   // if given; else, with from_mask (OPT) and a mask, cumsum(mask)*mask - 1 cut
-  // to the last T; else past .. past+T-1. Checks them against max_positions,
-  // then adds `offset` (OPT's table starts 2 rows down): the rows to look up.
+  // to the last T; else past .. past+T-1, made on the model's device (no
+  // copy). Checks them against max_positions, then adds `offset` (OPT's
+  // table starts 2 rows down): the rows to look up.
   Tensor position_ids(int64_t B, int64_t T, const ForwardOptions& opt, bool from_mask, int32_t offset = 0) const;
   // Check ids / inputs_embeds / mask / prefix shapes; returns (B, T).
   std::pair<int64_t, int64_t> check_inputs(const Tensor& ids, const ForwardOptions& opt) const;

@@ -1,7 +1,6 @@
 #include "nn/clip_grad.h"
 
 #include <algorithm>
-#include <cmath>
 #include <vector>
 
 #include "engine/error.h"
@@ -28,17 +27,28 @@ static double squared_norm(const float* x, int64_t n) {
   return sum;
 }
 
-double grad_norm(const std::vector<Variable>& params) {
+namespace {
+
+constexpr double kEps = 1e-6;  // torch's clip_grad_norm_: coef = max_norm / (norm + 1e-6)
+
+// A norm read on the host: a meta one has no value (its gradients none: 0).
+double read(const Tensor& norm) { return norm.device().is_meta() ? 0.0 : norm.item(); }
+
+}  // namespace
+
+Tensor grad_norm_tensor(const std::vector<Variable>& params) {
   TagScope scope(Tag::workspace);
-  double sum = 0;
-  Tensor on_device;  // (1) f64: the device's gradients' sum of squares, read once at the end
+  double host_sum = 0;  // the CPU's f32 gradients, summed here
+  Device host = kCPU;   // their device: the CPU, or meta (no values, the same allocations)
+  bool any_host = false;
+  Tensor on_device;  // (1) f64: the other gradients' sum of squares, summed where they are
   for (const Variable& p : params) {
     if (!p.defined() || !p.grad().defined()) continue;
     const Tensor& g = p.grad();
-    const bool host = g.device().is_cpu() || g.device().is_meta();
-    if (host && g.dtype() == DType::f32 && g.is_contiguous()) {
-      // A meta gradient has no values: 0, with the CPU branch's allocations (none).
-      if (!g.device().is_meta()) sum += squared_norm(g.data<float>(), g.numel());
+    if ((g.device().is_cpu() || g.device().is_meta()) && g.dtype() == DType::f32 && g.is_contiguous()) {
+      any_host = true;
+      host = g.device();
+      if (!g.device().is_meta()) host_sum += squared_norm(g.data<float>(), g.numel());
       continue;
     }
     // Other devices and dtypes: widen to f64 there and reduce there.
@@ -46,19 +56,27 @@ double grad_norm(const std::vector<Variable>& params) {
     Tensor s = ops::sum_all(ops::mul(g64, g64));
     on_device = on_device.defined() ? ops::add(on_device, s) : s;
   }
-  if (on_device.defined() && !on_device.device().is_meta()) sum += on_device.item();
-  return std::sqrt(sum);
+  Tensor sum;  // (1) f64
+  if (any_host || !on_device.defined()) {
+    sum = Tensor::empty({1}, DType::f64, host);
+    ops::fill(sum, host_sum);
+  }
+  if (on_device.defined()) sum = sum.defined() ? ops::add(sum.to(on_device.device()), on_device) : on_device;
+  return ops::unary(UnaryOp::sqrt, sum);
 }
 
-double clip_grad_norm(const std::vector<Variable>& params, double max_norm) {
+Tensor clip_grad_norm_tensor(const std::vector<Variable>& params, double max_norm) {
   if (!(max_norm > 0)) fail("clip_grad_norm: max_norm must be > 0, not {}", max_norm);
-  double norm = grad_norm(params);
-  double coef = max_norm / (norm + 1e-6);
-  if (coef < 1.0 || std::isnan(coef)) {
-    for (const Variable& p : params)
-      if (p.defined() && p.grad().defined()) ops::axpby(float(coef), p.grad(), 0.f, p.grad());  // g *= coef
-  }
+  Tensor norm = grad_norm_tensor(params);  // (1) f64
+  for (const Variable& p : params)
+    if (p.defined() && p.grad().defined()) ops::clip_by_norm(p.grad(), norm, max_norm, kEps);
   return norm;
+}
+
+double grad_norm(const std::vector<Variable>& params) { return read(grad_norm_tensor(params)); }
+
+double clip_grad_norm(const std::vector<Variable>& params, double max_norm) {
+  return read(clip_grad_norm_tensor(params, max_norm));
 }
 
 double clip_grad_norm(const std::vector<NamedParameter>& params, double max_norm) {

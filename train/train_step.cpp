@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "autograd/ops.h"
+#include "engine/ops.h"
 #include "parallel/zero_adamw.h"
 #include "nn/adamw.h"
 #include "nn/clip_grad.h"
@@ -31,19 +32,14 @@ StepOutcome train_step(const TrainedModel& m, nn::Optimizer& opt, const std::vec
   Ledger& ledger = Ledger::instance();
   const int64_t grad_accum = int64_t(micro.size());
   bool meta = false;  // a loss on the meta device has no value to read
-  StepOutcome out;
+  std::vector<Tensor> numbers;  // (1) f64 each: every micro-batch's loss, then the norm; read once, at the end
   for (int64_t k = 0; k < grad_accum; ++k) {
     ledger.set_phase("forward");
     ag::Variable loss = m.loss(micro[size_t(k)]);  // ids (B, T)
     meta = loss.value().device().is_meta();
-    const double w = o.weights.empty() ? 1.0 : o.weights[size_t(k)];
-    if (!meta) {
-      const double value = loss.item();
-      if (o.check_loss) o.check_loss(value);
-      out.losses.push_back(value);
-      out.loss += w * value;
-    }
+    numbers.push_back(loss.value().to(DType::f64));
     ledger.set_phase("backward");
+    const double w = o.weights.empty() ? 1.0 : o.weights[size_t(k)];
     const float scale = float(w / double(grad_accum));
     ag::Variable scaled = scale != 1.f ? ag::scale(loss, scale) : loss;
     if (o.sync && k == grad_accum - 1) scaled.backward([&o](const ag::VarImpl& leaf) { o.sync->grad_final(leaf); });
@@ -56,15 +52,26 @@ StepOutcome train_step(const TrainedModel& m, nn::Optimizer& opt, const std::vec
   ledger.set_phase("clip");
   std::vector<ag::Variable> params;
   for (const auto& [name, p] : opt.params()) params.push_back(p);
-  const double norm = o.clip > 0 ? nn::clip_grad_norm(params, o.clip) : nn::grad_norm(params);
+  numbers.push_back(o.clip > 0 ? nn::clip_grad_norm_tensor(params, o.clip) : nn::grad_norm_tensor(params));
   ledger.set_phase("optimizer");
   opt.step();
   opt.zero_grad();
   ledger.set_phase("");
+  Tensor on_device = ops::cat(numbers, 0);  // (grad_accum + 1) f64
   constexpr double nan = std::numeric_limits<double>::quiet_NaN();
   if (meta) return {nan, nan, {}};
+  // The one copy to the host of the step (on a GPU, its one wait).
+  const Tensor read = on_device.to(kCPU);
+  const double* v = read.data<double>();
+  StepOutcome out;
+  for (int64_t k = 0; k < grad_accum; ++k) {
+    const double value = v[k];
+    if (o.check_loss) o.check_loss(value);
+    out.losses.push_back(value);
+    out.loss += (o.weights.empty() ? 1.0 : o.weights[size_t(k)]) * value;
+  }
   out.loss /= double(grad_accum);
-  out.grad_norm = norm;
+  out.grad_norm = v[grad_accum];
   return out;
 }
 

@@ -8,7 +8,9 @@
 //   clip the global gradient norm (or just measure it); AdamW update; drop the gradients
 //
 // It tells the Ledger which phase it is in (forward, backward, clip,
-// optimizer), so that the peak of a step can be located.
+// optimizer), so that the peak of a step can be located. Nothing in it is
+// read on the host until the end: the losses and the gradient norm stay on
+// the device (clipping included) and come back together, in one copy.
 #pragma once
 #include <functional>
 #include <memory>
@@ -47,7 +49,7 @@ struct StepOptions {
   double clip = 1.0;               // clip the gradient norm to this; 0 measures it only
   parallel::GradSync* sync = nullptr;  // data parallel: averages the gradients over the ranks; null in one process
   std::vector<double> weights;     // from micro_batch_weights, or empty (each 1)
-  // Sees each micro-batch's loss before its backward and may throw (a non-finite loss).
+  // Sees each micro-batch's loss once the step is done (read with the norm) and may throw (a non-finite loss).
   std::function<void(double loss)> check_loss;
 };
 

@@ -18,18 +18,11 @@ void check_targets(const char* op, const Tensor& targets, int64_t N) {
   if (targets.dtype() != DType::i32) fail("{}: targets must be i32, not {}", op, dtype_name(targets.dtype()));
 }
 
-int64_t count_targets(const Tensor& targets, int ignore_index) {
-  if (targets.device().is_meta()) return targets.numel();
-  Tensor t = targets.to(kCPU).contiguous();
-  const int32_t* p = t.data<int32_t>();
-  int64_t count = 0;
-  for (int64_t i = 0; i < t.numel(); ++i) count += p[i] != ignore_index;
-  return count;
+Tensor mean_loss(const Tensor& losses, const Tensor& inv_count) {
+  return ops::mul(ops::sum_all(losses), inv_count.to(losses.dtype()));
 }
 
-float gradient_scale(const Tensor& g, float inv_count) {
-  return (g.device().is_meta() ? 1.f : float(g.item())) * inv_count;
-}
+Tensor gradient_scale(const Tensor& g, const Tensor& inv_count) { return ops::mul(g.to(DType::f32), inv_count); }
 
 }  // namespace detail
 
@@ -37,18 +30,17 @@ Variable cross_entropy(const Variable& logits, const Tensor& targets, int ignore
   if (logits.dim() != 2) fail("cross_entropy: logits {} must be (N, V)", shape_str(logits.shape()));
   detail::check_targets("cross_entropy", targets, logits.size(0));
   Tensor keep_targets = targets.contiguous();  // (N)
-  int64_t count = detail::count_targets(keep_targets, ignore_index);
   // Every row ignored: the loss is 0 and so is every gradient (not 0/0).
-  float inv_count = count > 0 ? 1.f / float(count) : 0.f;
+  Tensor inv_count = ops::inverse_target_count(keep_targets, ignore_index);  // (1)
   Tensor keep_logits = logits.value().contiguous();  // (N, V): backward recomputes softmax from these
   ops::CrossEntropyRows rows = ops::cross_entropy_rows(keep_logits, keep_targets, ignore_index);  // (N), (N)
-  Tensor loss = ops::scale(ops::sum_all(rows.losses), inv_count);                                // (1)
+  Tensor loss = detail::mean_loss(rows.losses, inv_count);                                        // (1)
   Tensor keep_lse = rows.lse;                                                                     // (N)
   return make_result(loss, "cross_entropy", {logits},
                      [keep_logits, keep_targets, keep_lse, ignore_index, inv_count](const Tensor& g,
                                                                                     std::span<Tensor> gin) {
                        Tensor glogits = Tensor::empty(keep_logits.shape(), keep_logits.dtype(), keep_logits.device());
-                       const float gscale = detail::gradient_scale(g, inv_count);
+                       Tensor gscale = detail::gradient_scale(g, inv_count);  // (1)
                        ops::cross_entropy_backward(keep_logits, keep_targets, keep_lse, ignore_index, gscale, glogits);
                        gin[0] = glogits;
                      });

@@ -50,7 +50,8 @@ int64_t rows_per_chunk(int64_t requested, int64_t N, int64_t V) {
 }
 
 // glogits (R, V) = gscale (softmax(logits) - onehot(targets)), 0 in ignored rows.
-Tensor grad_logits(const Tensor& logits, const Tensor& targets, const Tensor& lse, int ignore_index, float gscale) {
+Tensor grad_logits(const Tensor& logits, const Tensor& targets, const Tensor& lse, int ignore_index,
+                   const Tensor& gscale) {
   Tensor g = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
   ops::cross_entropy_backward(logits, targets, lse, ignore_index, gscale, g);
   return g;
@@ -66,8 +67,7 @@ Variable linear_cross_entropy(const Variable& hidden, const Variable& weight, co
   const int64_t N = hidden.size(0), V = weight.size(0);
   detail::check_targets("linear_cross_entropy", targets, N);
   Tensor t = targets.contiguous();  // (N)
-  const int64_t count = detail::count_targets(t, ignore_index);
-  const float inv_count = count > 0 ? 1.f / float(count) : 0.f;  // every row ignored: loss and gradients 0
+  Tensor inv_count = ops::inverse_target_count(t, ignore_index);  // (1); every row ignored: loss and gradients 0
   const bool need_h = needs_grad(hidden), need_w = needs_grad(weight);
   const DType compute = autocast_dtype();  // backward keeps the choice made here
   CastCache* cache = autocast_cache();     // a frozen weight's kept bf16 copy
@@ -89,7 +89,7 @@ Variable linear_cross_entropy(const Variable& hidden, const Variable& weight, co
       dh.push_back(ops::matmul(gl, w));                                                       // (rows, E)
     }
   }
-  Tensor loss = ops::scale(ops::sum_all(ops::cat(losses, 0)), inv_count);  // (1)
+  Tensor loss = detail::mean_loss(ops::cat(losses, 0), inv_count);  // (1)
   Tensor keep_dh = need_h ? ops::cat(dh, 0) : Tensor();  // (N, E) for g = 1
   Tensor keep_h = need_w ? h : Tensor();                 // (N, E): dW recomputes the logits from it
   Tensor keep_lse = need_w ? ops::cat(lses, 0) : Tensor();  // (N): and their softmax from this
@@ -97,7 +97,7 @@ Variable linear_cross_entropy(const Variable& hidden, const Variable& weight, co
   return make_result(loss, "linear_cross_entropy", {hidden, weight}, [=](const Tensor& g, std::span<Tensor> gin) {
     if (need_h) gin[0] = ops::mul(keep_dh, g);  // g (1) is the loss's gradient
     if (!need_w) return;
-    const float gscale = detail::gradient_scale(g, inv_count);
+    Tensor gscale = detail::gradient_scale(g, inv_count);  // (1)
     Tensor wc = gemm_operand(keep_w, compute, cache);  // (V, E)
     Tensor dw;                                  // (V, E), summed over the chunks
     for (int64_t r0 = 0; r0 < N; r0 += R) {

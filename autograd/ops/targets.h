@@ -1,5 +1,7 @@
 // Shared by cross_entropy and linear_cross_entropy: the checks on the
-// targets and the number of rows that take part in the mean.
+// targets and the mean over the rows that take part in it. The count of
+// those rows and the gradient's scale stay on the device: nothing here is
+// read on the host (a GPU would wait for it).
 #pragma once
 #include <cstdint>
 
@@ -9,12 +11,11 @@ namespace mp::ag::detail {
 
 // targets must be (N) i32 for N rows of logits; mp::Error naming `op` and the shapes.
 void check_targets(const char* op, const Tensor& targets, int64_t N);
-// Rows whose target is not ignore_index (the targets are small: counted on
-// the host). Meta targets have no values: every row counts (the count scales
-// the loss, not its bytes).
-int64_t count_targets(const Tensor& targets, int ignore_index);
-// The scale of the rows' gradients: g (1), the loss's incoming gradient,
-// times inv_count (a meta g has no value: inv_count alone).
-float gradient_scale(const Tensor& g, float inv_count);
+// loss (1) = the sum of the rows' losses (N) times inv_count (1) f32, from
+// ops::inverse_target_count: the mean over the rows whose target counts.
+Tensor mean_loss(const Tensor& losses, const Tensor& inv_count);
+// The scale of the rows' gradients, (1) f32: g (1), the loss's incoming
+// gradient, times inv_count (1) f32.
+Tensor gradient_scale(const Tensor& g, const Tensor& inv_count);
 
 }  // namespace mp::ag::detail

@@ -77,6 +77,14 @@ class CpuBackend final : public Backend {
     KernelCall t("axpby", out, a);
     cpu::axpby(alpha, a, beta, out);
   }
+  void arange(const Tensor& dst, int64_t start) override {
+    KernelCall t("arange", dst, Tensor());
+    cpu::arange(dst, start);
+  }
+  void clip_by_norm(const Tensor& grad, const Tensor& norm, double max_norm, double eps) override {
+    KernelCall t("clip_by_norm", grad, Tensor());
+    cpu::clip_by_norm(grad, norm, max_norm, eps);
+  }
   void reduce(ReduceOp op, const Tensor& a, int axis, const Tensor& out) override {
     KernelCall t(op == ReduceOp::sum ? "reduce sum" : "reduce max");
     cpu::reduce(op, a, axis, out);
@@ -124,9 +132,13 @@ class CpuBackend final : public Backend {
     cpu::cross_entropy(logits, targets, ignore_index, losses, lse);
   }
   void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, int ignore_index,
-                              float gscale, const Tensor& glogits) override {
+                              const Tensor& gscale, const Tensor& glogits) override {
     KernelCall t("cross_entropy_backward");
     cpu::cross_entropy_backward(logits, targets, lse, ignore_index, gscale, glogits);
+  }
+  void inverse_target_count(const Tensor& targets, int ignore_index, const Tensor& out) override {
+    KernelCall t("inverse_target_count");
+    cpu::inverse_target_count(targets, ignore_index, out);
   }
 
   void dropout(const Tensor& x, float p, uint64_t seed, uint64_t offset, const Tensor& out) override {

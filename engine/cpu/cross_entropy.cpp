@@ -3,7 +3,7 @@
 // Per row of logits x (V) with target y:
 //   m = max x,  lse = m + log sum exp(x - m),  loss = lse - x[y]
 // Backward: glogits = gscale * (exp(x - lse) - onehot(y)) with the forward's
-// lse, so the softmax is one pass over the logits and (N, V) probabilities
+// lse and gscale (1) read here, in the kernel, so the softmax is one pass over the logits and (N, V) probabilities
 // are never stored besides glogits. Rows whose target is ignore_index give
 // loss 0 and gradient 0.
 #include <cmath>
@@ -73,10 +73,12 @@ void cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index
 }
 
 void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, int ignore_index,
-                            float gscale, const Tensor& glogits) {
+                            const Tensor& gscale, const Tensor& glogits) {
   const Shape2 nv = check("cross_entropy_backward", logits, targets, ignore_index);
   const int64_t N = nv.N, V = nv.V;
   check_row_values("cross_entropy_backward", "lse", lse, N, logits.dtype());
+  check_row_values("cross_entropy_backward", "gscale", gscale, 1, DType::f32);
+  const float scale = *gscale.data<float>();
   if (glogits.shape() != logits.shape() || glogits.dtype() != logits.dtype() || !glogits.is_contiguous())
     fail("cross_entropy_backward: glogits {} must match logits {}", shape_str(glogits.shape()),
          shape_str(logits.shape()));
@@ -93,11 +95,21 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const T
         continue;
       }
       const T* x = px + n * V;
-      const T row_lse = plse[n], s = T(gscale);
+      const T row_lse = plse[n], s = T(scale);
       for (int64_t v = 0; v < V; ++v) g[v] = s * fast_exp(x[v] - row_lse);  // gscale * softmax
       g[pt[n]] -= s;
     }
   });
+}
+
+void inverse_target_count(const Tensor& targets, int ignore_index, const Tensor& out) {
+  if (targets.dtype() != DType::i32 || !targets.is_contiguous())
+    fail("inverse_target_count: targets {} must be contiguous i32", shape_str(targets.shape()));
+  check_row_values("inverse_target_count", "out", out, 1, DType::f32);
+  const int32_t* t = targets.data<int32_t>();  // (N)
+  int64_t count = 0;
+  for (int64_t n = 0; n < targets.numel(); ++n) count += t[n] != ignore_index;
+  *out.data<float>() = count > 0 ? 1.f / float(count) : 0.f;  // every row ignored: the loss and its gradients are 0
 }
 
 }  // namespace mp::cpu

@@ -1,5 +1,5 @@
-// Elementwise kernels: copy (with dtype conversion), fill, binary, unary and
-// its backward, axpby. Every operand may have any strides (transposed views,
+// Elementwise kernels: copy (with dtype conversion), fill, arange, binary,
+// unary and its backward, axpby and the gradient clip built on it. Every operand may have any strides (transposed views,
 // broadcasts with stride 0); StridedLayout (strided.h) turns the walk into
 // rows and each op below is one small lambda applied along a row.
 #include <cmath>
@@ -120,6 +120,15 @@ void fill(const Tensor& dst, double value) {
   });
 }
 
+void arange(const Tensor& dst, int64_t start) {
+  if (dst.dtype() != DType::i32 || !dst.is_contiguous() || dst.dim() == 0)
+    fail("arange: dst must be contiguous (..., T) i32, not {} {}", shape_str(dst.shape()), dtype_name(dst.dtype()));
+  const int64_t T = dst.size(dst.dim() - 1), rows = T > 0 ? dst.numel() / T : 0;
+  int32_t* p = dst.data<int32_t>();  // (rows, T)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t t = 0; t < T; ++t) p[r * T + t] = int32_t(start + t);
+}
+
 void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
   check_same_shape("binary", a, out);
   check_same_shape("binary", b, out);
@@ -182,6 +191,14 @@ void axpby(float alpha, const Tensor& a, float beta, const Tensor& out) {
     if (beta == 0.f) return map1<T, T>(a, out, [al](T x) { return al * x; });
     map2<T>(a, out, out, [al, be](T x, T o) { return al * x + be * o; });
   });
+}
+
+// grad *= max_norm / (norm + eps) where that is < 1 or NaN; norm (1) f64 is read here, in the kernel.
+void clip_by_norm(const Tensor& grad, const Tensor& norm, double max_norm, double eps) {
+  if (norm.numel() != 1 || norm.dtype() != DType::f64)
+    fail("clip_by_norm: norm must be (1) f64, not {} {}", shape_str(norm.shape()), dtype_name(norm.dtype()));
+  const double coef = max_norm / (*norm.data<double>() + eps);
+  if (coef < 1.0 || std::isnan(coef)) axpby(float(coef), grad, 0.f, grad);
 }
 
 }  // namespace mp::cpu

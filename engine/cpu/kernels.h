@@ -33,6 +33,8 @@ void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out);
 void unary(UnaryOp op, const Tensor& a, const Tensor& out);
 void unary_backward(UnaryOp op, const Tensor& x_or_y, const Tensor& gy, const Tensor& gx);
 void axpby(float alpha, const Tensor& a, float beta, const Tensor& out);
+void arange(const Tensor& dst, int64_t start);
+void clip_by_norm(const Tensor& grad, const Tensor& norm, double max_norm, double eps);
 
 // reduce.cpp
 void reduce(ReduceOp op, const Tensor& a, int axis, const Tensor& out);
@@ -90,7 +92,8 @@ void embedding_backward(const Tensor& ids, const Tensor& gout, const Tensor& gta
 void cross_entropy(const Tensor& logits, const Tensor& targets, int ignore_index, const Tensor& losses,
                    const Tensor& lse);
 void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, int ignore_index,
-                            float gscale, const Tensor& glogits);
+                            const Tensor& gscale, const Tensor& glogits);
+void inverse_target_count(const Tensor& targets, int ignore_index, const Tensor& out);
 
 // attention.cpp; both also dry runs on meta tensors (see above).
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p, const Tensor& out,

@@ -45,6 +45,8 @@ class MetaBackend final : public Backend {
   void unary(UnaryOp, const Tensor&, const Tensor&) override {}
   void unary_backward(UnaryOp, const Tensor&, const Tensor&, const Tensor&) override {}
   void axpby(float, const Tensor&, float, const Tensor&) override {}
+  void arange(const Tensor&, int64_t) override {}
+  void clip_by_norm(const Tensor&, const Tensor&, double, double) override {}
   void reduce(ReduceOp, const Tensor&, int, const Tensor&) override {}
 
   void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out, float alpha,
@@ -63,7 +65,8 @@ class MetaBackend final : public Backend {
   void embedding(const Tensor&, const Tensor&, const Tensor&) override {}
   void embedding_backward(const Tensor&, const Tensor&, const Tensor&, int) override {}
   void cross_entropy(const Tensor&, const Tensor&, int, const Tensor&, const Tensor&) override {}
-  void cross_entropy_backward(const Tensor&, const Tensor&, const Tensor&, int, float, const Tensor&) override {}
+  void cross_entropy_backward(const Tensor&, const Tensor&, const Tensor&, int, const Tensor&, const Tensor&) override {}
+  void inverse_target_count(const Tensor&, int, const Tensor&) override {}
   void dropout(const Tensor&, float, uint64_t, uint64_t, const Tensor&) override {}
   // The CPU kernels' dry runs (engine/cpu/kernels.h): their workspace, block by block.
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p, const Tensor& out,

@@ -288,6 +288,25 @@ TEST_CASE("embedding and its scatter-add backward; bad ids are errors") {
   CHECK_THROWS_AS(gpu().embedding(bad, dev(table), o), Error);
 }
 
+TEST_CASE("the step's device-side numbers: target count, arange, clip by norm") {
+  Tensor targets = Tensor::from_vector(std::vector<int32_t>{5, -100, 7, 0, -100, 1}, {6});
+  Tensor want = Tensor::empty({1}), got = Tensor::empty({1}, DType::f32, kCUDA);
+  cpu().inverse_target_count(targets, -100, want);
+  gpu().inverse_target_count(dev(targets), -100, got);
+  CHECK(got.item() == want.item());
+  Tensor wpos = Tensor::empty({3, 5}, DType::i32), gpos = Tensor::empty({3, 5}, DType::i32, kCUDA);
+  cpu().arange(wpos, 2);
+  gpu().arange(gpos, 2);
+  CHECK(ops::max_abs_diff(gpos.to(kCPU).to(DType::f32), wpos.to(DType::f32)) == 0);
+  for (double n : {0.5, 40.0}) {  // untouched, then scaled
+    Tensor norm = Tensor::from_vector(std::vector<double>{n}, {1});
+    Tensor wg = uniform({257}, 61), gg = dev(wg);
+    cpu().clip_by_norm(wg, norm, 1.0, 1e-6);
+    gpu().clip_by_norm(gg, dev(norm), 1.0, 1e-6);
+    CHECK(ops::max_abs_diff(gg.to(kCPU), wg) == 0);
+  }
+}
+
 TEST_CASE("fused cross-entropy forward and backward with ignore_index, f32 and f64") {
   const int64_t N = 6, V = 50257;
   Tensor targets = Tensor::from_vector(std::vector<int32_t>{5, -100, 50256, 0, 1234, -100}, {N});
@@ -301,8 +320,9 @@ TEST_CASE("fused cross-entropy forward and backward with ignore_index, f32 and f
     expect_close(gl, wl, tol_of(dt), "losses");
     expect_close(glse, wlse, tol_of(dt), "lse");
     Tensor wg = empty_like(logits, kCPU), gg = empty_like(logits, kCUDA);
-    cpu().cross_entropy_backward(logits, targets, wlse, -100, 0.25f, wg);
-    gpu().cross_entropy_backward(dev(logits), dev(targets), glse, -100, 0.25f, gg);
+    Tensor gscale = Tensor::from_vector(std::vector<float>{0.25f}, {1});  // (1)
+    cpu().cross_entropy_backward(logits, targets, wlse, -100, gscale, wg);
+    gpu().cross_entropy_backward(dev(logits), dev(targets), glse, -100, dev(gscale), gg);
     expect_close(gg, wg, tol_of(dt), "glogits");
     Tensor bad = dev(Tensor::from_vector(std::vector<int32_t>{5, V, 0, 0, 0, 0}, {N}));
     CHECK_THROWS_AS(gpu().cross_entropy(dev(logits), bad, -100, gl, glse), Error);

@@ -202,6 +202,25 @@ TEST_CASE("cat along any axis") {
   CHECK_THROWS_WITH_AS(ops::cat({a, c}, 0), "cat along axis 0: shapes (2, 3) and (2, 2) do not match", Error);
 }
 
+TEST_CASE("arange: every row start .. start + T - 1") {
+  Tensor pos = ops::arange({2, 3}, 5, kCPU);  // (B, T)
+  CHECK(pos.dtype() == DType::i32);
+  CHECK(values(pos) == std::vector<double>{5, 6, 7, 5, 6, 7});
+}
+
+TEST_CASE("clip_by_norm scales by max_norm / (norm + eps) only below 1, reading the norm in the kernel") {
+  Tensor g = Tensor::from_vector(std::vector<float>{3, -4}, {2});
+  Tensor norm = Tensor::from_vector(std::vector<double>{5}, {1});  // (1) f64
+  ops::clip_by_norm(g, norm, 10.0, 1e-6);  // coef 2: untouched
+  CHECK(values(g) == std::vector<double>{3, -4});
+  ops::clip_by_norm(g, norm, 1.0, 1e-6);  // coef 1 / (5 + 1e-6), as axpby(float(coef)) does it
+  const float coef = float(1.0 / (5.0 + 1e-6));
+  CHECK(values(g) == std::vector<double>{double(3 * coef), double(-4 * coef)});
+  ops::fill(norm, NAN);  // a NaN norm spreads to the gradients, as torch's clip_grad_norm_
+  ops::clip_by_norm(g, norm, 1.0, 1e-6);
+  CHECK(std::isnan(values(g)[0]));
+}
+
 TEST_CASE("fill on a strided view, max_abs_diff") {
   Tensor t = Tensor::zeros({3, 4});
   ops::fill(t.narrow(1, 1, 2), 7.0);

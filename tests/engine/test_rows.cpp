@@ -193,12 +193,20 @@ TEST_CASE("cross entropy against a naive log-softmax, and its backward") {
   check_close(rows.losses, want, 1e-5);
   check_close(rows.lse, want_lse, 1e-5);
   Tensor g = Tensor::empty({N, V});
-  backend(kCPU).cross_entropy_backward(logits, targets, rows.lse, ignore, gscale, g);
+  Tensor gs = Tensor::from_vector(std::vector<float>{gscale}, {1});  // (1)
+  backend(kCPU).cross_entropy_backward(logits, targets, rows.lse, ignore, gs, g);
   check_close(g, gwant, 1e-6);
 
   Tensor bad = Tensor::from_vector(std::vector<int32_t>{0, 11, 0, 0, 0, 0}, {N});
   CHECK_THROWS_WITH_AS(ops::cross_entropy_rows(logits, bad, ignore),
                        "cross_entropy: target 11 (row 1) is out of range for 11 classes", Error);
+}
+
+TEST_CASE("inverse_target_count: 1 / the targets that count, 0 when none does") {
+  Tensor some = Tensor::from_vector(std::vector<int32_t>{3, -100, 0, -100, 7}, {5});
+  CHECK(ops::inverse_target_count(some, -100).item() == double(1.f / 3.f));
+  Tensor none = Tensor::from_vector(std::vector<int32_t>{-100, -100}, {2});
+  CHECK(ops::inverse_target_count(none, -100).item() == 0.0);  // the loss and its gradients are then 0, not 0/0
 }
 
 TEST_CASE("cross entropy on a large vocabulary stays finite") {

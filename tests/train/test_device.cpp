@@ -1,17 +1,23 @@
 // Training on a device that is not the host: the sim device (engine/device.h)
 // runs the CPU's kernels, so every loss must equal the CPU run's bit for bit,
 // and it refuses host reads, so a forgotten .to(device) or a host read in the
-// trainer fails here instead of on the first GPU.
+// trainer fails here instead of on the first GPU. It also counts the copies
+// between the host and the device: a training step makes at most one.
 #include <doctest/doctest.h>
+
+#include <cmath>
 
 #include "engine/backend.h"
 #include "engine/error.h"
 #include "tests/support/minipeft.h"
 #include "train/data/paths.h"
 #include "models/generate.h"
+#include "nn/adamw.h"
 #include "train/data/pairs.h"
 #include "train/memory_plan.h"
 #include "train/pairs_eval.h"
+#include "train/data/random_tokens.h"
+#include "train/train_step.h"
 #include "train/trainer.h"
 #include "tests/train/small_run.h"
 
@@ -51,6 +57,49 @@ TEST_CASE("train on the sim device: the CPU's losses, bit for bit, for every met
     test::TempDir a("device_cpu"), b("device_sim");
     check_same_run(train::train(small_run(b.path.string(), method, kSim), tokenizer()),
                    train::train(small_run(a.path.string(), method, kCPU), tokenizer()));
+  }
+}
+
+// Each step keeps the count of targets, the loss's gradient, the positions,
+// the gradient norm and the clip on the device, and reads the losses and the
+// norm back together: one copy per optimizer step (a GPU's one wait). The
+// counter (engine/tensor.cpp) sees every Tensor::to between the host and a device.
+TEST_CASE("a training step on the sim device copies to the host once, with the CPU's losses") {
+  struct Method {
+    const char* name;
+    bool dora;
+  };
+  for (Method method : {Method{"full", false}, Method{"lora", false}, Method{"lora", true}, Method{"prefix", false},
+                        Method{"prompt", false}, Method{"ia3", false}}) {
+    for (int64_t grad_accum : {1, 2}) {
+      for (double clip : {0.0, 1e-3}) {  // 1e-3: below every norm here, so the clip scales
+        CAPTURE(method.name);
+        CAPTURE(method.dora);
+        CAPTURE(grad_accum);
+        CAPTURE(clip);
+        std::vector<std::vector<double>> losses;  // per device, per step: each micro-batch's
+        for (Device device : {kCPU, kSim}) {
+          train::TrainConfig c = small_run("", method.name, device);
+          c.use_dora = method.dora;
+          c.grad_accum = grad_accum;
+          c.clip = clip;
+          train::TrainedModel m = train::build_model(c, tokenizer());
+          nn::AdamW opt(train::trainable_parameters(m.module()));
+          std::vector<train::Batch> micro;
+          for (int64_t k = 0; k < grad_accum; ++k)
+            micro.push_back(train::random_token_ids(c.batch, c.seq, m.base->vocab_size(), uint64_t(k)).to(device));
+          std::vector<double>& seen = losses.emplace_back();
+          for (int step = 0; step < 3; ++step) {
+            const uint64_t before = host_transfers();
+            const train::StepOutcome out = train::train_step(m, opt, micro, {.clip = clip});
+            CHECK(host_transfers() - before == (device == kCPU ? 0u : 1u));
+            CHECK(std::isfinite(out.grad_norm));
+            seen.insert(seen.end(), out.losses.begin(), out.losses.end());
+          }
+        }
+        CHECK(losses[1] == losses[0]);  // exactly: the same kernels on the same values
+      }
+    }
   }
 }
 
