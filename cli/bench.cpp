@@ -63,6 +63,7 @@ struct BenchOptions {
 void run_bench(const BenchOptions& o) {
   const train::TrainConfig& c = o.train;
   c.validate();
+  parallel::Communicator& comm = parallel::world(c.device);  // on CUDA under mpirun: this rank's GPU, first
   models::Tokenizer tok = models::Tokenizer::from_dir(train::default_tokenizer_dir());
   train::TrainedModel m = train::build_model(c, tok);
   Tensor ids = train::random_token_ids(c.batch, c.seq, m.base->vocab_size(), c.seed).to(c.device);  // (B, T)
@@ -76,9 +77,9 @@ void run_bench(const BenchOptions& o) {
   out["gemm"] = {{"f32", ops::gemm_implementation(DType::f32, c.device)},
                  {"bf16", ops::gemm_implementation(DType::bf16, c.device)}};
   out["gemm_peak_gflops"] = {{"f32", gemm_peak_gflops(DType::f32)}, {"bf16", gemm_peak_gflops(DType::bf16)}};
-  parallel::Communicator& comm = parallel::world();
   const int ranks = comm.size();
   out["ranks"] = ranks;
+  out["communicator"] = comm.name();
   if (!o.forward_only) {
     const std::vector<nn::NamedParameter> params = train::trainable_parameters(m.module());
     std::unique_ptr<nn::Optimizer> opt = train::make_optimizer(c, params, comm);
