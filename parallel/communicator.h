@@ -19,9 +19,8 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <vector>
-
 #include <string_view>
+#include <vector>
 
 #include "engine/tensor.h"
 
