@@ -7,7 +7,10 @@
 #   1. builds with CUDA in build-gpu/ (reused if present; only the targets below),
 #   2. runs the CUDA suite: every kernel against the CPU backend (cuda_backend),
 #      the kernels' host maths (kernel_math), GPT-2 HF parity on the GPU (cuda_gpt2),
-#   3. runs compute-sanitizer (memcheck) on the kernel tests,
+#   3. runs compute-sanitizer (memcheck) on the kernel tests, and the NCCL
+#      communicator on one rank, alone (test_nccl) and through the trainer
+#      (mpirun -np 1 --device cuda --zero 1: the same losses as one process;
+#      bench says "communicator": "NCCL"),
 #   4. trains gpt2-tiny on tinyshakespeare for 20 steps with `minipeft train`, on
 #      the CPU and with --device cuda, for full fine-tuning, LoRA, prefix, prompt
 #      tuning and QLoRA (LoRA on an NF4 base), and checks that every step's loss
@@ -67,7 +70,7 @@ if [ ! -f $build/build.ninja ]; then
   meson setup $build -Dcuda=enabled -Dbenchmarks=disabled >"$logs/setup.log" 2>&1 ||
     { echo "gpu_check: meson setup failed, see $logs/setup.log"; exit 1; }
 fi
-targets=(test_cuda_backend test_cuda_gpt2 test_kernel_math minipeft)
+targets=(test_cuda_backend test_cuda_gpt2 test_kernel_math test_nccl minipeft)
 if ! run build 300 meson compile -C $build "${targets[@]}"; then
   echo "gpu_check: the build failed; see $logs/build.log"
   exit 1
@@ -83,6 +86,24 @@ if command -v compute-sanitizer >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/comp
     --test-case-exclude='*grid-stride*'
 else
   rows+=("memcheck|not run: no compute-sanitizer|0|")
+  failed=1
+fi
+
+run nccl 120 meson test -C $build --no-rebuild --print-errorlogs nccl
+# The trainer's choice of communicator (parallel::world(device)): under mpirun
+# on CUDA, NCCL, here over one rank, where ZeRO-1's all-gather of the
+# parameters each step is a copy: the log's losses are those of one process.
+if command -v mpirun >/dev/null 2>&1; then
+  dp="train --no-progress --model gpt2-tiny --method full --device cuda --zero 1 --steps 3 --seq 32 --batch 2"
+  dp+=" --data data/legal/licenses.txt"
+  mpi="mpirun -np 1 --allow-run-as-root"
+  run nccl_trainer 120 bash -c "rm -rf $logs/dp_one $logs/dp_nccl &&
+    $build/cli/minipeft $dp --out $logs/dp_one && $mpi $build/cli/minipeft $dp --out $logs/dp_nccl &&
+    cmp <(grep -o '\"loss\":[^,]*' $logs/dp_one/log.jsonl) <(grep -o '\"loss\":[^,]*' $logs/dp_nccl/log.jsonl) &&
+    $mpi $build/cli/minipeft bench --model gpt2-tiny --method full --device cuda --zero 1 --seq 32 --batch 2 --json |
+      grep '\"communicator\": *\"NCCL\"'"
+else
+  rows+=("nccl_trainer|not run: no mpirun|0|")
   failed=1
 fi
 

@@ -75,9 +75,10 @@ struct BenchOptions {
 void run_bench(const BenchOptions& o) {
   const train::TrainConfig& c = o.train;
   c.validate();
+  parallel::Communicator& comm = parallel::world(c.device);  // on CUDA under mpirun: this rank's GPU, first
   models::Tokenizer tok = models::Tokenizer::from_dir(train::default_tokenizer_dir());
   // The training step's plan (planned_rss_bytes), made before the model: it measures the fixed part first.
-  const train::MemoryPlan plan = o.forward_only ? train::MemoryPlan{} : train::plan_training_memory(c, tok, parallel::world().size());
+  const train::MemoryPlan plan = o.forward_only ? train::MemoryPlan{} : train::plan_training_memory(c, tok, comm.size());
   train::TrainedModel m = train::build_model(c, tok);
   Tensor ids = train::random_token_ids(c.batch, c.seq, m.base->vocab_size(), c.seed).to(c.device);  // (B, T)
   Backend& device = backend(c.device);
@@ -93,9 +94,9 @@ void run_bench(const BenchOptions& o) {
                              {"bf16", gemm_peak_gflops(DType::bf16, c.device)}};
   const ModelFlops per_token = model_flops_per_token(m.base->config(), c.seq, m.peft != nullptr);
   out["model_flops_per_token"] = {{"train", per_token.train}, {"forward", per_token.forward}};
-  parallel::Communicator& comm = parallel::world();
   const int ranks = comm.size();
   out["ranks"] = ranks;
+  out["communicator"] = comm.name();
   if (!o.forward_only) {
     const std::vector<nn::NamedParameter> params = train::trainable_parameters(m.module());
     std::unique_ptr<nn::Optimizer> opt = train::make_optimizer(c, params, comm);

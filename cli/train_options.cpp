@@ -1,6 +1,7 @@
 #include "cli/train_options.h"
 
 #include "cli/model_options.h"
+#include "parallel/communicator.h"
 
 namespace mp::cli {
 
@@ -58,8 +59,9 @@ void add_run_options(CLI::App* cmd, train::TrainConfig& c, bool& no_progress) {
 
 void add_device_option(CLI::App* cmd, train::TrainConfig& c) {
   cmd->add_option_function<std::string>(
-         "--device", [&c](const std::string& name) { c.device = parse_device(name); },
-         "cpu | cuda | cuda:N | sim (the CPU's kernels on a device whose bytes host code may not read)")
+         "--device", [&c](const std::string& name) { c.device = parallel::rank_device(name); },
+         "cpu | cuda | cuda:N | sim (the CPU's kernels on a device whose bytes host code may not read); under "
+         "mpirun, cuda gives each rank its own GPU")
       ->default_str("cpu");
 }
 

@@ -674,6 +674,12 @@ int device_count() {
   return n;
 }
 
+void use_gpu(int index) {
+  const int n = device_count();
+  if (index < 0 || index >= n) fail("no GPU cuda:{}: this process sees {}", index, n);
+  check_cuda(cudaSetDevice(index), "cudaSetDevice");
+}
+
 void set_tf32(bool on) { g_tf32 = on; }
 bool tf32() { return g_tf32; }
 size_t cached_bytes() {

@@ -17,6 +17,11 @@ namespace mp::cuda {
 // (cudaGetDeviceCount's errors, e.g. "driver version is insufficient").
 int device_count();
 
+// Makes GPU `index` this process's (cudaSetDevice): the backend, made at the
+// first use of the GPU, and NCCL use the current GPU, so a data-parallel rank
+// calls it first (parallel::world). mp::Error when there is no such GPU.
+void use_gpu(int index);
+
 // TF32 tensor-core GEMMs for f32 matmuls: off by default so that results
 // match the CPU backend to ~1e-6; on is ~8x faster on A100/H100. The
 // environment variable MP_CUDA_TF32=1 turns it on when the backend is made.

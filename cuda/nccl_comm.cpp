@@ -65,7 +65,6 @@ NcclComm::NcclComm(const NcclId& id, int rank, int ranks) : rank_(rank), ranks_(
   const int devices = device_count();
   if (devices <= 0) fail("NCCL needs a CUDA device; none is usable here");
   if (rank < 0 || rank >= ranks) fail("NCCL: rank {} of {}", rank, ranks);
-  check_cuda_call(cudaSetDevice(rank % devices), "cudaSetDevice");
   ncclUniqueId nid;
   std::memcpy(&nid, id.data(), sizeof nid);
   check_nccl(ncclCommInitRank(&comm_, ranks, nid, rank), "ncclCommInitRank");

@@ -4,7 +4,8 @@
 //
 // As llm.c does, the ranks are started by mpirun and bootstrapped over MPI:
 // rank 0 makes an id (nccl_unique_id), every rank receives it and joins the
-// communicator with its rank. Each rank uses GPU rank % device_count().
+// communicator with its rank. Each rank uses its current GPU (chosen
+// before with cuda::use_gpu, cuda/cuda_backend.h).
 // Collectives go on the default stream, where the backend's kernels run, so
 // they are ordered before every later kernel; the host waits on NcclWork.
 #pragma once

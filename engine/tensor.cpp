@@ -177,17 +177,22 @@ Tensor Tensor::to(DType dt) const {
 static std::atomic<uint64_t> g_host_transfers{0};
 uint64_t host_transfers() { return g_host_transfers.load(std::memory_order_relaxed); }
 
+// One copy of a contiguous tensor's bytes between the host and a device
+// into `dst` (same shape and dtype, contiguous), counted.
+static void transfer(const Tensor& src, const Tensor& dst) {
+  KernelScope copying;  // a host <-> device copy is a kernel
+  if (!dst.device().is_meta()) g_host_transfers.fetch_add(1, std::memory_order_relaxed);
+  if (dst.device().is_cpu()) backend(src.device()).copy_to_host(dst.raw(), src.raw(), src.nbytes());
+  else backend(dst.device()).copy_from_host(dst.raw(), src.raw(), src.nbytes());
+}
+
 Tensor Tensor::to(Device d) const {
   if (d == device()) return *this;
   if (device().is_meta())
     fail("a meta tensor {} has no values to copy to {} (the meta device holds shapes only)", shape_str(shape_), d.str());
   if (!device().is_cpu() && !d.is_cpu() && !d.is_meta()) return to(kCPU).to(d);  // two devices: through the host
-  Tensor src = contiguous();
   Tensor t = empty(shape_, dtype_, d, tag());
-  KernelScope copying;  // a host <-> device copy is a kernel
-  if (!d.is_meta()) g_host_transfers.fetch_add(1, std::memory_order_relaxed);
-  if (d.is_cpu()) backend(src.device()).copy_to_host(t.raw(), src.raw(), src.nbytes());
-  else backend(d).copy_from_host(t.raw(), src.raw(), src.nbytes());
+  transfer(contiguous(), t);
   return t;
 }
 
@@ -196,8 +201,14 @@ void Tensor::refuse_host_access() const {
        shape_str(shape_), device().str());
 }
 
+// Between the host and a device with the same dtype, both contiguous: one
+// counted copy straight into this tensor (a staging buffer's round trip), no
+// temporary.
 void Tensor::copy_from(const Tensor& src) {
   if (src.shape() != shape_) fail("copy of shape {} into shape {}", shape_str(src.shape()), shape_str(shape_));
+  const bool host_and_device = src.device() != device() && (src.device().is_cpu() || device().is_cpu()) &&
+                               !src.device().is_meta() && !device().is_meta();
+  if (host_and_device && src.dtype() == dtype_ && src.is_contiguous() && is_contiguous()) return transfer(src, *this);
   backend(device()).copy(src.device() == device() ? src : src.to(device()), *this);
 }
 

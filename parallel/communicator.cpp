@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "parallel/mpi_communicator.h"
+#include "parallel/nccl_communicator.h"
 #include "engine/error.h"
 
 namespace mp::parallel {
@@ -64,6 +65,13 @@ class Planning : public Communicator {
 // mpirun sets these in every process it starts (OpenMPI, then MPICH/PMI).
 bool launched_by_mpirun() { return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE"); }
 
+// This process's rank among those mpirun started on its node (OpenMPI, then MPICH).
+int local_rank() {
+  const char* r = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+  if (!r) r = std::getenv("MPI_LOCALRANKID");
+  return r ? std::max(0, std::atoi(r)) : 0;
+}
+
 }  // namespace
 
 int launched_ranks() {
@@ -105,9 +113,28 @@ void wait_for(const std::function<bool()>& done, int rank, const char* what, dou
 std::unique_ptr<Communicator> single_process() { return std::make_unique<SingleProcess>(); }
 std::unique_ptr<Communicator> planning(int ranks) { return std::make_unique<Planning>(ranks); }
 
+// The worlds are never deleted: MPI's keeps host buffers (tensors), which
+// must not be freed after the ledger at exit; the process's end frees all.
 Communicator& world() {
-  static std::unique_ptr<Communicator> w = launched_by_mpirun() ? mpi_world() : single_process();
+  static Communicator* w = (launched_by_mpirun() ? mpi_world() : single_process()).release();
   return *w;
+}
+
+Communicator& world(Device device) {
+  if (device.type != DeviceType::cuda || !launched_by_mpirun()) return world();
+  static Communicator* gpus = nccl(world(), device.index).release();
+  return *gpus;
+}
+
+Device rank_device(std::string_view name) {
+  const Device d = parse_device(name);
+  if (d.type != DeviceType::cuda || launched_ranks() == 1) return d;
+  if (name != "cuda")
+    fail("--device {} under mpirun with {} ranks: every rank would use that one GPU; --device cuda gives each rank "
+         "its own (local rank modulo the node's GPUs; CUDA_VISIBLE_DEVICES chooses which)",
+         name, launched_ranks());
+  const int gpus = visible_gpus();
+  return gpus > 0 ? Device{DeviceType::cuda, local_rank() % gpus} : d;  // none: the backend's error comes later
 }
 
 double all_reduce_sum(Communicator& comm, double value) {

@@ -2,21 +2,24 @@
 // needs between them. Each process (a "rank") holds a whole model; the
 // trainer splits every batch across ranks and averages the gradients.
 //
-//   parallel::Communicator& comm = parallel::world();    // MPI under mpirun, else one process
+//   parallel::Communicator& comm = parallel::world(device);  // MPI or NCCL under mpirun, else one process
 //   auto pending = comm.all_reduce_sum(grads);  // starts; returns at once
 //   ... more backward ...
 //   pending->wait();                            // grads now hold the sum over ranks
 //
-// Two implementations: one process (every collective is the identity: the
-// sum over one rank is its own value) and MPI for CPU tensors
-// (parallel/mpi_communicator.h). Nothing below this layer knows of ranks; it
-// sees at most nn::BatchRows (which rows of a batch this process computes).
+// Three implementations: one process (every collective is the identity: the
+// sum over one rank is its own value), MPI (parallel/mpi_communicator.h:
+// CPU tensors, and device tensors through host buffers) and NCCL for CUDA
+// tensors (parallel/nccl_communicator.h). world(device) picks one. Nothing
+// below this layer knows of ranks; it sees at most nn::BatchRows (which rows
+// of a batch this process computes).
 #pragma once
 #include <cstdint>
 #include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/tensor.h"
@@ -90,8 +93,25 @@ int launched_ranks();
 void require_one_process(const char* command);
 
 // This process's world: MPI's when the program was launched by mpirun and
-// built with MPI (-Dmpi), else one process. Made at the first call.
+// built with MPI (-Dmpi), else one process. Made at the first call. Its
+// collectives take host tensors and, staged through host buffers, device ones.
 Communicator& world();
+
+// The one place that chooses the communicator of a run's tensors on `device`:
+// under mpirun on CUDA, NCCL over world() (made at the first call, which
+// makes device.index this process's GPU: call it before the first CUDA
+// tensor; its host tensors, a loss, go through world()); anywhere else
+// world() (the CPU, sim; one process). On CUDA in a build without CUDA it is
+// the missing backend's error, as without mpirun; with CUDA but no NCCL an
+// mp::Error that says so.
+Communicator& world(Device device);
+
+// This rank's device for `--device name`. Under mpirun with several ranks
+// "cuda" is the GPU (local rank) % (GPUs this node shows), the local rank
+// being mpirun's OMPI_COMM_WORLD_LOCAL_RANK; "cuda:N" is an mp::Error there,
+// as every rank would take GPU N (CUDA_VISIBLE_DEVICES chooses which GPUs
+// "cuda" shares out). Anywhere else parse_device(name).
+Device rank_device(std::string_view name);
 
 // A blocking sum of one number over the ranks (a loss, a count).
 double all_reduce_sum(Communicator& comm, double value);

@@ -5,10 +5,13 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "engine/error.h"
+#include "parallel/host_staging.h"
 
 namespace mp::parallel {
 
@@ -22,10 +25,11 @@ void check(int code, const char* what) {
   fail("{}: {}", what, std::string(text, size_t(length)));
 }
 
+// `done` runs once the request has completed: the staged result back to the device.
 class MpiPending : public Pending {
  public:
-  MpiPending(MPI_Request request, int rank, double timeout, const char* what)
-      : request_(request), rank_(rank), timeout_(timeout), what_(what) {}
+  MpiPending(MPI_Request request, int rank, double timeout, const char* what, std::function<void()> done)
+      : request_(request), rank_(rank), timeout_(timeout), what_(what), done_(std::move(done)) {}
   ~MpiPending() override {
     if (request_ != MPI_REQUEST_NULL) MPI_Request_free(&request_);  // never waited: the error path
   }
@@ -38,6 +42,7 @@ class MpiPending : public Pending {
           return done != 0;
         },
         rank_, what_, timeout_);
+    if (done_) std::exchange(done_, nullptr)();  // once, if waited twice
   }
 
  private:
@@ -45,6 +50,7 @@ class MpiPending : public Pending {
   int rank_;
   double timeout_;
   const char* what_;
+  std::function<void()> done_;
 };
 
 MPI_Datatype mpi_type(const Tensor& t, const char* what) {
@@ -53,8 +59,8 @@ MPI_Datatype mpi_type(const Tensor& t, const char* what) {
   fail("{}: {} tensors cannot be summed (f32 or f64)", what, dtype_name(t.dtype()));
 }
 
-void check_host(const Tensor& t, const char* what) {
-  if (!t.device().is_cpu()) fail("{}: the MPI communicator takes CPU tensors, not {}", what, t.device().str());
+void check_tensor(const Tensor& t, const char* what) {
+  if (t.device().is_meta()) fail("{}: a meta tensor has no values to send", what);
   if (!t.is_contiguous()) fail("{}: tensor {} is not contiguous", what, shape_str(t.shape()));
   if (t.numel() > INT32_MAX / 8) fail("{}: {} elements are too many for one MPI call", what, t.numel());
 }
@@ -79,27 +85,34 @@ class MpiCommunicator : public Communicator {
   int size() const override { return size_; }
   std::string name() const override { return "MPI"; }
 
+  // A tensor on a device (sim, CUDA) goes through a host buffer (parallel/host_staging.h).
   std::unique_ptr<Pending> all_reduce_sum(const Tensor& t) override {
-    check_host(t, "all_reduce");
+    check_tensor(t, "all_reduce");
+    const MPI_Datatype type = mpi_type(t, "all_reduce");
+    Tensor host = staging_.take(t, true);
     MPI_Request request;
-    check(MPI_Iallreduce(MPI_IN_PLACE, t.raw(), int(t.numel()), mpi_type(t, "all_reduce"), MPI_SUM, comm_,
-                         &request),
+    check(MPI_Iallreduce(MPI_IN_PLACE, host.raw(), int(t.numel()), type, MPI_SUM, comm_, &request),
           "MPI_Iallreduce");
     count(t.nbytes());
-    return std::make_unique<MpiPending>(request, rank_, timeout_, "an all-reduce");
+    return std::make_unique<MpiPending>(request, rank_, timeout_, "an all-reduce",
+                                        [this, host, t] { staging_.give_back(host, t, true); });
   }
 
   std::unique_ptr<Pending> all_gather(const Tensor& part, const Tensor& whole) override {
-    check_host(part, "all_gather");
-    check_host(whole, "all_gather");
+    check_tensor(part, "all_gather");
+    check_tensor(whole, "all_gather");
     if (part.dtype() != whole.dtype() || whole.nbytes() != part.nbytes() * size_t(size_))
       fail("all_gather: {} from each of {} ranks into {}", shape_str(part.shape()), size_, shape_str(whole.shape()));
+    Tensor part_host = staging_.take(part, true), whole_host = staging_.take(whole, false);
     MPI_Request request;
-    check(MPI_Iallgather(part.raw(), int(part.nbytes()), MPI_BYTE, whole.raw(), int(part.nbytes()),
+    check(MPI_Iallgather(part_host.raw(), int(part.nbytes()), MPI_BYTE, whole_host.raw(), int(part.nbytes()),
                          MPI_BYTE, comm_, &request),
           "MPI_Iallgather");
     count(part.nbytes());
-    return std::make_unique<MpiPending>(request, rank_, timeout_, "an all-gather");
+    return std::make_unique<MpiPending>(request, rank_, timeout_, "an all-gather", [=, this] {
+      staging_.give_back(part_host, part, false);
+      staging_.give_back(whole_host, whole, true);
+    });
   }
 
   void progress() override {
@@ -128,6 +141,7 @@ class MpiCommunicator : public Communicator {
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1;
   double timeout_ = 600;
+  HostStaging staging_;
 };
 
 }  // namespace

@@ -1,6 +1,8 @@
-// The MPI communicator: ranks started by mpirun, collectives on CPU tensors
-// through MPI's non-blocking calls (MPI_Iallreduce, MPI_Iallgather), waited
-// on with a timeout so that a rank that died cannot hang the others.
+// The MPI communicator: ranks started by mpirun, collectives through MPI's
+// non-blocking calls (MPI_Iallreduce, MPI_Iallgather), waited on with a
+// timeout so that a rank that died cannot hang the others. CPU tensors are
+// sent as they are; a tensor on a device (sim, CUDA without NCCL) is copied
+// to a reused host buffer and its result back (parallel/host_staging.h).
 //
 // Built only with MPI (meson -Dmpi=auto finds OpenMPI's libopenmpi-dev);
 // without it mpi_world() is an mp::Error that says how to build with it.

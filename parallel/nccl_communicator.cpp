@@ -2,7 +2,9 @@
 
 #include <cstring>
 
+#include "cuda/cuda_backend.h"
 #include "cuda/nccl_comm.h"
+#include "engine/backend.h"
 #include "engine/error.h"
 
 namespace mp::parallel {
@@ -32,10 +34,12 @@ class NcclCommunicator : public Communicator {
   int size() const override { return comm_.size(); }
   std::string name() const override { return "NCCL"; }
   std::unique_ptr<Pending> all_reduce_sum(const Tensor& t) override {
+    if (t.device().is_cpu()) return bootstrap_.all_reduce_sum(t);
     count(t.nbytes());
     return std::make_unique<NcclPending>(comm_.all_reduce_sum(t), comm_, timeout_, "an all-reduce");
   }
   std::unique_ptr<Pending> all_gather(const Tensor& part, const Tensor& whole) override {
+    if (part.device().is_cpu()) return bootstrap_.all_gather(part, whole);
     count(part.nbytes());
     return std::make_unique<NcclPending>(comm_.all_gather(part, whole), comm_, timeout_, "an all-gather");
   }
@@ -52,7 +56,12 @@ class NcclCommunicator : public Communicator {
 
 }  // namespace
 
-std::unique_ptr<Communicator> nccl(Communicator& bootstrap) {
+int visible_gpus() { return cuda::device_count(); }
+
+std::unique_ptr<Communicator> nccl(Communicator& bootstrap, int gpu) {
+  const Device device{DeviceType::cuda, gpu};
+  if (visible_gpus() == 0) backend(device);  // no GPU: the missing backend's error, as without mpirun
+  cuda::use_gpu(gpu);
   // Rank 0's id to everyone: each rank contributes its bytes (zeros but on
   // rank 0) and the all-gather hands every rank all of them.
   cuda::NcclId id{};

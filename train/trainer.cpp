@@ -465,12 +465,12 @@ static TrainResult train_loop(TrainedModel& m, TrainingData& data, const TrainCo
 
 TrainResult train(TrainedModel& model, TrainingData& data, const TrainConfig& config,
                   const std::vector<TrainerCallback*>& callbacks) {
-  parallel::Communicator& comm = parallel::world();
+  parallel::Communicator& comm = parallel::world(config.device);
   return on_every_rank(comm, [&] { return train_loop(model, data, config, callbacks, comm); });
 }
 
 TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer, TrainedModel* model_out) {
-  parallel::Communicator& comm = parallel::world();
+  parallel::Communicator& comm = parallel::world(config.device);
   return on_every_rank(comm, [&] {
     config.validate();
     backend(config.device);  // no such device (CUDA not built, no GPU): an error naming it, before any work

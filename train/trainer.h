@@ -152,8 +152,10 @@ double evaluate(const TrainedModel& m, const std::vector<Tensor>& windows);
 // [rank * batch, (rank + 1) * batch) of each global batch of N * batch rows
 // (examples and dropout masks keyed by the global row: the same run as one
 // process at batch N * batch, up to rounding), the gradients are averaged
-// over the ranks, and rank 0 alone writes the log, checkpoints and the final
-// model. An error on one rank stops all of them. For pairs, micro-batches
+// over the ranks by parallel::world(config.device) (MPI, through host
+// buffers for sim; NCCL on CUDA, which picks this rank's GPU: on CUDA under
+// mpirun call it before building `model`), and rank 0 alone writes the log,
+// checkpoints and the final model. An error on one rank stops all of them. For pairs, micro-batches
 // and ranks are weighted by their completion tokens (micro_batch_weights in
 // train/train_step.h), so the loss is the global batch's token mean.
 TrainResult train(TrainedModel& model, TrainingData& data, const TrainConfig& config,

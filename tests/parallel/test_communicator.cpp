@@ -1,6 +1,8 @@
 // The communicator without mpirun: one process is the identity, a
 // collective that never completes fails after its timeout naming the rank,
-// and ZeRO-1 over one rank is AdamW bit for bit, with AdamW's checkpoint keys.
+// ZeRO-1 over one rank is AdamW bit for bit, with AdamW's checkpoint keys,
+// the host buffers MPI stages device tensors through copy once each way and
+// are reused, and the device decides the communicator and, under mpirun, the GPU.
 #include <doctest/doctest.h>
 
 #include <fmt/format.h>
@@ -8,6 +10,7 @@
 #include <cstdlib>
 
 #include "parallel/communicator.h"
+#include "parallel/host_staging.h"
 #include "parallel/zero_adamw.h"
 #include "engine/error.h"
 #include "engine/ops.h"
@@ -28,6 +31,48 @@ TEST_CASE("one process: all-reduce leaves the tensor, all-gather copies it") {
   CHECK(ops::max_abs_diff(whole, copy) == 0);
   CHECK(parallel::all_reduce_sum(*comm, 2.5) == 2.5);
   CHECK_THROWS_AS(comm->all_gather(x, Tensor::zeros({4})), Error);
+}
+
+TEST_CASE("host staging: a sim tensor is copied to a host buffer and back, once each way; the buffer is reused") {
+  parallel::HostStaging staging;
+  const Tensor values = Tensor::from_vector(std::vector<float>{1, -2, 3, 4, 5, 6}, {2, 3});
+  const Tensor t = values.to(kSim);  // (2, 3)
+  for (int round = 0; round < 2; ++round) {
+    const Tensor now = t.to(kCPU);
+    const uint64_t before = host_transfers();
+    Tensor host = staging.take(t, true);
+    CHECK(host.device() == kCPU);
+    CHECK(host.tag() == Tag::workspace);
+    CHECK(host.shape() == t.shape());
+    CHECK(ops::max_abs_diff(host, now) == 0);
+    ops::axpby(2.f, host, 0.f, host);  // what a collective would write
+    staging.give_back(host, t, true);
+    CHECK(host_transfers() - before == 2);
+    CHECK(staging.buffers() == 1);  // the same buffer each round
+    CHECK(ops::max_abs_diff(t.to(kCPU), values) == (round == 0 ? 6 : 18));  // 2x, then 4x the values
+  }
+  // An output-only buffer is not filled; another size gets its own buffer.
+  const uint64_t before = host_transfers();
+  Tensor out = staging.take(Tensor::zeros({4}, DType::f32, kSim), false);
+  CHECK(host_transfers() == before);
+  staging.give_back(out, Tensor::zeros({4}, DType::f32, kSim), false);
+  CHECK(staging.buffers() == 2);
+  // A CPU tensor is its own buffer.
+  CHECK(staging.take(values, true).storage() == values.storage());
+  CHECK(host_transfers() == before);
+}
+
+TEST_CASE("the communicator is a function of the device; without mpirun the device is the one named") {
+  CHECK(&parallel::world(kSim) == &parallel::world());
+  CHECK(&parallel::world(kCUDA) == &parallel::world());  // one process: nothing to sum over
+  CHECK(parallel::rank_device("cuda:1") == Device{DeviceType::cuda, 1});
+  CHECK(parallel::rank_device("sim") == kSim);
+  setenv("OMPI_COMM_WORLD_SIZE", "2", 1);  // as mpirun sets it, read without starting MPI
+  CHECK_THROWS_WITH_AS(parallel::rank_device("cuda:1"),
+                       doctest::Contains("--device cuda:1 under mpirun with 2 ranks: every rank would use that one GPU"),
+                       Error);
+  CHECK(parallel::rank_device("sim") == kSim);
+  unsetenv("OMPI_COMM_WORLD_SIZE");
 }
 
 TEST_CASE("a collective that never completes fails after the timeout, naming the rank") {

@@ -2,7 +2,9 @@
 // built minipeft: the same per-step losses within 1e-5 relative, and final
 // weights within 1e-5 of the model's largest weight (only the order of
 // floating-point sums differs), for full fine-tuning, LoRA with dropout,
-// prefix tuning, and LoRA on pairs. gpt2-tiny has dropout 0.1 on embeddings, residuals and
+// prefix tuning, and LoRA on pairs; and with the 2 ranks on the sim device
+// (their gradients and ZeRO's parameters staged through host buffers by the
+// MPI communicator) against 1 rank on the CPU. gpt2-tiny has dropout 0.1 on embeddings, residuals and
 // attention, so every mask must be keyed by the global row for this to hold.
 //
 // Why not 1e-5 of each tensor's own largest value: the key part of
@@ -19,6 +21,7 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 
+#include "engine/backend.h"
 #include "tests/parallel/dist_helpers.h"
 
 using namespace mp;
@@ -33,6 +36,14 @@ std::string train_args(const std::string& method, int64_t batch, const std::stri
          std::to_string(batch) + " --out " + out;
 }
 
+// How the 2-rank runs differ from the 1-rank run they must match: `extra`
+// arguments for every run, `device` for the 2 ranks (the 1 rank is on the CPU).
+struct Variant {
+  std::string data = data_path("legal/licenses.txt");
+  std::string extra;
+  std::string device = "cpu";
+};
+
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   REQUIRE_MESSAGE(in.good(), path);
@@ -43,12 +54,13 @@ std::string final_weights(const std::string& method, const std::string& out) {
   return train::final_model_dir(out) + (method == "full" ? "/model.safetensors" : "/adapter_model.safetensors");
 }
 
-void check_two_ranks_match_one(const std::string& method, const std::string& data = data_path("legal/licenses.txt")) {
+void check_two_ranks_match_one(const std::string& method, const Variant& v = {}) {
   TempDir dir("dist");
   const std::string one = dir.str() + "/one", two = dir.str() + "/two";
-  Run r1 = minipeft(train_args(method, 4, one, data));
+  Run r1 = minipeft(train_args(method, 4, one, v.data) + v.extra);
   REQUIRE_MESSAGE(r1.code == 0, r1.output);
-  Run r2 = mpirun(2, train_args(method, 2, two, data));
+  const std::string ranks_args = v.extra + " --device " + v.device;
+  Run r2 = mpirun(2, train_args(method, 2, two, v.data) + ranks_args);
   REQUIRE_MESSAGE(r2.code == 0, r2.output);
   CHECK(r2.output.find("2 ranks (MPI) x batch 2 = global batch 4") != std::string::npos);
   // Rank 0 alone prints the summary.
@@ -67,7 +79,7 @@ void check_two_ranks_match_one(const std::string& method, const std::string& dat
   // ZeRO-1 runs AdamW's kernel on the same numbers, a shard per rank: the
   // same losses and final file, bit for bit.
   const std::string zero = dir.str() + "/zero";
-  Run rz = mpirun(2, train_args(method, 2, zero, data) + " --zero 1");
+  Run rz = mpirun(2, train_args(method, 2, zero, v.data) + ranks_args + " --zero 1");
   REQUIRE_MESSAGE(rz.code == 0, rz.output);
   CHECK(logged_losses(zero) == l2);
   CHECK(read_bytes(final_weights(method, zero)) == read_bytes(final_weights(method, two)));
@@ -100,7 +112,49 @@ TEST_CASE("data parallel: LoRA on prompt/completion pairs on 2 ranks matches 1 r
     out << R"({"prompt": "count )" << i << R"(:", "completion": ")" << completion << "\"}\n";
   }
   out.close();
-  check_two_ranks_match_one("lora", pairs);
+  check_two_ranks_match_one("lora", {.data = pairs});
+}
+
+// The sim device's bytes may not be read by host code, as a GPU's: MPI gets
+// each bucket (and ZeRO's shards) through the communicator's host buffers.
+// Unsummed buckets would leave each rank with its own half-batch gradient
+// and the losses from step 2 on would differ from the CPU's.
+TEST_CASE("data parallel on sim: 2 ranks match 1 CPU rank at twice the batch, with ZeRO-1 and grad-accum") {
+  check_two_ranks_match_one("full", {.device = "sim"});
+  check_two_ranks_match_one("lora", {.extra = " --grad-accum 2", .device = "sim"});
+}
+
+// ZeRO's checkpoint gathers the shards of m and v (an all-gather of sim
+// tensors, staged) and a resume picks each rank's shard back onto the device.
+TEST_CASE("data parallel on sim: a ZeRO-1 checkpoint resumes on 2 ranks bit for bit") {
+  TempDir dir("dist");
+  auto args = [&](const std::string& out) {
+    return "train --no-progress --model gpt2-tiny --method full --device sim --zero 1 --data " +
+           data_path("legal/licenses.txt") + " --seq 32 --batch 2 --steps 4 --out " + out;
+  };
+  const std::string whole = dir.str() + "/whole", part = dir.str() + "/part";
+  Run w = mpirun(2, args(whole));
+  REQUIRE_MESSAGE(w.code == 0, w.output);
+  Run first = mpirun(2, args(part) + " --stop-after 2");
+  REQUIRE_MESSAGE(first.code == 0, first.output);
+  Run rest = mpirun(2, args(part) + " --resume");
+  REQUIRE_MESSAGE(rest.code == 0, rest.output);
+  CHECK(logged_losses(part) == logged_losses(whole));
+  CHECK(read_bytes(final_weights("full", part)) == read_bytes(final_weights("full", whole)));
+}
+
+// The device is chosen per rank: a GPU named by index would be every rank's.
+// Without CUDA, --device cuda under mpirun is the error it is in one process.
+TEST_CASE("data parallel: --device cuda:N on 2 ranks is refused; cuda without a GPU is the one-process error") {
+  Run r = mpirun(2, "train --no-progress --model gpt2-tiny --steps 1 --device cuda:1");
+  CHECK(r.code == 1);
+  CHECK(r.output.find("--device cuda:1 under mpirun with 2 ranks: every rank would use that one GPU") !=
+        std::string::npos);
+  if (has_backend(DeviceType::cuda)) return;
+  r = mpirun(2, "train --no-progress --model gpt2-tiny --steps 1 --device cuda --data /nonexistent/never-read.txt");
+  INFO(r.output);
+  CHECK(r.code == 1);
+  CHECK(r.output.find("no backend for device cuda:0") != std::string::npos);
 }
 
 TEST_CASE("data parallel: a bad input on every rank stops the job with one clear error, exit 1") {
