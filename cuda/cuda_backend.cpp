@@ -444,6 +444,12 @@ class CudaBackend final : public Backend {
     check_launch("cross_entropy_backward");
     if (flagged("cross_entropy_backward")) name_bad_index("cross_entropy_backward", "target", targets, V, ignore_index);
   }
+  void add_sum_of_squares(const Tensor& x, const Tensor& sum) override {
+    check_float("add_sum_of_squares", x);
+    check_contiguous("add_sum_of_squares", {&x});
+    launch_add_sum_of_squares(x.numel(), ptr(x), sum.data<double>());
+    check_launch("add_sum_of_squares");
+  }
   void inverse_target_count(const Tensor& targets, int ignore_index, const Tensor& out) override {
     if (targets.dtype() != DType::i32 || out.numel() != 1 || out.dtype() != DType::f32)
       fail("inverse_target_count: targets {} must be i32 and out (1) f32", shape_str(targets.shape()));

@@ -77,6 +77,8 @@ void launch_cross_entropy_backward(int64_t N, int64_t V, Ptr logits, const int32
                                    int ignore_index, const float* gscale, Ptr glogits, int* err);
 // *out = 1 / (targets (N) that are not ignore_index), 0 if none.
 void launch_inverse_target_count(int64_t N, const int32_t* targets, int ignore_index, float* out);
+// sum[0] += the sum of x's N squares (x contiguous), in double.
+void launch_add_sum_of_squares(int64_t N, Ptr x, double* sum);
 
 // Attention sizes: q (B, H, T, D), k and v (B, H, S, D), S >= T, D <= kMaxHeadDim.
 constexpr int kMaxHeadDim = 128;

@@ -204,6 +204,19 @@ __global__ void inverse_target_count_kernel(int64_t N, const int32_t* targets, i
   if (threadIdx.x == 0) *out = count > 0 ? 1.f / float(count) : 0.f;
 }
 
+// sum[0] += the sum of x's squares: one block (the order of its sums is fixed,
+// so the result is the same on every run), in double.
+__global__ void add_sum_of_squares_kernel(int64_t N, Ptr x, double* sum) {
+  __shared__ double scratch[32];
+  double s = 0;
+  for (int64_t i = threadIdx.x; i < N; i += blockDim.x) {
+    const double e = load<double>(x, i);
+    s += e * e;
+  }
+  s = block_reduce(s, SumOp{}, 0.0, scratch);
+  if (threadIdx.x == 0) *sum += s;
+}
+
 // ============================================================================
 // Attention, flash style: the (T, S) score matrix never exists in memory.
 //   q (B, H, T, D), k, v (B, H, S, D), out (B, H, T, D), lse (B, H, T)
@@ -538,6 +551,10 @@ void launch_cross_entropy_backward(int64_t N, int64_t V, Ptr logits, const int32
 
 void launch_inverse_target_count(int64_t N, const int32_t* targets, int ignore_index, float* out) {
   inverse_target_count_kernel<<<1, kThreads>>>(N, targets, ignore_index, out);
+}
+
+void launch_add_sum_of_squares(int64_t N, Ptr x, double* sum) {
+  add_sum_of_squares_kernel<<<1, 1024>>>(N, x, sum);
 }
 
 void launch_attention(const AttnDims& d, Ptr q, Ptr k, Ptr v, Ptr out, Ptr lse) {

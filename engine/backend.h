@@ -93,6 +93,9 @@ class Backend {
 
   // Reduce a (any strides) over one axis into out (a's shape with that axis 1).
   virtual void reduce(ReduceOp op, const Tensor& a, int axis, const Tensor& out) = 0;
+  // sum += the sum of x's squares, in f64 (sum (1) f64; x contiguous, any float dtype):
+  // a gradient's squared norm without a widened copy of it.
+  virtual void add_sum_of_squares(const Tensor& x, const Tensor& sum) = 0;
 
   // out (batch, M, N) = alpha * op(a) op(b) + beta * out, where
   // a is (batch or 1, M, K), or (batch or 1, K, M) if trans_a; b likewise (K, N) or (N, K).

@@ -159,6 +159,14 @@ Tensor sum_all(const Tensor& a) {
   return out;
 }
 
+void add_sum_of_squares(const Tensor& x, const Tensor& sum) {
+  check_defined("add_sum_of_squares", x);
+  check_same_device("add_sum_of_squares", x, sum);
+  if (sum.shape() != Shape{1} || sum.dtype() != DType::f64)
+    fail("add_sum_of_squares: sum {} {} must be (1) f64", shape_str(sum.shape()), dtype_name(sum.dtype()));
+  backend_of(x).add_sum_of_squares(x.contiguous(), sum);
+}
+
 // Sum the axes that broadcasting stretched: leading extra axes, and axes where
 // `shape` has 1 and a does not.
 Tensor sum_to(const Tensor& a, const Shape& shape) {

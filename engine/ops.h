@@ -32,6 +32,8 @@ Tensor sum(const Tensor& a, int axis, bool keepdim = false);
 Tensor mean(const Tensor& a, int axis, bool keepdim = false);
 Tensor max(const Tensor& a, int axis, bool keepdim = false);
 Tensor sum_all(const Tensor& a);  // shape (1)
+// sum (1) f64 += the sum of x's squares in f64 (no widened copy of x).
+void add_sum_of_squares(const Tensor& x, const Tensor& sum);
 // Sum a broadcast result back to `shape` (the gradient of broadcasting).
 Tensor sum_to(const Tensor& a, const Shape& shape);
 

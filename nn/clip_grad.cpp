@@ -1,31 +1,11 @@
 #include "nn/clip_grad.h"
 
-#include <algorithm>
 #include <vector>
 
 #include "engine/error.h"
 #include "engine/ops.h"
 
 namespace mp::nn {
-
-// Sum of squares of n floats in f64: blocks summed in parallel, then the
-// block sums in order, so the result does not depend on the thread count.
-static double squared_norm(const float* x, int64_t n) {
-  constexpr int64_t kBlock = 1 << 16;
-  const int64_t blocks = (n + kBlock - 1) / kBlock;
-  std::vector<double> partial(static_cast<size_t>(blocks));  // (blocks)
-#pragma omp parallel for schedule(static) if (blocks > 1)
-  for (int64_t b = 0; b < blocks; ++b) {
-    const int64_t end = std::min(n, (b + 1) * kBlock);
-    double s = 0;
-#pragma omp simd reduction(+ : s)
-    for (int64_t i = b * kBlock; i < end; ++i) s += double(x[i]) * double(x[i]);
-    partial[size_t(b)] = s;
-  }
-  double sum = 0;
-  for (double s : partial) sum += s;
-  return sum;
-}
 
 namespace {
 
@@ -38,30 +18,13 @@ double read(const Tensor& norm) { return norm.device().is_meta() ? 0.0 : norm.it
 
 Tensor grad_norm_tensor(const std::vector<Variable>& params) {
   TagScope scope(Tag::workspace);
-  double host_sum = 0;  // the CPU's f32 gradients, summed here
-  Device host = kCPU;   // their device: the CPU, or meta (no values, the same allocations)
-  bool any_host = false;
-  Tensor on_device;  // (1) f64: the other gradients' sum of squares, summed where they are
+  Tensor sum;  // (1) f64: the squares of every gradient, summed where they are, in their order
   for (const Variable& p : params) {
     if (!p.defined() || !p.grad().defined()) continue;
-    const Tensor& g = p.grad();
-    if ((g.device().is_cpu() || g.device().is_meta()) && g.dtype() == DType::f32 && g.is_contiguous()) {
-      any_host = true;
-      host = g.device();
-      if (!g.device().is_meta()) host_sum += squared_norm(g.data<float>(), g.numel());
-      continue;
-    }
-    // Other devices and dtypes: widen to f64 there and reduce there.
-    Tensor g64 = g.to(DType::f64);
-    Tensor s = ops::sum_all(ops::mul(g64, g64));
-    on_device = on_device.defined() ? ops::add(on_device, s) : s;
+    if (!sum.defined()) sum = Tensor::zeros({1}, DType::f64, p.grad().device());
+    ops::add_sum_of_squares(p.grad(), sum);
   }
-  Tensor sum;  // (1) f64
-  if (any_host || !on_device.defined()) {
-    sum = Tensor::empty({1}, DType::f64, host);
-    ops::fill(sum, host_sum);
-  }
-  if (on_device.defined()) sum = sum.defined() ? ops::add(sum.to(on_device.device()), on_device) : on_device;
+  if (!sum.defined()) sum = Tensor::zeros({1}, DType::f64);  // no gradients: 0
   return ops::unary(UnaryOp::sqrt, sum);
 }
 

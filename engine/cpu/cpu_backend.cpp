@@ -89,6 +89,10 @@ class CpuBackend final : public Backend {
     KernelCall t(op == ReduceOp::sum ? "reduce sum" : "reduce max");
     cpu::reduce(op, a, axis, out);
   }
+  void add_sum_of_squares(const Tensor& x, const Tensor& sum) override {
+    KernelCall t("add_sum_of_squares");
+    cpu::add_sum_of_squares(x, sum);
+  }
 
   void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out, float alpha,
               float beta) override {

@@ -38,6 +38,7 @@ void clip_by_norm(const Tensor& grad, const Tensor& norm, double max_norm, doubl
 
 // reduce.cpp
 void reduce(ReduceOp op, const Tensor& a, int axis, const Tensor& out);
+void add_sum_of_squares(const Tensor& x, const Tensor& sum);
 
 // random.cpp
 void random(const Tensor& dst, Distribution dist, double a, double b, uint64_t seed);

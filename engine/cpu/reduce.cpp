@@ -6,8 +6,10 @@
 //    runs down its own contiguous row;
 //  - otherwise (a column sum of (N, C) over N, the bias gradient): each step
 //    along the axis adds a whole contiguous row into the outputs.
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "engine/cpu/dispatch.h"
 #include "engine/cpu/kernels.h"
@@ -68,6 +70,32 @@ void reduce(ReduceOp op, const Tensor& a, int axis, const Tensor& out) {
       }
     });
   });
+}
+
+// Blocks of 64K elements summed in parallel, then the block sums in order, so
+// the result does not depend on the thread count.
+void add_sum_of_squares(const Tensor& x, const Tensor& sum) {
+  if (!x.is_contiguous()) fail("add_sum_of_squares: x {} must be contiguous", shape_str(x.shape()));
+  constexpr int64_t kBlock = 1 << 16;
+  const int64_t n = x.numel(), blocks = (n + kBlock - 1) / kBlock;
+  std::vector<double> partial(static_cast<size_t>(blocks));  // (blocks)
+  visit_any(x.dtype(), [&]<class T>() {
+    const T* v = x.data<T>();
+#pragma omp parallel for schedule(static) if (blocks > 1)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t end = std::min(n, (b + 1) * kBlock);
+      double s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int64_t i = b * kBlock; i < end; ++i) {
+        const double e = convert<double>(v[i]);
+        s += e * e;
+      }
+      partial[size_t(b)] = s;
+    }
+  });
+  double total = 0;
+  for (double s : partial) total += s;
+  sum.data<double>()[0] += total;
 }
 
 }  // namespace mp::cpu

@@ -48,6 +48,7 @@ class MetaBackend final : public Backend {
   void arange(const Tensor&, int64_t) override {}
   void clip_by_norm(const Tensor&, const Tensor&, double, double) override {}
   void reduce(ReduceOp, const Tensor&, int, const Tensor&) override {}
+  void add_sum_of_squares(const Tensor&, const Tensor&) override {}
 
   void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out, float alpha,
               float beta) override {

@@ -40,11 +40,10 @@ TEST_CASE("--device names a device the program has, or the run stops before any 
 
 // The planner runs the step on meta with the host's kernels' allocations; the
 // sim device runs those kernels on its own pool, every scratch buffer
-// included, so its ledger must match the plan to the byte. (Full fine-tuning
-// is left out: the gradient norm widens each gradient to f64 on a device,
-// which the plan, made as for the host, does not hold.)
+// included (the gradient norm too: summed in place, not widened to f64), so
+// its ledger must match the plan to the byte.
 TEST_CASE("bench --device sim: the device's ledger peak is the planned peak, to the byte") {
-  for (const char* run : {"--method lora", "--method prefix", "--method prompt", "--method ia3",
+  for (const char* run : {"--method full", "--method lora", "--method prefix", "--method prompt", "--method ia3",
                           "--method lora --use-dora --base-dtype nf4", "--method lora --recompute --precision bf16"}) {
     CAPTURE(run);
     Run r = minipeft(std::string("bench --model gpt2-tiny --batch 2 --seq 32 --steps 2 --device sim --json ") + run);

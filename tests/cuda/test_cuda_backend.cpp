@@ -307,6 +307,19 @@ TEST_CASE("the step's device-side numbers: target count, arange, clip by norm") 
   }
 }
 
+TEST_CASE("add_sum_of_squares: the CPU's sum, f32, bf16 and f64, past one block's threads") {
+  for (DType dt : {DType::f32, DType::bf16, DType::f64}) {
+    CAPTURE(dtype_name(dt));
+    Tensor x = uniform({100003}, 62, -2, 2, dt);
+    Tensor want = Tensor::zeros({1}, DType::f64), got = Tensor::zeros({1}, DType::f64, kCUDA);
+    for (int rep = 0; rep < 2; ++rep) {  // it adds to what the sum holds
+      ops::add_sum_of_squares(x, want);
+      ops::add_sum_of_squares(dev(x), got);
+    }
+    CHECK(got.item() == doctest::Approx(want.item()).epsilon(1e-12));
+  }
+}
+
 TEST_CASE("fused cross-entropy forward and backward with ignore_index, f32 and f64") {
   const int64_t N = 6, V = 50257;
   Tensor targets = Tensor::from_vector(std::vector<int32_t>{5, -100, 50256, 0, 1234, -100}, {N});

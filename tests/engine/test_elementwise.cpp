@@ -221,6 +221,28 @@ TEST_CASE("clip_by_norm scales by max_norm / (norm + eps) only below 1, reading 
   CHECK(std::isnan(values(g)[0]));
 }
 
+TEST_CASE("add_sum_of_squares adds the squares in f64 to a running sum, for every float dtype") {
+  Tensor sum = Tensor::zeros({1}, DType::f64);
+  ops::add_sum_of_squares(Tensor::from_vector(std::vector<float>{1, -2, 3}, {3}), sum);
+  CHECK(sum.item() == 14.0);  // 1 + 4 + 9
+  ops::add_sum_of_squares(Tensor::from_vector(std::vector<double>{0.5, -1.5}, {2}), sum);
+  CHECK(sum.item() == 16.5);  // + 0.25 + 2.25
+  ops::add_sum_of_squares(Tensor::from_vector(std::vector<float>{0.5, -1.5}, {2}).to(DType::bf16), sum);
+  CHECK(sum.item() == 19.0);  // bf16 holds both exactly
+  // Past one block of 65,536: 200,003 elements of 0.1f, each squared in double.
+  const float tenth = 0.1f;
+  Tensor many = Tensor::full({200003}, tenth);
+  Tensor s2 = Tensor::zeros({1}, DType::f64);
+  ops::add_sum_of_squares(many, s2);
+  CHECK(s2.item() == doctest::Approx(200003.0 * double(tenth) * double(tenth)).epsilon(1e-12));
+  // A transposed view is summed as its values, and a wrong sum is refused.
+  Tensor t = Tensor::from_vector(std::vector<float>{1, 2, 3, 4, 5, 6}, {2, 3}).transpose(0, 1);
+  Tensor s3 = Tensor::zeros({1}, DType::f64);
+  ops::add_sum_of_squares(t, s3);
+  CHECK(s3.item() == 91.0);
+  CHECK_THROWS_AS(ops::add_sum_of_squares(t, Tensor::zeros({1})), Error);
+}
+
 TEST_CASE("fill on a strided view, max_abs_diff") {
   Tensor t = Tensor::zeros({3, 4});
   ops::fill(t.narrow(1, 1, 2), 7.0);
