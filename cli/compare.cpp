@@ -28,6 +28,7 @@ void add_compare(CLI::App& app) {
   cmd->add_option("--pretrain-lr", o->pretrain_lr, "pretraining peak LR (warmup 10%, cosine)")->capture_default_str();
   // The adaptation runs' optimisation (pretraining shares batch, seq, seed, precision, ...): train's options.
   add_optim_options(cmd, o->train);
+  add_device_option(cmd, o->train);
   cmd->add_option("--methods", o->methods, "subset of full,lora,prefix,prompt,qlora (LoRA on an NF4 base)")->delimiter(',')->capture_default_str();
   cmd->add_option("--lora-r", o->train.lora_r, "LoRA rank")->capture_default_str();
   cmd->add_option("--lora-targets", o->train.lora_targets, "LoRA target modules (default c_attn)")->delimiter(',');

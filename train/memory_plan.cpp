@@ -76,7 +76,7 @@ MemoryPlan plan_training_memory(const TrainConfig& config, const models::Tokeniz
 }
 
 MemoryPlan measure_training_memory(const TrainConfig& config, const models::Tokenizer& tokenizer, int timed_steps) {
-  return run_steps(config, tokenizer, kCPU, timed_steps);
+  return run_steps(config, tokenizer, config.device, timed_steps);
 }
 
 size_t fixed_process_bytes() {

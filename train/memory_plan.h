@@ -52,7 +52,7 @@ struct MemoryPlan {
 // gradient buckets; with config.zero, its shard of the optimizer state).
 MemoryPlan plan_training_memory(const TrainConfig& config, const models::Tokenizer& tokenizer, int ranks = 1);
 
-// The same step run on the CPU (random weights for a built-in name, the
+// The same step run on config.device (random weights for a built-in name, the
 // folder's weights otherwise), read from the Ledger. With timed_steps > 0,
 // that many more steps follow the two and step_seconds is their mean (the
 // account is read before them: the live bytes do not change after the

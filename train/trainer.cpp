@@ -226,7 +226,7 @@ static LossSum held_out_loss(const TrainedModel& m, const std::vector<Batch>& ba
   LossSum s;
   for (const Batch& b : batches) {
     const double weight = b.labels.defined() ? double(b.targets()) : 1.0;
-    if (weight > 0) s.sum += weight * m.loss(b).item();
+    if (weight > 0) s.sum += weight * m.loss(b.to(m.device())).item();  // batches made on the host move there
     s.weight += weight;
   }
   m.module().train(was_training);

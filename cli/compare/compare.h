@@ -91,6 +91,7 @@ struct SizePoint {
 struct ScaleResult {
   bool done = false;
   std::string model;
+  Device device = kCPU;  // where the rows are measured (compare's --device)
   int64_t batch = 4, seq = 64;
   int timed_steps = 2;  // after one untimed step
   std::vector<ScaleRow> rows;

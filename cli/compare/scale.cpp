@@ -23,9 +23,10 @@ using Clock = std::chrono::steady_clock;
 constexpr const char* kScaleVariants[] = {"full", "lora", "lora+dora", "prefix", "prompt", "lora+bf16", "lora+recomp"};
 
 train::TrainConfig scale_config(const std::string& model, const char* variant, int64_t batch, int64_t seq,
-                                uint64_t seed) {
+                                uint64_t seed, Device device) {
   train::TrainConfig c;
   c.model = model;
+  c.device = device;
   c.batch = batch;
   c.seq = seq;
   c.seed = seed;
@@ -39,9 +40,10 @@ ScaleResult run_scale(const CompareOptions& o, const models::Tokenizer& tok) {
   auto t0 = Clock::now();
   ScaleResult s;
   s.model = o.scale_model;
+  s.device = o.train.device;
   for (const char* v : kScaleVariants) {
     if (o.train.progress) std::fprintf(stderr, "at %s shape: planning and measuring %s\n", s.model.c_str(), v);
-    train::TrainConfig c = scale_config(s.model, v, s.batch, s.seq, o.train.seed);
+    train::TrainConfig c = scale_config(s.model, v, s.batch, s.seq, o.train.seed, s.device);
     ScaleRow row{v, train::plan_training_memory(c, tok), train::measure_training_memory(c, tok, s.timed_steps)};
     row.tokens_per_s = double(s.batch * s.seq) / row.measured.step_seconds;
     s.rows.push_back(std::move(row));
@@ -51,7 +53,7 @@ ScaleResult run_scale(const CompareOptions& o, const models::Tokenizer& tok) {
                             "opt-2.7b", "opt-6.7b"}) {
     SizePoint p{model, 0, {}};
     for (const char* v : kScaleVariants) {
-      train::MemoryPlan plan = train::plan_training_memory(scale_config(model, v, s.size_batch, s.size_seq, o.train.seed), tok);
+      train::MemoryPlan plan = train::plan_training_memory(scale_config(model, v, s.size_batch, s.size_seq, o.train.seed, s.device), tok);
       p.all_params = plan.all_params;
       p.peak.push_back(plan.peak_total);
     }
@@ -65,8 +67,8 @@ ScaleResult run_scale(const CompareOptions& o, const models::Tokenizer& tok) {
 
 std::string format_scale_table(const ScaleResult& s) {
   std::string out = fmt::format(
-      "\nat {} shape (random weights), B={} T={}: MiB at the peak of the sum,\nplanned on the meta device / measured on the CPU\n",
-      s.model, s.batch, s.seq);
+      "\nat {} shape (random weights), B={} T={}: MiB at the peak of the sum,\nplanned on the meta device / measured on {}\n",
+      s.model, s.batch, s.seq, s.device.str());
   const char* row = "{:<12}{:>17}{:>13}{:>15}{:>17}{:>17}{:>9}\n";
   out += fmt::format(fmt::runtime(row), "method", "weights+adapter", "grads", "optimizer", "activ+worksp", "peak",
                      "tok/s");

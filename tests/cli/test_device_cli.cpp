@@ -1,6 +1,9 @@
 // --device on the command line: train, eval and generate on the sim device
-// print what they print on the CPU; a device that does not exist is refused.
+// print what they print on the CPU, bench plans the sim device to the byte,
+// compare runs there; a device that does not exist is refused.
 #include <doctest/doctest.h>
+
+#include <fstream>
 
 #include <nlohmann/json.hpp>
 
@@ -51,5 +54,30 @@ TEST_CASE("bench --device sim: the device's ledger peak is the planned peak, to 
     const nlohmann::json j = nlohmann::json::parse(r.output);
     CHECK(j["device"] == "sim");
     CHECK(j["planned_peak_bytes"].get<size_t>() == j["peak_bytes"]["total"].get<size_t>());
+  }
+}
+
+// compare --device: the pretraining and every adaptation run on the device,
+// and the held-out sets made on the host are evaluated there; the losses are
+// the CPU's, bit for bit (the sim device runs the CPU's kernels).
+TEST_CASE("compare --quick --device sim: the CPU's losses for every method") {
+  mp::test::TempDir d("device_compare");
+  nlohmann::json results[2];
+  for (int i = 0; i < 2; ++i) {
+    const std::string device = i == 0 ? "cpu" : "sim";
+    Run r = minipeft("compare --quick --no-progress --methods full,lora,prompt --device " + device + " --out " +
+                     d / device);
+    REQUIRE_MESSAGE(r.code == 0, r.output);
+    std::ifstream in(d / (device + "/results.json"));
+    results[i] = nlohmann::json::parse(in);
+  }
+  REQUIRE(results[0]["methods"].size() == 3);
+  for (size_t m = 0; m < 3; ++m) {
+    const nlohmann::json &cpu = results[0]["methods"][m], &sim = results[1]["methods"][m];
+    CAPTURE(cpu["method"].get<std::string>());
+    for (const char* key : {"licence_loss_init", "licence_loss_after", "shakespeare_loss_after"})
+      CHECK(sim[key].get<double>() == cpu[key].get<double>());
+    REQUIRE(sim["steps"].size() == cpu["steps"].size());
+    for (size_t s = 0; s < cpu["steps"].size(); ++s) CHECK(sim["steps"][s]["loss"] == cpu["steps"][s]["loss"]);
   }
 }
