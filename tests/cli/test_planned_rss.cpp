@@ -27,7 +27,9 @@ TEST_CASE("bench: planned_rss_bytes within 5% of the measured peak RSS for every
     CAPTURE(planned);
     CAPTURE(measured);
     CHECK(j["planned_rss_bytes"].get<size_t>() >= j["fixed_bytes"].get<size_t>() + j["peak_bytes"]["total"].get<size_t>());
+#ifndef __SANITIZE_ADDRESS__  // AddressSanitizer's shadow memory and quarantine are resident bytes no plan has
     CHECK(std::abs(planned - measured) <= 0.05 * measured);
+#endif
     // The ledger's peak is planned to the byte (the planner runs the same step on meta).
     CHECK(j["planned_peak_bytes"].get<size_t>() == j["peak_bytes"]["total"].get<size_t>());
     // Model FLOPs (MFU's numerator): a training step of a trained base is three

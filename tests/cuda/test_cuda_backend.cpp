@@ -316,7 +316,7 @@ TEST_CASE("add_sum_of_squares: the CPU's sum, f32, bf16 and f64, past one block'
       ops::add_sum_of_squares(x, want);
       ops::add_sum_of_squares(dev(x), got);
     }
-    CHECK(got.item() == doctest::Approx(want.item()).epsilon(1e-12));
+    CHECK(got.item() == doctest::Approx(want.item()).epsilon(1e-10));  // other order: n * 2^-53
   }
 }
 
