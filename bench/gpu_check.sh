@@ -15,11 +15,15 @@
 #      the CPU and with --device cuda, for full fine-tuning, LoRA, prefix, prompt
 #      tuning and QLoRA (LoRA on an NF4 base), and checks that every step's loss
 #      agrees within 1e-4 relative (f32),
-#   5. times GPT-2 124M training steps on the GPU with `minipeft bench --device
+#   5. holds the planner for CUDA (`info --device cuda`, engine/meta/cuda_plan.cpp)
+#      to the GPU: `minipeft bench --device cuda` on gpt2-tiny for full, LoRA on a
+#      bf16 base, QLoRA, prefix, prompt and bf16 autocast, each tag's planned
+#      peak and the allocator's planned reserved peak equal to the measured ones,
+#      to the byte,
+#   6. times GPT-2 124M training steps on the GPU with `minipeft bench --device
 #      cuda` (random init and tokens, AdamW), B=8 T=1024, fp32 and bf16 autocast,
-#      full fine-tuning and LoRA: tokens/s, MFU, and the device's ledger peak
-#      beside the planner's (the planner mirrors the CPU backend's allocations,
-#      so on the GPU it is a lower bound until it plans CUDA's own),
+#      full fine-tuning and LoRA: tokens/s, MFU, and the device's ledger peak and
+#      reserved bytes beside the planner's,
 # and prints one summary table. Logs go to build-gpu/gpu_check/. Without a GPU
 # it says so and exits 77 (a skip); otherwise it exits 1 if any step failed.
 #
@@ -111,6 +115,7 @@ minipeft=$build/cli/minipeft
 
 # json_number FILE KEY: the first number after "KEY": in a one-line JSON file.
 json_number() { grep -o "\"$2\":[-0-9.e+]*" "$1" | head -n 1 | cut -d: -f2; }
+json_mib() { awk -v b="$(json_number "$1" "$2")" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 
 # same_losses A B: every step's "loss" in two log.jsonl files agrees within 1e-4 relative.
 same_losses() {
@@ -132,6 +137,23 @@ for method in full lora prefix prompt qlora; do
       "$logs/train_${method}_cuda/log.jsonl"
 done
 
+# same_plan JSON: bench's planned peaks (each tag's, and the allocator's reserved
+# bytes) equal the measured ones, to the byte.
+same_plan() {
+  diff <(grep -o '"planned_tag_peak_bytes":{[^}]*}' "$1" | grep -o '"[a-z]*":[0-9]*' | sort) \
+    <(grep -o '"peak_bytes":{[^}]*}' "$1" | grep -o '"[a-z]*":[0-9]*' | grep -v '"total"' | sort) &&
+    [ "$(json_number "$1" planned_reserved_peak_bytes)" = "$(json_number "$1" peak_reserved_bytes)" ] ||
+    { echo "planned reserved $(json_number "$1" planned_reserved_peak_bytes), measured $(json_number "$1" peak_reserved_bytes)"; return 1; }
+}
+export -f same_plan json_number
+
+for variant in "full" "lora --base-dtype bf16" "lora --base-dtype nf4" "prefix" "prompt" "lora --precision bf16"; do
+  name="plan_$(echo "$variant" | tr -s ' -' '_')"
+  run "$name" 120 "$minipeft" bench --model gpt2-tiny --batch 4 --seq 64 --steps 2 --device cuda --json \
+    --method $variant &&
+    run "${name}_eq" 10 bash -c 'same_plan "$0"' "$logs/$name.log"
+done
+
 # Peak dense TFLOP/s of this GPU for the MFU column.
 peak_f32=${MP_PEAK_F32_TFLOPS:-}
 peak_bf16=${MP_PEAK_BF16_TFLOPS:-}
@@ -139,7 +161,7 @@ case "$gpu" in
   *H100*SXM* | *H100\ 80GB* | *H200*) peak_f32=${peak_f32:-66.9} peak_bf16=${peak_bf16:-989.4} ;;
 esac
 
-bench_rows=()  # "method precision|tokens/s|TFLOP/s|MFU|peak MiB|planned MiB"
+bench_rows=()  # "method precision|tokens/s|TFLOP/s|MFU|peak MiB|planned MiB|reserved MiB|planned MiB"
 for method in full lora; do
   for precision in f32 bf16; do
     name="bench_${method}_${precision}"
@@ -150,13 +172,14 @@ for method in full lora; do
       tflops=$(json_number "$json" train_model_tflops)
       peak_mib=$(awk -v b="$(grep -o '"peak_bytes":{[^}]*}' "$json" | grep -o '"total":[0-9]*' | cut -d: -f2)" \
         'BEGIN { printf "%.1f", b / 1048576 }')
-      planned_mib=$(awk -v b="$(json_number "$json" planned_peak_bytes)" 'BEGIN { printf "%.1f", b / 1048576 }')
+      planned_mib=$(json_mib "$json" planned_peak_bytes)
+      reserved_mib="$(json_mib "$json" peak_reserved_bytes)|$(json_mib "$json" planned_reserved_peak_bytes)"
       peak=$([ $precision = bf16 ] && echo "$peak_bf16" || echo "$peak_f32")
       mfu=n/a
       [ -n "$peak" ] && mfu=$(awk -v a="$tflops" -v p="$peak" 'BEGIN { printf "%.1f%%", 100 * a / p }')
-      bench_rows+=("$method $precision|$tps|$tflops|$mfu|$peak_mib|$planned_mib")
+      bench_rows+=("$method $precision|$tps|$tflops|$mfu|$peak_mib|$planned_mib|$reserved_mib")
     else
-      bench_rows+=("$method $precision|-|-|-|-|-")
+      bench_rows+=("$method $precision|-|-|-|-|-|-|-")
     fi
   done
 done
@@ -170,9 +193,10 @@ for r in "${rows[@]}"; do
 done
 echo
 echo "GPT-2 124M training step, B=8 T=1024, AdamW (peaks: fp32 ${peak_f32:-?}, bf16 ${peak_bf16:-?} TFLOP/s)"
-printf '%-12s %12s %14s %8s %14s %14s\n' run tokens/s "model TFLOP/s" MFU "peak MiB" "planned MiB"
+printf '%-12s %12s %14s %8s %10s %12s %13s %12s\n' run tokens/s "model TFLOP/s" MFU "peak MiB" "planned MiB" \
+  "reserved MiB" "planned MiB"
 for r in "${bench_rows[@]}"; do
-  IFS='|' read -r a b c d e f <<<"$r"
-  printf '%-12s %12s %14s %8s %14s %14s\n' "$a" "$b" "$c" "$d" "$e" "$f"
+  IFS='|' read -r a b c d e f g h <<<"$r"
+  printf '%-12s %12s %14s %8s %10s %12s %13s %12s\n' "$a" "$b" "$c" "$d" "$e" "$f" "$g" "$h"
 done
 exit $failed

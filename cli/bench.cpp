@@ -137,6 +137,7 @@ void run_bench(const BenchOptions& o) {
     peaks["total"] = ledger.peak_total(c.device);  // the peak of the sum; the tags' entries are their own peaks
     out["peak_bytes"] = peaks;
     out["at_peak_bytes"] = cli::tag_bytes_json(ledger.peak_moment(c.device).by_tag);
+    out["peak_reserved_bytes"] = ledger.peak_reserved(c.device);  // the allocator's blocks, rounded
     // The process's peak so far: what planned_rss_bytes plans. The forward
     // passes below may go higher (without grad the LM head's logits are whole).
     out["train_peak_rss_bytes"] = peak_resident_bytes();
@@ -161,6 +162,8 @@ void run_bench(const BenchOptions& o) {
     out["fixed_bytes"] = plan.fixed_bytes;
     out["planned_rss_bytes"] = plan.rss_bytes;
     out["planned_peak_bytes"] = plan.peak_total;  // beside peak_bytes.total, the measured one
+    out["planned_reserved_peak_bytes"] = plan.reserved_peak;  // beside peak_reserved_bytes
+    out["planned_tag_peak_bytes"] = cli::tag_bytes_json(plan.tag_peaks);  // beside peak_bytes' tags
   }
   auto [trainable, all] = m.trainable_and_all_parameters();
   out["trainable_params"] = trainable;
@@ -197,6 +200,8 @@ void run_bench(const BenchOptions& o) {
     }
     fmt::print("  peak total   {:10.1f} MiB   (the peak of the sum; planned {:.1f} MiB)\n",
                out["peak_bytes"]["total"].get<double>() / (1 << 20), double(plan.peak_total) / (1 << 20));
+    fmt::print("  reserved     {:10.1f} MiB   (the allocator's blocks at their peak; planned {:.1f} MiB)\n",
+               out["peak_reserved_bytes"].get<double>() / (1 << 20), double(plan.reserved_peak) / (1 << 20));
   }
   fmt::print("  peak RSS     {:10.1f} MiB", double(out["peak_rss_bytes"].get<size_t>()) / (1 << 20));
   if (out.contains("train_peak_rss_bytes")) {

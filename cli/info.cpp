@@ -2,8 +2,9 @@
 // and the planned memory of one training step (train/memory_plan.h) for
 // exactly the run a `train` command with the same options would do: change
 // `train` to `info` to see whether it fits: the planned resident memory
-// (planned_rss_bytes: the process's fixed part + the planned peak). --fit-in
-// finds the largest batch whose planned resident memory is under a budget.
+// (planned_rss_bytes: the process's fixed part + the planned peak); with
+// --device cuda, the GPU memory the CUDA allocator reserves (planned without
+// a GPU). --fit-in finds the largest batch whose plan is under a budget.
 #include <fmt/format.h>
 
 #include <cctype>
@@ -77,9 +78,11 @@ void run_info(const InfoOptions& o) {
   const size_t budget = o.fit_in.empty() ? 0 : parse_bytes(o.fit_in);
   const int64_t largest = budget ? train::largest_fitting_batch(c, tok, budget, o.ranks) : 0;
 
-  // What runs the step's GEMMs on this machine (the workspace above is theirs).
-  const nlohmann::json gemm_json = {{"f32", ops::gemm_implementation(DType::f32, kCPU)},
-                                    {"bf16", ops::gemm_implementation(DType::bf16, kCPU)}};
+  // What runs the step's GEMMs on this machine, or on the GPU planned for (the workspace above is theirs).
+  const bool gpu = c.device.type == DeviceType::cuda;
+  const Device gemm_device = gpu ? train::plan_device(c.device) : kCPU;
+  const nlohmann::json gemm_json = {{"f32", ops::gemm_implementation(DType::f32, gemm_device)},
+                                    {"bf16", ops::gemm_implementation(DType::bf16, gemm_device)}};
   if (o.json) {
     nlohmann::json j = {{"model", c.model},
                         {"arch", models::arch_name(mc.arch)},
@@ -99,6 +102,10 @@ void run_info(const InfoOptions& o) {
                         {"setup_peak_bytes", plan.setup_peak},
                         {"fixed_bytes", plan.fixed_bytes},
                         {"planned_rss_bytes", plan.rss_bytes},
+                        {"device", c.device.str()},
+                        {"reserved_peak_bytes", plan.reserved_peak},
+                        {"setup_reserved_peak_bytes", plan.setup_reserved_peak},
+                        {"planned_device_bytes", plan.device_bytes()},
                         {"at_peak_bytes", cli::tag_bytes_json(plan.at_peak.by_tag)},
                         {"tag_peak_bytes", cli::tag_bytes_json(plan.tag_peaks)},
                         {"peak_phase", plan.at_peak.phase},
@@ -126,8 +133,8 @@ void run_info(const InfoOptions& o) {
                plan.storage.nf4_matrices, mib(plan.storage.nf4_bytes), mib(plan.storage.bf16_bytes),
                mib(plan.storage.f32_bytes));
   fmt::print("GEMMs: f32 {}, bf16 {}\n", gemm_json["f32"].get<std::string>(), gemm_json["bf16"].get<std::string>());
-  fmt::print("planned memory of one training step (B={}, T={}, grad-accum {}, AdamW{}, base {}, precision {}):\n",
-             c.batch, c.seq, c.grad_accum,
+  fmt::print("planned memory of one training step on {} (B={}, T={}, grad-accum {}, AdamW{}, base {}, precision {}):\n",
+             c.device.str(), c.batch, c.seq, c.grad_accum,
              o.ranks > 1 ? fmt::format(", rank 0 of {}{}", o.ranks, c.zero ? " with ZeRO-1" : "") : std::string(),
              models::base_dtype_name(c.base_dtype), dtype_name(c.precision));
   fmt::print("  {:<12} {:>12} {:>12}\n", "tag", "at the peak", "own peak");
@@ -137,12 +144,20 @@ void run_info(const InfoOptions& o) {
   fmt::print("  {:<12} {:>8.1f} MiB   (the peak of the sum, in {}{})\n", "peak total", mib(plan.peak_total),
              plan.at_peak.phase.empty() ? "set-up" : plan.at_peak.phase,
              plan.at_peak.op.empty() ? "" : ", op " + plan.at_peak.op);
-  fmt::print("  {:<12} {:>8.1f} MiB   (program, libraries, threads, GEMM library: measured in this process)\n",
-             "fixed part", mib(plan.fixed_bytes));
   fmt::print("  {:<12} {:>8.1f} MiB   (the peak of the sum while the model is built)\n", "set-up peak",
              mib(plan.setup_peak));
-  fmt::print("  {:<12} {:>8.1f} MiB   (planned resident memory: the fixed part + the higher peak)\n", "planned RSS",
-             mib(plan.rss_bytes));
+  fmt::print("  {:<12} {:>8.1f} MiB   (the allocator's blocks at their peak, in its block sizes{})\n", "reserved",
+             mib(plan.reserved_peak), gpu ? ": 512 B steps, 2 MiB from 1 MiB" : "");
+  if (gpu) {
+    fmt::print("  {:<12} {:>8.1f} MiB   (the higher of the steps' and the set-up's reserved peaks; the CUDA context "
+               "and cuBLAS's workspace come on top, not planned)\n",
+               "planned GPU", mib(plan.device_bytes()));
+  } else {
+    fmt::print("  {:<12} {:>8.1f} MiB   (program, libraries, threads, GEMM library: measured in this process)\n",
+               "fixed part", mib(plan.fixed_bytes));
+    fmt::print("  {:<12} {:>8.1f} MiB   (planned resident memory: the fixed part + the higher peak)\n", "planned RSS",
+               mib(plan.rss_bytes));
+  }
   if (budget) {
     if (largest == 0) fmt::print("not even --batch 1 fits in {:.1f} MiB\n", mib(budget));
     else fmt::print("largest --batch that fits in {:.1f} MiB: {}\n", mib(budget), largest);

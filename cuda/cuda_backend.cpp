@@ -25,6 +25,8 @@
 
 #include "cuda/kernels.h"
 #include "engine/backend.h"
+#include "engine/caching_pool.h"
+#include "engine/device_steps.h"
 #include "engine/error.h"
 #include "engine/matmul_dims.h"
 #include "engine/nf4.h"
@@ -102,12 +104,20 @@ std::pair<int64_t, int64_t> rows_cols(const Tensor& t) {
   return {C ? t.numel() / C : 0, C};
 }
 
-// Round a request up so that freed blocks fit later requests of similar size:
-// 512-byte steps below 1 MiB, 2 MiB steps above.
-size_t round_size(size_t bytes) {
-  constexpr size_t kSmall = 512, kLarge = size_t(2) << 20;
-  if (bytes < (size_t(1) << 20)) return (std::max<size_t>(bytes, 1) + kSmall - 1) / kSmall * kSmall;
-  return (bytes + kLarge - 1) / kLarge * kLarge;
+// The caching allocator's source: cudaMalloc, and cudaFree after the device is idle.
+void* device_malloc(size_t size) {
+  void* p = nullptr;
+  if (cudaMalloc(&p, size) == cudaSuccess) return p;
+  (void)cudaGetLastError();  // out of memory: the pool releases its cache and asks once more
+  return nullptr;
+}
+void device_release(const std::vector<void*>& blocks) {
+  cudaError_t first = cudaDeviceSynchronize();
+  for (void* p : blocks) {
+    const cudaError_t e = cudaFree(p);
+    if (first == cudaSuccess) first = e;
+  }
+  check_cuda(first, "releasing the cached blocks");
 }
 
 class CudaBackend final : public Backend {
@@ -120,48 +130,10 @@ class CudaBackend final : public Backend {
 
   Device device() const override { return kCUDA; }
 
-  // ---- memory: a caching allocator. Blocks are kept by rounded size in free
-  // lists; each live block remembers its size and the tag it was asked for.
-  // A cached block is in the Ledger under Tag::cached with the bytes of the
-  // tensor that held it (as the host's BlockPool counts them), so that the
-  // device's account shows reserved beside allocated, as PyTorch's does.
-  void* allocate(size_t bytes, Tag tag) override {
-    const size_t size = round_size(bytes);
-    std::lock_guard lock(mutex_);
-    void* p = nullptr;
-    auto it = free_.find(size);
-    if (it != free_.end() && !it->second.empty()) {
-      const Cached b = it->second.back();
-      it->second.pop_back();
-      cached_ -= size;
-      Ledger::instance().on_free(kCUDA, Tag::cached, b.ledgered);
-      p = b.p;
-    } else {
-      if (cudaMalloc(&p, size) != cudaSuccess) {
-        (void)cudaGetLastError();
-        release_cached();  // give the cache back to the driver and try once more
-        if (cudaMalloc(&p, size) != cudaSuccess) {
-          (void)cudaGetLastError();
-          fail("out of GPU memory allocating {} bytes for {} ({} bytes in use)", bytes, tag_name(tag), in_use_);
-        }
-      }
-    }
-    live_[p] = Block{size, tag};
-    in_use_ += size;
-    return p;
-  }
-
-  void deallocate(void* p, size_t bytes, Tag) override {
-    std::lock_guard lock(mutex_);
-    auto it = live_.find(p);
-    if (it == live_.end()) return;
-    const size_t size = it->second.size;
-    live_.erase(it);
-    in_use_ -= size;
-    free_[size].push_back({p, bytes});
-    cached_ += size;
-    Ledger::instance().on_alloc(kCUDA, Tag::cached, bytes);
-  }
+  // ---- memory: the caching allocator (engine/caching_pool.h), the policy
+  // the memory planner runs on meta for a CUDA run.
+  void* allocate(size_t bytes, Tag tag) override { return pool_.allocate(bytes, tag); }
+  void deallocate(void* p, size_t bytes, Tag) override { pool_.deallocate(p, bytes); }
 
   void copy_from_host(void* dst, const void* src, size_t bytes) override {
     check_cuda(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy to device");
@@ -171,14 +143,8 @@ class CudaBackend final : public Backend {
   }
   void synchronize() override { check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
 
-  size_t cached_bytes() {
-    std::lock_guard lock(mutex_);
-    return cached_;
-  }
-  void empty_cache() override {
-    std::lock_guard lock(mutex_);
-    release_cached();
-  }
+  size_t cached_bytes() const { return pool_.cached_bytes(); }
+  void empty_cache() override { pool_.release_cached(); }
 
   // ---- copy, fill, random
 
@@ -303,18 +269,12 @@ class CudaBackend final : public Backend {
     const bool f64 = ta == DType::f64 && tb == DType::f64 && to == DType::f64;
     const bool f32 = ta == DType::f32 && tb == DType::f32 && to == DType::f32;
     const bool bf16_both = ta == DType::bf16 && tb == DType::bf16 && (to == DType::f32 || to == DType::bf16);
-    const bool mixed = !bf16_both && to == DType::f32 && ((ta == DType::f32 && tb == DType::bf16) ||
-                                                          (ta == DType::bf16 && tb == DType::f32));
+    const bool mixed = mixed_bf16_f32(a, b, out);
     if (!(f64 || f32 || bf16_both || mixed))
       fail("matmul: dtypes {} @ {} -> {} are not supported on cuda (f32, f64, bf16, or bf16 with f32)",
            dtype_name(ta), dtype_name(tb), dtype_name(to));
     if (mixed) {  // widen the bf16 operand (a frozen weight) to f32 scratch: the same sums as the CPU
-      auto widen = [&](const Tensor& t) {
-        Tensor w = Tensor::empty(t.shape(), DType::f32, kCUDA, Tag::workspace);
-        copy(t, w);
-        return w;
-      };
-      matmul(ta == DType::bf16 ? widen(a) : a, trans_a, tb == DType::bf16 ? widen(b) : b, trans_b, out, alpha, beta);
+      matmul_widened(*this, a, trans_a, b, trans_b, out, alpha, beta);
       return;
     }
 
@@ -490,7 +450,7 @@ class CudaBackend final : public Backend {
     if (gv.defined()) check_shape("attention_backward", v, gv);
     check_contiguous("attention_backward", {&out, &lse, &gout, &gq, &gk, &gv});
     check_lse("attention_backward", q, lse, d);
-    Tensor delta = Tensor::empty({d.B, d.H, d.T}, lse.dtype(), kCUDA, Tag::workspace);  // sum_d gout * out
+    Tensor delta = attention_backward_sums(lse);  // (B, H, T): sum_d gout * out
     launch_attention_backward(d, ptr(q), ptr(k), ptr(v), ptr(out), ptr(lse), ptr(gout), ptr(gq), ptr(gk), ptr(gv),
                               ptr(delta));
     check_launch("attention_backward");
@@ -532,37 +492,10 @@ class CudaBackend final : public Backend {
     check_launch("nf4_dequantize");
   }
   void nf4_matmul(const Tensor& x, const Nf4Tensor& w, bool transpose_w, const Tensor& out) override {
-    Tensor wd = Tensor::empty(w.shape, DType::f32, kCUDA, Tag::workspace);  // (O, K), for this GEMM only
-    nf4_dequantize(w, wd);
-    matmul(x.view({1, x.size(0), x.size(1)}), false, wd.view({1, w.shape[0], w.shape[1]}), transpose_w,
-           out.view({1, out.size(0), out.size(1)}), 1.f, 0.f);
+    nf4_matmul_dequantized(*this, x, w, transpose_w, out);
   }
 
  private:
-  struct Block {
-    size_t size;  // rounded size, the free list it goes back to
-    Tag tag;      // the tag it was allocated for
-  };
-  struct Cached {
-    void* p;
-    size_t ledgered;  // the bytes of the tensor that held it
-  };
-
-  // Frees every cached block (mutex_ held); the first failure, after trying
-  // them all, is an mp::Error.
-  void release_cached() {
-    cudaError_t first = cudaDeviceSynchronize();
-    for (auto& [size, blocks] : free_)
-      for (const Cached& b : blocks) {
-        const cudaError_t e = cudaFree(b.p);
-        if (first == cudaSuccess) first = e;
-        Ledger::instance().on_free(kCUDA, Tag::cached, b.ledgered);
-      }
-    free_.clear();
-    cached_ = 0;
-    check_cuda(first, "releasing the cached blocks");
-  }
-
   cublasHandle_t handle() {
     std::call_once(cublas_once_, [this] {
       check_cublas(cublasCreate(&cublas_), "cublasCreate");
@@ -641,10 +574,7 @@ class CudaBackend final : public Backend {
     return f != 0;
   }
 
-  std::mutex mutex_;
-  std::unordered_map<void*, Block> live_;
-  std::map<size_t, std::vector<Cached>> free_;  // rounded size -> free blocks
-  size_t cached_ = 0, in_use_ = 0;
+  CachingPool pool_{kCUDA, {device_malloc, device_release}};
   int* flag_ = nullptr;  // device int set by kernels that find a bad index
   std::once_flag cublas_once_;
   cublasHandle_t cublas_ = nullptr;

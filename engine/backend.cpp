@@ -4,17 +4,17 @@
 #include <mutex>
 
 #include "engine/error.h"
+#include "engine/meta/meta_backend.h"
 
 namespace mp {
 
 Backend* cpu_backend();   // engine/cpu/cpu_backend.cpp
-Backend* meta_backend();  // engine/meta/meta_backend.cpp
 Backend* sim_backend();   // engine/cpu/cpu_backend.cpp
 
 namespace {
 
 struct Registry {
-  std::array<Backend*, kDeviceTypes> backends{cpu_backend(), nullptr, meta_backend(), sim_backend()};
+  std::array<Backend*, kDeviceTypes> backends{cpu_backend(), nullptr, cpu_plan_backend(), sim_backend()};
   std::array<Backend* (*)(), kDeviceTypes> loaders{};
   std::array<std::once_flag, kDeviceTypes> loaded;
 };
@@ -44,6 +44,7 @@ void Backend::nf4_matmul(const Tensor&, const Nf4Tensor&, bool, const Tensor&) {
 }
 
 Backend& backend(Device d) {
+  if (d.is_meta()) return d.planned_type() == DeviceType::cuda ? *cuda_plan_backend() : *cpu_plan_backend();
   Backend* b = find(d.type);
   if (!b) fail("no backend for device {}: minipeft was built without it or no such device is present", d.str());
   return *b;

@@ -30,6 +30,7 @@ void BlockPool::deallocate(void* p, size_t bytes) {
   live_ -= size;
   if (!pooled(bytes)) {
     source_.free_small(p);
+    Ledger::instance().on_unreserve(device_, size);
     return;
   }
   free_[size].push_back({p, bytes});
@@ -67,6 +68,7 @@ void* BlockPool::new_block(size_t size, size_t bytes) {
     p = get();
   }
   if (!p) fail("out of host memory allocating {} bytes", bytes);
+  Ledger::instance().on_reserve(device_, size);
   return p;
 }
 
@@ -83,6 +85,7 @@ void BlockPool::unmap_one(Bins::iterator bin) {
   const size_t size = bin->first;
   const Cached b = bin->second.back();
   source_.unmap(b.p, size);
+  Ledger::instance().on_unreserve(device_, size);
   bin->second.pop_back();
   if (bin->second.empty()) free_.erase(bin);
   cached_ -= size;

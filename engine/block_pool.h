@@ -21,7 +21,8 @@
 // The cached blocks are in the Ledger under
 // Tag::cached with the bytes their tensors had (the Ledger counts what
 // tensors ask for, not the rounding to pages), so that freeing a tensor moves
-// its bytes from its tag to cached and never raises the peak.
+// its bytes from its tag to cached and never raises the peak. The blocks
+// themselves, live and cached, are the device's reserved bytes in the Ledger.
 #pragma once
 #include <cstddef>
 #include <map>

@@ -23,6 +23,7 @@ void Ledger::on_alloc(Device d, Tag t, size_t bytes) {
   p.total += bytes;
   if (p.total > p.peak_total) {
     p.peak_total = p.total;
+    p.peak_reserved = p.reserved;
     p.moment.by_tag = p.current;
     p.moment.phase = phase_;
     p.moment.op = op_;
@@ -44,16 +45,27 @@ void Ledger::on_free(Device d, Tag t, size_t bytes) {
   p.total -= bytes;
 }
 
+void Ledger::on_reserve(Device d, size_t bytes) {
+  PerDevice& p = devices_[int(d.type)];
+  p.reserved += bytes;
+  p.peak_reserved = std::max(p.peak_reserved, p.reserved);
+}
+
+void Ledger::on_unreserve(Device d, size_t bytes) { devices_[int(d.type)].reserved -= bytes; }
+
 size_t Ledger::current(Tag t, Device d) const { return devices_[int(d.type)].current[int(t)]; }
 size_t Ledger::peak(Tag t, Device d) const { return devices_[int(d.type)].peak[int(t)]; }
 size_t Ledger::current_total(Device d) const { return devices_[int(d.type)].total; }
 size_t Ledger::peak_total(Device d) const { return devices_[int(d.type)].peak_total; }
 const PeakMoment& Ledger::peak_moment(Device d) const { return devices_[int(d.type)].moment; }
+size_t Ledger::reserved(Device d) const { return devices_[int(d.type)].reserved; }
+size_t Ledger::peak_reserved(Device d) const { return devices_[int(d.type)].peak_reserved; }
 
 void Ledger::reset_peaks() {
   for (PerDevice& p : devices_) {
     p.peak = p.current;
     p.peak_total = p.total;
+    p.peak_reserved = p.reserved;
     p.moment = {p.current, std::string(phase_), std::string(op_)};
     p.op_pending = false;
   }

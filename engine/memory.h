@@ -46,6 +46,15 @@ class Ledger {
   // Start a new measurement: peaks drop to what is allocated now.
   void reset_peaks();
 
+  // Reserved bytes: what the device's allocator holds from the OS or the
+  // driver, in its own block sizes (pages, granules, CUDA's 512 B / 2 MiB
+  // steps), live and cached together. The tags count what tensors asked for;
+  // this counts what the allocator took for them (the allocators report it).
+  void on_reserve(Device d, size_t bytes);
+  void on_unreserve(Device d, size_t bytes);
+  size_t reserved(Device d = kCPU) const;
+  size_t peak_reserved(Device d = kCPU) const;
+
   // Where the program is, so that the peak can be located. The training step
   // sets the phase; backward() names the node it runs (set_op, "" after it);
   // in a forward pass an op allocates before its node exists, so a peak
@@ -59,6 +68,7 @@ class Ledger {
   struct PerDevice {
     TagBytes current{}, peak{};
     size_t total = 0, peak_total = 0;
+    size_t reserved = 0, peak_reserved = 0;
     PeakMoment moment;
     bool op_pending = false;  // a forward peak waits for note_op to name it
   };

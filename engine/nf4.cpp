@@ -112,7 +112,7 @@ Tensor nf4_matmul(const Tensor& x, const Nf4Tensor& w, bool transpose_w) {
   if (x.device() != w.device()) fail("nf4_matmul: input on {}, weight on {}", x.device().str(), w.device().str());
   // The CPU backend (and the meta one that plans it) multiplies a bf16 input
   // with bf16 panels; other backends get f32.
-  const bool host = x.device().is_cpu() || x.device().is_meta();
+  const bool host = x.device().planned_type() == DeviceType::cpu;
   Tensor x2 = (host ? x : x.to(DType::f32)).contiguous().view({-1, in});  // (N, in)
   Tensor y2 = Tensor::empty({x2.size(0), out_features}, DType::f32, x.device());  // (N, out)
   if (y2.numel() > 0) backend(x.device()).nf4_matmul(x2, w, transpose_w, y2);

@@ -435,7 +435,7 @@ AttentionOut attention(const Tensor& q, const Tensor& k, const Tensor& v, const 
   Tensor segments;
   if (p.segment_ids) {
     segments = attention_row_input("segment_ids", *p.segment_ids, q.size(0), q.size(2), q);
-    if (q.device() != kCPU && !q.device().is_meta())
+    if (q.device().planned_type() != DeviceType::cpu)
       fail("attention: segment_ids (packed rows) are supported on the cpu only, not on {}; train without --packing",
            q.device().str());
     params.segment_ids = &segments;

@@ -29,7 +29,7 @@ static MemoryPlan run_steps(const TrainConfig& config, const models::Tokenizer& 
   ledger.reset_peaks();
   TagBytes before{};
   for (int t = 0; t < kTags; ++t) before[size_t(t)] = ledger.current(Tag(t), device);
-  const size_t before_total = ledger.current_total(device);
+  const size_t before_total = ledger.current_total(device), before_reserved = ledger.reserved(device);
   TrainConfig on_device = config;
   on_device.device = device;
   TrainedModel m = build_model(on_device, tokenizer);
@@ -43,6 +43,7 @@ static MemoryPlan run_steps(const TrainConfig& config, const models::Tokenizer& 
   std::unique_ptr<parallel::GradSync> sync =
       ranks > 1 ? std::make_unique<parallel::GradSync>(*comm, params, !config.recompute) : nullptr;
   const size_t setup_peak = ledger.peak_total(device) - before_total;
+  const size_t setup_reserved_peak = ledger.peak_reserved(device) - before_reserved;
   backend(device).empty_cache();
   ledger.reset_peaks();
   const std::vector<Batch> micro(size_t(config.grad_accum), Tensor::zeros({config.batch, config.seq}, DType::i32, device));
@@ -52,8 +53,11 @@ static MemoryPlan run_steps(const TrainConfig& config, const models::Tokenizer& 
   // second again.
   for (int step = 0; step < 2; ++step) train_step(m, opt, micro, {.clip = config.clip, .sync = sync.get()});
   MemoryPlan plan;
+  plan.device = config.device;
   plan.peak_total = ledger.peak_total(device) - before_total;
   plan.setup_peak = setup_peak;
+  plan.reserved_peak = ledger.peak_reserved(device) - before_reserved;
+  plan.setup_reserved_peak = setup_reserved_peak;
   plan.fixed_bytes = fixed;
   plan.rss_bytes = fixed + std::max(plan.peak_total, setup_peak);
   plan.at_peak = ledger.peak_moment(device);
@@ -71,8 +75,14 @@ static MemoryPlan run_steps(const TrainConfig& config, const models::Tokenizer& 
   return plan;
 }
 
+size_t MemoryPlan::device_bytes() const {
+  return device.type == DeviceType::cuda ? std::max(reserved_peak, setup_reserved_peak) : rss_bytes;
+}
+
+Device plan_device(Device device) { return device.type == DeviceType::cuda ? kMetaCuda : kMeta; }
+
 MemoryPlan plan_training_memory(const TrainConfig& config, const models::Tokenizer& tokenizer, int ranks) {
-  return run_steps(config, tokenizer, kMeta, 0, ranks);
+  return run_steps(config, tokenizer, plan_device(config.device), 0, ranks);
 }
 
 MemoryPlan measure_training_memory(const TrainConfig& config, const models::Tokenizer& tokenizer, int timed_steps) {
@@ -94,7 +104,7 @@ size_t fixed_process_bytes() {
 int64_t largest_fitting_batch(TrainConfig config, const models::Tokenizer& tokenizer, size_t budget, int ranks) {
   auto fits = [&](int64_t batch) {
     config.batch = batch;
-    return plan_training_memory(config, tokenizer, ranks).rss_bytes <= budget;
+    return plan_training_memory(config, tokenizer, ranks).device_bytes() <= budget;
   };
   if (!fits(1)) return 0;
   // Peak memory grows with the batch: double until it does not fit, then bisect.

@@ -171,7 +171,7 @@ TrainedModel build_model(const TrainConfig& config, const models::Tokenizer& tok
   const Device device = config.device;
   TrainedModel m;
   {
-    DeviceScope made_on(device.is_meta() ? kMeta : kCPU);  // weights are read on the host
+    DeviceScope made_on(device.is_meta() ? device : kCPU);  // weights are read on the host
     m.base = std::shared_ptr<models::CausalLM>(
         device.is_meta() || config.shape.any()
             ? models::make_model(shaped_config(config.model, config.shape), config.seed, weight_dtype(config.base_dtype))

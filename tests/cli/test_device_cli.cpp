@@ -44,8 +44,9 @@ TEST_CASE("--device names a device the program has, or the run stops before any 
 // The planner runs the step on meta with the host's kernels' allocations; the
 // sim device runs those kernels on its own pool, every scratch buffer
 // included (the gradient norm too: summed in place, not widened to f64), so
-// its ledger must match the plan to the byte.
-TEST_CASE("bench --device sim: the device's ledger peak is the planned peak, to the byte") {
+// its ledger must match the plan to the byte: every tag's peak, the peak of
+// the sum, and the allocator's reserved blocks.
+TEST_CASE("bench --device sim: the device's ledger peaks and reserved bytes are the planned ones, to the byte") {
   for (const char* run : {"--method full", "--method lora", "--method prefix", "--method prompt", "--method ia3",
                           "--method lora --use-dora --base-dtype nf4", "--method lora --recompute --precision bf16"}) {
     CAPTURE(run);
@@ -54,6 +55,12 @@ TEST_CASE("bench --device sim: the device's ledger peak is the planned peak, to 
     const nlohmann::json j = nlohmann::json::parse(r.output);
     CHECK(j["device"] == "sim");
     CHECK(j["planned_peak_bytes"].get<size_t>() == j["peak_bytes"]["total"].get<size_t>());
+    CHECK(j["planned_reserved_peak_bytes"].get<size_t>() == j["peak_reserved_bytes"].get<size_t>());
+    CHECK(j["peak_reserved_bytes"].get<size_t>() >= j["peak_bytes"]["total"].get<size_t>());  // blocks hold their tensors
+    for (const auto& [tag, bytes] : j["planned_tag_peak_bytes"].items()) {
+      CAPTURE(tag);
+      CHECK(bytes.get<size_t>() == j["peak_bytes"][tag].get<size_t>());
+    }
   }
 }
 

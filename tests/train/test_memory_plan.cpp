@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/error.h"
+#include "models/load.h"
 #include "tests/support/minipeft.h"
 #include "train/memory_plan.h"
 #include "train/method_variants.h"
@@ -38,6 +39,7 @@ void check_plan_equals_measurement(const train::TrainConfig& c) {
   const train::MemoryPlan plan = train::plan_training_memory(c, tokenizer());
   const train::MemoryPlan real = train::measure_training_memory(c, tokenizer());
   CHECK(plan.peak_total == real.peak_total);
+  CHECK(plan.reserved_peak == real.reserved_peak);  // the allocator's blocks, page- and granule-rounded
   for (int t = 0; t < kTags; ++t) {
     CAPTURE(tag_name(Tag(t)));
     CHECK(plan.at_peak.by_tag[size_t(t)] == real.at_peak.by_tag[size_t(t)]);
@@ -213,4 +215,45 @@ TEST_CASE("info: takes train's options, plans, and finds the largest batch that 
   r = test::minipeft("info --model gpt2-tiny --fit-in 12parsecs");
   CHECK(r.code == 1);
   CHECK(r.output.find("parsecs") != std::string::npos);
+}
+
+// --device cuda plans the CUDA backend's allocations (engine/meta/cuda_plan.cpp)
+// on a machine without a GPU. Hand-derived: with a bf16 base and f32 compute,
+// the LM head's product widens the tied (V, C) embedding whole to f32 on the
+// GPU (the CPU multiplies bf16 panels instead), and every block is a multiple
+// of 512 B. --fit-in then decides on the GPU memory the allocator reserves.
+TEST_CASE("info --device cuda: the CUDA backend's plan, without a GPU") {
+  train::TrainConfig c = run("gpt2-tiny", "lora");
+  c.base_dtype = models::BaseDType::bf16;
+  c.device = kCUDA;
+  const train::MemoryPlan gpu = train::plan_training_memory(c, tokenizer());
+  const models::ModelConfig mc = models::config_of(c.model);
+  CHECK(gpu.tag_peaks[size_t(Tag::workspace)] >= size_t(mc.vocab_size * mc.hidden_size) * 4);
+  CHECK(gpu.reserved_peak % 512 == 0);
+  CHECK(gpu.reserved_peak >= gpu.peak_total);
+  CHECK(gpu.device_bytes() == std::max(gpu.reserved_peak, gpu.setup_reserved_peak));
+  c.device = kCPU;
+  const train::MemoryPlan cpu = train::plan_training_memory(c, tokenizer());
+  CHECK(cpu.tag_peaks[size_t(Tag::weights)] == gpu.tag_peaks[size_t(Tag::weights)]);  // the same model
+  CHECK(cpu.device_bytes() == cpu.rss_bytes);
+
+  const std::string options = "--model gpt2-tiny --method lora --lora-targets c_attn,c_fc --base-dtype bf16 "
+                              "--seq 24 --device cuda --json";
+  test::Run r = test::minipeft("info " + options + " --batch 2");
+  CAPTURE(r.output);
+  REQUIRE(r.code == 0);
+  nlohmann::json j = nlohmann::json::parse(r.output);
+  CHECK(j["device"] == "cuda:0");
+  CHECK(j["planned_device_bytes"].get<size_t>() == gpu.device_bytes());
+  CHECK(j["gemm"]["bf16"].get<std::string>().find("cublas") != std::string::npos);
+  c.device = kCUDA;
+  c.batch = 7;
+  const size_t seven = train::plan_training_memory(c, tokenizer()).device_bytes();
+  c.batch = 8;
+  const size_t eight = train::plan_training_memory(c, tokenizer()).device_bytes();
+  REQUIRE(eight > seven);
+  r = test::minipeft("info " + options + " --fit-in " + std::to_string((seven + eight) / 2) + "B");
+  CAPTURE(r.output);
+  REQUIRE(r.code == 0);
+  CHECK(nlohmann::json::parse(r.output)["largest_batch"] == 7);
 }
