@@ -220,6 +220,11 @@ class CudaBackend final : public Backend {
     launch_arange(T > 0 ? dst.numel() / T : 0, T, dst.data<int32_t>(), start);
     check_launch("arange");
   }
+  void mask_positions(const Tensor& mask, int64_t offset, const Tensor& out) override {
+    check_contiguous("mask_positions", {&mask, &out});
+    launch_mask_positions(mask.size(0), mask.size(1), out.size(1), mask.data<int32_t>(), out.data<int32_t>(), offset);
+    check_launch("mask_positions");
+  }
   void clip_by_norm(const Tensor& grad, const Tensor& norm, double max_norm, double eps) override {
     check_float("clip_by_norm", grad);
     check_contiguous("clip_by_norm", {&grad, &norm});
@@ -553,7 +558,7 @@ class CudaBackend final : public Backend {
       const Tensor& m = *p.key_mask;
       if (m.dtype() != DType::i32 || m.numel() != d.B * d.S || !m.is_contiguous())
         fail("{}: key_mask {} must be contiguous (B, S) = ({}, {}) i32", what, shape_str(m.shape()), d.B, d.S);
-      if (m.device() != kCUDA) fail("{}: key_mask is on {}, q, k, v on cuda", what, m.device().str());
+      if (m.device().type != DeviceType::cuda) fail("{}: key_mask is on {}, q, k, v on cuda", what, m.device().str());
       d.key_mask = m.data<int32_t>();
     }
     return d;
@@ -594,7 +599,14 @@ Backend* load_backend() {
 // backend(kCUDA) or has_backend(cuda), never before main. cuda_dep links
 // mp_cuda whole so that this object is not dropped by the linker.
 struct Registrar {
-  Registrar() { register_backend_loader(DeviceType::cuda, &load_backend); }
+  Registrar() {
+    register_backend_loader(DeviceType::cuda, &load_backend);
+    // cuda:N: GPU N (an error naming it when there is no such GPU); without a
+    // GPU, nothing: the loader finds none and backend() says so.
+    register_device_selector(DeviceType::cuda, [](int index) {
+      if (device_count() > 0) use_gpu(index);
+    });
+  }
 } g_registrar;
 
 CudaBackend* loaded() { return static_cast<CudaBackend*>(load_backend()); }

@@ -1,4 +1,4 @@
-// Elementwise kernels (copy with dtype conversion, fill, arange, random,
+// Elementwise kernels (copy with dtype conversion, fill, arange, mask positions, random,
 // binary, unary and its backward, axpby and the gradient clip, dropout,
 // AdamW), the axis reduction and the
 // embedding lookup with its scatter-add backward.
@@ -42,6 +42,19 @@ __global__ void fill_kernel(Strided<1> L, Ptr dst, double value) {
 
 __global__ void arange_kernel(int64_t n, int64_t T, int32_t* dst, int64_t start) {
   MP_GRID_STRIDE(i, n) dst[i] = int32_t(start + i % T);
+}
+
+// One thread per row: the running count of kept keys, in order.
+__global__ void mask_positions_kernel(int64_t B, int64_t S, int64_t T, const int32_t* mask, int32_t* out,
+                                      int64_t offset) {
+  MP_GRID_STRIDE(b, B) {
+    int64_t kept = 0;
+    for (int64_t s = 0; s < S; ++s) {
+      const int64_t keep = mask[b * S + s] != 0;
+      kept += keep;
+      if (s >= S - T) out[b * T + (s - (S - T))] = int32_t(offset - 1 + keep * kept);
+    }
+  }
 }
 
 __global__ void random_kernel(Strided<1> L, Ptr dst, Distribution dist, double a, double b, uint64_t seed) {
@@ -210,6 +223,10 @@ void launch_fill(const Strided<1>& L, Ptr dst, double value) {
 void launch_arange(int64_t rows, int64_t T, int32_t* dst, int64_t start) {
   const int64_t n = rows * T;
   if (n > 0) arange_kernel<<<blocks_for(n), kThreads>>>(n, T, dst, start);
+}
+
+void launch_mask_positions(int64_t B, int64_t S, int64_t T, const int32_t* mask, int32_t* out, int64_t offset) {
+  if (B > 0 && T > 0) mask_positions_kernel<<<blocks_for(B), kThreads>>>(B, S, T, mask, out, offset);
 }
 
 void launch_random(const Strided<1>& L, Ptr dst, Distribution dist, double a, double b, uint64_t seed) {

@@ -46,6 +46,7 @@ void launch_unary_backward(UnaryOp op, const Strided<3>& L, Ptr v, Ptr gy, Ptr g
 void launch_axpby(const Strided<2>& L, float alpha, Ptr a, float beta, Ptr out, bool dbl);
 // dst (rows, T) i32: every row start .. start + T - 1.
 void launch_arange(int64_t rows, int64_t T, int32_t* dst, int64_t start);
+void launch_mask_positions(int64_t B, int64_t S, int64_t T, const int32_t* mask, int32_t* out, int64_t offset);
 // grad (n, contiguous) *= coef = max_norm / (*norm + eps) where coef < 1 or NaN; norm on the device.
 void launch_clip_by_norm(int64_t n, Ptr grad, const double* norm, double max_norm, double eps);
 // L walks out's shape (operand 0: a with the reduced axis removed, 1: out);

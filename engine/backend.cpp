@@ -17,6 +17,7 @@ struct Registry {
   std::array<Backend*, kDeviceTypes> backends{cpu_backend(), nullptr, cpu_plan_backend(), sim_backend()};
   std::array<Backend* (*)(), kDeviceTypes> loaders{};
   std::array<std::once_flag, kDeviceTypes> loaded;
+  std::array<void (*)(int), kDeviceTypes> selectors{};
 };
 
 Registry& registry() {
@@ -24,13 +25,16 @@ Registry& registry() {
   return r;
 }
 
-// The backend of t, running its loader the first time.
-Backend* find(DeviceType t) {
+// The backend of d's type, made the first time on device d (its selector, then its loader).
+Backend* find(Device d) {
   Registry& r = registry();
-  std::call_once(r.loaded[int(t)], [&] {
-    if (!r.backends[int(t)] && r.loaders[int(t)]) r.backends[int(t)] = r.loaders[int(t)]();
+  const int t = int(d.type);
+  std::call_once(r.loaded[t], [&] {
+    if (r.backends[t] || !r.loaders[t]) return;
+    if (r.selectors[t]) r.selectors[t](d.index);
+    r.backends[t] = r.loaders[t]();
   });
-  return r.backends[int(t)];
+  return r.backends[t];
 }
 
 }  // namespace
@@ -45,13 +49,14 @@ void Backend::nf4_matmul(const Tensor&, const Nf4Tensor&, bool, const Tensor&) {
 
 Backend& backend(Device d) {
   if (d.is_meta()) return d.planned_type() == DeviceType::cuda ? *cuda_plan_backend() : *cpu_plan_backend();
-  Backend* b = find(d.type);
+  Backend* b = find(d);
   if (!b) fail("no backend for device {}: minipeft was built without it or no such device is present", d.str());
   return *b;
 }
 
 void register_backend(DeviceType t, Backend* b) { registry().backends[int(t)] = b; }
 void register_backend_loader(DeviceType t, Backend* (*load)()) { registry().loaders[int(t)] = load; }
-bool has_backend(DeviceType t) { return find(t) != nullptr; }
+bool has_backend(DeviceType t) { return find({t, 0}) != nullptr; }
+void register_device_selector(DeviceType t, void (*select)(int)) { registry().selectors[int(t)] = select; }
 
 }  // namespace mp

@@ -87,6 +87,9 @@ class Backend {
   virtual void axpby(float alpha, const Tensor& a, float beta, const Tensor& out) = 0;
   // dst (..., T) i32: every row start, start + 1, ..., start + T - 1 (default position ids).
   virtual void arange(const Tensor& dst, int64_t start) = 0;
+  // OPT's positions from an attention mask: mask (B, S) i32 (0 = padding), out (B, T) i32, T <= S, for the
+  // last T keys: out[b, t] = offset - 1 + keep(s) * (the kept keys among 0..s), s = S - T + t.
+  virtual void mask_positions(const Tensor& mask, int64_t offset, const Tensor& out) = 0;
   // Gradient clipping, read on the device: grad *= coef where coef = max_norm / (norm + eps)
   // is < 1 (or NaN), computed in f64 from norm (1) f64 and applied as axpby(float(coef), grad, 0, grad).
   virtual void clip_by_norm(const Tensor& grad, const Tensor& norm, double max_norm, double eps) = 0;
@@ -176,5 +179,10 @@ void register_backend(DeviceType t, Backend* b);
 // initialisation costs nothing (cuda/ creates no CUDA context before main).
 void register_backend_loader(DeviceType t, Backend* (*load)());
 bool has_backend(DeviceType t);
+// A selector makes device index N of its type the process's current one
+// (CUDA: cudaSetDevice); the first backend() of the type runs it with the
+// device's index before the loader, so `cuda:N` makes its backend on GPU N.
+// One GPU per process: later indices reuse that backend.
+void register_device_selector(DeviceType t, void (*select)(int index));
 
 }  // namespace mp

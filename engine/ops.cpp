@@ -120,6 +120,16 @@ Tensor arange(const Shape& shape, int64_t start, Device d) {
   return out;
 }
 
+Tensor mask_positions(const Tensor& mask, int64_t T, int64_t offset) {
+  check_defined("mask_positions", mask);
+  if (mask.dtype() != DType::i32 || mask.dim() != 2 || T < 0 || T > mask.size(1))
+    fail("mask_positions: the mask must be (B, S) i32 with S >= T = {}, not {} {}", T, shape_str(mask.shape()),
+         dtype_name(mask.dtype()));
+  Tensor out = Tensor::empty({mask.size(0), T}, DType::i32, mask.device());
+  backend_of(mask).mask_positions(mask.contiguous(), offset, out);
+  return out;
+}
+
 void clip_by_norm(const Tensor& grad, const Tensor& norm, double max_norm, double eps) {
   check_defined("clip_by_norm", grad);
   check_same_device("clip_by_norm", grad, norm);

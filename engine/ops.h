@@ -24,6 +24,9 @@ void fill(const Tensor& t, double value);
 void random(const Tensor& t, Distribution dist, double a, double b, uint64_t seed);
 // (..., T) i32 on d: every row start .. start + T - 1 (position ids made where they are used).
 Tensor arange(const Shape& shape, int64_t start, Device d);
+// OPT's positions (B, T) i32 of the last T keys of an attention mask (B, S) i32, on its device
+// (Backend::mask_positions): the running count of kept keys, less one, plus offset; offset - 1 at padding.
+Tensor mask_positions(const Tensor& mask, int64_t T, int64_t offset);
 // grad *= max_norm / (norm + eps) where that is < 1 (or NaN), norm (1) f64 read on grad's device.
 void clip_by_norm(const Tensor& grad, const Tensor& norm, double max_norm, double eps);
 

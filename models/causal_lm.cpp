@@ -200,43 +200,29 @@ std::pair<int64_t, int64_t> CausalLM::check_inputs(const Tensor& ids, const Forw
 Tensor CausalLM::position_ids(int64_t B, int64_t T, const ForwardOptions& opt, bool from_mask,
                               int32_t offset) const {
   Device dev = token_embedding_weight().value().device();
-  // Meta ids and masks have no values: the positions then take the default
-  // rule (same shape, same bytes), which also checks the length.
-  auto on_host = [](const Tensor* t) { return t && !t->device().is_meta(); };
-  const bool given = on_host(opt.position_ids), masked = from_mask && on_host(opt.attention_mask);
-  if (!given && !masked) {
-    // past .. past + T - 1 for every row, made on the device: nothing to copy there.
-    const int64_t last = past_length(opt) + T - 1;
-    if (T > 0 && last >= max_positions()) fail_beyond(last, max_positions());
-    return ops::arange({B, T}, past_length(opt) + offset, dev);
-  }
-  Tensor pos;  // (B, T) i32
-  if (given) {
-    pos = opt.position_ids->to(kCPU).clone();  // a copy: the offset is added in place below
-  } else {
-    // OPT: pos = cumsum(mask) * mask - 1 over all S keys, then the last T.
-    // A padding token gets -1 (the model adds an offset before the lookup).
-    Tensor mask = opt.attention_mask->to(kCPU).contiguous();  // (B, S)
-    const int64_t S = mask.size(1);
-    pos = Tensor::empty({B, T}, DType::i32, kCPU);
-    const int32_t* m = mask.data<int32_t>();
+  // Given ids (packed rows restart at each example) are checked on the host.
+  // Meta ids have no values: they take the rules below (same shape, same bytes).
+  if (opt.position_ids && !opt.position_ids->device().is_meta()) {
+    Tensor pos = opt.position_ids->to(kCPU).clone();  // (B, T) i32, a copy: the offset is added in place
     int32_t* p = pos.data<int32_t>();
-    for (int64_t b = 0; b < B; ++b) {
-      int32_t running = 0;
-      for (int64_t s = 0; s < S; ++s) {
-        int32_t keep = m[b * S + s] != 0 ? 1 : 0;
-        running += keep;
-        if (s >= S - T) p[b * T + (s - (S - T))] = running * keep - 1;
-      }
+    for (int64_t i = 0; i < B * T; ++i) {
+      if (p[i] >= max_positions()) fail_beyond(p[i], max_positions());
+      if (p[i] + offset < 0) fail("position ids must be >= {}, got {}", -offset, p[i]);
+      p[i] += offset;
     }
+    return pos.to(dev);
   }
-  int32_t* p = pos.data<int32_t>();
-  for (int64_t i = 0; i < B * T; ++i) {
-    if (p[i] >= max_positions()) fail_beyond(p[i], max_positions());
-    if (p[i] + offset < 0) fail("position ids must be >= {}, got {}", -offset, p[i]);
-    p[i] += offset;
+  if (from_mask && opt.attention_mask) {
+    // OPT: cumsum(mask) * mask - 1 over all S keys, the last T, made where
+    // the mask is: at most S - 1, -1 at padding (plus the offset).
+    const int64_t S = opt.attention_mask->size(1);
+    if (T > 0 && S - 1 >= max_positions()) fail_beyond(S - 1, max_positions());
+    return ops::mask_positions(*opt.attention_mask, T, offset).to(dev);
   }
-  return pos.to(dev);
+  // past .. past + T - 1 for every row, made on the device: nothing to copy there.
+  const int64_t last = past_length(opt) + T - 1;
+  if (T > 0 && last >= max_positions()) fail_beyond(last, max_positions());
+  return ops::arange({B, T}, past_length(opt) + offset, dev);
 }
 
 AttentionParams CausalLM::attention_params(int64_t queries, int64_t keys, float scale, const ForwardOptions& opt) const {

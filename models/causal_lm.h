@@ -139,11 +139,12 @@ class CausalLM : public nn::Module {
  protected:
   // Tokens before this call: the cache's length, else the prefix length.
   int64_t past_length(const ForwardOptions& opt) const;
-  // The position of each of T tokens (B, T) i32 by HF's rule: `opt.position_ids`
-  // if given; else, with from_mask (OPT) and a mask, cumsum(mask)*mask - 1 cut
-  // to the last T; else past .. past+T-1, made on the model's device (no
-  // copy). Checks them against max_positions, then adds `offset` (OPT's
-  // table starts 2 rows down): the rows to look up.
+  // The position of each of T tokens (B, T) i32 by HF's rule, plus `offset`
+  // (OPT's table starts 2 rows down): the rows to look up. `opt.position_ids`
+  // if given (checked on the host); else with from_mask (OPT) and a mask,
+  // cumsum(mask)*mask - 1 cut to the last T, made on the mask's device; else
+  // past .. past+T-1, made on the model's device. Checked against
+  // max_positions (a mask by its length S).
   Tensor position_ids(int64_t B, int64_t T, const ForwardOptions& opt, bool from_mask, int32_t offset = 0) const;
   // Check ids / inputs_embeds / mask / prefix shapes; returns (B, T).
   std::pair<int64_t, int64_t> check_inputs(const Tensor& ids, const ForwardOptions& opt) const;

@@ -81,6 +81,10 @@ class CpuBackend final : public Backend {
     KernelCall t("arange", dst, Tensor());
     cpu::arange(dst, start);
   }
+  void mask_positions(const Tensor& mask, int64_t offset, const Tensor& out) override {
+    KernelCall t("mask_positions", mask, out);
+    cpu::mask_positions(mask, offset, out);
+  }
   void clip_by_norm(const Tensor& grad, const Tensor& norm, double max_norm, double eps) override {
     KernelCall t("clip_by_norm", grad, Tensor());
     cpu::clip_by_norm(grad, norm, max_norm, eps);

@@ -1,4 +1,4 @@
-// Elementwise kernels: copy (with dtype conversion), fill, arange, binary,
+// Elementwise kernels: copy (with dtype conversion), fill, arange, mask positions, binary,
 // unary and its backward, axpby and the gradient clip built on it. Every operand may have any strides (transposed views,
 // broadcasts with stride 0); StridedLayout (strided.h) turns the walk into
 // rows and each op below is one small lambda applied along a row.
@@ -127,6 +127,20 @@ void arange(const Tensor& dst, int64_t start) {
   int32_t* p = dst.data<int32_t>();  // (rows, T)
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t t = 0; t < T; ++t) p[r * T + t] = int32_t(start + t);
+}
+
+void mask_positions(const Tensor& mask, int64_t offset, const Tensor& out) {
+  const int64_t B = mask.size(0), S = mask.size(1), T = out.size(1);
+  const int32_t* m = mask.data<int32_t>();  // (B, S)
+  int32_t* p = out.data<int32_t>();         // (B, T)
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t kept = 0;
+    for (int64_t s = 0; s < S; ++s) {
+      const int64_t keep = m[b * S + s] != 0;
+      kept += keep;
+      if (s >= S - T) p[b * T + (s - (S - T))] = int32_t(offset - 1 + keep * kept);
+    }
+  }
 }
 
 void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {

@@ -34,6 +34,7 @@ void unary(UnaryOp op, const Tensor& a, const Tensor& out);
 void unary_backward(UnaryOp op, const Tensor& x_or_y, const Tensor& gy, const Tensor& gx);
 void axpby(float alpha, const Tensor& a, float beta, const Tensor& out);
 void arange(const Tensor& dst, int64_t start);
+void mask_positions(const Tensor& mask, int64_t offset, const Tensor& out);
 void clip_by_norm(const Tensor& grad, const Tensor& norm, double max_norm, double eps);
 
 // reduce.cpp

@@ -37,6 +37,7 @@ class MetaBackend : public Backend {
   void unary_backward(UnaryOp, const Tensor&, const Tensor&, const Tensor&) override {}
   void axpby(float, const Tensor&, float, const Tensor&) override {}
   void arange(const Tensor&, int64_t) override {}
+  void mask_positions(const Tensor&, int64_t, const Tensor&) override {}
   void clip_by_norm(const Tensor&, const Tensor&, double, double) override {}
   void reduce(ReduceOp, const Tensor&, int, const Tensor&) override {}
   void add_sum_of_squares(const Tensor&, const Tensor&) override {}

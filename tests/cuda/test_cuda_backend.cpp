@@ -288,7 +288,7 @@ TEST_CASE("embedding and its scatter-add backward; bad ids are errors") {
   CHECK_THROWS_AS(gpu().embedding(bad, dev(table), o), Error);
 }
 
-TEST_CASE("the step's device-side numbers: target count, arange, clip by norm") {
+TEST_CASE("the step's device-side numbers: target count, arange, mask positions, clip by norm") {
   Tensor targets = Tensor::from_vector(std::vector<int32_t>{5, -100, 7, 0, -100, 1}, {6});
   Tensor want = Tensor::empty({1}), got = Tensor::empty({1}, DType::f32, kCUDA);
   cpu().inverse_target_count(targets, -100, want);
@@ -298,6 +298,11 @@ TEST_CASE("the step's device-side numbers: target count, arange, clip by norm") 
   cpu().arange(wpos, 2);
   gpu().arange(gpos, 2);
   CHECK(ops::max_abs_diff(gpos.to(kCPU).to(DType::f32), wpos.to(DType::f32)) == 0);
+  Tensor mask = Tensor::from_vector(std::vector<int32_t>{0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 0}, {3, 5});
+  Tensor wmask = Tensor::empty({3, 4}, DType::i32), gmask = Tensor::empty({3, 4}, DType::i32, kCUDA);
+  cpu().mask_positions(mask, 2, wmask);
+  gpu().mask_positions(dev(mask), 2, gmask);
+  CHECK(ops::max_abs_diff(gmask.to(kCPU).to(DType::f32), wmask.to(DType::f32)) == 0);
   for (double n : {0.5, 40.0}) {  // untouched, then scaled
     Tensor norm = Tensor::from_vector(std::vector<double>{n}, {1});
     Tensor wg = uniform({257}, 61), gg = dev(wg);

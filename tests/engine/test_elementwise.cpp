@@ -208,6 +208,17 @@ TEST_CASE("arange: every row start .. start + T - 1") {
   CHECK(values(pos) == std::vector<double>{5, 6, 7, 5, 6, 7});
 }
 
+// HF OPT's rule, by hand: cumsum(mask) * mask - 1 over the S keys, the last T, plus the offset.
+TEST_CASE("mask_positions: the running count of kept keys, padding at offset - 1; a wrong mask is refused") {
+  // row 0: left padding (0 0 1 1 1); row 1: none (1 1 1 1 1); row 2: a hole (1 0 1 1 0)
+  Tensor mask = Tensor::from_vector(std::vector<int32_t>{0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 0}, {3, 5});
+  Tensor pos = ops::mask_positions(mask, 3, 2);  // (B, T): the last 3 keys, OPT's offset 2
+  CHECK(pos.dtype() == DType::i32);
+  CHECK(values(pos) == std::vector<double>{2, 3, 4, 4, 5, 6, 3, 4, 1});
+  CHECK(values(ops::mask_positions(mask.to(kSim), 3, 2).to(kCPU)) == values(pos));
+  CHECK_THROWS_WITH_AS(ops::mask_positions(mask, 6, 2), doctest::Contains("S >= T = 6"), Error);
+}
+
 TEST_CASE("clip_by_norm scales by max_norm / (norm + eps) only below 1, reading the norm in the kernel") {
   Tensor g = Tensor::from_vector(std::vector<float>{3, -4}, {2});
   Tensor norm = Tensor::from_vector(std::vector<double>{5}, {1});  // (1) f64
