@@ -103,6 +103,8 @@ TEST_CASE("the CUDA allocator's policy: out of memory, the cache is released and
                        doctest::Contains("out of cuda:0 memory allocating 512 bytes for optimizer"), Error);
   pool.deallocate(b, 512);
   pool.deallocate(c, 1000);
+  pool.release_cached();
+  CHECK(FakeGpu::used == 0);
 }
 
 TEST_CASE("planning CUDA: an f32 x bf16 product holds the bf16 operand widened whole, the CPU's plan does not") {
