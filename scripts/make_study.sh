@@ -27,8 +27,8 @@ SEEDS=${SEEDS:-"0 1 2"}           # the claim cells' seeds; the other cells run 
 SWEEP_BASE=${SWEEP_BASE:-M}       # the LR sweep: one base, the steer task, 256 pairs
 SWEEP_TASK=step
 SWEEP_PAIRS=256
-SEQ=20                            # the longest pair: 8 preamble tokens, a word, ":", 4 letters, "=", 4 letters, the end
-VTOKENS=8                         # prompt and prefix tuning: virtual tokens, in place of the 8-token preamble (scripts/study/data.py)
+SEQ=12                            # the longest pair: a word, ":", 4 letters, "=", 4 letters, the end
+VTOKENS=8                         # prompt and prefix tuning: virtual tokens
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 mkdir -p "$OUT/runs"
 [ -f "$OUT/started" ] || date +%s > "$OUT/started"
@@ -84,17 +84,16 @@ model_of() {  # model_of RUN METHOD BASE: the options that load the run's model 
 }
 
 adapt_one() {  # adapt_one BASE TASK METHOD N SEED LR [forget]: train on the task's first N pairs, then evaluate
-  local base=$1 task=$2 method=$3 n=$4 seed=$5 lr=$6 forget=${7:-} name frac bare=
+  local base=$1 task=$2 method=$3 n=$4 seed=$5 lr=$6 forget=${7:-} name frac
   name="$base-$task-$method-$n-s$seed"
   [ -n "${SWEEPING:-}" ] && name="sweep-$name-lr$lr"
-  case $method in prefix* | prompt) bare=.bare ;; esac  # virtual tokens in place of the preamble
   frac=$(python3 -c "print(99.5 / ($n + 100))")  # the file is N pairs then 100 validation pairs: hold those out
   run "$name" train --model "$OUT/runs/base-$base/final" $(method_args "$method" "$lr") \
-    --data "$OUT/data/${task}_$n$bare.jsonl" --val-fraction "$frac" --batch 16 --seq $SEQ --steps "$STEPS" \
+    --data "$OUT/data/${task}_$n.jsonl" --val-fraction "$frac" --batch 16 --seq $SEQ --steps "$STEPS" \
     --warmup $((STEPS / 10)) --schedule cosine --seed "$seed" --out "$OUT/runs/$name" --no-progress
-  evaluate "$name.task" "${task}_test$bare" $(model_of "$name" "$method" "$base")
+  evaluate "$name.task" "${task}_test" $(model_of "$name" "$method" "$base")
   if [ -n "$forget" ]; then  # the base's skills after adapting: adapter on (full: the tuned model)
-    evaluate "$name.skills" "base_test$bare" $(model_of "$name" "$method" "$base")
+    evaluate "$name.skills" base_test $(model_of "$name" "$method" "$base")
     # LoRA off: the adapter loaded, the rows naming none (eval's mixed batch), so they run on the frozen base.
     # Prefix and prompt tuning add only virtual tokens: off, they are the base file, scored once (base_one).
     [ "$method" = lora ] && evaluate "$name.skills-off" base_test --model "$OUT/runs/base-$base/final" --adapter "$task=$OUT/runs/$name/final"
@@ -184,7 +183,7 @@ phase_serve() {  # the three tasks' LoRA adapters (the largest base, N, seed 0) 
 phase_assemble() {  # results.json from the runs, then the page and plots from results.json alone
   mkdir -p docs/study
   date +%s > "$OUT/finished"
-  python3 scripts/study/collect.py "$OUT" docs/study/results.json "$BASES" "$BASE_STEPS" "$STEPS" "$SIZES" "$TASKS" "$METHODS" "$SEEDS" "$JOBS"
+  python3 scripts/study/collect.py "$OUT" docs/study/results.json "$BASES" "$BASE_STEPS" "$STEPS" "$SIZES" "$TASKS" "$METHODS" "$SEEDS" "$JOBS" "$VTOKENS"
   python3 scripts/study/page.py docs
 }
 

@@ -1,6 +1,6 @@
 """Collects the study's runs into docs/study/results.json (scripts/make_study.sh, phase `assemble`).
 
-    python3 scripts/study/collect.py OUT RESULTS BASES BASE_STEPS STEPS SIZES TASKS METHODS SEEDS JOBS
+    python3 scripts/study/collect.py OUT RESULTS BASES BASE_STEPS STEPS SIZES TASKS METHODS SEEDS JOBS VIRTUAL_TOKENS
 
 Reads what the commands wrote in OUT/runs (`minipeft eval --json`, log.jsonl, *.cmd, *.time),
 OUT/lrs.json (the LRs the sweep chose) and OUT/data/meta.json (the design). Every row of `runs`
@@ -19,6 +19,7 @@ bases = [b.split(":") for b in sys.argv[3].split()]
 base_steps, steps = int(sys.argv[4]), int(sys.argv[5])
 sizes = [int(x) for x in sys.argv[6].split()]
 tasks, methods, seeds, jobs = sys.argv[7].split(), sys.argv[8].split(), [int(x) for x in sys.argv[9].split()], int(sys.argv[10])
+virtual_tokens = int(sys.argv[11])
 runs_dir = f"{out}/runs"
 meta = json.load(open(f"{out}/data/meta.json"))
 kind_of = meta["tasks"]
@@ -162,7 +163,7 @@ timing = {"started": started, "finished": finished, "wall_seconds": None if fini
           "load_average": {"samples": len(load), "mean": sum(l for _, l in load) / len(load) if load else None,
                            "max": max((l for _, l in load), default=None)}}
 design = dict(meta, bases=base_info, base_steps=base_steps, steps=steps, sizes=sizes, task_names=tasks, methods=methods,
-              seeds=seeds, lrs=lrs)
+              seeds=seeds, lrs=lrs, virtual_tokens=virtual_tokens)
 json.dump({"design": design, "runs": [r for r in rows if r], "sweep": sweep, "serving": serving, "timing": timing,
            "missing": sorted(set(missing))}, open(results, "w"), indent=1)
 print(f"wrote {results}: {sum(1 for r in rows if r)} runs, {len(sweep)} sweep runs, {len(set(missing))} missing")

@@ -11,7 +11,6 @@ token per instruction word, " a".." z", " =" and <|endoftext|>) and OUT/*.jsonl:
   TASK_test       a new task's held-out pairs
   mixed_test      the three new tasks' test rows interleaved, each naming its adapter
 
-each (but base_train) also as NAME.bare.jsonl, without the preamble (PREAMBLE, below).
 Held-out sequences are drawn first and never appear in a training file.
 """
 import json
@@ -51,13 +50,6 @@ TASKS = {
     "twist": ("compose", lambda s: shift(s[::-1], 1)),          # reverse, then shift +1
     "jump": ("new", lambda s: shift(s, 3)),                     # shift +3: a computation never trained
 }
-# Every prompt starts with a fixed preamble of 8 filler tokens ("........"), standing in for the
-# context a pretrained LM has before a task. Prompt and prefix tuning put 8 virtual tokens in front
-# of the prompt, which moves it 8 positions on (GPT-2's position ids count them); they get the same
-# files without the preamble (NAME.bare.jsonl), so that their virtual tokens take its place and
-# every method sees the task at the same positions. A base trained without such a preamble learns
-# its skills at fixed positions and cannot follow them 8 positions on.
-PREAMBLE = "." * 8
 SIZES = (32, 256, 2048)   # training pairs per new task
 VAL = 100                 # validation pairs per task (the LR choice)
 BASE_TRAIN = 60000
@@ -136,11 +128,10 @@ def main():
                 seen.add(tuple(s))
                 return s
 
-    def write(name, rows, bare=True):  # NAME.jsonl with the preamble, and NAME.bare.jsonl without
-        for suffix, preamble in ((".jsonl", PREAMBLE), (".bare.jsonl", "")) if bare else ((".jsonl", PREAMBLE),):
-            with open(f"{out}/{name}{suffix}", "w") as f:
-                for r in rows:
-                    f.write(json.dumps(dict(r, prompt=preamble + r["prompt"])) + "\n")
+    def write(name, rows):
+        with open(f"{out}/{name}.jsonl", "w") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
 
     # held out first: the base's test (also the forgetting test), then each task's
     base_test = {w: [example(w, fn, fresh()) for _ in range(BASE_TEST_PER_SKILL)] for w, fn in SKILLS.items()}
@@ -152,7 +143,7 @@ def main():
         tests[word] = [example(word, fn, fresh()) for _ in range(TASK_TEST)]
         write(f"{word}_test", tests[word])
     words = list(SKILLS)
-    write("base_train", [example(w, SKILLS[w], fresh()) for w in (rng.choice(words) for _ in range(BASE_TRAIN))], bare=False)
+    write("base_train", [example(w, SKILLS[w], fresh()) for w in (rng.choice(words) for _ in range(BASE_TRAIN))])
     for word, (_, fn) in TASKS.items():
         pool = [example(word, fn, fresh()) for _ in range(SIZES[-1])]
         val = [example(word, fn, fresh()) for _ in range(VAL)]
@@ -162,7 +153,7 @@ def main():
     write("mixed_test", rows)
     meta = {"skills": list(SKILLS), "tasks": {w: k for w, (k, _) in TASKS.items()}, "sizes": list(SIZES), "val": VAL,
             "base_train": BASE_TRAIN, "base_test_per_skill": BASE_TEST_PER_SKILL, "task_test": TASK_TEST,
-            "lengths": [MIN_LEN, MAX_LEN], "preamble": PREAMBLE, "vocab": vocab}
+            "lengths": [MIN_LEN, MAX_LEN], "vocab": vocab}
     with open(f"{out}/meta.json", "w") as f:
         json.dump(meta, f)
     print(f"wrote {out} (vocabulary of {vocab} tokens)")

@@ -118,10 +118,13 @@ w("the base saves it beside its weights, and eval and the adapters use it from t
 w("(`step`, `twist`, `jump`) is one token whose embedding was never trained as an input.\n")
 w(f"**Bases.** Random GPT-2 shapes (`--model gpt2-tiny --layers L --width W --heads 4`), each trained the same way on")
 w(f"{D['base_train']:,} pairs of the skills' mixture: {D['base_steps']} steps of 64 pairs, AdamW, LR 2e-3, cosine, seed 0.")
-w(f"Each training prompt starts with 0 to {D['max_fill']} filler tokens (`.`), so that a skill does not hang on absolute")
-w("positions: prompt and prefix tuning put their virtual tokens in front of the prompt, which moves it that many")
-w("positions on (GPT-2's position ids count the virtual tokens), and a pretrained LM has seen its text start anywhere.")
-w("Test prompts and the new tasks' prompts have no filler.")
+w("Every prompt starts at position 0, in training and in test. Prompt and prefix tuning put their virtual tokens in front")
+w(f"of the prompt, which moves it {D['virtual_tokens']} positions on (GPT-2's position ids count the virtual tokens, as in HF PEFT), to")
+w("positions where these bases never saw a task; a pretrained LM has seen its text start anywhere. Bases trained to be")
+w("independent of the offset (behind a fixed 8-token preamble the virtual tokens could replace, or behind fillers of")
+w("varying length) were tried while designing this study; they learned the skills more slowly and not every one reached")
+w("90% on every skill within this budget, so they are not used: the verdicts on prompt and prefix tuning below hold for")
+w("position-bound bases like these.")
 w("Parameters are counted from the saved `model.safetensors` (every tensor, the token and position embeddings")
 w("included; the output layer is tied to the token embedding):\n")
 w("| base | layers × width | parameters | of which embeddings | training time | held-out loss at the end |")
@@ -145,7 +148,7 @@ w(f"- Every new task below 20% on every base before adapting: **{'yes' if tasks_
 
 w("**Adapting.** Every run starts from a base and trains on the first N pairs of one pool per task (N = "
   + ", ".join(f"{n:,}" for n in D["sizes"]) + f"), {D['steps']} steps of 16 pairs, AdamW, 10% warmup, cosine to 10%,")
-w("clipping 1.0. LoRA: r 8, alpha 16 on `c_attn`, `c_proj`, `c_fc`; prefix and prompt tuning: 8 virtual tokens")
+w(f"clipping 1.0. LoRA: r 8, alpha 16 on `c_attn`, `c_proj`, `c_fc`; prefix and prompt tuning: {D['virtual_tokens']} virtual tokens")
 w("(prompt: random init; prefix + MLP: `--prefix-projection`). Seeds: 3 (0, 1, 2) for the cells the claims rest on")
 w(f"(every task at {largest_n:,} pairs, the steer task at {smallest_n:,}), seed 0 elsewhere. Tables show mean ± standard")
 w("deviation over the seeds when there are several.\n")
@@ -286,15 +289,17 @@ if gaps:
     w("**2. The gap between prompt tuning and full FT shrinks as the base grows.** Steer task, "
       f"{largest_n:,} pairs, full FT minus prompt tuning: " + ", ".join(f"{b} ({p:,} params) {g:+.1f} points (spread {sd:.1f})" for b, p, g, sd in gaps) + ".")
     shrinks = all(gaps[i][2] > gaps[i + 1][2] for i in range(len(gaps) - 1))
-    resolved = abs(gaps[0][2] - gaps[-1][2]) > max(sd for *_, sd in gaps)
-    if shrinks and resolved:
-        v = "**agrees**"
-    elif shrinks:
-        v = "**not resolved**: it shrinks, but by less than the seeds' spread"
+    drop, spread = gaps[0][2] - gaps[-1][2], max(sd for *_, sd in gaps)
+    if len(gaps) < len(bases):
+        v = "**incomplete**: not every base has its runs"
     elif all(abs(g) <= max(sd, CLOSE) for *_, g, sd in gaps):
-        v = "**not testable here**: there is no gap to shrink at any size (prompt tuning is within the noise or the 5-point rule of full FT everywhere)"
+        v = "**not testable here**: prompt tuning is within the noise or 5 points of full FT at every size, so there is no gap to shrink"
+    elif shrinks and drop > spread:
+        v = "**agrees**"
+    elif drop > spread:
+        v = "**partly**: smaller at the largest base than at the smallest, but not at every step"
     else:
-        v = "**disagrees**: the gap does not shrink steadily with size"
+        v = f"**disagrees**: the gap does not shrink ({gaps[0][0]} {gaps[0][2]:+.1f}, {gaps[-1][0]} {gaps[-1][2]:+.1f} points)"
     other = {kind_task[k]: [(b, (lambda c: None if not c else c[1] - c[0])(compare(b, kind_task[k], "prompt", largest_n))) for b in bases]
              for k in ("compose", "new")}
     w(f"Verdict: {v}. (The same gap on the other kinds, seed mean: " + "; ".join(
