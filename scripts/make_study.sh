@@ -5,7 +5,7 @@
 # base sizes, each base trained here from scratch on a mixture of skills
 # (docs/study.md says what each phase measures).
 #
-#   scripts/make_study.sh [PHASE...]   phases: data base sweep adapt serve assemble (default: all, in order)
+#   scripts/make_study.sh [PHASE...]   phases: data base sweep adapt position serve assemble (default: all, in order)
 #
 # MINIPEFT names the binary (default build/cli/minipeft), STUDY_OUT the folder
 # for the data and runs (default study-out; a phase skips a run whose output
@@ -27,7 +27,10 @@ SEEDS=${SEEDS:-"0 1 2"}           # the claim cells' seeds; the other cells run 
 SWEEP_BASE=${SWEEP_BASE:-M}       # the LR sweep: one base, the steer task, 256 pairs
 SWEEP_TASK=step
 SWEEP_PAIRS=256
-SEQ=12                            # the longest pair: a word, ":", 4 letters, "=", 4 letters, the end
+# The position check: base P, M's shape trained the same way but with every prompt behind an 8-token
+# preamble, which prompt and prefix tuning's 8 virtual tokens replace (scripts/study/data.py).
+POSITION_BASE=${POSITION_BASE:-P:4:128}
+SEQ=12                            # the longest pair: a word, ":", 4 letters, "=", 4 letters, the end (pre_ files: 8 more)
 VTOKENS=8                         # prompt and prefix tuning: virtual tokens
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 mkdir -p "$OUT/runs"
@@ -50,14 +53,18 @@ spawn() {  # spawn CMD...: in the background, at most JOBS at once
   "$@" &
 }
 
+seq_of() {  # seq_of FILE: the tokens per row its pairs need
+  case $1 in pre_*) echo $((SEQ + VTOKENS)) ;; *) echo $SEQ ;; esac
+}
+
 evaluate() {  # evaluate NAME TEST MODEL-OPTIONS...: loss and exact match on a held-out file, JSON in OUT/runs/NAME.txt
   local name=$1 test=$2; shift 2
-  run "$name" eval "$@" --data "$OUT/data/$test.jsonl" --val-fraction 1 --batch 60 --seq $SEQ --json
+  run "$name" eval "$@" --data "$OUT/data/$test.jsonl" --val-fraction 1 --batch 60 --seq "$(seq_of "$test")" --json
 }
 
 base_shape() {  # base_shape NAME: --layers L --width W --heads 4
   local b
-  for b in $BASES; do
+  for b in $BASES $POSITION_BASE; do
     IFS=: read -r name layers width <<< "$b"
     [ "$name" = "$1" ] && { echo "--layers $layers --width $width --heads 4"; return; }
   done
@@ -78,25 +85,31 @@ method_args() {  # method_args METHOD LR: the method's options (the same at ever
   esac
 }
 
+preamble_of() {  # preamble_of BASE METHOD: "pre_" where the run's files carry the preamble (base P, no virtual tokens)
+  [ "$1" = "${POSITION_BASE%%:*}" ] || return 0
+  case $2 in prefix* | prompt) ;; *) echo pre_ ;; esac
+}
+
 model_of() {  # model_of RUN METHOD BASE: the options that load the run's model (PEFT: the base + its adapter)
   if [ "$2" = full ]; then echo "--model $OUT/runs/$1/final"
   else echo "--model $OUT/runs/base-$3/final --adapter $OUT/runs/$1/final"; fi
 }
 
 adapt_one() {  # adapt_one BASE TASK METHOD N SEED LR [forget]: train on the task's first N pairs, then evaluate
-  local base=$1 task=$2 method=$3 n=$4 seed=$5 lr=$6 forget=${7:-} name frac
+  local base=$1 task=$2 method=$3 n=$4 seed=$5 lr=$6 forget=${7:-} name frac pre
   name="$base-$task-$method-$n-s$seed"
+  pre=$(preamble_of "$base" "$method")
   [ -n "${SWEEPING:-}" ] && name="sweep-$name-lr$lr"
   frac=$(python3 -c "print(99.5 / ($n + 100))")  # the file is N pairs then 100 validation pairs: hold those out
   run "$name" train --model "$OUT/runs/base-$base/final" $(method_args "$method" "$lr") \
-    --data "$OUT/data/${task}_$n.jsonl" --val-fraction "$frac" --batch 16 --seq $SEQ --steps "$STEPS" \
+    --data "$OUT/data/$pre${task}_$n.jsonl" --val-fraction "$frac" --batch 16 --seq "$(seq_of "$pre$task")" --steps "$STEPS" \
     --warmup $((STEPS / 10)) --schedule cosine --seed "$seed" --out "$OUT/runs/$name" --no-progress
-  evaluate "$name.task" "${task}_test" $(model_of "$name" "$method" "$base")
+  evaluate "$name.task" "$pre${task}_test" $(model_of "$name" "$method" "$base")
   if [ -n "$forget" ]; then  # the base's skills after adapting: adapter on (full: the tuned model)
-    evaluate "$name.skills" base_test $(model_of "$name" "$method" "$base")
+    evaluate "$name.skills" "${pre}base_test" $(model_of "$name" "$method" "$base")
     # LoRA off: the adapter loaded, the rows naming none (eval's mixed batch), so they run on the frozen base.
     # Prefix and prompt tuning add only virtual tokens: off, they are the base file, scored once (base_one).
-    [ "$method" = lora ] && evaluate "$name.skills-off" base_test --model "$OUT/runs/base-$base/final" --adapter "$task=$OUT/runs/$name/final"
+    [ "$method" = lora ] && evaluate "$name.skills-off" "${pre}base_test" --model "$OUT/runs/base-$base/final" --adapter "$task=$OUT/runs/$name/final"
   fi
   return 0
 }
@@ -105,21 +118,23 @@ phase_data() {
   [ -f "$OUT/data/meta.json" ] || python3 scripts/study/data.py "$OUT/data"
 }
 
-base_one() {  # base_one NAME: train a base from scratch on the skills' mixture, then its scores before adapting
-  local b=$1 t
+base_one() {  # base_one NAME [pre_]: train a base from scratch on the skills' mixture (pre_: behind the preamble), then its scores before adapting
+  local b=$1 pre=${2:-} t
   run "base-$b" train --model gpt2-tiny $(base_shape "$b") --tokenizer "$OUT/data/tokenizer" --method full \
-    --data "$OUT/data/base_train.jsonl" --val-fraction 0.01 --batch 64 --seq $SEQ --steps "$BASE_STEPS" \
+    --data "$OUT/data/${pre}base_train.jsonl" --val-fraction 0.01 --batch 64 --seq "$(seq_of "${pre}base")" --steps "$BASE_STEPS" \
     --lr 2e-3 --warmup $((BASE_STEPS / 20)) --schedule cosine --eval-every $((BASE_STEPS / 4)) --seed 0 --out "$OUT/runs/base-$b" --no-progress
+  evaluate "base-$b.skills" "${pre}base_test" --model "$OUT/runs/base-$b/final"
+  if [ -n "$pre" ]; then evaluate "base-$b.$SWEEP_TASK" "$pre${SWEEP_TASK}_test" --model "$OUT/runs/base-$b/final"; return; fi
   for t in $(python3 -c 'import json, sys; print(" ".join(json.load(open(sys.argv[1]))["skills"]))' "$OUT/data/meta.json"); do
     evaluate "base-$b.$t" "base_test_$t" --model "$OUT/runs/base-$b/final"
   done
-  evaluate "base-$b.skills" base_test --model "$OUT/runs/base-$b/final"
   for t in $TASKS; do evaluate "base-$b.$t" "${t}_test" --model "$OUT/runs/base-$b/final"; done
 }
 
 phase_base() {
   local b
   for b in $(tr ' ' '\n' <<< "$BASES" | tac); do spawn base_one "${b%%:*}"; done  # the largest, the longest, first
+  spawn base_one "${POSITION_BASE%%:*}" pre_
   wait
 }
 
@@ -171,6 +186,14 @@ phase_adapt() {
   wait
 }
 
+phase_position() {  # base P: the steer task at the largest N, every method, the claim seeds
+  local m s
+  for s in $SEEDS; do
+    for m in $METHODS; do spawn adapt_one "${POSITION_BASE%%:*}" "$SWEEP_TASK" "$m" "${SIZES##* }" "$s" "$(lr_of "$m")" forget; done
+  done
+  wait
+}
+
 phase_serve() {  # the three tasks' LoRA adapters (the largest base, N, seed 0) served together, rows mixed in one batch
   local b=${BASES##* } n=${SIZES##* } t adapters=()
   b=${b%%:*}
@@ -183,14 +206,14 @@ phase_serve() {  # the three tasks' LoRA adapters (the largest base, N, seed 0) 
 phase_assemble() {  # results.json from the runs, then the page and plots from results.json alone
   mkdir -p docs/study
   date +%s > "$OUT/finished"
-  python3 scripts/study/collect.py "$OUT" docs/study/results.json "$BASES" "$BASE_STEPS" "$STEPS" "$SIZES" "$TASKS" "$METHODS" "$SEEDS" "$JOBS" "$VTOKENS"
+  python3 scripts/study/collect.py "$OUT" docs/study/results.json "$BASES" "$BASE_STEPS" "$STEPS" "$SIZES" "$TASKS" "$METHODS" "$SEEDS" "$JOBS" "$VTOKENS" "$POSITION_BASE"
   python3 scripts/study/page.py docs
 }
 
-phases=${*:-data base sweep adapt serve assemble}
+phases=${*:-data base sweep adapt position serve assemble}
 for p in $phases; do
   case $p in
-    data | base | sweep | adapt | serve | assemble) "phase_$p" ;;
-    *) echo "unknown phase $p (data base sweep adapt serve assemble)" >&2; exit 2 ;;
+    data | base | sweep | adapt | position | serve | assemble) "phase_$p" ;;
+    *) echo "unknown phase $p (data base sweep adapt position serve assemble)" >&2; exit 2 ;;
   esac
 done

@@ -1,6 +1,6 @@
 """Collects the study's runs into docs/study/results.json (scripts/make_study.sh, phase `assemble`).
 
-    python3 scripts/study/collect.py OUT RESULTS BASES BASE_STEPS STEPS SIZES TASKS METHODS SEEDS JOBS VIRTUAL_TOKENS
+    python3 scripts/study/collect.py OUT RESULTS BASES BASE_STEPS STEPS SIZES TASKS METHODS SEEDS JOBS VIRTUAL_TOKENS POSITION_BASE
 
 Reads what the commands wrote in OUT/runs (`minipeft eval --json`, log.jsonl, *.cmd, *.time),
 OUT/lrs.json (the LRs the sweep chose) and OUT/data/meta.json (the design). Every row of `runs`
@@ -20,6 +20,7 @@ base_steps, steps = int(sys.argv[4]), int(sys.argv[5])
 sizes = [int(x) for x in sys.argv[6].split()]
 tasks, methods, seeds, jobs = sys.argv[7].split(), sys.argv[8].split(), [int(x) for x in sys.argv[9].split()], int(sys.argv[10])
 virtual_tokens = int(sys.argv[11])
+position = sys.argv[12].split(":")  # base P: the position check (make_study.sh, phase `position`)
 runs_dir = f"{out}/runs"
 meta = json.load(open(f"{out}/data/meta.json"))
 kind_of = meta["tasks"]
@@ -84,23 +85,31 @@ def row(name, **fields):  # one evaluation row, or None when its eval is missing
     return dict(fields, exact_match=r["exact_match"], test_loss=r["loss"], examples=r["examples"], command=cmd(name))
 
 
-rows, base_info = [], {}
-for name, layers, width in bases:
+def describe(name, layers, width):  # a base's size, training time and held-out losses
     folder = f"{runs_dir}/base-{name}/final"
     t = tensors(folder)
     embed = sum(c for k, c in t.items() if k.endswith(("wte.weight", "wpe.weight")))
-    base_info[name] = {"layers": int(layers), "width": int(width), "heads": 4, "params": sum(t.values()),
-                       "embedding_params": embed, "bytes": disk(folder), "train_seconds": secs(f"base-{name}"),
-                       "command": cmd(f"base-{name}"),
-                       "val_loss": [json.loads(l) for l in open(f"{runs_dir}/base-{name}/log.jsonl") if "val_loss" in l]
-                       if os.path.exists(f"{runs_dir}/base-{name}/log.jsonl") else []}
-    common = dict(base=name, base_params=sum(t.values()), method="none", pairs=0, steps=0, seed=0, adapter="none")
+    log = f"{runs_dir}/base-{name}/log.jsonl"
+    return {"layers": int(layers), "width": int(width), "heads": 4, "params": sum(t.values()), "embedding_params": embed,
+            "bytes": disk(folder), "train_seconds": secs(f"base-{name}"), "command": cmd(f"base-{name}"),
+            "val_loss": [json.loads(l) for l in open(log) if "val_loss" in l] if os.path.exists(log) else []}
+
+
+rows, base_info = [], {}
+for name, layers, width in bases + [position]:
+    base_info[name] = describe(name, layers, width)
+    common = dict(base=name, base_params=base_info[name]["params"], method="none", pairs=0, steps=0, seed=0, adapter="none")
+    if name == position[0]:  # its skills (all of them) and the steer task, behind the preamble
+        rows.append(row(f"base-{name}.skills", task="skills", task_kind="base", **common))
+        steer = next(t for t in tasks if kind_of[t] == "steer")
+        rows.append(row(f"base-{name}.{steer}", task=steer, task_kind="steer", **common))
+        continue
     for skill in meta["skills"] + ["skills"]:  # each skill, then all of them (the forgetting test)
         rows.append(row(f"base-{name}.{skill}", task=skill, task_kind="base", **common))
     for task in tasks:
         rows.append(row(f"base-{name}.{task}", task=task, task_kind=kind_of[task], **common))
 
-for name, _, _ in bases:
+for name, _, _ in bases + [position]:
     params = base_info[name]["params"]
     for task in tasks:
         for n in sizes:
@@ -162,7 +171,8 @@ timing = {"started": started, "finished": finished, "wall_seconds": None if fini
           "simd": "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2",
           "load_average": {"samples": len(load), "mean": sum(l for _, l in load) / len(load) if load else None,
                            "max": max((l for _, l in load), default=None)}}
-design = dict(meta, bases=base_info, base_steps=base_steps, steps=steps, sizes=sizes, task_names=tasks, methods=methods,
+position_info = base_info.pop(position[0])
+design = dict(meta, bases=base_info, position_base=dict(position_info, name=position[0]), base_steps=base_steps, steps=steps, sizes=sizes, task_names=tasks, methods=methods,
               seeds=seeds, lrs=lrs, virtual_tokens=virtual_tokens)
 json.dump({"design": design, "runs": [r for r in rows if r], "sweep": sweep, "serving": serving, "timing": timing,
            "missing": sorted(set(missing))}, open(results, "w"), indent=1)

@@ -10,6 +10,7 @@ token per instruction word, " a".." z", " =" and <|endoftext|>) and OUT/*.jsonl:
   TASK_N          a new task's first N training pairs, then the same 100 validation pairs
   TASK_test       a new task's held-out pairs
   mixed_test      the three new tasks' test rows interleaved, each naming its adapter
+  pre_NAME        NAME behind the preamble (PREAMBLE_FILES, below)
 
 Held-out sequences are drawn first and never appear in a training file.
 """
@@ -50,6 +51,10 @@ TASKS = {
     "twist": ("compose", lambda s: shift(s[::-1], 1)),          # reverse, then shift +1
     "jump": ("new", lambda s: shift(s, 3)),                     # shift +3: a computation never trained
 }
+# The position check (docs/study.md): the same files behind a fixed preamble of 8 filler tokens
+# (pre_NAME.jsonl), which prompt and prefix tuning's 8 virtual tokens replace.
+PREAMBLE = "." * 8
+PREAMBLE_FILES = ("base_train", "base_test", "step_2048", "step_test")
 SIZES = (32, 256, 2048)   # training pairs per new task
 VAL = 100                 # validation pairs per task (the LR choice)
 BASE_TRAIN = 60000
@@ -129,9 +134,10 @@ def main():
                 return s
 
     def write(name, rows):
-        with open(f"{out}/{name}.jsonl", "w") as f:
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
+        for file, preamble in [(name, "")] + ([("pre_" + name, PREAMBLE)] if name in PREAMBLE_FILES else []):
+            with open(f"{out}/{file}.jsonl", "w") as f:
+                for r in rows:
+                    f.write(json.dumps(dict(r, prompt=preamble + r["prompt"])) + "\n")
 
     # held out first: the base's test (also the forgetting test), then each task's
     base_test = {w: [example(w, fn, fresh()) for _ in range(BASE_TEST_PER_SKILL)] for w, fn in SKILLS.items()}
@@ -153,7 +159,7 @@ def main():
     write("mixed_test", rows)
     meta = {"skills": list(SKILLS), "tasks": {w: k for w, (k, _) in TASKS.items()}, "sizes": list(SIZES), "val": VAL,
             "base_train": BASE_TRAIN, "base_test_per_skill": BASE_TEST_PER_SKILL, "task_test": TASK_TEST,
-            "lengths": [MIN_LEN, MAX_LEN], "vocab": vocab}
+            "lengths": [MIN_LEN, MAX_LEN], "preamble": PREAMBLE, "vocab": vocab}
     with open(f"{out}/meta.json", "w") as f:
         json.dump(meta, f)
     print(f"wrote {out} (vocabulary of {vocab} tokens)")

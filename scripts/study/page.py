@@ -120,11 +120,8 @@ w(f"**Bases.** Random GPT-2 shapes (`--model gpt2-tiny --layers L --width W --he
 w(f"{D['base_train']:,} pairs of the skills' mixture: {D['base_steps']} steps of 64 pairs, AdamW, LR 2e-3, cosine, seed 0.")
 w("Every prompt starts at position 0, in training and in test. Prompt and prefix tuning put their virtual tokens in front")
 w(f"of the prompt, which moves it {D['virtual_tokens']} positions on (GPT-2's position ids count the virtual tokens, as in HF PEFT), to")
-w("positions where these bases never saw a task; a pretrained LM has seen its text start anywhere. Bases trained to be")
-w("independent of the offset (behind a fixed 8-token preamble the virtual tokens could replace, or behind fillers of")
-w("varying length) were tried while designing this study; they learned the skills more slowly and not every one reached")
-w("90% on every skill within this budget, so they are not used: the verdicts on prompt and prefix tuning below hold for")
-w("position-bound bases like these.")
+w("positions where these bases never saw a task, while a pretrained LM has seen its text start anywhere. The position check")
+w(f"(base {D['position_base']['name']}, below) measures what that costs them.")
 w("Parameters are counted from the saved `model.safetensors` (every tensor, the token and position embeddings")
 w("included; the output layer is tied to the token embedding):\n")
 w("| base | layers × width | parameters | of which embeddings | training time | held-out loss at the end |")
@@ -222,6 +219,22 @@ for b in bases:
         w(f"| {b} | {pct(base_em(b, 'skills'))} | `{t}` | " + " | ".join(on) + f" | {off} |")
 w("")
 
+P = D["position_base"]
+pn, steer_task = P["name"], kind_task["steer"]
+twin = [b for b, i in D["bases"].items() if (i["layers"], i["width"]) == (P["layers"], P["width"])]  # the same shape
+w(f"### Position check: base {pn}, the steer task behind a preamble\n")
+w(f"Base {pn} has the shape of {'/'.join(twin) or 'no other base'} ({P['layers']} × {P['width']}) and its training, except that every prompt, in training and in test, starts with a preamble of")
+w(f"{len(D['preamble'])} filler tokens (`{D['preamble']}`). Full FT and LoRA keep the preamble; prompt and prefix tuning get the prompts")
+w(f"without it, so their {D['virtual_tokens']} virtual tokens stand where it stood and the task is at the positions the base")
+w(f"learned. Base {pn} before adapting: {pct(base_em(pn, 'skills'))} on its skills (all five, behind the preamble), "
+  f"{pct(base_em(pn, steer_task))} on `{steer_task}`; it was trained for {D['base_steps']} steps like the others, "
+  f"{P['train_seconds'] or 0:.0f} s.\n")
+w(f"| base | pairs | " + " | ".join(label[m] for m in methods) + " |")
+w("|---|---:|" + "---:|" * len(methods))
+for b in twin + [pn]:
+    w(f"| {b} | {largest_n:,} | " + " | ".join(fmt(cell(b, steer_task, m, largest_n)) for m in methods) + " |")
+w("")
+
 w("### Storage and serving\n")
 w(f"Saved `final/` folders of the runs on base {largest} ({largest_n:,} pairs, seed 0, task `{kind_task['steer']}`):\n")
 w("| method | parameters saved | bytes on disk | share of full FT's |")
@@ -279,6 +292,12 @@ if pr:
     w(f"Prompt tuning trains {pr[0]['saved_params']:,} parameters here. Verdict: "
       + ("**agrees**" if "prompt" in near else "**disagrees**") + f" for prompt tuning; within {CLOSE:.0f} points: "
       + (", ".join(label[m] for m in near) if near else "none") + ".\n")
+pc = {m: cell(pn, steer, m, largest_n) for m in methods}
+if pc.get("prompt") and pc.get("full"):
+    pnear = [m for m in peft if pc[m] and mean(pc[m]) >= mean(pc["full"]) - CLOSE]
+    w(f"On base {pn}, where the virtual tokens take the place of a preamble the base was trained behind (position check above): "
+      + "; ".join(f"{label[m]} {fmt(pc[m])}%" for m in methods if pc[m]) + f". Within {CLOSE:.0f} points of full FT there: "
+      + (", ".join(label[m] for m in pnear) if pnear else "none") + ".\n")
 # 2. gap vs size
 gaps = []
 for b in bases:
