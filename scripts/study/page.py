@@ -198,6 +198,7 @@ with open(f"{tmp}/by_size.dat", "w") as fh:
         fh.write(f"{p} " + " ".join(vals) + "\n")
 plots_ok &= gnuplot(
     f"set terminal pngcairo size 900,500\nset output '{docs}/study/by_size.png'\nset logscale x\nset grid\nset yrange [0:105]\n"
+    f"set xrange [{min(i['params'] for i in D['bases'].values()) / 1.5}:{max(i['params'] for i in D['bases'].values()) * 1.5}]\nset format x '%.1s%c'\n"
     f"set xlabel 'base parameters'\nset ylabel 'held-out exact match (%)'\nset key bottom right\n"
     f"set title 'Steer task ({kind_task['steer']}), {largest_n:,} pairs: mean, min and max over seeds'\nplot "
     + ", ".join(f"'{tmp}/by_size.dat' using 1:{3 * i + 2}:{3 * i + 3}:{3 * i + 4} with yerrorlines pt 7 lw 2 title '{label[m]}'"
@@ -327,17 +328,20 @@ if gaps:
 w(f"**3. With little data PEFT does as well as or better than full FT.** {smallest_n} pairs, per base (PEFT minus full FT, points):\n")
 w("| task | base | " + " | ".join(label[m] for m in peft) + " |")
 w("|---|---|" + "---:|" * len(peft))
-tally = [0, 0]
+tally, by_method = [0, 0], {m: [0, 0] for m in peft}
 for kind in ("steer", "compose", "new"):
     t = kind_task[kind]
     for b in bases:
         cs = [compare(b, t, m, smallest_n) for m in peft]
         w(f"| `{t}` | {b} | " + " | ".join("–" if c is None else f"{c[0] - c[1]:+.1f}" for c in cs) + " |")
-        for c in cs:
+        for m, c in zip(peft, cs):
             if c:
                 tally[0] += c[0] >= c[1] - CLOSE
                 tally[1] += 1
+                by_method[m][0] += c[0] >= c[1] - CLOSE
+                by_method[m][1] += 1
 w("")
+w("Cells within 5 points of full FT or better, by method: " + ", ".join(f"{label[m]} {a} of {n}" for m, (a, n) in by_method.items()) + ".")
 steer_small = [compare(b, steer, m, smallest_n) for b in bases for m in peft]
 steer_ok = sum(1 for c in steer_small if c and c[0] >= c[1] - CLOSE)
 w(f"Verdict: PEFT is within {CLOSE:.0f} points of full FT or better in {tally[0]} of {tally[1]} cells ({steer_ok} of "
@@ -348,17 +352,22 @@ w(f"Verdict: PEFT is within {CLOSE:.0f} points of full FT or better in {tally[0]
 w(f"**4. Full FT has the higher ceiling on tasks that need new computation.** {largest_n:,} pairs, full FT minus each PEFT method (points):\n")
 w("| task | base | " + " | ".join(label[m] for m in peft) + " |")
 w("|---|---|" + "---:|" * len(peft))
-wins = [0, 0]
+wins, wins_by = [0, 0], {m: [0, 0] for m in peft}
 for kind in ("compose", "new"):
     t = kind_task[kind]
     for b in bases:
         cs = [compare(b, t, m, largest_n) for m in peft]
         w(f"| `{t}` | {b} | " + " | ".join("–" if c is None else f"{c[1] - c[0]:+.1f}" for c in cs) + " |")
-        for c in cs:
+        for m, c in zip(peft, cs):
             if c:
                 wins[0] += c[1] - c[0] > c[2]
                 wins[1] += 1
+                wins_by[m][0] += c[1] - c[0] > c[2]
+                wins_by[m][1] += 1
 w("")
+w("Cells where full FT is ahead by more than the seeds' spread, by method: " + ", ".join(f"{label[m]} {a} of {n}" for m, (a, n) in wins_by.items())
+  + ". A method that fails the steer task too (full FT ahead there as well) says nothing about new computation; the claim"
+  " proper is about the methods that do steer.")
 steer_gap = [compare(b, steer, m, largest_n) for b in bases for m in peft]
 steer_wins = sum(1 for c in steer_gap if c and c[1] - c[0] > c[2])
 w(f"Verdict: full FT is ahead by more than the seeds' spread in {wins[0]} of {wins[1]} compose/new cells, against {steer_wins} of "
@@ -390,6 +399,15 @@ if S and full_bytes:
       f"{human(pr[0]['saved_bytes']) if pr else '–'}, LoRA {human(lo[0]['saved_bytes']) if lo else '–'}, a fully fine-tuned copy {human(full_bytes)};"
       f" three adapters in one mixed batch give the same tokens as one row at a time: {'yes' if same else 'no'}. Verdict: "
       + ("**agrees**" if same else "**disagrees**") + " (at this base size a full copy is itself small, so the ratio, not the bytes, is the point).\n")
+
+best = {m: max((mean(cell(b, kind_task[k], m, n)) for b in bases for k in ("steer", "compose", "new") for n in D["sizes"]
+                if cell(b, kind_task[k], m, n)), default=None) for m in ("prompt", "prefix", "prefix-mlp")}
+if all(v is not None for v in best.values()):
+    w("**So, when does prompt tuning work here?** On the three bases, whose prompts always start at position 0, the best cell")
+    w("(mean over seeds, any task, size and data size) of prompt tuning is " + f"{best['prompt']:.1f}%, of prefix tuning {best['prefix']:.1f}%, of prefix")
+    w(f"+ MLP {best['prefix-mlp']:.1f}%." + (f" On base {pn}, where the virtual tokens take the place of the preamble the base learned behind,"
+      f" the steer task gives: " + "; ".join(f"{label[m]} {fmt(pc[m])}%" for m in methods if pc[m]) + "." if pc.get("prompt") else ""))
+    w("")
 
 w("## Not measured, or not as asked\n")
 sizes_text = ", ".join(f"{b} {D['bases'][b]['params']:,}" for b in bases)
