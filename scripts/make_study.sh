@@ -201,11 +201,11 @@ phase_serve() {  # the three tasks' LoRA adapters (the largest base, N, seed 0) 
   run serve-mixed generate --model "$OUT/runs/base-$b/final" "${adapters[@]}" --prompts "$OUT/data/mixed_test.jsonl" \
     --max-new-tokens 7 --compare-switching
   evaluate serve-mixed-eval mixed_test --model "$OUT/runs/base-$b/final" "${adapters[@]}"
+  date +%s > "$OUT/finished"  # the last phase that runs anything: the page's wall time ends here
 }
 
 phase_assemble() {  # results.json from the runs, then the page and plots from results.json alone
   mkdir -p docs/study
-  date +%s > "$OUT/finished"
   python3 scripts/study/collect.py "$OUT" docs/study/results.json "$BASES" "$BASE_STEPS" "$STEPS" "$SIZES" "$TASKS" "$METHODS" "$SEEDS" "$JOBS" "$VTOKENS" "$POSITION_BASE"
   python3 scripts/study/page.py docs
 }

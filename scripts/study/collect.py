@@ -164,6 +164,7 @@ except OSError:
 started = int(open(f"{out}/started").read())
 finished = int(open(f"{out}/finished").read()) if os.path.exists(f"{out}/finished") else None
 load = [tuple(map(float, l.split())) for l in open(f"{out}/load.txt")] if os.path.exists(f"{out}/load.txt") else []
+load = [(t, l) for t, l in load if started <= t <= (finished or t)]  # while the runs ran
 times = [secs(os.path.basename(f)[:-5]) for f in glob.glob(f"{runs_dir}/*.time")]
 flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
 timing = {"started": started, "finished": finished, "wall_seconds": None if finished is None else finished - started,

@@ -87,7 +87,7 @@ w("command that made them. Do not edit by hand: rerun the script.\n")
 if T["wall_seconds"] is not None:
     la = T["load_average"]
     adapted = sum(1 for r in runs if r["method"] != "none" and r["task_kind"] != "base")
-    w(f"**Run time.** From scratch (data, three bases, the LR sweep, {adapted} adaptation runs,")
+    w(f"**Run time.** From scratch (data, {len(bases) + 1} bases, the LR sweep, {adapted} adaptation runs,")
     w(f"serving) to the page: **{T['wall_seconds'] / 60:.1f} min of wall time** on {T['cores']} shared x86 cores ({T['simd']}),")
     w(f"{T['jobs']} commands at once, each `OMP_NUM_THREADS=1` under `nice`; the {T['commands']} commands' own wall times add up to")
     w(f"{T['command_seconds'] / 60:.1f} min." + (f" The machine was shared with other builds: its 1-minute load average, sampled every 30 s, "
@@ -290,7 +290,7 @@ w(f"Steer task, base {largest}, {largest_n:,} pairs: " + "; ".join(f"{label[m]} 
   + f"; full FT {res['prompt'][1]:.1f}%." if res.get("prompt") else "")
 pr = sel(base=largest, task=steer, method="prompt", pairs=largest_n, seed=0)
 if pr:
-    w(f"Prompt tuning trains {pr[0]['saved_params']:,} parameters here. Verdict: "
+    w(f"Prompt tuning trains {pr[0]['saved_params']:,} parameters here. Verdict on the position-bound bases: "
       + ("**agrees**" if "prompt" in near else "**disagrees**") + f" for prompt tuning; within {CLOSE:.0f} points: "
       + (", ".join(label[m] for m in near) if near else "none") + ".\n")
 pc = {m: cell(pn, steer, m, largest_n) for m in methods}
@@ -298,7 +298,8 @@ if pc.get("prompt") and pc.get("full"):
     pnear = [m for m in peft if pc[m] and mean(pc[m]) >= mean(pc["full"]) - CLOSE]
     w(f"On base {pn}, where the virtual tokens take the place of a preamble the base was trained behind (position check above): "
       + "; ".join(f"{label[m]} {fmt(pc[m])}%" for m in methods if pc[m]) + f". Within {CLOSE:.0f} points of full FT there: "
-      + (", ".join(label[m] for m in pnear) if pnear else "none") + ".\n")
+      + (", ".join(label[m] for m in pnear) if pnear else "none") + ". Verdict there: "
+      + ("**agrees**" if "prompt" in pnear else "**disagrees**") + " for prompt tuning.\n")
 # 2. gap vs size
 gaps = []
 for b in bases:
