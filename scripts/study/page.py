@@ -162,6 +162,13 @@ if sw:
         vl = "–" if r["val_loss"] is None else f"{r['val_loss']:.4f}"
         w(f"| {label[r['method']]} | {r['lr']} | {vl} | {100 * r['exact_match']:.1f}% | {'**yes**' if chosen else ''} |")
     w("")
+    edge = []
+    for m in methods:
+        grid = sorted({float(r["lr"]) for r in sw if r["method"] == m})
+        if grid and m in D["lrs"] and float(D["lrs"][m]) in (grid[0], grid[-1]):
+            edge.append(f"{label[m]} ({'lowest' if float(D['lrs'][m]) == grid[0] else 'highest'})")
+    if edge:
+        w("Chosen at the edge of its grid, so a better LR may lie beyond it: " + ", ".join(edge) + ".\n")
 
 w("## Results\n")
 for kind in ("steer", "compose", "new"):
@@ -415,6 +422,8 @@ sizes_text = ", ".join(f"{b} {D['bases'][b]['params']:,}" for b in bases)
 w(f"- The bases are small ({sizes_text} parameters): what 2 cores allow in the")
 w("  study's hour. The size claim is tested over that range only.")
 w("- One learning rate per method, chosen on one base and one task; other virtual-token counts and LoRA ranks were not tried.")
+w(f"- Base {D['position_base']['name']}'s runs use the LRs chosen on base {sw[0]['base'] if sw else '?'}, where prompt and prefix tuning failed; their LRs were")
+w(f"  not chosen again for base {D['position_base']['name']}. Only the steer task was run on it, and its skills were scored together, not one by one.")
 for p in problems:
     w(f"- missing: {p}")
 w("")
