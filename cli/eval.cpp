@@ -8,6 +8,7 @@
 #include "cli/command.h"
 #include "train/adapters.h"
 #include "cli/model_options.h"
+#include "cli/tokenizer_option.h"
 #include "train/pairs_eval.h"
 #include "train/data/paths.h"
 #include "train/trainer.h"
@@ -18,6 +19,7 @@ namespace {
 
 struct Options {
   ModelChoice m;
+  std::string tokenizer;  // "" : the model folder's own, else GPT-2's (cli/tokenizer_option.h)
   std::string data = train::data_dir() + "/tinyshakespeare/input.txt";
   double fraction = 0.1;
   int64_t batch = 4, seq = 64, batches = 16;
@@ -75,6 +77,7 @@ void add_eval(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("eval", "loss and perplexity on the held-out tail of a text file, or loss over "
                                              "completions and exact match on a pairs file (.jsonl)");
   add_model_options(cmd, o->m, /*adapter_required=*/false, /*several_adapters=*/true);
+  add_tokenizer_option(cmd, o->tokenizer);
   cmd->add_option("--data", o->data, "UTF-8 text file, or pairs file (.jsonl)")->capture_default_str();
   // The same spellings as train's held-out options; --fraction and --batches stay as hidden aliases.
   cmd->add_option("--val-fraction", o->fraction, "evaluate on this tail of the file, or of its lines (1: all of it)")
@@ -89,8 +92,10 @@ void add_eval(CLI::App& app) {
   cmd->callback([o, seq] {
     if (o->batch <= 0 || o->seq <= 0 || o->batches <= 0) fail("--batch, --seq and --eval-batches must be positive");
     o->seq_given = seq->count() > 0;
-    models::Tokenizer tok = models::Tokenizer::from_dir(train::default_tokenizer_dir());
+    const std::string tokenizer_dir = tokenizer_dir_for(o->m.model, o->tokenizer);
+    models::Tokenizer tok = load_tokenizer(tokenizer_dir);
     train::TrainedModel m = train::load_model_with_adapters(o->m.model, o->m.adapters, o->m.seed, o->m.base_dtype, o->m.device);
+    check_tokenizer_fits(tok, tokenizer_dir, m.base->vocab_size());
     if (train::is_pairs_file(o->data)) eval_pairs(*o, m, tok);
     else if (o->mixed()) fail("several (or named) --adapter need a pairs file (.jsonl) whose rows name theirs");
     else eval_text(*o, m, tok);

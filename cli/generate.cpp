@@ -10,6 +10,7 @@
 #include "train/adapters.h"
 #include "cli/command.h"
 #include "cli/model_options.h"
+#include "cli/tokenizer_option.h"
 #include "train/data/pairs.h"
 #include "train/data/paths.h"
 #include "train/trainer.h"
@@ -67,6 +68,7 @@ void generate_mixed(train::TrainedModel& m, const models::Tokenizer& tok, const 
 void add_generate(CLI::App& app) {
   struct Options {
     ModelChoice m;
+    std::string tokenizer;  // "" : the model folder's own, else GPT-2's (cli/tokenizer_option.h)
     std::string prompt = "ROMEO:", prompts;
     models::GenerateOptions gen;
     bool sample = false, no_eos = false, compare = false;
@@ -75,6 +77,7 @@ void add_generate(CLI::App& app) {
   o->gen.max_new_tokens = 40;
   CLI::App* cmd = app.add_subcommand("generate", "continue a prompt, with or without an adapter (greedy unless --sample)");
   add_model_options(cmd, o->m, /*adapter_required=*/false, /*several_adapters=*/true);
+  add_tokenizer_option(cmd, o->tokenizer);
   cmd->add_option("--prompt", o->prompt, "the text to continue")->capture_default_str();
   cmd->add_option("--prompts", o->prompts,
                   "JSONL of {\"prompt\": ..., \"adapter\": name}: greedy, all in one mixed batch (no adapter: the base)");
@@ -92,8 +95,10 @@ void add_generate(CLI::App& app) {
     if (o->gen.max_new_tokens <= 0) fail("--max-new-tokens must be positive");
     if (!(o->gen.temperature > 0)) fail("--temperature must be > 0");
     if (o->gen.top_k < 0 || !(o->gen.top_p > 0 && o->gen.top_p <= 1)) fail("--top-k must be >= 0 and --top-p in (0, 1]");
-    models::Tokenizer tok = models::Tokenizer::from_dir(train::default_tokenizer_dir());
+    const std::string tokenizer_dir = tokenizer_dir_for(o->m.model, o->tokenizer);
+    models::Tokenizer tok = load_tokenizer(tokenizer_dir);
     train::TrainedModel m = train::load_model_with_adapters(o->m.model, o->m.adapters, o->m.seed, o->m.base_dtype, o->m.device);
+    check_tokenizer_fits(tok, tokenizer_dir, m.base->vocab_size());
     o->gen.eos_token_id = o->no_eos ? -1 : tok.eos_id();
     if (!o->prompts.empty()) {
       if (o->sample) fail("--prompts generates greedily; --sample is for a single --prompt");

@@ -2,7 +2,9 @@
 #include <fmt/format.h>
 
 #include "cli/command.h"
+#include "cli/tokenizer_option.h"
 #include "cli/train_options.h"
+#include "models/config.h"
 #include "train/data/paths.h"
 
 namespace mp::cli {
@@ -11,13 +13,22 @@ void add_train(CLI::App& app) {
   auto c = std::make_shared<train::TrainConfig>();
   c->data = train::data_dir() + "/tinyshakespeare/input.txt";
   auto no_progress = std::make_shared<bool>(false);
+  auto tokenizer = std::make_shared<std::string>();
   CLI::App* cmd = app.add_subcommand("train", "train a model: full fine-tuning, LoRA, prompt or prefix tuning");
   add_method_options(cmd, *c);
   add_optim_options(cmd, *c);
   add_run_options(cmd, *c, *no_progress);
-  cmd->callback([c, no_progress] {
+  add_tokenizer_option(cmd, *tokenizer);
+  cmd->callback([c, no_progress, tokenizer] {
     c->progress = !*no_progress;
-    models::Tokenizer tok = models::Tokenizer::from_dir(train::default_tokenizer_dir());
+    c->tokenizer_dir = tokenizer_dir_for(c->model, *tokenizer);
+    models::Tokenizer tok = load_tokenizer(c->tokenizer_dir);
+    // A random built-in model takes the given tokenizer's vocabulary size.
+    if (!tokenizer->empty() && models::is_builtin_config(c->model)) {
+      c->shape.vocab = tok.vocab_size();
+      c->shape.eos_token = tok.eos_id();
+    }
+    check_tokenizer_fits(tok, c->tokenizer_dir, train::shaped_config(c->model, c->shape).vocab_size);
     train::TrainResult r = train::train(*c, tok);
     if (r.rank != 0) return;  // the other ranks of a data-parallel run print only errors
     fmt::print("{} on {}: {} steps, final loss {:.4f}", c->method, c->model, r.steps.size(),

@@ -544,11 +544,17 @@ Tokenizer Tokenizer::from_files(const std::string& encoder_json, const std::stri
   return Tokenizer(std::move(impl));
 }
 
-Tokenizer Tokenizer::from_dir(const std::string& dir) {
+std::optional<std::array<std::string, 2>> Tokenizer::files_in(const std::string& dir) {
   const auto exists = [](const std::string& path) { return std::filesystem::is_regular_file(path); };
-  if (exists(dir + "/vocab.json")) return from_files(dir + "/vocab.json", dir + "/merges.txt");
-  if (exists(dir + "/encoder.json")) return from_files(dir + "/encoder.json", dir + "/vocab.bpe");
-  fail("{}: no tokenizer files (vocab.json + merges.txt, or encoder.json + vocab.bpe)", dir);
+  if (exists(dir + "/vocab.json")) return std::array<std::string, 2>{dir + "/vocab.json", dir + "/merges.txt"};
+  if (exists(dir + "/encoder.json")) return std::array<std::string, 2>{dir + "/encoder.json", dir + "/vocab.bpe"};
+  return std::nullopt;
+}
+
+Tokenizer Tokenizer::from_dir(const std::string& dir) {
+  const std::optional<std::array<std::string, 2>> files = files_in(dir);
+  if (!files) fail("{}: no tokenizer files (vocab.json + merges.txt, or encoder.json + vocab.bpe)", dir);
+  return from_files((*files)[0], (*files)[1]);
 }
 
 }  // namespace mp::models

@@ -26,8 +26,10 @@
 // once (the cache of already encoded words lives inside each encode call).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -45,6 +47,9 @@ class Tokenizer {
   // Loads a directory holding either HF's names (vocab.json + merges.txt)
   // or OpenAI's (encoder.json + vocab.bpe); HF's names are tried first.
   static Tokenizer from_dir(const std::string& dir);
+  // The two files from_dir would load from `dir` ({vocabulary, merges}), or
+  // nullopt when it holds neither pair's vocabulary file.
+  static std::optional<std::array<std::string, 2>> files_in(const std::string& dir);
   // The same as from_dir; named for HF model directories.
   static Tokenizer from_hf_dir(const std::string& dir) { return from_dir(dir); }
 

@@ -17,6 +17,7 @@
 #include "engine/ops.h"
 #include "models/load.h"
 #include "models/nf4_base.h"
+#include "models/tokenizer.h"
 #include "nn/adamw.h"
 #include "nn/clip_grad.h"
 #include "nn/lr_schedule.h"
@@ -102,6 +103,19 @@ static void quantize_frozen_base(models::CausalLM& base) {
 
 std::string checkpoint_path(const std::string& out_dir) { return out_dir + "/checkpoint.safetensors"; }
 std::string final_model_dir(const std::string& out_dir) { return out_dir + "/final"; }
+
+void save_tokenizer_files(const std::string& tokenizer_dir, const std::string& model_dir) {
+  if (tokenizer_dir.empty()) return;
+  const std::optional<std::array<std::string, 2>> files = models::Tokenizer::files_in(tokenizer_dir);
+  if (!files) fail("{}: no tokenizer files (vocab.json + merges.txt, or encoder.json + vocab.bpe)", tokenizer_dir);
+  for (const std::string& f : *files) {
+    const std::filesystem::path to = std::filesystem::path(model_dir) / std::filesystem::path(f).filename();
+    if (std::filesystem::exists(to) && std::filesystem::equivalent(f, to)) continue;  // saved over its own folder
+    std::error_code error;
+    std::filesystem::copy_file(f, to, std::filesystem::copy_options::overwrite_existing, error);
+    if (error) fail("{}: cannot copy the tokenizer file to {}: {}", f, to.string(), error.message());
+  }
+}
 std::string log_path(const std::string& out_dir) { return out_dir + "/log.jsonl"; }
 
 nn::Module& TrainedModel::module() const { return peft ? static_cast<nn::Module&>(*peft) : *base; }
@@ -458,7 +472,10 @@ static TrainResult train_loop(TrainedModel& m, TrainingData& data, const TrainCo
   }
   if (!out_dir.empty() && end == config.steps) {
     if (m.peft) m.peft->save_pretrained(final_model_dir(out_dir));
-    else models::save_pretrained(*m.base, final_model_dir(out_dir));
+    else {
+      models::save_pretrained(*m.base, final_model_dir(out_dir));
+      save_tokenizer_files(config.tokenizer_dir, final_model_dir(out_dir));
+    }
   }
   return result;
 }

@@ -64,6 +64,7 @@ struct TrainConfig {
   // Evaluation, checkpoints, logs. 0 turns a periodic action off.
   int64_t eval_every = 0, eval_batches = 8, checkpoint_every = 0;
   std::string out_dir;               // "" writes nothing
+  std::string tokenizer_dir;         // full fine-tuning: its files are saved beside the model ("" none, GPT-2's is assumed)
   bool resume = false;               // continue from out_dir/checkpoint.safetensors
   int64_t stop_after = 0;            // stop after this step as if interrupted (0: run to --steps)
   bool progress = true;              // the progress line (on a TTY only)
@@ -170,6 +171,10 @@ TrainResult train(const TrainConfig& config, const models::Tokenizer& tokenizer,
 // log (train/train_log.h).
 std::string checkpoint_path(const std::string& out_dir);
 std::string final_model_dir(const std::string& out_dir);
+// Copies the tokenizer files of `tokenizer_dir` (models::Tokenizer::files_in)
+// into `model_dir`, as HF saves a tokenizer beside config.json; nothing when
+// `tokenizer_dir` is "". mp::Error naming the file when one cannot be copied.
+void save_tokenizer_files(const std::string& tokenizer_dir, const std::string& model_dir);
 std::string log_path(const std::string& out_dir);
 
 }  // namespace mp::train

@@ -46,4 +46,14 @@ TEST_CASE("a shape that cannot be built is an error naming the option") {
   CHECK(error_of("gpt2-tiny", {1000, 0, 0}).find("absurdly large") != std::string::npos);
   CHECK(error_of(test::data_path("legal"), {2, 0, 0}).find("not one") != std::string::npos);  // a folder keeps its shape
   CHECK(train::shaped_config("gpt2-tiny", {}).num_layers == 2);                          // nothing changed
+  train::ModelShape small_vocab;  // train --tokenizer: the tokenizer's vocabulary and end-of-text id
+  small_vocab.vocab = 300;
+  small_vocab.eos_token = 299;
+  const models::ModelConfig c = train::shaped_config("gpt2-tiny", small_vocab);
+  CHECK(c.vocab_size == 300);
+  CHECK(c.eos_token_id == 299);
+  CHECK(c.bos_token_id == 299);
+  CHECK(c.num_layers == 2);  // the rest is gpt2-tiny's
+  small_vocab.eos_token = 300;
+  CHECK(error_of("gpt2-tiny", small_vocab).find("end-of-text id 300 outside a vocabulary of 300") != std::string::npos);
 }
