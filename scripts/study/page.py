@@ -288,6 +288,28 @@ def compare(b, t, m, n):  # (peft mean, full mean, spread)
     return mean(a), mean(f), sd
 
 
+def gap_table(kinds, n, gap, counts):
+    """A table of gap(c) per task kind, base and PEFT method at n pairs (c = compare(...)); returns
+    ([cells counted, cells], {method: [counted, cells]}) for the cells where counts(c) holds."""
+    w("| task | base | " + " | ".join(label[m] for m in peft) + " |")
+    w("|---|---|" + "---:|" * len(peft))
+    tally, by_method = [0, 0], {m: [0, 0] for m in peft}
+    for kind in kinds:
+        t = kind_task[kind]
+        for b in bases:
+            cs = [compare(b, t, m, n) for m in peft]
+            w(f"| `{t}` | {b} | " + " | ".join("–" if c is None else f"{gap(c):+.1f}" for c in cs) + " |")
+            for m, c in zip(peft, cs):
+                if c:
+                    tally[0] += counts(c)
+                    tally[1] += 1
+                    by_method[m][0] += counts(c)
+                    by_method[m][1] += 1
+    w("")
+    return tally, by_method
+
+
+
 steer = kind_task["steer"]
 # 1. steering
 res = {m: compare(largest, steer, m, largest_n) for m in peft}
@@ -334,21 +356,7 @@ if gaps:
         f"`{t}` " + ", ".join(f"{b} {g:+.1f}" for b, g in v2 if g is not None) for t, v2 in other.items()) + ".)\n")
 # 3. little data
 w(f"**3. With little data PEFT does as well as or better than full FT.** {smallest_n} pairs, per base (PEFT minus full FT, points):\n")
-w("| task | base | " + " | ".join(label[m] for m in peft) + " |")
-w("|---|---|" + "---:|" * len(peft))
-tally, by_method = [0, 0], {m: [0, 0] for m in peft}
-for kind in ("steer", "compose", "new"):
-    t = kind_task[kind]
-    for b in bases:
-        cs = [compare(b, t, m, smallest_n) for m in peft]
-        w(f"| `{t}` | {b} | " + " | ".join("–" if c is None else f"{c[0] - c[1]:+.1f}" for c in cs) + " |")
-        for m, c in zip(peft, cs):
-            if c:
-                tally[0] += c[0] >= c[1] - CLOSE
-                tally[1] += 1
-                by_method[m][0] += c[0] >= c[1] - CLOSE
-                by_method[m][1] += 1
-w("")
+tally, by_method = gap_table(("steer", "compose", "new"), smallest_n, lambda c: c[0] - c[1], lambda c: c[0] >= c[1] - CLOSE)
 w("Cells within 5 points of full FT or better, by method: " + ", ".join(f"{label[m]} {a} of {n}" for m, (a, n) in by_method.items()) + ".")
 steer_small = [compare(b, steer, m, smallest_n) for b in bases for m in peft]
 steer_ok = sum(1 for c in steer_small if c and c[0] >= c[1] - CLOSE)
@@ -359,21 +367,7 @@ w(f"Verdict (a method agrees where it is within {CLOSE:.0f} points of full FT or
   + ("**disagrees** for " + ", ".join(label[m] for m in peft if m not in agree) if len(agree) < len(peft) else "") + ".\n")
 # 4. ceiling on new computation
 w(f"**4. Full FT has the higher ceiling on tasks that need new computation.** {largest_n:,} pairs, full FT minus each PEFT method (points):\n")
-w("| task | base | " + " | ".join(label[m] for m in peft) + " |")
-w("|---|---|" + "---:|" * len(peft))
-wins, wins_by = [0, 0], {m: [0, 0] for m in peft}
-for kind in ("compose", "new"):
-    t = kind_task[kind]
-    for b in bases:
-        cs = [compare(b, t, m, largest_n) for m in peft]
-        w(f"| `{t}` | {b} | " + " | ".join("–" if c is None else f"{c[1] - c[0]:+.1f}" for c in cs) + " |")
-        for m, c in zip(peft, cs):
-            if c:
-                wins[0] += c[1] - c[0] > c[2]
-                wins[1] += 1
-                wins_by[m][0] += c[1] - c[0] > c[2]
-                wins_by[m][1] += 1
-w("")
+wins, wins_by = gap_table(("compose", "new"), largest_n, lambda c: c[1] - c[0], lambda c: c[1] - c[0] > c[2])
 w("Cells where full FT is ahead by more than the seeds' spread, by method: " + ", ".join(f"{label[m]} {a} of {n}" for m, (a, n) in wins_by.items())
   + ". A method that fails the steer task too (full FT ahead there as well) says nothing about new computation; the claim"
   " proper is about the methods that do steer.")
