@@ -92,10 +92,8 @@ void add_eval(CLI::App& app) {
   cmd->callback([o, seq] {
     if (o->batch <= 0 || o->seq <= 0 || o->batches <= 0) fail("--batch, --seq and --eval-batches must be positive");
     o->seq_given = seq->count() > 0;
-    const std::string tokenizer_dir = tokenizer_dir_for(o->m.model, o->tokenizer);
-    models::Tokenizer tok = load_tokenizer(tokenizer_dir);
     train::TrainedModel m = train::load_model_with_adapters(o->m.model, o->m.adapters, o->m.seed, o->m.base_dtype, o->m.device);
-    check_tokenizer_fits(tok, tokenizer_dir, m.base->vocab_size());
+    models::Tokenizer tok = tokenizer_for(o->m.model, o->tokenizer, m.base->vocab_size());
     if (train::is_pairs_file(o->data)) eval_pairs(*o, m, tok);
     else if (o->mixed()) fail("several (or named) --adapter need a pairs file (.jsonl) whose rows name theirs");
     else eval_text(*o, m, tok);

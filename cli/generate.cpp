@@ -95,10 +95,8 @@ void add_generate(CLI::App& app) {
     if (o->gen.max_new_tokens <= 0) fail("--max-new-tokens must be positive");
     if (!(o->gen.temperature > 0)) fail("--temperature must be > 0");
     if (o->gen.top_k < 0 || !(o->gen.top_p > 0 && o->gen.top_p <= 1)) fail("--top-k must be >= 0 and --top-p in (0, 1]");
-    const std::string tokenizer_dir = tokenizer_dir_for(o->m.model, o->tokenizer);
-    models::Tokenizer tok = load_tokenizer(tokenizer_dir);
     train::TrainedModel m = train::load_model_with_adapters(o->m.model, o->m.adapters, o->m.seed, o->m.base_dtype, o->m.device);
-    check_tokenizer_fits(tok, tokenizer_dir, m.base->vocab_size());
+    models::Tokenizer tok = tokenizer_for(o->m.model, o->tokenizer, m.base->vocab_size());
     o->gen.eos_token_id = o->no_eos ? -1 : tok.eos_id();
     if (!o->prompts.empty()) {
       if (o->sample) fail("--prompts generates greedily; --sample is for a single --prompt");

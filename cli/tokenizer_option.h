@@ -39,4 +39,13 @@ inline void check_tokenizer_fits(const models::Tokenizer& tok, const std::string
     fail("the tokenizer in {} has {} tokens, more than the model's vocabulary of {}", dir, tok.vocab_size(), model_vocab);
 }
 
+// eval's and generate's tokenizer for a loaded model: --tokenizer `given`,
+// else the `model` folder's own, else GPT-2's; checked against `model_vocab`.
+inline models::Tokenizer tokenizer_for(const std::string& model, const std::string& given, int model_vocab) {
+  const std::string dir = tokenizer_dir_for(model, given);
+  models::Tokenizer tok = load_tokenizer(dir);
+  check_tokenizer_fits(tok, dir, model_vocab);
+  return tok;
+}
+
 }  // namespace mp::cli

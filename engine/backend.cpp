@@ -14,7 +14,9 @@ Backend* sim_backend();   // engine/cpu/cpu_backend.cpp
 namespace {
 
 struct Registry {
-  std::array<Backend*, kDeviceTypes> backends{cpu_backend(), nullptr, cpu_plan_backend(), sim_backend()};
+  std::array<Backend*, kDeviceTypes> backends{cpu_backend(), nullptr, nullptr, sim_backend()};
+  // The meta device's backends, by the device type they plan (Device::planned_type).
+  std::array<Backend*, kDeviceTypes> plans{cpu_plan_backend(), cuda_plan_backend(), nullptr, nullptr};
   std::array<Backend* (*)(), kDeviceTypes> loaders{};
   std::array<std::once_flag, kDeviceTypes> loaded;
   std::array<void (*)(int), kDeviceTypes> selectors{};
@@ -25,9 +27,11 @@ Registry& registry() {
   return r;
 }
 
-// The backend of d's type, made the first time on device d (its selector, then its loader).
+// The backend of d's type, made the first time on device d (its selector, then its loader); on
+// the meta device, the plan of the device type it plans.
 Backend* find(Device d) {
   Registry& r = registry();
+  if (d.is_meta()) return r.plans[int(d.planned_type())];
   const int t = int(d.type);
   std::call_once(r.loaded[t], [&] {
     if (r.backends[t] || !r.loaders[t]) return;
@@ -48,7 +52,6 @@ void Backend::nf4_matmul(const Tensor&, const Nf4Tensor&, bool, const Tensor&) {
 }
 
 Backend& backend(Device d) {
-  if (d.is_meta()) return d.planned_type() == DeviceType::cuda ? *cuda_plan_backend() : *cpu_plan_backend();
   Backend* b = find(d);
   if (!b) fail("no backend for device {}: minipeft was built without it or no such device is present", d.str());
   return *b;

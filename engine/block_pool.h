@@ -19,16 +19,14 @@
 // unmaps one role's blocks to make room for the other's every step (53,000
 // more page faults a step at GPT-2 124M B=4 T=128, docs/benchmarks.md).
 // The cached blocks are in the Ledger under
-// Tag::cached with the bytes their tensors had (the Ledger counts what
-// tensors ask for, not the rounding to pages), so that freeing a tensor moves
-// its bytes from its tag to cached and never raises the peak. The blocks
+// Tag::cached with the bytes their tensors had (engine/cached_bins.h; the
+// Ledger counts what tensors ask for, not the rounding to pages). The blocks
 // themselves, live and cached, are the device's reserved bytes in the Ledger.
 #pragma once
 #include <cstddef>
-#include <map>
 #include <mutex>
-#include <vector>
 
+#include "engine/cached_bins.h"
 #include "engine/device.h"
 
 namespace mp {
@@ -43,7 +41,7 @@ struct BlockSource {
 
 class BlockPool {
  public:
-  BlockPool(Device device, BlockSource source) : device_(device), source_(source) {}
+  BlockPool(Device device, BlockSource source) : device_(device), source_(source), free_(device) {}
   ~BlockPool();
   BlockPool(const BlockPool&) = delete;
   BlockPool& operator=(const BlockPool&) = delete;
@@ -62,7 +60,7 @@ class BlockPool {
   // Return every cached block to the OS; the high-water mark drops to the live bytes.
   void release_cached();
 
-  size_t cached_bytes() const { return cached_; }
+  size_t cached_bytes() const { return free_.bytes(); }
   size_t live_bytes() const { return live_; }
 
  private:
@@ -70,23 +68,15 @@ class BlockPool {
   static constexpr size_t kLarge = kGranule;
   static constexpr size_t kSlackDivisor = 4;  // the slack: a quarter of the mark
 
-  struct Cached {
-    void* p;
-    size_t ledgered;  // the bytes of the tensor that held it
-  };
-  using Bins = std::map<size_t, std::vector<Cached>>;  // block size -> cached blocks of exactly that size
-
-  void* take_cached(size_t size);  // nullptr when no block of that size is cached
-  void make_room(size_t size);     // for a new block: the mark rises or cached blocks go
+  void make_room(size_t size);  // for a new block: the mark rises or cached blocks go
   void* new_block(size_t size, size_t bytes);
   void evict_down_to(size_t keep);  // unmap cached blocks until at most `keep` bytes stay
-  void unmap_one(Bins::iterator bin);
 
   Device device_;
   BlockSource source_;
   std::mutex mutex_;
-  Bins free_;
-  size_t cached_ = 0, live_ = 0;  // bytes of blocks (block_size)
+  CachedBins free_;
+  size_t live_ = 0;               // bytes of live blocks (block_size)
   size_t high_water_ = 0;         // the highest live total: live + cached stay within it plus the slack
 };
 

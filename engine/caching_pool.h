@@ -9,14 +9,14 @@
 // source fails, every cached block is released and the request tried once
 // more (PyTorch's caching allocator does the same, without splitting blocks).
 // As on the host (engine/block_pool.h), cached blocks are in the Ledger under
-// Tag::cached with their tensors' bytes, and the blocks themselves, rounded,
-// live and cached, are the device's reserved bytes.
+// Tag::cached with their tensors' bytes (engine/cached_bins.h), and the blocks
+// themselves, rounded, live and cached, are the device's reserved bytes.
 #pragma once
 #include <cstddef>
-#include <map>
 #include <mutex>
 #include <vector>
 
+#include "engine/cached_bins.h"
 #include "engine/device.h"
 #include "engine/memory.h"
 
@@ -31,7 +31,7 @@ struct DeviceMemorySource {
 
 class CachingPool {
  public:
-  CachingPool(Device device, DeviceMemorySource source) : device_(device), source_(source) {}
+  CachingPool(Device device, DeviceMemorySource source) : device_(device), source_(source), free_(device) {}
   CachingPool(const CachingPool&) = delete;
   CachingPool& operator=(const CachingPool&) = delete;
 
@@ -51,17 +51,13 @@ class CachingPool {
 
  private:
   static constexpr size_t kSmall = 512, kLarge = size_t(2) << 20, kMiB = size_t(1) << 20;
-  struct Cached {
-    void* p;
-    size_t ledgered;  // the bytes of the tensor that held it
-  };
   void release_locked();
 
   Device device_;
   DeviceMemorySource source_;
   mutable std::mutex mutex_;
-  std::map<size_t, std::vector<Cached>> free_;  // rounded size -> cached blocks of exactly that size
-  size_t cached_ = 0, live_ = 0;                 // bytes of blocks (rounded)
+  CachedBins free_;
+  size_t live_ = 0;  // bytes of live blocks (rounded)
 };
 
 }  // namespace mp
