@@ -9,7 +9,7 @@
 # GEMMs reach.
 #
 #   bench/side_by_side.sh [model] [batch] [seq] [steps] [methods...]
-#   PRECISIONS="f32 bf16" bench/side_by_side.sh gpt2 4 64 5 full lora dora lora+save ia3 prompt prefix
+#   PRECISIONS="f32 bf16" bench/side_by_side.sh gpt2 4 64 5 full lora dora lora+save lora+head ia3 prompt prefix
 #
 # Needs a built tree (BUILD=dir, default build-perf if it exists, else build) and, for the PyTorch side,
 # `pip install -r reference/requirements.txt`.
@@ -37,6 +37,7 @@ for method in "${methods[@]}"; do
   if [[ $method == lora+save ]]; then  # hf_bench.py's lora+save: the final layer norm trained in full beside LoRA
     ours_method=(--method lora --modules-to-save "$([[ $model == opt* ]] && echo final_layer_norm || echo ln_f)")
   fi
+  [[ $method == lora+head ]] && ours_method=(--method lora --modules-to-save lm_head)  # an untied copy of the head
   ours=$("$build"/cli/minipeft bench --model "$model" "${ours_method[@]}" --batch "$batch" --seq "$seq" \
          --steps "$steps" --precision "$precision" --json)
   theirs=$("$python" reference/hf_bench.py --model "$model" --method "$method" --batch "$batch" \

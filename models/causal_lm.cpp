@@ -79,6 +79,12 @@ bool CausalLM::ignorable_checkpoint_key(const std::string& name) const {
   return config_.tie_word_embeddings && name == "lm_head.weight";
 }
 
+void CausalLM::untie_lm_head() {
+  if (lm_head) return;
+  lm_head = add_module("lm_head", std::make_shared<nn::Linear>(token_embedding_weight().value()));  // (V, E)
+  config_.tie_word_embeddings = false;
+}
+
 Variable CausalLM::forward(const Tensor& ids, const ForwardOptions& opt) {
   return logits(hidden_states(ids, opt));  // (B, T, V)
 }

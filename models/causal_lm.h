@@ -36,6 +36,7 @@
 #include "engine/backend.h"
 #include "models/config.h"
 #include "nn/containers.h"
+#include "nn/linear.h"
 #include "nn/module.h"
 #include "nn/rng.h"
 
@@ -99,7 +100,14 @@ class CausalLM : public nn::Module {
   // The token embedding table (V, E), a parameter (the tied lm_head weight).
   virtual const Variable& token_embedding_weight() const = 0;
   // The lm_head weight (V, E): the token table when tied.
-  virtual const Variable& lm_head_weight() const = 0;
+  const Variable& lm_head_weight() const { return lm_head ? lm_head->weight : token_embedding_weight(); }
+  // Give a tied model its own lm_head (V, E), holding the token table's
+  // values (the same storage, no copy), and set tie_word_embeddings false:
+  // what PEFT's modules_to_save does to a tied head or embedding, which then
+  // trains a copy of one while the other keeps the original. Nothing to do
+  // when the model is untied.
+  void untie_lm_head();
+  std::shared_ptr<nn::Linear> lm_head;  // only when tie_word_embeddings is false: (V, E)
   // The HF name of the token table ("transformer.wte.weight", ...).
   virtual std::string token_embedding_name() const = 0;
 

@@ -54,8 +54,6 @@ GPT2::GPT2(const ModelConfig& config, uint64_t seed) : CausalLM(config) {
   init_weights(seed);
 }
 
-const Variable& GPT2::lm_head_weight() const { return lm_head ? lm_head->weight : transformer->wte->weight; }
-
 Variable GPT2::embed_tokens(const Tensor& ids) const {
   return transformer->wte->forward(ids);  // (B, T) -> (B, T, C)
 }

@@ -81,7 +81,6 @@ class GPT2 : public CausalLM {
   Variable hidden_states(const Tensor& ids, const ForwardOptions& opt = {}) override;
   Variable embed_tokens(const Tensor& ids) const override;
   const Variable& token_embedding_weight() const override { return transformer->wte->weight; }
-  const Variable& lm_head_weight() const override;
   std::string token_embedding_name() const override { return "transformer.wte.weight"; }
 
   // Weights and embeddings N(0, initializer_range); the c_proj weights
@@ -94,7 +93,6 @@ class GPT2 : public CausalLM {
   bool ignorable_checkpoint_key(const std::string& name) const override;
 
   std::shared_ptr<GPT2Transformer> transformer;
-  std::shared_ptr<nn::Linear> lm_head;  // only when tie_word_embeddings is false: (V, C)
 
  protected:
   Variable block_forward(int layer, const Variable& x, const ForwardOptions& opt) override;

@@ -60,8 +60,6 @@ OPT::OPT(const ModelConfig& config, uint64_t seed) : CausalLM(config) {
   init_weights(seed);
 }
 
-const Variable& OPT::lm_head_weight() const { return lm_head ? lm_head->weight : decoder().embed_tokens->weight; }
-
 Variable OPT::embed_tokens(const Tensor& ids) const {
   return decoder().embed_tokens->forward(ids);  // (B, T) -> (B, T, E)
 }

@@ -84,7 +84,6 @@ class OPT : public CausalLM {
   Variable hidden_states(const Tensor& ids, const ForwardOptions& opt = {}) override;
   Variable embed_tokens(const Tensor& ids) const override;
   const Variable& token_embedding_weight() const override { return decoder().embed_tokens->weight; }
-  const Variable& lm_head_weight() const override;
   std::string token_embedding_name() const override { return "model.decoder.embed_tokens.weight"; }
 
   // Weights and embeddings N(0, init_std), the padding row 0, biases 0,
@@ -92,7 +91,6 @@ class OPT : public CausalLM {
   void init_weights(uint64_t seed) override;
 
   std::shared_ptr<OPTModel> model;
-  std::shared_ptr<nn::Linear> lm_head;  // only when tie_word_embeddings is false: (V, E)
 
  private:
   OPTDecoder& decoder() const { return *model->decoder; }

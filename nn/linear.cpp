@@ -9,6 +9,11 @@
 
 namespace mp::nn {
 
+Linear::Linear(const Tensor& w) : in_(w.dim() == 2 ? w.size(1) : 0), out_(w.dim() == 2 ? w.size(0) : 0) {
+  if (w.dim() != 2) fail("Linear: a weight of shape {} is not a matrix (out, in)", shape_str(w.shape()));
+  weight = add_parameter("weight", w, false);  // (out, in)
+}
+
 Linear::Linear(int64_t in_features, int64_t out_features, bool has_bias, Layout layout, uint64_t seed)
     : in_(in_features), out_(out_features), layout_(layout) {
   if (in_features <= 0 || out_features <= 0) fail("Linear({}, {}): sizes must be positive", in_features, out_features);

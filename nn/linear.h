@@ -45,6 +45,9 @@ class Linear : public Module {
   // (torch.nn.Linear); conv1d layout: weight ~ N(0, 0.02), bias 0 (HF Conv1D).
   Linear(int64_t in_features, int64_t out_features, bool bias = true, Layout layout = Layout::torch,
          uint64_t seed = next_init_seed());
+  // A layer without bias around an existing torch-layout weight (out, in),
+  // its storage shared, not copied (an untied head: CausalLM::untie_lm_head).
+  explicit Linear(const Tensor& weight);
 
   // x (..., in) -> (..., out)
   Variable forward(const Variable& x);
@@ -85,7 +88,7 @@ class Linear : public Module {
  private:
   void check_frozen() const;  // mp::Error if the weight is trainable
   int64_t in_, out_;
-  Layout layout_;
+  Layout layout_ = Layout::torch;
   std::shared_ptr<const Nf4Tensor> nf4_;
   std::shared_ptr<LinearAdapter> adapter_;
   std::string adapter_name_;

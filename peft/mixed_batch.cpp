@@ -14,14 +14,16 @@ namespace mp::peft {
 void PeftModel::set_lora_rows(const std::vector<std::string>& adapter_names) {
   if (!ia3_layers_.empty() && !adapter_names.empty())
     fail("mixed batch: IA3 adapters run one adapter per batch (mixed batches are for LoRA and prompt adapters)");
-  if (!saved_.empty() && !adapter_names.empty())
-    fail("mixed batch: adapter '{}' trains modules_to_save in place, so no row can run another adapter or the base",
-         saved_.begin()->first);
   std::vector<std::string> rows;
   for (const std::string& n : adapter_names) {
     if (n != kBaseName && !configs_.count(n)) fail("mixed batch: no adapter '{}'", n);
+    if (saved_.saves(n))
+      fail("mixed batch: adapter '{}' has modules_to_save, which run one adapter per batch (its rows need a batch "
+           "of their own)",
+           n);
     rows.push_back(n == kBaseName ? "" : n);
   }
+  saved_.show(adapter_names.empty() && enabled_ ? active_ : "");  // the other rows: the modules' original values
   for (auto& [path, linear] : lora_layers_) {
     LoraLinear& l = lora_of(*linear);
     std::vector<std::string> here = rows;

@@ -86,6 +86,17 @@ bool PeftModel::is_prompt_family() const {
   return !configs_.empty() && configs_.begin()->second.is_prompt_method();
 }
 
+// PEFT's TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING and ..._FEEDFORWARD_MODULES_MAPPING,
+// each filled in when not given (PEFT's _prepare_adapter_config; an empty list counts as not given).
+static void ia3_defaults(Ia3Config& c, models::Arch arch) {
+  const bool gpt2 = arch == models::Arch::gpt2;
+  if (c.target_modules.empty() && c.target_modules_regex.empty())
+    c.target_modules = gpt2 ? std::vector<std::string>{"c_attn", "mlp.c_proj"}
+                            : std::vector<std::string>{"q_proj", "k_proj", "fc2"};
+  if (c.feedforward_modules.empty() && c.feedforward_modules_regex.empty())
+    c.feedforward_modules = {gpt2 ? "mlp.c_proj" : "fc2"};
+}
+
 void PeftModel::create_adapter(const std::string& name, PeftConfig c, const models::Tokenizer* tokenizer) {
   if (name.empty() || name.find('.') != std::string::npos)
     fail("adapter name '{}' must be non-empty and contain no '.'", name);
@@ -96,20 +107,22 @@ void PeftModel::create_adapter(const std::string& name, PeftConfig c, const mode
   if (!configs_.empty() && (prompt_family != is_prompt_family() ||
                             (!prompt_family && c.peft_type() != configs_.begin()->second.peft_type())))
     fail("adapter '{}': a PeftModel holds adapters of one kind (LoRA, IA3, or prompt/prefix), not a mix", name);
-  if (!configs_.empty() && (!saved_.empty() || !c.modules_to_save().empty()))
-    fail("adapter '{}': modules_to_save trains its modules in place (peft/modules_to_save.h), so a model with "
-         "modules_to_save holds one adapter",
-         name);
   const uint64_t seed = nn::next_init_seed();
 
   if (c.as_lora() || c.as_ia3()) {
-    // Picked before the adapter's own modules exist, so that none of them matches. Only a
-    // model's first adapter gets here with modules_to_save: a failed check discards the model.
+    // Picked before the adapter's own modules exist, so that none of them matches, and
+    // checked before anything is added, so that a refused adapter leaves the model as it was.
     std::vector<nn::NamedParameter> saved = modules_to_save_parameters(*model_, c.modules_to_save());
-    if (auto* lora = c.as_lora()) add_lora(name, *lora);
-    else add_ia3(name, *c.as_ia3());
-    check_not_adapted(saved, c.as_lora() ? lora_layers_ : ia3_layers_, c.as_lora() ? "LoRA" : "IA3");
-    if (!saved.empty()) saved_[name] = std::move(saved);
+    LoraConfig* lora = c.as_lora();
+    Ia3Config* ia3 = c.as_ia3();
+    if (ia3) ia3_defaults(*ia3, mc.arch);
+    const char* method = lora ? "LoRA" : "IA3";
+    const auto targets = lora ? find_targets(lora->target_modules, lora->target_modules_regex, method)
+                              : find_targets(ia3->target_modules, ia3->target_modules_regex, method);
+    check_not_adapted(saved, targets, method);
+    if (lora) add_lora(name, *lora, targets);
+    else add_ia3(name, *ia3, targets);
+    if (!saved.empty()) saved_.add(name, saved);
   } else {
     if (!prompt_encoder_) prompt_encoder_ = add_module("prompt_encoder", std::make_shared<ModuleDict>());
     // PEFT's _prepare_prompt_learning_config: dimensions come from the model.
@@ -153,9 +166,8 @@ std::vector<std::pair<nn::Linear*, TunerLayer*>> PeftModel::tuned_layers() const
   return out;
 }
 
-std::vector<std::pair<std::string, nn::Linear*>> PeftModel::find_targets(const std::vector<std::string>& target_modules,
-                                                                          const std::string& regex,
-                                                                          const char* method) const {
+PeftModel::Targets PeftModel::find_targets(const std::vector<std::string>& target_modules, const std::string& regex,
+                                           const char* method) const {
   // Every Linear the targets name, and every Linear there is (for the error).
   std::vector<std::pair<std::string, nn::Linear*>> targets;
   std::set<std::string> available;
@@ -180,8 +192,7 @@ std::vector<std::pair<std::string, nn::Linear*>> PeftModel::find_targets(const s
   return targets;
 }
 
-void PeftModel::add_lora(const std::string& name, LoraConfig& c) {
-  const auto targets = find_targets(c.target_modules, c.target_modules_regex, "LoRA");
+void PeftModel::add_lora(const std::string& name, LoraConfig& c, const Targets& targets) {
   // PEFT corrects fan_in_fan_out to the layer kind (with a warning): true for
   // GPT-2's Conv1D, false for torch.nn.Linear. The layout decides here.
   c.fan_in_fan_out = targets.front().second->layout() == nn::Layout::conv1d;
@@ -202,17 +213,6 @@ void PeftModel::add_lora(const std::string& name, LoraConfig& c) {
   }
 }
 
-// PEFT's TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING and ..._FEEDFORWARD_MODULES_MAPPING,
-// each filled in when not given (PEFT's _prepare_adapter_config; an empty list counts as not given).
-static void ia3_defaults(Ia3Config& c, models::Arch arch) {
-  const bool gpt2 = arch == models::Arch::gpt2;
-  if (c.target_modules.empty() && c.target_modules_regex.empty())
-    c.target_modules = gpt2 ? std::vector<std::string>{"c_attn", "mlp.c_proj"}
-                            : std::vector<std::string>{"q_proj", "k_proj", "fc2"};
-  if (c.feedforward_modules.empty() && c.feedforward_modules_regex.empty())
-    c.feedforward_modules = {gpt2 ? "mlp.c_proj" : "fc2"};
-}
-
 // PEFT's _check_target_module_feedforward: a regex matches the whole name, a
 // list entry the end of it (str.endswith, no "." needed).
 static bool is_feedforward(const std::string& path, const Ia3Config& c) {
@@ -221,9 +221,7 @@ static bool is_feedforward(const std::string& path, const Ia3Config& c) {
                      [&](const std::string& f) { return path.ends_with(f); });
 }
 
-void PeftModel::add_ia3(const std::string& name, Ia3Config& c) {
-  ia3_defaults(c, model_->config().arch);
-  const auto targets = find_targets(c.target_modules, c.target_modules_regex, "IA3");
+void PeftModel::add_ia3(const std::string& name, Ia3Config& c, const Targets& targets) {
   c.fan_in_fan_out = targets.front().second->layout() == nn::Layout::conv1d;  // as for LoRA
 
   const uint64_t seed = nn::next_init_seed();
@@ -247,6 +245,7 @@ void PeftModel::add_ia3(const std::string& name, Ia3Config& c) {
 void PeftModel::mark_trainable() {
   model_->freeze("*");
   if (prompt_encoder_) prompt_encoder_->freeze("*");
+  saved_.show(enabled_ ? active_ : "");  // the active adapter's modules_to_save in the model
   if (active_.empty() || !configs_.count(active_)) return;
   const PeftConfig& c = configs_.at(active_);
   if (c.inference_mode) return;  // a loaded adapter that is not is_trainable
@@ -288,7 +287,7 @@ void PeftModel::delete_adapter(const std::string& name) {
     if (tuner->has_adapter(name)) tuner->delete_adapter(name);
   if (prompt_encoder_) prompt_encoder_->erase(name);
   configs_.erase(name);
-  saved_.erase(name);  // its modules keep their trained values
+  saved_.erase(name);
   if (active_ == name) {
     active_ = configs_.empty() ? "" : configs_.begin()->first;
     if (!active_.empty()) set_adapter(active_);
@@ -309,20 +308,18 @@ const PeftConfig& PeftModel::peft_config(const std::string& name) const {
 }
 
 std::vector<nn::NamedParameter> PeftModel::saved_parameters(const std::string& name) const {
-  auto it = saved_.find(name);
-  return it == saved_.end() ? std::vector<nn::NamedParameter>{} : it->second;
+  return saved_.parameters(name);
 }
 
 void PeftModel::disable_adapters() {
-  if (!saved_.empty())
-    fail("disable_adapters: adapter '{}' trains modules_to_save in place; the base model's own values are gone",
-         saved_.begin()->first);
   enabled_ = false;
+  saved_.show("");
   for (auto& [linear, tuner] : tuned_layers()) tuner->enabled = false;
 }
 
 void PeftModel::enable_adapters() {
   enabled_ = true;
+  saved_.show(active_);
   for (auto& [linear, tuner] : tuned_layers()) tuner->enabled = true;
 }
 
@@ -433,7 +430,13 @@ Variable PeftModel::loss(const Tensor& ids, const Tensor& labels, const models::
 // Counting
 
 std::pair<int64_t, int64_t> PeftModel::trainable_and_all_parameters() const {
-  return {num_parameters(true), num_parameters(false)};
+  // PEFT counts a tied table once, and beside the modules the model runs, its
+  // ModulesToSaveWrappers' other modules (the originals, other adapters' copies).
+  std::set<const Storage*> shown;
+  int64_t all = 0;
+  for (const auto& [pname, p] : named_parameters())
+    if (shown.insert(p.value().storage().get()).second) all += p.value().numel();
+  return {num_parameters(true), all + saved_.hidden_elements(shown)};
 }
 
 std::string PeftModel::trainable_parameters_line() const {
@@ -484,8 +487,8 @@ std::vector<std::pair<std::string, Tensor>> PeftModel::adapter_state_dict(const 
   }
   std::set<std::string> keys;  // bias="all" may have saved a module's bias already
   for (const auto& [key, value] : out) keys.insert(key);
-  for (const auto& [pname, p] : saved_parameters(name))
-    if (!keys.count(kBasePrefix + pname)) out.emplace_back(kBasePrefix + pname, p.value());
+  for (const auto& [pname, copy] : saved_.copies(name))
+    if (!keys.count(kBasePrefix + pname)) out.emplace_back(kBasePrefix + pname, copy);
   return out;
 }
 
@@ -566,10 +569,11 @@ bool PeftModel::merged() const {
 
 std::shared_ptr<models::CausalLM> PeftModel::merge_and_unload() {
   if (!merged()) merge_adapter();
+  saved_.show(active_);  // the model keeps the active adapter's modules_to_save
+  saved_.keep_shown();
   for (auto& [linear, tuner] : tuned_layers()) linear->clear_adapter();
   lora_layers_.clear();
   ia3_layers_.clear();
-  saved_.clear();  // trained in place: already where they belong
   configs_.clear();
   active_.clear();
   return model_;

@@ -66,8 +66,7 @@ class PeftModel : public nn::Module {
   std::vector<std::string> adapter_names() const;
   const PeftConfig& peft_config(const std::string& name) const;
   const PeftConfig& peft_config() const { return peft_config(active_); }
-  // Run the base model alone / with the active adapter again. mp::Error with
-  // modules_to_save: the modules are trained in place, the base's values are gone.
+  // Run the base model alone (modules_to_save: their original values) / with the active adapter again.
   void disable_adapters();
   void enable_adapters();
   bool adapters_enabled() const { return enabled_; }
@@ -75,8 +74,9 @@ class PeftModel : public nn::Module {
   const std::vector<std::pair<std::string, nn::Linear*>>& lora_layers() const { return lora_layers_; }
   // The Linear layers that carry IA3 adapters (an Ia3Linear each).
   const std::vector<std::pair<std::string, nn::Linear*>>& ia3_layers() const { return ia3_layers_; }
-  // The base model's parameters that adapter `name`'s modules_to_save trains in place
-  // ("transformer.ln_f.weight", ...); empty without modules_to_save.
+  // The base model's parameters whose copies adapter `name`'s modules_to_save
+  // trains ("transformer.ln_f.weight", ...): they hold its copies while it is
+  // the active adapter and adapters are enabled. Empty without modules_to_save.
   std::vector<nn::NamedParameter> saved_parameters(const std::string& name) const;
 
   // ---- forward, as PeftModelForCausalLM
@@ -160,11 +160,12 @@ class PeftModel : public nn::Module {
   void create_adapter(const std::string& name, PeftConfig config, const models::Tokenizer* tokenizer);
   // The Linears target_modules (or the regex) names; mp::Error naming the
   // targets not found. `method` names the method in errors.
-  std::vector<std::pair<std::string, nn::Linear*>> find_targets(const std::vector<std::string>& target_modules,
-                                                                const std::string& regex, const char* method) const;
-  void add_lora(const std::string& name, LoraConfig& config);
-  // IA3; empty target_modules get PEFT's defaults for the model type.
-  void add_ia3(const std::string& name, Ia3Config& config);
+  using Targets = std::vector<std::pair<std::string, nn::Linear*>>;
+  Targets find_targets(const std::vector<std::string>& target_modules, const std::string& regex,
+                       const char* method) const;
+  // Adapter `name` on `targets` (find_targets of its config's target_modules).
+  void add_lora(const std::string& name, LoraConfig& config, const Targets& targets);
+  void add_ia3(const std::string& name, Ia3Config& config, const Targets& targets);
   // Every LoRA and IA3 layer with its adapter seam.
   std::vector<std::pair<nn::Linear*, TunerLayer*>> tuned_layers() const;
   void mark_trainable();  // only the active adapter (and its biases) require grad
@@ -179,8 +180,7 @@ class PeftModel : public nn::Module {
   bool enabled_ = true;
   std::vector<std::pair<std::string, nn::Linear*>> lora_layers_;
   std::vector<std::pair<std::string, nn::Linear*>> ia3_layers_;
-  // Per adapter, the base parameters its modules_to_save trains in place (at most one adapter has any).
-  std::map<std::string, std::vector<nn::NamedParameter>> saved_;
+  SavedModules saved_;  // every adapter's modules_to_save: the originals and each adapter's copies
 };
 
 // Freeze every parameter of `model` and add the adapter `config` describes,

@@ -75,7 +75,7 @@ def lora_fixture(fixtures: str, base: str, got: dict, name: str, seed: int, conf
     init), every lora_B set to N(0, 0.1^2) and perturb(param_name, p,
     generator) called on each other parameter (under no_grad, in order), then
     save_pretrained, reference_run and reference.json (info plus versions,
-    base and the saved keys)."""
+    base, the saved keys and get_nb_trainable_parameters)."""
     from peft import get_peft_model
 
     out = os.path.join(fixtures, "peft", name)
@@ -93,8 +93,9 @@ def lora_fixture(fixtures: str, base: str, got: dict, name: str, seed: int, conf
     pm.eval()
     pm.save_pretrained(out)
     sort_config_lists(os.path.join(out, "adapter_config.json"))
+    counts = list(pm.get_nb_trainable_parameters())  # (trainable, all), as print_trainable_parameters
     ref, keys = reference_run(pm, seed, vocab, batch, seq, saved_key)
-    write_reference(out, ref, {"versions": got, "base": base, "keys": keys, **info})
+    write_reference(out, ref, {"versions": got, "base": base, "keys": keys, "nb_trainable_parameters": counts, **info})
 
 
 def write_reference(out: str, tensors: dict, info: dict) -> None:

@@ -12,8 +12,10 @@ with the same shapes and thread count.
 --method dora is LoraConfig(use_dora=True), minipeft's `bench --method lora
 --use-dora`; --method lora+save is LoRA with the final layer norm in
 modules_to_save (`bench --method lora --modules-to-save ln_f`, or
-final_layer_norm for OPT); --method ia3 is IA3Config with PEFT's defaults for
-the model type.
+final_layer_norm for OPT); --method lora+head is LoRA with the tied lm_head in
+modules_to_save (PEFT trains an untied copy; `bench --method lora
+--modules-to-save lm_head`); --method ia3 is IA3Config with PEFT's defaults
+for the model type.
 """
 import argparse
 import json
@@ -33,9 +35,13 @@ CONFIGS = {
 }
 
 
-def final_norm(model):
-    """The final layer norm's module name, trained in full by --method lora+save."""
-    return "ln_f" if isinstance(model, GPT2LMHeadModel) else "final_layer_norm"
+def saved_modules(model, method):
+    """modules_to_save of --method lora+save (the final layer norm) and lora+head (the lm_head)."""
+    if method == "lora+head":
+        return ["lm_head"]
+    if method == "lora+save":
+        return ["ln_f" if isinstance(model, GPT2LMHeadModel) else "final_layer_norm"]
+    return None
 
 
 def peft_wrap(model, args):
@@ -43,12 +49,12 @@ def peft_wrap(model, args):
         return model
     import peft
     gpt2 = isinstance(model, GPT2LMHeadModel)
-    if args.method in ("lora", "dora", "lora+save"):  # dora: LoRA with use_dora (minipeft's --method lora --use-dora)
+    if args.method in ("lora", "dora", "lora+save", "lora+head"):  # dora: LoRA with use_dora (minipeft's --method lora --use-dora)
         targets = args.targets.split(",") if args.targets else (["c_attn"] if gpt2 else ["q_proj", "v_proj"])
         cfg = peft.LoraConfig(r=args.r, lora_alpha=args.alpha, lora_dropout=args.lora_dropout,
                               target_modules=targets, fan_in_fan_out=gpt2, task_type="CAUSAL_LM",
                               use_dora=args.method == "dora",
-                              modules_to_save=[final_norm(model)] if args.method == "lora+save" else None)
+                              modules_to_save=saved_modules(model, args.method))
     elif args.method == "ia3":  # PEFT's default targets and feed-forward modules for the model type
         cfg = peft.IA3Config(task_type="CAUSAL_LM")
     elif args.method == "prompt":
@@ -63,7 +69,8 @@ def peft_wrap(model, args):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--model", default="gpt2", choices=sorted(CONFIGS))
-    p.add_argument("--method", default="full", choices=["full", "lora", "dora", "lora+save", "ia3", "prompt", "prefix"])
+    p.add_argument("--method", default="full", choices=["full", "lora", "dora", "lora+save", "lora+head", "ia3", "prompt",
+                                                           "prefix"])
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--seq", type=int, default=64)
     p.add_argument("--steps", type=int, default=5)

@@ -45,6 +45,11 @@ const std::vector<MethodVariant>& method_variants() {
          const bool gpt2 = models::config_of(c.model).arch == models::Arch::gpt2;
          c.modules_to_save = {gpt2 ? "ln_f" : "decoder.final_layer_norm"};
        }},
+      {"lora+head", "LoRA r=8 + head copy",
+       [](TrainConfig& c) {  // PEFT's modules_to_save on the tied lm_head: an untied copy trained in full
+         c.method = "lora";
+         c.modules_to_save = {"lm_head"};
+       }},
       {"lora+recomp", "LoRA r=8, recompute",
        [](TrainConfig& c) {
          c.method = "lora";

@@ -59,6 +59,8 @@ inline void check_against_peft(peft::PeftModel& pm, const PeftFixture& f, std::s
     CHECK_MESSAGE(err < 1e-4, hf << " gradient relative error " << err);
   }
   CHECK(trainable == int(keys.size()));
+  if (f.info.contains("nb_trainable_parameters"))  // PEFT's get_nb_trainable_parameters: (trainable, all)
+    CHECK(pm.trainable_and_all_parameters() == f.info["nb_trainable_parameters"].get<std::pair<int64_t, int64_t>>());
 }
 
 // pm saved to out_dir holds PEFT's tensors under PEFT's keys and PEFT's config.

@@ -1,11 +1,14 @@
 // modules_to_save (peft/modules_to_save.h) against HF PEFT 0.21 on the tiny
 // GPT-2 and OPT (reference/make_modules_to_save_fixture.py,
 // tests/fixtures/peft/<base>_lora_save/): LoRA plus the final layer norm and
-// each layer's feed-forward output Linear trained in full. PEFT's adapter,
-// with random lora_B and moved saved modules, loaded here gives PEFT's logits,
-// loss and gradients; saved here, PEFT's tensors and config; merged, PEFT's
-// merge_and_unload logits. Trained here, saved and reloaded on a fresh base,
-// the same loss. Bad input: errors naming the name, key and shapes.
+// each layer's feed-forward output Linear trained in full; <base>_lora_save_tied/:
+// one side of the tied lm_head / token embedding (GPT-2's head, OPT's
+// embedding), untied and trained as a copy. PEFT's adapter, with random lora_B
+// and moved saved modules, loaded here gives PEFT's logits, loss, gradients and
+// parameter counts; saved here, PEFT's tensors and config; merged, PEFT's
+// merge_and_unload logits. Trained here, each adapter its own copy, the base's
+// values kept (disable_adapters, another adapter); saved and reloaded on a
+// fresh base, the same loss. Bad input: errors naming the name, key and shapes.
 #include <doctest/doctest.h>
 
 #include <filesystem>
@@ -34,7 +37,7 @@ std::string param_name(std::string key) {
   return key;
 }
 
-const char* const kFixtures[] = {"gpt2_lora_save", "opt_lora_save"};
+const char* const kFixtures[] = {"gpt2_lora_save", "opt_lora_save", "gpt2_lora_save_tied", "opt_lora_save_tied"};
 
 peft::PeftConfig lora_saving(std::vector<std::string> modules_to_save) {
   return peft::PeftConfig::lora({.r = 4, .target_modules = {"c_attn"}, .modules_to_save = std::move(modules_to_save)});
@@ -58,8 +61,9 @@ TEST_CASE("modules_to_save: logits, loss and every gradient (LoRA's and the save
     INFO(name);
     const PeftFixture f(name);
     auto pm = f.load(/*trainable=*/true);
-    // final norm (weight, bias) + 2 layers x Linear (weight, bias), beside LoRA's A and B per layer
-    CHECK(pm->saved_parameters("default").size() == 6);
+    size_t modules_keys = 0;  // PEFT's keys that are not LoRA's
+    for (const auto& k : f.info["keys"]) modules_keys += k.get<std::string>().find(".lora_") == std::string::npos;
+    CHECK(pm->saved_parameters("default").size() == modules_keys);
     check_against_peft(*pm, f, param_name);
   }
 }
@@ -92,20 +96,24 @@ TEST_CASE("modules_to_save: merge_and_unload equals PEFT's, the trained modules 
   }
 }
 
-TEST_CASE("modules_to_save: trained in place beside LoRA; saved and reloaded on a fresh base, the same loss") {
+TEST_CASE("modules_to_save: each adapter trains its own copy; the base keeps its values; saved and reloaded, the same loss") {
   const PeftFixture f("gpt2_lora_save");
   const Tensor ids = f.i32("input_ids"), labels = f.i32("labels");
-  auto base = f.base();
-  auto pm = peft::get_peft_model(base, lora_saving({"ln_f"}));
+  auto plain = f.base();  // the base model alone, for its logits
+  const Tensor base_logits = plain->forward(ids).value();
+  auto pm = peft::get_peft_model(f.base(), lora_saving({"ln_f"}));
+  pm->add_adapter("other", lora_saving({"ln_f"}));
+  pm->add_adapter("no_save", lora_saving({}));
   pm->eval();  // no dropout: the losses compare exactly
-  // 2 layers x (A 4 x 64 + B 192 x 4) + ln_f (64 + 64): the base's own ln_f, no copy.
-  CHECK(pm->trainable_and_all_parameters().first == 2 * (4 * 64 + 192 * 4) + 2 * 64);
+  // Trainable: 2 layers x (A 4 x 64 + B 192 x 4) + the ln_f copy (64 + 64). All: the base, three
+  // adapters' LoRA factors and two ln_f copies.
+  const int64_t lora = 2 * (4 * 64 + 192 * 4), ln_f = 2 * 64;
+  CHECK(pm->trainable_and_all_parameters() == std::pair<int64_t, int64_t>{lora + ln_f, plain->num_parameters() + 3 * lora + 2 * ln_f});
   const auto saved = pm->saved_parameters("default");
   REQUIRE(saved.size() == 2);
   CHECK(saved[0].first == "transformer.ln_f.weight");
-  for (const auto& [pname, p] : base->named_parameters())
-    if (pname == saved[0].first) CHECK(p.impl() == saved[0].second.impl());
-  const Tensor before = saved[0].second.value().clone(Tag::workspace);
+  const Tensor original = plain->find_module("transformer.ln_f")->named_parameters()[0].second.value();
+  CHECK(ops::max_abs_diff(saved[0].second.value(), original) == 0.0);  // a copy of the original, to start
 
   std::vector<nn::NamedParameter> trainable;
   for (const auto& [pname, p] : pm->named_parameters())
@@ -116,17 +124,70 @@ TEST_CASE("modules_to_save: trained in place beside LoRA; saved and reloaded on 
     sgd.step();
     sgd.zero_grad();
   }
-  CHECK(ops::max_abs_diff(saved[0].second.value(), before) > 1e-3);  // ln_f did train
+  CHECK(ops::max_abs_diff(saved[0].second.value(), original) > 1e-3);  // the copy trained
   const double loss = pm->loss(ids, labels).item();
 
+  // Disabled, another adapter (lora_B is zero at init, its ln_f copy untrained), rows of the base in a
+  // mixed batch: the base model's own logits, its ln_f untouched.
+  pm->disable_adapters();
+  CHECK(ops::max_abs_diff(pm->forward(ids).value(), base_logits) == 0.0);
+  pm->enable_adapters();
+  CHECK(pm->loss(ids, labels).item() == loss);
+  pm->set_adapter("other");
+  CHECK(ops::max_abs_diff(pm->forward(ids).value(), base_logits) == 0.0);
+  const Tensor mixed = pm->forward(ids, nullptr, {"no_save", peft::PeftModel::kBaseName}).value();  // (B, T, V)
+  CHECK(ops::max_abs_diff(mixed, base_logits) == 0.0);
+  pm->set_adapter("default");
+  CHECK(pm->loss(ids, labels).item() == loss);
+
   TempDir out("lora_save_trained");
-  pm->save_pretrained(out.path.string());
+  pm->save_pretrained(out.path.string(), "default");
   nn::SafetensorsFile file = nn::SafetensorsFile::open(out.path.string() + "/adapter_model.safetensors");
   CHECK(file.contains("base_model.model.transformer.ln_f.weight"));
   CHECK(file.contains("base_model.model.transformer.ln_f.bias"));
   auto reloaded = peft::load_peft_model(f.base(), out.path.string());
   reloaded->eval();
   CHECK(reloaded->loss(ids, labels).item() == doctest::Approx(loss).epsilon(1e-6));
+  pm->save_pretrained(out.path.string(), "other");  // the other adapter's copy: still the original
+  CHECK(ops::max_abs_diff(nn::SafetensorsFile::open(out.path.string() + "/adapter_model.safetensors")
+                              .load("base_model.model.transformer.ln_f.weight"),
+                          original) == 0.0);
+  pm->delete_adapter("default");  // the base's ln_f again (other is not active)
+  CHECK(ops::max_abs_diff(pm->forward(ids).value(), base_logits) == 0.0);
+}
+
+TEST_CASE("modules_to_save: moved with the model (Module::to), the originals and copies follow it") {
+  const PeftFixture f("gpt2_lora_save");
+  const Tensor ids = f.i32("input_ids");
+  auto pm = f.load();
+  const Tensor with = pm->forward(ids).value();  // (B, T, V) on the host
+  pm->disable_adapters();
+  const Tensor without = pm->forward(ids).value();
+  pm->enable_adapters();
+  pm->to(kSim);  // the sim device runs the CPU's kernels: the same logits, bit for bit
+  DeviceScope on_sim(kSim);
+  const Tensor sim_ids = ids.to(kSim);
+  pm->disable_adapters();
+  CHECK(ops::max_abs_diff(pm->forward(sim_ids).value().to(kCPU), without) == 0.0);
+  pm->enable_adapters();
+  CHECK(ops::max_abs_diff(pm->forward(sim_ids).value().to(kCPU), with) == 0.0);
+  for (const auto& [pname, p] : pm->saved_parameters("default")) CHECK(p.value().device() == kSim);
+}
+
+TEST_CASE("modules_to_save on a tied head or embedding: untied, the other side keeps the original values") {
+  for (const std::string name : {"gpt2_lora_save_tied", "opt_lora_save_tied"}) {
+    INFO(name);
+    const PeftFixture f(name);
+    const Tensor ids = f.i32("input_ids");
+    auto plain = f.base();
+    auto pm = f.load();
+    const models::CausalLM& model = pm->base_model();
+    CHECK(!model.config().tie_word_embeddings);
+    CHECK(model.lm_head_weight().impl() != model.token_embedding_weight().impl());
+    pm->disable_adapters();  // the head shows the table's own storage again
+    CHECK(model.lm_head_weight().value().storage() == model.token_embedding_weight().value().storage());
+    CHECK(ops::max_abs_diff(pm->forward(ids).value(), plain->forward(ids).value()) == 0.0);
+  }
 }
 
 TEST_CASE("modules_to_save beside IA3: PEFT 0.21's keys, the modules trainable") {
@@ -171,20 +232,16 @@ TEST_CASE("modules_to_save: bad input is an error naming the name, key or shapes
   CHECK_MESSAGE(shape.find("(32)") != std::string::npos, shape);
   CHECK_MESSAGE(shape.find("(64)") != std::string::npos, shape);
 
-  // GPT-2's lm_head is its token embedding (tied): PEFT unties them, we refuse.
-  for (const char* tied : {"lm_head", "wte"}) {
-    const std::string e = error_of([&] { peft::get_peft_model(f.base(), lora_saving({tied})); });
-    CHECK_MESSAGE(e.find("tie_word_embeddings") != std::string::npos, e);
-  }
   const std::string both = error_of([&] { peft::get_peft_model(f.base(), lora_saving({"c_attn"})); });
   CHECK_MESSAGE(both.find("also a LoRA target") != std::string::npos, both);
 
-  // Trained in place: one adapter, and no base model to fall back to.
+  // A refused adapter leaves the model as it was; rows of an adapter with modules_to_save need their own batch.
   auto pm = peft::get_peft_model(f.base(), lora_saving({"ln_f"}));
-  const std::string second = error_of([&] { pm->add_adapter("other", lora_saving({})); });
-  CHECK_MESSAGE(second.find("holds one adapter") != std::string::npos, second);
-  const std::string disable = error_of([&] { pm->disable_adapters(); });
-  CHECK_MESSAGE(disable.find("modules_to_save") != std::string::npos, disable);
+  const std::string again = error_of([&] { pm->add_adapter("other", lora_saving({"c_attn"})); });
+  CHECK_MESSAGE(again.find("also a LoRA target") != std::string::npos, again);
+  CHECK(pm->adapter_names() == std::vector<std::string>{"default"});
+  for (const auto& [path, linear] : pm->lora_layers())
+    CHECK(!std::dynamic_pointer_cast<peft::LoraLinear>(linear->adapter())->has_adapter("other"));
   const std::string mixed = error_of([&] { pm->forward(f.i32("input_ids"), nullptr, {"default", peft::PeftModel::kBaseName}); });
   CHECK_MESSAGE(mixed.find("modules_to_save") != std::string::npos, mixed);
 
