@@ -18,7 +18,7 @@ int max_threads();
 // `device`: the one the kernel's operands are on (cpu, sim, or meta in a dry run).
 Tensor workspace(const Shape& shape, DType dt, Device device);
 
-// Dry runs. attention, attention_backward and nf4_matmul also take meta
+// Dry runs. matmul, attention, attention_backward and nf4_matmul also take meta
 // tensors (engine/meta/: shapes, no bytes), as the meta backend's kernels:
 // then they allocate their workspace on meta, block by block in the order
 // and sizes they do on the CPU (each GEMM's scratchpad included), and compute
@@ -48,11 +48,6 @@ void dropout(const Tensor& x, float p, uint64_t seed, uint64_t offset, const Ten
 // matmul.cpp
 void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out, float alpha,
             float beta);
-// The f32 workspace elements matmul holds at once (oneDNN's scratchpad, or
-// bf16 operands widened for sgemm), all Tag::workspace: the meta backend
-// allocates as many, so that a plan counts them.
-int64_t matmul_workspace_elements(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out,
-                                  float alpha, float beta);
 // What runs a GEMM whose operands are both dt (f32 or bf16) at a GPT-2
 // layer's shape: "onednn <kernel>", or "openblas <core>" (bf16: "widened to
 // f32, openblas <core>").

@@ -100,6 +100,7 @@ void widen(const bf16* src, float* dst, int64_t n) {
 void matmul_bf16_b(const Dims& d, const float* A, const bf16* B, float* C, float alpha, float beta, Device device) {
   const int64_t nb = weight_block_width(d.K, d.N);
   Tensor ws = workspace({d.K * nb}, DType::f32, device);
+  if (dry_run(ws)) return;
   float* W = ws.data<float>();  // (K, nb) or (nb, K)
   // When b is shared and a is not transposed, all of a is one (batch*M, K) matrix.
   const bool flatten = d.batch_b == 1 && d.batch_a == d.batch && !d.ta;
@@ -133,18 +134,6 @@ int64_t weight_block_width(int64_t K, int64_t N) {
   return std::min(N, ((N + blocks - 1) / blocks + 15) / 16 * 16);
 }
 
-int64_t matmul_workspace_elements(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out,
-                                  float alpha, float beta) {
-  const Dims d{matmul_dims(a, trans_a, b, trans_b, out), trans_a, trans_b};
-  if (d.batch == 0 || d.M == 0 || d.N == 0 || d.K == 0) return 0;
-  if (auto s = onednn_call(d, a.dtype(), b.dtype(), out.dtype(), alpha, beta))
-    return (onednn_gemm_scratchpad_bytes(*s) + 3) / 4;  // the scratchpad, as f32 elements
-  int64_t n = 0;
-  if (a.dtype() == DType::bf16) n += d.batch_a * d.M * d.K;                  // a widened whole
-  if (b.dtype() == DType::bf16) n += d.K * weight_block_width(d.K, d.N);  // one block of b at a time
-  return n;
-}
-
 std::string gemm_implementation(DType dt) {
   const Dims d{{1, 256, 2304, 768, 1, 1}, false, false};  // x (B*T, C) @ c_attn's W (C, 3C) at B*T = 256
   if (auto s = onednn_call(d, dt, dt, DType::f32, 1.f, 0.f)) return "onednn " + onednn_gemm_impl(*s);
@@ -174,7 +163,9 @@ void gemm_2d(const GemmShape& s, const void* A, const void* B, float* C, Device 
 void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out, float alpha, float beta) {
   const Dims d{matmul_dims(a, trans_a, b, trans_b, out), trans_a, trans_b};
   if (d.batch == 0 || d.M == 0 || d.N == 0) return;
+  const bool dry = dry_run(out);
   if (d.K == 0) {  // an empty sum: out = beta * out
+    if (dry) return;
     if (beta == 0.f) fill(out, 0.0);
     else axpby(0.f, out, beta, out);
     return;
@@ -184,15 +175,15 @@ void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const 
   if (auto s = onednn_call(d, ta, tb, to, alpha, beta)) {
     onednn_gemm(*s, a.raw(), b.raw(), out.data<float>(), out.device());
   } else if (ta == DType::f32 && tb == DType::f32 && to == DType::f32) {
-    matmul_same_type(d, a.data<float>(), b.data<float>(), out.data<float>(), alpha, beta);
+    if (!dry) matmul_same_type(d, a.data<float>(), b.data<float>(), out.data<float>(), alpha, beta);
   } else if (ta == DType::f64 && tb == DType::f64 && to == DType::f64) {
-    matmul_same_type(d, a.data<double>(), b.data<double>(), out.data<double>(), alpha, beta);
+    if (!dry) matmul_same_type(d, a.data<double>(), b.data<double>(), out.data<double>(), alpha, beta);
   } else if (ta == DType::f32 && tb == DType::bf16 && to == DType::f32) {
     matmul_bf16_b(d, a.data<float>(), b.data<bf16>(), out.data<float>(), alpha, beta, out.device());
   } else if (ta == DType::bf16 && to == DType::f32 && (tb == DType::f32 || tb == DType::bf16)) {
     // bf16 activations are rare: widen all of a once, then as above.
     Tensor a32 = workspace(a.shape(), DType::f32, a.device());
-    widen(a.data<bf16>(), a32.data<float>(), a.numel());
+    if (!dry) widen(a.data<bf16>(), a32.data<float>(), a.numel());
     matmul(a32, trans_a, b, trans_b, out, alpha, beta);
   } else {
     fail("matmul: dtypes {} @ {} -> {} are not supported on cpu (f32, f64, or bf16 with f32 output)",

@@ -104,9 +104,10 @@ std::string onednn_gemm_impl(const GemmShape& s) { return onednn_gemm_available(
 
 void onednn_gemm(const GemmShape& shape, const void* A, const void* B, float* C, Device device) {
   Entry& e = entry(shape);
+  Tensor scratch = e.scratchpad_bytes ? workspace({(e.scratchpad_bytes + 3) / 4}, DType::f32, device) : Tensor();  // oneDNN's own layout
+  if (device == kMeta) return;  // a dry run (kernels.h): the scratchpad, nothing computed
   if (!e.prim) e.prim = std::make_unique<dnnl::matmul>(e.pd);
   const auto& eng = cpu_engine();
-  Tensor scratch = e.scratchpad_bytes ? workspace({(e.scratchpad_bytes + 3) / 4}, DType::f32, device) : Tensor();  // oneDNN's own layout
   dnnl::memory a(e.pd.src_desc(), eng, const_cast<void*>(A));
   dnnl::memory b(e.pd.weights_desc(), eng, const_cast<void*>(B));
   dnnl::memory c(e.pd.dst_desc(), eng, C);

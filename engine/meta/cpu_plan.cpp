@@ -3,10 +3,9 @@
 // host allocator's policy (engine/block_pool.h), so that the bytes it would
 // cache are ledgered here as they are there; where a CPU kernel holds
 // ledgered workspace (a GEMM's scratchpad, bf16 operands widened), this
-// backend allocates as much for the duration of the call; attention and
-// nf4_matmul, which hold several blocks, run the CPU kernels' dry runs
-// (engine/cpu/kernels.h), which allocate them one by one as on the CPU, so
-// that the allocator caches the same blocks here as there.
+// backend runs the CPU kernel's dry run (engine/cpu/kernels.h: matmul,
+// attention, nf4_matmul), which allocates the blocks one by one as on the
+// CPU, so that the allocator caches the same blocks here as there.
 #include "engine/block_pool.h"
 #include "engine/cpu/kernels.h"
 #include "engine/meta/meta_backend.h"
@@ -26,8 +25,7 @@ class CpuPlan final : public MetaBackend {
 
   void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& out, float alpha,
               float beta) override {
-    const int64_t n = cpu::matmul_workspace_elements(a, trans_a, b, trans_b, out, alpha, beta);
-    if (n > 0) Tensor::empty({n}, DType::f32, kMeta, Tag::workspace);  // held for the call, as on the CPU
+    cpu::matmul(a, trans_a, b, trans_b, out, alpha, beta);  // a dry run: its workspace, block by block
   }
   std::string gemm_implementation(DType dt) const override { return "planned as " + cpu::gemm_implementation(dt); }
 

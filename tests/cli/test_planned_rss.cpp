@@ -3,7 +3,8 @@
 // included) against the process's measured peak RSS by the end of the
 // training steps (train_peak_rss_bytes), for every method on gpt2-tiny. At
 // this shape the fixed part (program, libraries, threads, the GEMM library:
-// about 27 MiB) is close to half of the RSS (lora: 27 of 66 MiB), so the
+// 27 to 39 MiB, with what bench's GEMM peak leaves in the GEMM libraries) is
+// about half of the RSS (lora on an AVX2 EPYC: 39 of 77 MiB), so the
 // bound, 5% of the peak RSS, also bounds how well the fixed part measured at
 // start-up predicts what the rest of the run adds
 // that no ledger sees. docs/benchmarks.md holds the same check at GPT-2 124M.
