@@ -253,6 +253,8 @@ LoraConfig parse_lora(const Reader& r) {
   r.require_unset("kasa_config", "KaSA");
   r.require_unset("monteclora_config", "MonteCLoRA");
   r.require_unset("velora_config", "VeLoRA");
+  // modules_to_save on one side of a tied head and embedding trains the copy on both sides (we untie them).
+  r.require_unset("ensure_weight_tying", "one modules_to_save copy for a tied head and embedding");
   return c;
 }
 

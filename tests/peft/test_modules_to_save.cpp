@@ -255,6 +255,13 @@ TEST_CASE("modules_to_save: bad input is an error naming the name, key or shapes
     peft::parse_adapter_config(R"({"peft_type": "LORA", "target_modules": ["c_attn"], "modules_to_save": [""]})", "cfg.json");
   });
   CHECK_MESSAGE(empty.find("empty name") != std::string::npos, empty);
+  // PEFT 0.21's ensure_weight_tying keeps a tied head and embedding one trained copy; we untie them.
+  const std::string tying = error_of([] {
+    peft::parse_adapter_config(
+        R"({"peft_type": "LORA", "target_modules": ["c_attn"], "modules_to_save": ["lm_head"], "ensure_weight_tying": true})",
+        "cfg.json");
+  });
+  CHECK_MESSAGE(tying.find("'ensure_weight_tying': true") != std::string::npos, tying);
 }
 
 }  // namespace mp::test
