@@ -48,8 +48,6 @@ class SavedModules {
   // showed is kept as it is now, on the device the model has moved to; the
   // values shown follow it there.
   void show(const std::string& adapter);
-  const std::string& shown() const { return shown_; }
-  bool empty() const { return copies_.empty(); }
   bool saves(const std::string& adapter) const { return copies_.count(adapter) > 0; }
   // The parameters `adapter` saves (the model's own Variables: they hold its
   // copy while it is shown), in the model's order.
