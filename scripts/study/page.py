@@ -67,6 +67,14 @@ def human(b):
     return f"{b} B"
 
 
+def core_name(cpu):  # AMD's family 25 (0x19) is Zen 3 below model 16, Zen 4 from there; other CPUs: no name
+    try:
+        family, model = int(cpu.get("family")), int(cpu.get("model"))
+    except (TypeError, ValueError):
+        return None
+    return {25: "Zen 3" if model < 16 else "Zen 4", 26: "Zen 5"}.get(family) if "AMD" in (cpu.get("model_name") or "") else None
+
+
 def gnuplot(script):
     try:
         if subprocess.run(["gnuplot"], input=script.encode()).returncode == 0:
@@ -91,7 +99,8 @@ if T["wall_seconds"] is not None:
     cpu = T.get("cpu") or {}
     w(f"**Run time.** From scratch (data, {len(bases) + (1 if CK else 0)} bases, the LR sweep, {adapted} adaptation runs,")
     w(f"serving) to the page: **{T['wall_seconds'] / 60:.1f} min of wall time** on {T['cores']} shared x86 cores "
-      f"({cpu.get('model_name') or 'x86'}, CPU family {cpu.get('family')} model {cpu.get('model')}; {T['simd']}),")
+      f"({cpu.get('model_name') or 'x86'}, CPU family {cpu.get('family')} model {cpu.get('model')}"
+      + (f", {core_name(cpu)}" if core_name(cpu) else "") + f"; {T['simd']}" + ("" if T["simd"] == "AVX-512" else ", no AVX-512") + "),")
     w(f"{T['jobs']} commands at once, each `OMP_NUM_THREADS=1` under `nice`; the {T['commands']} commands' own wall times add up to")
     w(f"{T['command_seconds'] / 60:.1f} min." + (f" The machine was shared with other builds: its 1-minute load average, sampled every 30 s, "
                                                  f"was {la['mean']:.1f} on average and {la['max']:.1f} at most (2 would be this study alone), so on an idle "
@@ -112,6 +121,7 @@ task_ex = {"steer": ("a base skill (shift +1) asked with a word the base never s
 for t, k in D["tasks"].items():
     w(f"| `{t}` | `{t}: k d m q =` | `{task_ex[k][1]}` | **{k}**: {task_ex[k][0]} |")
 w("")
+w(f"A base sees each prompt behind the preamble (below): `{D['preamble']}copy: k d m q =`.\n")
 w(f"`scripts/study/data.py` draws the held-out sequences first (Python's `random.Random(1234)`); no training file")
 w(f"holds them. Test sets: {D['base_test_per_skill']} pairs per skill, {D['task_test']} per new task. Exact match: the greedy")
 w("continuation up to `<|endoftext|>` equals the completion (`minipeft eval --json`).\n")
