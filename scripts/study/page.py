@@ -423,9 +423,21 @@ if all(v is not None for v in best.values()) and CK:
 
 w("## Not measured, or not as asked\n")
 sizes_text = ", ".join(f"{b} {D['bases'][b]['params']:,}" for b in bases)
-w(f"- The bases are small ({sizes_text} parameters), far below the issue's ~3M / 7M / 20M+: what 2 shared cores of this")
-w("  CPU allow in the study's hour with every base behind the preamble. The size claim is tested over that range only.")
+w(f"- The bases are small ({sizes_text} parameters), far below the issue's ~3M / 7M / 20M+. They are the last study's shapes:")
+w(f"  with every prompt 8 tokens longer, on this CPU and this shared machine, this run took "
+  + ("–" if T["wall_seconds"] is None else f"{T['wall_seconds'] / 60:.0f}") + " of its 60 minutes, and larger")
+w("  bases were not tried (their convergence behind the preamble was not checked first). The size claim is tested over this range only.")
 w("- One learning rate per method, chosen on one base and one task; other virtual-token counts and LoRA ranks were not tried.")
+sb = sw[0]["base"] if sw else None
+best_sweep = max((100 * r["exact_match"] for r in sw if r["method"] == "prompt"), default=None)
+if best_sweep is not None:
+    w(f"- Prompt tuning's LR was chosen on base {sb}, where no LR in its grid gave it more than {best_sweep:.1f}% on the sweep's cell,"
+      f" and at the top of its grid ({D['lrs'].get('prompt')}): an LR chosen per base, or on a base where it works, may do better.")
+unstable = sorted({(b, t, m, n) for b in bases for t in D["tasks"] for m in methods for n in D["sizes"]
+                   if len(cell(b, t, m, n)) > 1 and statistics.stdev(cell(b, t, m, n)) > 25})
+if unstable:
+    w("- Cells whose seeds disagree by more than 25 points (standard deviation), where a mean says little: "
+      + ", ".join(f"{b}/`{t}`/{label[m]}/{n:,}" for b, t, m, n in unstable) + ".")
 if CK:
     w(f"- The no-preamble check has one base ({CK['name']}), one task, one seed and {len(CK['methods'])} methods.")
 for p in problems:
