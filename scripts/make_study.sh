@@ -2,10 +2,11 @@
 # Regenerates docs/study.md, docs/study/results.json and docs/study/*.png from
 # `minipeft` runs: full fine-tuning vs LoRA, prefix (with and without its MLP)
 # and prompt tuning on three kinds of new task (steer, compose, new) at three
-# base sizes, each base trained here from scratch on a mixture of skills
-# (docs/study.md says what each phase measures).
+# base sizes, each base trained here from scratch on a mixture of skills behind
+# an 8-token preamble, which prompt and prefix tuning's 8 virtual tokens take the
+# place of (docs/study.md says what each phase measures).
 #
-#   scripts/make_study.sh [PHASE...]   phases: data base sweep adapt position serve assemble (default: all, in order)
+#   scripts/make_study.sh [PHASE...]   phases: data base sweep adapt check serve assemble (default: all, in order)
 #
 # MINIPEFT names the binary (default build/cli/minipeft), STUDY_OUT the folder
 # for the data and runs (default study-out; a phase skips a run whose output
@@ -19,6 +20,7 @@ OUT=${STUDY_OUT:-study-out}
 JOBS=${JOBS:-2}
 BASES=${BASES:-"S:4:96 M:4:128 L:6:160"}  # NAME:LAYERS:WIDTH, 4 heads each
 BASE_STEPS=${BASE_STEPS:-1500}    # batch 64: the same schedule for every base
+BASE_LR=${BASE_LR:-1e-3}          # peak, after BASE_STEPS / 10 of warmup, cosine to a tenth
 STEPS=${STEPS:-250}               # every adaptation run, batch 16
 SIZES=${SIZES:-"32 256 2048"}     # training pairs per new task (scripts/study/data.py writes these)
 TASKS=${TASKS:-"step twist jump"}
@@ -27,9 +29,10 @@ SEEDS=${SEEDS:-"0 1 2"}           # the claim cells' seeds; the other cells run 
 SWEEP_BASE=${SWEEP_BASE:-M}       # the LR sweep: one base, the steer task, 256 pairs
 SWEEP_TASK=step
 SWEEP_PAIRS=256
-# The position check: base P, M's shape trained the same way but with every prompt behind an 8-token
-# preamble, which prompt and prefix tuning's 8 virtual tokens replace (scripts/study/data.py).
-POSITION_BASE=${POSITION_BASE:-P:4:128}
+# The no-preamble check: base N, S's shape trained the same way on the bare prompts (no preamble), so
+# that prompt and prefix tuning's virtual tokens move the task 8 positions on (empty: no check).
+CHECK_BASE=${CHECK_BASE-N:4:96}
+CHECK_METHODS="full prompt"
 SEQ=12                            # the longest pair: a word, ":", 4 letters, "=", 4 letters, the end (pre_ files: 8 more)
 VTOKENS=8                         # prompt and prefix tuning: virtual tokens
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
@@ -64,7 +67,7 @@ evaluate() {  # evaluate NAME TEST MODEL-OPTIONS...: loss and exact match on a h
 
 base_shape() {  # base_shape NAME: --layers L --width W --heads 4
   local b
-  for b in $BASES $POSITION_BASE; do
+  for b in $BASES $CHECK_BASE; do
     IFS=: read -r name layers width <<< "$b"
     [ "$name" = "$1" ] && { echo "--layers $layers --width $width --heads 4"; return; }
   done
@@ -85,8 +88,9 @@ method_args() {  # method_args METHOD LR: the method's options (the same at ever
   esac
 }
 
-preamble_of() {  # preamble_of BASE METHOD: "pre_" where the run's files carry the preamble (base P, no virtual tokens)
-  [ "$1" = "${POSITION_BASE%%:*}" ] || return 0
+preamble_of() {  # preamble_of BASE METHOD: "pre_" where the run's files carry the preamble: every base but the
+  # check's, every method but prompt and prefix tuning (their virtual tokens take the preamble's place)
+  [ "$1" = "${CHECK_BASE%%:*}" ] && return 0
   case $2 in prefix* | prompt) ;; *) echo pre_ ;; esac
 }
 
@@ -118,34 +122,34 @@ phase_data() {
   [ -f "$OUT/data/meta.json" ] || python3 scripts/study/data.py "$OUT/data"
 }
 
-base_one() {  # base_one NAME [pre_]: train a base from scratch on the skills' mixture (pre_: behind the preamble), then its scores before adapting
-  local b=$1 pre=${2:-} t
+base_one() {  # base_one NAME: train a base from scratch on the skills' mixture, then its scores before adapting
+  local b=$1 pre t
+  pre=$(preamble_of "$b" full)
   run "base-$b" train --model gpt2-tiny $(base_shape "$b") --tokenizer "$OUT/data/tokenizer" --method full \
     --data "$OUT/data/${pre}base_train.jsonl" --val-fraction 0.01 --batch 64 --seq "$(seq_of "${pre}base")" --steps "$BASE_STEPS" \
-    --lr 2e-3 --warmup $((BASE_STEPS / 20)) --schedule cosine --eval-every $((BASE_STEPS / 4)) --seed 0 --out "$OUT/runs/base-$b" --no-progress
+    --lr "$BASE_LR" --warmup $((BASE_STEPS / 10)) --schedule cosine --eval-every $((BASE_STEPS / 6)) --seed 0 --out "$OUT/runs/base-$b" --no-progress
   evaluate "base-$b.skills" "${pre}base_test" --model "$OUT/runs/base-$b/final"
-  if [ -n "$pre" ]; then evaluate "base-$b.$SWEEP_TASK" "$pre${SWEEP_TASK}_test" --model "$OUT/runs/base-$b/final"; return; fi
   for t in $(python3 -c 'import json, sys; print(" ".join(json.load(open(sys.argv[1]))["skills"]))' "$OUT/data/meta.json"); do
-    evaluate "base-$b.$t" "base_test_$t" --model "$OUT/runs/base-$b/final"
+    evaluate "base-$b.$t" "${pre}base_test_$t" --model "$OUT/runs/base-$b/final"
   done
-  for t in $TASKS; do evaluate "base-$b.$t" "${t}_test" --model "$OUT/runs/base-$b/final"; done
+  for t in $TASKS; do evaluate "base-$b.$t" "$pre${t}_test" --model "$OUT/runs/base-$b/final"; done
 }
 
 phase_base() {
   local b
-  for b in $(tr ' ' '\n' <<< "$BASES" | tac); do spawn base_one "${b%%:*}"; done  # the largest, the longest, first
-  spawn base_one "${POSITION_BASE%%:*}" pre_
+  for b in $(tr ' ' '\n' <<< "$BASES" | tac) $CHECK_BASE; do spawn base_one "${b%%:*}"; done  # the largest, the longest, first
   wait
 }
 
-SWEEP_LRS_full="3e-4 1e-3 3e-3"
-SWEEP_LRS_lora="1e-3 3e-3 1e-2"
-SWEEP_LRS_prefix="1e-2 3e-2 1e-1"
-SWEEP_LRS_prefix_mlp="3e-4 1e-3 3e-3"
-SWEEP_LRS_prompt="3e-2 1e-1 3e-1"
+# Four LRs per method: the last study's three and one beyond the edge its choice sat at.
+SWEEP_LRS_full="1e-4 3e-4 1e-3 3e-3"
+SWEEP_LRS_lora="3e-4 1e-3 3e-3 1e-2"
+SWEEP_LRS_prefix="1e-2 3e-2 1e-1 3e-1"
+SWEEP_LRS_prefix_mlp="3e-4 1e-3 3e-3 1e-2"
+SWEEP_LRS_prompt="3e-2 1e-1 3e-1 1"
 sweep_lrs() { local v="SWEEP_LRS_${1//-/_}"; echo "${!v}"; }
 
-phase_sweep() {  # each method at three LRs on one base and the steer task; the lowest validation loss wins
+phase_sweep() {  # each method at four LRs on one base and the steer task; the lowest validation loss wins
   local m lr
   for m in $METHODS; do
     for lr in $(sweep_lrs "$m"); do SWEEPING=1 spawn adapt_one "$SWEEP_BASE" "$SWEEP_TASK" "$m" "$SWEEP_PAIRS" 0 "$lr"; done
@@ -186,11 +190,10 @@ phase_adapt() {
   wait
 }
 
-phase_position() {  # base P: the steer task at the largest N, every method, the claim seeds
-  local m s
-  for s in $SEEDS; do
-    for m in $METHODS; do spawn adapt_one "${POSITION_BASE%%:*}" "$SWEEP_TASK" "$m" "${SIZES##* }" "$s" "$(lr_of "$m")" forget; done
-  done
+phase_check() {  # base N (no preamble): the steer task at the largest N, seed 0
+  local m
+  [ -n "$CHECK_BASE" ] || return 0
+  for m in $CHECK_METHODS; do spawn adapt_one "${CHECK_BASE%%:*}" "$SWEEP_TASK" "$m" "${SIZES##* }" "${SEEDS%% *}" "$(lr_of "$m")"; done
   wait
 }
 
@@ -198,22 +201,22 @@ phase_serve() {  # the three tasks' LoRA adapters (the largest base, N, seed 0) 
   local b=${BASES##* } n=${SIZES##* } t adapters=()
   b=${b%%:*}
   for t in $TASKS; do adapters+=(--adapter "$t=$OUT/runs/$b-$t-lora-$n-s0/final"); done
-  run serve-mixed generate --model "$OUT/runs/base-$b/final" "${adapters[@]}" --prompts "$OUT/data/mixed_test.jsonl" \
+  run serve-mixed generate --model "$OUT/runs/base-$b/final" "${adapters[@]}" --prompts "$OUT/data/pre_mixed_test.jsonl" \
     --max-new-tokens 7 --compare-switching
-  evaluate serve-mixed-eval mixed_test --model "$OUT/runs/base-$b/final" "${adapters[@]}"
+  evaluate serve-mixed-eval pre_mixed_test --model "$OUT/runs/base-$b/final" "${adapters[@]}"
   date +%s > "$OUT/finished"  # the last phase that runs anything: the page's wall time ends here
 }
 
 phase_assemble() {  # results.json from the runs, then the page and plots from results.json alone
   mkdir -p docs/study
-  python3 scripts/study/collect.py "$OUT" docs/study/results.json "$BASES" "$BASE_STEPS" "$STEPS" "$SIZES" "$TASKS" "$METHODS" "$SEEDS" "$JOBS" "$VTOKENS" "$POSITION_BASE"
+  python3 scripts/study/collect.py "$OUT" docs/study/results.json "$BASES" "$BASE_STEPS" "$STEPS" "$SIZES" "$TASKS" "$METHODS" "$SEEDS" "$JOBS" "$VTOKENS" "$CHECK_BASE" "$BASE_LR" "$CHECK_METHODS"
   python3 scripts/study/page.py docs
 }
 
-phases=${*:-data base sweep adapt position serve assemble}
+phases=${*:-data base sweep adapt check serve assemble}
 for p in $phases; do
   case $p in
-    data | base | sweep | adapt | position | serve | assemble) "phase_$p" ;;
-    *) echo "unknown phase $p (data base sweep adapt position serve assemble)" >&2; exit 2 ;;
+    data | base | sweep | adapt | check | serve | assemble) "phase_$p" ;;
+    *) echo "unknown phase $p (data base sweep adapt check serve assemble)" >&2; exit 2 ;;
   esac
 done

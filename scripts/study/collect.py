@@ -1,6 +1,6 @@
 """Collects the study's runs into docs/study/results.json (scripts/make_study.sh, phase `assemble`).
 
-    python3 scripts/study/collect.py OUT RESULTS BASES BASE_STEPS STEPS SIZES TASKS METHODS SEEDS JOBS VIRTUAL_TOKENS POSITION_BASE
+    python3 scripts/study/collect.py OUT RESULTS BASES BASE_STEPS STEPS SIZES TASKS METHODS SEEDS JOBS VIRTUAL_TOKENS CHECK_BASE BASE_LR CHECK_METHODS
 
 Reads what the commands wrote in OUT/runs (`minipeft eval --json`, log.jsonl, *.cmd, *.time),
 OUT/lrs.json (the LRs the sweep chose) and OUT/data/meta.json (the design). Every row of `runs`
@@ -20,7 +20,8 @@ base_steps, steps = int(sys.argv[4]), int(sys.argv[5])
 sizes = [int(x) for x in sys.argv[6].split()]
 tasks, methods, seeds, jobs = sys.argv[7].split(), sys.argv[8].split(), [int(x) for x in sys.argv[9].split()], int(sys.argv[10])
 virtual_tokens = int(sys.argv[11])
-position = sys.argv[12].split(":")  # base P: the position check (make_study.sh, phase `position`)
+check = [b.split(":") for b in sys.argv[12].split()]  # the no-preamble base, or none (make_study.sh, phase `check`)
+base_lr, check_methods = float(sys.argv[13]), sys.argv[14].split()
 runs_dir = f"{out}/runs"
 meta = json.load(open(f"{out}/data/meta.json"))
 kind_of = meta["tasks"]
@@ -96,20 +97,15 @@ def describe(name, layers, width):  # a base's size, training time and held-out 
 
 
 rows, base_info = [], {}
-for name, layers, width in bases + [position]:
+for name, layers, width in bases + check:
     base_info[name] = describe(name, layers, width)
     common = dict(base=name, base_params=base_info[name]["params"], method="none", pairs=0, steps=0, seed=0, adapter="none")
-    if name == position[0]:  # its skills (all of them) and the steer task, behind the preamble
-        rows.append(row(f"base-{name}.skills", task="skills", task_kind="base", **common))
-        steer = next(t for t in tasks if kind_of[t] == "steer")
-        rows.append(row(f"base-{name}.{steer}", task=steer, task_kind="steer", **common))
-        continue
     for skill in meta["skills"] + ["skills"]:  # each skill, then all of them (the forgetting test)
         rows.append(row(f"base-{name}.{skill}", task=skill, task_kind="base", **common))
     for task in tasks:
         rows.append(row(f"base-{name}.{task}", task=task, task_kind=kind_of[task], **common))
 
-for name, _, _ in bases + [position]:
+for name, _, _ in bases + check:
     params = base_info[name]["params"]
     for task in tasks:
         for n in sizes:
@@ -167,14 +163,21 @@ load = [tuple(map(float, l.split())) for l in open(f"{out}/load.txt")] if os.pat
 load = [(t, l) for t, l in load if started <= t <= (finished or t)]  # while the runs ran
 times = [secs(os.path.basename(f)[:-5]) for f in glob.glob(f"{runs_dir}/*.time")]
 flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+
+
+def cpu_field(key):  # the first processor's /proc/cpuinfo line KEY
+    return next((l.split(":", 1)[1].strip() for l in flags.splitlines() if l.split(":", 1)[0].strip() == key), None)
+
+
 timing = {"started": started, "finished": finished, "wall_seconds": None if finished is None else finished - started,
           "command_seconds": sum(t for t in times if t), "commands": len(times), "jobs": jobs, "cores": os.cpu_count(),
           "simd": "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2",
+          "cpu": {"model_name": cpu_field("model name"), "family": cpu_field("cpu family"), "model": cpu_field("model")},
           "load_average": {"samples": len(load), "mean": sum(l for _, l in load) / len(load) if load else None,
                            "max": max((l for _, l in load), default=None)}}
-position_info = base_info.pop(position[0])
-design = dict(meta, bases=base_info, position_base=dict(position_info, name=position[0]), base_steps=base_steps, steps=steps, sizes=sizes, task_names=tasks, methods=methods,
-              seeds=seeds, lrs=lrs, virtual_tokens=virtual_tokens)
+check_base = [dict(base_info.pop(name), name=name, methods=check_methods) for name, _, _ in check]
+design = dict(meta, bases=base_info, check_base=check_base[0] if check_base else None, base_steps=base_steps, base_lr=base_lr, steps=steps,
+              sizes=sizes, task_names=tasks, methods=methods, seeds=seeds, lrs=lrs, virtual_tokens=virtual_tokens)
 json.dump({"design": design, "runs": [r for r in rows if r], "sweep": sweep, "serving": serving, "timing": timing,
            "missing": sorted(set(missing))}, open(results, "w"), indent=1)
 print(f"wrote {results}: {sum(1 for r in rows if r)} runs, {len(sweep)} sweep runs, {len(set(missing))} missing")

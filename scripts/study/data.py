@@ -10,7 +10,7 @@ token per instruction word, " a".." z", " =" and <|endoftext|>) and OUT/*.jsonl:
   TASK_N          a new task's first N training pairs, then the same 100 validation pairs
   TASK_test       a new task's held-out pairs
   mixed_test      the three new tasks' test rows interleaved, each naming its adapter
-  pre_NAME        NAME behind the preamble (PREAMBLE_FILES, below)
+  pre_NAME        NAME behind the preamble (PREAMBLE, below): every file has both forms
 
 Held-out sequences are drawn first and never appear in a training file.
 """
@@ -51,10 +51,10 @@ TASKS = {
     "twist": ("compose", lambda s: shift(s[::-1], 1)),          # reverse, then shift +1
     "jump": ("new", lambda s: shift(s, 3)),                     # shift +3: a computation never trained
 }
-# The position check (docs/study.md): the same files behind a fixed preamble of 8 filler tokens
-# (pre_NAME.jsonl), which prompt and prefix tuning's 8 virtual tokens replace.
+# Every file also behind a fixed preamble of 8 filler tokens (pre_NAME.jsonl). The bases are trained
+# behind it; full FT and LoRA keep it, and prompt and prefix tuning's 8 virtual tokens take its place
+# (they train on NAME.jsonl), so every method sees the task at the positions the base learned it at.
 PREAMBLE = "." * 8
-PREAMBLE_FILES = ("base_train", "base_test", "step_2048", "step_test")
 SIZES = (32, 256, 2048)   # training pairs per new task
 VAL = 100                 # validation pairs per task (the LR choice)
 BASE_TRAIN = 60000
@@ -134,7 +134,7 @@ def main():
                 return s
 
     def write(name, rows):
-        for file, preamble in [(name, "")] + ([("pre_" + name, PREAMBLE)] if name in PREAMBLE_FILES else []):
+        for file, preamble in ((name, ""), ("pre_" + name, PREAMBLE)):
             with open(f"{out}/{file}.jsonl", "w") as f:
                 for r in rows:
                     f.write(json.dumps(dict(r, prompt=preamble + r["prompt"])) + "\n")

@@ -15,6 +15,7 @@ docs = sys.argv[1]
 tmp = tempfile.mkdtemp(prefix="study-plots-")  # the plots' data files
 R = json.load(open(f"{docs}/study/results.json"))
 D, runs, T = R["design"], R["runs"], R["timing"]
+CK = D.get("check_base")  # the no-preamble base, or None
 bases = list(D["bases"])
 largest, smallest_n, largest_n = bases[-1], D["sizes"][0], D["sizes"][-1]
 methods = D["methods"]
@@ -66,6 +67,14 @@ def human(b):
     return f"{b} B"
 
 
+def core_name(cpu):  # AMD's family 25 (0x19) is Zen 3 below model 16, Zen 4 from there; other CPUs: no name
+    try:
+        family, model = int(cpu.get("family")), int(cpu.get("model"))
+    except (TypeError, ValueError):
+        return None
+    return {25: "Zen 3" if model < 16 else "Zen 4", 26: "Zen 5"}.get(family) if "AMD" in (cpu.get("model_name") or "") else None
+
+
 def gnuplot(script):
     try:
         if subprocess.run(["gnuplot"], input=script.encode()).returncode == 0:
@@ -87,8 +96,11 @@ w("command that made them. Do not edit by hand: rerun the script.\n")
 if T["wall_seconds"] is not None:
     la = T["load_average"]
     adapted = sum(1 for r in runs if r["method"] != "none" and r["task_kind"] != "base")
-    w(f"**Run time.** From scratch (data, {len(bases) + 1} bases, the LR sweep, {adapted} adaptation runs,")
-    w(f"serving) to the page: **{T['wall_seconds'] / 60:.1f} min of wall time** on {T['cores']} shared x86 cores ({T['simd']}),")
+    cpu = T.get("cpu") or {}
+    w(f"**Run time.** From scratch (data, {len(bases) + (1 if CK else 0)} bases, the LR sweep, {adapted} adaptation runs,")
+    w(f"serving) to the page: **{T['wall_seconds'] / 60:.1f} min of wall time** on {T['cores']} shared x86 cores "
+      f"({cpu.get('model_name') or 'x86'}, CPU family {cpu.get('family')} model {cpu.get('model')}"
+      + (f", {core_name(cpu)}" if core_name(cpu) else "") + f"; {T['simd']}" + ("" if T["simd"] == "AVX-512" else ", no AVX-512") + "),")
     w(f"{T['jobs']} commands at once, each `OMP_NUM_THREADS=1` under `nice`; the {T['commands']} commands' own wall times add up to")
     w(f"{T['command_seconds'] / 60:.1f} min." + (f" The machine was shared with other builds: its 1-minute load average, sampled every 30 s, "
                                                  f"was {la['mean']:.1f} on average and {la['max']:.1f} at most (2 would be this study alone), so on an idle "
@@ -109,6 +121,7 @@ task_ex = {"steer": ("a base skill (shift +1) asked with a word the base never s
 for t, k in D["tasks"].items():
     w(f"| `{t}` | `{t}: k d m q =` | `{task_ex[k][1]}` | **{k}**: {task_ex[k][0]} |")
 w("")
+w(f"A base sees each prompt behind the preamble (below): `{D['preamble']}copy: k d m q =`.\n")
 w(f"`scripts/study/data.py` draws the held-out sequences first (Python's `random.Random(1234)`); no training file")
 w(f"holds them. Test sets: {D['base_test_per_skill']} pairs per skill, {D['task_test']} per new task. Exact match: the greedy")
 w("continuation up to `<|endoftext|>` equals the completion (`minipeft eval --json`).\n")
@@ -117,11 +130,13 @@ w("tokens, one token per instruction word and per ` a` .. ` z`, ` =`, and `<|end
 w("the base saves it beside its weights, and eval and the adapters use it from there). A word the base never saw")
 w("(`step`, `twist`, `jump`) is one token whose embedding was never trained as an input.\n")
 w(f"**Bases.** Random GPT-2 shapes (`--model gpt2-tiny --layers L --width W --heads 4`), each trained the same way on")
-w(f"{D['base_train']:,} pairs of the skills' mixture: {D['base_steps']} steps of 64 pairs, AdamW, LR 2e-3, cosine, seed 0.")
-w("Every prompt starts at position 0, in training and in test. Prompt and prefix tuning put their virtual tokens in front")
-w(f"of the prompt, which moves it {D['virtual_tokens']} positions on (GPT-2's position ids count the virtual tokens, as in HF PEFT), to")
-w("positions where these bases never saw a task, while a pretrained LM has seen its text start anywhere. The position check")
-w(f"(base {D['position_base']['name']}, below) measures what that costs them.")
+w(f"{D['base_train']:,} pairs of the skills' mixture: {D['base_steps']} steps of 64 pairs, AdamW, LR {D['base_lr']:g} after "
+  f"{D['base_steps'] // 10} steps of warmup, cosine to a tenth, seed 0.\n")
+w(f"**The preamble.** Every prompt a base sees, in training and in test, starts with {len(D['preamble'])} filler tokens (`{D['preamble']}`).")
+w(f"Full FT and LoRA keep them; prompt and prefix tuning get the prompts without them, so their {D['virtual_tokens']} virtual tokens")
+w("stand where the preamble stood (GPT-2's position ids count the virtual tokens, as in HF PEFT) and every method sees the task at")
+w("the positions the base learned it at. A pretrained LM has seen its text start anywhere; a base trained only at position 0")
+w("has not, and the no-preamble check (below) measures what that costs prompt tuning.")
 w("Parameters are counted from the saved `model.safetensors` (every tensor, the token and position embeddings")
 w("included; the output layer is tied to the token embedding):\n")
 w("| base | layers × width | parameters | of which embeddings | training time | held-out loss at the end |")
@@ -152,7 +167,7 @@ w("deviation over the seeds when there are several.\n")
 sw = R["sweep"]
 if sw:
     sb = sw[0]["base"]
-    w(f"**Learning rates,** chosen once per method on base {sb}, the steer task, {sw[0]['pairs']} pairs, seed 0: three LRs each, the")
+    w(f"**Learning rates,** chosen once per method on base {sb}, the steer task, {sw[0]['pairs']} pairs, seed 0: four LRs each, the")
     w("lowest validation loss (100 held-out training-distribution pairs, not the test set) wins, and that LR is used")
     w("for every base, task and size:\n")
     w("| method | LR | validation loss | test exact match | chosen |")
@@ -227,21 +242,20 @@ for b in bases:
         w(f"| {b} | {pct(base_em(b, 'skills'))} | `{t}` | " + " | ".join(on) + f" | {off} |")
 w("")
 
-P = D["position_base"]
-pn, steer_task = P["name"], kind_task["steer"]
-twin = [b for b, i in D["bases"].items() if (i["layers"], i["width"]) == (P["layers"], P["width"])]  # the same shape
-w(f"### Position check: base {pn}, the steer task behind a preamble\n")
-w(f"Base {pn} has the shape of {'/'.join(twin) or 'no other base'} ({P['layers']} × {P['width']}) and its training, except that every prompt, in training and in test, starts with a preamble of")
-w(f"{len(D['preamble'])} filler tokens (`{D['preamble']}`). Full FT and LoRA keep the preamble; prompt and prefix tuning get the prompts")
-w(f"without it, so their {D['virtual_tokens']} virtual tokens stand where it stood and the task is at the positions the base")
-w(f"learned. Base {pn} before adapting: {pct(base_em(pn, 'skills'))} on its skills (all five, behind the preamble), "
-  f"{pct(base_em(pn, steer_task))} on `{steer_task}`; it was trained for {D['base_steps']} steps like the others, "
-  f"{P['train_seconds'] or 0:.0f} s.\n")
-w(f"| base | pairs | " + " | ".join(label[m] for m in methods) + " |")
-w("|---|---:|" + "---:|" * len(methods))
-for b in twin + [pn]:
-    w(f"| {b} | {largest_n:,} | " + " | ".join(fmt(cell(b, steer_task, m, largest_n)) for m in methods) + " |")
-w("")
+steer_task = kind_task["steer"]
+if CK:
+    cn, twin = CK["name"], [b for b, i in D["bases"].items() if (i["layers"], i["width"]) == (CK["layers"], CK["width"])]
+    w(f"### No-preamble check: base {cn}, every prompt at position 0\n")
+    w(f"Base {cn} has the shape of {'/'.join(twin) or 'no other base'} ({CK['layers']} × {CK['width']}) and its training, except that it never saw the")
+    w(f"preamble: every prompt starts at position 0, as in the last study, so prompt tuning's {D['virtual_tokens']} virtual tokens move the")
+    w(f"task {D['virtual_tokens']} positions on. Before adapting: {pct(base_em(cn, 'skills'))} on its skills, {pct(base_em(cn, steer_task))} on `{steer_task}`.")
+    w(f"`{steer_task}`, {largest_n:,} pairs, seed 0, the LRs chosen above:\n")
+    w(f"| base | preamble | " + " | ".join(label[m] for m in CK["methods"]) + " |")
+    w("|---|---|" + "---:|" * len(CK["methods"]))
+    for b in twin + [cn]:
+        w(f"| {b} | {'no' if b == cn else 'yes'} | " + " | ".join(fmt([100 * r["exact_match"] for r in sel(base=b, task=steer_task, method=m, pairs=largest_n, seed=0,
+                                                                                      adapter="none" if m == "full" else "on")]) for m in CK["methods"]) + " |")
+    w("")
 
 w("### Storage and serving\n")
 w(f"Saved `final/` folders of the runs on base {largest} ({largest_n:,} pairs, seed 0, task `{kind_task['steer']}`):\n")
@@ -312,23 +326,18 @@ def gap_table(kinds, n, gap, counts):
 
 steer = kind_task["steer"]
 # 1. steering
-res = {m: compare(largest, steer, m, largest_n) for m in peft}
-near = [m for m, c in res.items() if c and c[0] >= c[1] - CLOSE]
 w(f"**1. A frozen base can be steered to a task it can do by few trained parameters, nearly as well as full FT.**")
-w(f"Steer task, base {largest}, {largest_n:,} pairs: " + "; ".join(f"{label[m]} {c[0]:.1f}%" for m, c in res.items() if c)
-  + f"; full FT {res['prompt'][1]:.1f}%." if res.get("prompt") else "")
+w(f"Steer task, {largest_n:,} pairs (the table under Results). Within {CLOSE:.0f} points of full FT's mean, by method:")
+near_by = {m: [b for b in bases if (lambda c: c and c[0] >= c[1] - CLOSE)(compare(b, steer, m, largest_n))] for m in peft}
+w("; ".join(f"{label[m]} on {len(near_by[m])} of {len(bases)} bases ({', '.join(near_by[m]) or 'none'})" for m in peft) + ".")
 pr = sel(base=largest, task=steer, method="prompt", pairs=largest_n, seed=0)
 if pr:
-    w(f"Prompt tuning trains {pr[0]['saved_params']:,} parameters here. Verdict on the position-bound bases: "
-      + ("**agrees**" if "prompt" in near else "**disagrees**") + f" for prompt tuning; within {CLOSE:.0f} points: "
-      + (", ".join(label[m] for m in near) if near else "none") + ".\n")
-pc = {m: cell(pn, steer, m, largest_n) for m in methods}
-if pc.get("prompt") and pc.get("full"):
-    pnear = [m for m in peft if pc[m] and mean(pc[m]) >= mean(pc["full"]) - CLOSE]
-    w(f"On base {pn}, where the virtual tokens take the place of a preamble the base was trained behind (position check above): "
-      + "; ".join(f"{label[m]} {fmt(pc[m])}%" for m in methods if pc[m]) + f". Within {CLOSE:.0f} points of full FT there: "
-      + (", ".join(label[m] for m in pnear) if pnear else "none") + ". Verdict there: "
-      + ("**agrees**" if "prompt" in pnear else "**disagrees**") + " for prompt tuning.\n")
+    w(f"Prompt tuning trains {pr[0]['saved_params']:,} parameters on base {largest}.")
+if CK:
+    ck = {m: cell(CK["name"], steer, m, largest_n) for m in CK["methods"]}
+    w(f"Without the preamble (base {CK['name']}, the check above): " + "; ".join(f"{label[m]} {fmt(v)}%" for m, v in ck.items()) + ".")
+w("Verdict (a method agrees where it is within 5 points at every base, partly at some): " + "; ".join(
+    f"{label[m]} **{'agrees' if len(near_by[m]) == len(bases) else 'partly' if near_by[m] else 'disagrees'}**" for m in peft) + ".\n")
 # 2. gap vs size
 gaps = []
 for b in bases:
@@ -405,21 +414,32 @@ if S and full_bytes:
 
 best = {m: max((mean(cell(b, kind_task[k], m, n)) for b in bases for k in ("steer", "compose", "new") for n in D["sizes"]
                 if cell(b, kind_task[k], m, n)), default=None) for m in ("prompt", "prefix", "prefix-mlp")}
-if all(v is not None for v in best.values()):
-    w("**So, when does prompt tuning work here?** On the three bases, whose prompts always start at position 0, the best cell")
-    w("(mean over seeds, any task, size and data size) of prompt tuning is " + f"{best['prompt']:.1f}%, of prefix tuning {best['prefix']:.1f}%, of prefix")
-    w(f"+ MLP {best['prefix-mlp']:.1f}%." + (f" On base {pn}, where the virtual tokens take the place of the preamble the base learned behind,"
-      f" the steer task gives: " + "; ".join(f"{label[m]} {fmt(pc[m])}%" for m in methods if pc[m]) + "." if pc.get("prompt") else ""))
+if all(v is not None for v in best.values()) and CK:
+    ck_prompt = cell(CK["name"], steer, "prompt", largest_n)
+    w("**So, when does prompt tuning work here?** Where its virtual tokens stand where the base's preamble stood, the best cell")
+    w("(mean over seeds, any base, task and data size) of prompt tuning is " + f"{best['prompt']:.1f}%, of prefix tuning {best['prefix']:.1f}%, of prefix")
+    w(f"+ MLP {best['prefix-mlp']:.1f}%; on base {CK['name']}, whose prompts always started at position 0, prompt tuning scores {fmt(ck_prompt)}% on `{steer}`.")
     w("")
 
 w("## Not measured, or not as asked\n")
 sizes_text = ", ".join(f"{b} {D['bases'][b]['params']:,}" for b in bases)
-w(f"- The bases are small ({sizes_text} parameters): what 2 cores allow in the")
-w("  study's hour. The size claim is tested over that range only.")
-w(f"- Base {D['position_base']['name']} has one size: whether the gap of a working prompt tuning shrinks with size (claim 2) was not measured.")
+w(f"- The bases are small ({sizes_text} parameters), far below the issue's ~3M / 7M / 20M+. They are the last study's shapes:")
+w(f"  with every prompt 8 tokens longer, on this CPU and this shared machine, this run took "
+  + ("–" if T["wall_seconds"] is None else f"{T['wall_seconds'] / 60:.0f}") + " of its 60 minutes, and larger")
+w("  bases were not tried (their convergence behind the preamble was not checked first). The size claim is tested over this range only.")
 w("- One learning rate per method, chosen on one base and one task; other virtual-token counts and LoRA ranks were not tried.")
-w(f"- Base {D['position_base']['name']}'s runs use the LRs chosen on base {sw[0]['base'] if sw else '?'}, where prompt and prefix tuning failed; their LRs were")
-w(f"  not chosen again for base {D['position_base']['name']}. Only the steer task was run on it, and its skills were scored together, not one by one.")
+sb = sw[0]["base"] if sw else None
+best_sweep = max((100 * r["exact_match"] for r in sw if r["method"] == "prompt"), default=None)
+if best_sweep is not None:
+    w(f"- Prompt tuning's LR was chosen on base {sb}, where no LR in its grid gave it more than {best_sweep:.1f}% on the sweep's cell,"
+      f" and at the top of its grid ({D['lrs'].get('prompt')}): an LR chosen per base, or on a base where it works, may do better.")
+unstable = sorted({(b, t, m, n) for b in bases for t in D["tasks"] for m in methods for n in D["sizes"]
+                   if len(cell(b, t, m, n)) > 1 and statistics.stdev(cell(b, t, m, n)) > 25})
+if unstable:
+    w("- Cells whose seeds disagree by more than 25 points (standard deviation), where a mean says little: "
+      + ", ".join(f"{b}/`{t}`/{label[m]}/{n:,}" for b, t, m, n in unstable) + ".")
+if CK:
+    w(f"- The no-preamble check has one base ({CK['name']}), one task, one seed and {len(CK['methods'])} methods.")
 for p in problems:
     w(f"- missing: {p}")
 w("")
