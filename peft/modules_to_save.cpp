@@ -64,9 +64,10 @@ std::vector<nn::NamedParameter> modules_to_save_parameters(models::CausalLM& mod
 
 void SavedModules::add(const std::string& adapter, const std::vector<nn::NamedParameter>& params) {
   std::map<std::string, Tensor>& mine = copies_[adapter];
-  for (const auto& [pname, p] : params) {
+  for (const nn::NamedParameter& param : params) {
+    const std::string& pname = param.first;
     auto it = std::find_if(params_.begin(), params_.end(), [&](const auto& s) { return s.first == pname; });
-    if (it == params_.end()) it = params_.insert(params_.end(), {pname, Saved{p, p.value()}});  // shows its original now
+    if (it == params_.end()) it = params_.insert(params_.end(), {pname, Saved{param.second, param.second.value()}});  // shows its original now
     mine[pname] = it->second.original.clone(Tag::adapter);
   }
 }
