@@ -79,7 +79,7 @@ PeftModel::PeftModel(std::shared_ptr<models::CausalLM> model, PeftConfig config,
     : PeftModel(std::move(model)) {
   create_adapter(adapter_name, std::move(config), tokenizer);
   active_ = adapter_name;
-  mark_trainable();
+  activate();
 }
 
 bool PeftModel::is_prompt_family() const {
@@ -166,10 +166,10 @@ std::vector<std::pair<nn::Linear*, TunerLayer*>> PeftModel::tuned_layers() const
   return out;
 }
 
-PeftModel::Targets PeftModel::find_targets(const std::vector<std::string>& target_modules, const std::string& regex,
+PeftModel::NamedLinears PeftModel::find_targets(const std::vector<std::string>& target_modules, const std::string& regex,
                                            const char* method) const {
   // Every Linear the targets name, and every Linear there is (for the error).
-  std::vector<std::pair<std::string, nn::Linear*>> targets;
+  NamedLinears targets;
   std::set<std::string> available;
   std::set<std::string> matched_targets;
   for (auto& [path, module] : model_->named_modules()) {
@@ -192,7 +192,7 @@ PeftModel::Targets PeftModel::find_targets(const std::vector<std::string>& targe
   return targets;
 }
 
-void PeftModel::add_lora(const std::string& name, LoraConfig& c, const Targets& targets) {
+void PeftModel::add_lora(const std::string& name, LoraConfig& c, const NamedLinears& targets) {
   // PEFT corrects fan_in_fan_out to the layer kind (with a warning): true for
   // GPT-2's Conv1D, false for torch.nn.Linear. The layout decides here.
   c.fan_in_fan_out = targets.front().second->layout() == nn::Layout::conv1d;
@@ -221,7 +221,7 @@ static bool is_feedforward(const std::string& path, const Ia3Config& c) {
                      [&](const std::string& f) { return path.ends_with(f); });
 }
 
-void PeftModel::add_ia3(const std::string& name, Ia3Config& c, const Targets& targets) {
+void PeftModel::add_ia3(const std::string& name, Ia3Config& c, const NamedLinears& targets) {
   c.fan_in_fan_out = targets.front().second->layout() == nn::Layout::conv1d;  // as for LoRA
 
   const uint64_t seed = nn::next_init_seed();
@@ -242,10 +242,10 @@ void PeftModel::add_ia3(const std::string& name, Ia3Config& c, const Targets& ta
   }
 }
 
-void PeftModel::mark_trainable() {
+void PeftModel::activate() {
   model_->freeze("*");
   if (prompt_encoder_) prompt_encoder_->freeze("*");
-  saved_.show(enabled_ ? active_ : "");  // the active adapter's modules_to_save in the model
+  saved_.show(enabled_ ? active_ : "");
   if (active_.empty() || !configs_.count(active_)) return;
   const PeftConfig& c = configs_.at(active_);
   if (c.inference_mode) return;  // a loaded adapter that is not is_trainable
@@ -271,14 +271,14 @@ void PeftModel::mark_trainable() {
 
 void PeftModel::add_adapter(const std::string& name, PeftConfig config, const models::Tokenizer* tokenizer) {
   create_adapter(name, std::move(config), tokenizer);
-  mark_trainable();
+  activate();
 }
 
 void PeftModel::set_adapter(const std::string& name) {
   if (!configs_.count(name)) fail("no adapter '{}' (have: {})", name, join(adapter_names()));
   for (auto& [linear, tuner] : tuned_layers()) tuner->set_active(tuner->has_adapter(name) ? name : "");
   active_ = name;
-  mark_trainable();
+  activate();
 }
 
 void PeftModel::delete_adapter(const std::string& name) {
@@ -292,7 +292,7 @@ void PeftModel::delete_adapter(const std::string& name) {
     active_ = configs_.empty() ? "" : configs_.begin()->first;
     if (!active_.empty()) set_adapter(active_);
   }
-  mark_trainable();
+  activate();
 }
 
 std::vector<std::string> PeftModel::adapter_names() const {
@@ -535,7 +535,7 @@ void PeftModel::load_adapter(const std::string& dir, const std::string& name, bo
   }
   for (const auto& [key, dst] : adapter_state_dict(name)) file.load_into(key, dst);
   if (active_.empty()) set_adapter(name);
-  mark_trainable();
+  activate();
 }
 
 std::shared_ptr<PeftModel> get_peft_model(std::shared_ptr<models::CausalLM> model, PeftConfig config,

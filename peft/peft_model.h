@@ -70,10 +70,12 @@ class PeftModel : public nn::Module {
   void disable_adapters();
   void enable_adapters();
   bool adapters_enabled() const { return enabled_; }
-  // The Linear layers that carry LoRA adapters, with their names in the base model.
-  const std::vector<std::pair<std::string, nn::Linear*>>& lora_layers() const { return lora_layers_; }
+  // Linear layers with their names in the base model ("transformer.h.0.attn.c_attn").
+  using NamedLinears = std::vector<std::pair<std::string, nn::Linear*>>;
+  // The Linear layers that carry LoRA adapters.
+  const NamedLinears& lora_layers() const { return lora_layers_; }
   // The Linear layers that carry IA3 adapters (an Ia3Linear each).
-  const std::vector<std::pair<std::string, nn::Linear*>>& ia3_layers() const { return ia3_layers_; }
+  const NamedLinears& ia3_layers() const { return ia3_layers_; }
   // The base model's parameters whose copies adapter `name`'s modules_to_save
   // trains ("transformer.ln_f.weight", ...): they hold its copies while it is
   // the active adapter and adapters are enabled. Empty without modules_to_save.
@@ -160,15 +162,17 @@ class PeftModel : public nn::Module {
   void create_adapter(const std::string& name, PeftConfig config, const models::Tokenizer* tokenizer);
   // The Linears target_modules (or the regex) names; mp::Error naming the
   // targets not found. `method` names the method in errors.
-  using Targets = std::vector<std::pair<std::string, nn::Linear*>>;
-  Targets find_targets(const std::vector<std::string>& target_modules, const std::string& regex,
+  NamedLinears find_targets(const std::vector<std::string>& target_modules, const std::string& regex,
                        const char* method) const;
   // Adapter `name` on `targets` (find_targets of its config's target_modules).
-  void add_lora(const std::string& name, LoraConfig& config, const Targets& targets);
-  void add_ia3(const std::string& name, Ia3Config& config, const Targets& targets);
+  void add_lora(const std::string& name, LoraConfig& config, const NamedLinears& targets);
+  void add_ia3(const std::string& name, Ia3Config& config, const NamedLinears& targets);
   // Every LoRA and IA3 layer with its adapter seam.
   std::vector<std::pair<nn::Linear*, TunerLayer*>> tuned_layers() const;
-  void mark_trainable();  // only the active adapter (and its biases) require grad
+  // Make the active adapter the one that runs and trains: its modules_to_save
+  // copies shown in the model (the originals when disabled), and only its
+  // parameters (and biases it trains) requiring grad.
+  void activate();
   LoraLinear& lora_of(nn::Linear& layer) const;
   bool is_prompt_family() const;
 
@@ -178,8 +182,8 @@ class PeftModel : public nn::Module {
   std::map<std::string, PeftConfig> configs_;
   std::string active_;
   bool enabled_ = true;
-  std::vector<std::pair<std::string, nn::Linear*>> lora_layers_;
-  std::vector<std::pair<std::string, nn::Linear*>> ia3_layers_;
+  NamedLinears lora_layers_;
+  NamedLinears ia3_layers_;
   SavedModules saved_;  // every adapter's modules_to_save: the originals and each adapter's copies
 };
 
