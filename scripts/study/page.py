@@ -97,7 +97,7 @@ if T["wall_seconds"] is not None:
     la = T["load_average"]
     adapted = sum(1 for r in runs if r["method"] != "none" and r["task_kind"] != "base")
     cpu = T.get("cpu") or {}
-    w(f"**Run time.** From scratch (data, {len(bases) + (1 if CK else 0)} bases, the LR sweep, {adapted} adaptation runs,")
+    w(f"**Run time.** From scratch (data, {len(bases) + (1 if CK else 0)} bases, the LR sweep's {len(R['sweep'])} runs on every base, {adapted} adaptation runs,")
     w(f"serving) to the page: **{T['wall_seconds'] / 60:.1f} min of wall time** on {T['cores']} shared x86 cores "
       f"({cpu.get('model_name') or 'x86'}, CPU family {cpu.get('family')} model {cpu.get('model')}"
       + (f", {core_name(cpu)}" if core_name(cpu) else "") + f"; {T['simd']}" + ("" if T["simd"] == "AVX-512" else ", no AVX-512") + "),")
