@@ -26,7 +26,7 @@ SIZES=${SIZES:-"32 256 2048"}     # training pairs per new task (scripts/study/d
 TASKS=${TASKS:-"step twist jump"}
 METHODS="full lora prefix prefix-mlp prompt"
 SEEDS=${SEEDS:-"0 1 2"}           # the claim cells' seeds; the other cells run seed 0
-SWEEP_BASE=${SWEEP_BASE:-M}       # the LR sweep: one base, the steer task, 256 pairs
+# The LR sweep: every base (the check base: its methods), the steer task, 256 pairs, seed 0
 SWEEP_TASK=step
 SWEEP_PAIRS=256
 # The no-preamble check: base N, S's shape trained the same way on the bare prompts (no preamble), so
@@ -74,8 +74,17 @@ base_shape() {  # base_shape NAME: --layers L --width W --heads 4
   echo "unknown base $1" >&2; exit 2
 }
 
-lr_of() {  # lr_of METHOD: the LR the sweep chose
-  python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$OUT/lrs.json" "$1"
+base_names() {  # the bases' names, the largest (the longest to train) first, then the check base's
+  local b
+  for b in $(tr ' ' '\n' <<< "$BASES" | tac) $CHECK_BASE; do echo "${b%%:*}"; done
+}
+
+methods_of() {  # methods_of BASE: the methods run on it (the check base: CHECK_METHODS)
+  if [ "$1" = "${CHECK_BASE%%:*}" ]; then echo "$CHECK_METHODS"; else echo "$METHODS"; fi
+}
+
+lr_of() {  # lr_of BASE METHOD: the LR the sweep chose for the method on that base
+  python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]][sys.argv[3]])' "$OUT/lrs.json" "$1" "$2"
 }
 
 method_args() {  # method_args METHOD LR: the method's options (the same at every base, task and size)
@@ -137,34 +146,37 @@ base_one() {  # base_one NAME: train a base from scratch on the skills' mixture,
 
 phase_base() {
   local b
-  for b in $(tr ' ' '\n' <<< "$BASES" | tac) $CHECK_BASE; do spawn base_one "${b%%:*}"; done  # the largest, the longest, first
+  for b in $(base_names); do spawn base_one "$b"; done
   wait
 }
 
-# Four LRs per method: the last study's three and one beyond the edge its choice sat at.
+# Four or five LRs per method. The study before issue 24 chose on base M at LoRA's and prompt tuning's
+# highest LR (1e-2, 1): their grids go one step further up (3e-2, 3).
 SWEEP_LRS_full="1e-4 3e-4 1e-3 3e-3"
-SWEEP_LRS_lora="3e-4 1e-3 3e-3 1e-2"
+SWEEP_LRS_lora="3e-4 1e-3 3e-3 1e-2 3e-2"
 SWEEP_LRS_prefix="1e-2 3e-2 1e-1 3e-1"
 SWEEP_LRS_prefix_mlp="3e-4 1e-3 3e-3 1e-2"
-SWEEP_LRS_prompt="3e-2 1e-1 3e-1 1"
+SWEEP_LRS_prompt="3e-2 1e-1 3e-1 1 3"
 sweep_lrs() { local v="SWEEP_LRS_${1//-/_}"; echo "${!v}"; }
 
-phase_sweep() {  # each method at four LRs on one base and the steer task; the lowest validation loss wins
-  local m lr
-  for m in $METHODS; do
-    for lr in $(sweep_lrs "$m"); do SWEEPING=1 spawn adapt_one "$SWEEP_BASE" "$SWEEP_TASK" "$m" "$SWEEP_PAIRS" 0 "$lr"; done
+phase_sweep() {  # each method at its grid's LRs on every base and the steer task; per base, the lowest validation loss wins
+  local b m lr grids=()
+  for b in $(base_names); do
+    for m in $(methods_of "$b"); do
+      for lr in $(sweep_lrs "$m"); do SWEEPING=1 spawn adapt_one "$b" "$SWEEP_TASK" "$m" "$SWEEP_PAIRS" 0 "$lr"; done
+      grids+=("$b:$m:$(sweep_lrs "$m" | tr ' ' ,)")
+    done
   done
   wait
-  python3 - "$OUT" "$SWEEP_BASE-$SWEEP_TASK" "$SWEEP_PAIRS" "$METHODS" \
-    "$(for m in $METHODS; do echo -n "$m=$(sweep_lrs "$m" | tr ' ' ,) "; done)" <<'PYEOF'
+  python3 - "$OUT" "$SWEEP_TASK" "$SWEEP_PAIRS" "${grids[@]}" <<'PYEOF'
 import json, sys
-out, cell, n, methods, grid = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split(), dict(x.split("=") for x in sys.argv[5].split())
+out, task, n, grids = sys.argv[1], sys.argv[2], sys.argv[3], [g.split(":") for g in sys.argv[4:]]  # BASE:METHOD:LR,LR,...
 def val_loss(run):
     v = [json.loads(l).get("val_loss") for l in open(f"{out}/runs/{run}/log.jsonl")]
     return [x for x in v if x is not None][-1]
-best = {}
-for m in methods:
-    best[m] = min(grid[m].split(","), key=lambda lr: val_loss(f"sweep-{cell}-{m}-{n}-s0-lr{lr}"))
+best = {}  # {base: {method: LR}}
+for b, m, lrs in grids:
+    best.setdefault(b, {})[m] = min(lrs.split(","), key=lambda lr: val_loss(f"sweep-{b}-{task}-{m}-{n}-s0-lr{lr}"))
 json.dump(best, open(f"{out}/lrs.json", "w"))
 print("LRs chosen:", best)
 PYEOF
@@ -182,7 +194,7 @@ phase_adapt() {
         for n in $SIZES; do
           if [ "$s" != "${SEEDS%% *}" ] && ! claim_cell "$t" "$n"; then continue; fi
           forget=; [ "$n" = "${SIZES##* }" ] && forget=forget
-          for m in $METHODS; do spawn adapt_one "${b%%:*}" "$t" "$m" "$n" "$s" "$(lr_of "$m")" $forget; done
+          for m in $METHODS; do spawn adapt_one "${b%%:*}" "$t" "$m" "$n" "$s" "$(lr_of "${b%%:*}" "$m")" $forget; done
         done
       done
     done
@@ -190,10 +202,10 @@ phase_adapt() {
   wait
 }
 
-phase_check() {  # base N (no preamble): the steer task at the largest N, seed 0
-  local m
+phase_check() {  # base N (no preamble): the steer task at the largest N, seed 0, at the LRs the sweep chose on N
+  local m c=${CHECK_BASE%%:*}
   [ -n "$CHECK_BASE" ] || return 0
-  for m in $CHECK_METHODS; do spawn adapt_one "${CHECK_BASE%%:*}" "$SWEEP_TASK" "$m" "${SIZES##* }" "${SEEDS%% *}" "$(lr_of "$m")"; done
+  for m in $CHECK_METHODS; do spawn adapt_one "$c" "$SWEEP_TASK" "$m" "${SIZES##* }" "${SEEDS%% *}" "$(lr_of "$c" "$m")"; done
   wait
 }
 

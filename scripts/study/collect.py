@@ -3,7 +3,7 @@
     python3 scripts/study/collect.py OUT RESULTS BASES BASE_STEPS STEPS SIZES TASKS METHODS SEEDS JOBS VIRTUAL_TOKENS CHECK_BASE BASE_LR CHECK_METHODS
 
 Reads what the commands wrote in OUT/runs (`minipeft eval --json`, log.jsonl, *.cmd, *.time),
-OUT/lrs.json (the LRs the sweep chose) and OUT/data/meta.json (the design). Every row of `runs`
+OUT/lrs.json (the LRs the sweep chose, {base: {method: LR}}) and OUT/data/meta.json (the design). Every row of `runs`
 is one evaluation: a model (a base, a tuned model, or a base with an adapter on or off) on one
 test file. scripts/study/page.py makes docs/study.md from this file alone.
 """
@@ -115,7 +115,7 @@ for name, _, _ in bases + check:
                     if not os.path.exists(f"{runs_dir}/{run}.cmd"):
                         continue
                     common = dict(base=name, base_params=params, method=m, pairs=n, steps=steps, seed=seed,
-                                  lr=lrs.get(m), seconds=secs(run), saved_params=sum(tensors(f"{runs_dir}/{run}/final").values()),
+                                  lr=lrs.get(name, {}).get(m), seconds=secs(run), saved_params=sum(tensors(f"{runs_dir}/{run}/final").values()),
                                   saved_bytes=disk(f"{runs_dir}/{run}/final"))
                     on = "none" if m == "full" else "on"
                     rows.append(row(f"{run}.task", task=task, task_kind=kind_of[task], adapter=on, **common))
