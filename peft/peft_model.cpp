@@ -166,8 +166,8 @@ std::vector<std::pair<nn::Linear*, TunerLayer*>> PeftModel::tuned_layers() const
   return out;
 }
 
-PeftModel::NamedLinears PeftModel::find_targets(const std::vector<std::string>& target_modules, const std::string& regex,
-                                           const char* method) const {
+PeftModel::NamedLinears PeftModel::find_targets(const std::vector<std::string>& target_modules,
+                                                const std::string& regex, const char* method) const {
   // Every Linear the targets name, and every Linear there is (for the error).
   NamedLinears targets;
   std::set<std::string> available;

@@ -163,7 +163,7 @@ class PeftModel : public nn::Module {
   // The Linears target_modules (or the regex) names; mp::Error naming the
   // targets not found. `method` names the method in errors.
   NamedLinears find_targets(const std::vector<std::string>& target_modules, const std::string& regex,
-                       const char* method) const;
+                            const char* method) const;
   // Adapter `name` on `targets` (find_targets of its config's target_modules).
   void add_lora(const std::string& name, LoraConfig& config, const NamedLinears& targets);
   void add_ia3(const std::string& name, Ia3Config& config, const NamedLinears& targets);

@@ -176,7 +176,8 @@ def edge_of(b, m):  # "lowest" / "highest" where base b's chosen LR for m sits a
     return "lowest" if float(lr) == grid[0] else "highest"
 
 
-edges = [(b, m, edge_of(b, m)) for b in sweep_bases for m in D["lrs"][b] if edge_of(b, m)]
+edge = {(b, m): edge_of(b, m) for b in sweep_bases for m in D["lrs"][b]}
+edges = [(b, m, e) for (b, m), e in edge.items() if e]
 if sw:
     w(f"**Learning rates,** chosen per base and method on the steer task, {sw[0]['pairs']} pairs, seed 0: every base sweeps")
     w("each method's grid (" + ", ".join(f"{label[m]} " + " ".join(sorted({r['lr'] for r in sw if r['method'] == m}, key=float))
@@ -187,7 +188,7 @@ if sw:
     w("| base | " + " | ".join(label[m] for m in methods) + " |")
     w("|---|" + "---:|" * len(methods))
     for b in sweep_bases:
-        w(f"| {b} | " + " | ".join("–" if m not in D["lrs"][b] else D["lrs"][b][m] + {"highest": " ↑", "lowest": " ↓", None: ""}[edge_of(b, m)]
+        w(f"| {b} | " + " | ".join("–" if m not in D["lrs"][b] else D["lrs"][b][m] + {"highest": " ↑", "lowest": " ↓", None: ""}[edge[b, m]]
                                    for m in methods) + " |")
     w("")
     w("The sweep, per base: validation loss, then test exact match (the chosen LR in bold):\n")
@@ -458,7 +459,7 @@ short = [b for b in bases if (c := compare(b, steer, "prompt", largest_n)) and c
 
 
 def prompt_lr_note(b):  # base b's prompt LR, where it sits in the grid, and the best the sweep's cell gave prompt tuning
-    where = "at the grid's edge" if edge_of(b, "prompt") else "inside its grid"
+    where = "at the grid's edge" if edge[b, "prompt"] else "inside its grid"
     top = max((100 * r["exact_match"] for r in sw if r["base"] == b and r["method"] == "prompt"), default=0)
     return f"{b} (LR {D['lrs'].get(b, {}).get('prompt')}, {where}; at best {top:.1f}% on the sweep's cell)"
 
@@ -466,7 +467,7 @@ def prompt_lr_note(b):  # base b's prompt LR, where it sits in the grid, and the
 if short:
     w(f"- Prompt tuning stays more than {CLOSE:.0f} points below full FT on `{steer}` ({largest_n:,} pairs) on base "
       + ", ".join(prompt_lr_note(b) for b in short) + ", with its LR chosen on that base"
-      + (": the LR alone does not explain it." if not any(edge_of(b, "prompt") for b in short) else "."))
+      + (": the LR alone does not explain it." if not any(edge[b, "prompt"] for b in short) else "."))
 unstable = sorted({(b, t, m, n) for b in bases for t in D["tasks"] for m in methods for n in D["sizes"]
                    if len(cell(b, t, m, n)) > 1 and statistics.stdev(cell(b, t, m, n)) > 25})
 if unstable:
