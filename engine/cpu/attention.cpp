@@ -89,21 +89,25 @@ void check_like(const char* what, const char* name, const Tensor& t, const Shape
 // masked keys inside it are skipped by the caller (their score is -inf).
 inline int64_t visible_end(const Dims& d, int64_t t, bool causal) { return causal ? t + (d.S - d.T) + 1 : d.S; }
 
-// The keys a query may not see inside [0, end): padding keys (mask, (S)) and,
-// in packed rows, keys of another segment than the query's (seg (T), the
-// queries' segments; the S - T prefix keys have none).
-struct Hidden {
-  const int32_t* mask;  // (S) of this batch row, or nullptr
-  const int32_t* seg;   // (T) of this batch row, or nullptr
-  int64_t prefix;       // S - T
-  int32_t own;          // the query's segment
-  bool operator()(int64_t s) const {
-    return (mask && mask[s] == 0) || (seg && s >= prefix && seg[s - prefix] != own);
+// Scores -inf (so exp gives 0) for the keys in [0, end) that query t of
+// batch row b may not see: padding keys (mask (B, S)) and, in packed rows,
+// keys of another segment than the query's (seg (B, T), the queries'
+// segments; the S - T prefix keys have none). Two plain loops, one per
+// reason, that the compiler vectorises with blends.
+template <class R>
+void hide_keys(const Dims& d, const int32_t* mask, const int32_t* seg, int64_t b, int64_t t, int64_t end, R* sr) {
+  if (mask) {
+    const int32_t* m = mask + b * d.S;  // (S)
+#pragma omp simd
+    for (int64_t s = 0; s < end; ++s) sr[s] = m[s] == 0 ? R(-INFINITY) : sr[s];
   }
-};
-inline Hidden hidden_keys(const Dims& d, const int32_t* mask, const int32_t* seg, int64_t b, int64_t t) {
-  const int32_t* sb = seg ? seg + b * d.T : nullptr;
-  return {mask ? mask + b * d.S : nullptr, sb, d.S - d.T, sb ? sb[t] : 0};
+  if (seg) {
+    const int32_t* g = seg + b * d.T;  // (T)
+    const int64_t prefix = d.S - d.T;
+    const int32_t own = g[t];
+#pragma omp simd
+    for (int64_t s = prefix; s < end; ++s) sr[s] = g[s - prefix] != own ? R(-INFINITY) : sr[s];
+  }
 }
 
 // Heads per chunk: as many as keep one (T, S) matrix of the chunk within
@@ -171,11 +175,7 @@ void probabilities(const Dims& d, const AttentionParams& p, const int32_t* mask,
       const int64_t bh = pc.h0 + i / pc.rows(), t = pc.t0 + i % pc.rows(), b = bh / d.H, r = bh * d.T + t;
       const int64_t end = visible_end(d, t, p.causal);  // <= keys
       R* sr = scores + i * K;  // (keys)
-      if (mask || seg) {       // hidden keys score -inf, so exp gives 0
-        const Hidden hidden = hidden_keys(d, mask, seg, b, t);
-        for (int64_t s = 0; s < end; ++s)
-          if (hidden(s)) sr[s] = -INFINITY;
-      }
+      hide_keys(d, mask, seg, b, t, end, sr);
       R m = -INFINITY;  // the row's max (-inf: no visible key)
       if (save) {
         m = row_max(sr, end);

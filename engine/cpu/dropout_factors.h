@@ -3,16 +3,22 @@
 // attention's dropout on the CPU. Element e of the stream is lane e % 4 of
 // block e / 4 (philox.h), whatever the run's bounds.
 //
-// The generator makes 16 blocks (64 elements) at a time. With AVX-512 they
-// are one register per word of the counter: a Philox round's 32 x 32 -> 64
-// bit products come from vpmuludq, which multiplies the even 32-bit lanes,
-// so the odd lanes are shifted down, multiplied, and the halves blended
-// back (gcc does not vectorise the scalar round's widening multiply). A 4 x
-// 16 transpose then puts the draws in element order. Elsewhere the 16
-// blocks are made one by one with philox::block.
+// The generator makes up to 16 blocks (64 elements) at a time. With AVX-512
+// they are one register per word of the counter: a Philox round's 32 x 32 ->
+// 64 bit products come from vpmuludq, which multiplies the even 32-bit
+// lanes, so the odd lanes are shifted down, multiplied, and the halves
+// blended back (gcc does not vectorise the scalar round's widening
+// multiply). A 4 x 16 transpose then puts the draws in element order. With
+// AVX2 the same rounds run on 8 blocks per register, as many groups of 8 as
+// the run needs (a 20-key attention row needs 5 blocks), and the words are
+// scattered into element order. Elsewhere the blocks are made one by one
+// with philox::block.
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#if defined(__AVX2__) && !defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "engine/cpu/avx512.h"
 #include "engine/cpu/philox.h"
@@ -20,9 +26,53 @@
 namespace mp::cpu {
 
 MP_AVX512_BEGIN
+#if defined(__AVX2__) && !defined(__AVX512F__)
+// Blocks first .. first + 7 of stream `seed`: draws[4 j + l] = lane l of block first + j.
+inline void eight_blocks(uint64_t seed, uint64_t first, uint32_t* draws) {
+  alignas(32) uint32_t lo[8], hi[8];  // each block's counter: its index's low and high words
+  for (int j = 0; j < 8; ++j) {
+    lo[j] = uint32_t(first + uint64_t(j));
+    hi[j] = uint32_t((first + uint64_t(j)) >> 32);
+  }
+  __m256i c0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(lo));
+  __m256i c1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(hi));
+  __m256i c2 = _mm256_setzero_si256(), c3 = _mm256_setzero_si256();
+  const __m256i m0 = _mm256_set1_epi64x(philox::kM0), m1 = _mm256_set1_epi64x(philox::kM1);
+  // The 64-bit products of every 32-bit lane of c with m: their high and low words.
+  auto mul = [](__m256i c, __m256i m, __m256i& high, __m256i& low) {
+    const __m256i even = _mm256_mul_epu32(c, m);                        // lanes 0, 2, ...: 64-bit products
+    const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(c, 32), m);  // lanes 1, 3, ...
+    high = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+    low = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+  };
+  uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
+  for (int r = 0; r < 10; ++r) {
+    if (r > 0) {
+      k0 += philox::kW0;
+      k1 += philox::kW1;
+    }
+    __m256i hi0, lo0, hi1, lo1;
+    mul(c0, m0, hi0, lo0);
+    mul(c2, m1, hi1, lo1);
+    c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32(int(k0)));
+    c1 = lo1;
+    c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32(int(k1)));
+    c3 = lo0;
+  }
+  alignas(32) uint32_t words[4][8];  // words[l][j]: word l of block first + j
+  _mm256_store_si256(reinterpret_cast<__m256i*>(words[0]), c0);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(words[1]), c1);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(words[2]), c2);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(words[3]), c3);
+  for (int j = 0; j < 8; ++j)
+    for (int l = 0; l < 4; ++l) draws[4 * j + l] = words[l][j];
+}
+#endif
+
 // The draws of elements 4 first .. 4 first + 63 of stream `seed`, in order:
-// draws[4 j + l] = lane l of block first + j.
-inline void sixteen_blocks(uint64_t seed, uint64_t first, uint32_t (&draws)[64]) {
+// draws[4 j + l] = lane l of block first + j, for (at least) the first
+// `blocks` (1 to 16) blocks; the rest of draws may be left unwritten.
+inline void sixteen_blocks(uint64_t seed, uint64_t first, int blocks, uint32_t (&draws)[64]) {
 #if defined(__AVX512F__)
   alignas(64) uint32_t lo[16], hi[16];  // each block's counter: its index's low and high words
   for (int j = 0; j < 16; ++j) {
@@ -66,8 +116,10 @@ inline void sixteen_blocks(uint64_t seed, uint64_t first, uint32_t (&draws)[64])
   _mm512_storeu_si512(draws + 16, _mm512_shuffle_i32x4(v0, v1, 0xDD));
   _mm512_storeu_si512(draws + 32, _mm512_shuffle_i32x4(v2, v3, 0x88));
   _mm512_storeu_si512(draws + 48, _mm512_shuffle_i32x4(v2, v3, 0xDD));
+#elif defined(__AVX2__)
+  for (int j = 0; j < blocks; j += 8) eight_blocks(seed, first + uint64_t(j), draws + 4 * j);
 #else
-  for (int j = 0; j < 16; ++j) {
+  for (int j = 0; j < blocks; ++j) {
     const philox::U32x4 r = philox::block(seed, first + uint64_t(j));
     for (int l = 0; l < 4; ++l) draws[4 * j + l] = r.v[l];
   }
@@ -83,12 +135,10 @@ void dropout_factors(uint64_t seed, float p, uint64_t first, int64_t n, R* f) {
   uint64_t block = first / 4;        // the block holding element `first`
   int64_t s0 = -int64_t(first % 4);  // f's index of that block's lane 0
   for (; s0 < n; s0 += 64, block += 16) {
+    const int64_t lo = std::max<int64_t>(0, -s0), hi = std::min<int64_t>(64, n - s0);  // the run's part of the 64
     uint32_t draws[64];
-    sixteen_blocks(seed, block, draws);
-    R run[64];  // the factors of elements s0 .. s0 + 63
-    for (int e = 0; e < 64; ++e) run[e] = philox::dropout_keeps(draws[e], p) ? scale : R(0);
-    const int64_t lo = std::max<int64_t>(0, -s0), hi = std::min<int64_t>(64, n - s0);
-    std::copy(run + lo, run + hi, f + s0 + lo);
+    sixteen_blocks(seed, block, int((hi + 3) / 4), draws);
+    for (int64_t e = lo; e < hi; ++e) f[s0 + e] = philox::dropout_keeps(draws[e], p) ? scale : R(0);
   }
 }
 

@@ -154,22 +154,25 @@ TEST_CASE("dropout with an offset draws the mask of the same rows of a larger te
   CHECK(ops::max_abs_diff(ops::dropout(x.narrow(0, 1, 2).contiguous(), p, 42, 0), whole.narrow(0, 1, 2).contiguous()) > 0);
 }
 
-// The CPU dropout kernel makes its mask 64 elements at a time (vector code
-// with AVX-512): each element must still follow the scalar rule, lane i % 4
-// of philox::block(seed, i / 4), at offsets that split a batch of 64 and
-// across block index 2^32 (where the counter's high word changes).
+// The CPU dropout kernel makes its mask up to 64 elements at a time (vector
+// code with AVX-512 or AVX2, only the blocks a short run needs): each
+// element must still follow the scalar rule, lane i % 4 of
+// philox::block(seed, i / 4), at offsets that split a batch of 64 and across
+// block index 2^32 (where the counter's high word changes), for a long run
+// and for short ones (an attention row's few keys).
 TEST_CASE("dropout's mask is philox::dropout_keeps of each element's own draw") {
-  const int64_t n = 1000;  // not a multiple of 64
   const float p = 0.3f;
   const uint64_t seed = 0x1234567890abcdefull;
-  Tensor ones = Tensor::full({n}, 1.0);
-  for (uint64_t offset : {uint64_t(0), uint64_t(3), uint64_t(61), (uint64_t(1) << 34) - 4 * 100 + 1}) {
-    Tensor y = ops::dropout(ones, p, seed, offset);
-    int64_t wrong = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      const bool keep = philox::dropout_keeps(philox::block(seed, (offset + uint64_t(i)) / 4).v[(offset + uint64_t(i)) % 4], p);
-      wrong += y.data<float>()[i] != (keep ? 1.f / (1.f - p) : 0.f);
+  for (int64_t n : {1000, 7, 33}) {  // not multiples of 64
+    Tensor ones = Tensor::full({n}, 1.0);
+    for (uint64_t offset : {uint64_t(0), uint64_t(3), uint64_t(61), (uint64_t(1) << 34) - 4 * 100 + 1}) {
+      Tensor y = ops::dropout(ones, p, seed, offset);
+      int64_t wrong = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const uint64_t e = offset + uint64_t(i);
+        wrong += y.data<float>()[i] != (philox::dropout_keeps(philox::block(seed, e / 4).v[e % 4], p) ? 1.f / (1.f - p) : 0.f);
+      }
+      CHECK_MESSAGE(wrong == 0, "n ", n, ", offset ", offset);
     }
-    CHECK_MESSAGE(wrong == 0, "offset ", offset);
   }
 }
