@@ -18,7 +18,7 @@ set -eu
 MP=${MINIPEFT:-build/cli/minipeft}
 OUT=${STUDY_OUT:-study-out}
 JOBS=${JOBS:-2}
-BASES=${BASES:-"S:4:96 M:4:128 L:6:160"}  # NAME:LAYERS:WIDTH, 4 heads each
+BASES=${BASES:-"S:4:96 M:4:160 L:6:224"}  # NAME:LAYERS:WIDTH, 4 heads each; L: as large as keeps the run within 60 min on 2 cores
 BASE_STEPS=${BASE_STEPS:-1500}    # batch 64: the same schedule for every base
 BASE_LR=${BASE_LR:-1e-3}          # peak, after BASE_STEPS / 10 of warmup, cosine to a tenth
 STEPS=${STEPS:-250}               # every adaptation run, batch 16
@@ -150,13 +150,13 @@ phase_base() {
   wait
 }
 
-# Four or five LRs per method. The study before issue 24 chose on base M at LoRA's and prompt tuning's
-# highest LR (1e-2, 1): their grids go one step further up (3e-2, 3).
+# Four to six LRs per method. Earlier runs chose LoRA's and prompt tuning's highest LR (1e-2, then 3 on
+# base M) and prefix tuning's (3e-1 on base S): those grids go further up.
 SWEEP_LRS_full="1e-4 3e-4 1e-3 3e-3"
 SWEEP_LRS_lora="3e-4 1e-3 3e-3 1e-2 3e-2"
-SWEEP_LRS_prefix="1e-2 3e-2 1e-1 3e-1"
+SWEEP_LRS_prefix="1e-2 3e-2 1e-1 3e-1 1"
 SWEEP_LRS_prefix_mlp="3e-4 1e-3 3e-3 1e-2"
-SWEEP_LRS_prompt="3e-2 1e-1 3e-1 1 3"
+SWEEP_LRS_prompt="3e-2 1e-1 3e-1 1 3 10"
 sweep_lrs() { local v="SWEEP_LRS_${1//-/_}"; echo "${!v}"; }
 
 phase_sweep() {  # each method at its grid's LRs on every base and the steer task; per base, the lowest validation loss wins
