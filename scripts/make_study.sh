@@ -20,7 +20,8 @@ OUT=${STUDY_OUT:-study-out}
 JOBS=${JOBS:-2}
 BASES=${BASES:-"S:4:96 M:4:160 L:6:224"}  # NAME:LAYERS:WIDTH, 4 heads each; L: as large as keeps the run within 60 min on 2 cores
 BASE_STEPS=${BASE_STEPS:-1500}    # batch 64: the same schedule for every base
-BASE_LR=${BASE_LR:-1e-3}          # peak, after BASE_STEPS / 10 of warmup, cosine to a tenth
+BASE_LR=${BASE_LR:-1e-3}          # peak at width BASE_LR_WIDTH, times BASE_LR_WIDTH / width (base_lr); BASE_STEPS / 10 of warmup, cosine to a tenth
+BASE_LR_WIDTH=96
 STEPS=${STEPS:-250}               # every adaptation run, batch 16
 SIZES=${SIZES:-"32 256 2048"}     # training pairs per new task (scripts/study/data.py writes these)
 TASKS=${TASKS:-"step twist jump"}
@@ -131,12 +132,19 @@ phase_data() {
   [ -f "$OUT/data/meta.json" ] || python3 scripts/study/data.py "$OUT/data"
 }
 
+base_lr() {  # base_lr NAME: BASE_LR scaled as 1 / width, as muP scales Adam's LR for hidden weights (Yang et al. 2021)
+  # (at one LR, 1e-3, a 6 x 224 base ended at 15x the held-out loss of a 4 x 160 one; at 5e-4 a 4 x 96 one lagged)
+  local shape
+  shape=$(base_shape "$1")
+  awk -v lr="$BASE_LR" -v ref="$BASE_LR_WIDTH" -v w="$(cut -d' ' -f4 <<< "$shape")" 'BEGIN { printf "%.3g\n", lr * ref / w }'
+}
+
 base_one() {  # base_one NAME: train a base from scratch on the skills' mixture, then its scores before adapting
   local b=$1 pre t
   pre=$(preamble_of "$b" full)
   run "base-$b" train --model gpt2-tiny $(base_shape "$b") --tokenizer "$OUT/data/tokenizer" --method full \
     --data "$OUT/data/${pre}base_train.jsonl" --val-fraction 0.01 --batch 64 --seq "$(seq_of "${pre}base")" --steps "$BASE_STEPS" \
-    --lr "$BASE_LR" --warmup $((BASE_STEPS / 10)) --schedule cosine --eval-every $((BASE_STEPS / 6)) --seed 0 --out "$OUT/runs/base-$b" --no-progress
+    --lr "$(base_lr "$b")" --warmup $((BASE_STEPS / 10)) --schedule cosine --eval-every $((BASE_STEPS / 6)) --seed 0 --out "$OUT/runs/base-$b" --no-progress
   evaluate "base-$b.skills" "${pre}base_test" --model "$OUT/runs/base-$b/final"
   for t in $(python3 -c 'import json, sys; print(" ".join(json.load(open(sys.argv[1]))["skills"]))' "$OUT/data/meta.json"); do
     evaluate "base-$b.$t" "${pre}base_test_$t" --model "$OUT/runs/base-$b/final"
@@ -221,7 +229,7 @@ phase_serve() {  # the three tasks' LoRA adapters (the largest base, N, seed 0) 
 
 phase_assemble() {  # results.json from the runs, then the page and plots from results.json alone
   mkdir -p docs/study
-  python3 scripts/study/collect.py "$OUT" docs/study/results.json "$BASES" "$BASE_STEPS" "$STEPS" "$SIZES" "$TASKS" "$METHODS" "$SEEDS" "$JOBS" "$VTOKENS" "$CHECK_BASE" "$BASE_LR" "$CHECK_METHODS"
+  python3 scripts/study/collect.py "$OUT" docs/study/results.json "$BASES" "$BASE_STEPS" "$STEPS" "$SIZES" "$TASKS" "$METHODS" "$SEEDS" "$JOBS" "$VTOKENS" "$CHECK_BASE" "$BASE_LR" "$CHECK_METHODS" "$BASE_LR_WIDTH"
   python3 scripts/study/page.py docs
 }
 

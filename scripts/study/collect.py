@@ -1,6 +1,6 @@
 """Collects the study's runs into docs/study/results.json (scripts/make_study.sh, phase `assemble`).
 
-    python3 scripts/study/collect.py OUT RESULTS BASES BASE_STEPS STEPS SIZES TASKS METHODS SEEDS JOBS VIRTUAL_TOKENS CHECK_BASE BASE_LR CHECK_METHODS
+    python3 scripts/study/collect.py OUT RESULTS BASES BASE_STEPS STEPS SIZES TASKS METHODS SEEDS JOBS VIRTUAL_TOKENS CHECK_BASE BASE_LR CHECK_METHODS BASE_LR_WIDTH
 
 Reads what the commands wrote in OUT/runs (`minipeft eval --json`, log.jsonl, *.cmd, *.time),
 OUT/lrs.json (the LRs the sweep chose, {base: {method: LR}}) and OUT/data/meta.json (the design). Every row of `runs`
@@ -21,7 +21,7 @@ sizes = [int(x) for x in sys.argv[6].split()]
 tasks, methods, seeds, jobs = sys.argv[7].split(), sys.argv[8].split(), [int(x) for x in sys.argv[9].split()], int(sys.argv[10])
 virtual_tokens = int(sys.argv[11])
 check = [b.split(":") for b in sys.argv[12].split()]  # the no-preamble base, or none (make_study.sh, phase `check`)
-base_lr, check_methods = float(sys.argv[13]), sys.argv[14].split()
+base_lr, check_methods, base_lr_width = float(sys.argv[13]), sys.argv[14].split(), int(sys.argv[15])  # LR at that width, times it / width
 runs_dir = f"{out}/runs"
 meta = json.load(open(f"{out}/data/meta.json"))
 kind_of = meta["tasks"]
@@ -91,8 +91,10 @@ def describe(name, layers, width):  # a base's size, training time and held-out 
     t = tensors(folder)
     embed = sum(c for k, c in t.items() if k.endswith(("wte.weight", "wpe.weight")))
     log = f"{runs_dir}/base-{name}/log.jsonl"
+    command = cmd(f"base-{name}")
+    lr = re.search(r"--lr (\S+)", command or "")
     return {"layers": int(layers), "width": int(width), "heads": 4, "params": sum(t.values()), "embedding_params": embed,
-            "bytes": disk(folder), "train_seconds": secs(f"base-{name}"), "command": cmd(f"base-{name}"),
+            "bytes": disk(folder), "train_seconds": secs(f"base-{name}"), "command": command, "lr": float(lr[1]) if lr else None,
             "val_loss": [json.loads(l) for l in open(log) if "val_loss" in l] if os.path.exists(log) else []}
 
 
@@ -176,7 +178,7 @@ timing = {"started": started, "finished": finished, "wall_seconds": None if fini
           "load_average": {"samples": len(load), "mean": sum(l for _, l in load) / len(load) if load else None,
                            "max": max((l for _, l in load), default=None)}}
 check_base = [dict(base_info.pop(name), name=name, methods=check_methods) for name, _, _ in check]
-design = dict(meta, bases=base_info, check_base=check_base[0] if check_base else None, base_steps=base_steps, base_lr=base_lr, steps=steps,
+design = dict(meta, bases=base_info, check_base=check_base[0] if check_base else None, base_steps=base_steps, base_lr=base_lr, base_lr_width=base_lr_width, steps=steps,
               sizes=sizes, task_names=tasks, methods=methods, seeds=seeds, lrs=lrs, virtual_tokens=virtual_tokens)
 json.dump({"design": design, "runs": [r for r in rows if r], "sweep": sweep, "serving": serving, "timing": timing,
            "missing": sorted(set(missing))}, open(results, "w"), indent=1)

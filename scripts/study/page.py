@@ -133,8 +133,10 @@ w("tokens, one token per instruction word and per ` a` .. ` z`, ` =`, and `<|end
 w("the base saves it beside its weights, and eval and the adapters use it from there). A word the base never saw")
 w("(`step`, `twist`, `jump`) is one token whose embedding was never trained as an input.\n")
 w(f"**Bases.** Random GPT-2 shapes (`--model gpt2-tiny --layers L --width W --heads 4`), each trained the same way on")
-w(f"{D['base_train']:,} pairs of the skills' mixture: {D['base_steps']} steps of 64 pairs, AdamW, LR {D['base_lr']:g} after "
-  f"{D['base_steps'] // 10} steps of warmup, cosine to a tenth, seed 0.\n")
+w(f"{D['base_train']:,} pairs of the skills' mixture: {D['base_steps']} steps of 64 pairs, AdamW, seed 0, peak LR {D['base_lr']:g} × "
+  f"{D['base_lr_width']} / width (muP's 1 / width rule for Adam's hidden weights, Yang et al. 2021, here on every weight: at one LR for all, 1e-3, a 6 × 224 base ended at")
+w(f"15 times the held-out loss of a 4 × 160 one, and at 5e-4 a 4 × 96 one lagged) after {D['base_steps'] // 10} steps of warmup,")
+w("cosine to a tenth.\n")
 w(f"**The preamble.** Every prompt a base sees, in training and in test, starts with {len(D['preamble'])} filler tokens (`{D['preamble']}`).")
 w(f"Full FT and LoRA keep them; prompt and prefix tuning get the prompts without them, so their {D['virtual_tokens']} virtual tokens")
 w("stand where the preamble stood (GPT-2's position ids count the virtual tokens, as in HF PEFT) and every method sees the task at")
@@ -142,12 +144,13 @@ w("the positions the base learned it at. A pretrained LM has seen its text start
 w("has not, and the no-preamble check (below) measures what that costs prompt tuning.")
 w("Parameters are counted from the saved `model.safetensors` (every tensor, the token and position embeddings")
 w("included; the output layer is tied to the token embedding):\n")
-w("| base | layers × width | parameters | of which embeddings | training time | held-out loss at the end |")
-w("|---|---|---:|---:|---:|---:|")
+w("| base | layers × width | parameters | of which embeddings | peak LR | training time | held-out loss at the end |")
+w("|---|---|---:|---:|---:|---:|---:|")
 for b, i in D["bases"].items():
     vl = i["val_loss"][-1]["val_loss"] if i["val_loss"] else None
     ts = "–" if i["train_seconds"] is None else f"{i['train_seconds']:.0f} s"
-    w(f"| {b} | {i['layers']} × {i['width']} | {i['params']:,} | {i['embedding_params']:,} | {ts} | {'–' if vl is None else f'{vl:.4f}'} |")
+    w(f"| {b} | {i['layers']} × {i['width']} | {i['params']:,} | {i['embedding_params']:,} | {i['lr'] if i.get('lr') else '–'} | {ts} | "
+      + ("–" if vl is None else f"{vl:.4f}") + " |")
 w("")
 w("The bases before adapting (exact match on held-out sequences):\n")
 cols = D["skills"] + list(D["tasks"])
