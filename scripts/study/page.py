@@ -98,7 +98,7 @@ if T["wall_seconds"] is not None:
     adapted = sum(1 for r in runs if r["method"] != "none" and r["task_kind"] != "base")
     cpu = T.get("cpu") or {}
     w(f"**Run time.** From scratch (data, {len(bases) + (1 if CK else 0)} bases, the LR sweep's {len(R['sweep'])} runs on every base, {adapted} adaptation runs,")
-    w(f"serving) to the page: **{T['wall_seconds'] / 60:.1f} min of wall time** on {T['cores']} shared x86 cores "
+    w(f"serving) to the page: **{T['wall_seconds'] / 60:.1f} min of wall time** on {T['cores']} x86 cores "
       f"({cpu.get('model_name') or 'x86'}, CPU family {cpu.get('family')} model {cpu.get('model')}"
       + (f", {core_name(cpu)}" if core_name(cpu) else "") + f"; {T['simd']}" + ("" if T["simd"] == "AVX-512" else ", no AVX-512") + "),")
     w(f"{T['jobs']} commands at once, each `OMP_NUM_THREADS=1` under `nice`; the {T['commands']} commands' own wall times add up to")
@@ -386,6 +386,10 @@ if gaps:
         v = "**agrees**"
     elif drop > spread:
         v = "**partly**: smaller at the largest base than at the smallest, but not at every step"
+        stalls = [(a, z) for a, z in zip(gaps, gaps[1:]) if not a[2] > z[2]]  # the steps where it does not shrink
+        if all(abs(a[2]) <= CLOSE and abs(z[2]) <= CLOSE for a, z in stalls):
+            v += (" (where it does not, " + ", ".join(f"{a[0]} to {z[0]}" for a, z in stalls) + f", it is already closed: prompt tuning"
+                  f" within {CLOSE:.0f} points of full FT at both sizes)")
     else:
         v = f"**disagrees**: the gap does not shrink ({gaps[0][0]} {gaps[0][2]:+.1f}, {gaps[-1][0]} {gaps[-1][2]:+.1f} points)"
     other = {kind_task[k]: [(b, (lambda c: None if not c else c[1] - c[0])(compare(b, kind_task[k], "prompt", largest_n))) for b in bases]
