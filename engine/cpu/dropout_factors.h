@@ -16,7 +16,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
-#if defined(__AVX2__) && !defined(__AVX512F__)
+#if defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -26,88 +26,81 @@
 namespace mp::cpu {
 
 MP_AVX512_BEGIN
-#if defined(__AVX2__) && !defined(__AVX512F__)
-// Blocks first .. first + 7 of stream `seed`: draws[4 j + l] = lane l of block first + j.
-inline void eight_blocks(uint64_t seed, uint64_t first, uint32_t* draws) {
-  alignas(32) uint32_t lo[8], hi[8];  // each block's counter: its index's low and high words
-  for (int j = 0; j < 8; ++j) {
+#if defined(__AVX512F__) || defined(__AVX2__)
+// One register holds one word of the counters of Lanes::n blocks (16 with
+// AVX-512, 8 with AVX2), and these are the operations a round needs.
+struct Lanes {
+#if defined(__AVX512F__)
+  using V = __m512i;
+  static constexpr int n = 16;
+  static V load(const uint32_t* p) { return _mm512_load_si512(p); }
+  static V zero() { return _mm512_setzero_si512(); }
+  // The 64-bit products of every 32-bit lane of c with m: their high and low words.
+  static void mul(V c, uint32_t m, V& high, V& low) {
+    const V mm = _mm512_set1_epi64(m);
+    const V even = _mm512_mul_epu32(c, mm);                        // lanes 0, 2, ...: 64-bit products
+    const V odd = _mm512_mul_epu32(_mm512_srli_epi64(c, 32), mm);  // lanes 1, 3, ...
+    high = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+    low = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+  }
+  static V xor3(V a, V b, uint32_t k) { return _mm512_xor_si512(_mm512_xor_si512(a, b), _mm512_set1_epi32(int(k))); }
+#else
+  using V = __m256i;
+  static constexpr int n = 8;
+  static V load(const uint32_t* p) { return _mm256_load_si256(reinterpret_cast<const V*>(p)); }
+  static V zero() { return _mm256_setzero_si256(); }
+  static void mul(V c, uint32_t m, V& high, V& low) {  // as above
+    const V mm = _mm256_set1_epi64x(m);
+    const V even = _mm256_mul_epu32(c, mm);
+    const V odd = _mm256_mul_epu32(_mm256_srli_epi64(c, 32), mm);
+    high = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+    low = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+  }
+  static V xor3(V a, V b, uint32_t k) { return _mm256_xor_si256(_mm256_xor_si256(a, b), _mm256_set1_epi32(int(k))); }
+#endif
+};
+
+// Philox4x32-10 (philox.h) on blocks first .. first + Lanes::n - 1 of stream
+// `seed`: c[l] holds word l of every block's output.
+inline void lane_blocks(uint64_t seed, uint64_t first, Lanes::V (&c)[4]) {
+  alignas(64) uint32_t lo[Lanes::n], hi[Lanes::n];  // each block's counter: its index's low and high words
+  for (int j = 0; j < Lanes::n; ++j) {
     lo[j] = uint32_t(first + uint64_t(j));
     hi[j] = uint32_t((first + uint64_t(j)) >> 32);
   }
-  __m256i c0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(lo));
-  __m256i c1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(hi));
-  __m256i c2 = _mm256_setzero_si256(), c3 = _mm256_setzero_si256();
-  const __m256i m0 = _mm256_set1_epi64x(philox::kM0), m1 = _mm256_set1_epi64x(philox::kM1);
-  // The 64-bit products of every 32-bit lane of c with m: their high and low words.
-  auto mul = [](__m256i c, __m256i m, __m256i& high, __m256i& low) {
-    const __m256i even = _mm256_mul_epu32(c, m);                        // lanes 0, 2, ...: 64-bit products
-    const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(c, 32), m);  // lanes 1, 3, ...
-    high = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
-    low = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
-  };
+  c[0] = Lanes::load(lo);
+  c[1] = Lanes::load(hi);
+  c[2] = c[3] = Lanes::zero();
   uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
   for (int r = 0; r < 10; ++r) {
     if (r > 0) {
       k0 += philox::kW0;
       k1 += philox::kW1;
     }
-    __m256i hi0, lo0, hi1, lo1;
-    mul(c0, m0, hi0, lo0);
-    mul(c2, m1, hi1, lo1);
-    c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32(int(k0)));
-    c1 = lo1;
-    c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32(int(k1)));
-    c3 = lo0;
+    Lanes::V hi0, lo0, hi1, lo1;
+    Lanes::mul(c[0], philox::kM0, hi0, lo0);
+    Lanes::mul(c[2], philox::kM1, hi1, lo1);
+    c[0] = Lanes::xor3(hi1, c[1], k0);
+    c[1] = lo1;
+    c[2] = Lanes::xor3(hi0, c[3], k1);
+    c[3] = lo0;
   }
-  alignas(32) uint32_t words[4][8];  // words[l][j]: word l of block first + j
-  _mm256_store_si256(reinterpret_cast<__m256i*>(words[0]), c0);
-  _mm256_store_si256(reinterpret_cast<__m256i*>(words[1]), c1);
-  _mm256_store_si256(reinterpret_cast<__m256i*>(words[2]), c2);
-  _mm256_store_si256(reinterpret_cast<__m256i*>(words[3]), c3);
-  for (int j = 0; j < 8; ++j)
-    for (int l = 0; l < 4; ++l) draws[4 * j + l] = words[l][j];
 }
 #endif
 
 // The draws of elements 4 first .. 4 first + 63 of stream `seed`, in order:
 // draws[4 j + l] = lane l of block first + j, for (at least) the first
-// `blocks` (1 to 16) blocks; the rest of draws may be left unwritten.
-inline void sixteen_blocks(uint64_t seed, uint64_t first, int blocks, uint32_t (&draws)[64]) {
+// `blocks` (1 to 16) blocks; the rest of draws may be left unwritten
+// (AVX-512 makes all 16 in one go).
+inline void sixteen_blocks(uint64_t seed, uint64_t first, [[maybe_unused]] int blocks, uint32_t (&draws)[64]) {
 #if defined(__AVX512F__)
-  alignas(64) uint32_t lo[16], hi[16];  // each block's counter: its index's low and high words
-  for (int j = 0; j < 16; ++j) {
-    lo[j] = uint32_t(first + uint64_t(j));
-    hi[j] = uint32_t((first + uint64_t(j)) >> 32);
-  }
-  __m512i c0 = _mm512_load_si512(lo), c1 = _mm512_load_si512(hi);
-  __m512i c2 = _mm512_setzero_si512(), c3 = _mm512_setzero_si512();
-  const __m512i m0 = _mm512_set1_epi64(philox::kM0), m1 = _mm512_set1_epi64(philox::kM1);
-  // The 64-bit products of every 32-bit lane of c with m: their high and low words.
-  auto mul = [](__m512i c, __m512i m, __m512i& high, __m512i& low) {
-    const __m512i even = _mm512_mul_epu32(c, m);                         // lanes 0, 2, ...: 64-bit products
-    const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(c, 32), m);   // lanes 1, 3, ...
-    high = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
-    low = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
-  };
-  uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
-  for (int r = 0; r < 10; ++r) {
-    if (r > 0) {
-      k0 += philox::kW0;
-      k1 += philox::kW1;
-    }
-    __m512i hi0, lo0, hi1, lo1;
-    mul(c0, m0, hi0, lo0);
-    mul(c2, m1, hi1, lo1);
-    c0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), _mm512_set1_epi32(int(k0)));
-    c1 = lo1;
-    c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32(int(k1)));
-    c3 = lo0;
-  }
-  // c_l holds word l of blocks 0..15. Transpose 4 x 4 inside each 128-bit
+  __m512i c[4];
+  lane_blocks(seed, first, c);
+  // c[l] holds word l of blocks 0..15. Transpose 4 x 4 inside each 128-bit
   // lane k (u_i: block 4k + i), then the 128-bit lanes, so that register k
   // holds blocks 4k .. 4k + 3, word by word.
-  const __m512i t0 = _mm512_unpacklo_epi32(c0, c1), t1 = _mm512_unpacklo_epi32(c2, c3);
-  const __m512i t2 = _mm512_unpackhi_epi32(c0, c1), t3 = _mm512_unpackhi_epi32(c2, c3);
+  const __m512i t0 = _mm512_unpacklo_epi32(c[0], c[1]), t1 = _mm512_unpacklo_epi32(c[2], c[3]);
+  const __m512i t2 = _mm512_unpackhi_epi32(c[0], c[1]), t3 = _mm512_unpackhi_epi32(c[2], c[3]);
   const __m512i u0 = _mm512_unpacklo_epi64(t0, t1), u1 = _mm512_unpackhi_epi64(t0, t1);
   const __m512i u2 = _mm512_unpacklo_epi64(t2, t3), u3 = _mm512_unpackhi_epi64(t2, t3);
   const __m512i v0 = _mm512_shuffle_i32x4(u0, u1, 0x44), v1 = _mm512_shuffle_i32x4(u2, u3, 0x44);
@@ -117,7 +110,14 @@ inline void sixteen_blocks(uint64_t seed, uint64_t first, int blocks, uint32_t (
   _mm512_storeu_si512(draws + 32, _mm512_shuffle_i32x4(v2, v3, 0x88));
   _mm512_storeu_si512(draws + 48, _mm512_shuffle_i32x4(v2, v3, 0xDD));
 #elif defined(__AVX2__)
-  for (int j = 0; j < blocks; j += 8) eight_blocks(seed, first + uint64_t(j), draws + 4 * j);
+  for (int j0 = 0; j0 < blocks; j0 += 8) {  // as many groups of 8 blocks as needed, scattered into element order
+    alignas(32) uint32_t words[4][8];         // words[l][j]: word l of block first + j0 + j
+    __m256i c[4];
+    lane_blocks(seed, first + uint64_t(j0), c);
+    for (int l = 0; l < 4; ++l) _mm256_store_si256(reinterpret_cast<__m256i*>(words[l]), c[l]);
+    for (int j = 0; j < 8; ++j)
+      for (int l = 0; l < 4; ++l) draws[4 * (j0 + j) + l] = words[l][j];
+  }
 #else
   for (int j = 0; j < blocks; ++j) {
     const philox::U32x4 r = philox::block(seed, first + uint64_t(j));
