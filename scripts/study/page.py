@@ -103,10 +103,10 @@ if T["wall_seconds"] is not None:
       + (f", {core_name(cpu)}" if core_name(cpu) else "") + f"; {T['simd']}" + ("" if T["simd"] == "AVX-512" else ", no AVX-512") + "),")
     w(f"{T['jobs']} commands at once, each `OMP_NUM_THREADS=1` under `nice`; the {T['commands']} commands' own wall times add up to")
     load = ""
-    if la["mean"] is not None:  # 2 would be this study alone
+    if la["mean"] is not None:  # the study alone keeps the load at its job count
         load = (f" The machine's 1-minute load average, sampled every 30 s, was {la['mean']:.1f} on average and {la['max']:.1f} at most"
-                + (" (2 would be this study alone: it shared the machine with other work, so on an idle one it would take less)"
-                   if la["mean"] > 2.5 else " (2 is this study alone)")
+                + (f" ({T['jobs']} would be this study alone: it shared the machine with other work, so on an idle one it would take less)"
+                   if la["mean"] > T["jobs"] + 0.5 else f" ({T['jobs']} is this study alone)")
                 + "; exact-match counts and file sizes do not depend on the load.")
     w(f"{T['command_seconds'] / 60:.1f} min." + load)
     w("")
@@ -134,9 +134,8 @@ w("the base saves it beside its weights, and eval and the adapters use it from t
 w("(`step`, `twist`, `jump`) is one token whose embedding was never trained as an input.\n")
 w(f"**Bases.** Random GPT-2 shapes (`--model gpt2-tiny --layers L --width W --heads 4`), each trained the same way on")
 w(f"{D['base_train']:,} pairs of the skills' mixture: {D['base_steps']} steps of 64 pairs, AdamW, seed 0, peak LR {D['base_lr']:g} × "
-  f"{D['base_lr_width']} / width (muP's 1 / width rule for Adam's hidden weights, Yang et al. 2021, here on every weight: at one LR for all, 1e-3, a 6 × 224 base ended at")
-w(f"15 times the held-out loss of a 4 × 160 one, and at 5e-4 a 4 × 96 one lagged) after {D['base_steps'] // 10} steps of warmup,")
-w("cosine to a tenth.\n")
+  f"{D['base_lr_width']} / width (muP's 1 / width rule for Adam's hidden weights, Yang et al. 2021, here on every weight;")
+w(f"`scripts/make_study.sh` says why one LR for all did not do) after {D['base_steps'] // 10} steps of warmup, cosine to a tenth.\n")
 w(f"**The preamble.** Every prompt a base sees, in training and in test, starts with {len(D['preamble'])} filler tokens (`{D['preamble']}`).")
 w(f"Full FT and LoRA keep them; prompt and prefix tuning get the prompts without them, so their {D['virtual_tokens']} virtual tokens")
 w("stand where the preamble stood (GPT-2's position ids count the virtual tokens, as in HF PEFT) and every method sees the task at")
@@ -459,7 +458,7 @@ sizes_text = ", ".join(f"{b} {D['bases'][b]['params']:,}" for b in bases)
 largest = bases[-1]
 within = T["wall_seconds"] is not None and T["wall_seconds"] <= 3600
 w(f"- The bases ({sizes_text} parameters) are smaller than the issue's example (~3M / 7M / 20M+). {largest} was chosen as large as")
-w("  would keep this run within the issue's 60 minutes on 2 cores (this run: "
+w(f"  would keep this run within the issue's 60 minutes on {T['cores']} cores (this run: "
   + ("–" if T["wall_seconds"] is None else f"{T['wall_seconds'] / 60:.0f} min, " + ("within" if within else "over")) + f"; training {largest} alone took "
   f"{D['bases'][largest]['train_seconds'] / 60:.1f} min, and each of its adaptation runs costs about in proportion to its size).")
 w("  The size claim is tested over this range only.")
